@@ -1,0 +1,192 @@
+"""Run a float ONNX model over calibration samples and observe the range of its tensors."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Iterable
+
+import numpy as np
+
+from edgec.calibration.observers import Observer, make_observer
+from edgec.calibration.types import TensorRange
+from edgec.errors import CalibrationDataError, ConfigError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgec.compiler.progress import Progress
+
+# ONNX element types whose tensors get a range: FLOAT, FLOAT16, DOUBLE, BFLOAT16.
+_FLOAT_TYPES = {1, 10, 11, 16}
+
+
+def _augment(model: "onnx.ModelProto") -> tuple["onnx.ModelProto", dict[str, int]]:
+    """A copy of `model` without value_info, and the element type of every tensor.
+
+    value_info is dropped from the copy: onnxruntime infers what it needs, and a stale entry
+    (an exporter's wrong dtype, shapes from before the dims were fixed) could contradict an
+    intermediate tensor once it is made a graph output. Types come from shape inference on
+    that clean copy; if inference fails (custom domains), from the model's own annotations.
+    """
+    import onnx
+
+    aug = onnx.ModelProto()
+    aug.CopyFrom(model)
+    del aug.graph.value_info[:]
+    try:
+        inferred = onnx.shape_inference.infer_shapes(aug)
+    except Exception:
+        inferred = model
+    types: dict[str, int] = {}
+    g = inferred.graph
+    for vi in [*g.value_info, *g.input, *g.output]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            types[vi.name] = vi.type.tensor_type.elem_type
+    for init in model.graph.initializer:
+        types[init.name] = init.data_type
+    return aug, types
+
+
+def _add_outputs(aug: "onnx.ModelProto", names: list[str], types: dict[str, int]) -> None:
+    """Make `names` graph outputs of `aug`, declared by element type only (shapes vary)."""
+    import onnx
+    from onnx import helper
+
+    existing = {o.name for o in aug.graph.output}
+    for name in names:
+        if name in existing:
+            continue
+        if name in types:
+            aug.graph.output.append(helper.make_tensor_value_info(name, types[name], None))
+        else:  # onnxruntime accepts an untyped output and infers it
+            aug.graph.output.append(onnx.ValueInfoProto(name=name))
+
+
+def _session(model: "onnx.ModelProto"):
+    from edgec._deps import require
+
+    ort = require("onnxruntime", None)
+    opts = ort.SessionOptions()
+    # Fusions would only remove nodes whose outputs we asked for; keep the graph as written.
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own exception types are not importable uniformly
+        raise CalibrationDataError(f"onnxruntime cannot load the model for calibration: {exc}") from exc
+
+
+def collect_ranges(
+    model: "onnx.ModelProto",
+    samples: Iterable[dict[str, np.ndarray]],
+    method: str = "minmax",
+    *,
+    tensors: list[str] | None = None,
+    progress: "Progress | None" = None,
+    **observer_kw: Any,
+) -> dict[str, TensorRange]:
+    """Range of every float tensor of `model` over `samples`, as chosen by `method`.
+
+    The model's float node outputs (or just `tensors`) are made graph outputs of a copy of
+    the model, which onnxruntime (CPU) runs one sample at a time; each tensor feeds its own
+    observer, so no activation outlives its sample.
+
+    Args:
+        model: Float ONNX model (in memory).
+        samples: Feeds in the model convention (`CalibrationData` or any iterable of dicts);
+            keys beyond the model's inputs are ignored.
+        method: Observer name (``minmax``, ``percentile``, ``entropy``, ``mse``).
+        tensors: Names to observe (node outputs, graph inputs or initializers); default:
+            every float graph input and float node output.
+        progress: Progress reporter, or None.
+        **observer_kw: Options of the observer (e.g. ``percentile=99.99``).
+
+    Returns:
+        ``{tensor name: TensorRange}`` in graph order. A tensor that was only ever empty gets
+        ``TensorRange(0, 0)``.
+
+    Raises:
+        CalibrationDataError: No samples, a sample lacking an input, or onnxruntime failing
+            on a sample (wrong shape or dtype).
+        ConfigError: Unknown method or option, or a requested tensor that is not in the model
+            or not float.
+    """
+    make_observer(method, **observer_kw)  # fail on a bad method before running anything
+    g = model.graph
+    init_names = {i.name for i in g.initializer}
+    runtime_inputs = [i.name for i in g.input if i.name not in init_names]
+    node_outputs = [o for n in g.node for o in n.output if o]
+    aug, types = _augment(model)
+
+    def is_float(name: str) -> bool:
+        return types.get(name, 1) in _FLOAT_TYPES  # unknown: decided by what onnxruntime returns
+
+    if tensors is None:
+        observed_inputs = [n for n in runtime_inputs if is_float(n)]
+        observed_outputs = [n for n in node_outputs if is_float(n)]
+        observed_inits: list[str] = []
+    else:
+        known = set(runtime_inputs) | set(node_outputs) | init_names
+        unknown = [t for t in tensors if t not in known]
+        if unknown:
+            raise ConfigError(
+                f"tensor(s) {', '.join(repr(t) for t in unknown)} to calibrate are not in the model; "
+                "expected node outputs, graph inputs or initializers"
+            )
+        not_float = [t for t in tensors if t in types and types[t] not in _FLOAT_TYPES]
+        if not_float:
+            raise ConfigError(f"tensor(s) {', '.join(repr(t) for t in not_float)} are not float; expected float tensors to calibrate")
+        wanted = set(tensors)
+        observed_inputs = [n for n in runtime_inputs if n in wanted]
+        observed_outputs = [n for n in node_outputs if n in wanted]
+        observed_inits = [n for n in g.initializer if n.name in wanted]
+
+    observers: dict[str, Observer] = {}
+    order = [*observed_inputs, *(i.name for i in observed_inits), *observed_outputs]
+    for name in order:
+        observers[name] = make_observer(method, **observer_kw)
+    if observed_inits:
+        from onnx import numpy_helper
+
+        for init in observed_inits:
+            observers[init.name].update(numpy_helper.to_array(init))
+
+    _add_outputs(aug, observed_outputs, types)
+    sess = _session(aug)
+    del aug  # onnxruntime holds its own copy; do not keep a second 90 MB proto alive
+    fetch = observed_outputs
+    total = len(samples) if hasattr(samples, "__len__") else None  # type: ignore[arg-type]
+    n_seen = 0
+    with progress.task("calibrating", total=total) if progress is not None else nullcontext() as task:
+        for k, sample in enumerate(samples):
+            missing = [n for n in runtime_inputs if n not in sample]
+            if missing:
+                raise CalibrationDataError(
+                    f"calibration sample {k} lacks input(s) {', '.join(repr(m) for m in missing)}; "
+                    f"expected {', '.join(repr(n) for n in runtime_inputs)}"
+                )
+            feed = {n: sample[n] for n in runtime_inputs}
+            try:
+                results = sess.run(fetch, feed) if fetch else []
+            except Exception as exc:  # InvalidArgument / Fail from onnxruntime
+                raise CalibrationDataError(f"onnxruntime failed on calibration sample {k}: {exc}") from exc
+            for name in observed_inputs:
+                observers[name].update(feed[name])
+            for name, value in zip(fetch, results):
+                if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                    observers[name].update(value)
+            del results
+            n_seen += 1
+            if task is not None:
+                task.advance()
+    if n_seen == 0:
+        raise CalibrationDataError("no calibration samples were given; expected at least one")
+
+    ranges: dict[str, TensorRange] = {}
+    for name, obs in observers.items():
+        if obs.count == 0:
+            if types.get(name, 1) in _FLOAT_TYPES and name in types:
+                ranges[name] = TensorRange(0.0, 0.0, obs.name, 0.0)
+            continue  # unknown type and never a float array: not a float tensor
+        ranges[name] = obs.compute_range()
+    return ranges

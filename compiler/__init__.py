@@ -1,0 +1,1 @@
+"""Model loading and export, graph passes, quantization, the build pipeline and bundles."""

@@ -1,0 +1,424 @@
+"""Model sources -> `ModelHandle`: ONNX, HF transformers folders, PyTorch, .pt2, .tflite."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgec._deps import require
+from edgec.compiler.config import InputShape
+from edgec.compiler.model import ModelHandle, TensorSpec, sha256_bytes, sha256_file, sha256_path
+from edgec.compiler.progress import SILENT, Progress
+from edgec.errors import ConfigError, ExportError, ModelLoadError
+
+DEFAULT_SEQ_LEN = 128
+
+
+def source_kind(model: str) -> str:
+    """``onnx``, ``tflite``, ``pt2``, ``hf`` or ``torch`` for a MODEL argument."""
+    p = Path(model)
+    if p.is_dir():
+        return "hf"
+    if ":" in model and model.rsplit(":", 1)[0].endswith(".py"):
+        return "torch"
+    suffix = p.suffix.lower()
+    if suffix in (".onnx", ".tflite", ".pt2"):
+        return suffix[1:]
+    if not p.exists():
+        raise ModelLoadError(f"model '{model}' does not exist")
+    raise ModelLoadError(
+        f"'{model}' is not a model edgec reads: give an .onnx or .tflite file, a .pt2 ExportedProgram, "
+        "a Hugging Face transformers folder, or file.py:factory")
+
+
+def load_model(model: str, *, task: str | None = None, input_shapes: dict[str, InputShape] | None = None,
+               parity_tol: float = 1e-3, progress: Progress = SILENT) -> ModelHandle:
+    """Load or export the model named on the command line as ONNX (or .tflite)."""
+    kind = source_kind(model)
+    shapes = input_shapes or {}
+    if kind == "onnx":
+        handle = load_onnx(Path(model))
+    elif kind == "tflite":
+        handle = load_tflite(Path(model))
+    elif kind == "hf":
+        handle = load_hf_folder(Path(model), task=task, input_shapes=shapes, parity_tol=parity_tol, progress=progress)
+    elif kind == "torch":
+        handle = load_torch_factory(model, input_shapes=shapes, parity_tol=parity_tol, progress=progress)
+    else:
+        handle = load_pt2(Path(model), input_shapes=shapes, parity_tol=parity_tol, progress=progress)
+    handle.meta["source_kind"] = kind
+    return handle
+
+
+# -- ONNX ------------------------------------------------------------------------------
+def load_onnx(path: Path) -> ModelHandle:
+    """Read and check an ONNX file (external data next to it is loaded)."""
+    import onnx
+
+    if not path.is_file():
+        raise ModelLoadError(f"model '{path}' does not exist")
+    data = path.read_bytes()
+    if not data:
+        raise ModelLoadError(f"'{path}' is empty")
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others on junk
+        raise ModelLoadError(f"'{path}' is not a valid ONNX model (truncated or corrupt file): {exc}") from exc
+    if not proto.graph.node or not proto.graph.output:
+        raise ModelLoadError(f"'{path}' is not a valid ONNX model (no graph: truncated or not an ONNX file)")
+    has_external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    if has_external:
+        try:
+            onnx.load_external_data_for_model(proto, str(path.parent))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(f"cannot read the external weights of '{path}': {exc}") from exc
+    try:
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError and C++ errors
+        raise ModelLoadError(f"'{path}' is not a valid ONNX model: {str(exc).splitlines()[0]}") from exc
+    cap_ir_version(proto)
+    digest = sha256_bytes(data) if not has_external else sha256_path(path.parent)
+    handle = ModelHandle.from_onnx(proto, str(path), digest)
+    _guess_layouts(handle)
+    return handle
+
+
+# onnxruntime 1.31 reads IR versions up to 10 reliably; newer onnx writers stamp 11+ even when
+# the graph uses nothing newer. Features of IR >= 11 (new float types) are not used by edgec.
+MAX_IR_VERSION = 10
+
+
+def cap_ir_version(proto) -> None:
+    """Lower the IR version stamp to one every runtime here reads."""
+    if proto.ir_version > MAX_IR_VERSION:
+        proto.ir_version = MAX_IR_VERSION
+
+
+def _guess_layouts(handle: ModelHandle) -> None:
+    # A float rank-4 input with 1 or 3 channels at axis 1 is an NCHW image.
+    fixed = []
+    for s in handle.inputs:
+        if s.dtype.startswith("float") and len(s.shape) == 4 and s.shape[1] in (1, 3, 4) and s.layout is None:
+            s = TensorSpec(s.name, s.shape, s.dtype, s.scale, s.zero_point, "NCHW")
+        fixed.append(s)
+    handle.inputs = fixed
+
+
+def fix_input_shapes(handle: ModelHandle, shapes: dict[str, InputShape]) -> ModelHandle:
+    """Make every input dimension static (from ``--input-shape``) or fail naming the input."""
+    import onnx
+
+    names = {s.name for s in handle.inputs}
+    unknown = sorted(set(shapes) - names)
+    if unknown:
+        raise ConfigError(f"--input-shape names unknown input(s) {unknown}; the model's inputs are {sorted(names)}")
+    proto = onnx.ModelProto()
+    proto.CopyFrom(handle.proto)
+    dynamic: dict[str, dict[int, str]] = {}
+    for vi in proto.graph.input:
+        if vi.name not in names:
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        given = shapes.get(vi.name)
+        if given is not None:
+            if len(given.opt) != len(dims):
+                raise ConfigError(f"--input-shape {vi.name} has rank {len(given.opt)}, the model input has rank {len(dims)}")
+            for i, (d, v) in enumerate(zip(dims, given.opt)):
+                if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != v:
+                    raise ConfigError(f"--input-shape {vi.name}: axis {i} is fixed to {d.dim_value} in the model, got {v}")
+                if not (d.HasField("dim_value") and d.dim_value > 0):
+                    dynamic.setdefault(vi.name, {})[i] = d.dim_param or f"{vi.name}_dim{i}"
+                d.Clear()
+                d.dim_value = v
+            continue
+        bad = [(i, d.dim_param or "?") for i, d in enumerate(dims) if not (d.HasField("dim_value") and d.dim_value > 0)]
+        if bad:
+            shape = "x".join(str(d.dim_value) if d.dim_value > 0 else "N" for d in dims)
+            raise ConfigError(
+                f"input '{vi.name}' has dynamic dimension(s) {[b[1] for b in bad]} at axis {[b[0] for b in bad]}; "
+                f"give a static shape with --input-shape {vi.name}={shape.replace('N', '1')} "
+                f"(or a MIN:OPT:MAX profile for jetson)")
+    if not dynamic:
+        return handle
+    out = handle.with_proto(proto)
+    out.meta["dynamic_dims"] = dynamic
+    _guess_layouts(out)
+    return out
+
+
+# -- .tflite ---------------------------------------------------------------------------
+def load_tflite(path: Path) -> ModelHandle:
+    """An int8 .tflite source: keeps the flatbuffer; I/O read with LiteRT's interpreter."""
+    if not path.is_file():
+        raise ModelLoadError(f"model '{path}' does not exist")
+    data = path.read_bytes()
+    # A .tflite flatbuffer carries the file identifier "TFL3" at bytes 4..8.
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelLoadError(f"'{path}' is not a valid .tflite model (missing TFL3 identifier: truncated or corrupt)")
+    interp_mod = require("ai_edge_litert.interpreter", "mcu", "ai-edge-litert")
+    try:
+        interp = interp_mod.Interpreter(model_content=data)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"'{path}' is not a valid .tflite model: {exc}") from exc
+
+    def specs(details) -> list[TensorSpec]:
+        out = []
+        for d in details:
+            scale, zp = d.get("quantization", (0.0, 0))
+            dtype = np.dtype(d["dtype"]).name
+            q = dtype in ("int8", "uint8", "int16") and scale
+            layout = "NHWC" if len(d["shape"]) == 4 else None
+            out.append(TensorSpec(d["name"], tuple(int(x) for x in d["shape"]), dtype,
+                                  float(scale) if q else None, int(zp) if q else None, layout))
+        return out
+
+    return ModelHandle(proto=None, inputs=specs(interp.get_input_details()), outputs=specs(interp.get_output_details()),
+                       source_path=str(path), source_sha256=sha256_bytes(data), format="tflite", tflite_bytes=data)
+
+
+# -- PyTorch ---------------------------------------------------------------------------
+def _finish_torch(module: Any, example: Any, source: str, digest: str, *, parity_tol: float, progress: Progress,
+                  input_shapes: dict[str, InputShape], output_names: list[str] | None = None,
+                  task: str | None = None) -> ModelHandle:
+    from edgec.compiler.export import export_module, export_parity, normalize_example_inputs
+
+    ex = normalize_example_inputs(module, example)
+    dynamic = {n: {i: f"{n}_dim{i}" for i, (lo, hi) in enumerate(zip(s.min, s.max)) if lo != hi}
+               for n, s in input_shapes.items() if s.is_profile}
+    dynamic = {n: d for n, d in dynamic.items() if d}
+    progress.message(f"exporting to ONNX ({len(ex)} input(s))")
+    proto, exporter = export_module(module, ex, dynamic_axes=dynamic or None, output_names=output_names)
+    cap_ir_version(proto)
+    err = export_parity(module, proto, ex)
+    ref_scale = 1.0
+    if not err <= parity_tol * max(1.0, ref_scale):
+        raise ExportError(
+            f"exported ONNX differs from PyTorch by {err:.3g} (max abs) on the example inputs, above the "
+            f"tolerance {parity_tol:g}: the model may use ops the exporter mishandles")
+    handle = ModelHandle.from_onnx(proto, source, digest, task=task,
+                                   example_inputs={k: v.detach().cpu().numpy() for k, v in ex.items()},
+                                   export_parity_max_abs_err=err)
+    handle.meta["exporter"] = exporter
+    if dynamic:
+        handle.meta["dynamic_dims"] = dynamic
+    _guess_layouts(handle)
+    return handle
+
+
+def load_torch_factory(spec: str, *, input_shapes: dict[str, InputShape], parity_tol: float,
+                       progress: Progress) -> ModelHandle:
+    """``file.py:factory`` where ``factory()`` returns ``(module, example_inputs)``."""
+    file, _, fn = spec.rpartition(":")
+    path = Path(file)
+    if not path.is_file():
+        raise ModelLoadError(f"model factory file '{file}' does not exist")
+    require("torch", "export")
+    mod_name = f"edgec_user_model_{sha256_bytes(str(path.resolve()).encode())[:12]}"
+    spec_ = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec_)
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec_.loader.exec_module(module)
+        factory = getattr(module, fn, None)
+        if factory is None:
+            raise ModelLoadError(f"'{file}' has no function '{fn}'")
+        result = factory()
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code may raise anything
+        raise ModelLoadError(f"running {spec} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.pop(0)
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise ModelLoadError(f"{spec} must return (module, example_inputs), got {type(result).__name__}")
+    net, example = result
+    return _finish_torch(net, example, spec, sha256_file(path), parity_tol=parity_tol, progress=progress,
+                         input_shapes=input_shapes)
+
+
+def load_pt2(path: Path, *, input_shapes: dict[str, InputShape], parity_tol: float, progress: Progress) -> ModelHandle:
+    """A ``torch.export`` ExportedProgram saved with ``torch.export.save``."""
+    torch = require("torch", "export")
+    if not path.is_file():
+        raise ModelLoadError(f"model '{path}' does not exist")
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"'{path}' is not a valid .pt2 ExportedProgram: {exc}") from exc
+    example = getattr(ep, "example_inputs", None)
+    if not example:
+        raise ModelLoadError(f"'{path}' carries no example inputs; save it from torch.export.export(model, args)")
+    args, kwargs = example
+    module = ep.module()
+    ex = dict(kwargs) if kwargs else args
+    if not kwargs:
+        names = [s.arg.name for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+        ex = dict(zip(names, args)) if len(names) == len(args) else args
+    return _finish_torch(module, ex, str(path), sha256_file(path), parity_tol=parity_tol, progress=progress,
+                         input_shapes=input_shapes)
+
+
+# -- Hugging Face ----------------------------------------------------------------------
+_TASK_BY_SUFFIX = [
+    ("ForSequenceClassification", "text-classification", "AutoModelForSequenceClassification"),
+    ("ForTokenClassification", "token-classification", "AutoModelForTokenClassification"),
+    ("ForQuestionAnswering", "question-answering", "AutoModelForQuestionAnswering"),
+    ("ForMaskedLM", "fill-mask", "AutoModelForMaskedLM"),
+    ("ForCausalLM", "text-generation", "AutoModelForCausalLM"),
+    ("ForImageClassification", "image-classification", "AutoModelForImageClassification"),
+    ("Model", "feature-extraction", "AutoModel"),
+]
+_AUTO_BY_TASK = {t: a for _, t, a in _TASK_BY_SUFFIX} | {"sentence-embedding": "AutoModel"}
+
+
+def hf_task(folder: Path, config: dict[str, Any], task: str | None) -> str:
+    """The task from ``--task`` or the config's architecture (sentence-transformers: embeddings)."""
+    if task:
+        if task not in _AUTO_BY_TASK:
+            raise ConfigError(f"unknown --task '{task}' (known: {', '.join(sorted(_AUTO_BY_TASK))})")
+        return task
+    if (folder / "modules.json").is_file() and (folder / "1_Pooling" / "config.json").is_file():
+        return "sentence-embedding"
+    for arch in config.get("architectures") or []:
+        for suffix, t, _ in _TASK_BY_SUFFIX:
+            if arch.endswith(suffix):
+                return t
+    return "feature-extraction"
+
+
+def load_hf_folder(folder: Path, *, task: str | None, input_shapes: dict[str, InputShape], parity_tol: float,
+                   progress: Progress) -> ModelHandle:
+    """A transformers checkpoint folder (config.json + safetensors), loaded offline."""
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise ModelLoadError(f"'{folder}' is a folder without config.json: not a Hugging Face model folder")
+    if not list(folder.glob("*.safetensors")):
+        raise ModelLoadError(
+            f"'{folder}' has no .safetensors weights (edgec does not unpickle .bin checkpoints; "
+            "convert with save_pretrained(safe_serialization=True))")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"'{cfg_path}' is not valid JSON: {exc}") from exc
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    transformers = require("transformers", "export")
+    torch = require("torch", "export")
+    the_task = hf_task(folder, config, task)
+    auto = getattr(transformers, _AUTO_BY_TASK[the_task])
+    progress.message(f"loading {folder.name} ({the_task})")
+    try:
+        net = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"transformers cannot load '{folder}' for task {the_task}: {str(exc).splitlines()[0]}") from exc
+    net.eval()
+    has_tokenizer = any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"))
+    if the_task == "image-classification":
+        size = config.get("image_size", 224)
+        channels = config.get("num_channels", 3)
+        shape = input_shapes.get("pixel_values", InputShape((1, channels, size, size))).opt
+        example = {"pixel_values": torch.zeros(shape, dtype=torch.float32)}
+        wrapper, out_names = _LogitsOnly(net), ["logits"]
+    else:
+        seq = input_shapes.get("input_ids", InputShape((1, DEFAULT_SEQ_LEN))).opt
+        example = _text_example(folder if has_tokenizer else None, net, seq)
+        if the_task == "sentence-embedding":
+            wrapper, out_names = _SentenceEmbedding(net, folder), ["sentence_embedding"]
+        elif the_task == "feature-extraction":
+            wrapper, out_names = _FirstOutput(net, "last_hidden_state"), ["last_hidden_state"]
+        else:
+            wrapper, out_names = _FirstOutput(net, "logits"), ["logits"]
+    digest = sha256_path(folder)
+    handle = _finish_torch(wrapper, example, str(folder), digest, parity_tol=parity_tol, progress=progress,
+                           input_shapes=input_shapes, output_names=out_names, task=the_task)
+    handle.tokenizer_dir = folder if has_tokenizer else None
+    return handle
+
+
+def _text_example(tokenizer_dir: Path | None, net: Any, shape: tuple[int, ...]) -> dict[str, Any]:
+    import inspect
+
+    torch = require("torch", "export")
+    batch, seq = shape
+    accepted = set(inspect.signature(net.forward).parameters)
+    if tokenizer_dir is not None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+        enc = tok(["edgec puts trained models on edge devices."] * batch, padding="max_length", truncation=True,
+                  max_length=seq, return_tensors="pt")
+        ex = {k: v.to(torch.int64) for k, v in enc.items() if k in accepted}
+    else:
+        ids = torch.arange(seq, dtype=torch.int64).remainder(100).add(1).repeat(batch, 1)
+        ex = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        if "token_type_ids" in accepted and getattr(net.config, "type_vocab_size", 0):
+            ex["token_type_ids"] = torch.zeros_like(ids)
+    order = ["input_ids", "attention_mask", "token_type_ids"]
+    return {k: ex[k] for k in order if k in ex}
+
+
+def _torch_module_base():
+    return require("torch", "export").nn.Module
+
+
+
+def _FirstOutput(net: Any, key: str):
+    class FirstOutput(_torch_module_base()):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            kw = {"attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kw["token_type_ids"] = token_type_ids
+            out = self.net(input_ids, **kw)
+            return out[key] if key in out else out[0]
+
+    return FirstOutput().eval()
+
+
+def _LogitsOnly(net: Any):
+    class LogitsOnly(_torch_module_base()):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixel_values):
+            return self.net(pixel_values=pixel_values).logits
+
+    return LogitsOnly().eval()
+
+
+def _SentenceEmbedding(net: Any, folder: Path):
+    """Mean pooling (+ L2 normalize when the sentence-transformers pipeline has it)."""
+    torch = require("torch", "export")
+    modules = json.loads((folder / "modules.json").read_text()) if (folder / "modules.json").is_file() else []
+    normalize = any(m.get("type", "").endswith("Normalize") for m in modules)
+    pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    if not pooling.get("pooling_mode_mean_tokens", True):
+        raise ModelLoadError(f"'{folder}': only mean pooling is supported for sentence-transformers models")
+
+    class SentenceEmbedding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            kw = {"attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kw["token_type_ids"] = token_type_ids
+            hidden = self.net(input_ids, **kw)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            if normalize:
+                emb = torch.nn.functional.normalize(emb, p=2.0, dim=1)
+            return emb
+
+    return SentenceEmbedding().eval()

@@ -1,0 +1,437 @@
+"""INT8 quantization of a float ONNX model into Q/DQ ONNX.
+
+Numerics (see ../shared/DESIGN.md): symmetric per-channel int8 weights (narrow range
+[-127, 127], as TFLite and TensorRT expect), int8 activations with a zero point from the
+calibrated range (0 when the target needs symmetric activations), int32 bias with scale
+``s_in * s_w``. Where Q/DQ pairs go is the target's `QuantScheme`: ``weighted`` for
+runtimes that fuse DQ->op->Q themselves (OpenVINO, TensorRT), ``full`` for integer-only
+runtimes that need a scale on every tensor (TFLite, the MCU C code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgec.errors import ConfigError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgec.calibration.types import TensorRange
+    from edgec.compiler.model import ModelHandle
+    from edgec.targets.base import QuantScheme
+
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+# Ops the integer-only runtimes execute on int8 tensors (placement "full").
+FULL_INT_OPS = WEIGHTED_OPS | frozenset({
+    "Add", "Mul", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Softmax", "Concat", "Pad",
+    "Sigmoid", "Tanh",
+})
+# Their output keeps the input's quantization parameters (no requantization needed).
+SCALE_PRESERVING_OPS = frozenset({"MaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad"})
+FUSIBLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
+FUSING_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
+# TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh.
+FIXED_OUTPUT_PARAMS = {"Softmax": (1.0 / 256.0, -128), "Sigmoid": (1.0 / 256.0, -128), "Tanh": (1.0 / 128.0, 0)}
+MIN_SCALE = 1e-12
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Per-tensor activation quantization parameters."""
+
+    scale: float
+    zero_point: int
+
+
+def activation_qparams(rmin: float, rmax: float, symmetric: bool) -> QParams:
+    """int8 scale/zero point covering [rmin, rmax] (widened to include 0)."""
+    rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
+    if symmetric:
+        scale = max(abs(rmin), abs(rmax)) / 127.0
+        return QParams(float(np.float32(max(scale, MIN_SCALE))), 0)
+    scale = (rmax - rmin) / 255.0
+    if scale <= MIN_SCALE:
+        return QParams(1.0, 0)
+    scale = float(np.float32(scale))
+    zp = int(np.clip(round(-128 - rmin / scale), -128, 127))
+    return QParams(scale, zp)
+
+
+def weight_scales(w: np.ndarray, axis: int | None) -> np.ndarray:
+    """Symmetric narrow-range int8 scales, per channel along ``axis`` (None: per tensor)."""
+    if axis is None:
+        absmax = np.array(np.abs(w).max(initial=0.0), dtype=np.float64)
+    else:
+        red = tuple(i for i in range(w.ndim) if i != axis)
+        absmax = np.abs(w).max(axis=red, initial=0.0).astype(np.float64)
+    scales = (absmax / 127.0).astype(np.float32)
+    return np.where(scales > MIN_SCALE, scales, np.float32(1.0)).astype(np.float32)
+
+
+def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """int8 weights and their scales (shape [C] per channel, scalar per tensor)."""
+    scales = weight_scales(w, axis)
+    if axis is None:
+        q = np.clip(np.round(w / scales), -127, 127).astype(np.int8)
+        return q, scales.reshape(())
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scales.reshape(shape)), -127, 127).astype(np.int8)
+    return q, scales
+
+
+def _weight_axis(node: "onnx.NodeProto", input_index: int, w: np.ndarray) -> int | None:
+    """Output-channel axis of a weight input, or None when it has none."""
+    if w.ndim < 2:
+        return None
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "ConvTranspose":
+        return 1
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    if node.op_type == "MatMul" and input_index == 1:
+        return w.ndim - 1
+    return None
+
+
+class _Builder:
+    """Collects new initializers/nodes with deterministic names."""
+
+    def __init__(self, model: "onnx.ModelProto"):
+        from onnx import numpy_helper
+
+        self.nh = numpy_helper
+        self.graph = model.graph
+        self.inits = {t.name: t for t in model.graph.initializer}
+        self.new_inits: list[onnx.TensorProto] = []
+        self.used = set(self.inits) | {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+
+    def name(self, base: str) -> str:
+        n, k = base, 1
+        while n in self.used:
+            k += 1
+            n = f"{base}_{k}"
+        self.used.add(n)
+        return n
+
+    def const(self, base: str, value: np.ndarray) -> str:
+        n = self.name(base)
+        self.new_inits.append(self.nh.from_array(np.asarray(value), n))
+        return n
+
+
+def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme: "QuantScheme",
+                 keep_float: tuple[str, ...] = ()) -> tuple["ModelHandle", dict[str, Any]]:
+    """Quantize ``model`` to Q/DQ ONNX.
+
+    Args:
+        model: Float ONNX with static shapes.
+        ranges: Calibrated ranges per tensor name (from `collect_ranges`).
+        scheme: The target's placement and symmetry rules.
+        keep_float: Node names to leave in float.
+
+    Returns:
+        The Q/DQ model and a summary for the manifest's ``passes`` entry.
+    """
+    import onnx
+    from onnx import helper
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    _ensure_opset(proto, 13)
+    g = proto.graph
+    nodes = list(g.node)
+    names = {n.name for n in nodes}
+    unknown = sorted(set(keep_float) - names)
+    if unknown:
+        raise ConfigError(f"--keep-float names unknown node(s) {unknown}; see `edgec inspect MODEL` for node names")
+
+    b = _Builder(proto)
+    full = scheme.placement == "full"
+    if scheme.placement not in ("full", "weighted"):
+        raise ValueError(f"unknown placement {scheme.placement}")
+    float_tensors, shapes = _float_tensors(proto)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    producer = {o: n for n in nodes for o in n.output}  # noqa: F841 - used by is_quant_node
+    graph_outputs = {o.name for o in g.output}
+    graph_inputs = {i.name for i in g.input if i.name not in b.inits}
+
+    def is_quant_node(n) -> bool:
+        if n.name in keep_float:
+            return False
+        if full:
+            return n.op_type in FULL_INT_OPS
+        if n.op_type in WEIGHTED_OPS:
+            return True
+        if n.op_type == "Add" and scheme.quantize_add:
+            return _is_residual_add(n, b.inits, shapes, ranges) and _fed_by_conv(n, producer)
+        return False
+
+    qnodes = {id(n) for n in nodes if is_quant_node(n)}
+
+    # Which activation tensors get a Q/DQ pair, and which consumers read the DQ output.
+    fused: set[str] = set()
+    if full:
+        for n in nodes:
+            if id(n) in qnodes and n.op_type in FUSING_PRODUCERS:
+                out = n.output[0]
+                cons = consumers.get(out, [])
+                if len(cons) == 1 and cons[0].op_type in FUSIBLE_ACTIVATIONS and id(cons[0]) in qnodes \
+                        and out not in graph_outputs:
+                    fused.add(out)
+    targets: dict[str, list] = {}
+    for n in nodes:
+        if id(n) not in qnodes:
+            continue
+        act_inputs = _activation_inputs(n, b.inits)
+        for i in act_inputs:
+            if i in float_tensors and i not in fused:
+                targets.setdefault(i, [])
+                targets[i].append(n)
+        if full:
+            for o in n.output:
+                if o in float_tensors and o not in fused:
+                    targets.setdefault(o, [])
+
+    # Quantization parameters, propagating scale-preserving ops and fixed outputs (full mode).
+    params: dict[str, QParams] = {}
+    missing: list[str] = []
+    for t in _topo_tensors(nodes, graph_inputs):
+        if t not in targets:
+            continue
+        p = producer.get(t)
+        if full and p is not None and id(p) in qnodes:
+            if p.op_type in FIXED_OUTPUT_PARAMS and not scheme.activation_symmetric:
+                params[t] = QParams(*FIXED_OUTPUT_PARAMS[p.op_type])
+                continue
+            if p.op_type in SCALE_PRESERVING_OPS and p.input[0] in params:
+                params[t] = params[p.input[0]]
+                continue
+        r = ranges.get(t)
+        if r is None:
+            missing.append(t)
+            continue
+        params[t] = activation_qparams(r.rmin, r.rmax, scheme.activation_symmetric)
+    if missing:
+        raise ConfigError(f"no calibration range for tensor(s) {missing[:5]}: calibration did not observe them")
+
+    new_nodes: list[onnx.NodeProto] = []
+    rename: dict[tuple[int, str], str] = {}  # (id(consumer), tensor) -> dq name
+
+    def qdq_pair(t: str, src: str, dst: str) -> list:
+        qp = params[t]
+        s = b.const(f"{t}_scale", np.array(qp.scale, dtype=np.float32))
+        z = b.const(f"{t}_zero_point", np.array(qp.zero_point, dtype=np.int8))
+        q_out = b.name(f"{t}_quantized")
+        return [
+            helper.make_node("QuantizeLinear", [src, s, z], [q_out], name=b.name(f"{t}_QuantizeLinear")),
+            helper.make_node("DequantizeLinear", [q_out, s, z], [dst], name=b.name(f"{t}_DequantizeLinear")),
+        ]
+
+    def emit_activation(t: str) -> list:
+        if t not in params:
+            return []
+        p = producer.get(t)
+        if full and p is not None:
+            # Rename the producer's output so every consumer (and a graph output) keeps its name.
+            pre = b.name(f"{t}_float")
+            for k, o in enumerate(p.output):
+                if o == t:
+                    p.output[k] = pre
+            return qdq_pair(t, pre, t)
+        dq = b.name(f"{t}_dq")
+        readers = consumers.get(t, []) if full else targets[t]
+        for c in readers:
+            rename[(id(c), t)] = dq
+        return qdq_pair(t, t, dq)
+
+    for t in sorted(t for t in targets if t in graph_inputs):
+        new_nodes.extend(emit_activation(t))
+    weight_dq: list[onnx.NodeProto] = []
+    stats = {"quantized_nodes": 0, "quantized_weights": 0, "activation_pairs": len(params)}
+    for n in nodes:
+        if id(n) in qnodes:
+            stats["quantized_nodes"] += 1
+            weight_dq.extend(_quantize_constants(n, b, params, rename, scheme, full, stats))
+        new_nodes.append(n)
+        for o in list(n.output):
+            if o in targets:
+                new_nodes.extend(emit_activation(o))
+    for n in nodes:
+        for k, i in enumerate(n.input):
+            if (id(n), i) in rename:
+                n.input[k] = rename[(id(n), i)]
+
+    del g.node[:]
+    g.node.extend(weight_dq + new_nodes)
+    g.initializer.extend(b.new_inits)
+    _drop_unused_initializers(g)
+    del g.value_info[:]
+    summary = {
+        "scheme": {"placement": scheme.placement, "activation_symmetric": scheme.activation_symmetric,
+                   "per_channel": scheme.per_channel, "quantize_add": scheme.quantize_add},
+        "keep_float": sorted(keep_float),
+        **stats,
+    }
+    return model.with_proto(proto), summary
+
+
+def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats) -> list:
+    """Replace the float constant inputs of quantized node ``n`` by int8/int32 + DQ."""
+    from onnx import helper
+
+    out = []
+    in_scale = None
+    first_act = next((i for i in n.input if i and i not in b.inits), None)
+    if first_act is not None and first_act in params:
+        in_scale = params[first_act].scale
+    w_scales = None
+    for k, name in enumerate(n.input):
+        if name not in b.inits:
+            continue
+        t = b.inits[name]
+        if t.data_type != 1:  # only float32 constants
+            continue
+        w = b.nh.to_array(t).astype(np.float32)
+        is_bias = n.op_type in ("Conv", "ConvTranspose", "Gemm") and k == 2
+        if is_bias:
+            if in_scale is None or w_scales is None or w.ndim != 1:
+                continue
+            bscale = (np.float32(in_scale) * np.broadcast_to(w_scales, w.shape)).astype(np.float32)
+            qb = np.clip(np.round(w / bscale), -(2**31) + 1, 2**31 - 1).astype(np.int32)
+            out.append(_dq(b, name, qb, bscale, np.zeros(bscale.shape, np.int32), 0, f"{name}_DequantizeLinear", helper))
+            n.input[k] = out[-1].output[0]
+            continue
+        if n.op_type in WEIGHTED_OPS and (k == 1 or (n.op_type == "MatMul" and k == 0)):
+            axis = _weight_axis(n, k, w) if scheme.per_channel else None
+            q, s = quantize_weight(w, axis)
+            w_scales = s
+            out.append(_dq(b, name, q, s, np.zeros(s.shape, np.int8), axis if s.ndim else None,
+                           f"{name}_DequantizeLinear", helper))
+            n.input[k] = out[-1].output[0]
+            stats["quantized_weights"] += 1
+            continue
+        if full and w.size > 0:
+            # Other float constants of integer ops (Add/Mul operands, Concat parts): per-tensor affine.
+            qp = activation_qparams(float(w.min()), float(w.max()), scheme.activation_symmetric)
+            q = np.clip(np.round(w / qp.scale) + qp.zero_point, -128, 127).astype(np.int8)
+            out.append(_dq(b, name, q, np.array(qp.scale, np.float32), np.array(qp.zero_point, np.int8), None,
+                           f"{name}_DequantizeLinear", helper))
+            n.input[k] = out[-1].output[0]
+    return out
+
+
+def _dq(b: _Builder, name: str, q, scale, zp, axis, node_name: str, helper):
+    qn = b.const(f"{name}_quantized", q)
+    sn = b.const(f"{name}_scale", np.asarray(scale, np.float32))
+    zn = b.const(f"{name}_zero_point", zp)
+    kw = {"axis": axis} if axis is not None else {}
+    return helper.make_node("DequantizeLinear", [qn, sn, zn], [b.name(f"{name}_dequantized")],
+                            name=b.name(node_name), **kw)
+
+
+def _activation_inputs(n, inits) -> list[str]:
+    if n.op_type in ("Conv", "ConvTranspose", "Gemm"):
+        return [n.input[0]] if n.input[0] not in inits else []
+    if n.op_type in ("Reshape", "Pad", "Squeeze", "Unsqueeze", "Clip", "ReduceMean"):
+        return [n.input[0]] if n.input and n.input[0] not in inits else []
+    return [i for i in n.input if i and i not in inits]
+
+
+# Activations beyond this magnitude are masks or sentinels (-3.4e38 attention masks), not
+# signal: an int8 grid over such a range would zero out everything that matters.
+MAX_QUANTIZABLE_MAGNITUDE = 1e4
+
+
+def _is_residual_add(n, inits, shapes, ranges) -> bool:
+    """Both inputs are activations of the same shape with a sane range (skip connections).
+
+    Broadcasting adds (attention masks, biases) stay float: they carry sentinels or
+    constants that int8 would destroy, and the runtimes fuse them into the previous op.
+    """
+    if len(n.input) != 2 or any(i in inits for i in n.input):
+        return False
+    a, b = (shapes.get(i) for i in n.input)
+    if a is None or b is None or a != b:
+        return False
+    for i in n.input:
+        r = ranges.get(i)
+        if r is None or max(abs(r.rmin), abs(r.rmax)) > MAX_QUANTIZABLE_MAGNITUDE:
+            return False
+    return True
+
+
+def _fed_by_conv(n, producer) -> bool:
+    """Whether an input of ``n`` comes from a Conv (through Relu/Clip/BatchNormalization).
+
+    TensorRT and OpenVINO fuse Q/DQ on the residual Add of conv blocks (ResNet-style). In
+    transformers the residual stream carries outlier channels that per-tensor int8 ruins
+    (MiniLM: 0.944 embedding cosine with those adds quantized vs 0.993 without), and the
+    runtimes gain little from it, so those adds stay float.
+    """
+    for i in n.input:
+        p = producer.get(i)
+        while p is not None and p.op_type in ("Relu", "Clip", "BatchNormalization"):
+            p = producer.get(p.input[0])
+        if p is not None and p.op_type in ("Conv", "ConvTranspose"):
+            return True
+    return False
+
+
+def _float_tensors(proto) -> tuple[set[str], dict[str, tuple]]:
+    """Names of float32 tensors and known static shapes, from shape inference."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    except Exception:  # noqa: BLE001 - shape inference is best effort; fall back to declared types
+        inferred = proto
+    out, shapes = set(), {}
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        tt = v.type.tensor_type
+        if tt.elem_type == 1:
+            out.add(v.name)
+        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in tt.shape.dim)
+        if tt.HasField("shape") and all(isinstance(d, int) and d > 0 for d in dims):
+            shapes[v.name] = dims
+    return out, shapes
+
+
+def _topo_tensors(nodes, graph_inputs) -> list[str]:
+    out = sorted(graph_inputs)
+    for n in nodes:
+        out.extend(o for o in n.output if o)
+    return out
+
+
+def _drop_unused_initializers(g) -> None:
+    """Remove float initializers replaced by quantized ones (and their legacy graph-input entries)."""
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    before = {t.name for t in g.initializer}
+    keep = [t for t in g.initializer if t.name in used]
+    removed = before - {t.name for t in keep}
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    graph_in = [i for i in g.input if i.name not in removed]
+    del g.input[:]
+    g.input.extend(graph_in)
+
+
+def _ensure_opset(proto, minimum: int) -> None:
+    import onnx
+
+    for op in proto.opset_import:
+        if op.domain in ("", "ai.onnx") and op.version < minimum:
+            converted = onnx.version_converter.convert_version(proto, minimum)
+            proto.CopyFrom(converted)
+            return

@@ -1,0 +1,143 @@
+"""The public Python API; the CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgec.compiler.config import BuildConfig
+from edgec.compiler.progress import SILENT, Progress
+
+__all__ = ["BuildConfig", "bench", "build", "inspect", "list_targets", "verify"]
+
+
+def build(config: BuildConfig, progress: Progress = SILENT):
+    """Compile a model into a bundle; returns a `BuildResult` (bundle path, manifest, report)."""
+    from edgec.compiler.pipeline import build as _build
+
+    return _build(config, progress)
+
+
+def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
+    from edgec.compiler.bundle import read_manifest, verify_files
+    from edgec.errors import BundleError
+
+    manifest = read_manifest(Path(bundle))
+    if check_files:
+        bad = verify_files(Path(bundle), manifest)
+        if bad:
+            raise BundleError(f"bundle files changed or missing since the build: {', '.join(bad[:5])}")
+    return manifest
+
+
+def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | None = None, device: str = "host",
+          progress: Progress = SILENT) -> dict[str, Any]:
+    """Time the bundle's artifact with its runner (schema ``edgec.bench/1``)."""
+    from edgec.runtimes.harness import bench as _bench
+    from edgec.runtimes.registry import create_runner
+
+    if iters < 1 or warmup < 0:
+        from edgec.errors import ConfigError
+
+        raise ConfigError("--iters must be at least 1 and --warmup at least 0")
+    manifest = _open_bundle(bundle)
+    runner = create_runner(manifest["runner"], Path(bundle), manifest, threads=threads, device=device)
+    with runner, progress.task(f"benchmarking ({manifest['runner']}, {device})", total=iters) as t:
+        return _bench(runner, iters=iters, warmup=warmup, on_iter=lambda _: t.advance())
+
+
+def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: int = 1000,
+           progress: Progress = SILENT) -> dict[str, Any]:
+    """Compare the bundle's artifact with its float reference on ``data``."""
+    from edgec.calibration import load_calibration_data
+    from edgec.compiler.pipeline import is_classifier
+    from edgec.runtimes import io as rio
+    from edgec.runtimes.harness import compare
+    from edgec.runtimes.registry import reference_runner
+    from edgec.targets.registry import get_target
+
+    bundle = Path(bundle)
+    manifest = _open_bundle(bundle)
+    specs = [rio.spec(d) for d in manifest["model_inputs"]]
+    tok = bundle / manifest["tokenizer"] if manifest.get("tokenizer") else None
+    samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok)
+    runner = get_target(manifest["target"]).verify_runner(bundle, manifest)
+    ref = reference_runner(bundle, manifest, threads=threads)
+    with runner, ref, progress.task("verifying", total=len(samples)) as t:
+        result = compare(runner, ref, samples.samples, labels=samples.labels, classification=is_classifier(manifest),
+                         on_sample=lambda _: t.advance())
+    result.update({"bundle": str(bundle), "target": manifest["target"], "precision": manifest["precision"],
+                   "runner": runner.name, "data": str(data)})
+    return result
+
+
+def inspect(path: str) -> dict[str, Any]:
+    """Inputs/outputs, op counts, parameters and size of a model or a bundle."""
+    from edgec.compiler.bundle import MANIFEST, read_report
+
+    p = Path(path)
+    if p.is_dir() and (p / MANIFEST).is_file():
+        manifest = _open_bundle(p, check_files=False)
+        report = read_report(p)
+        return {
+            "kind": "bundle",
+            "path": str(p),
+            "target": manifest["target"],
+            "precision": manifest["precision"],
+            "runner": manifest["runner"],
+            "artifact": manifest["artifact"],
+            "inputs": manifest["inputs"],
+            "outputs": manifest["outputs"],
+            "model_inputs": manifest["model_inputs"],
+            "files": manifest["files"],
+            "size_bytes": sum(f["bytes"] for f in manifest["files"]),
+            "accuracy": report.get("accuracy"),
+            "source": manifest["source"],
+        }
+    from edgec.compiler.loaders import load_model
+
+    handle = load_model(path)
+    return {
+        "kind": "model",
+        "path": str(path),
+        "format": handle.format,
+        "source_kind": handle.meta.get("source_kind"),
+        "task": handle.task,
+        "inputs": [s.to_json() for s in handle.inputs],
+        "outputs": [s.to_json() for s in handle.outputs],
+        "op_counts": handle.op_counts(),
+        "nodes": sum(handle.op_counts().values()),
+        "parameters": handle.parameter_count(),
+        "size_bytes": len(handle.serialize()),
+        "opset": next((o.version for o in handle.proto.opset_import if o.domain in ("", "ai.onnx")), None)
+        if handle.proto is not None else None,
+    }
+
+
+def list_targets() -> list[dict[str, Any]]:
+    """Every registered target with aliases, precisions, options and availability here."""
+    from edgec.targets.registry import DEFAULT_TARGET, TARGETS
+
+    out = []
+    for name in TARGETS.names():
+        try:
+            cls = TARGETS.target_class(name)
+        except (ImportError, AttributeError) as exc:
+            out.append({"name": name, "aliases": [], "description": "", "precisions": [], "default_precision": None,
+                        "extra": None, "available": False, "missing": f"broken installation: {exc}",
+                        "default": name == DEFAULT_TARGET, "options": []})
+            continue
+        reason = cls().availability()
+        out.append({
+            "name": name,
+            "aliases": list(cls.aliases),
+            "description": cls.description,
+            "precisions": list(cls.supported_precisions),
+            "default_precision": cls.default_precision,
+            "extra": cls.extra,
+            "available": reason is None,
+            "missing": reason,
+            "default": name == DEFAULT_TARGET,
+            "options": [o.flag for o in cls.options],
+        })
+    return out

@@ -1,0 +1,424 @@
+"""The `edgec` command line: parse, build a typed config, call one `edgec.api` function.
+
+Heavy packages are never imported here: `edgec --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from edgec import __version__
+from edgec.errors import ConfigError, EdgecError
+
+_DEBUG = {"on": False}
+
+
+class EdgecClickException(click.ClickException):
+    """An `EdgecError` shown as one ``error: ...`` line."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn `EdgecError` into a one-line `click.ClickException` (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgecError as exc:
+            if _DEBUG["on"]:
+                traceback.print_exc()
+            raise EdgecClickException(str(exc), exc.exit_code) from exc
+
+    return wrapper
+
+
+# -- value parsers ---------------------------------------------------------------------
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?[bB])?\s*$")
+
+
+def parse_bytes(text: str) -> int:
+    """``256K`` / ``1M`` / ``1.5MiB`` / ``4096`` -> bytes (binary units)."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise ConfigError(f"'{text}' is not a size (examples: 256K, 1M, 4096)")
+    mult = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
+    return int(float(m.group(1)) * mult)
+
+
+def _dims(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{flag}: '{text}' is not a shape like 1x3x224x224") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise ConfigError(f"{flag}: '{text}' is not a shape like 1x3x224x224")
+    return dims
+
+
+def parse_input_shapes(values: tuple[str, ...]):
+    """``name=1x3x32x32`` or ``name=MIN:OPT:MAX`` shapes -> ``{name: InputShape}``."""
+    from edgec.compiler.config import InputShape
+
+    out = {}
+    for v in values:
+        name, eq, shape = v.partition("=")
+        if not eq or not name:
+            raise ConfigError(f"--input-shape '{v}' must look like NAME=1x3x224x224 or NAME=MIN:OPT:MAX")
+        parts = shape.split(":")
+        if len(parts) == 1:
+            out[name] = InputShape(_dims(parts[0], "--input-shape"))
+        elif len(parts) == 3:
+            lo, opt, hi = (_dims(p, "--input-shape") for p in parts)
+            if not (len(lo) == len(opt) == len(hi)) or any(a > b or b > c for a, b, c in zip(lo, opt, hi)):
+                raise ConfigError(f"--input-shape {name}: profile shapes must have one rank and min <= opt <= max")
+            out[name] = InputShape(opt, lo, hi)
+        else:
+            raise ConfigError(f"--input-shape '{v}': give one shape or three (min:opt:max)")
+    return out
+
+
+# -- shared options --------------------------------------------------------------------
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")(fn)
+
+
+def threads_option(fn):
+    return click.option("--threads", type=click.IntRange(min=1), default=None,
+                        help="Intra-op threads for the runtime (default: the runtime decides).")(fn)
+
+
+def _emit(obj: Any, as_json: bool, human: Callable[[Any], None]) -> None:
+    if as_json:
+        from edgec.compiler.bundle import dumps
+
+        click.echo(dumps(obj), nl=False)
+    else:
+        human(obj)
+
+
+def _progress(as_json: bool):
+    import os
+
+    from edgec.compiler.progress import Progress
+
+    # Progress goes to stderr only on a terminal (or when asked), so scripted runs see
+    # exactly one `error: ...` line on failure.
+    wanted = sys.stderr.isatty() or os.environ.get("EDGEC_PROGRESS") == "1"
+    return Progress(enabled=wanted and not as_json)
+
+
+def _target_option_decorators():
+    """Every target's own options, declared once in the target classes."""
+    from edgec.targets.registry import TARGETS
+
+    seen: dict[str, Any] = {}
+    owners: dict[str, list[str]] = {}
+    for name in TARGETS.names():
+        try:
+            cls = TARGETS.target_class(name)
+        except (ImportError, AttributeError):
+            continue  # `edgec targets` reports the broken target; the others stay usable
+        for opt in cls.options:
+            if opt.name in seen and seen[opt.name] != opt:
+                raise RuntimeError(f"targets declare option {opt.flag} differently")
+            seen[opt.name] = opt
+            owners.setdefault(opt.name, []).append(name)
+    decorators = []
+    for opt_name, opt in sorted(seen.items()):
+        help_text = f"{opt.help} [{', '.join(owners[opt_name])}]"
+        kw: dict[str, Any] = {"help": help_text, "default": None, "multiple": opt.multiple}
+        if opt.kind == "flag":
+            kw.update(is_flag=True, default=False)
+        elif opt.kind == "choice":
+            kw["type"] = click.Choice(opt.choices)
+        elif opt.kind == "int":
+            kw["type"] = int
+        elif opt.kind == "float":
+            kw["type"] = float
+        decorators.append(click.option(opt.flag, opt_name, **kw))
+    return decorators, seen
+
+
+def with_target_options(fn):
+    decorators, _ = _target_option_decorators()
+    for d in decorators:
+        fn = d(fn)
+    return fn
+
+
+# -- commands --------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="edgec")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """edgec compiles trained models into verified, quantized bundles for edge devices.
+
+    \b
+    Typical use:
+      edgec build model.onnx --target intel-cpu --calib calib.npz -o out/
+      edgec bench out/ --iters 200
+      edgec verify out/ --data eval.npz
+
+    MODEL is an .onnx or int8 .tflite file, a Hugging Face transformers folder, a
+    PyTorch factory as file.py:fn returning (module, example_inputs), or a .pt2
+    ExportedProgram. Run `edgec targets` to see the targets usable on this machine.
+    """
+    _DEBUG["on"] = debug
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--target", "-t", default="intel-cpu", show_default=True,
+              help="Target or alias (see `edgec targets`).")
+@click.option("--precision", "-p", default=None,
+              help="fp32, fp16, int8 (and target-specific ones); default: the target's default.")
+@click.option("--calib", default=None, metavar="PATH|random",
+              help="Calibration data: .npz (keys = input names, leading sample axis), a folder of .npy/.npz or "
+                   "images, a .txt/.jsonl of texts, or 'random' (flagged in the report).")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]), default="minmax",
+              show_default=True, help="How activation ranges are chosen from the calibration data.")
+@click.option("--calib-samples", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Maximum calibration samples.")
+@click.option("--eval", "eval_data", default=None, metavar="PATH",
+              help="Data for the accuracy check (same formats as --calib; default: the calibration data).")
+@click.option("--preprocess", default=None, metavar="SPEC",
+              help="Image preprocessing, e.g. resize=224x224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,layout=NCHW.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=SHAPE",
+              help="Static shape NAME=1x3x224x224, or a profile NAME=MIN:OPT:MAX for dynamic inputs. Repeatable.")
+@click.option("--task", default=None, help="Task of a transformers model (default: from config.json).")
+@click.option("--keep-float", multiple=True, metavar="NODE", help="Leave this node in float. Repeatable.")
+@click.option("--parity-tol", type=float, default=1e-3, show_default=True,
+              help="Max abs error allowed between PyTorch and the exported ONNX.")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@with_target_options
+@json_option
+@handle_errors
+def build(model: str, target: str, precision: str | None, calib: str | None, calib_method: str, calib_samples: int,
+          eval_data: str | None, preprocess: str | None, input_shapes: tuple[str, ...], task: str | None,
+          keep_float: tuple[str, ...], parity_tol: float, output: Path, force: bool, as_json: bool,
+          **target_options: Any) -> None:
+    """Compile MODEL for a target into the bundle folder OUTPUT."""
+    from edgec import api
+    from edgec.compiler.config import BuildConfig
+
+    _, declared = _target_option_decorators()
+    parsed_opts = {}
+    for k, v in target_options.items():
+        if v is None or v is False or v == ():
+            continue
+        parsed_opts[k] = parse_bytes(v) if declared[k].kind == "bytes" else v
+    pre = None
+    if preprocess:
+        from edgec.calibration.sources import parse_preprocess
+
+        pre = parse_preprocess(preprocess)
+    config = BuildConfig(model=model, output=output, target=target, precision=precision, calib=calib,
+                         calib_method=calib_method, calib_samples=calib_samples, eval_data=eval_data,
+                         input_shapes=parse_input_shapes(input_shapes), task=task, preprocess=pre,
+                         keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts)
+    result = api.build(config, _progress(as_json))
+    summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
+    _emit(summary, as_json, _print_build)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--iters", type=int, default=100, show_default=True, help="Timed iterations.")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed warm-up iterations.")
+@click.option("--device", default="host", show_default=True,
+              help="Where to run: host, or a device the runner supports (e.g. qemu for mcu bundles).")
+@threads_option
+@json_option
+@handle_errors
+def bench(bundle: Path, iters: int, warmup: int, device: str, threads: int | None, as_json: bool) -> None:
+    """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS."""
+    from edgec import api
+
+    _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, progress=_progress(as_json)),
+          as_json, _print_bench)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--data", required=True, metavar="PATH", help="Inputs (same formats as --calib); an .npz may hold labels.")
+@threads_option
+@json_option
+@handle_errors
+def verify(bundle: Path, data: str, threads: int | None, as_json: bool) -> None:
+    """Compare a bundle's artifact with its float reference model on DATA."""
+    from edgec import api
+
+    _emit(api.verify(bundle, data, threads=threads, progress=_progress(as_json)), as_json, _print_verify)
+
+
+@cli.command()
+@json_option
+@handle_errors
+def targets(as_json: bool) -> None:
+    """List targets, their aliases and precisions, and whether they are usable here."""
+    from edgec import api
+
+    _emit(api.list_targets(), as_json, _print_targets)
+
+
+@cli.command(name="inspect")
+@click.argument("model_or_bundle")
+@json_option
+@handle_errors
+def inspect_cmd(model_or_bundle: str, as_json: bool) -> None:
+    """Show inputs/outputs, op counts, parameters and size of a model or a bundle."""
+    from edgec import api
+
+    _emit(api.inspect(model_or_bundle), as_json, _print_inspect)
+
+
+# -- human output ----------------------------------------------------------------------
+def _console():
+    from rich.console import Console
+
+    # Off a terminal (CI logs, pipes) rich would wrap at 80 columns; tables read better wider.
+    # markup=False: values such as "pip install 'edgec[openvino]'" must print verbatim.
+    return Console(width=None if sys.stdout.isatty() else 160, markup=False, highlight=False)
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    return t
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def _io_rows(specs: list[dict]) -> list[list[Any]]:
+    return [[s["name"], "x".join(map(str, s["shape"])), s["dtype"], _fmt(s.get("scale")), _fmt(s.get("zero_point")),
+             s.get("layout") or ""] for s in specs]
+
+
+def _print_build(s: dict) -> None:
+    c = _console()
+    m, r = s["manifest"], s["report"]
+    acc = r["accuracy"]
+    c.print(f"bundle {s['bundle']}  target={m['target']} precision={m['precision']} runner={m['runner']}")
+    c.print(_table("artifact I/O", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
+                   _io_rows(m["inputs"]) + _io_rows(m["outputs"])))
+    rows = [["reference", acc.get("reference")], ["data", f"{acc.get('data')} ({acc.get('samples')} samples)"],
+            ["max abs err", _fmt(acc.get("max_abs_err"))], ["mean abs err", _fmt(acc.get("mean_abs_err"))],
+            ["cosine", _fmt(acc.get("cosine"))], ["top-1 agreement", _fmt(acc.get("top1_agreement"))]]
+    if "label_accuracy" in acc:
+        la = acc["label_accuracy"]
+        rows.append(["label accuracy (float -> artifact)", f"{la['reference']:.4f} -> {la['artifact']:.4f}"])
+    rows += [["size (source -> artifact)", f"{r['size_bytes']['source']:,} -> {r['size_bytes']['artifact']:,} bytes"],
+             ["export parity max abs err", _fmt(r.get("export_parity_max_abs_err"))]]
+    if m.get("calibration"):
+        cal = m["calibration"]
+        rows.append(["calibration", f"{cal['method']} on {cal['samples']} samples from {cal['source']}"])
+    c.print(_table("report", ["", ""], rows))
+    for k, v in sorted((r.get("target") or {}).items()):
+        if not isinstance(v, (dict, list)):
+            c.print(f"  {k}: {_fmt(v)}")
+    for w in r.get("warnings", []):
+        c.print(f"warning: {w}")
+
+
+def _print_bench(b: dict) -> None:
+    lat = b["latency_ms"]
+    rows = [[b["runner"], b["device"], _fmt(b["threads"]), b["iters"], _fmt(lat["mean"]), _fmt(lat["p50"]),
+             _fmt(lat["p90"]), _fmt(lat["p99"]), _fmt(b["throughput_per_s"]),
+             f"{(b['peak_rss_bytes'] or 0) / 2**20:.1f}"]]
+    _console().print(_table(f"bench {b['target']} {b['precision']} ({b['runtime']['name']} {b['runtime']['version']})",
+                            ["runner", "device", "threads", "iters", "mean ms", "p50 ms", "p90 ms", "p99 ms",
+                             "items/s", "peak RSS MiB"], rows))
+    for k, v in sorted(b.get("extra", {}).items()):
+        _console().print(f"  {k}: {_fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v)}")
+
+
+def _print_verify(v: dict) -> None:
+    rows = [["samples", v["samples"]], ["max abs err", _fmt(v["max_abs_err"])],
+            ["mean abs err", _fmt(v["mean_abs_err"])], ["cosine", _fmt(v["cosine"])],
+            ["top-1 agreement", _fmt(v["top1_agreement"])]]
+    if "label_accuracy" in v:
+        rows.append(["label accuracy float", _fmt(v["label_accuracy"]["reference"])])
+        rows.append(["label accuracy artifact", _fmt(v["label_accuracy"]["artifact"])])
+    _console().print(_table(f"verify {v['target']} {v['precision']} ({v['runner']} vs {v['reference']})", ["", ""], rows))
+
+
+def _print_targets(ts: list[dict]) -> None:
+    rows = [[t["name"] + (" (default)" if t["default"] else ""), ", ".join(t["aliases"]), ", ".join(t["precisions"]),
+             "yes" if t["available"] else f"no: {t['missing']}", t["description"]] for t in ts]
+    _console().print(_table("targets", ["target", "aliases", "precisions", "usable here", "description"], rows))
+
+
+def _print_inspect(i: dict) -> None:
+    c = _console()
+    if i["kind"] == "bundle":
+        c.print(f"bundle {i['path']}: target={i['target']} precision={i['precision']} "
+                f"runner={i['runner']} size={i['size_bytes']:,} bytes")
+        c.print(_table("artifact I/O", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
+                       _io_rows(i["inputs"]) + _io_rows(i["outputs"])))
+        c.print(_table("files", ["path", "bytes"], [[f["path"], f"{f['bytes']:,}"] for f in i["files"]]))
+        return
+    c.print(f"{i['format']} model {i['path']}: {i['nodes']} nodes, {i['parameters']:,} parameters, "
+            f"{i['size_bytes']:,} bytes" + (f", opset {i['opset']}" if i.get("opset") else ""))
+    c.print(_table("inputs / outputs", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
+                   _io_rows(i["inputs"]) + _io_rows(i["outputs"])))
+    c.print(_table("ops", ["op", "count"], [[k, v] for k, v in sorted(i["op_counts"].items(), key=lambda kv: -kv[1])]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one ``error: ...`` line and a non-zero exit for every failure."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _DEBUG["on"] = "--debug" in args
+    try:
+        rv = cli.main(args=args, prog_name="edgec", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        cmd = exc.ctx.command_path if exc.ctx else "edgec"
+        click.echo(f"error: {exc.format_message()} (see '{cmd} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, traceback with --debug
+        if _DEBUG["on"]:
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"error: internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+                   err=True)
+        sys.exit(70)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

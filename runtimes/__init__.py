@@ -1,0 +1,1 @@
+"""Runners that load bundle artifacts, and the shared bench/compare harness."""

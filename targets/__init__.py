@@ -1,0 +1,1 @@
+"""Deployment targets: one subpackage per backend, registered in `registry`."""

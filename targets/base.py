@@ -1,0 +1,221 @@
+"""The `Target` interface every backend implements.
+
+A target turns the pipeline's ONNX (float, or Q/DQ for int8) into the artifact its
+device runs. Target classes are imported by `edgec targets` and `edgec build --help`, so
+a target's package ``__init__`` must import nothing heavy: SDK imports (openvino,
+tensorflow, tensorrt) happen inside `lower`, `check` or helper modules they call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from edgec._deps import has_module
+from edgec.errors import UnsupportedOpError
+
+if TYPE_CHECKING:
+    from edgec.calibration import CalibrationData, TensorRange
+    from edgec.compiler.model import ModelHandle, TensorSpec
+    from edgec.compiler.progress import Progress
+    from edgec.runtimes.base import Runner
+
+
+@dataclass(frozen=True)
+class TargetOption:
+    """A build option that only some targets take (``--cpu``, ``--io-dtype`` ...).
+
+    The CLI adds every registered target's options to ``edgec build``; an option given
+    for a target that does not declare it is an error.
+
+    Attributes:
+        name: Python name and, with ``-`` for ``_``, the flag (``io_dtype`` -> ``--io-dtype``).
+        help: One sentence for ``--help``.
+        kind: ``str``, ``int``, ``float``, ``flag``, ``bytes`` (``256K``, ``1M``) or ``choice``.
+        choices: Allowed values for ``choice``.
+        default: Value when not given.
+        multiple: Whether the option may be repeated (value becomes a tuple).
+    """
+
+    name: str
+    help: str
+    kind: str = "str"
+    choices: tuple[str, ...] = ()
+    default: Any = None
+    multiple: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """How the pipeline's quantizer should place and shape Q/DQ for a target.
+
+    Attributes:
+        activation_symmetric: Force activation zero points to 0 (TensorRT).
+        placement: ``weighted`` puts Q/DQ on the activation inputs of Conv/MatMul/Gemm
+            (and Add when ``quantize_add``), leaving other ops in float between them, as
+            OpenVINO and TensorRT fuse it; ``full`` quantizes every tensor between ops, as
+            an integer-only runtime (TFLite, the MCU C code) needs.
+        quantize_add: Quantize both inputs of element-wise Add (residual connections).
+        per_channel: Per-output-channel weight scales.
+    """
+
+    activation_symmetric: bool = False
+    placement: str = "weighted"
+    quantize_add: bool = True
+    per_channel: bool = True
+
+
+@dataclass
+class LowerSpec:
+    """What the pipeline hands a target's `lower` and `check`.
+
+    Attributes:
+        precision: Requested precision (one of the target's ``supported_precisions``).
+        float_model: The optimized float ONNX with static shapes (the reference).
+        quant_model: The Q/DQ ONNX when the precision is int8 and the target has a
+            `QuantScheme`; None otherwise.
+        calibration: The calibration samples (model-input convention), when given.
+        ranges: Per-tensor float ranges from calibration, when calibrated.
+        options: Parsed target options (names as in `TargetOption.name`).
+        input_profiles: ``{input: (min, opt, max)}`` shapes for dynamic inputs.
+        keep_float: Node names the user asked to leave in float.
+        progress: Where long steps report progress.
+    """
+
+    precision: str
+    float_model: "ModelHandle"
+    quant_model: "ModelHandle | None" = None
+    calibration: "CalibrationData | None" = None
+    ranges: "dict[str, TensorRange] | None" = None
+    options: dict[str, Any] = field(default_factory=dict)
+    input_profiles: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    keep_float: tuple[str, ...] = ()
+    progress: "Progress | None" = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file a target wrote into the bundle.
+
+    Attributes:
+        path: Path relative to the bundle root (POSIX separators).
+        kind: What it is (``openvino-ir``, ``tflite``, ``onnx-qdq``, ``c-source`` ...).
+        role: ``model`` (what the runner loads), ``weights``, ``harness``, ``doc``, ``reference``.
+    """
+
+    path: str
+    kind: str
+    role: str = "model"
+
+
+@dataclass
+class LowerResult:
+    """What `Target.lower` returns.
+
+    Attributes:
+        artifacts: Files written; exactly one has role ``model``.
+        inputs: The artifact's own inputs (dtype, layout, scale/zero point as it takes them).
+        outputs: The artifact's own outputs.
+        manifest: Target-specific manifest section (stored under ``manifest["target_info"]``).
+        report: Target-specific report entries (stored under ``report["target"]``).
+        passes: Passes the target ran, ``{"name": ..., "config": {...}}`` each.
+    """
+
+    artifacts: list[Artifact]
+    inputs: "list[TensorSpec]"
+    outputs: "list[TensorSpec]"
+    manifest: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    passes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def model_artifact(self) -> Artifact:
+        models = [a for a in self.artifacts if a.role == "model"]
+        if len(models) != 1:
+            raise ValueError(f"a target must write exactly one model artifact, got {len(models)}")
+        return models[0]
+
+
+@dataclass
+class SupportReport:
+    """Which nodes a target can run. ``unsupported`` holds (node, op_type, reason)."""
+
+    target: str
+    unsupported: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.unsupported
+
+    def raise_if_unsupported(self, hint: str | None = None) -> None:
+        """Raise `UnsupportedOpError` for the first unsupported node (others are counted)."""
+        if self.unsupported:
+            node, op, reason = self.unsupported[0]
+            more = len(self.unsupported) - 1
+            parts = [p for p in (reason, hint, f"{more} more unsupported node(s)" if more else None) if p]
+            raise UnsupportedOpError(op, node, self.target, "; ".join(parts) or None)
+
+
+class Target(ABC):
+    """A deployment target: lowers ONNX to the artifact its device runs.
+
+    Subclasses set the class attributes and implement `lower`. `check` defaults to
+    accepting every op in ``supported_ops`` (None = accept all).
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    extra: ClassVar[str | None] = None
+    required_modules: ClassVar[tuple[str, ...]] = ()
+    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    default_precision: ClassVar[str] = "fp32"
+    # Precisions for which the pipeline loads calibration data and collects ranges.
+    calibrated_precisions: ClassVar[tuple[str, ...]] = ("int8",)
+    runner: ClassVar[str] = "onnxruntime"
+    accepted_formats: ClassVar[tuple[str, ...]] = ("onnx",)
+    options: ClassVar[tuple[TargetOption, ...]] = ()
+    quant_scheme: ClassVar[QuantScheme | None] = QuantScheme()
+    supported_ops: ClassVar[frozenset[str] | None] = None
+
+    def availability(self) -> str | None:
+        """None when usable here; otherwise a one-line reason with the fix."""
+        missing = [m for m in self.required_modules if not has_module(m)]
+        if missing:
+            fix = f"pip install 'edgec[{self.extra}]'" if self.extra else "see the README"
+            return f"missing {', '.join(missing)}: {fix}"
+        return None
+
+    def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
+        """Report the nodes this target cannot run."""
+        report = SupportReport(self.name)
+        if self.supported_ops is None or model.proto is None:
+            return report
+        for node in model.proto.graph.node:
+            if node.op_type not in self.supported_ops and node.domain in ("", "ai.onnx"):
+                report.unsupported.append((node.name or node.output[0], node.op_type, ""))
+        return report
+
+    @abstractmethod
+    def lower(self, model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerResult:
+        """Write the artifact(s) for ``model`` into ``out_dir`` (the bundle being built).
+
+        ``model`` is ``spec.quant_model`` for int8 with a quant scheme, else the float model.
+        """
+
+    def verify_runner(self, bundle_dir: Path, manifest: dict[str, Any]) -> "Runner":
+        """The runner used to check the built artifact against the float model.
+
+        Targets whose device is not here (TensorRT without a GPU) return a runner of an
+        equivalent artifact instead and say so in the report.
+        """
+        from edgec.runtimes.registry import create_runner
+
+        return create_runner(manifest["runner"], bundle_dir, manifest)

@@ -1,0 +1,46 @@
+"""The ``mcu`` target: int8 C99 code generation for Cortex-M microcontrollers.
+
+Imports nothing heavy: the importers, planner and code generator load inside `check` and
+`lower`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgec.targets.base import LowerResult, LowerSpec, QuantScheme, SupportReport, Target, TargetOption
+
+if TYPE_CHECKING:
+    from edgec.compiler.model import ModelHandle
+
+CPU_CHOICES = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
+
+
+class MCUTarget(Target):
+    name = "mcu"
+    aliases = ("cortex-m", "c")
+    description = "C99 library for Cortex-M microcontrollers (int8, static arena, no malloc)"
+    extra = "mcu"
+    supported_precisions = ("int8",)
+    default_precision = "int8"
+    calibrated_precisions = ("int8",)
+    runner = "mcu"
+    accepted_formats = ("onnx", "tflite")
+    quant_scheme = QuantScheme(placement="full")
+    options = (
+        TargetOption("cpu", "Cortex-M core the C is built and sized for", kind="choice",
+                     choices=CPU_CHOICES, default="cortex-m4"),
+        TargetOption("ram_budget", "Fail the build when arena + I/O buffers exceed this (e.g. 256K)", kind="bytes"),
+        TargetOption("flash_budget", "Fail the build when code + constants exceed this (e.g. 1M)", kind="bytes"),
+    )
+
+    def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
+        from edgec.targets.mcu.build import check_model
+
+        return check_model(self, model)
+
+    def lower(self, model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerResult:
+        from edgec.targets.mcu.build import lower_model
+
+        return lower_model(model, spec, Path(out_dir))

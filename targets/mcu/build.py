@@ -1,0 +1,187 @@
+"""`MCUTarget.check`/`lower`: model -> QGraph -> plan -> C library + harness + report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgec.errors import BudgetError
+from edgec.targets.base import Artifact, LowerResult, LowerSpec, SupportReport
+from edgec.targets.mcu.qgraph import QGraph
+
+if TYPE_CHECKING:
+    from edgec.compiler.model import ModelHandle
+
+
+def load_graph(model: "ModelHandle") -> QGraph:
+    if model.format == "tflite":
+        from edgec.targets.mcu.import_tflite import load_tflite
+
+        assert model.tflite_bytes is not None
+        return load_tflite(model.tflite_bytes)
+    from edgec.targets.mcu.import_onnx import load_onnx
+
+    return load_onnx(model.proto)
+
+
+def check_model(target, model: "ModelHandle") -> SupportReport:
+    report = SupportReport(target.name)
+    if model.format == "tflite":
+        from edgec.targets.mcu.import_tflite import SUPPORTED, list_ops
+
+        for op, node in list_ops(model.tflite_bytes or b""):
+            if op not in SUPPORTED:
+                report.unsupported.append((node, op, "supported: " + ", ".join(SUPPORTED)))
+        return report
+    from edgec.targets.mcu.import_onnx import SUPPORTED_ONNX
+
+    for node in model.proto.graph.node:
+        if node.op_type not in SUPPORTED_ONNX:
+            report.unsupported.append((node.name or node.output[0], node.op_type,
+                                       "supported: " + ", ".join(sorted(SUPPORTED_ONNX))))
+    return report
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
+
+
+def check_budgets(g: QGraph, plan, ram_bytes: int, flash_bytes: int, ram_budget: int | None,
+                  flash_budget: int | None) -> None:
+    if ram_budget and ram_bytes > ram_budget:
+        acts = sorted((t for t in g.tensors.values() if not t.is_const), key=lambda t: -t.nbytes)[:3]
+        big = ", ".join(f"{t.name.rsplit('#', 1)[0]} {list(t.shape)} {_fmt_bytes(t.nbytes)}" for t in acts)
+        raise BudgetError(f"model needs {_fmt_bytes(ram_bytes)} RAM (arena {_fmt_bytes(plan.arena_bytes)} + I/O "
+                          f"buffers), over the --ram-budget of {_fmt_bytes(ram_budget)}; largest tensors: {big}")
+    if flash_budget and flash_bytes > flash_budget:
+        consts = sorted((t for t in g.tensors.values() if t.is_const), key=lambda t: -t.nbytes)[:3]
+        big = ", ".join(f"{t.name.rsplit('#', 1)[0]} {list(t.shape)} {_fmt_bytes(t.nbytes)}" for t in consts)
+        raise BudgetError(f"model needs {_fmt_bytes(flash_bytes)} flash (code + constants), over the "
+                          f"--flash-budget of {_fmt_bytes(flash_budget)}; largest weights: {big}")
+
+
+def io_specs(g: QGraph, names: list[str], model_specs) -> list:
+    from edgec.compiler.model import TensorSpec
+
+    specs = []
+    for i, n in enumerate(names):
+        t = g.t(n)
+        name = model_specs[i].name if model_specs and i < len(model_specs) and g.source == "tflite" else n.rsplit("#", 1)[0]
+        quant = t.scale is not None and t.dtype != "float32"
+        specs.append(TensorSpec(name, tuple(int(d) for d in t.shape), t.dtype,
+                                scale=t.s if quant else None, zero_point=t.zp if quant else None,
+                                layout="NHWC" if len(t.shape) == 4 else None))
+    return specs
+
+
+def write_host_main(harness: Path, g: QGraph) -> None:
+    ins = [g.t(n) for n in g.inputs]
+    outs = [g.t(n) for n in g.outputs]
+    harness.joinpath("host_main.c").write_text(f"""/* edgec host harness (generated): runs the model on raw input files.
+ * Build (from this folder): cc -std=c99 -O2 -I../c ../c/[a-z]*.c host_main.c -o run
+ * Usage: ./run IN0.bin ... OUT0.bin ... (raw bytes in the model's I/O dtype) */
+#include <stdio.h>
+
+#include "edgec_model.h"
+
+static unsigned char in_buf[{max(1, sum(t.nbytes for t in ins))}];
+static unsigned char out_buf[{max(1, sum(t.nbytes for t in outs))}];
+static const long in_bytes[] = {{{", ".join(str(t.nbytes) for t in ins)}}};
+static const long out_bytes[] = {{{", ".join(str(t.nbytes) for t in outs)}}};
+
+int main(int argc, char **argv) {{
+    const void *ins[EDGEC_NUM_INPUTS];
+    void *outs[EDGEC_NUM_OUTPUTS];
+    long off = 0;
+    int i, rc;
+    if (argc != 1 + EDGEC_NUM_INPUTS + EDGEC_NUM_OUTPUTS) {{
+        fprintf(stderr, "usage: %s IN... OUT...\\n", argv[0]);
+        return 2;
+    }}
+    for (i = 0; i < EDGEC_NUM_INPUTS; ++i) {{
+        FILE *f = fopen(argv[1 + i], "rb");
+        if (!f || fread(in_buf + off, 1, (size_t)in_bytes[i], f) != (size_t)in_bytes[i]) return 3;
+        fclose(f);
+        ins[i] = in_buf + off;
+        off += in_bytes[i];
+    }}
+    for (i = 0, off = 0; i < EDGEC_NUM_OUTPUTS; ++i) {{
+        outs[i] = out_buf + off;
+        off += out_bytes[i];
+    }}
+    rc = edgec_model_run(ins, outs);
+    for (i = 0; i < EDGEC_NUM_OUTPUTS; ++i) {{
+        FILE *f = fopen(argv[1 + EDGEC_NUM_INPUTS + i], "wb");
+        if (!f) return 4;
+        fwrite(outs[i], 1, (size_t)out_bytes[i], f);
+        fclose(f);
+    }}
+    return rc;
+}}
+""")
+
+
+def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerResult:
+    import shutil
+
+    from edgec.targets.mcu import codegen, planner, toolchain
+
+    opts = spec.options or {}
+    cpu = opts.get("cpu") or "cortex-m4"
+    g = load_graph(model)
+    plan = planner.plan(g)
+    c_dir = out_dir / "c"
+    info = codegen.generate(g, plan, c_dir)
+    harness = out_dir / "harness"
+    harness.mkdir(parents=True, exist_ok=True)
+    for f in ("cm_startup.c", "cm_main.c", "link_mps2.ld"):
+        shutil.copyfile(toolchain.HARNESS_DIR / f, harness / f)
+    write_host_main(harness, g)
+
+    io_bytes = sum(g.t(n).nbytes for n in g.inputs + g.outputs)
+    report: dict[str, Any] = {
+        "cpu": cpu, "arena_bytes": plan.arena_bytes, "const_bytes": info["const_bytes"],
+        "io_bytes": io_bytes, "arena_bytes_without_inplace": planner.greedy_baseline(g),
+        "arena_bytes_sum_of_tensors": plan.naive_bytes, "ops": len(plan.order),
+    }
+    size = None
+    if toolchain.which("arm-none-eabi-gcc") and toolchain.which("arm-none-eabi-size"):
+        size = toolchain.arm_size(c_dir, cpu)
+        report["arm_size"] = {**size, "flags": " ".join(toolchain.arm_flags(cpu))}
+        flash = size["text"] + size["data"]
+    else:
+        report["arm_size"] = "not measured: arm-none-eabi-gcc not found (" + toolchain.APT + ")"
+        flash = info["const_bytes"]
+    report["flash_bytes"] = flash
+    report["ram_bytes"] = plan.arena_bytes + io_bytes
+    check_budgets(g, plan, plan.arena_bytes + io_bytes, flash, opts.get("ram_budget"), opts.get("flash_budget"))
+
+    luts = sorted({op.attrs.get("lut_source") for op in g.ops if op.kind == "lut"} - {None})
+    board = toolchain.BOARDS[cpu]
+    manifest = {
+        "cpu": cpu, "arena_bytes": plan.arena_bytes, "const_bytes": info["const_bytes"],
+        "sources": [f"c/{s}" for s in info["sources"]], "kernels": info["kernels"],
+        "source_format": g.source, "qemu_board": board.machine, "qemu_note": board.note or None,
+        "api": "int edgec_model_run(const void *const *inputs, void *const *outputs)",
+        "lut_source": luts or None,
+    }
+    files = sorted(p.relative_to(out_dir).as_posix() for p in list(c_dir.iterdir()) + list(harness.iterdir()))
+    artifacts = []
+    for f in files:
+        if f == "c/edgec_model.c":
+            artifacts.append(Artifact(f, "c-source", "model"))
+        elif f.startswith("harness/"):
+            artifacts.append(Artifact(f, "c-harness", "harness"))
+        elif f.endswith(".md"):
+            artifacts.append(Artifact(f, "readme", "doc"))
+        elif f == "c/edgec_weights.c":
+            artifacts.append(Artifact(f, "c-source", "weights"))
+        else:
+            artifacts.append(Artifact(f, "c-source" if f.endswith((".c", ".h")) else "build-file", "library"))
+    return LowerResult(
+        artifacts=artifacts,
+        inputs=io_specs(g, g.inputs, model.inputs),
+        outputs=io_specs(g, g.outputs, model.outputs),
+        manifest=manifest, report=report,
+        passes=[{"name": "mcu-plan", "config": {"inplace": True, "reorder": True, "align": planner.ALIGN}}],
+    )

@@ -1,0 +1,227 @@
+"""Write the C library for a planned `QGraph`: edgec_model.h/.c, edgec_weights.h/.c, the
+kernels it uses, CMakeLists.txt, Makefile and README.md."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgec.targets.mcu.ops import EMITTERS, KERNEL_FILES
+from edgec.targets.mcu.planner import Plan
+from edgec.targets.mcu.qgraph import QGraph, QOp
+
+KERNEL_DIR = Path(__file__).parent / "kernels"
+_CTYPES = {"int8": "int8_t", "float32": "float", "int32": "int32_t"}
+
+
+def c_ident(s: str) -> str:
+    out = "".join(ch if ch.isalnum() else "_" for ch in s)
+    return out if out and not out[0].isdigit() else "_" + out
+
+
+@dataclass
+class EmitContext:
+    g: QGraph
+    plan: Plan
+    params: list[str] = field(default_factory=list)
+    weights: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+    _const_syms: dict[Any, str] = field(default_factory=dict)
+    _names: set[str] = field(default_factory=set)
+
+    def _unique(self, base: str) -> str:
+        base = c_ident(base)[:48]
+        name, k = base, 1
+        while name in self._names:
+            k += 1
+            name = f"{base}_{k}"
+        self._names.add(name)
+        return name
+
+    @staticmethod
+    def float_literal(v: float) -> str:
+        return repr(float(np.float32(v))) + "f"
+
+    def same_buffer(self, a: str, b: str) -> bool:
+        return self.plan.tensor_buffer[a] == self.plan.tensor_buffer[b]
+
+    def ref(self, name: str, writable: bool = False) -> str:
+        t = self.g.t(name)
+        if t.is_const:
+            return self.const_array(name, _CTYPES.get(t.dtype, "int8_t"), t.data)
+        b = self.plan.where(name)
+        ctype = _CTYPES.get(t.dtype, "int8_t")
+        if b.kind == "input":
+            return f"((const {ctype} *)inputs[{b.index}])"
+        if b.kind == "output":
+            return f"(({ctype} *)outputs[{b.index}])"
+        cast = "" if ctype == "int8_t" else f"({ctype} *)(void *)"
+        return f"{cast}(edgec_arena.bytes + {b.offset})"
+
+    def const_array(self, name: str, ctype: str, values, dedup_key: Any = "name") -> str:
+        key = ("name", name) if dedup_key == "name" else dedup_key
+        if key is not None and key in self._const_syms:
+            return self._const_syms[key]
+        sym = self._unique("edgec_" + name.rsplit("#", 1)[0].split("/")[-1][-40:] + ("" if dedup_key else ""))
+        arr = np.asarray(values).reshape(-1)
+        self.weights.append((sym, ctype, arr))
+        if key is not None:
+            self._const_syms[key] = sym
+        return sym
+
+    def param_struct(self, ctype: str, fields: dict[str, Any], op: QOp) -> str:
+        sym = self._unique("p_" + op.kind + "_" + op.name.split("/")[-1][-32:])
+
+        def fmt(v):
+            if isinstance(v, (list, tuple)):
+                return "{" + ", ".join(str(int(x)) for x in v) + "}"
+            return str(int(v))
+
+        body = ", ".join(f".{k} = {fmt(v)}" for k, v in fields.items())
+        self.params.append(f"static const {ctype} {sym} = {{{body}}};")
+        return sym
+
+
+def _c_array(sym: str, ctype: str, arr: np.ndarray) -> str:
+    if ctype == "float":
+        vals = [repr(float(np.float32(v))) + "f" for v in arr]
+    elif ctype == "int32_t":
+        vals = [str(int(v)) if int(v) != -(1 << 31) else "(-2147483647 - 1)" for v in arr]
+    else:
+        vals = [str(int(v)) for v in arr]
+    if not vals:
+        vals = ["0"]
+    lines = []
+    for i in range(0, len(vals), 24):
+        lines.append("    " + ", ".join(vals[i:i + 24]) + ",")
+    return f"const {ctype} {sym}[{max(len(arr), 1)}] = {{\n" + "\n".join(lines) + "\n};\n"
+
+
+def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model") -> dict[str, Any]:
+    """Write the library into ``out_dir`` (the bundle's ``c/``); return facts for the report."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = EmitContext(g, plan)
+    body: list[str] = []
+    kernel_files: set[str] = set()
+    for op in plan.order:
+        emit = EMITTERS[op.kind]
+        lines = emit(op, ctx)
+        body.append(f"    /* {op.source_op or op.kind}: {op.name.replace('*/', '* /')} */")
+        body.extend("    " + line for line in lines)
+        if op.kind != "reshape" or not ctx.same_buffer(op.inputs[0], op.outputs[0]):
+            kernel_files.add(KERNEL_FILES[op.kind])
+
+    ins = [g.t(n) for n in g.inputs]
+    outs = [g.t(n) for n in g.outputs]
+    macros = [f"#define EDGEC_NUM_INPUTS {len(ins)}", f"#define EDGEC_NUM_OUTPUTS {len(outs)}",
+              f"#define EDGEC_ARENA_BYTES {plan.arena_bytes}"]
+    for kind, ts in (("INPUT", ins), ("OUTPUT", outs)):
+        for i, t in enumerate(ts):
+            macros.append(f"#define EDGEC_{kind}_BYTES_{i} {t.nbytes}")
+            macros.append(f"#define EDGEC_{kind}_SIZE_{i} {t.size}")
+            macros.append(f"#define EDGEC_{kind}_DTYPE_{i} \"{t.dtype}\"")
+            macros.append(f"/* {kind.lower()} {i}: {t.name.rsplit('#', 1)[0]} shape {list(t.shape)} */")
+            if t.scale is not None:
+                macros.append(f"#define EDGEC_{kind}_SCALE_{i} {ctx.float_literal(t.s)}")
+                macros.append(f"#define EDGEC_{kind}_ZERO_POINT_{i} {t.zp}")
+    header = "\n".join([
+        "/* Generated by edgec (target mcu). Do not edit. */",
+        "#ifndef EDGEC_MODEL_H", "#define EDGEC_MODEL_H", "", "#include <stdint.h>", "",
+        *macros, "",
+        "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
+        "/* Run the model once. inputs[i] / outputs[i] point to EDGEC_INPUT_BYTES_i /",
+        " * EDGEC_OUTPUT_BYTES_i bytes in the model's I/O dtype (int8 NHWC for images).",
+        " * Uses a static arena of EDGEC_ARENA_BYTES: not reentrant. Returns 0. */",
+        "int edgec_model_run(const void *const *inputs, void *const *outputs);", "",
+        "#ifdef __cplusplus", "}", "#endif", "", "#endif", ""])
+    (out_dir / "edgec_model.h").write_text(header)
+
+    model_c = "\n".join([
+        "/* Generated by edgec (target mcu). Do not edit. */",
+        '#include "edgec_model.h"', '#include "edgec_kernels.h"', '#include "edgec_weights.h"', "",
+        f"/* Activation arena: {plan.arena_bytes} bytes, offsets fixed at build time. */",
+        ("static union { int32_t align; int8_t bytes[EDGEC_ARENA_BYTES]; } edgec_arena;"
+         if plan.arena_bytes else "/* (every tensor lives in the caller's I/O buffers) */"), "",
+        *ctx.params, "",
+        "int edgec_model_run(const void *const *inputs, void *const *outputs) {",
+        "    (void)inputs;", "    (void)outputs;",
+        *body, "    return 0;", "}", ""])
+    (out_dir / "edgec_model.c").write_text(model_c)
+
+    w_h = ["/* Generated by edgec: constant data (weights, biases, requantization). */",
+           "#ifndef EDGEC_WEIGHTS_H", "#define EDGEC_WEIGHTS_H", "#include <stdint.h>", ""]
+    w_c = ["/* Generated by edgec: constant data, placed in flash. */", '#include "edgec_weights.h"', ""]
+    const_bytes = 0
+    for sym, ctype, arr in ctx.weights:
+        w_h.append(f"extern const {ctype} {sym}[{max(arr.size, 1)}];")
+        w_c.append(_c_array(sym, ctype, arr))
+        const_bytes += arr.size * {"int8_t": 1, "int32_t": 4, "float": 4}[ctype]
+    w_h += ["", "#endif", ""]
+    (out_dir / "edgec_weights.h").write_text("\n".join(w_h))
+    (out_dir / "edgec_weights.c").write_text("\n".join(w_c))
+
+    kernel_files = sorted(kernel_files)
+    for f in ["edgec_kernels.h", "edgec_fixedpoint.h", *kernel_files]:
+        shutil.copyfile(KERNEL_DIR / f, out_dir / f)
+    sources = ["edgec_model.c", "edgec_weights.c", *kernel_files]
+    _write_build_files(out_dir, sources, ins, outs, plan.arena_bytes)
+    return {"sources": sources, "const_bytes": const_bytes, "kernels": kernel_files,
+            "ops": [op.kind for op in plan.order]}
+
+
+def _write_build_files(out_dir: Path, sources: list[str], ins, outs, arena: int) -> None:
+    src = " ".join(sources)
+    (out_dir / "CMakeLists.txt").write_text(
+        "# Generated by edgec: add_subdirectory(c) then link edgec_model.\n"
+        "cmake_minimum_required(VERSION 3.13)\n"
+        "project(edgec_model C)\n"
+        f"add_library(edgec_model STATIC {src})\n"
+        "target_include_directories(edgec_model PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})\n"
+        "set_property(TARGET edgec_model PROPERTY C_STANDARD 99)\n")
+    (out_dir / "Makefile").write_text(
+        "# Generated by edgec. `make` builds libedgec_model.a; override CC/CFLAGS for your MCU,\n"
+        "# e.g. make CC=arm-none-eabi-gcc CFLAGS='-mcpu=cortex-m4 -mthumb -Os'\n"
+        "CC ?= cc\nAR ?= ar\nCFLAGS ?= -O2\n"
+        "CFLAGS += -std=c99 -Wall -Wextra -pedantic -ffunction-sections -fdata-sections\n"
+        f"SRCS := {src}\nOBJS := $(SRCS:.c=.o)\n\n"
+        "libedgec_model.a: $(OBJS)\n\t$(AR) rcs $@ $^\n\n"
+        "%.o: %.c\n\t$(CC) $(CFLAGS) -c $< -o $@\n\n"
+        "clean:\n\trm -f $(OBJS) libedgec_model.a\n\n.PHONY: clean\n")
+    in_decl = "\n".join(f"static int8_t in{i}[EDGEC_INPUT_BYTES_{i}];  /* {list(t.shape)} {t.dtype} */"
+                        for i, t in enumerate(ins))
+    out_decl = "\n".join(f"static int8_t out{i}[EDGEC_OUTPUT_BYTES_{i}]; /* {list(t.shape)} {t.dtype} */"
+                         for i, t in enumerate(outs))
+    in_list = ", ".join(f"in{i}" for i in range(len(ins)))
+    out_list = ", ".join(f"out{i}" for i in range(len(outs)))
+    (out_dir / "README.md").write_text(f"""# edgec model library (C99)
+
+Generated by `edgec build --target mcu`. Plain C99: no malloc, no stdio, no float on the
+int8 path; a static activation arena of **{arena} bytes** (`EDGEC_ARENA_BYTES`); weights are
+`const` (flash). Tensors are int8, images NHWC, quantized as
+`real = scale * (q - zero_point)` with the `EDGEC_INPUT_SCALE_i` / `EDGEC_INPUT_ZERO_POINT_i`
+macros in `edgec_model.h`.
+
+## Build
+- Make: `make CC=arm-none-eabi-gcc CFLAGS='-mcpu=cortex-m4 -mthumb -Os'` -> `libedgec_model.a`
+- CMake: `add_subdirectory(c)` and `target_link_libraries(app edgec_model)`
+- Or add these files to your project: {src}
+
+## Call it
+```c
+#include "edgec_model.h"
+
+{in_decl}
+{out_decl}
+
+int infer(void) {{
+    const void *inputs[EDGEC_NUM_INPUTS] = {{{in_list}}};
+    void *outputs[EDGEC_NUM_OUTPUTS] = {{{out_list}}};
+    /* fill in0 with quantized input: q = round(x / EDGEC_INPUT_SCALE_0) + EDGEC_INPUT_ZERO_POINT_0 */
+    return edgec_model_run(inputs, outputs);  /* 0 on success */
+}}
+```
+`edgec_model_run` is not reentrant (one static arena).
+""")

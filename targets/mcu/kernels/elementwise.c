@@ -1,0 +1,64 @@
+/* Element-wise int8 kernels: Add, Mul (with 4-D broadcasting), requantize/ReLU, LUT, copy. */
+#include "edgec_kernels.h"
+#include "edgec_fixedpoint.h"
+
+static int32_t edgec_add_one(const edgec_binary_params *p, int32_t a, int32_t b) {
+    const int32_t x1 = (a + p->in1_offset) * ((int32_t)1 << p->left_shift);
+    const int32_t x2 = (b + p->in2_offset) * ((int32_t)1 << p->left_shift);
+    const int32_t s1 = edgec_mbqm(x1, p->in1_mult, p->in1_shift);
+    const int32_t s2 = edgec_mbqm(x2, p->in2_mult, p->in2_shift);
+    const int32_t r = edgec_mbqm(s1 + s2, p->out_mult, p->out_shift) + p->out_offset;
+    return edgec_clamp(r, p->act_min, p->act_max);
+}
+
+static int32_t edgec_mul_one(const edgec_binary_params *p, int32_t a, int32_t b) {
+    const int32_t prod = (a + p->in1_offset) * (b + p->in2_offset);
+    const int32_t r = edgec_mbqm(prod, p->out_mult, p->out_shift) + p->out_offset;
+    return edgec_clamp(r, p->act_min, p->act_max);
+}
+
+typedef int32_t (*edgec_binary_fn)(const edgec_binary_params *, int32_t, int32_t);
+
+static void edgec_binary(const edgec_binary_params *p, const int8_t *a, const int8_t *b,
+                         int8_t *out, edgec_binary_fn fn) {
+    int32_t i, i0, i1, i2, i3;
+    if (!p->broadcast) {
+        for (i = 0; i < p->size; ++i) out[i] = (int8_t)fn(p, a[i], b[i]);
+        return;
+    }
+    for (i0 = 0; i0 < p->dims[0]; ++i0)
+        for (i1 = 0; i1 < p->dims[1]; ++i1)
+            for (i2 = 0; i2 < p->dims[2]; ++i2)
+                for (i3 = 0; i3 < p->dims[3]; ++i3) {
+                    const int32_t ia = i0 * p->str1[0] + i1 * p->str1[1] + i2 * p->str1[2] + i3 * p->str1[3];
+                    const int32_t ib = i0 * p->str2[0] + i1 * p->str2[1] + i2 * p->str2[2] + i3 * p->str2[3];
+                    *out++ = (int8_t)fn(p, a[ia], b[ib]);
+                }
+}
+
+void edgec_add_s8(const edgec_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    edgec_binary(p, a, b, out, edgec_add_one);
+}
+
+void edgec_mul_s8(const edgec_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    edgec_binary(p, a, b, out, edgec_mul_one);
+}
+
+void edgec_requant_s8(const edgec_requant_params *p, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t v = edgec_mbqm((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
+        out[i] = (int8_t)edgec_clamp(v, p->act_min, p->act_max);
+    }
+}
+
+void edgec_lut_s8(int32_t size, const int8_t *table, const int8_t *in, int8_t *out) {
+    int32_t i;
+    for (i = 0; i < size; ++i) out[i] = table[(int32_t)in[i] + 128];
+}
+
+void edgec_copy_s8(int32_t size, const int8_t *in, int8_t *out) {
+    int32_t i;
+    if (in == out) return;
+    for (i = 0; i < size; ++i) out[i] = in[i];
+}

@@ -1,0 +1,87 @@
+"""256-entry lookup tables for int8 Sigmoid/Tanh.
+
+An int8 element-wise function has only 256 possible inputs, so the C kernel is a table
+lookup. For a ``.tflite`` source the table is produced by TFLite's own reference kernel
+(LiteRT's interpreter with ``BUILTIN_REF``) on a one-op model holding the same quantization
+parameters, so the C output is bit-exact with it by construction; if LiteRT is absent the
+float definition is used. For an ONNX source (where onnxruntime computes DQ -> float op ->
+Q) the float definition with round-half-to-even is the reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def float_table(fn: str, s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.ndarray:
+    q = np.arange(-128, 128, dtype=np.int32)
+    x = (q - zp_in).astype(np.float32) * np.float32(s_in)
+    y = 1.0 / (1.0 + np.exp(-x.astype(np.float64))) if fn == "sigmoid" else np.tanh(x.astype(np.float64))
+    return np.clip(np.rint(y.astype(np.float32) / np.float32(s_out)) + zp_out, -128, 127).astype(np.int8)
+
+
+def _one_op_tflite(op_name: str, s_in: float, zp_in: int, s_out: float, zp_out: int) -> bytes:
+    import flatbuffers
+
+    from edgec.targets.mcu.import_tflite import schema
+
+    s = schema()
+
+    def tensor(i, name, scale, zp):
+        t = s.TensorT()
+        t.shape = [256]
+        t.type = 9  # INT8
+        t.buffer = i + 1
+        t.name = name
+        q = s.QuantizationParametersT()
+        q.scale = [float(scale)]
+        q.zeroPoint = [int(zp)]
+        t.quantization = q
+        return t
+
+    code = s.OperatorCodeT()
+    b = getattr(s.BuiltinOperator, op_name)
+    code.builtinCode = b
+    code.deprecatedBuiltinCode = b
+    code.version = 2
+    op = s.OperatorT()
+    op.opcodeIndex = 0
+    op.inputs = [0]
+    op.outputs = [1]
+    sg = s.SubGraphT()
+    sg.tensors = [tensor(0, "x", s_in, zp_in), tensor(1, "y", s_out, zp_out)]
+    sg.inputs = [0]
+    sg.outputs = [1]
+    sg.operators = [op]
+    m = s.ModelT()
+    m.version = 3
+    m.operatorCodes = [code]
+    m.subgraphs = [sg]
+    m.buffers = [s.BufferT(), s.BufferT(), s.BufferT()]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def tflite_reference_table(op_name: str, s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.ndarray | None:
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        return None
+    interp = Interpreter(model_content=_one_op_tflite(op_name, s_in, zp_in, s_out, zp_out),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], np.arange(-128, 128, dtype=np.int8))
+    interp.invoke()
+    return np.asarray(interp.get_tensor(interp.get_output_details()[0]["index"]), np.int8).copy()
+
+
+def lut_table(op, x, out, source: str) -> np.ndarray:
+    fn = op.attrs["fn"]
+    if source == "tflite":
+        t = tflite_reference_table("LOGISTIC" if fn == "sigmoid" else "TANH", x.s, x.zp, out.s, out.zp)
+        if t is not None:
+            op.attrs["lut_source"] = "litert-reference"
+            return t
+    op.attrs["lut_source"] = "float"
+    return float_table(fn, x.s, x.zp, out.s, out.zp)

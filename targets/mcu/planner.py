@@ -1,0 +1,216 @@
+"""Static memory plan: every activation tensor gets a fixed offset in one arena.
+
+1. Views: Reshape/Flatten/Squeeze outputs share their input's buffer (no copy).
+2. In place: an element-wise op (requantize/ReLU, LUT, Add, Mul) writes over an input
+   that dies at that op and has the output's size.
+3. Graph inputs stay in the caller's input buffers and the ops producing graph outputs
+   write straight into the caller's output buffers.
+4. Offsets: buffers sorted by size (largest first), each placed at the lowest 4-byte
+   aligned offset that does not overlap a placed buffer whose lifetime intersects its own.
+5. Op order: besides the source order, a memory-aware topological order (run next the
+   ready op that leaves the least live memory) is planned; the smaller arena wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgec.targets.mcu.qgraph import QGraph, QOp
+
+ALIGN = 4
+INPLACE_KINDS = ("requant", "lut", "add", "mul")
+
+
+@dataclass
+class Buffer:
+    id: int
+    size: int
+    first: int
+    last: int
+    kind: str = "arena"  # arena | input | output | const
+    index: int = -1  # graph input/output index
+    offset: int = 0
+    tensors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    order: list[QOp]
+    buffers: dict[int, Buffer]
+    tensor_buffer: dict[str, int]
+    arena_bytes: int
+    copies: set[str] = field(default_factory=set)
+    naive_bytes: int = 0
+
+    def where(self, name: str) -> Buffer:
+        return self.buffers[self.tensor_buffer[name]]
+
+
+class _UF:
+    def __init__(self):
+        self.p: dict[str, str] = {}
+
+    def find(self, a: str) -> str:
+        self.p.setdefault(a, a)
+        while self.p[a] != a:
+            self.p[a] = self.p[self.p[a]]
+            a = self.p[a]
+        return a
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.p[rb] = ra
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True) -> Plan:
+    T = g.tensors
+    uf = _UF()
+    for name in T:
+        uf.find(name)
+    copies: set[str] = set()
+    in_set, out_set = set(g.inputs), set(g.outputs)
+
+    def klass(root_members: list[str]) -> tuple[bool, bool, bool]:
+        return (any(m in in_set for m in root_members), any(m in out_set for m in root_members),
+                any(T[m].is_const for m in root_members))
+
+    def members() -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for name in T:
+            groups.setdefault(uf.find(name), []).append(name)
+        return groups
+
+    # 1. views
+    for op in order:
+        if op.kind == "reshape":
+            x, y = op.inputs[0], op.outputs[0]
+            gx = members()[uf.find(x)]
+            gy = members()[uf.find(y)]
+            cx, cy = klass(gx), klass(gy)
+            io_clash = (cx[0] or cx[2]) and cy[1] or (cx[1] and cy[1])
+            if io_clash:
+                copies.add(op.outputs[0])
+            else:
+                uf.union(x, y)
+    pos = {id(op): i for i, op in enumerate(order)}
+
+    def lifetimes() -> dict[str, list[int]]:
+        life: dict[str, list[int]] = {}
+        for root, ms in members().items():
+            first, last = len(order), -1
+            for i, op in enumerate(order):
+                if any(m in op.outputs for m in ms):
+                    first = min(first, i)
+                if any(m in op.inputs for m in ms):
+                    last = max(last, i)
+            if any(m in in_set for m in ms):
+                first = -1
+            if any(m in out_set for m in ms):
+                last = len(order)
+            life[root] = [first, max(last, first)]
+        return life
+
+    # 2. in place
+    if inplace:
+        for op in order:
+            if op.kind not in INPLACE_KINDS:
+                continue
+            y = op.outputs[0]
+            groups = members()
+            cy = klass(groups[uf.find(y)])
+            if any(cy):
+                continue
+            life = lifetimes()
+            i = pos[id(op)]
+            for x in op.inputs:
+                if T[x].is_const or T[x].nbytes != T[y].nbytes or op.inputs.count(x) > 1:
+                    continue
+                cx = klass(groups[uf.find(x)])
+                if any(cx) or life[uf.find(x)][1] != i:
+                    continue
+                uf.union(x, y)
+                break
+
+    # 3. buffers
+    life = lifetimes()
+    buffers: dict[int, Buffer] = {}
+    tensor_buffer: dict[str, int] = {}
+    for bid, (root, ms) in enumerate(sorted(members().items())):
+        size = max(T[m].nbytes for m in ms)
+        b = Buffer(bid, size, life[root][0], life[root][1], tensors=ms)
+        cin, cout, cconst = klass(ms)
+        if cconst:
+            b.kind = "const"
+        elif cin:
+            b.kind, b.index = "input", g.inputs.index(next(m for m in ms if m in in_set))
+        elif cout:
+            b.kind, b.index = "output", g.outputs.index(next(m for m in ms if m in out_set))
+        buffers[bid] = b
+        for m in ms:
+            tensor_buffer[m] = bid
+
+    # 4. offsets
+    placed: list[Buffer] = []
+    arena = 0
+    used = [b for b in buffers.values() if b.kind == "arena" and b.last >= 0 and b.first < len(order)]
+    for b in sorted(used, key=lambda b: (-b.size, b.first, b.id)):
+        conflicts = sorted((p for p in placed if not (p.last < b.first or b.last < p.first)), key=lambda p: p.offset)
+        off = 0
+        for p in conflicts:
+            if off + b.size <= p.offset:
+                break
+            off = max(off, _align(p.offset + p.size))
+        b.offset = off
+        placed.append(b)
+        arena = max(arena, off + b.size)
+    naive = sum(_align(b.size) for b in used)
+    return Plan(list(order), buffers, tensor_buffer, _align(arena), copies, naive)
+
+
+def _memory_aware_order(g: QGraph) -> list[QOp]:
+    T = g.tensors
+    remaining = list(g.ops)
+    produced = set(g.inputs) | {n for n, t in T.items() if t.is_const}
+    uses: dict[str, int] = {}
+    for op in g.ops:
+        for n in op.inputs:
+            uses[n] = uses.get(n, 0) + 1
+    order: list[QOp] = []
+    while remaining:
+        ready = [op for op in remaining if all(n in produced or not n for n in op.inputs)]
+        if not ready:
+            return list(g.ops)
+
+        def delta(op: QOp) -> int:
+            alloc = sum(T[n].nbytes for n in op.outputs)
+            freed = sum(T[n].nbytes for n in set(op.inputs) if not T[n].is_const and uses.get(n, 0) == op.inputs.count(n)
+                        and n not in g.outputs and n not in g.inputs)
+            return alloc - freed
+
+        op = min(ready, key=lambda o: (delta(o), remaining.index(o)))
+        remaining.remove(op)
+        order.append(op)
+        produced.update(op.outputs)
+        for n in op.inputs:
+            uses[n] = uses.get(n, 0) - 1
+    return order
+
+
+def plan(g: QGraph) -> Plan:
+    """The smallest-arena plan over the candidate op orders."""
+    candidates = [_plan_order(g, list(g.ops))]
+    alt = _memory_aware_order(g)
+    if [id(o) for o in alt] != [id(o) for o in g.ops]:
+        candidates.append(_plan_order(g, alt))
+    best = min(candidates, key=lambda p: (p.arena_bytes, candidates.index(p)))
+    return best
+
+
+def greedy_baseline(g: QGraph) -> int:
+    """Arena of the plain plan (no views/in-place reuse, source order) for the report."""
+    return _plan_order(g, list(g.ops), inplace=False).arena_bytes

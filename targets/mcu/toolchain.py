@@ -1,0 +1,184 @@
+"""Compilers and QEMU for the mcu target: host gcc (shared library for ctypes),
+arm-none-eabi-gcc (size report, QEMU harness) and qemu-system-arm boards per CPU."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgec.errors import ConfigError, MissingDependencyError
+
+APT = "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+HARNESS_DIR = Path(__file__).parent / "harness"
+
+CPUS = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
+
+
+@dataclass(frozen=True)
+class Board:
+    machine: str
+    qemu_cpu: str
+    flash: tuple[int, int]
+    ram: tuple[int, int]
+    note: str = ""
+
+
+# QEMU 7.2 boards. M0+ has no MPS2 image in QEMU: its ARMv6-M code runs on the M3 board
+# (ARMv7-M executes every ARMv6-M instruction); timing is then the M3's.
+BOARDS: dict[str, Board] = {
+    "cortex-m0plus": Board("mps2-an385", "cortex-m3", (0x0, 0x400000), (0x20000000, 0x400000),
+                           "no Cortex-M0+ board in QEMU 7.2: ARMv6-M code runs on mps2-an385 (Cortex-M3)"),
+    "cortex-m3": Board("mps2-an385", "cortex-m3", (0x0, 0x400000), (0x20000000, 0x400000)),
+    "cortex-m4": Board("mps2-an386", "cortex-m4", (0x0, 0x400000), (0x20000000, 0x400000)),
+    "cortex-m7": Board("mps2-an500", "cortex-m7", (0x0, 0x400000), (0x20000000, 0x400000)),
+    "cortex-m33": Board("mps2-an505", "cortex-m33", (0x10000000, 0x400000), (0x38000000, 0x200000)),
+    "cortex-m55": Board("mps3-an547", "cortex-m55", (0x0, 0x80000), (0x21000000, 0x100000)),
+}
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("EDGEC_CACHE_DIR") or Path(tempfile.gettempdir()) / f"edgec-cache-{os.getuid()}") / "mcu"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def which(tool: str) -> str | None:
+    return shutil.which(tool)
+
+
+def require_tool(tool: str) -> str:
+    path = which(tool)
+    if path is None:
+        hint = f"apt-get install -y {'gcc' if tool in ('gcc', 'cc') else ''}" if tool in ("gcc", "cc") else APT
+        raise MissingDependencyError(tool, None, hint)
+    return path
+
+
+def host_cc() -> str:
+    for cc in (os.environ.get("CC"), "gcc", "cc"):
+        if cc and which(cc):
+            return cc
+    raise MissingDependencyError("a C compiler (gcc)", None, "apt-get install -y gcc")
+
+
+def sources_digest(files: list[Path], extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for f in sorted(files):
+        h.update(f.name.encode())
+        h.update(b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def _run(cmd: list[str], what: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"{what} failed ({' '.join(cmd[:3])} ...):\n{r.stderr[-4000:]}")
+    return r
+
+
+def build_host_lib(c_dir: Path, *, sanitize: bool = False, opt: str = "-O2") -> Path:
+    """Compile the bundle's C into a shared library in the cache (keyed by source hash)."""
+    cc = host_cc()
+    srcs = sorted(c_dir.glob("*.c"))
+    hdrs = sorted(c_dir.glob("*.h"))
+    flags = [*WARN, opt, "-fPIC", "-shared"]
+    if sanitize:
+        flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
+    key = sources_digest(srcs + hdrs, " ".join([cc, *flags]))
+    out = cache_dir() / f"host-{key}.so"
+    if not out.exists():
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        _run([cc, *flags, "-I", str(c_dir), *map(str, srcs), "-o", str(tmp)], "host C build")
+        os.replace(tmp, out)
+    return out
+
+
+def arm_flags(cpu: str, opt: str = "-Os") -> list[str]:
+    if cpu not in CPUS:
+        raise ConfigError(f"unknown --cpu {cpu} (choose from {', '.join(CPUS)})")
+    return [f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=soft", opt, "-ffunction-sections", "-fdata-sections"]
+
+
+def arm_size(c_dir: Path, cpu: str, work: Path | None = None) -> dict[str, int]:
+    """text/data/bss of the library linked alone (startup stub + a call, --gc-sections)."""
+    gcc = require_tool("arm-none-eabi-gcc")
+    size = require_tool("arm-none-eabi-size")
+    srcs = sorted(c_dir.glob("*.c"))
+    with tempfile.TemporaryDirectory(dir=work) as td:
+        td = Path(td)
+        stub = td / "stub.c"
+        stub.write_text(
+            '#include "edgec_model.h"\n'
+            "void _start(void);\n"
+            "void _start(void) { (void)edgec_model_run((const void *const *)0, (void *const *)0); for (;;) {} }\n")
+        elf = td / "lib.elf"
+        _run([gcc, *WARN, *arm_flags(cpu), "-I", str(c_dir), *map(str, srcs), str(stub), "-nostdlib",
+              "-Wl,--gc-sections", "-Wl,-e,_start", "-o", str(elf), "-lgcc"], "arm-none-eabi-gcc build")
+        r = _run([size, "-A", str(elf)], "arm-none-eabi-size")
+        text = data = bss = 0
+        for line in r.stdout.splitlines():
+            parts = line.split()
+            if len(parts) < 2 or not parts[1].isdigit():
+                continue
+            name, n = parts[0], int(parts[1])
+            if name.startswith((".text", ".rodata", ".ARM")):
+                text += n
+            elif name.startswith(".data"):
+                data += n
+            elif name.startswith(".bss"):
+                bss += n
+        return {"text": text, "data": data, "bss": bss}
+
+
+def build_qemu_elf(c_dir: Path, io_c: str, cpu: str) -> Path:
+    """Cross-compile library + harness + inputs into an ELF for the CPU's QEMU board."""
+    gcc = require_tool("arm-none-eabi-gcc")
+    board = BOARDS[cpu]
+    srcs = sorted(c_dir.glob("*.c"))
+    hfiles = [HARNESS_DIR / "cm_startup.c", HARNESS_DIR / "cm_main.c", HARNESS_DIR / "link_mps2.ld"]
+    key = sources_digest(srcs + sorted(c_dir.glob("*.h")) + hfiles, cpu + io_c)
+    out = cache_dir() / f"qemu-{key}.elf"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory() as td:
+        td = Path(td)
+        ld = (HARNESS_DIR / "link_mps2.ld").read_text()
+        for k, v in (("FLASH_ORIGIN", board.flash[0]), ("FLASH_LENGTH", board.flash[1]),
+                     ("RAM_ORIGIN", board.ram[0]), ("RAM_LENGTH", board.ram[1])):
+            ld = ld.replace(f"@{k}@", hex(v))
+        (td / "link.ld").write_text(ld)
+        (td / "harness_io.c").write_text(io_c)
+        flags = arm_flags(cpu, "-O2")
+        objs = []
+        for src in srcs:
+            o = td / (src.stem + ".o")
+            _run([gcc, *WARN, *flags, "-I", str(c_dir), "-c", str(src), "-o", str(o)], "arm library build")
+            objs.append(str(o))
+        tmp = td / "a.elf"
+        _run([gcc, *flags, "-std=gnu99", "-I", str(c_dir), "-nostartfiles", "--specs=rdimon.specs",
+              "-T", str(td / "link.ld"), str(HARNESS_DIR / "cm_startup.c"), str(HARNESS_DIR / "cm_main.c"),
+              str(td / "harness_io.c"), *objs, "-Wl,--gc-sections", "-o", str(tmp)], "arm harness link")
+        shutil.copyfile(tmp, out)
+    return out
+
+
+def run_qemu(elf: Path, cpu: str, timeout: float = 30.0) -> str:
+    qemu = require_tool("qemu-system-arm")
+    board = BOARDS[cpu]
+    cmd = [qemu, "-M", board.machine, "-cpu", board.qemu_cpu, "-nographic", "-monitor", "none",
+           "-serial", "none", "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
+           "-kernel", str(elf)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"QEMU ({board.machine}) did not finish within {timeout:.0f} s") from exc
+    if r.returncode != 0:
+        raise RuntimeError(f"QEMU ({board.machine}) exited with {r.returncode}: {r.stdout[-2000:]} {r.stderr[-2000:]}")
+    return r.stdout

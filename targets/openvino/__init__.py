@@ -1,0 +1,42 @@
+"""The intel-cpu target: OpenVINO IR (.xml/.bin) for Intel CPUs, FP32/FP16/INT8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from edgec.targets.base import LowerResult, LowerSpec, QuantScheme, Target, TargetOption
+
+if TYPE_CHECKING:
+    from edgec.compiler.model import ModelHandle
+
+
+class OpenVINOTarget(Target):
+    """Lowers ONNX (float or Q/DQ) to OpenVINO IR with the openvino package."""
+
+    name: ClassVar[str] = "intel-cpu"
+    aliases: ClassVar[tuple[str, ...]] = ("openvino", "x86")
+    description: ClassVar[str] = "Intel CPUs: OpenVINO IR (.xml/.bin), run by the OpenVINO CPU plugin"
+    extra: ClassVar[str | None] = "openvino"
+    required_modules: ClassVar[tuple[str, ...]] = ("openvino",)
+    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    default_precision: ClassVar[str] = "int8"
+    runner: ClassVar[str] = "openvino"
+    # OpenVINO's low-precision transformations fuse DQ->Conv/MatMul->(Q) into int8 kernels;
+    # asymmetric int8 activations are supported, so keep the calibrated zero points.
+    quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(activation_symmetric=False, placement="weighted")
+    options: ClassVar[tuple[TargetOption, ...]] = (
+        TargetOption("ov_precision_hint", "OpenVINO CPU inference precision for float parts of the model "
+                     "(f32 keeps results comparable to the float model; bf16 is faster on CPUs with AMX/avx512_bf16).",
+                     kind="choice", choices=("f32", "bf16"), default="f32"),
+    )
+
+    def check(self, model: "ModelHandle", spec: LowerSpec):
+        from edgec.targets.openvino.lower import check_support
+
+        return check_support(model, self.name)
+
+    def lower(self, model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerResult:
+        from edgec.targets.openvino.lower import lower_to_ir
+
+        return lower_to_ir(model, spec, out_dir)

@@ -1,0 +1,94 @@
+"""The explicit registry of targets, loaded lazily by import string."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from edgec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edgec.targets.base import Target
+
+# Canonical name -> "module:Class". Importing a target module must stay cheap.
+_BUILTIN: dict[str, str] = {
+    "intel-cpu": "edgec.targets.openvino:OpenVINOTarget",
+    "arm": "edgec.targets.tflite:TFLiteTarget",
+    "mcu": "edgec.targets.mcu:MCUTarget",
+    "jetson": "edgec.targets.tensorrt:TensorRTTarget",
+}
+
+DEFAULT_TARGET = "intel-cpu"
+
+
+class TargetRegistry:
+    """Maps target names and aliases to `Target` classes; rejects duplicates."""
+
+    def __init__(self) -> None:
+        self._paths: dict[str, str] = {}
+        self._classes: dict[str, type[Target]] = {}
+        self._aliases: dict[str, str] | None = None
+
+    def register(self, name: str, target: "str | type[Target]") -> None:
+        """Register a target by import string ``module:Class`` or by class."""
+        if name in self._paths or name in self._classes:
+            raise ValueError(f"target '{name}' is already registered")
+        if isinstance(target, str):
+            self._paths[name] = target
+        else:
+            if target.name != name:
+                raise ValueError(f"target class {target.__name__} is named '{target.name}', not '{name}'")
+            self._classes[name] = target
+        self._aliases = None
+
+    def unregister(self, name: str) -> None:
+        self._paths.pop(name, None)
+        self._classes.pop(name, None)
+        self._aliases = None
+
+    def names(self) -> list[str]:
+        return list(dict.fromkeys([*self._paths, *self._classes]))
+
+    def target_class(self, name: str) -> "type[Target]":
+        if name not in self._classes:
+            module, _, cls = self._paths[name].partition(":")
+            klass = getattr(importlib.import_module(module), cls)
+            if klass.name != name:
+                raise ValueError(f"{self._paths[name]} is named '{klass.name}', registered as '{name}'")
+            self._classes[name] = klass
+        return self._classes[name]
+
+    def _alias_map(self) -> dict[str, str]:
+        if self._aliases is None:
+            amap: dict[str, str] = {}
+            for name in self.names():
+                try:
+                    aliases = self.target_class(name).aliases
+                except (ImportError, AttributeError):
+                    aliases = ()  # a broken target fails when used, not when others are looked up
+                for key in (name, *aliases):
+                    if key in amap and amap[key] != name:
+                        raise ValueError(f"alias '{key}' is claimed by targets '{amap[key]}' and '{name}'")
+                    amap[key] = name
+            self._aliases = amap
+        return self._aliases
+
+    def canonical(self, name_or_alias: str) -> str:
+        amap = self._alias_map()
+        if name_or_alias not in amap:
+            known = ", ".join(sorted(amap))
+            raise ConfigError(f"unknown target '{name_or_alias}' (known: {known})")
+        return amap[name_or_alias]
+
+    def get(self, name_or_alias: str) -> "Target":
+        """A fresh instance of the target named or aliased ``name_or_alias``."""
+        return self.target_class(self.canonical(name_or_alias))()
+
+
+TARGETS = TargetRegistry()
+for _name, _path in _BUILTIN.items():
+    TARGETS.register(_name, _path)
+
+
+def get_target(name_or_alias: str) -> "Target":
+    return TARGETS.get(name_or_alias)

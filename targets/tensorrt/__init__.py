@@ -1,0 +1,152 @@
+"""The ``jetson`` target (aliases ``tensorrt``, ``trt``): NVIDIA TensorRT on Jetson.
+
+TensorRT engines are tied to the GPU and TensorRT version that built them, and TensorRT
+11 dropped implicit INT8 calibration while Jetson Orin (JetPack 6) stays on 10.x. So the
+bundle carries what builds and times the engine on the device with the TensorRT it has:
+the model as ONNX (explicit-quantization Q/DQ for int8/best, following TensorRT's Q/DQ
+rules), ``engine_config.json`` (precision, workspace, 2:4 sparsity, DLA core, profiles,
+timing cache), ``build_engine.py`` and ``bench_trt.py`` (TensorRT's Python API + numpy +
+the CUDA binding only), reference inputs/outputs, and a README with the ``trtexec`` line.
+Where ``tensorrt`` imports and a CUDA GPU is present, ``--engine`` builds ``model.engine``
+here too.
+
+The target is usable without TensorRT (`availability` is None); whether engines can be
+built here is `engine_availability`.
+
+Default precision is fp16: Orin's GPU runs fp16 on its tensor cores at several times the
+fp32 rate, DLA cores take only fp16/int8, fp16 needs no calibration data and keeps
+nearly all models within noise of fp32. int8 needs calibration data and passes an
+accuracy gate; choose it (or ``best``) when the extra speed matters.
+
+This module imports nothing heavy; the work lives in `bundle`, `qdq_rules`,
+`accuracy`, `profiles`, `sparsity` and `engine`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgec._deps import has_module
+from edgec.targets.base import LowerResult, LowerSpec, QuantScheme, SupportReport, Target, TargetOption
+
+if TYPE_CHECKING:
+    from edgec.compiler.model import ModelHandle
+    from edgec.runtimes.base import Runner
+
+# ONNX ops TensorRT's ONNX parser imports (onnx-tensorrt operators.md, TensorRT 8.6-10.x).
+TRT_SUPPORTED_OPS = frozenset("""
+Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization BlackmanWindow Cast
+CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DeformConv
+DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather
+GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample
+GroupNormalization GRU HammingWindow HannWindow Hardmax HardSigmoid HardSwish Identity If ImageScaler
+InstanceNormalization IsInf IsNaN LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM
+LpNormalization LpPool MatMul Max MaxPool Mean MeanVarianceNormalization Min Mish Mod Mul Neg NonMaxSuppression
+NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear RandomNormal RandomNormalLike RandomUniform
+RandomUniformLike Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin
+ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter
+ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign
+SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample
+Where Xor
+""".split())
+
+# Ops users meet most often that TensorRT's parser has no importer for, with the fix.
+_UNSUPPORTED_HINTS = {
+    "QLinearConv": "use Q/DQ form (QuantizeLinear/DequantizeLinear around Conv), not QOperator",
+    "QLinearMatMul": "use Q/DQ form (QuantizeLinear/DequantizeLinear around MatMul), not QOperator",
+    "ConvInteger": "use Q/DQ form instead of integer ops",
+    "MatMulInteger": "use Q/DQ form instead of integer ops",
+    "DynamicQuantizeLinear": "TensorRT needs static scales: calibrate (--calib) instead of dynamic quantization",
+    "Unique": "move it out of the model (post-processing)",
+    "StringNormalizer": "move text processing out of the model",
+    "TfIdfVectorizer": "move text processing out of the model",
+}
+
+
+def engine_availability() -> str | None:
+    """None when TensorRT engines can be built and run here; else why not (one line)."""
+    from edgec.targets.tensorrt.engine import gpu_available
+
+    if not has_module("tensorrt"):
+        return ("tensorrt is not installed: pip install 'edgec[tensorrt]' (on a Jetson it comes with JetPack); "
+                "engines also need a CUDA GPU; the bundle's build_engine.py builds it on the device")
+    if not gpu_available():
+        return "no CUDA GPU here: the bundle's build_engine.py builds the engine on the Jetson"
+    return None
+
+
+class TensorRTTarget(Target):
+    """NVIDIA Jetson (Orin) and other TensorRT GPUs: ONNX bundle + on-device engine build."""
+
+    name = "jetson"
+    aliases = ("tensorrt", "trt")
+    description = "NVIDIA Jetson / TensorRT: Q/DQ or float ONNX + engine config and on-device build/bench scripts"
+    extra = "tensorrt"
+    required_modules = ()
+    supported_precisions = ("fp32", "fp16", "int8", "best")
+    default_precision = "fp16"
+    calibrated_precisions = ("int8", "best")
+    runner = "tensorrt"
+    accepted_formats = ("onnx",)
+    quant_scheme = QuantScheme(activation_symmetric=True, placement="weighted", quantize_add=True)
+    supported_ops = TRT_SUPPORTED_OPS
+    options = (
+        TargetOption("engine", "Also build the TensorRT engine here (needs tensorrt and a CUDA GPU).", kind="flag",
+                     default=False),
+        TargetOption("workspace", "TensorRT builder workspace limit (e.g. 1G); default: TensorRT's.", kind="bytes"),
+        TargetOption("sparsity", "Let TensorRT use 2:4 sparse weights (SPARSE_WEIGHTS; Ampere/Orin).", kind="flag",
+                     default=False),
+        TargetOption("dla_core", "Build for this DLA core (Orin), falling back to the GPU for other layers.",
+                     kind="int"),
+        TargetOption("timing_cache", "TensorRT timing cache file reused between builds.", kind="str"),
+    )
+    # Normalized RMS error of the Q/DQ model against the float one above which int8 fails.
+    int8_error_bound: float = 0.2
+
+    def availability(self) -> str | None:
+        """Always usable: writing the bundle needs no TensorRT (see `engine_availability`)."""
+        return None
+
+    def engine_availability(self) -> str | None:
+        """None when ``--engine`` works here; otherwise the reason (for ``edgec targets``)."""
+        return engine_availability()
+
+    def status_note(self) -> str:
+        """One line for ``edgec targets``: what works on this machine."""
+        why = self.engine_availability()
+        return "bundle + local engine build" if why is None else f"bundle only (engine on the device: {why})"
+
+    def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
+        """Ops TensorRT's ONNX parser cannot import, named with the fix."""
+        report = SupportReport(self.name)
+        if model.proto is None:
+            report.unsupported.append(("<model>", "tflite", "the jetson target takes ONNX models"))
+            return report
+        for node in model.proto.graph.node:
+            nm = node.name or node.output[0]
+            if node.domain not in ("", "ai.onnx"):
+                report.unsupported.append((nm, f"{node.domain}.{node.op_type}",
+                                           "custom-domain op: TensorRT needs a plugin for it; export with standard "
+                                           "ONNX ops"))
+            elif node.op_type not in TRT_SUPPORTED_OPS:
+                hint = _UNSUPPORTED_HINTS.get(node.op_type, "TensorRT's ONNX parser has no importer for it; rewrite "
+                                              "the model without it or implement a TensorRT plugin")
+                report.unsupported.append((nm, node.op_type, hint))
+        if spec.options.get("dla_core") is not None and spec.precision == "fp32":
+            report.notes.append("DLA runs fp16/int8 only")
+        return report
+
+    def lower(self, model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerResult:
+        from edgec.targets.tensorrt.bundle import lower
+
+        return lower(self, model, spec, Path(out_dir))
+
+    def verify_runner(self, bundle_dir: Path, manifest: dict[str, Any]) -> "Runner":
+        """TensorRT when it can run here; otherwise onnxruntime on the bundle's model.onnx."""
+        from edgec.runtimes.registry import create_runner
+
+        info = manifest.get("target_info", {})
+        if self.engine_availability() is None:
+            return create_runner("tensorrt", bundle_dir, manifest)
+        return create_runner("onnxruntime", bundle_dir, manifest, model_path=info.get("onnx", "model.onnx"))

@@ -1,0 +1,62 @@
+"""The ``arm`` target (aliases ``tflite``, ``mobile``): ONNX -> ``.tflite`` for LiteRT.
+
+Conversion goes ONNX -> TensorFlow (onnx2tf) -> TFLite (TensorFlow's TFLiteConverter,
+builtin ops only). This module imports nothing heavy; the work is in `convert`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgec.targets.base import LowerResult, LowerSpec, SupportReport, Target, TargetOption
+
+if TYPE_CHECKING:
+    from edgec.compiler.model import ModelHandle
+
+
+class TFLiteTarget(Target):
+    """Android/iOS/Linux-on-ARM through LiteRT (TensorFlow Lite) with XNNPACK."""
+
+    name = "arm"
+    aliases = ("tflite", "mobile")
+    description = "TFLite flatbuffer for LiteRT (Android, iOS, ARM Linux), XNNPACK"
+    extra = "tflite"
+    required_modules = ("tensorflow", "onnx2tf", "ai_edge_litert")
+    supported_precisions = ("fp32", "fp16", "int8", "int8-dynamic")
+    default_precision = "int8"
+    calibrated_precisions = ("int8",)
+    runner = "litert"
+    accepted_formats = ("onnx",)
+    quant_scheme = None
+    options = (
+        TargetOption(
+            "io_dtype",
+            "Input/output type of an int8 .tflite: int8 (default), uint8 or float32 "
+            "(quantize/dequantize inside the model); float precisions always use float32.",
+            kind="choice",
+            choices=("int8", "uint8", "float32"),
+            default=None,
+        ),
+    )
+
+    def availability(self) -> str | None:
+        # ai_edge_litert is what the verify runner uses; tflite_runtime is accepted in its place.
+        from edgec._deps import has_module
+
+        missing = [m for m in ("tensorflow", "onnx2tf") if not has_module(m)]
+        if not (has_module("ai_edge_litert") or has_module("tflite_runtime")):
+            missing.append("ai_edge_litert")
+        if missing:
+            return f"missing {', '.join(missing)}: pip install 'edgec[{self.extra}]'"
+        return None
+
+    def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
+        from edgec.targets.tflite.support import check_model
+
+        return check_model(model, spec, self.name)
+
+    def lower(self, model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerResult:
+        from edgec.targets.tflite.convert import lower
+
+        return lower(model, spec, Path(out_dir), target=self.name)
