@@ -101,13 +101,14 @@ def cap_ir_version(proto) -> None:
 
 
 def _guess_layouts(handle: ModelHandle) -> None:
-    # A float rank-4 input with 1 or 3 channels at axis 1 is an NCHW image.
-    fixed = []
-    for s in handle.inputs:
-        if s.dtype.startswith("float") and len(s.shape) == 4 and s.shape[1] in (1, 3, 4) and s.layout is None:
-            s = TensorSpec(s.name, s.shape, s.dtype, s.scale, s.zero_point, "NCHW")
-        fixed.append(s)
-    handle.inputs = fixed
+    # ONNX convolutions are channels-first: rank-4 float I/O is NCHW. Targets whose
+    # artifacts are channels-last (TFLite, the MCU C code) transpose at the boundary.
+    def mark(specs: list[TensorSpec]) -> list[TensorSpec]:
+        return [TensorSpec(s.name, s.shape, s.dtype, s.scale, s.zero_point, "NCHW")
+                if s.dtype.startswith("float") and len(s.shape) == 4 and s.layout is None else s for s in specs]
+
+    handle.inputs = mark(handle.inputs)
+    handle.outputs = mark(handle.outputs)
 
 
 def fix_input_shapes(handle: ModelHandle, shapes: dict[str, InputShape]) -> ModelHandle:
@@ -188,7 +189,7 @@ def _finish_torch(module: Any, example: Any, source: str, digest: str, *, parity
                   task: str | None = None) -> ModelHandle:
     from edgec.compiler.export import export_module, export_parity, normalize_example_inputs
 
-    ex = normalize_example_inputs(module, example)
+    ex = _resize_examples(normalize_example_inputs(module, example), input_shapes)
     dynamic = {n: {i: f"{n}_dim{i}" for i, (lo, hi) in enumerate(zip(s.min, s.max)) if lo != hi}
                for n, s in input_shapes.items() if s.is_profile}
     dynamic = {n: d for n, d in dynamic.items() if d}
@@ -209,6 +210,27 @@ def _finish_torch(module: Any, example: Any, source: str, digest: str, *, parity
         handle.meta["dynamic_dims"] = dynamic
     _guess_layouts(handle)
     return handle
+
+
+def _resize_examples(ex: dict[str, Any], input_shapes: dict[str, InputShape]) -> dict[str, Any]:
+    """Apply ``--input-shape`` to PyTorch example inputs (only the batch axis may change)."""
+    names = set(ex)
+    unknown = sorted(set(input_shapes) - names)
+    if unknown:
+        raise ConfigError(f"--input-shape names unknown input(s) {unknown}; the model's inputs are {sorted(names)}")
+    out = dict(ex)
+    for name, shp in input_shapes.items():
+        t = ex[name]
+        want = tuple(shp.opt)
+        have = tuple(t.shape)
+        if want == have:
+            continue
+        if len(want) != len(have) or want[1:] != have[1:]:
+            raise ConfigError(f"--input-shape {name}: the PyTorch example input has shape {list(have)}; "
+                              "only the batch axis can be changed")
+        reps = -(-want[0] // max(have[0], 1))
+        out[name] = t.repeat(reps, *([1] * (t.dim() - 1)))[: want[0]].contiguous()
+    return out
 
 
 def load_torch_factory(spec: str, *, input_shapes: dict[str, InputShape], parity_tol: float,

@@ -196,8 +196,11 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         act_inputs = _activation_inputs(n, b.inits)
         for i in act_inputs:
             if i in float_tensors and i not in fused:
-                targets.setdefault(i, [])
-                targets[i].append(n)
+                t, reader = (i, n) if full else _hoist(i, n, scheme.hoist_through, producer, consumers,
+                                                       graph_outputs, float_tensors, ranges, qnodes)
+                targets.setdefault(t, [])
+                if reader not in targets[t]:
+                    targets[t].append(reader)
         if full:
             for o in n.output:
                 if o in float_tensors and o not in fused:
@@ -351,6 +354,20 @@ def _activation_inputs(n, inits) -> list[str]:
 # Activations beyond this magnitude are masks or sentinels (-3.4e38 attention masks), not
 # signal: an int8 grid over such a range would zero out everything that matters.
 MAX_QUANTIZABLE_MAGNITUDE = 1e4
+
+
+def _hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes):
+    """Move a weighted input's Q/DQ above single-use precision-preserving producers."""
+    while through:
+        p = producer.get(t)
+        if p is None or p.op_type not in through or id(p) in qnodes or t in graph_outputs \
+                or len(consumers.get(t, [])) != 1:
+            break
+        src = p.input[0]
+        if src not in float_tensors or src not in ranges or len(consumers.get(src, [])) != 1:
+            break
+        t, reader = src, p
+    return t, reader
 
 
 def _is_residual_add(n, inits, shapes, ranges) -> bool:

@@ -63,12 +63,16 @@ class QuantScheme:
             an integer-only runtime (TFLite, the MCU C code) needs.
         quantize_add: Quantize both inputs of element-wise Add (residual connections).
         per_channel: Per-output-channel weight scales.
+        hoist_through: Ops (precision-preserving: MaxPool, Reshape ...) that a ``weighted``
+            input's Q/DQ moves above, so the runtime runs them in int8 and the producer
+            (Conv+Relu) can emit int8 directly — what OpenVINO's CPU plugin fuses best.
     """
 
     activation_symmetric: bool = False
     placement: str = "weighted"
     quantize_add: bool = True
     per_channel: bool = True
+    hoist_through: tuple[str, ...] = ()
 
 
 @dataclass

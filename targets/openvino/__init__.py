@@ -24,7 +24,9 @@ class OpenVINOTarget(Target):
     runner: ClassVar[str] = "openvino"
     # OpenVINO's low-precision transformations fuse DQ->Conv/MatMul->(Q) into int8 kernels;
     # asymmetric int8 activations are supported, so keep the calibrated zero points.
-    quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(activation_symmetric=False, placement="weighted")
+    quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
+        activation_symmetric=False, placement="weighted",
+        hoist_through=("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"))
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("ov_precision_hint", "OpenVINO CPU inference precision for float parts of the model "
                      "(f32 keeps results comparable to the float model; bf16 is faster on CPUs with AMX/avx512_bf16).",

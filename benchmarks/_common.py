@@ -1,0 +1,74 @@
+"""Helpers shared by the benchmark scripts (not tests): tables, JSON, bundled example models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Plain-text table (markdown-compatible) on stdout."""
+    cells = [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(columns)]
+    print(f"\n{title}")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(columns, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in cells:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def write_json(name: str, data: Any) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=float) + "\n")
+    print(f"\nwrote {path}")
+    return path
+
+
+def time_fn(fn: Callable[[], Any], iters: int, warmup: int) -> dict[str, float]:
+    """Latency summary (ms) of ``fn`` using the harness's statistics."""
+    import time
+
+    from edgec.runtimes.harness import latency_summary
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return latency_summary(times)
+
+
+def digits_data() -> tuple[Path, Path]:
+    """Train (cached) the digits CNN example and write its calibration/eval data."""
+    sys.path.insert(0, str(ROOT / "examples" / "digits_cnn"))
+    import model as digits  # noqa: PLC0415 - the example module
+
+    digits.trained_model()
+    return digits.write_data()
+
+
+def minilm_path() -> str:
+    return subprocess.check_output([sys.executable, str(ROOT / "examples" / "minilm" / "model_path.py")],
+                                   text=True).strip()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
