@@ -124,10 +124,11 @@ def list_targets() -> list[dict[str, Any]]:
             cls = TARGETS.target_class(name)
         except (ImportError, AttributeError) as exc:
             out.append({"name": name, "aliases": [], "description": "", "precisions": [], "default_precision": None,
-                        "extra": None, "available": False, "missing": f"broken installation: {exc}",
+                        "extra": None, "available": False, "missing": f"broken installation: {exc}", "note": None,
                         "default": name == DEFAULT_TARGET, "options": []})
             continue
-        reason = cls().availability()
+        target = cls()
+        reason = target.availability()
         out.append({
             "name": name,
             "aliases": list(cls.aliases),
@@ -137,6 +138,7 @@ def list_targets() -> list[dict[str, Any]]:
             "extra": cls.extra,
             "available": reason is None,
             "missing": reason,
+            "note": target.status_note() if reason is None else None,
             "default": name == DEFAULT_TARGET,
             "options": [o.flag for o in cls.options],
         })

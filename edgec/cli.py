@@ -369,7 +369,8 @@ def _print_verify(v: dict) -> None:
 
 def _print_targets(ts: list[dict]) -> None:
     rows = [[t["name"] + (" (default)" if t["default"] else ""), ", ".join(t["aliases"]), ", ".join(t["precisions"]),
-             "yes" if t["available"] else f"no: {t['missing']}", t["description"]] for t in ts]
+             ("yes" + (f" ({t['note']})" if t.get("note") else "")) if t["available"] else f"no: {t['missing']}",
+             t["description"]] for t in ts]
     _console().print(_table("targets", ["target", "aliases", "precisions", "usable here", "description"], rows))
 
 

@@ -197,6 +197,10 @@ class Target(ABC):
             return f"missing {', '.join(missing)}: {fix}"
         return None
 
+    def status_note(self) -> str | None:
+        """An optional line for ``edgec targets`` on what works here (e.g. bundle only)."""
+        return None
+
     def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
         """Report the nodes this target cannot run."""
         report = SupportReport(self.name)

@@ -77,3 +77,13 @@ def test_batched_torch_model(tiny_cnn_factory, tiny_calib, tmp_path):
                                 calib=str(tiny_calib), input_shapes={"image": InputShape((4, 1, 8, 8))}))
     assert res.manifest["inputs"][0]["shape"] == [4, 1, 8, 8]
     assert res.report["accuracy"]["cosine"] > 0.99
+
+
+def test_rebuild_from_pytorch_is_byte_identical(tiny_cnn_factory, tiny_calib, tmp_path):
+    trees = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        api.build(BuildConfig(model=tiny_cnn_factory, output=out, target="intel-cpu", calib=str(tiny_calib)))
+        trees.append({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert trees[0].keys() == trees[1].keys()
+    assert [k for k in trees[0] if trees[0][k] != trees[1][k]] == []

@@ -54,6 +54,7 @@ def lower_to_ir(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResu
         except Exception as exc:  # noqa: BLE001
             msg = str(exc).splitlines()
             raise EdgecError(f"OpenVINO could not convert the model: {next((m for m in msg if m.strip()), exc)}") from exc
+    _stable_names(ov_model)
     xml = out_dir / "model.xml"
     ov.save_model(ov_model, str(xml), compress_to_fp16=spec.precision == "fp16")
     _strip_nondeterministic(xml)
@@ -81,6 +82,22 @@ def _op_counts(ov_model: Any) -> dict[str, int]:
         t = op.get_type_name()
         counts[t] = counts.get(t, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def _stable_names(ov_model: Any) -> None:
+    """Rename nodes OpenVINO named from a process-wide counter (``Constant_2995``).
+
+    Those names depend on how many models the process converted before, so two builds in
+    one process would differ; numbering them by graph position makes the IR reproducible.
+    """
+    import re
+
+    counter_name = re.compile(r"^[A-Z][A-Za-z0-9]*_\d+$")  # e.g. Constant_2995, Reshape_148 (folded)
+    for i, op in enumerate(ov_model.get_ordered_ops()):
+        kind = op.get_type_name()
+        # Parameters/Results keep theirs: they carry the model's I/O names.
+        if kind not in ("Parameter", "Result") and counter_name.match(op.get_friendly_name()):
+            op.set_friendly_name(f"{kind}_{i}")
 
 
 def _strip_nondeterministic(xml: Path) -> None:
