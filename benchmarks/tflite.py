@@ -2,7 +2,8 @@
 
 For the scikit-learn digits CNN and all-MiniLM-L6-v2 (sentence embeddings, seq 128):
 
-* edgec ``fp32`` / ``fp16`` / ``int8`` (full-integer, int8 I/O) ``.tflite`` from `TFLiteTarget.lower`;
+* edgec ``fp32`` / ``fp16`` / ``int8-dynamic`` / ``int8`` (full-integer, int8 I/O) ``.tflite``
+  from `TFLiteTarget.lower`;
 * the baseline: the standard recipe without edgec — onnx2tf (the documented flags: onnxslim'd
   static ONNX, ``replace_to_pseudo_operators=["erf"]``) to a SavedModel, then
   ``TFLiteConverter.from_saved_model`` full-integer quantization (``TFLITE_BUILTINS_INT8``,
@@ -303,7 +304,7 @@ def run_case(name: str, case, work: Path) -> dict:
     files: dict[str, Path] = {}
     conv_s: dict[str, float] = {}
     cal = CalibrationData(calib, source=f"{name}-calibration")
-    for prec in ("fp32", "fp16", "int8"):
+    for prec in ("fp32", "fp16", "int8-dynamic", "int8"):
         out = work / f"edgec_{prec}"
         t0 = time.perf_counter()
         res = TFLiteTarget().lower(model, LowerSpec(prec, model, calibration=cal), out)

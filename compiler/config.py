@@ -9,6 +9,11 @@ from typing import Any
 from edgec.calibration.types import PreprocessConfig
 
 CALIB_METHODS = ("minmax", "percentile", "entropy", "mse")
+# ``auto`` picks one of CALIB_METHODS per tensor by the output error it causes (compiler/quant_stage.py).
+CALIB_METHOD_CHOICES = (*CALIB_METHODS, "auto")
+INT4_GROUP_SIZES = (32, 64, 128)
+INT4_MODES = ("sym", "asym")
+INT4_METHODS = ("rtn", "gptq", "awq")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,17 @@ class BuildConfig:
         parity_tol: Max abs error allowed between PyTorch and the exported ONNX.
         target_options: Target-specific options (see `TargetOption`).
         seed: Seed for ``--calib random`` and synthetic data.
+        max_accuracy_drop: Accuracy gate: largest allowed drop of ``metric`` against the float
+            model (points; see `edgec.compiler.quality`); None disables the gate.
+        metric: ``auto``, ``top1``, ``cosine``, ``mse`` or ``file.py:fn`` for the gate.
+        group_size: INT4 block size along the input dimension.
+        int4_mode: ``sym`` (int4, zero point 0) or ``asym`` (uint4 with zero points).
+        int4_method: ``rtn``, ``gptq`` or ``awq`` (the last two need ``calib``).
+        smoothquant: SmoothQuant migration strength alpha in [0, 1]; None disables it.
+        bias_correction: Correct the int8 model's per-channel output bias on calibration data.
+        prune: ``--prune`` spec (``magnitude:0.5``, ``2:4``, ``channels:0.3``, ``heads:0.25``; see
+            `edgec.compiler.prune`); the bundle's reference is the pruned float model.
+        finetune: ``file.py:train_fn`` run on the pruned PyTorch model before export.
     """
 
     model: str
@@ -63,6 +79,28 @@ class BuildConfig:
     parity_tol: float = 1e-3
     target_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    max_accuracy_drop: float | None = None
+    metric: str = "auto"
+    group_size: int = 128
+    int4_mode: str = "asym"
+    int4_method: str = "rtn"
+    smoothquant: float | None = None
+    bias_correction: bool = False
+    prune: str | None = None
+    finetune: str | None = None
+
+    def quality_view(self) -> dict[str, Any]:
+        """The accuracy/quantization options that differ from their defaults (for the manifest)."""
+        out: dict[str, Any] = {}
+        if self.max_accuracy_drop is not None:
+            out.update(max_accuracy_drop=self.max_accuracy_drop, metric=self.metric)
+        if self.precision == "int4":
+            out.update(group_size=self.group_size, int4_mode=self.int4_mode, int4_method=self.int4_method)
+        if self.smoothquant is not None:
+            out["smoothquant"] = self.smoothquant
+        if self.bias_correction:
+            out["bias_correction"] = True
+        return out
 
     def manifest_view(self) -> dict[str, Any]:
         """The parts of the config that shape the bundle (recorded in the manifest)."""
@@ -77,4 +115,4 @@ class BuildConfig:
             "keep_float": list(self.keep_float),
             "target_options": {k: (list(v) if isinstance(v, tuple) else v)
                                for k, v in sorted(self.target_options.items())},
-        }
+        } | self.quality_view()

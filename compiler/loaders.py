@@ -38,8 +38,13 @@ def source_kind(model: str) -> str:
 
 
 def load_model(model: str, *, task: str | None = None, input_shapes: dict[str, InputShape] | None = None,
-               parity_tol: float = 1e-3, progress: Progress = SILENT) -> ModelHandle:
-    """Load or export the model named on the command line as ONNX (or .tflite)."""
+               parity_tol: float = 1e-3, progress: Progress = SILENT, prune: Any = None) -> ModelHandle:
+    """Load or export the model named on the command line as ONNX (or .tflite).
+
+    ``prune`` (an `edgec.compiler.prune.PruneRequest`) prunes and fine-tunes a PyTorch or HF
+    module before export (``handle.meta["prune"]`` keeps the state); other sources are
+    pruned later on their ONNX graph (`edgec.compiler.prune.hook.after_optimize`).
+    """
     kind = source_kind(model)
     shapes = input_shapes or {}
     if kind == "onnx":
@@ -47,9 +52,10 @@ def load_model(model: str, *, task: str | None = None, input_shapes: dict[str, I
     elif kind == "tflite":
         handle = load_tflite(Path(model))
     elif kind == "hf":
-        handle = load_hf_folder(Path(model), task=task, input_shapes=shapes, parity_tol=parity_tol, progress=progress)
+        handle = load_hf_folder(Path(model), task=task, input_shapes=shapes, parity_tol=parity_tol, progress=progress,
+                                prune=prune)
     elif kind == "torch":
-        handle = load_torch_factory(model, input_shapes=shapes, parity_tol=parity_tol, progress=progress)
+        handle = load_torch_factory(model, input_shapes=shapes, parity_tol=parity_tol, progress=progress, prune=prune)
     else:
         handle = load_pt2(Path(model), input_shapes=shapes, parity_tol=parity_tol, progress=progress)
     handle.meta["source_kind"] = kind
@@ -186,13 +192,18 @@ def load_tflite(path: Path) -> ModelHandle:
 # -- PyTorch ---------------------------------------------------------------------------
 def _finish_torch(module: Any, example: Any, source: str, digest: str, *, parity_tol: float, progress: Progress,
                   input_shapes: dict[str, InputShape], output_names: list[str] | None = None,
-                  task: str | None = None) -> ModelHandle:
+                  task: str | None = None, prune: Any = None) -> ModelHandle:
     from edgec.compiler.export import export_module, export_parity, normalize_example_inputs
 
     ex = _resize_examples(normalize_example_inputs(module, example), input_shapes)
     dynamic = {n: {i: f"{n}_dim{i}" for i, (lo, hi) in enumerate(zip(s.min, s.max)) if lo != hi}
                for n, s in input_shapes.items() if s.is_profile}
     dynamic = {n: d for n, d in dynamic.items() if d}
+    prune_state = None
+    if prune is not None:  # structured pruning and fine-tuning act on the module, before export
+        from edgec.compiler.prune.hook import apply_torch
+
+        module, prune_state = apply_torch(module, ex, prune, progress)
     progress.message(f"exporting to ONNX ({len(ex)} input(s))")
     proto, exporter = export_module(module, ex, dynamic_axes=dynamic or None, output_names=output_names)
     cap_ir_version(proto)
@@ -206,6 +217,8 @@ def _finish_torch(module: Any, example: Any, source: str, digest: str, *, parity
                                    example_inputs={k: v.detach().cpu().numpy() for k, v in ex.items()},
                                    export_parity_max_abs_err=err)
     handle.meta["exporter"] = exporter
+    if prune_state is not None:
+        handle.meta["prune"] = prune_state
     if dynamic:
         handle.meta["dynamic_dims"] = dynamic
     _guess_layouts(handle)
@@ -234,7 +247,7 @@ def _resize_examples(ex: dict[str, Any], input_shapes: dict[str, InputShape]) ->
 
 
 def load_torch_factory(spec: str, *, input_shapes: dict[str, InputShape], parity_tol: float,
-                       progress: Progress) -> ModelHandle:
+                       progress: Progress, prune: Any = None) -> ModelHandle:
     """``file.py:factory`` where ``factory()`` returns ``(module, example_inputs)``."""
     file, _, fn = spec.rpartition(":")
     path = Path(file)
@@ -261,7 +274,7 @@ def load_torch_factory(spec: str, *, input_shapes: dict[str, InputShape], parity
         raise ModelLoadError(f"{spec} must return (module, example_inputs), got {type(result).__name__}")
     net, example = result
     return _finish_torch(net, example, spec, sha256_file(path), parity_tol=parity_tol, progress=progress,
-                         input_shapes=input_shapes)
+                         input_shapes=input_shapes, prune=prune)
 
 
 def load_pt2(path: Path, *, input_shapes: dict[str, InputShape], parity_tol: float, progress: Progress) -> ModelHandle:
@@ -315,7 +328,7 @@ def hf_task(folder: Path, config: dict[str, Any], task: str | None) -> str:
 
 
 def load_hf_folder(folder: Path, *, task: str | None, input_shapes: dict[str, InputShape], parity_tol: float,
-                   progress: Progress) -> ModelHandle:
+                   progress: Progress, prune: Any = None) -> ModelHandle:
     """A transformers checkpoint folder (config.json + safetensors), loaded offline."""
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
@@ -357,8 +370,12 @@ def load_hf_folder(folder: Path, *, task: str | None, input_shapes: dict[str, In
         else:
             wrapper, out_names = _FirstOutput(net, "logits"), ["logits"]
     digest = sha256_path(folder)
+    if prune is not None and has_tokenizer:  # text calibration data for activation importance
+        import dataclasses
+
+        prune = dataclasses.replace(prune, tokenizer_dir=folder)
     handle = _finish_torch(wrapper, example, str(folder), digest, parity_tol=parity_tol, progress=progress,
-                           input_shapes=input_shapes, output_names=out_names, task=the_task)
+                           input_shapes=input_shapes, output_names=out_names, task=the_task, prune=prune)
     handle.tokenizer_dir = folder if has_tokenizer else None
     return handle
 

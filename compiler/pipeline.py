@@ -35,8 +35,10 @@ class BuildResult:
 def resolve_precision(target, precision: str | None) -> str:
     p = precision or target.default_precision
     if p not in target.supported_precisions:
+        hint = "; int4 weight-only builds are for targets intel-cpu and onnxruntime" if p == "int4" else ""
         raise ConfigError(
-            f"target '{target.name}' does not support precision '{p}' (it supports: {', '.join(target.supported_precisions)})")
+            f"target '{target.name}' does not support precision '{p}' (it supports: "
+            f"{', '.join(target.supported_precisions)}){hint}")
     return p
 
 
@@ -83,9 +85,12 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     from edgec.compiler.optimize import optimize
 
     passes: list[dict[str, Any]] = []
+    from edgec.compiler.prune import request_from_config
+
+    prune = request_from_config(config)  # None without --prune
     progress.message(f"loading {config.model}")
     handle = load_model(config.model, task=config.task, input_shapes=config.input_shapes,
-                        parity_tol=config.parity_tol, progress=progress)
+                        parity_tol=config.parity_tol, progress=progress, prune=prune)
     if handle.format not in target.accepted_formats:
         raise ConfigError(
             f"target '{target.name}' does not take {handle.format} models; give the ONNX or PyTorch model instead")
@@ -94,63 +99,102 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
         progress.message("optimizing the float graph")
         handle, info = optimize(handle)
         passes.append({"name": "optimize", "config": info})
+        if prune is not None:  # ONNX sources are pruned here; PyTorch ones were before export
+            from edgec.compiler.prune.hook import after_optimize
 
-    calibration = ranges = quant = None
-    if handle.format == "onnx" and precision in target.calibrated_precisions:
+            handle, prune_pass = after_optimize(handle, prune, progress)
+            passes.append(prune_pass)
+
+    calibration = ranges = quant = quantizer = None
+    quant_summary: dict[str, Any] | None = None
+    if handle.format == "onnx" and precision == "int4":
+        from edgec.compiler.int4 import Int4Quantizer
+
+        quantizer = Int4Quantizer.create(config, handle, progress)
+        calibration = quantizer.calibration
+    elif handle.format == "onnx" and precision in target.calibrated_precisions:
         calibration, ranges = _calibrate(config, handle, progress)
         passes.append({"name": "calibrate", "config": {"method": config.calib_method, "samples": len(calibration),
                                                         "tensors": len(ranges)}})
         if target.quant_scheme is not None:
-            from edgec.compiler.quantize import quantize_qdq
+            from edgec.compiler.quant_stage import Int8Quantizer
 
+            quantizer = Int8Quantizer.create(config, handle, calibration, ranges, target.quant_scheme, progress)
+            ranges = quantizer.ranges
             progress.message(f"quantizing to int8 ({target.quant_scheme.placement} Q/DQ placement)")
-            quant, summary = quantize_qdq(handle, ranges, target.quant_scheme, config.keep_float)
-            passes.append({"name": "quantize", "config": summary})
     elif config.keep_float and precision not in target.calibrated_precisions:
         raise ConfigError("--keep-float only applies to quantized precisions")
+    from edgec.compiler.quant_stage import check_int8_passes
 
-    from edgec.targets.base import LowerSpec
-
-    spec = LowerSpec(precision=precision, float_model=handle, quant_model=quant, calibration=calibration,
-                     ranges=ranges, options=options, input_profiles=_profiles(config), keep_float=config.keep_float,
-                     progress=progress)
-    model = quant or handle
-    target.check(model, spec).raise_if_unsupported()
-    progress.message(f"lowering for {target.name} ({precision})")
-    lowered = target.lower(model, spec, tmp)
-    passes.extend(lowered.passes)
-
-    ref = _write_reference(handle, tmp)
-    if handle.tokenizer_dir is not None:
-        _copy_tokenizer(handle.tokenizer_dir, tmp / "tokenizer")
-    art = lowered.model_artifact
-    manifest: dict[str, Any] = {
-        "schema_version": bundle_io.SCHEMA_VERSION,
-        "edgec_version": __version__,
-        "target": target.name,
-        "precision": precision,
-        "runner": target.runner,
-        "artifact": {"path": art.path, "kind": art.kind},
-        "artifacts": [{"path": a.path, "kind": a.kind, "role": a.role} for a in lowered.artifacts],
-        "source": {"path": config.model, "sha256": handle.source_sha256, "kind": handle.meta.get("source_kind")},
-        "task": handle.task,
-        "model_inputs": [s.to_json() for s in handle.inputs],
-        "model_outputs": [s.to_json() for s in handle.outputs],
-        "inputs": [s.to_json() for s in lowered.inputs],
-        "outputs": [s.to_json() for s in lowered.outputs],
-        "reference": ref,
-        "tokenizer": "tokenizer" if handle.tokenizer_dir is not None else None,
-        "passes": passes,
-        "calibration": ({"method": config.calib_method, "samples": len(calibration), "source": calibration.source,
-                         "random": calibration.random} if calibration is not None else None),
-        "config": config.manifest_view() | {"precision": precision, "target_options": _jsonable(options)},
-        "target_info": lowered.manifest,
-        "dependencies": _dependencies(handle, target),
-    }
-
-    progress.message("verifying against the float model")
+    check_int8_passes(config, quantizer, target.name, precision)
+    if quantizer is not None:
+        passes.extend(quantizer.passes)
+        if config.max_accuracy_drop is None:
+            quant, quant_summary = quantizer.quantize(config.keep_float)
     eval_samples, eval_source, labels = _eval_samples(config, handle, calibration)
-    accuracy = _verify(target, tmp, manifest, eval_samples, labels, progress)
+    classifier = is_classifier({"task": handle.task, "model_outputs": [s.to_json() for s in handle.outputs]})
+    base_passes = list(passes)
+    tries = [0]
+
+    def attempt(quant, keep_float: tuple[str, ...], quant_summary, store: bool = False):
+        """Lower ``quant`` (or the float model) into ``tmp``, write the manifest, verify it."""
+        from edgec.compiler.quality import OutputRecorder
+        from edgec.targets.base import LowerSpec
+
+        if tries[0]:  # the accuracy gate lowers again: start from an empty bundle folder
+            _clear_dir(tmp)
+        tries[0] += 1
+        passes[:] = base_passes + ([{"name": "quantize", "config": quant_summary}] if quant_summary else [])
+        spec = LowerSpec(precision=precision, float_model=handle, quant_model=quant, calibration=calibration,
+                         ranges=ranges, options=options, input_profiles=_profiles(config), keep_float=keep_float,
+                         progress=progress)
+        model = quant or handle
+        target.check(model, spec).raise_if_unsupported()
+        progress.message(f"lowering for {target.name} ({precision})")
+        lowered = target.lower(model, spec, tmp)
+        passes.extend(lowered.passes)
+
+        ref = _write_reference(handle, tmp, quant)
+        if handle.tokenizer_dir is not None:
+            _copy_tokenizer(handle.tokenizer_dir, tmp / "tokenizer")
+        art = lowered.model_artifact
+        manifest: dict[str, Any] = {
+            "schema_version": bundle_io.SCHEMA_VERSION,
+            "edgec_version": __version__,
+            "target": target.name,
+            "precision": precision,
+            "runner": target.runner,
+            "artifact": {"path": art.path, "kind": art.kind},
+            "artifacts": [{"path": a.path, "kind": a.kind, "role": a.role} for a in lowered.artifacts],
+            "source": {"path": config.model, "sha256": handle.source_sha256, "kind": handle.meta.get("source_kind")},
+            "task": handle.task,
+            "model_inputs": [s.to_json() for s in handle.inputs],
+            "model_outputs": [s.to_json() for s in handle.outputs],
+            "inputs": [s.to_json() for s in lowered.inputs],
+            "outputs": [s.to_json() for s in lowered.outputs],
+            "reference": ref,
+            "tokenizer": "tokenizer" if handle.tokenizer_dir is not None else None,
+            "passes": passes,
+            "calibration": ({"method": config.calib_method, "samples": len(calibration), "source": calibration.source,
+                             "random": calibration.random} if calibration is not None else None),
+            "config": config.manifest_view() | {"precision": precision, "target_options": _jsonable(options)},
+            "target_info": lowered.manifest,
+            "dependencies": _dependencies(handle, target),
+        }
+        progress.message("verifying against the float model")
+        recorder = OutputRecorder(store=store, perplexity=handle.task == "text-generation")
+        accuracy = _verify(target, tmp, manifest, eval_samples, labels, progress, recorder)
+        accuracy.update(recorder.summary())
+        return manifest, lowered, accuracy, recorder
+
+    gate = None
+    if config.max_accuracy_drop is not None:
+        from edgec.compiler.accuracy_gate import run_gate
+
+        manifest, lowered, accuracy, gate = run_gate(config, target, quantizer, attempt, eval_samples, labels,
+                                                     classifier, progress)
+    else:
+        manifest, lowered, accuracy, _ = attempt(quant, config.keep_float, quant_summary)
     accuracy["data"] = eval_source
     warnings = []
     if calibration is not None and calibration.random:
@@ -167,6 +211,15 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
         "target": lowered.report,
         "warnings": warnings,
     }
+    if gate is not None:
+        report["accuracy_gate"] = gate
+    if prune is not None:
+        from edgec.compiler.prune.report import pruning_report
+
+        report["pruning"], prune_warnings = pruning_report(
+            handle, eval_samples, labels, eval_source, is_classifier(manifest), target.name, options,
+            [tmp / a.path for a in lowered.artifacts if a.role in ("model", "weights")])
+        warnings.extend(prune_warnings)
     bundle_io.write_json(tmp / bundle_io.REPORT, report)
     manifest["files"] = bundle_io.file_entries(tmp)
     bundle_io.write_json(tmp / bundle_io.MANIFEST, manifest)
@@ -184,7 +237,8 @@ def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress):
     progress.message(f"loading calibration data from {config.calib}")
     data = load_calibration_data(config.calib, handle.inputs, max_samples=config.calib_samples,
                                  tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed)
-    ranges = collect_ranges(handle.proto, data.samples, config.calib_method, progress=progress)
+    method = "minmax" if config.calib_method == "auto" else config.calib_method  # auto: see quant_stage
+    ranges = collect_ranges(handle.proto, data.samples, method, progress=progress)
     return data, ranges
 
 
@@ -211,14 +265,16 @@ def _eval_samples(config: BuildConfig, handle: ModelHandle, calibration) -> tupl
     return [synthetic_feeds(handle.inputs, seed=config.seed + i) for i in range(8)], "synthetic", None
 
 
-def _verify(target, tmp: Path, manifest: dict[str, Any], samples: list[dict], labels, progress: Progress) -> dict[str, Any]:
+def _verify(target, tmp: Path, manifest: dict[str, Any], samples: list[dict], labels, progress: Progress,
+            recorder=None) -> dict[str, Any]:
     from edgec.runtimes.harness import compare
     from edgec.runtimes.registry import reference_runner
 
     runner = target.verify_runner(tmp, manifest)
     ref = reference_runner(tmp, manifest)
     with runner, ref, progress.task("verifying", total=len(samples)) as t:
-        acc = compare(runner, ref, samples, labels=labels, classification=is_classifier(manifest),
+        got, want = (recorder.wrap(runner, "artifact"), recorder.wrap(ref, "reference")) if recorder else (runner, ref)
+        acc = compare(got, want, samples, labels=labels, classification=is_classifier(manifest),
                       on_sample=lambda _: t.advance())
     acc["runner"] = runner.name
     return acc
@@ -237,17 +293,26 @@ def is_classifier(manifest: dict[str, Any]) -> bool:
     return len(out["shape"]) == 2
 
 
-def _write_reference(handle: ModelHandle, tmp: Path) -> dict[str, str]:
+def _write_reference(handle: ModelHandle, tmp: Path, quant: ModelHandle | None = None) -> dict[str, str]:
     (tmp / "reference").mkdir(exist_ok=True)
     if handle.format == "tflite":
         (tmp / "reference" / "model.tflite").write_bytes(handle.serialize())
         return {"runner": "litert", "path": "reference/model.tflite"}
     (tmp / "reference" / "model.onnx").write_bytes(handle.serialize())
-    return {"runner": "onnxruntime", "path": "reference/model.onnx"}
+    ref = {"runner": "onnxruntime", "path": "reference/model.onnx"}
+    if quant is not None:  # what the target lowered, for `edgec debug layers`
+        (tmp / "reference" / "quantized.onnx").write_bytes(quant.serialize())
+        ref["quantized"] = "reference/quantized.onnx"
+    return ref
 
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
                     "merges.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model", "added_tokens.json")
+
+
+def _clear_dir(folder: Path) -> None:
+    for p in folder.iterdir():
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def _copy_tokenizer(src: Path, dst: Path) -> None:

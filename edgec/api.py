@@ -8,7 +8,7 @@ from typing import Any
 from edgec.compiler.config import BuildConfig
 from edgec.compiler.progress import SILENT, Progress
 
-__all__ = ["BuildConfig", "bench", "build", "inspect", "list_targets", "verify"]
+__all__ = ["BuildConfig", "bench", "build", "debug_layers", "inspect", "list_targets", "prune", "verify"]
 
 
 def build(config: BuildConfig, progress: Progress = SILENT):
@@ -16,6 +16,17 @@ def build(config: BuildConfig, progress: Progress = SILENT):
     from edgec.compiler.pipeline import build as _build
 
     return _build(config, progress)
+
+
+def prune(config: BuildConfig, progress: Progress = SILENT) -> dict[str, Any]:
+    """Prune ``config.model`` with ``config.prune`` (and ``config.finetune``) into the folder ``config.output``.
+
+    Writes the pruned float model (``model.onnx``, ``model.safetensors`` for PyTorch sources)
+    and ``report.json``; returns the report plus ``output``. See `edgec.compiler.prune`.
+    """
+    from edgec.compiler.prune.command import prune_model
+
+    return prune_model(config, progress)
 
 
 def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
@@ -143,3 +154,15 @@ def list_targets() -> list[dict[str, Any]]:
             "options": [o.flag for o in cls.options],
         })
     return out
+
+
+def debug_layers(bundle: Path, data: str, *, threshold_db: float = 20.0, max_samples: int = 64,
+                 runtime: str = "onnxruntime") -> dict[str, Any]:
+    """Per-layer error (SQNR, cosine, max abs) of a bundle's quantized model against its float reference.
+
+    See `edgec.compiler.debug_layers`; rows come worst first, ``first_above_threshold`` is the
+    first layer in graph order whose output SQNR is below ``threshold_db``.
+    """
+    from edgec.compiler.debug_layers import debug_bundle
+
+    return debug_bundle(Path(bundle), data, threshold_db=threshold_db, max_samples=max_samples, runtime=runtime)

@@ -161,6 +161,14 @@ def with_target_options(fn):
     return fn
 
 
+PRUNE_HELP = ("Prune before quantizing: magnitude:0.5[,scope=global|layer] (unstructured: smaller compressed, not "
+              "faster), 2:4 (N:M for TensorRT sparse kernels, with jetson --sparsity), channels:0.3 or heads:0.25 "
+              "(structured: a smaller model, faster on every target; importance=magnitude|activation). The bundle's "
+              "reference is the pruned float model; report.json 'pruning' compares it with the unpruned one.")
+FINETUNE_HELP = ("Your training loop FN(model, ctx) run on the pruned PyTorch model before export; ctx.teacher is the "
+                 "unpruned model (see edgec.compiler.prune.distillation_loss).")
+
+
 # -- commands --------------------------------------------------------------------------
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="edgec")
@@ -190,8 +198,10 @@ def cli(debug: bool) -> None:
 @click.option("--calib", default=None, metavar="PATH|random",
               help="Calibration data: .npz (keys = input names, leading sample axis), a folder of .npy/.npz or "
                    "images, a .txt/.jsonl of texts, or 'random' (flagged in the report).")
-@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]), default="minmax",
-              show_default=True, help="How activation ranges are chosen from the calibration data.")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]),
+              default="minmax", show_default=True,
+              help="How activation ranges are chosen from the calibration data; auto picks one per tensor by the "
+                   "output error it causes.")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=128, show_default=True,
               help="Maximum calibration samples.")
 @click.option("--eval", "eval_data", default=None, metavar="PATH",
@@ -202,16 +212,39 @@ def cli(debug: bool) -> None:
               help="Static shape NAME=1x3x224x224, or a profile NAME=MIN:OPT:MAX for dynamic inputs. Repeatable.")
 @click.option("--task", default=None, help="Task of a transformers model (default: from config.json).")
 @click.option("--keep-float", multiple=True, metavar="NODE", help="Leave this node in float. Repeatable.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=None, metavar="X",
+              help="Accuracy gate: keep the most sensitive layers in higher precision until the --metric drop "
+                   "against the float model is at most X points (measured on --eval, else the calibration data); "
+                   "fail with the best result otherwise.")
+@click.option("--metric", default="auto", show_default=True, metavar="top1|cosine|mse|FILE.py:FN",
+              help="Metric of the accuracy gate: top1 (accuracy on the .npz 'labels', else agreement with the float "
+                   "model, in points), cosine (100 x mean cosine), mse, or FILE.py:FN with "
+                   "FN(outputs: list[dict[str, np.ndarray]], reference_outputs: list[dict[str, np.ndarray]], "
+                   "labels: np.ndarray | None) -> float, higher is better; auto: top1 for classifiers, else cosine.")
+@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="128", show_default=True,
+              help="INT4: block size along the input dimension of MatMul/Gemm weights.")
+@click.option("--int4-mode", type=click.Choice(["sym", "asym"]), default="asym", show_default=True,
+              help="INT4: symmetric int4, or asymmetric uint4 with per-block zero points.")
+@click.option("--int4-method", type=click.Choice(["rtn", "gptq", "awq"]), default="rtn", show_default=True,
+              help="INT4: round-to-nearest, or data-aware GPTQ / AWQ-style scaling (both need --calib).")
+@click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
+              help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
+@click.option("--bias-correction", is_flag=True, help="INT8: correct per-channel output bias shifts (CNNs).")
 @click.option("--parity-tol", type=float, default=1e-3, show_default=True,
               help="Max abs error allowed between PyTorch and the exported ONNX.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@click.option("--prune", default=None, metavar="SPEC", help=PRUNE_HELP)
+@click.option("--finetune", default=None, metavar="FILE.py:FN", help=FINETUNE_HELP)
 @with_target_options
 @json_option
 @handle_errors
 def build(model: str, target: str, precision: str | None, calib: str | None, calib_method: str, calib_samples: int,
           eval_data: str | None, preprocess: str | None, input_shapes: tuple[str, ...], task: str | None,
           keep_float: tuple[str, ...], parity_tol: float, output: Path, force: bool, as_json: bool,
+          max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
+          int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
+          bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
           **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
@@ -231,7 +264,10 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
     config = BuildConfig(model=model, output=output, target=target, precision=precision, calib=calib,
                          calib_method=calib_method, calib_samples=calib_samples, eval_data=eval_data,
                          input_shapes=parse_input_shapes(input_shapes), task=task, preprocess=pre,
-                         keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts)
+                         keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts,
+                         max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
+                         int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
+                         bias_correction=bias_correction, prune=prune, finetune=finetune)
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
     _emit(summary, as_json, _print_build)
@@ -288,6 +324,81 @@ def inspect_cmd(model_or_bundle: str, as_json: bool) -> None:
     _emit(api.inspect(model_or_bundle), as_json, _print_inspect)
 
 
+@cli.group()
+def debug() -> None:
+    """Tools to find out why a build is inaccurate."""
+
+
+@debug.command(name="layers")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--data", required=True, metavar="PATH", help="Inputs (same formats as --calib).")
+@click.option("--bisect", "do_bisect", is_flag=True,
+              help="Name the first layer in graph order whose output SQNR falls below --threshold.")
+@click.option("--threshold", type=float, default=20.0, show_default=True, metavar="DB",
+              help="SQNR (dB) below which a layer's output counts as broken (for --bisect).")
+@click.option("--samples", "max_samples", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Maximum samples of DATA to use.")
+@click.option("--runtime", type=click.Choice(["onnxruntime", "target"]), default="onnxruntime", show_default=True,
+              help="Read the quantized tensors from the bundle's Q/DQ ONNX in onnxruntime, or from the target's "
+                   "runtime where it exposes intermediates (intel-cpu: OpenVINO).")
+@click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Rows to print.")
+@json_option
+@handle_errors
+def layers(bundle: Path, data: str, do_bisect: bool, threshold: float, max_samples: int, runtime: str, top: int,
+           as_json: bool) -> None:
+    """Per-layer error of BUNDLE's quantized model against its float reference, worst first.
+
+    \b
+    Columns: output SQNR (dB, cumulative), cosine, max abs error, the worst input SQNR, and the
+    error the layer adds (input SQNR - output SQNR), by which rows are sorted.
+    """
+    from edgec import api
+
+    result = api.debug_layers(bundle, data, threshold_db=threshold, max_samples=max_samples, runtime=runtime)
+    if not do_bisect:
+        result.pop("first_above_threshold", None)
+    _emit(result, as_json, lambda r: _print_layers(r, top))
+
+
+def _print_layers(r: dict, top: int) -> None:
+    c = _console()
+    rows = [[x["node"], x["op"], _fmt(x["sqnr_db"]), _fmt(x["cosine"]), _fmt(x["max_abs_err"]),
+             _fmt(x["input_sqnr_db"]), _fmt(x["added_db"])] for x in r["layers"][:top]]
+    c.print(_table(f"layers of {r['bundle']} ({r['target']} {r['precision']}, {r['runtime']}, {r['samples']} samples)"
+                   ", worst first", ["node", "op", "SQNR dB", "cosine", "max abs err", "input SQNR dB", "added dB"],
+                   rows))
+    if "first_above_threshold" in r:
+        f = r["first_above_threshold"]
+        c.print(f"bisect: first layer below {r['threshold_db']:g} dB: "
+                + (f"{f['node']} ({f['op']}, {f['sqnr_db']:.3g} dB)" if f else "none"))
+
+
+@cli.command(name="prune")
+@click.argument("model")
+@click.option("--prune", "spec", required=True, metavar="SPEC", help=PRUNE_HELP)
+@click.option("--finetune", default=None, metavar="FILE.py:FN", help=FINETUNE_HELP)
+@click.option("--calib", default=None, metavar="PATH|random",
+              help="Data for activation importance, the fine-tune context and the accuracy check (as for build).")
+@click.option("--eval", "eval_data", default=None, metavar="PATH", help="Data for the accuracy check (with labels).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=SHAPE", help="As for build. Repeatable.")
+@click.option("--task", default=None, help="Task of a transformers model (default: from config.json).")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
+              help="Folder to write: model.onnx, report.json (+ model.safetensors for PyTorch sources).")
+@click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
+@json_option
+@handle_errors
+def prune_cmd(model: str, spec: str, finetune: str | None, calib: str | None, eval_data: str | None,
+              input_shapes: tuple[str, ...], task: str | None, output: Path, force: bool, as_json: bool) -> None:
+    """Prune MODEL into a smaller or sparser float model (ONNX) with a report."""
+    from edgec import api
+    from edgec.compiler.config import BuildConfig
+
+    config = BuildConfig(model=model, output=output, calib=calib, eval_data=eval_data,
+                         input_shapes=parse_input_shapes(input_shapes), task=task, force=force, prune=spec,
+                         finetune=finetune)
+    _emit(api.prune(config, _progress(as_json)), as_json, _print_prune)
+
+
 # -- human output ----------------------------------------------------------------------
 def _console():
     from rich.console import Console
@@ -341,6 +452,35 @@ def _print_build(s: dict) -> None:
     for k, v in sorted((r.get("target") or {}).items()):
         if not isinstance(v, (dict, list)):
             c.print(f"  {k}: {_fmt(v)}")
+    if r.get("pruning"):
+        _print_pruning(c, r["pruning"])
+    for w in r.get("warnings", []):
+        c.print(f"warning: {w}")
+
+
+def _print_pruning(c, p: dict) -> None:
+    acc, size = p["accuracy_vs_unpruned"], p["size_bytes"]
+    rows = [["spec", f"{p['spec']} (on the {p['applied_to']} model" + (f", fine-tuned by {p['finetune']})"
+                                                                       if p.get("finetune") else ")")],
+            ["parameters", f"{p['parameters']['before']:,} -> {p['parameters']['after']:,}"],
+            ["weight sparsity (Conv/Gemm/MatMul)", _fmt(p["sparsity"]["total"])],
+            ["weights compressed (zlib)",
+             f"{size['weights_compressed_before']:,} -> {size['weights_compressed_after']:,} bytes"],
+            ["artifact (compressed)", f"{size['artifact']:,} ({size['artifact_compressed']:,}) bytes"],
+            ["pruned vs unpruned float: cosine", _fmt(acc.get("cosine"))],
+            ["pruned vs unpruned float: top-1 agreement", _fmt(acc.get("top1_agreement"))]]
+    if "label_accuracy" in acc:
+        la = acc["label_accuracy"]
+        rows.append(["label accuracy (unpruned -> pruned)", f"{la['unpruned']:.4f} -> {la['pruned']:.4f}"])
+    if p.get("speedup_expected_here"):
+        rows.append(["speedup expected here", p["speedup_expected_here"]])
+    c.print(_table("pruning", ["", ""], rows))
+
+
+def _print_prune(r: dict) -> None:
+    c = _console()
+    c.print(f"pruned model {r['output']}/{r['model']} ({', '.join(r['files'])})")
+    _print_pruning(c, r["pruning"])
     for w in r.get("warnings", []):
         c.print(f"warning: {w}")
 

@@ -126,6 +126,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
     accuracy of both against the labels.
     """
     lab_hits = {"artifact": 0, "reference": 0}
+    lab_n, lab_row = 0, 0  # labels are per row; a batched sample covers several rows
     max_abs, abs_sum, n_elems, cos, top1_hits, top1_n, count = 0.0, 0.0, 0, [], 0, 0, 0
     per_output: dict[str, float] = {}
     for i, feeds in enumerate(samples):
@@ -148,9 +149,13 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
                     wi = w.reshape(-1, w.shape[-1]).argmax(-1)
                     top1_hits += int((gi == wi).sum())
                     top1_n += gi.size
-                    if labels is not None and i < len(labels):
-                        lab_hits["artifact"] += int(gi[0] == labels[i])
-                        lab_hits["reference"] += int(wi[0] == labels[i])
+                    if labels is not None:
+                        lab = np.asarray(labels[lab_row:lab_row + gi.size]).ravel()
+                        k = lab.size
+                        lab_hits["artifact"] += int((gi[:k] == lab).sum())
+                        lab_hits["reference"] += int((wi[:k] == lab).sum())
+                        lab_n += k
+                        lab_row += gi.size
         count += 1
         if on_sample:
             on_sample(i)
@@ -163,7 +168,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
         "top1_agreement": top1_hits / top1_n if top1_n else None,
         "max_abs_err_per_output": per_output,
     }
-    if labels is not None and count:
-        out["label_accuracy"] = {k: v / count for k, v in lab_hits.items()}
+    if labels is not None and lab_n:
+        out["label_accuracy"] = {k: v / max(lab_n, 1) for k, v in lab_hits.items()}
         out["accuracy_drop"] = out["label_accuracy"]["reference"] - out["label_accuracy"]["artifact"]
     return out

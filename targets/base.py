@@ -188,6 +188,10 @@ class Target(ABC):
     options: ClassVar[tuple[TargetOption, ...]] = ()
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme()
     supported_ops: ClassVar[frozenset[str] | None] = None
+    # What `--max-accuracy-drop` may change to win accuracy back: "keep-float" (leave nodes in
+    # float), "calib-method" (another calibration method for a tensor), "int8" (int8 instead of
+    # int4 weights). None: derived from `quant_scheme` by `fallback_options`.
+    accuracy_fallbacks: ClassVar[tuple[str, ...] | None] = None
 
     def availability(self) -> str | None:
         """None when usable here; otherwise a one-line reason with the fix."""
@@ -200,6 +204,21 @@ class Target(ABC):
     def status_note(self) -> str | None:
         """An optional line for ``edgec targets`` on what works here (e.g. bundle only)."""
         return None
+
+    def fallback_options(self) -> tuple[str, ...]:
+        """Fallbacks the accuracy gate may use (see ``accuracy_fallbacks``).
+
+        Derived: none when the target quantizes by itself (no `quant_scheme`); only
+        ``calib-method`` for integer-only runtimes (``full`` placement: no float islands);
+        all three for runtimes that mix precisions (``weighted`` placement).
+        """
+        if self.accuracy_fallbacks is not None:
+            return self.accuracy_fallbacks
+        if self.quant_scheme is None:
+            return ()
+        if self.quant_scheme.placement == "full":
+            return ("calib-method",)
+        return ("keep-float", "calib-method", "int8")
 
     def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
         """Report the nodes this target cannot run."""

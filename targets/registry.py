@@ -16,6 +16,7 @@ _BUILTIN: dict[str, str] = {
     "arm": "edgec.targets.tflite:TFLiteTarget",
     "mcu": "edgec.targets.mcu:MCUTarget",
     "jetson": "edgec.targets.tensorrt:TensorRTTarget",
+    "onnxruntime": "edgec.targets.onnxruntime:ONNXRuntimeTarget",
 }
 
 DEFAULT_TARGET = "intel-cpu"

@@ -47,7 +47,7 @@ def test_targets_json_is_one_object():
     names = {t["name"] for t in data}
     assert {"intel-cpu", "arm", "mcu", "jetson"} <= names
     ov = next(t for t in data if t["name"] == "intel-cpu")
-    assert "openvino" in ov["aliases"] and ov["precisions"] == ["fp32", "fp16", "int8"] and ov["default"]
+    assert "openvino" in ov["aliases"] and ov["precisions"] == ["fp32", "fp16", "int8", "int4"] and ov["default"]
 
 
 def test_import_edgec_and_help_import_no_heavy_packages():

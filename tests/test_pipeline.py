@@ -134,3 +134,23 @@ def test_registry_rejects_duplicates_and_unknown_names(fake_target):
         RUNNERS.register("onnxruntime", "x:y")
     with pytest.raises(ConfigError, match="unknown target 'nope'"):
         TARGETS.get("nope")
+
+
+def test_label_accuracy_counts_every_row_of_batched_samples(fake_target, tiny_cnn_factory, tmp_path):
+    from edgec.compiler.config import InputShape
+
+    out = tmp_path / "b"
+    api.build(BuildConfig(model=tiny_cnn_factory, output=out, target="fake", precision="fp32",
+                          input_shapes={"image": InputShape((4, 1, 8, 8))}))
+    data = tmp_path / "eval.npz"
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 1, 8, 8), dtype=np.float32)
+    # Labels = the float model's own predictions: the reference must score exactly 1.0.
+    from edgec.runtimes.onnxruntime_runner import make_session
+
+    sess = make_session(str(out / "reference" / "model.onnx"))
+    preds = np.concatenate([sess.run(None, {"image": x[i:i + 4]})[0].argmax(1) for i in (0, 4)])
+    np.savez(data, image=x, labels=preds)
+    v = api.verify(out, str(data))
+    assert v["samples"] == 2
+    assert v["label_accuracy"]["reference"] == 1.0 and v["label_accuracy"]["artifact"] == 1.0

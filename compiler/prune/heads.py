@@ -70,8 +70,8 @@ def magnitude_scores(block: AttentionBlock):
     torch = require("torch", "export")
     scores = []
     for s in _head_slices(block):
-        sq = sum(float(p.weight[s].double().pow(2).sum()) for p in block.projections)
-        sq += float(block.output.weight[:, s].double().pow(2).sum())
+        sq = sum(float(p.weight.detach()[s].double().pow(2).sum()) for p in block.projections)
+        sq += float(block.output.weight.detach()[:, s].double().pow(2).sum())
         scores.append(sq ** 0.5)
     return torch.tensor(scores, dtype=torch.float64)
 

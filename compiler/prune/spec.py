@@ -182,10 +182,13 @@ def check_source(spec: PruneSpec, finetune: str | None, model: str) -> str:
         raise ConfigError("--prune needs a float model (ONNX, PyTorch or Hugging Face); a .tflite is already "
                           "quantized")
     if kind == "onnx" and spec.structured:
-        raise ConfigError(f"--prune {spec.method} needs a PyTorch (file.py:factory, .pt2) or Hugging Face model: "
+        raise ConfigError(f"--prune {spec.method} needs a PyTorch (file.py:factory) or Hugging Face model: "
                           "structured pruning rewrites the module before export; ONNX sources take magnitude:R or 2:4")
-    if kind == "onnx" and finetune:
-        raise ConfigError("--finetune needs a PyTorch (file.py:factory, .pt2) or Hugging Face model, not ONNX")
+    if kind == "pt2" and spec.structured:
+        raise ConfigError(f"--prune {spec.method} needs the PyTorch module with its Conv/Linear layers "
+                          "(file.py:factory) or a Hugging Face folder; a .pt2 ExportedProgram is a flat graph")
+    if kind in ("onnx", "pt2") and finetune:
+        raise ConfigError(f"--finetune needs a PyTorch module (file.py:factory) or a Hugging Face model, not {kind}")
     return kind
 
 

@@ -107,6 +107,61 @@ def _output_layers(tp: Any, graph: Any, layers: list[Any]) -> list[Any]:
     return out
 
 
+def _activation_importance(tp: Any, torch: Any):
+    """Channel importance = mean |activation| entering the layers that consume the channel.
+
+    Statistics are per input feature of every Conv/Linear, collected by `collect` over the
+    calibration batch; a group's score for root channel ``c`` adds the consumers' entries
+    mapped to ``c`` (a flatten maps one channel to many Linear inputs). Dead (always-zero)
+    channels score 0 and go first.
+    """
+
+    class ActivationImportance(tp.importance.Importance):
+        def __init__(self) -> None:
+            self.stats: dict[Any, Any] = {}
+
+        def collect(self, model: Any, run) -> None:
+            kinds = (torch.nn.modules.conv._ConvNd, torch.nn.Linear)
+            sums: dict[Any, Any] = {}
+
+            def hook(layer, args):
+                x = args[0].detach().abs().double()
+                if isinstance(layer, torch.nn.Linear):
+                    v = x.reshape(-1, x.shape[-1]).mean(0)
+                else:
+                    v = x.transpose(0, 1).reshape(x.shape[1], -1).mean(1)
+                prev = sums.get(layer)
+                sums[layer] = v if prev is None else prev + v
+
+            handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+            try:
+                with torch.no_grad():
+                    run()
+            finally:
+                for h in handles:
+                    h.remove()
+            self.stats = sums
+
+        def __call__(self, group: Any):
+            fns = (tp.prune_conv_in_channels, tp.prune_linear_in_channels)
+            n = len(group[0].idxs)
+            imp = torch.zeros(n, dtype=torch.float64)
+            found = False
+            for i, (dep, idxs) in enumerate(group):
+                layer = dep.target.module
+                if dep.handler not in fns or layer not in self.stats:
+                    continue
+                root = torch.as_tensor(group[i].root_idxs, dtype=torch.long)
+                vals = self.stats[layer][torch.as_tensor(idxs, dtype=torch.long)]
+                if root.numel() != vals.numel() or (root.numel() and int(root.max()) >= n):
+                    continue
+                imp.index_add_(0, root, vals)
+                found = True
+            return imp.float() if found else None
+
+    return ActivationImportance()
+
+
 def prune_channels(module: Any, example: dict[str, Any], spec: PruneSpec, calib: dict[str, Any] | None,
                    attention_layers: list[Any]) -> dict[str, Any]:
     """Remove ``spec.ratio`` of the output channels of every prunable Conv/Linear (in place).
@@ -135,7 +190,8 @@ def prune_channels(module: Any, example: dict[str, Any], spec: PruneSpec, calib:
         if spec.importance == "activation":
             if calib is None:
                 raise ConfigError("--prune channels:...,importance=activation needs calibration data: give --calib")
-            importance = tp.importance.ActivationImportance(p=2)
+            importance = _activation_importance(tp, torch)
+            importance.collect(module, lambda: _call(module, calib))
         else:
             importance = tp.importance.GroupMagnitudeImportance(p=2)
         pruner = tp.pruner.MetaPruner(module, example, importance=importance, pruning_ratio=spec.ratio,
@@ -144,11 +200,5 @@ def prune_channels(module: Any, example: dict[str, Any], spec: PruneSpec, calib:
         if not groups:
             raise ConfigError(f"--prune {spec.text}: no channel can be removed (every Conv/Linear feeds a model "
                               "output or an attention block)")
-        if spec.importance == "activation":
-            with torch.no_grad(), importance.compute_importance(module):
-                _call(module, calib)
         pruner.step()
-    for m in module.modules():  # the hooks' scratch space, if activation importance left any
-        if hasattr(m, "_importance"):
-            del m._importance
     return {"ignored": sorted(names.get(m, "?") for m in ignored), "groups": len(groups)}

@@ -1,4 +1,9 @@
-"""The intel-cpu target: OpenVINO IR (.xml/.bin) for Intel CPUs, FP32/FP16/INT8."""
+"""The intel-cpu target: OpenVINO IR (.xml/.bin) for Intel CPUs, FP32/FP16/INT8, INT4 weight-only.
+
+INT4 models arrive as ONNX with int4/uint4 block-wise DequantizeLinear weights (see
+`edgec.compiler.int4`); OpenVINO converts them to compressed weights that its CPU plugin
+runs as int4 FullyConnected kernels.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ class OpenVINOTarget(Target):
     description: ClassVar[str] = "Intel CPUs: OpenVINO IR (.xml/.bin), run by the OpenVINO CPU plugin"
     extra: ClassVar[str | None] = "openvino"
     required_modules: ClassVar[tuple[str, ...]] = ("openvino",)
-    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "int4")
     default_precision: ClassVar[str] = "int8"
     runner: ClassVar[str] = "openvino"
     # OpenVINO's low-precision transformations fuse DQ->Conv/MatMul->(Q) into int8 kernels;

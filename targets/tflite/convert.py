@@ -306,12 +306,8 @@ class _Graph:
         return out
 
 
-def _run_onnx2tf(proto, work: Path, progress) -> Any:
+def _run_onnx2tf(proto, work: Path) -> Any:
     """onnx2tf -> Keras model, in ``work`` (cwd restored), output captured."""
-    import onnx
-
-    path = work / "model.onnx"
-    onnx.save(proto, str(path))
     # onnx2tf downloads sample images for its own checks of 4-D RGB models unless this file
     # is in the working folder; offline, the download fails. Any values do: it only runs
     # the ONNX model on them to pick transposes.
@@ -320,6 +316,11 @@ def _run_onnx2tf(proto, work: Path, progress) -> Any:
     with _in_dir(work), _captured_output() as log:
         try:
             onnx2tf = require("onnx2tf", "tflite")
+            # Keras numbers layers with process-wide counters that end up in the .tflite's
+            # tensor names; reset them so a rebuild gives the same bytes.
+            import tf_keras
+
+            tf_keras.backend.clear_session()
             # onnx_graph, not the file: from a file onnx2tf 1.28.8 mis-lays-out BERT's
             # LayerNormalization (it takes [1, seq, hidden] for NCW).
             keras_model = onnx2tf.convert(
@@ -540,7 +541,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgec-tflite-") as tmp:
         say("onnx2tf: ONNX -> TensorFlow")
-        keras_model = _run_onnx2tf(proto, Path(tmp), progress)
+        keras_model = _run_onnx2tf(proto, Path(tmp))
         with _captured_output():
             graph = _Graph(tf, keras_model, model)
         say("TFLiteConverter: float32")

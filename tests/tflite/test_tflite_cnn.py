@@ -116,3 +116,13 @@ def test_manifest_section(cnn_int8):
     assert m["input_names"] == {"image": "image"} and m["builtin_ops_only"] is True
     names = [p["name"] for p in cnn_int8.result.passes]
     assert "onnx2tf" in names and "onnxslim" in names
+
+
+def test_rebuild_gives_identical_bytes(cnn, cnn_int8, tmp_session):
+    from conftest import lower
+
+    model, calib, _ = cnn
+    again = lower(model, calib, "int8", tmp_session / "cnn_int8_again")
+    assert (again.bundle / "model.tflite").read_bytes() == (cnn_int8.bundle / "model.tflite").read_bytes()
+    assert (again.bundle / "README.md").read_text() == (cnn_int8.bundle / "README.md").read_text()
+    assert again.result.inputs == cnn_int8.result.inputs and again.result.manifest == cnn_int8.result.manifest

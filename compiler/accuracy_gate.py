@@ -1,0 +1,156 @@
+"""``--max-accuracy-drop``: keep the most sensitive layers in higher precision until the drop fits.
+
+The gate drives the pipeline's lower-and-verify step (``attempt``), so every number it
+reports comes from the target's own runner on the evaluation data, and the bundle left in
+place is the one last verified:
+
+1. Build and verify the plain quantized model. Within budget: done.
+2. Ask the target which fallbacks it supports (`Target.fallback_options`): ``keep-float``
+   (runtimes that mix precisions: OpenVINO, TensorRT, onnxruntime), ``calib-method``
+   (integer-only runtimes: the MCU C code), ``int8`` (int4 weights back to int8). A target
+   with none (arm: the TFLite converter quantizes by itself) fails with the measured drop.
+3. Rank the candidate fallbacks by sensitivity on the Q/DQ ONNX in onnxruntime
+   (`edgec.compiler.sensitivity`).
+4. Apply them cumulatively, best first; whenever onnxruntime says the drop fits (or nothing
+   is left), re-lower and re-verify with the target. Stop at the first build within budget.
+5. Otherwise fail with the best result found and the layers responsible.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Callable
+
+from edgec.compiler.quality import resolve_metric, run_onnx
+from edgec.compiler.sensitivity import FallbackState, rank
+from edgec.errors import AccuracyError
+
+if TYPE_CHECKING:
+    from edgec.compiler.config import BuildConfig
+    from edgec.compiler.progress import Progress
+
+SENSITIVITY_MAX_SAMPLES = 256  # evaluation samples used for the onnxruntime ranking
+MAX_TARGET_ATTEMPTS = 6  # lower + verify runs after the first
+REPORT_TOP = 10
+
+Attempt = Callable[..., tuple[dict[str, Any], Any, dict[str, Any], Any]]
+
+
+def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_samples: list, labels,
+             classifier: bool, progress: "Progress") -> tuple[dict[str, Any], Any, dict[str, Any], dict[str, Any]]:
+    """Build until the metric's drop is within ``config.max_accuracy_drop``.
+
+    Args:
+        config: The build config (budget, metric, ``keep_float``).
+        target: The `Target`.
+        quantizer: `Int8Quantizer` / `Int4Quantizer`, or None when nothing was quantized here.
+        attempt: ``attempt(quant, keep_float, quant_summary, store=True) -> (manifest, lowered,
+            accuracy, recorder)``: lowers into the bundle folder and verifies.
+        eval_samples: Evaluation feeds (model convention).
+        labels: Labels of ``eval_samples`` or None.
+        classifier: Whether the first output holds class scores.
+        progress: Progress reporter.
+
+    Returns:
+        ``(manifest, lowered, accuracy, gate_report)`` of the accepted build.
+
+    Raises:
+        AccuracyError: No combination of fallbacks met the budget (one line: best drop, the
+            fallbacks tried, the most sensitive layers).
+    """
+    metric = resolve_metric(config.metric, has_labels=labels is not None, classifier=classifier)
+    budget = float(config.max_accuracy_drop)
+    state = FallbackState(keep_float=tuple(config.keep_float))
+    steps: list[dict[str, Any]] = []
+
+    def real(st: FallbackState):
+        quant, summary = st.quantize(quantizer) if quantizer is not None else (None, None)
+        try:
+            manifest, lowered, accuracy, rec = attempt(quant, st.keep_float, summary, store=True)
+        except AccuracyError as exc:  # the target's own check (jetson's int8 error bound) refused it
+            return None, math.inf, None, str(exc)
+        d = metric.drop(rec.outputs["artifact"], rec.outputs["reference"], labels)
+        return (manifest, lowered, accuracy), d, rec, None
+
+    progress.message(f"accuracy gate: {metric.name}, budget {budget:g} ({metric.unit})")
+    res, drop, rec, refused = real(state)
+    if rec is not None:
+        refs = rec.outputs["reference"]
+    elif quantizer is not None:
+        refs = run_onnx(quantizer.reference.proto, eval_samples)
+    else:
+        raise AccuracyError(refused)
+    ref_score = metric.score(refs, refs, labels)
+    steps.append({"fallbacks": 0, "target_drop": drop} | ({"target_refused": refused} if refused else {}))
+    report: dict[str, Any] = {"metric": metric.name, "unit": metric.unit, "budget": budget,
+                              "reference_score": ref_score, "samples": len(refs), "steps": steps}
+    if drop <= budget:
+        return (*res, _finish(report, drop, state, None, []))
+
+    kinds = tuple(k for k in target.fallback_options() if quantizer is not None and k in quantizer.fallback_kinds)
+    if not kinds:
+        why = _no_fallback_reason(target, quantizer)
+        raise AccuracyError(f"accuracy drop {drop:.3g} ({metric.unit}) exceeds --max-accuracy-drop {budget:g} and "
+                            f"{why}")
+    n = min(len(eval_samples), SENSITIVITY_MAX_SAMPLES)
+    s_samples, s_refs = eval_samples[:n], refs[:n]
+    s_labels = labels[:n] if labels is not None else None
+    progress.message(f"accuracy drop {drop:.3g} > {budget:g}: ranking {', '.join(kinds)} fallbacks in onnxruntime")
+    base_ort, ranked = rank(quantizer, state, kinds, s_samples, s_refs, s_labels, metric, progress)
+    report["onnxruntime_drop"] = base_ort
+    report["sensitivity"] = [fb.to_json() for fb in ranked[:REPORT_TOP]]
+    best = (drop, state, res)
+    tries = 0
+    for i, fb in enumerate(ranked):
+        state = state.plus(fb)
+        q, _ = state.quantize(quantizer)
+        ort_drop = metric.drop(run_onnx(q.proto, s_samples), s_refs, s_labels)
+        step: dict[str, Any] = {"fallbacks": len(state.applied), "added": fb.describe(), "onnxruntime_drop": ort_drop}
+        steps.append(step)
+        if ort_drop > budget and i < len(ranked) - 1:
+            continue
+        progress.message(f"re-lowering with {len(state.applied)} fallback(s) (onnxruntime drop {ort_drop:.3g})")
+        res, drop, _, refused = real(state)
+        tries += 1
+        step["target_drop"] = drop
+        if refused:
+            step["target_refused"] = refused
+        if drop < best[0]:
+            best = (drop, state, res)
+        if drop <= budget:
+            return (*res, _finish(report, drop, state, base_ort, ranked))
+        if tries >= MAX_TARGET_ATTEMPTS:
+            break
+    b_drop, b_state, _ = best
+    if math.isinf(b_drop):
+        raise AccuracyError(f"--max-accuracy-drop {budget:g} not met on target '{target.name}': the target refused "
+                            f"every attempt ({steps[-1].get('target_refused') or steps[0].get('target_refused')})")
+    kept = "; ".join(fb.describe() for fb in b_state.applied) or "no fallback helped"
+    worst = ", ".join(f"{fb.key} ({fb.op or fb.value})" for fb in ranked[:3]) or "none found"
+    raise AccuracyError(
+        f"--max-accuracy-drop {budget:g} not met on target '{target.name}': best drop {b_drop:.3g} ({metric.unit}) "
+        f"with {len(b_state.applied)} fallback(s) [{kept}]; most sensitive: {worst}; try --precision fp16/fp32, "
+        "another --calib-method, more representative --calib data, or a larger budget")
+
+
+def _finish(report: dict[str, Any], drop: float, state: FallbackState, base_ort, ranked) -> dict[str, Any]:
+    report.update({"passed": True, "drop": drop,
+                   "kept_float": [fb.key for fb in state.applied if fb.kind == "keep-float"],
+                   "int8_instead_of_int4": [fb.key for fb in state.applied if fb.kind == "int8"],
+                   "calib_method_overrides": {fb.key: fb.value for fb in state.applied if fb.kind == "calib-method"},
+                   "fallbacks": [{**fb.to_json(), "why": f"alone it lowers the onnxruntime drop from {base_ort:.4g} to "
+                                                         f"{fb.drop:.4g}"} for fb in state.applied]})
+    return report
+
+
+def _no_fallback_reason(target, quantizer) -> str:
+    if quantizer is None:
+        if target.quant_scheme is None:
+            return (f"target {target.name} cannot keep layers in float or change their calibration (it quantizes "
+                    "with its own converter); try --precision fp16 or a larger budget")
+        return "nothing was quantized by edgec at this precision, so there is no layer to fall back"
+    opts = target.fallback_options()
+    if not opts:
+        return f"target {target.name} cannot keep layers in float; try --precision fp16 or a larger budget"
+    return (f"target {target.name} supports only {', '.join(opts)} fallbacks, which do not apply to "
+            f"{quantizer.kind} quantization; try --precision fp16 or a larger budget")

@@ -1,0 +1,242 @@
+"""``edgec debug layers``: where does a quantized model lose accuracy?
+
+Every int8/int4 bundle carries the ONNX its target lowered (``reference/quantized.onnx``,
+Q/DQ or int4 DequantizeLinear) next to the float reference. Both run in onnxruntime with
+every intermediate tensor exposed; each compute node's output in the quantized model is
+compared with the same node's output in the float model over the data:
+
+- ``sqnr_db``: signal-to-quantization-noise ratio of the node's output (cumulative: it
+  includes the error of everything upstream); ``cosine``; ``max_abs_err``.
+- ``input_sqnr_db``: the worst SQNR among the node's activation inputs as the node reads
+  them (after their DequantizeLinear).
+- ``added_db``: ``input_sqnr_db - sqnr_db``, the error the node itself adds. Rows are sorted
+  by it, worst first: a layer whose input is fine and whose output is not is the culprit,
+  while layers downstream of it only inherit its error.
+
+``bisect`` names the first node in graph order whose output SQNR falls below the threshold.
+For intel-cpu bundles, ``runtime="target"`` reads the same tensors from the OpenVINO IR on
+the OpenVINO CPU plugin instead of onnxruntime (what the device really computes; tensors
+that OpenVINO fused away are reported as missing).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgec.errors import BundleError, ConfigError
+
+SQNR_CAP = 120.0  # dB; exact tensors count as this for the added-error arithmetic
+DEFAULT_THRESHOLD_DB = 20.0
+SKIP_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Constant", "Shape"})
+
+
+def _cap(x: float) -> float:
+    return SQNR_CAP if x == math.inf else max(min(x, SQNR_CAP), -SQNR_CAP)
+
+
+class _Stats:
+    """Streaming SQNR / cosine / max abs between two tensors over samples."""
+
+    def __init__(self) -> None:
+        self.sig = self.noise = self.dot = self.nb = self.max_abs = 0.0
+
+    def update(self, ref: np.ndarray, got: np.ndarray) -> None:
+        r = np.asarray(ref, np.float64).ravel()
+        g = np.asarray(got, np.float64).ravel()
+        if g.size != r.size:
+            return
+        d = g - r
+        self.sig += float(r @ r)
+        self.noise += float(d @ d)
+        self.dot += float(r @ g)
+        self.nb += float(g @ g)
+        self.max_abs = max(self.max_abs, float(np.abs(d).max(initial=0.0)))
+
+    @property
+    def sqnr(self) -> float:
+        if self.noise == 0.0:
+            return math.inf
+        if self.sig == 0.0:
+            return -math.inf
+        return 10.0 * math.log10(self.sig / self.noise)
+
+    @property
+    def cosine(self) -> float:
+        if self.sig == 0 and self.nb == 0:
+            return 1.0
+        if self.sig == 0 or self.nb == 0:
+            return 0.0
+        return self.dot / math.sqrt(self.sig * self.nb)
+
+
+def _float_outputs(proto) -> set[str]:
+    from edgec.calibration.collect import _FLOAT_TYPES, _augment
+
+    _, types = _augment(proto)
+    return {n for n, t in types.items() if t in _FLOAT_TYPES}
+
+
+def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]], *,
+                   quant_runner=None) -> list[dict[str, Any]]:
+    """Per-node error rows of ``quant_proto`` against ``float_proto`` (graph order).
+
+    Args:
+        float_proto: The float reference ONNX.
+        quant_proto: The quantized ONNX (node names shared with the float model).
+        samples: Feeds (model convention).
+        quant_runner: Optional ``fn(tensor_names, feeds) -> {name: array}`` that reads the
+            quantized model's tensors from another runtime (the target's); names it cannot
+            produce are reported as missing.
+    """
+    from edgec.calibration.collect import _add_outputs, _augment
+    from edgec.compiler.quality import ort_session
+
+    fnodes = {n.name: n for n in float_proto.graph.node if n.name}
+    f_float = _float_outputs(float_proto)
+    q_float = _float_outputs(quant_proto)
+    producer_q = {o: n for n in quant_proto.graph.node for o in n.output}
+    q_inits = {t.name for t in quant_proto.graph.initializer}
+    pairs: list[dict[str, Any]] = []  # one per compared node
+    for n in quant_proto.graph.node:
+        if n.op_type in SKIP_OPS or n.name not in fnodes:
+            continue
+        fn = fnodes[n.name]
+        outs = [(qo, fo) for qo, fo in zip(n.output, fn.output) if qo in q_float and fo in f_float]
+        if not outs:
+            continue
+        ins = []
+        for k, (qi, fi) in enumerate(zip(n.input, fn.input)):
+            if not qi or qi in q_inits or fi not in f_float:
+                continue
+            p = producer_q.get(qi)
+            if p is not None and p.op_type == "DequantizeLinear" and p.input[0] in q_inits:
+                continue  # a weight
+            ins.append((qi, fi))
+        reads_dq = any(producer_q.get(i) is not None and producer_q[i].op_type == "DequantizeLinear" for i in n.input)
+        pairs.append({"node": n.name, "op": n.op_type, "out": outs[0], "ins": ins, "quantized": reads_dq
+                      or n.domain == "com.microsoft"})
+    if not pairs:
+        raise ConfigError("the quantized model shares no node names with the float model; nothing to compare")
+    q_names = list(dict.fromkeys([p["out"][0] for p in pairs] + [q for p in pairs for q, _ in p["ins"]]))
+    f_names = list(dict.fromkeys([p["out"][1] for p in pairs] + [f for p in pairs for _, f in p["ins"]]))
+    f_aug, f_types = _augment(float_proto)
+    _add_outputs(f_aug, f_names, f_types)
+    f_sess = ort_session(f_aug, optimize=False)
+    f_inputs = [i.name for i in f_sess.get_inputs()]
+    q_sess = q_inputs = None
+    if quant_runner is None:
+        q_aug, q_types = _augment(quant_proto)
+        _add_outputs(q_aug, q_names, q_types)
+        q_sess = ort_session(q_aug, optimize=False)
+        q_inputs = [i.name for i in q_sess.get_inputs()]
+    stats: dict[tuple[str, str], _Stats] = {}
+    missing: set[str] = set()
+    for s in samples:
+        fv = dict(zip(f_names, f_sess.run(f_names, {k: s[k] for k in f_inputs})))
+        if q_sess is not None:
+            qv = dict(zip(q_names, q_sess.run(q_names, {k: s[k] for k in q_inputs})))
+        else:
+            qv = quant_runner(q_names, s)
+        for qn, fnm in {*(p["out"] for p in pairs), *(x for p in pairs for x in p["ins"])}:
+            if qn not in qv:
+                missing.add(qn)
+                continue
+            stats.setdefault((qn, fnm), _Stats()).update(fv[fnm], qv[qn])
+    rows = []
+    for p in pairs:
+        st = stats.get(p["out"])
+        if st is None:
+            continue
+        in_sqnr = min((_cap(stats[x].sqnr) for x in p["ins"] if x in stats), default=SQNR_CAP)
+        out_sqnr = st.sqnr
+        rows.append({"node": p["node"], "op": p["op"], "output": p["out"][1], "quantized": p["quantized"],
+                     "sqnr_db": _round(_cap(out_sqnr)), "cosine": st.cosine, "max_abs_err": st.max_abs,
+                     "input_sqnr_db": _round(in_sqnr), "added_db": _round(in_sqnr - _cap(out_sqnr))})
+    return rows
+
+
+def _round(x: float) -> float:
+    return x if not math.isfinite(x) else round(x, 3)
+
+
+def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Worst first: most error added by the node, then lowest output SQNR."""
+    return sorted(rows, key=lambda r: (-_cap(r["added_db"]), _cap(r["sqnr_db"])))
+
+
+def bisect(rows: list[dict[str, Any]], threshold_db: float) -> dict[str, Any] | None:
+    """The first row in graph order whose output SQNR is below ``threshold_db``."""
+    return next((r for r in rows if r["sqnr_db"] < threshold_db), None)
+
+
+def debug_bundle(bundle: Path, data: str, *, threshold_db: float = DEFAULT_THRESHOLD_DB, max_samples: int = 64,
+                 runtime: str = "onnxruntime") -> dict[str, Any]:
+    """Per-layer errors of a bundle's quantized model on ``data`` (see the module docstring)."""
+    import onnx
+
+    from edgec.api import _open_bundle
+    from edgec.calibration import load_calibration_data
+    from edgec.runtimes import io as rio
+
+    bundle = Path(bundle)
+    manifest = _open_bundle(bundle)
+    ref = manifest.get("reference") or {}
+    qpath = ref.get("quantized")
+    if not qpath:
+        raise BundleError(f"bundle {bundle} ({manifest['target']}, {manifest['precision']}) has no quantized ONNX: "
+                          "only int8/int4 bundles quantized by edgec have per-layer errors (the arm target quantizes "
+                          "in its own converter; fp32/fp16 bundles have nothing quantized)")
+    float_proto = onnx.load(str(bundle / ref["path"]))
+    quant_proto = onnx.load(str(bundle / qpath))
+    specs = [rio.spec(d) for d in manifest["model_inputs"]]
+    tok = bundle / manifest["tokenizer"] if manifest.get("tokenizer") else None
+    samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok).samples
+    quant_runner = None
+    if runtime == "target":
+        quant_runner = _target_tensors(bundle, manifest)
+    elif runtime != "onnxruntime":
+        raise ConfigError(f"--runtime {runtime}: expected onnxruntime or target")
+    rows = compare_layers(float_proto, quant_proto, samples, quant_runner=quant_runner)
+    first = bisect(rows, threshold_db)
+    return {"bundle": str(bundle), "target": manifest["target"], "precision": manifest["precision"],
+            "runtime": runtime if runtime == "onnxruntime" else manifest["runner"], "samples": len(samples),
+            "threshold_db": threshold_db, "layers": rank_rows(rows), "graph_order": [r["node"] for r in rows],
+            "first_above_threshold": first}
+
+
+def _target_tensors(bundle: Path, manifest: dict[str, Any]):
+    """A reader of intermediate tensors from the target's runtime (OpenVINO IR only)."""
+    if manifest.get("runner") != "openvino":
+        raise ConfigError(f"--runtime target: the {manifest['runner']} runner does not expose intermediate tensors; "
+                          "use --runtime onnxruntime (the Q/DQ ONNX the target lowered)")
+    from edgec._deps import require
+
+    ov = require("openvino", "openvino")
+    core = ov.Core()
+    model = core.read_model(str(bundle / manifest["artifact"]["path"]))
+    cache: dict[tuple[str, ...], Any] = {}
+
+    def run(names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        key = tuple(names)
+        if key not in cache:
+            have = {n for op in model.get_ordered_ops() for o in op.outputs() for n in o.get_names()}
+            wanted = [n for n in names if n in have]
+            m = model.clone()
+            for n in wanted:
+                m.add_outputs(n)
+            compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            cache[key] = (compiled, wanted)
+        compiled, wanted = cache[key]
+        res = compiled({k: v for k, v in feeds.items() if k in {i.get_any_name() for i in compiled.inputs}})
+        out = {}
+        for port, val in res.items():
+            for n in port.get_names():
+                if n in wanted:
+                    out[n] = np.asarray(val)
+        return out
+
+    return run

@@ -1,0 +1,274 @@
+"""Accuracy metrics, perplexity and per-tensor error statistics shared by the quantization tools.
+
+A *metric* scores model outputs against the float model's outputs (and labels when the
+data has them); higher is better, in points. The accuracy gate's *drop* is
+
+    drop = score(reference, reference, labels) - score(artifact, reference, labels)
+
+so ``--max-accuracy-drop 1`` means: at most one point lost.
+
+| metric | score | drop 1 means |
+|---|---|---|
+| ``top1`` | 100 x top-1 accuracy on the labels (``labels`` key of an ``.npz``); without labels, 100 x top-1 agreement with the float model | one point of accuracy |
+| ``cosine`` | 100 x mean cosine similarity of the first output to the float model's | mean cosine >= 0.99 |
+| ``mse`` | minus the mean squared error of the first output | MSE <= 1 |
+| ``file.py:fn`` | ``fn(outputs, reference_outputs, labels) -> float``, higher is better | your units |
+
+``fn`` receives ``outputs`` and ``reference_outputs`` as ``list[dict[str, np.ndarray]]``
+(one dict per sample, keyed by model output name, model convention) and ``labels`` as an
+``np.ndarray`` or None. ``auto`` is ``top1`` for classifiers when labels exist or the model is
+a classifier, else ``cosine``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from edgec.errors import ConfigError
+
+BUILTIN_METRICS = ("top1", "cosine", "mse")
+METRIC_HELP = ("top1 (accuracy on the .npz 'labels', else agreement with the float model), cosine, mse, "
+               "or file.py:fn where fn(outputs: list[dict[str, np.ndarray]], reference_outputs: "
+               "list[dict[str, np.ndarray]], labels: np.ndarray | None) -> float, higher is better; "
+               "auto: top1 for classifiers, else cosine")
+
+
+# -- metrics ---------------------------------------------------------------------------
+@dataclass
+class Metric:
+    """A score over a whole evaluation set (higher is better).
+
+    Attributes:
+        name: ``top1``, ``cosine``, ``mse`` or the ``file.py:fn`` spec.
+        unit: What one point of drop means, for messages.
+        fn: ``fn(outputs, reference_outputs, labels) -> float``.
+    """
+
+    name: str
+    unit: str
+    fn: Callable[[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], Any], float]
+
+    def score(self, outputs: list[dict[str, np.ndarray]], reference: list[dict[str, np.ndarray]], labels=None) -> float:
+        return float(self.fn(outputs, reference, labels))
+
+    def drop(self, outputs: list[dict[str, np.ndarray]], reference: list[dict[str, np.ndarray]], labels=None) -> float:
+        """Score lost by ``outputs`` against the reference's own score."""
+        return self.score(reference, reference, labels) - self.score(outputs, reference, labels)
+
+
+def _first(d: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    name = next(iter(ref))
+    return np.asarray(d[name], dtype=np.float64), np.asarray(ref[name], dtype=np.float64)
+
+
+def _top1(outputs, reference, labels) -> float:
+    hits = n = 0
+    for i, (o, r) in enumerate(zip(outputs, reference)):
+        g, w = _first(o, r)
+        gi = g.reshape(-1, g.shape[-1]).argmax(-1)
+        if labels is not None:
+            hits += int(gi[0] == int(labels[i]))
+            n += 1
+        else:
+            wi = w.reshape(-1, w.shape[-1]).argmax(-1)
+            hits += int((gi == wi).sum())
+            n += gi.size
+    return 100.0 * hits / max(n, 1)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two flattened arrays (1.0 when both are zero)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 and nb == 0:
+        return 1.0
+    if na == 0 or nb == 0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def _cosine(outputs, reference, labels) -> float:
+    return 100.0 * float(np.mean([cosine(*_first(o, r)) for o, r in zip(outputs, reference)]))
+
+
+def _mse(outputs, reference, labels) -> float:
+    return -float(np.mean([np.mean((g - w) ** 2) for g, w in (_first(o, r) for o, r in zip(outputs, reference))]))
+
+
+def load_metric_fn(spec: str) -> Callable:
+    """``path/to/file.py:fn`` -> the function."""
+    path, _, fn_name = spec.rpartition(":")
+    p = Path(path)
+    if not path.endswith(".py") or not fn_name:
+        raise ConfigError(f"--metric '{spec}': expected top1, cosine, mse, auto or file.py:fn")
+    if not p.is_file():
+        raise ConfigError(f"--metric '{spec}': {path} does not exist")
+    mod_spec = importlib.util.spec_from_file_location(f"edgec_metric_{p.stem}", p)
+    module = importlib.util.module_from_spec(mod_spec)
+    try:
+        mod_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise ConfigError(f"--metric '{spec}': importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    fn = getattr(module, fn_name, None)
+    if not callable(fn):
+        raise ConfigError(f"--metric '{spec}': {path} has no function '{fn_name}'")
+    return fn
+
+
+def resolve_metric(name: str, *, has_labels: bool, classifier: bool) -> Metric:
+    """The `Metric` for ``--metric`` (``auto`` picks top1 or cosine)."""
+    if name == "auto":
+        name = "top1" if (has_labels or classifier) else "cosine"
+    if name == "top1":
+        unit = "top-1 accuracy points" if has_labels else "top-1 agreement points (no labels)"
+        return Metric("top1", unit, _top1)
+    if name == "cosine":
+        return Metric("cosine", "cosine points (100 x cosine)", _cosine)
+    if name == "mse":
+        return Metric("mse", "mean squared error", _mse)
+    if ":" in name:
+        fn = load_metric_fn(name)
+
+        def call(outputs, reference, labels):
+            try:
+                v = fn(outputs, reference, labels)
+            except Exception as exc:  # noqa: BLE001 - user code
+                raise ConfigError(f"--metric '{name}' raised {type(exc).__name__}: {exc}") from exc
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"--metric '{name}' returned {type(v).__name__}, expected a float") from None
+
+        return Metric(name, "metric points", call)
+    raise ConfigError(f"unknown --metric '{name}'; expected {METRIC_HELP}")
+
+
+# -- perplexity -------------------------------------------------------------------------
+class Perplexity:
+    """Streaming next-token perplexity from ``logits [1, seq, vocab]`` and the sample's ids/mask."""
+
+    def __init__(self) -> None:
+        self.nll = 0.0
+        self.tokens = 0
+
+    def update(self, logits: np.ndarray, feeds: dict[str, np.ndarray]) -> None:
+        ids = feeds.get("input_ids")
+        if ids is None or logits.ndim != 3:
+            return
+        ids = np.asarray(ids).reshape(logits.shape[0], -1)
+        mask = np.asarray(feeds.get("attention_mask", np.ones_like(ids))).reshape(ids.shape)
+        x = logits[:, :-1].astype(np.float64)
+        x = x - x.max(-1, keepdims=True)
+        logp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+        tgt = ids[:, 1:]
+        valid = (mask[:, 1:] > 0) & (mask[:, :-1] > 0)
+        picked = np.take_along_axis(logp, tgt[..., None], -1)[..., 0]
+        self.nll -= float(picked[valid].sum())
+        self.tokens += int(valid.sum())
+
+    @property
+    def value(self) -> float | None:
+        return math.exp(self.nll / self.tokens) if self.tokens else None
+
+
+# -- recording runner outputs during verification ----------------------------------------
+class _Recording:
+    """Duck-typed `Runner` proxy: records outputs of `infer` (what `compare` calls)."""
+
+    def __init__(self, runner, sink: list | None, ppl: Perplexity | None):
+        self._runner, self._sink, self._ppl = runner, sink, ppl
+
+    def infer(self, feeds):
+        out = self._runner.infer(feeds)
+        if self._sink is not None:
+            self._sink.append({k: np.asarray(v) for k, v in out.items()})
+        if self._ppl is not None:
+            first = next(iter(out.values()))
+            self._ppl.update(np.asarray(first), feeds)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+
+class OutputRecorder:
+    """Records what the artifact and the reference return while `compare` runs.
+
+    Args:
+        store: Keep every output (for metrics over the whole set).
+        perplexity: Accumulate next-token perplexity of the first output (causal LMs).
+    """
+
+    def __init__(self, *, store: bool = False, perplexity: bool = False):
+        self.outputs: dict[str, list[dict[str, np.ndarray]]] = {"artifact": [], "reference": []}
+        self.ppl = {"artifact": Perplexity(), "reference": Perplexity()} if perplexity else None
+        self.store = store
+
+    def wrap(self, runner, role: str):
+        return _Recording(runner, self.outputs[role] if self.store else None,
+                          self.ppl[role] if self.ppl is not None else None)
+
+    def summary(self) -> dict[str, Any]:
+        """Report entries: ``perplexity {reference, artifact}`` when measured."""
+        if self.ppl is None or self.ppl["reference"].value is None:
+            return {}
+        return {"perplexity": {k: v.value for k, v in self.ppl.items()}}
+
+
+# -- onnxruntime helpers ----------------------------------------------------------------
+def ort_session(proto_or_bytes, *, optimize: bool = True):
+    """A CPU onnxruntime session; ``optimize=False`` keeps every intermediate tensor."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    data = proto_or_bytes if isinstance(proto_or_bytes, (bytes, bytearray)) else proto_or_bytes.SerializeToString()
+    return ort.InferenceSession(bytes(data), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(proto, samples: Iterable[dict[str, np.ndarray]], *, outputs: list[str] | None = None,
+             session=None) -> list[dict[str, np.ndarray]]:
+    """Outputs of ``proto`` (the model outputs, or ``outputs``) for each sample, in onnxruntime."""
+    sess = session or ort_session(proto)
+    names = outputs or [o.name for o in sess.get_outputs()]
+    inputs = [i.name for i in sess.get_inputs()]
+    result = []
+    for s in samples:
+        vals = sess.run(names, {n: s[n] for n in inputs})
+        result.append(dict(zip(names, vals)))
+    return result
+
+
+# -- per-tensor error statistics ---------------------------------------------------------
+def tensor_error(ref: list[np.ndarray], got: list[np.ndarray]) -> dict[str, float]:
+    """SQNR (dB), cosine and max abs error of ``got`` against ``ref`` over all samples."""
+    sig = noise = 0.0
+    max_abs = 0.0
+    dots = na = nb = 0.0
+    for r, g in zip(ref, got):
+        r = np.asarray(r, dtype=np.float64).ravel()
+        g = np.asarray(g, dtype=np.float64).reshape(-1)[: r.size]
+        d = g - r
+        sig += float(r @ r)
+        noise += float(d @ d)
+        max_abs = max(max_abs, float(np.abs(d).max(initial=0.0)))
+        dots += float(r @ g)
+        na += float(r @ r)
+        nb += float(g @ g)
+    if noise == 0.0:
+        sqnr = math.inf
+    elif sig == 0.0:
+        sqnr = -math.inf
+    else:
+        sqnr = 10.0 * math.log10(sig / noise)
+    cos = 1.0 if na == 0 and nb == 0 else (0.0 if na == 0 or nb == 0 else dots / math.sqrt(na * nb))
+    return {"sqnr_db": sqnr, "cosine": cos, "max_abs_err": max_abs}

@@ -1,0 +1,212 @@
+"""The int8 quantize stage: SmoothQuant, per-tensor calibration method choice, Q/DQ, bias correction.
+
+`Int8Quantizer` holds what is needed to (re)quantize the float model, so the accuracy gate
+can ask for variants (nodes kept in float, another calibration method for some tensors)
+without repeating calibration. ``--calib-method auto`` chooses, tensor by tensor in graph
+order, the method (minmax, percentile, entropy, mse) whose range gives the smallest error
+at the model's outputs (relative squared error against the float model on up to
+`AUTO_SAMPLES` calibration samples, in onnxruntime); the choice per tensor is recorded in the
+manifest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgec.compiler.config import CALIB_METHODS
+
+if TYPE_CHECKING:
+    from edgec.calibration import CalibrationData, TensorRange
+    from edgec.compiler.config import BuildConfig
+    from edgec.compiler.model import ModelHandle
+    from edgec.compiler.progress import Progress
+    from edgec.targets.base import QuantScheme
+
+AUTO_SAMPLES = 16
+# Ranges closer than this (relative) are the same choice: no need to try them.
+SAME_RANGE_RTOL = 0.02
+
+
+def quantized_tensors(qproto, ranges: dict[str, Any]) -> list[str]:
+    """Activation tensors that got a Q/DQ pair, in graph order (names as in ``ranges``)."""
+    producer = {o: n for n in qproto.graph.node for o in n.output}
+    out = []
+    for n in qproto.graph.node:
+        if n.op_type != "QuantizeLinear":
+            continue
+        src = n.input[0]
+        if src in ranges:
+            out.append(src)
+            continue
+        dq = next((c for c in qproto.graph.node if c.op_type == "DequantizeLinear" and c.input[0] == n.output[0]), None)
+        if dq is not None and dq.output[0] in ranges:
+            out.append(dq.output[0])
+        elif src in producer and src.endswith("_float") and src[:-6] in ranges:
+            out.append(src[:-6])
+    return list(dict.fromkeys(out))
+
+
+def quantized_layers(qproto) -> list[tuple[str, str]]:
+    """``(node name, op type)`` of the compute nodes that read a dequantized tensor."""
+    dq_out = {n.output[0] for n in qproto.graph.node if n.op_type == "DequantizeLinear"}
+    out = []
+    for n in qproto.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") or not n.name:
+            continue
+        if any(i in dq_out for i in n.input):
+            out.append((n.name, n.op_type))
+    return out
+
+
+def _rel_error(outs: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> float:
+    num = den = 0.0
+    for o, r in zip(outs, refs):
+        for k, w in r.items():
+            w = np.asarray(w, np.float64)
+            d = np.asarray(o[k], np.float64) - w
+            num += float((d * d).sum())
+            den += float((w * w).sum())
+    return num / max(den, 1e-30)
+
+
+def _same(a: "TensorRange", b: "TensorRange") -> bool:
+    span = max(abs(a.rmax - a.rmin), 1e-12)
+    return abs(a.rmin - b.rmin) <= SAME_RANGE_RTOL * span and abs(a.rmax - b.rmax) <= SAME_RANGE_RTOL * span
+
+
+class Int8Quantizer:
+    """Re-quantizes one float model with variants.
+
+    Args:
+        model: The float model to quantize (smoothed when SmoothQuant ran).
+        reference: The original float model (bias correction compares against it).
+        ranges: Ranges per tensor (after ``auto`` selection).
+        scheme: The target's `QuantScheme`.
+        calibration: Calibration data.
+        bias_correction: Correct biases after quantizing.
+        passes: Manifest entries of what ran before quantizing.
+    """
+
+    kind = "int8"
+    fallback_kinds = ("keep-float", "calib-method")
+
+    def __init__(self, model: "ModelHandle", reference: "ModelHandle", ranges: "dict[str, TensorRange]",
+                 scheme: "QuantScheme", calibration: "CalibrationData", bias_correction: bool = False,
+                 passes: list[dict[str, Any]] | None = None):
+        self.model, self.reference, self.ranges, self.scheme = model, reference, ranges, scheme
+        self.calibration = calibration
+        self.bias_correction = bias_correction
+        self.passes = passes if passes is not None else []
+        self._alternatives: dict[str, dict[str, TensorRange]] | None = None
+
+    @classmethod
+    def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
+               ranges: "dict[str, TensorRange]", scheme: "QuantScheme", progress: "Progress") -> "Int8Quantizer":
+        """Run SmoothQuant and ``auto`` calibration as ``config`` asks; ready to `quantize`."""
+        from edgec.calibration import collect_ranges
+
+        passes: list[dict[str, Any]] = []
+        model = handle
+        base_method = "minmax" if config.calib_method == "auto" else config.calib_method
+        if config.smoothquant is not None:
+            from edgec.compiler.smoothquant import smooth
+
+            progress.message(f"SmoothQuant (alpha {config.smoothquant})")
+            model, info = smooth(handle, calibration.samples, config.smoothquant)
+            passes.append({"name": "smoothquant", "config": info})
+            if info["smoothed"]:
+                ranges = collect_ranges(model.proto, calibration.samples, base_method)
+        q = cls(model, handle, ranges, scheme, calibration, config.bias_correction, passes)
+        if config.calib_method == "auto":
+            progress.message("choosing a calibration method per tensor (auto)")
+            info = q.choose_auto()
+            passes.append({"name": "calibrate-auto", "config": info})
+        return q
+
+    def alternatives(self) -> "dict[str, dict[str, TensorRange]]":
+        """Ranges of every tensor under every calibration method (one pass, cached)."""
+        if self._alternatives is None:
+            from edgec.calibration.multi import collect_ranges_multi
+
+            self._alternatives = collect_ranges_multi(self.model.proto, self.calibration.samples, CALIB_METHODS)
+        return self._alternatives
+
+    def quantize(self, keep_float: tuple[str, ...] = (), overrides: dict[str, str] | None = None,
+                 int8_nodes: tuple[str, ...] = ()) -> tuple["ModelHandle", dict[str, Any]]:
+        """Q/DQ model with ``keep_float`` nodes in float and ``overrides`` {tensor: method} ranges."""
+        from edgec.compiler.quantize import quantize_qdq
+
+        ranges = self.ranges
+        if overrides:
+            alt = self.alternatives()
+            ranges = {**ranges, **{t: alt[m][t] for t, m in overrides.items() if t in alt[m]}}
+        quant, summary = quantize_qdq(self.model, ranges, self.scheme, tuple(keep_float))
+        if overrides:
+            summary["calib_method_overrides"] = dict(sorted(overrides.items()))
+        if self.bias_correction:
+            from edgec.compiler.bias_correction import correct_bias
+
+            quant, info = correct_bias(self.reference, quant, self.calibration.samples)
+            summary["bias_correction"] = info
+        return quant, summary
+
+    def choose_auto(self) -> dict[str, Any]:
+        """Pick each quantized tensor's method by the output error it causes (greedy, graph order)."""
+        from edgec.compiler.quality import ort_session, run_onnx
+
+        alt = self.alternatives()
+        samples = list(self.calibration.samples[:AUTO_SAMPLES])
+        bias_correction, self.bias_correction = self.bias_correction, False  # applied once, at the end
+        refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
+        self.ranges = dict(alt["minmax"])
+        quant, _ = self.quantize()
+        best_err = _rel_error(run_onnx(quant.proto, samples), refs)
+        chosen: dict[str, str] = {}
+        for t in quantized_tensors(quant.proto, self.ranges):
+            current = self.ranges[t]
+            for m in CALIB_METHODS:
+                cand = alt[m].get(t)
+                if cand is None or _same(cand, current):
+                    continue
+                self.ranges[t] = cand
+                q, _ = self.quantize()
+                err = _rel_error(run_onnx(q.proto, samples), refs)
+                if err < best_err * (1 - 1e-6):
+                    best_err, current = err, cand
+                    chosen[t] = m
+                self.ranges[t] = current
+        self.bias_correction = bias_correction
+        counts = {m: 0 for m in CALIB_METHODS}
+        for t in quantized_tensors(quant.proto, self.ranges):
+            counts[chosen.get(t, "minmax")] += 1
+        return {"samples": len(samples), "methods": counts, "chosen": dict(sorted(chosen.items())),
+                "relative_output_error": best_err}
+
+    def candidates(self, quant: "ModelHandle", kinds: tuple[str, ...]) -> list:
+        """Fallbacks the accuracy gate may try on ``quant`` (see `edgec.compiler.sensitivity`)."""
+        from edgec.compiler.sensitivity import Fallback
+
+        out = []
+        if "keep-float" in kinds:
+            out += [Fallback("keep-float", n, op=op) for n, op in quantized_layers(quant.proto)]
+        if "calib-method" in kinds:
+            alt = self.alternatives()
+            for t in quantized_tensors(quant.proto, self.ranges):
+                for m in CALIB_METHODS:
+                    r = alt[m].get(t)
+                    if r is not None and not _same(r, self.ranges[t]):
+                        out.append(Fallback("calib-method", t, m))
+        return out
+
+
+def check_int8_passes(config: "BuildConfig", quantizer, target: str, precision: str) -> None:
+    """``--smoothquant`` / ``--bias-correction`` only mean something for edgec's int8 Q/DQ quantizer."""
+    from edgec.errors import ConfigError
+
+    asked = [f for f, on in (("--smoothquant", config.smoothquant is not None),
+                             ("--bias-correction", config.bias_correction)) if on]
+    if asked and getattr(quantizer, "kind", None) != "int8":
+        raise ConfigError(f"{' and '.join(asked)} apply to int8 builds quantized by edgec (Q/DQ), not to target "
+                          f"'{target}' at precision {precision}")

@@ -1,0 +1,39 @@
+"""The ``onnxruntime`` target (aliases ``onnx``, ``ort``): an ONNX file for onnxruntime's CPU provider.
+
+fp32 writes the optimized float ONNX; int8 the Q/DQ ONNX (onnxruntime fuses it into its
+int8 kernels); int4 the weight-only model with each int4 MatMul lowered to onnxruntime's
+``MatMulNBits`` (com.microsoft). Nothing heavy is imported here; see `lower`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from edgec.targets.base import LowerResult, LowerSpec, QuantScheme, Target, TargetOption
+
+if TYPE_CHECKING:
+    from edgec.compiler.model import ModelHandle
+
+
+class ONNXRuntimeTarget(Target):
+    """Any machine with onnxruntime: the artifact is ONNX run by the ``onnxruntime`` runner."""
+
+    name: ClassVar[str] = "onnxruntime"
+    aliases: ClassVar[tuple[str, ...]] = ("onnx", "ort")
+    description: ClassVar[str] = "ONNX for onnxruntime (CPU): fp32, int8 Q/DQ, int4 MatMulNBits"
+    required_modules: ClassVar[tuple[str, ...]] = ("onnxruntime",)
+    supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8", "int4")
+    default_precision: ClassVar[str] = "int8"
+    runner: ClassVar[str] = "onnxruntime"
+    quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(activation_symmetric=False, placement="weighted")
+    options: ClassVar[tuple[TargetOption, ...]] = (
+        TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "
+                     "4 int8 activations (faster; onnxruntime's default for fused int4)", kind="choice",
+                     choices=("0", "4"), default="4"),
+    )
+
+    def lower(self, model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerResult:
+        from edgec.targets.onnxruntime.lower import lower
+
+        return lower(model, spec, Path(out_dir))

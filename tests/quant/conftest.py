@@ -1,0 +1,123 @@
+"""Fixtures for the quantization-quality tests: a small CNN trained on scikit-learn's 8x8 digits
+(real accuracy), the same CNN with one layer made hard to quantize, and a tiny Llama."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# Output channel of conv2 that carries an outlier (x OUTLIER_SCALE), compensated in conv3's
+# weights: the float function is unchanged, but conv3's input then has one channel hundreds of
+# times larger than the others, so its per-tensor int8 grid zeroes everything else.
+OUTLIER_CHANNEL = 3
+OUTLIER_SCALE = 400.0
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(y))
+    return x[order[:1400]], y[order[:1400]], x[order[1400:]], y[order[1400:]]
+
+
+def _train():
+    import torch
+    import torch.nn.functional as F
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(1, 16, 3, padding=1)
+            self.conv2 = torch.nn.Conv2d(16, 16, 3, padding=1)
+            self.conv3 = torch.nn.Conv2d(16, 32, 3, padding=1)
+            self.fc = torch.nn.Linear(32 * 2 * 2, 10)
+
+        def forward(self, image):
+            x = F.relu(self.conv1(image))
+            x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+            x = F.max_pool2d(F.relu(self.conv3(x)), 2)
+            return self.fc(x.flatten(1))
+
+    torch.manual_seed(0)
+    xtr, ytr, _, _ = _digits()
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    for _ in range(8):
+        perm = torch.randperm(len(yt), generator=g)
+        for i in range(0, len(yt), 64):
+            idx = perm[i:i + 64]
+            loss = F.cross_entropy(net(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+def _export(net, path: Path) -> Path:
+    from edgec.compiler.loaders import _finish_torch
+    from edgec.compiler.progress import SILENT
+
+    import torch
+
+    h = _finish_torch(net, (torch.zeros(1, 1, 8, 8),), "digits", "0" * 64, parity_tol=1e-3, progress=SILENT,
+                      input_shapes={})
+    path.write_bytes(h.serialize())
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_models(tmp_path_factory) -> dict[str, Path]:
+    """``plain`` and ``outlier`` ONNX CNNs, ``calib`` (128 train images) and ``eval`` (397 test images + labels)."""
+    import torch
+
+    d = tmp_path_factory.mktemp("digits")
+    net = _train()
+    out = {"plain": _export(net, d / "plain.onnx")}
+    with torch.no_grad():
+        net.conv2.weight[OUTLIER_CHANNEL] *= OUTLIER_SCALE
+        net.conv2.bias[OUTLIER_CHANNEL] *= OUTLIER_SCALE
+        net.conv3.weight[:, OUTLIER_CHANNEL] /= OUTLIER_SCALE
+    out["outlier"] = _export(net, d / "outlier.onnx")
+    xtr, _, xte, yte = _digits()
+    np.savez(d / "calib.npz", image=xtr[:128])
+    np.savez(d / "eval.npz", image=xte, labels=yte)
+    out["calib"], out["eval"] = d / "calib.npz", d / "eval.npz"
+    return out
+
+
+def node_names(onnx_path: Path, op: str) -> list[str]:
+    import onnx
+
+    return [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type == op]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> dict[str, Path]:
+    """A random-weight 2-layer Llama (hidden 64, vocab 128) with a character tokenizer, and text."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny_llama")
+    folder = d / "llama"
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=64, tie_word_embeddings=False)
+    LlamaForCausalLM(cfg).eval().save_pretrained(str(folder), safe_serialization=True)
+    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
+    for c in (chr(i) for i in range(32, 127)):
+        vocab[c] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+                            eos_token="</s>").save_pretrained(str(folder))
+    lines = [f"the quick brown fox {i} jumps over the lazy dog and runs home" for i in range(24)]
+    (d / "text.txt").write_text("\n".join(lines) + "\n")
+    return {"model": folder, "text": d / "text.txt"}
