@@ -221,7 +221,12 @@ def main() -> None:
     ap.add_argument("--parts", default="digits,gate,minilm,llama")
     args = ap.parse_args()
     parts = {"digits": digits_part, "gate": gate_part, "minilm": minilm_part, "llama": llama_part}
-    results: dict = {}
+    import json
+
+    from _common import RESULTS
+
+    previous = RESULTS / "quant_quality.json"  # running some parts keeps the others' results
+    results: dict = json.loads(previous.read_text()) if previous.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
         for p in args.parts.split(","):
             parts[p](Path(tmp), results)

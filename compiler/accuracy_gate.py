@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 SENSITIVITY_MAX_SAMPLES = 256  # evaluation samples used for the onnxruntime ranking
 MAX_TARGET_ATTEMPTS = 6  # lower + verify runs after the first
+MAX_ROUNDS = 4  # sensitivity rankings (each from the state the previous one left)
 REPORT_TOP = 10
 
 Attempt = Callable[..., tuple[dict[str, Any], Any, dict[str, Any], Any]]
@@ -85,7 +86,7 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
     report: dict[str, Any] = {"metric": metric.name, "unit": metric.unit, "budget": budget,
                               "reference_score": ref_score, "samples": len(refs), "steps": steps}
     if drop <= budget:
-        return (*res, _finish(report, drop, state, None, []))
+        return (*res, _finish(report, drop, state))
 
     kinds = tuple(k for k in target.fallback_options() if quantizer is not None and k in quantizer.fallback_kinds)
     if not kinds:
@@ -96,31 +97,52 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
     s_samples, s_refs = eval_samples[:n], refs[:n]
     s_labels = labels[:n] if labels is not None else None
     progress.message(f"accuracy drop {drop:.3g} > {budget:g}: ranking {', '.join(kinds)} fallbacks in onnxruntime")
-    base_ort, ranked = rank(quantizer, state, kinds, s_samples, s_refs, s_labels, metric, progress)
-    report["onnxruntime_drop"] = base_ort
-    report["sensitivity"] = [fb.to_json() for fb in ranked[:REPORT_TOP]]
     best = (drop, state, res)
-    tries = 0
-    for i, fb in enumerate(ranked):
-        state = state.plus(fb)
-        q, _ = state.quantize(quantizer)
-        ort_drop = metric.drop(run_onnx(q.proto, s_samples), s_refs, s_labels)
-        step: dict[str, Any] = {"fallbacks": len(state.applied), "added": fb.describe(), "onnxruntime_drop": ort_drop}
-        steps.append(step)
-        if ort_drop > budget and i < len(ranked) - 1:
-            continue
-        progress.message(f"re-lowering with {len(state.applied)} fallback(s) (onnxruntime drop {ort_drop:.3g})")
-        res, drop, _, refused = real(state)
-        tries += 1
-        step["target_drop"] = drop
+    tries, pending, ranked_all = 0, False, []
+
+    def try_target(st: FallbackState, step: dict[str, Any]):
+        nonlocal tries, pending, best
+        progress.message(f"re-lowering with {len(st.applied)} fallback(s)")
+        r, d, _, refused = real(st)
+        tries, pending = tries + 1, False
+        step["target_drop"] = d
         if refused:
             step["target_refused"] = refused
-        if drop < best[0]:
-            best = (drop, state, res)
-        if drop <= budget:
-            return (*res, _finish(report, drop, state, base_ort, ranked))
+        if d < best[0]:
+            best = (d, st, r)
+        return r, d
+
+    for rnd in range(MAX_ROUNDS):
+        base, ranked = rank(quantizer, state, kinds, s_samples, s_refs, s_labels, metric, progress)
+        if rnd == 0:
+            report["onnxruntime_drop"] = base
+            report["sensitivity"] = [fb.to_json() for fb in ranked[:REPORT_TOP]]
+        if not ranked:
+            break
+        ranked_all += ranked
+        for fb in ranked:
+            if fb.kind == "int8" and fb.key in state.keep_float:
+                continue  # already in float
+            state, pending = state.plus(fb), True
+            q, _ = state.quantize(quantizer)
+            ort_drop = metric.drop(run_onnx(q.proto, s_samples), s_refs, s_labels)
+            step: dict[str, Any] = {"fallbacks": len(state.applied), "added": fb.describe(),
+                                    "onnxruntime_drop": ort_drop}
+            steps.append(step)
+            if ort_drop > budget:
+                continue
+            res, drop = try_target(state, step)
+            if drop <= budget:
+                return (*res, _finish(report, drop, state))
+            if tries >= MAX_TARGET_ATTEMPTS:
+                break
         if tries >= MAX_TARGET_ATTEMPTS:
             break
+    if pending and tries < MAX_TARGET_ATTEMPTS:
+        res, drop = try_target(state, steps[-1])
+        if drop <= budget:
+            return (*res, _finish(report, drop, state))
+    ranked = ranked_all
     b_drop, b_state, _ = best
     if math.isinf(b_drop):
         raise AccuracyError(f"--max-accuracy-drop {budget:g} not met on target '{target.name}': the target refused "
@@ -133,12 +155,12 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         "another --calib-method, more representative --calib data, or a larger budget")
 
 
-def _finish(report: dict[str, Any], drop: float, state: FallbackState, base_ort, ranked) -> dict[str, Any]:
+def _finish(report: dict[str, Any], drop: float, state: FallbackState) -> dict[str, Any]:
     report.update({"passed": True, "drop": drop,
                    "kept_float": [fb.key for fb in state.applied if fb.kind == "keep-float"],
                    "int8_instead_of_int4": [fb.key for fb in state.applied if fb.kind == "int8"],
                    "calib_method_overrides": {fb.key: fb.value for fb in state.applied if fb.kind == "calib-method"},
-                   "fallbacks": [{**fb.to_json(), "why": f"alone it lowers the onnxruntime drop from {base_ort:.4g} to "
+                   "fallbacks": [{**fb.to_json(), "why": f"alone it lowers the onnxruntime drop from {fb.base:.4g} to "
                                                          f"{fb.drop:.4g}"} for fb in state.applied]})
     return report
 

@@ -7,11 +7,13 @@ compared with the same node's output in the float model over the data:
 
 - ``sqnr_db``: signal-to-quantization-noise ratio of the node's output (cumulative: it
   includes the error of everything upstream); ``cosine``; ``max_abs_err``.
-- ``input_sqnr_db``: the worst SQNR among the node's activation inputs as the node reads
-  them (after their DequantizeLinear).
-- ``added_db``: ``input_sqnr_db - sqnr_db``, the error the node itself adds. Rows are sorted
-  by it, worst first: a layer whose input is fine and whose output is not is the culprit,
-  while layers downstream of it only inherit its error.
+- ``input_sqnr_db``: the SQNR of the node's activation inputs as the node reads them (after
+  their DequantizeLinear), their relative noise powers summed.
+- ``added_db``: ``input_sqnr_db - sqnr_db``; ``added_noise``: ``1/SQNR_out - 1/SQNR_in``
+  (linear), the noise power relative to the signal that the node itself adds. Rows are sorted
+  by ``added_noise``, worst first: a layer whose input is fine and whose output is not is the
+  culprit, while layers downstream of it only inherit its error (and a layer adding many dB
+  to an almost exact tensor, such as an int8 embedding at 45 dB, adds little noise).
 
 ``bisect`` names the first node in graph order whose output SQNR falls below the threshold.
 For intel-cpu bundles, ``runtime="target"`` reads the same tensors from the OpenVINO IR on
@@ -151,12 +153,20 @@ def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]
         st = stats.get(p["out"])
         if st is None:
             continue
-        in_sqnr = min((_cap(stats[x].sqnr) for x in p["ins"] if x in stats), default=SQNR_CAP)
+        # Noise of several inputs adds up (a product or sum of two noisy tensors carries both).
+        in_noise = sum(_noise(stats[x].sqnr) for x in p["ins"] if x in stats) or _noise(SQNR_CAP)
+        in_sqnr = _cap(-10.0 * math.log10(in_noise))
         out_sqnr = st.sqnr
         rows.append({"node": p["node"], "op": p["op"], "output": p["out"][1], "quantized": p["quantized"],
                      "sqnr_db": _round(_cap(out_sqnr)), "cosine": st.cosine, "max_abs_err": st.max_abs,
-                     "input_sqnr_db": _round(in_sqnr), "added_db": _round(in_sqnr - _cap(out_sqnr))})
+                     "input_sqnr_db": _round(in_sqnr), "added_db": _round(in_sqnr - _cap(out_sqnr)),
+                     "added_noise": _noise(out_sqnr) - _noise(in_sqnr)})
     return rows
+
+
+def _noise(sqnr_db: float) -> float:
+    """Noise power relative to the signal (1 / SQNR, linear)."""
+    return 10.0 ** (-_cap(sqnr_db) / 10.0)
 
 
 def _round(x: float) -> float:
@@ -164,8 +174,8 @@ def _round(x: float) -> float:
 
 
 def rank_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Worst first: most error added by the node, then lowest output SQNR."""
-    return sorted(rows, key=lambda r: (-_cap(r["added_db"]), _cap(r["sqnr_db"])))
+    """Worst first: most relative noise power added by the node (1/SQNR out - 1/SQNR in), then lowest SQNR."""
+    return sorted(rows, key=lambda r: (-r["added_noise"], _cap(r["sqnr_db"])))
 
 
 def bisect(rows: list[dict[str, Any]], threshold_db: float) -> dict[str, Any] | None:

@@ -49,11 +49,17 @@ def quantized_tensors(qproto, ranges: dict[str, Any]) -> list[str]:
 
 
 def quantized_layers(qproto) -> list[tuple[str, str]]:
-    """``(node name, op type)`` of the compute nodes that read a dequantized tensor."""
+    """``(node name, op type)`` of the quantized compute nodes (what ``--keep-float`` can change).
+
+    Ops that only move values (Reshape, Transpose, MaxPool ...) read dequantized tensors when
+    Q/DQ is hoisted above them, but keeping them in float changes nothing: they are left out.
+    """
+    from edgec.compiler.quantize import FULL_INT_OPS, SCALE_PRESERVING_OPS
+
     dq_out = {n.output[0] for n in qproto.graph.node if n.op_type == "DequantizeLinear"}
     out = []
     for n in qproto.graph.node:
-        if n.op_type in ("QuantizeLinear", "DequantizeLinear") or not n.name:
+        if n.op_type not in FULL_INT_OPS or n.op_type in SCALE_PRESERVING_OPS or not n.name:
             continue
         if any(i in dq_out for i in n.input):
             out.append((n.name, n.op_type))

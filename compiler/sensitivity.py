@@ -36,6 +36,7 @@ class Fallback:
         value: The calibration method (calib-method).
         op: The node's op type, for reports.
         drop: Metric drop in onnxruntime with this fallback alone (set by `rank`).
+        base: The onnxruntime drop it was measured against (set by `rank`).
     """
 
     kind: str
@@ -43,6 +44,7 @@ class Fallback:
     value: str | None = None
     op: str | None = None
     drop: float | None = None
+    base: float | None = None
 
     def describe(self) -> str:
         if self.kind == "keep-float":
@@ -99,7 +101,7 @@ def rank(quantizer, state: FallbackState, kinds: tuple[str, ...], samples, refer
         for c in cands:
             q, _ = state.plus(c).quantize(quantizer)
             d = metric.drop(run_onnx(q.proto, samples), reference_outputs, labels)
-            scored.append(replace(c, drop=d))
+            scored.append(replace(c, drop=d, base=base))
             task.advance()
     best_per_tensor: dict[tuple[str, str], Fallback] = {}
     for c in scored:
@@ -107,16 +109,17 @@ def rank(quantizer, state: FallbackState, kinds: tuple[str, ...], samples, refer
         if k not in best_per_tensor or c.drop < best_per_tensor[k].drop:
             best_per_tensor[k] = c
     helpful = [c for c in best_per_tensor.values() if c.drop < base]
-    helpful.sort(key=lambda c: (c.drop, c.kind != "calib-method", c.key))
+    cost = {"calib-method": 0, "int8": 1, "keep-float": 2}  # on ties, the fallback that keeps more int
+    helpful.sort(key=lambda c: (c.drop, cost[c.kind], c.key))
     return base, helpful
 
 
 def screen(float_proto, quant_proto, cands: list[Fallback], samples) -> list[Fallback]:
     """The candidates touching the `SCREEN_LAYERS` layers that add the most error (one run of each model)."""
-    from edgec.compiler.debug_layers import _cap, compare_layers
+    from edgec.compiler.debug_layers import compare_layers
 
     rows = compare_layers(float_proto, quant_proto, samples)
-    added = {r["node"]: _cap(r["added_db"]) for r in rows}
+    added = {r["node"]: r["added_noise"] for r in rows}
     g = quant_proto.graph
     dq_of = {n.input[0]: n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
     readers: dict[str, list] = {}

@@ -349,8 +349,9 @@ def layers(bundle: Path, data: str, do_bisect: bool, threshold: float, max_sampl
     """Per-layer error of BUNDLE's quantized model against its float reference, worst first.
 
     \b
-    Columns: output SQNR (dB, cumulative), cosine, max abs error, the worst input SQNR, and the
-    error the layer adds (input SQNR - output SQNR), by which rows are sorted.
+    Columns: output SQNR (dB, cumulative), cosine, max abs error, the input SQNR, and the error
+    the layer adds: input SQNR - output SQNR, and as noise power relative to the signal (1/SQNR
+    out - 1/SQNR in, in %), by which rows are sorted.
     """
     from edgec import api
 
@@ -363,9 +364,10 @@ def layers(bundle: Path, data: str, do_bisect: bool, threshold: float, max_sampl
 def _print_layers(r: dict, top: int) -> None:
     c = _console()
     rows = [[x["node"], x["op"], _fmt(x["sqnr_db"]), _fmt(x["cosine"]), _fmt(x["max_abs_err"]),
-             _fmt(x["input_sqnr_db"]), _fmt(x["added_db"])] for x in r["layers"][:top]]
+             _fmt(x["input_sqnr_db"]), _fmt(x["added_db"]), f"{100 * x['added_noise']:.3g}"] for x in r["layers"][:top]]
     c.print(_table(f"layers of {r['bundle']} ({r['target']} {r['precision']}, {r['runtime']}, {r['samples']} samples)"
-                   ", worst first", ["node", "op", "SQNR dB", "cosine", "max abs err", "input SQNR dB", "added dB"],
+                   ", worst first", ["node", "op", "SQNR dB", "cosine", "max abs err", "input SQNR dB", "added dB",
+                    "added noise %"],
                    rows))
     if "first_above_threshold" in r:
         f = r["first_above_threshold"]

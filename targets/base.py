@@ -66,6 +66,7 @@ class QuantScheme:
         hoist_through: Ops (precision-preserving: MaxPool, Reshape ...) that a ``weighted``
             input's Q/DQ moves above, so the runtime runs them in int8 and the producer
             (Conv+Relu) can emit int8 directly — what OpenVINO's CPU plugin fuses best.
+        quantize_embeddings: Store large Gather tables (word embeddings) as int8 + DQ.
     """
 
     activation_symmetric: bool = False
@@ -73,6 +74,7 @@ class QuantScheme:
     quantize_add: bool = True
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
+    quantize_embeddings: bool = False
 
 
 @dataclass

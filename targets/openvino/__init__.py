@@ -31,7 +31,8 @@ class OpenVINOTarget(Target):
     # asymmetric int8 activations are supported, so keep the calibrated zero points.
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
         activation_symmetric=False, placement="weighted",
-        hoist_through=("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"))
+        hoist_through=("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"),
+        quantize_embeddings=True)
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("ov_precision_hint", "OpenVINO CPU inference precision for float parts of the model "
                      "(f32 keeps results comparable to the float model; bf16 is faster on CPUs with AMX/avx512_bf16).",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import build_bundle, to_tflite, tflite_handle
+from .conftest import build_bundle, to_tflite, tflite_handle
 
 
 @pytest.mark.parametrize("name", ["digits_cnn", "ds_cnn_kws", "mobilenet_stack", "dense_autoencoder"])

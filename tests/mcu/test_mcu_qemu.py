@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import HAVE_QEMU, QEMU_SKIP, build_bundle, random_native, tflite_handle
+from .conftest import HAVE_QEMU, QEMU_SKIP, build_bundle, random_native, tflite_handle
 
 pytestmark = [pytest.mark.qemu, pytest.mark.skipif(not HAVE_QEMU, reason=QEMU_SKIP)]
 

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import build_bundle, tflite_handle
+from .conftest import build_bundle, tflite_handle
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import build_bundle, litert_reference, random_native, tflite_handle
+from .conftest import build_bundle, litert_reference, random_native, tflite_handle
 
 PER_OP = ["conv_same_relu", "conv_valid_stride2", "conv_dilated", "dwconv_mult2_relu6", "dwconv_stride2", "dense",
           "dense_per_tensor", "add_residual", "mul", "maxpool", "avgpool_same", "global_avg", "softmax",
@@ -77,7 +77,7 @@ def test_library_layout_and_hygiene(tflite_models, tmp_path):
 
 def test_strict_host_compile_and_arm_size(tflite_models, tmp_path):
     """-std=c99 -Wall -Wextra -Werror -pedantic under gcc (the runner's build) and arm-none-eabi-gcc."""
-    from conftest import HAVE_ARM
+    from .conftest import HAVE_ARM
 
     from edgec.targets.mcu import toolchain
 
@@ -96,7 +96,7 @@ def test_strict_host_compile_and_arm_size(tflite_models, tmp_path):
 def test_unsupported_tflite_op_names_op_and_node(tmp_path):
     import tensorflow as tf
 
-    from conftest import to_tflite
+    from .conftest import to_tflite
 
     from edgec.errors import UnsupportedOpError
     from edgec.targets.base import LowerSpec

@@ -92,12 +92,6 @@ def digits_models(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def node_names(onnx_path: Path, op: str) -> list[str]:
-    import onnx
-
-    return [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type == op]
-
-
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> dict[str, Path]:
     """A random-weight 2-layer Llama (hidden 64, vocab 128) with a character tokenizer, and text."""

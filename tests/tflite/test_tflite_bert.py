@@ -8,8 +8,8 @@ import pytest
 from edgec.runtimes.harness import compare
 from edgec.runtimes.litert_runner import LiteRTRunner
 
-from conftest import lower
-from test_tflite_cnn import _OrtReference
+from .conftest import lower
+from .test_tflite_cnn import _OrtReference
 
 
 @pytest.fixture(scope="session")

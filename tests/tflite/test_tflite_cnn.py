@@ -119,7 +119,7 @@ def test_manifest_section(cnn_int8):
 
 
 def test_rebuild_gives_identical_bytes(cnn, cnn_int8, tmp_session):
-    from conftest import lower
+    from .conftest import lower
 
     model, calib, _ = cnn
     again = lower(model, calib, "int8", tmp_session / "cnn_int8_again")

@@ -11,7 +11,7 @@ from edgec.errors import CalibrationDataError, ConfigError, EdgecError, Unsuppor
 from edgec.targets.base import LowerSpec
 from edgec.targets.tflite import TFLiteTarget
 
-from conftest import handle_from_proto
+from .conftest import handle_from_proto
 
 
 def _model(nodes, inp, out, opset=17, extra_opsets=()):

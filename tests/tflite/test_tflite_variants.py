@@ -11,8 +11,8 @@ from edgec.calibration.types import CalibrationData
 from edgec.runtimes.harness import compare
 from edgec.runtimes.litert_runner import LiteRTRunner
 
-from conftest import handle_from_proto, lower
-from test_tflite_cnn import _OrtReference
+from .conftest import handle_from_proto, lower
+from .test_tflite_cnn import _OrtReference
 
 
 @pytest.fixture(scope="session")
