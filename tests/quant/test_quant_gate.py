@@ -6,7 +6,7 @@ import json
 import textwrap
 
 import pytest
-from _quant_util import node_names
+from tests.quant._quant_util import node_names
 
 from edgec._deps import has_module
 
