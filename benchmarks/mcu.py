@@ -24,10 +24,12 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import time_fn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,14 +71,7 @@ def tflm_arena(data: bytes) -> tuple[int, object]:
 
 
 def median_ms(fn, iters: int) -> float:
-    for _ in range(max(3, iters // 10)):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
+    return time_fn(fn, iters, max(3, iters // 10))["p50"]
 
 
 def main() -> int:

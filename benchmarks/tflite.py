@@ -110,7 +110,6 @@ def latency_ms(path: Path, model: ModelHandle, feeds: dict, threads: int, iters:
 
 # -- the baseline: onnx2tf SavedModel + TFLiteConverter full-integer -------------------------
 def converter_int8(proto, calib: list[dict], work: Path) -> bytes:
-    import onnx
     import onnxslim
 
     from edgec.targets.tflite.convert import CALIB_SAMPLE_FILE, _captured_output, _in_dir, import_tf

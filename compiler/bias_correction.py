@@ -40,7 +40,6 @@ def correct_bias(float_model: "ModelHandle", quant: "ModelHandle",
                  samples: list[dict[str, np.ndarray]]) -> tuple["ModelHandle", dict[str, Any]]:
     """The Q/DQ model with corrected biases, and a summary (layers, mean |shift| removed)."""
     import onnx
-    from onnx import numpy_helper
 
     from edgec.compiler.quality import ort_session, run_onnx
 

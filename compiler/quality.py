@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from edgec.errors import ConfigError
+from edgec.runtimes.harness import cosine
 
 BUILTIN_METRICS = ("top1", "cosine", "mse")
 METRIC_HELP = ("top1 (accuracy on the .npz 'labels', else agreement with the float model), cosine, mse, "
@@ -80,18 +81,6 @@ def _top1(outputs, reference, labels) -> float:
             hits += int((gi == wi).sum())
             n += gi.size
     return 100.0 * hits / max(n, 1)
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two flattened arrays (1.0 when both are zero)."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 and nb == 0:
-        return 1.0
-    if na == 0 or nb == 0:
-        return 0.0
-    return float(np.dot(a, b) / (na * nb))
 
 
 def _cosine(outputs, reference, labels) -> float:

@@ -81,7 +81,6 @@ def smooth(model: "ModelHandle", samples: list[dict[str, np.ndarray]], alpha: fl
         alpha: Migration strength in [0, 1] (0.5 is the paper's default; higher moves more
             of the activation range into the weights).
     """
-    from onnx import numpy_helper
 
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError(f"--smoothquant {alpha}: alpha must be in [0, 1] (0.5 is typical)")

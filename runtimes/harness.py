@@ -103,9 +103,10 @@ def bench(runner: Runner, *, iters: int = 100, warmup: int = 10, batch: int | No
     }
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.astype(np.float64).ravel()
-    b = b.astype(np.float64).ravel()
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two flattened arrays (1.0 when both are zero)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 and nb == 0:
         return 1.0
@@ -143,7 +144,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
             abs_sum += float(d.sum())
             n_elems += d.size
             if j == 0:
-                cos.append(_cosine(g, w))
+                cos.append(cosine(g, w))
                 if classification and w.ndim >= 1 and w.shape[-1] > 1:
                     gi = g.reshape(-1, w.shape[-1]).argmax(-1)
                     wi = w.reshape(-1, w.shape[-1]).argmax(-1)

@@ -12,7 +12,6 @@ the outputs against the host build; both land in ``info()["extra"]``.
 from __future__ import annotations
 
 import ctypes
-from pathlib import Path
 from typing import Any
 
 import numpy as np

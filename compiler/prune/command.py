@@ -10,7 +10,6 @@ file is a valid ``edgec build`` source for any target.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from edgec.compiler import bundle as bundle_io
