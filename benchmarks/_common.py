@@ -55,11 +55,19 @@ def time_fn(fn: Callable[[], Any], iters: int, warmup: int) -> dict[str, float]:
     return latency_summary(times)
 
 
+def load_example(name: str):
+    """The module ``examples/<name>/model.py`` (each example's is named model.py, so no sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"edgec_example_{name}", ROOT / "examples" / name / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def digits_data() -> tuple[Path, Path]:
     """Train (cached) the digits CNN example and write its calibration/eval data."""
-    sys.path.insert(0, str(ROOT / "examples" / "digits_cnn"))
-    import model as digits  # noqa: PLC0415 - the example module
-
+    digits = load_example("digits_cnn")
     digits.trained_model()
     return digits.write_data()
 

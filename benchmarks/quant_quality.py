@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, digits_data, minilm_path, print_table, write_json  # noqa: E402
+from _common import ROOT, digits_data, load_example, minilm_path, print_table, write_json  # noqa: E402
 
 TARGETS = ("intel-cpu", "onnxruntime", "jetson", "mcu", "arm")
 
@@ -57,10 +57,7 @@ def _outlier_cnn(d: Path) -> str:
     """The digits CNN with conv2's output channel 3 scaled x400 (compensated in conv3)."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "examples" / "digits_cnn"))
-    import model as digits  # noqa: PLC0415
-
-    net = digits.trained_model()
+    net = load_example("digits_cnn").trained_model()
     with torch.no_grad():
         net.conv2.weight[3] *= 400.0
         net.conv2.bias[3] *= 400.0
@@ -163,22 +160,7 @@ def _shape(t):
 
 
 def _tiny_llama(d: Path) -> tuple[str, str, str]:
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = d / "tiny_llama"
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=256, max_position_embeddings=128, tie_word_embeddings=False)
-    LlamaForCausalLM(cfg).eval().save_pretrained(str(folder), safe_serialization=True)
-    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
-    for c in (chr(i) for i in range(32, 127)):
-        vocab[c] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
-                            eos_token="</s>").save_pretrained(str(folder))
+    folder = load_example("tiny_llama").write_tiny_llama(d / "tiny_llama")
     sents = (ROOT / "examples" / "minilm" / "sentences.txt").read_text().splitlines()
     ev = (ROOT / "examples" / "minilm" / "eval_sentences.txt").read_text().splitlines()
     (d / "calib.txt").write_text("\n".join(sents) + "\n")

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
+
 # Output channel of conv2 that carries an outlier (x OUTLIER_SCALE), compensated in conv3's
 # weights: the float function is unchanged, but conv3's input then has one channel hundreds of
 # times larger than the others, so its per-tensor int8 grid zeroes everything else.
@@ -95,23 +97,13 @@ def digits_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> dict[str, Path]:
     """A random-weight 2-layer Llama (hidden 64, vocab 128) with a character tokenizer, and text."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    import importlib.util
 
+    spec = importlib.util.spec_from_file_location("tiny_llama_example", ROOT / "examples/tiny_llama/model.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
     d = tmp_path_factory.mktemp("tiny_llama")
-    folder = d / "llama"
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=64, tie_word_embeddings=False)
-    LlamaForCausalLM(cfg).eval().save_pretrained(str(folder), safe_serialization=True)
-    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
-    for c in (chr(i) for i in range(32, 127)):
-        vocab[c] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
-                            eos_token="</s>").save_pretrained(str(folder))
+    folder = example.write_tiny_llama(d / "llama", vocab_size=128, max_positions=64)
     lines = [f"the quick brown fox {i} jumps over the lazy dog and runs home" for i in range(24)]
     (d / "text.txt").write_text("\n".join(lines) + "\n")
     return {"model": folder, "text": d / "text.txt"}
