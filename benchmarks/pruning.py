@@ -39,7 +39,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, cosine, digits_data, minilm_path, print_table, write_json  # noqa: E402
+from _common import ROOT, cosine, digits_data, minilm_path, print_table, time_fn, write_json  # noqa: E402
 
 DIGITS = str(ROOT / "examples/digits_cnn/model.py") + ":build"
 FINETUNE = str(ROOT / "examples/digits_cnn/finetune.py") + ":train_fn"
@@ -89,14 +89,7 @@ def _time_interleaved(runners: dict[str, tuple[Any, dict]], iters: int, rounds: 
     per: dict[str, list[float]] = {k: [] for k in runners}
     for _ in range(rounds):
         for key, (runner, native) in runners.items():
-            for _ in range(max(10, iters // 10)):
-                runner.run_native(native)
-            t = []
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                runner.run_native(native)
-                t.append(time.perf_counter() - t0)
-            per[key].append(float(np.median(t)) * 1e3)
+            per[key].append(time_fn(lambda: runner.run_native(native), iters, max(10, iters // 10))["p50"])
     return {k: float(np.median(v)) for k, v in per.items()}
 
 

@@ -36,6 +36,9 @@ from edgec.calibration.types import CalibrationData  # noqa: E402
 from edgec.compiler.model import ModelHandle, sha256_bytes  # noqa: E402
 from edgec.targets.base import LowerSpec  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import time_fn  # noqa: E402
+
 GOALS = {"int8_size_ratio_max": 0.27, "int8_accuracy_drop_max_points": 1.0,
          "int8_latency_vs_converter_int8_max": 1.0}
 
@@ -98,14 +101,7 @@ class TFLiteModel:
 def latency_ms(path: Path, model: ModelHandle, feeds: dict, threads: int, iters: int, warmup: int = 5) -> float:
     m = TFLiteModel(path, model.inputs, model.outputs, threads=threads)
     native = m.native(feeds)
-    for _ in range(warmup):
-        m.run_native(native)
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        m.run_native(native)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
+    return time_fn(lambda: m.run_native(native), iters, warmup)["p50"]
 
 
 # -- the baseline: onnx2tf SavedModel + TFLiteConverter full-integer -------------------------
