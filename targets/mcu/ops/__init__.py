@@ -13,7 +13,7 @@ for _mod in (conv, eltwise, pool, shape, softmax):
     EMITTERS.update(_mod.EMITTERS)
 
 KERNEL_FILES: dict[str, str] = {
-    "conv": "conv.c", "dwconv": "conv.c", "fc": "fc.c", "add": "elementwise.c", "mul": "elementwise.c",
+    "conv": "conv.c", "dwconv": "conv.c", "fc": "conv.c", "add": "elementwise.c", "mul": "elementwise.c",
     "requant": "elementwise.c", "lut": "elementwise.c", "reshape": "elementwise.c",
     "maxpool": "pool.c", "avgpool": "pool.c", "mean": "pool.c", "softmax": "softmax.c",
     "pad": "shape.c", "transpose": "shape.c", "concat": "shape.c",
