@@ -20,7 +20,7 @@ from edgec.errors import CalibrationDataError
 if TYPE_CHECKING:
     import onnx
 
-ALL_METHODS = ("minmax", "percentile", "entropy", "mse")
+ALL_METHODS = ("minmax", "mean-minmax", "percentile", "entropy", "mse")
 
 
 def collect_ranges_multi(model: "onnx.ModelProto", samples: Iterable[dict[str, np.ndarray]],

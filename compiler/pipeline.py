@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ def build(config: BuildConfig, progress: Progress = SILENT) -> BuildResult:
         raise _unavailable(target, reason)
     precision = resolve_precision(target, config.precision)
     options = check_target_options(target, config.target_options)
+    if config.calib_method is None:  # the target's default, chosen by measurement on real models
+        scheme = target.quant_scheme
+        config = dataclasses.replace(config, calib_method=scheme.calib_method if scheme is not None else "minmax")
     writer = bundle_io.BundleWriter(config.output, config.force, reads=read_paths(config))
     try:
         result = _build_into(config, target, precision, options, writer.tmp, progress)
@@ -198,6 +202,18 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
         manifest, lowered, accuracy, _ = attempt(quant, config.keep_float, quant_summary)
     accuracy["data"] = eval_source
     warnings = []
+    quantized = precision in target.calibrated_precisions or precision == "int4"
+    random_eval = calibration is not None and calibration.random and eval_source == "calibration"
+    if quantized and random_eval:
+        from edgec.compiler.accuracy_floor import ACCURACY_UNKNOWN
+
+        warnings.append(ACCURACY_UNKNOWN)
+        progress.message(ACCURACY_UNKNOWN)
+    elif quantized and gate is None and not config.accept_low_accuracy and eval_source not in ("synthetic",
+                                                                                                "example-inputs"):
+        from edgec.compiler.accuracy_floor import check_floor
+
+        check_floor(accuracy, classifier, handle, quant, eval_samples, target.name, precision)
     if calibration is not None and calibration.random:
         warnings.append("calibrated on random data (--calib random): ranges may not match real inputs")
     if eval_source == "synthetic":

@@ -115,13 +115,49 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
+# A sample whose reference output is this small relative to the largest in the set carries
+# no signal (a detector's map of an image without objects: values ~1e-8). Its cosine would
+# compare rounding noise with rounding noise, so it is scored by its absolute error instead.
+EMPTY_OUTPUT_REL = 1e-2
+
+
+def cosine_stats(got: np.ndarray, want: np.ndarray) -> tuple[float, float, float, float]:
+    """``(dot, |got|, |want|, |got - want|)`` of one sample, the inputs of `mean_cosine`."""
+    g = np.asarray(got, dtype=np.float64).ravel()
+    w = np.asarray(want, dtype=np.float64).ravel()
+    return float(g @ w), float(np.linalg.norm(g)), float(np.linalg.norm(w)), float(np.linalg.norm(g - w))
+
+
+def mean_cosine(stats: list[tuple[float, float, float, float]]) -> float | None:
+    """Mean cosine similarity over samples, robust to samples whose reference is (nearly) empty.
+
+    A sample whose reference norm is below `EMPTY_OUTPUT_REL` x the largest reference norm
+    of the set scores ``1 - |got - want| / floor`` (clipped at 0): 1 when the artifact is
+    also empty, 0 when it invents an output as large as the floor.
+    """
+    if not stats:
+        return None
+    floor = EMPTY_OUTPUT_REL * max(s[2] for s in stats)
+    scores = []
+    for dot, ng, nw, nd in stats:
+        if floor > 0 and nw < floor:
+            scores.append(max(0.0, 1.0 - nd / floor))
+        elif ng == 0 and nw == 0:
+            scores.append(1.0)
+        elif ng == 0 or nw == 0:
+            scores.append(0.0)
+        else:
+            scores.append(dot / (ng * nw))
+    return float(np.mean(scores))
+
+
 def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.ndarray]],
             *, labels: np.ndarray | None = None, classification: bool = True,
             on_sample: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Error of ``runner`` against ``reference`` over ``samples`` (model convention).
 
     Returns the report's accuracy block: max/mean absolute error, mean cosine similarity
-    (per sample, flattened outputs), and top-1 agreement on the first output when it is a
+    (per sample, flattened outputs; see `mean_cosine` for empty outputs), and top-1 agreement on the first output when it is a
     class-score vector (last axis > 1) and ``classification`` is set (embeddings and
     hidden states have no meaningful argmax). With ``labels`` (one per sample), also the top-1
     accuracy of both against the labels.
@@ -144,7 +180,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
             abs_sum += float(d.sum())
             n_elems += d.size
             if j == 0:
-                cos.append(cosine(g, w))
+                cos.append(cosine_stats(g, w))
                 if classification and w.ndim >= 1 and w.shape[-1] > 1:
                     gi = g.reshape(-1, w.shape[-1]).argmax(-1)
                     wi = w.reshape(-1, w.shape[-1]).argmax(-1)
@@ -165,7 +201,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
         "samples": count,
         "max_abs_err": max_abs,
         "mean_abs_err": abs_sum / n_elems if n_elems else 0.0,
-        "cosine": float(np.mean(cos)) if cos else None,
+        "cosine": mean_cosine(cos),
         "top1_agreement": top1_hits / top1_n if top1_n else None,
         "max_abs_err_per_output": per_output,
     }

@@ -71,6 +71,10 @@ class QuantScheme:
             the quantizer's default set. An integer-only target derives it from its ops.
         scale_preserving_ops: Op types whose output keeps the input's scale and zero
             point (``full`` placement); None: the quantizer's default set.
+        per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
+            of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
+        calib_method: Default calibration method, chosen per target by measurement on the
+            real-model corpus (benchmarks/quant_quality.py); ``--calib-method`` overrides it.
     """
 
     activation_symmetric: bool = False
@@ -79,6 +83,8 @@ class QuantScheme:
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
     quantize_embeddings: bool = False
+    per_channel_depthwise_inputs: bool = False
+    calib_method: str = "minmax"
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
 
@@ -197,8 +203,8 @@ class Target(ABC):
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme()
     supported_ops: ClassVar[frozenset[str] | None] = None
     # What `--max-accuracy-drop` may change to win accuracy back: "keep-float" (leave nodes in
-    # float), "calib-method" (another calibration method for a tensor), "int8" (int8 instead of
-    # int4 weights). None: derived from `quant_scheme` by `fallback_options`.
+    # float), "calib-method" (another calibration method for a tensor), "bias-correction", "int8"
+    # (int8 instead of int4 weights). None: derived from `quant_scheme` by `fallback_options`.
     accuracy_fallbacks: ClassVar[tuple[str, ...] | None] = None
 
     def availability(self) -> str | None:
@@ -225,8 +231,8 @@ class Target(ABC):
         if self.quant_scheme is None:
             return ()
         if self.quant_scheme.placement == "full":
-            return ("calib-method",)
-        return ("keep-float", "calib-method", "int8")
+            return ("calib-method", "bias-correction")
+        return ("keep-float", "calib-method", "bias-correction", "int8")
 
     def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
         """Report the nodes this target cannot run."""
