@@ -105,7 +105,10 @@ static inline int32_t mve_dot(const int8_t *a, const int8_t *b, int32_t k, int32
 /* out[j * out_stride + n] = requant(bias[n] + w[n, :] . cols[j * k : (j + 1) * k]) for
  * the n_rows weight rows and n_cols columns (n_cols <= 2 except on the scalar path). */
 static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
-                    const edgec_rq *q, int8_t *out, int32_t out_stride) {
+                    const edgec_rq *rq, int8_t *out, int32_t out_stride) {
+    /* A local copy: int8 stores may alias anything, so fields read through the pointer
+     * would be reloaded after every output byte. */
+    const edgec_rq local = *rq, *q = &local;
     int32_t n = 0;
 #if defined(EDGEC_MVE)
     int32_t j;
@@ -228,16 +231,28 @@ static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
 
 /* The receptive field of output pixel (oy, ox) as one int8 column of k_h*k_w*in_c. */
 static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int8_t *col) {
-    const int32_t in_c = p->in_c, iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+    const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+    const int32_t dil_h = p->dil_h, dil_w = p->dil_w, pad_value = -p->in_offset;
+    const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+    /* A kernel row fully inside the image (dilation 1) is one contiguous run of bytes. */
+    const int row_inside = dil_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w;
     int32_t ky, kx;
-    for (ky = 0; ky < p->k_h; ++ky) {
-        const int32_t iy = iy0 + p->dil_h * ky;
-        for (kx = 0; kx < p->k_w; ++kx, col += in_c) {
-            const int32_t ix = ix0 + p->dil_w * kx;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                memset(col, (int8_t)(-p->in_offset), (size_t)in_c);
-            } else {
-                memcpy(col, in_b + (iy * p->in_w + ix) * in_c, (size_t)in_c);
+    for (ky = 0; ky < k_h; ++ky) {
+        const int32_t iy = iy0 + dil_h * ky;
+        if (iy < 0 || iy >= in_h) {
+            memset(col, (int8_t)pad_value, (size_t)(k_w * in_c));
+            col += k_w * in_c;
+        } else if (row_inside) {
+            memcpy(col, in_b + (iy * in_w + ix0) * in_c, (size_t)(k_w * in_c));
+            col += k_w * in_c;
+        } else {
+            for (kx = 0; kx < k_w; ++kx, col += in_c) {
+                const int32_t ix = ix0 + dil_w * kx;
+                if (ix < 0 || ix >= in_w) {
+                    memset(col, (int8_t)pad_value, (size_t)in_c);
+                } else {
+                    memcpy(col, in_b + (iy * in_w + ix) * in_c, (size_t)in_c);
+                }
             }
         }
     }
@@ -279,106 +294,132 @@ void edgec_fc_s8(const edgec_fc_params *p, const int8_t *in, const int8_t *w, co
     for (b = 0; b < p->batch; ++b) gemm_s8(w, p->out_n, p->in_k, in + b * p->in_k, 1, &q, out + b * p->out_n, 0);
 }
 
-/* Depthwise: acc = folded bias - in_offset * (weights of the padded taps) + sum over the
- * window's valid taps of w * x. Channels are contiguous in both w (1HWC) and x (NHWC). */
+/* Depthwise. The bias is folded (bias + in_offset * sum of the channel's taps), so
+ * acc = bias + sum over all taps of w * x where a padded tap reads the input zero point,
+ * which cancels its share of the fold exactly. Each output pixel first gets a table of
+ * its taps' input rows (the image or `pad`, in_c bytes of the zero point); the channel
+ * loops then run over every tap without a bounds check. */
+#define EDGEC_DW_MAX_TAPS 64
+
+static void dw_pixel(const int8_t *const *taps, int32_t n_taps, const int8_t *w, int32_t out_c,
+                     const edgec_rq *q, int8_t *out) {
+    int32_t c = 0, t;
+#if defined(EDGEC_MVE)
+    const uint32x4_t even = vmulq_n_u32(vidupq_n_u32(0, 1), 2), odd = vaddq_n_u32(even, 1);
+    const int32x4_t vmin = vdupq_n_s32(q->act_min), vmax = vdupq_n_s32(q->act_max);
+    for (; c + 8 <= out_c; c += 8) {
+        /* int16 lanes: VMULLB/VMULLT give the even and the odd channels' int32 products. */
+        int32x4_t ae = vldrwq_gather_shifted_offset_s32(q->bias + c, even);
+        int32x4_t ao = vldrwq_gather_shifted_offset_s32(q->bias + c, odd);
+        const int8_t *wp = w + c;
+        int16x8_t r = vdupq_n_s16(0);
+        for (t = 0; t < n_taps; ++t, wp += out_c) {
+            const int16x8_t xv = vldrbq_s16(taps[t] + c), wv = vldrbq_s16(wp);
+            ae = vaddq_s32(ae, vmullbq_int_s16(xv, wv));
+            ao = vaddq_s32(ao, vmulltq_int_s16(xv, wv));
+        }
+        ae = rq_mve(ae, vldrwq_gather_shifted_offset_s32(q->mult + c, even),
+                    vldrwq_gather_shifted_offset_s32(q->shift + c, even));
+        ao = rq_mve(ao, vldrwq_gather_shifted_offset_s32(q->mult + c, odd),
+                    vldrwq_gather_shifted_offset_s32(q->shift + c, odd));
+        ae = vminq_s32(vmaxq_s32(vaddq_n_s32(ae, q->out_offset), vmin), vmax);
+        ao = vminq_s32(vmaxq_s32(vaddq_n_s32(ao, q->out_offset), vmin), vmax);
+        r = vmovnbq_s32(r, ae);
+        r = vmovntq_s32(r, ao);
+        vstrbq_s16(out + c, r);
+    }
+    for (; c + 4 <= out_c; c += 4) {
+        int32x4_t acc = vld1q_s32(q->bias + c);
+        const int8_t *wp = w + c;
+        for (t = 0; t < n_taps; ++t, wp += out_c)
+            acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(taps[t] + c), vldrbq_s32(wp)));
+        acc = rq_mve(acc, vld1q_s32(q->mult + c), vld1q_s32(q->shift + c));
+        acc = vminq_s32(vmaxq_s32(vaddq_n_s32(acc, q->out_offset), vmin), vmax);
+        vstrbq_s32(out + c, acc);
+    }
+#elif defined(EDGEC_DSP)
+    for (; c + 4 <= out_c; c += 4) {
+        int32_t a0 = q->bias[c], a1 = q->bias[c + 1], a2 = q->bias[c + 2], a3 = q->bias[c + 3];
+        const int8_t *wp = w + c;
+        for (t = 0; t < n_taps; ++t, wp += out_c) {
+            const uint32_t wv = ld32(wp), xv = ld32(taps[t] + c);
+            int32_t wl = sx02(wv), xl = sx02(xv);
+            a0 = __smlabb(wl, xl, a0);
+            a2 = __smlatt(wl, xl, a2);
+            wl = sx13(wv), xl = sx13(xv);
+            a1 = __smlabb(wl, xl, a1);
+            a3 = __smlatt(wl, xl, a3);
+        }
+        out[c] = rq_one(q, a0, c);
+        out[c + 1] = rq_one(q, a1, c + 1);
+        out[c + 2] = rq_one(q, a2, c + 2);
+        out[c + 3] = rq_one(q, a3, c + 3);
+    }
+#endif
+    for (; c < out_c; ++c) {
+        int32_t acc = q->bias[c];
+        for (t = 0; t < n_taps; ++t) acc += (int32_t)w[t * out_c + c] * (int32_t)taps[t][c];
+        out[c] = rq_one(q, acc, c);
+    }
+}
+
+/* Depth multiplier > 1 or very large windows: skip the padded taps and subtract their
+ * share of the folded bias. */
+static void dw_generic(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, const int8_t *w,
+                       const edgec_rq *q, int8_t *out) {
+    const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult, k_w = p->k_w;
+    const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+    int32_t c, ky, kx;
+    for (c = 0; c < out_c; ++c) {
+        int32_t acc = q->bias[c];
+        for (ky = 0; ky < p->k_h; ++ky) {
+            const int32_t iy = iy0 + p->dil_h * ky;
+            for (kx = 0; kx < k_w; ++kx) {
+                const int32_t ix = ix0 + p->dil_w * kx, wv = w[(ky * k_w + kx) * out_c + c];
+                if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                    acc -= p->in_offset * wv;
+                } else {
+                    acc += wv * in_b[(iy * p->in_w + ix) * in_c + c / dm];
+                }
+            }
+        }
+        out[c] = rq_one(q, acc, c);
+    }
+}
+
 void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
-                     const int32_t *mult, const int32_t *shift, int8_t *out) {
-    const int32_t in_c = p->in_c, in_w = p->in_w, out_c = p->out_c, dm = p->depth_mult;
+                     const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *pad) {
+    /* Parameters in locals: the int8 output stores may alias *p. */
+    const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, out_c = p->out_c;
+    const int32_t k_h = p->k_h, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int32_t out_h = p->out_h, out_w = p->out_w, stride_h = p->stride_h, stride_w = p->stride_w;
+    const int32_t pad_h = p->pad_h, pad_w = p->pad_w, batch = p->batch;
+    const int fast = p->depth_mult == 1 && k_h * k_w <= EDGEC_DW_MAX_TAPS;
+    const int8_t *taps[EDGEC_DW_MAX_TAPS];
     edgec_rq q;
-    int32_t b, oy, ox;
+    int32_t b, oy, ox, ky, kx;
     q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = 1, q.single_round = 0;
     q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max;
-    for (b = 0; b < p->batch; ++b) {
-        const int8_t *in_b = in + b * p->in_h * in_w * in_c;
-        for (oy = 0; oy < p->out_h; ++oy) {
-            const int32_t iy0 = oy * p->stride_h - p->pad_h;
-            for (ox = 0; ox < p->out_w; ++ox, out += out_c) {
-                const int32_t ix0 = ox * p->stride_w - p->pad_w;
-                int32_t ky0 = 0, ky1 = p->k_h, kx0 = 0, kx1 = p->k_w, c = 0, ky, kx;
-#if defined(EDGEC_MVE) || defined(EDGEC_DSP)
-                int full;
-#endif
-                /* Valid taps form a rectangle [ky0, ky1) x [kx0, kx1) (dilation 1 on fast paths). */
-                while (ky0 < ky1 && iy0 + p->dil_h * ky0 < 0) ++ky0;
-                while (ky1 > ky0 && iy0 + p->dil_h * (ky1 - 1) >= p->in_h) --ky1;
-                while (kx0 < kx1 && ix0 + p->dil_w * kx0 < 0) ++kx0;
-                while (kx1 > kx0 && ix0 + p->dil_w * (kx1 - 1) >= in_w) --kx1;
-#if defined(EDGEC_MVE) || defined(EDGEC_DSP)
-                full = ky0 == 0 && kx0 == 0 && ky1 == p->k_h && kx1 == p->k_w;
-#endif
-#if defined(EDGEC_MVE)
-                if (dm == 1) {
-                    for (; c + 4 <= out_c; c += 4) {
-                        int32x4_t acc = vld1q_s32(bias + c);
-                        if (!full) {
-                            for (ky = 0; ky < p->k_h; ++ky)
-                                for (kx = 0; kx < p->k_w; ++kx)
-                                    if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1)
-                                        acc = vmlaq_n_s32(acc, vldrbq_s32(w + (ky * p->k_w + kx) * out_c + c),
-                                                          p->in_offset * -1);
-                        }
-                        for (ky = ky0; ky < ky1; ++ky) {
-                            const int8_t *xr = in_b + ((iy0 + p->dil_h * ky) * in_w + ix0) * in_c + c;
-                            const int8_t *wr = w + ky * p->k_w * out_c + c;
-                            for (kx = kx0; kx < kx1; ++kx)
-                                acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(wr + kx * out_c), vldrbq_s32(xr + p->dil_w * kx * in_c)));
-                        }
-                        acc = rq_mve(acc, vld1q_s32(mult + c), vld1q_s32(shift + c));
-                        acc = vaddq_n_s32(acc, q.out_offset);
-                        acc = vminq_s32(vmaxq_s32(acc, vdupq_n_s32(q.act_min)), vdupq_n_s32(q.act_max));
-                        vstrbq_s32(out + c, acc);
+    if (fast) memset(pad, (int8_t)(-p->in_offset), (size_t)in_c);
+    for (b = 0; b < batch; ++b) {
+        const int8_t *in_b = in + b * in_h * in_w * in_c;
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t iy0 = oy * stride_h - pad_h;
+            for (ox = 0; ox < out_w; ++ox, out += out_c) {
+                const int32_t ix0 = ox * stride_w - pad_w;
+                int32_t t = 0;
+                if (!fast) {
+                    dw_generic(p, in_b, oy, ox, w, &q, out);
+                    continue;
+                }
+                for (ky = 0; ky < k_h; ++ky) {
+                    const int32_t iy = iy0 + dil_h * ky;
+                    for (kx = 0; kx < k_w; ++kx, ++t) {
+                        const int32_t ix = ix0 + dil_w * kx;
+                        taps[t] = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) ? pad : in_b + (iy * in_w + ix) * in_c;
                     }
                 }
-#elif defined(EDGEC_DSP)
-                if (dm == 1) {
-                    for (; c + 4 <= out_c; c += 4) {
-                        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-                        if (!full) {
-                            for (ky = 0; ky < p->k_h; ++ky)
-                                for (kx = 0; kx < p->k_w; ++kx)
-                                    if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1) {
-                                        const int8_t *wt = w + (ky * p->k_w + kx) * out_c + c;
-                                        a0 += p->in_offset * -(int32_t)wt[0];
-                                        a1 += p->in_offset * -(int32_t)wt[1];
-                                        a2 += p->in_offset * -(int32_t)wt[2];
-                                        a3 += p->in_offset * -(int32_t)wt[3];
-                                    }
-                        }
-                        for (ky = ky0; ky < ky1; ++ky) {
-                            const int8_t *xr = in_b + ((iy0 + p->dil_h * ky) * in_w + ix0) * in_c + c;
-                            const int8_t *wr = w + ky * p->k_w * out_c + c;
-                            for (kx = kx0; kx < kx1; ++kx) {
-                                const uint32_t wv = ld32(wr + kx * out_c), xv = ld32(xr + p->dil_w * kx * in_c);
-                                int32_t wl = sx02(wv), xl = sx02(xv);
-                                a0 = __smlabb(wl, xl, a0);
-                                a2 = __smlatt(wl, xl, a2);
-                                wl = sx13(wv), xl = sx13(xv);
-                                a1 = __smlabb(wl, xl, a1);
-                                a3 = __smlatt(wl, xl, a3);
-                            }
-                        }
-                        out[c] = rq_one(&q, a0, c);
-                        out[c + 1] = rq_one(&q, a1, c + 1);
-                        out[c + 2] = rq_one(&q, a2, c + 2);
-                        out[c + 3] = rq_one(&q, a3, c + 3);
-                    }
-                }
-#endif
-                for (; c < out_c; ++c) {
-                    const int32_t ic = c / dm;
-                    int32_t acc = bias[c];
-                    for (ky = 0; ky < p->k_h; ++ky) {
-                        for (kx = 0; kx < p->k_w; ++kx) {
-                            const int32_t wv = w[(ky * p->k_w + kx) * out_c + c];
-                            if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1) {
-                                acc -= p->in_offset * wv;
-                            } else {
-                                acc += wv * in_b[((iy0 + p->dil_h * ky) * in_w + ix0 + p->dil_w * kx) * in_c + ic];
-                            }
-                        }
-                    }
-                    out[c] = rq_one(&q, acc, c);
-                }
+                dw_pixel(taps, t, w, out_c, &q, out);
             }
         }
     }

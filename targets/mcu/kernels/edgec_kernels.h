@@ -66,8 +66,10 @@ typedef struct {
 void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w,
                    const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
                    int8_t *scratch);
+/* dwconv's pad holds in_c bytes (the input zero point, written by the kernel). */
 void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w,
-                     const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);
+                     const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
+                     int8_t *pad);
 void edgec_fc_s8(const edgec_fc_params *p, const int8_t *in, const int8_t *w,
                  const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);
 void edgec_add_s8(const edgec_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);

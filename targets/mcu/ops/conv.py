@@ -57,7 +57,9 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     bsym = ctx.const_array(op.name + "_bias", "int32_t", _wrap_i32(b), dedup_key=None)
     args = f"&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)}"
     if depthwise:
-        return [f"{fn}({args});"]
+        # The zero-point row padded taps read (in_c bytes).
+        ctx.scratch_bytes = max(ctx.scratch_bytes, x.shape[3])
+        return [f"{fn}({args}, edgec_scratch);"]
     pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
         fields["pad_h"] == fields["pad_w"] == 0 and x.shape[1:3] == out.shape[1:3]
     if pointwise:
