@@ -20,7 +20,6 @@
 #include "edgec_fixedpoint.h"
 
 #if defined(__ARM_FEATURE_MVE)
-#include <arm_mve.h>
 #define EDGEC_MVE 1
 #elif defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
@@ -34,8 +33,9 @@ typedef struct {
 } edgec_rq;
 
 static inline int8_t rq_one(const edgec_rq *q, int32_t acc, int32_t c) {
-    const int32_t i = q->per_channel ? c : 0;
-    /* LiteRT's FullyConnected rounds once, its Conv/DepthwiseConv twice. */
+    const int32_t i = c & -q->per_channel; /* c, or 0 for one per-tensor multiplier */
+    /* LiteRT's FullyConnected rounds once, its Conv/DepthwiseConv twice. The callers pass
+     * constant edgec_rq fields where they can, so this folds to one path. */
     acc = q->single_round ? edgec_mbqm_single(acc, q->mult[i], q->shift[i]) : edgec_mbqm(acc, q->mult[i], q->shift[i]);
     return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
 }
@@ -66,15 +66,7 @@ static inline int32_t sx13(uint32_t v) {
 
 #if defined(EDGEC_MVE)
 static inline int32x4_t rq_mve(int32x4_t acc, int32x4_t mult, int32x4_t shift) {
-    const int32x4_t zero = vdupq_n_s32(0);
-    const int32x4_t right = vminq_s32(shift, zero); /* -(right shift), <= 0 */
-    int32x4_t fix;
-    acc = vshlq_s32(acc, vmaxq_s32(shift, zero));
-    acc = vqrdmulhq_s32(acc, mult); /* == SaturatingRoundingDoublingHighMul */
-    /* RoundingDivideByPOT rounds ties away from zero, VRSHL rounds them up: take one
-     * off negative values first (only where a right shift follows). */
-    fix = vshrq_n_s32(vandq_s32(acc, right), 31);
-    return vrshlq_s32(vaddq_s32(acc, fix), right);
+    return edgec_mbqm_mve(acc, mult, shift);
 }
 
 /* Requantize 4 accumulators (bias included) of channels c..c+3 and store them. */
@@ -104,12 +96,16 @@ static inline int32_t mve_dot(const int8_t *a, const int8_t *b, int32_t k, int32
 
 /* out[j * out_stride + n] = requant(bias[n] + w[n, :] . cols[j * k : (j + 1) * k]) for
  * the n_rows weight rows and n_cols columns (n_cols <= 2 except on the scalar path). */
-static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
-                    const edgec_rq *rq, int8_t *out, int32_t out_stride) {
+static inline __attribute__((always_inline)) void gemm_s8(
+    const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols, const edgec_rq *rq,
+    int8_t *out, int32_t out_stride, const int single_round) {
     /* A local copy: int8 stores may alias anything, so fields read through the pointer
      * would be reloaded after every output byte. */
-    const edgec_rq local = *rq, *q = &local;
+    edgec_rq local = *rq;
+    const edgec_rq *q = &local;
     int32_t n = 0;
+    local.single_round = single_round;
+    if (!single_round) local.per_channel = 1;
 #if defined(EDGEC_MVE)
     int32_t j;
     for (j = 0; j < n_cols; ++j) {
@@ -223,6 +219,16 @@ static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
 #endif
 }
 
+/* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
+static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
+                      const edgec_rq *q, int8_t *out, int32_t out_stride) {
+    gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+}
+
+static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, const edgec_rq *q, int8_t *out) {
+    gemm_s8(w, n_rows, k, cols, 1, q, out, 0, 1);
+}
+
 #if defined(EDGEC_DSP)
 #define EDGEC_CONV_COLS 2
 #else
@@ -264,6 +270,9 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
     /* 1x1, stride 1, no padding: every pixel already is its own column. */
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                           p->pad_h == 0 && p->pad_w == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
+    /* im2col columns (and the weight rows, padded with zeros at build time) are a whole
+     * number of words long, so the 4-byte SIMD loops need no tail. */
+    const int32_t k_pad = pointwise ? k : (k + 3) & ~3;
     edgec_rq q;
     int32_t b, pix;
     q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = 1, q.single_round = 0;
@@ -275,11 +284,14 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
             const int8_t *cols = in_b + pix * k;
             if (!pointwise) {
                 int32_t j;
-                for (j = 0; j < n_cols; ++j)
-                    im2col(p, in_b, (pix + j) / p->out_w, (pix + j) % p->out_w, scratch + j * k);
+                for (j = 0; j < n_cols; ++j) {
+                    int8_t *col = scratch + j * k_pad;
+                    im2col(p, in_b, (pix + j) / p->out_w, (pix + j) % p->out_w, col);
+                    if (k_pad > k) memset(col + k, 0, (size_t)(k_pad - k));
+                }
                 cols = scratch;
             }
-            gemm_s8(w, out_c, k, cols, n_cols, &q, out + pix * out_c, out_c);
+            gemm_conv(w, out_c, k_pad, cols, n_cols, &q, out + pix * out_c, out_c);
         }
         out += n_pix * out_c;
     }
@@ -291,7 +303,7 @@ void edgec_fc_s8(const edgec_fc_params *p, const int8_t *in, const int8_t *w, co
     int32_t b;
     q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = p->per_channel, q.single_round = 1;
     q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max;
-    for (b = 0; b < p->batch; ++b) gemm_s8(w, p->out_n, p->in_k, in + b * p->in_k, 1, &q, out + b * p->out_n, 0);
+    for (b = 0; b < p->batch; ++b) gemm_fc(w, p->out_n, p->in_k, in + b * p->in_k, &q, out + b * p->out_n);
 }
 
 /* Depthwise. The bias is folded (bias + in_offset * sum of the channel's taps), so

@@ -41,7 +41,17 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
         "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1],
     }
     p = ctx.param_struct(struct, fields, op)
-    wsym = ctx.const_array(op.inputs[1], "int8_t", w.data)
+    k = kh * kw * x.shape[3]
+    pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
+        fields["pad_h"] == fields["pad_w"] == 0 and x.shape[1:3] == out.shape[1:3]
+    if op.kind == "conv" and not pointwise and k % 4:
+        # im2col convs read rows of a whole number of words (conv.c's k_pad): zero-pad them.
+        k_pad = (k + 3) // 4 * 4
+        wpad = np.zeros((n_out, k_pad), np.int8)
+        wpad[:, :k] = w.data.reshape(n_out, k)
+        wsym = ctx.const_array(op.name + "_wpad", "int8_t", wpad, dedup_key=None)
+    else:
+        wsym = ctx.const_array(op.inputs[1], "int8_t", w.data)
     msym = ctx.const_array(op.name + "_mult", "int32_t", mults, dedup_key=None)
     ssym = ctx.const_array(op.name + "_shift", "int32_t", shifts, dedup_key=None)
     if op.kind == "gconv":  # the grouped kernel adds the input offset itself
@@ -60,12 +70,10 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
         # The zero-point row padded taps read (in_c bytes).
         ctx.scratch_bytes = max(ctx.scratch_bytes, x.shape[3])
         return [f"{fn}({args}, edgec_scratch);"]
-    pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
-        fields["pad_h"] == fields["pad_w"] == 0 and x.shape[1:3] == out.shape[1:3]
     if pointwise:
         return [f"{fn}({args}, 0);"]
     # Up to 2 im2col columns (the DSP kernel's block); the model keeps one scratch buffer.
-    ctx.scratch_bytes = max(ctx.scratch_bytes, 2 * kh * kw * x.shape[3])
+    ctx.scratch_bytes = max(ctx.scratch_bytes, 2 * ((k + 3) // 4 * 4))
     return [f"{fn}({args}, edgec_scratch);"]
 
 
