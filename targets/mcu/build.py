@@ -134,7 +134,7 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
     g = load_graph(model)
     plan = planner.plan(g)
     c_dir = out_dir / "c"
-    info = codegen.generate(g, plan, c_dir)
+    info = codegen.generate(g, plan, c_dir, cpu=cpu)
     harness = out_dir / "harness"
     harness.mkdir(parents=True, exist_ok=True)
     for f in ("cm_startup.c", "cm_main.c", "link_mps2.ld"):

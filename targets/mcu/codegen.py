@@ -27,6 +27,7 @@ def c_ident(s: str) -> str:
 class EmitContext:
     g: QGraph
     plan: Plan
+    cpu: str = "cortex-m4"  # sizes the scratch the CPU's kernels need
     params: list[str] = field(default_factory=list)
     weights: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
     scratch_bytes: int = 0
@@ -112,10 +113,10 @@ def _c_array(sym: str, ctype: str, arr: np.ndarray) -> str:
     return f"const {ctype} {sym}[{max(len(arr), 1)}] = {{\n" + "\n".join(lines) + "\n};\n"
 
 
-def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model") -> dict[str, Any]:
+def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model", cpu: str = "cortex-m4") -> dict[str, Any]:
     """Write the library into ``out_dir`` (the bundle's ``c/``); return facts for the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = EmitContext(g, plan)
+    ctx = EmitContext(g, plan, cpu=cpu)
     body: list[str] = []
     kernel_files: set[str] = set()
     kernel_headers: set[str] = set()

@@ -219,6 +219,73 @@ static inline __attribute__((always_inline)) void gemm_s8(
 #endif
 }
 
+#if defined(EDGEC_DSP)
+/* SIMD32 regular convolutions (CMSIS-NN's idea: sign-extend the columns once, not once per
+ * output channel). Two columns become int16 pairs interleaved per 4 k: (x0,x2) (x1,x3) of
+ * column 0, then of column 1; a weight word gives the matching pairs with SXTB16. */
+static void expand2(const int8_t *c0, const int8_t *c1, int32_t k, int32_t *dst) {
+    int32_t i;
+    for (i = 0; i < k; i += 4, dst += 4) {
+        const uint32_t a = ld32(c0 + i), b = ld32(c1 + i);
+        dst[0] = sx02(a);
+        dst[1] = sx13(a);
+        dst[2] = sx02(b);
+        dst[3] = sx13(b);
+    }
+}
+
+static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols,
+                          const edgec_rq *rq, int8_t *out, int32_t out_stride) {
+    edgec_rq local = *rq;
+    const edgec_rq *q = &local;
+    int32_t n;
+    local.single_round = 0;
+    local.per_channel = 1;
+    for (n = 0; n < n_rows; n += 2) {
+        /* An odd last row pairs with itself; its twin is not stored. */
+        const int32_t n1 = n + 1 < n_rows ? n + 1 : n;
+        const int8_t *w0 = w + n * k, *w1 = w + n1 * k, *end = w0 + k;
+        const int32_t *x = cols;
+        int32_t a00 = q->bias[n], a01 = a00, a10 = q->bias[n1], a11 = a10;
+        uint32_t wa, wb, t1, t2, xv;
+        /* 16 MACs in 20 instructions. Written in assembly because GCC spills this loop's
+         * 13 live registers (4 sums, 3 pointers, the end, 5 temporaries). k > 0, k % 4 == 0. */
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[wa], [%[w0]], #4\n\t"
+            "ldr %[wb], [%[w1]], #4\n\t"
+            "ldr %[xv], [%[x], #8]\n\t"
+            "sxtb16 %[t1], %[wa]\n\t"
+            "sxtb16 %[t2], %[wb]\n\t"
+            "smlad %[a01], %[t1], %[xv], %[a01]\n\t"
+            "smlad %[a11], %[t2], %[xv], %[a11]\n\t"
+            "ldr %[xv], [%[x]], #16\n\t"
+            "smlad %[a00], %[t1], %[xv], %[a00]\n\t"
+            "smlad %[a10], %[t2], %[xv], %[a10]\n\t"
+            "sxtb16 %[t1], %[wa], ror #8\n\t"
+            "sxtb16 %[t2], %[wb], ror #8\n\t"
+            "ldr %[xv], [%[x], #-12]\n\t"
+            "smlad %[a00], %[t1], %[xv], %[a00]\n\t"
+            "smlad %[a10], %[t2], %[xv], %[a10]\n\t"
+            "ldr %[xv], [%[x], #-4]\n\t"
+            "smlad %[a01], %[t1], %[xv], %[a01]\n\t"
+            "smlad %[a11], %[t2], %[xv], %[a11]\n\t"
+            "cmp %[w0], %[end]\n\t"
+            "bne 1b\n\t"
+            : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [w0] "+r"(w0), [w1] "+r"(w1),
+              [x] "+r"(x), [wa] "=&r"(wa), [wb] "=&r"(wb), [t1] "=&r"(t1), [t2] "=&r"(t2), [xv] "=&r"(xv)
+            : [end] "r"(end)
+            : "cc", "memory");
+        out[n] = rq_one(q, a00, n);
+        if (n_cols == 2) out[out_stride + n] = rq_one(q, a01, n);
+        if (n1 != n) {
+            out[n1] = rq_one(q, a10, n1);
+            if (n_cols == 2) out[out_stride + n1] = rq_one(q, a11, n1);
+        }
+    }
+}
+#endif
+
 /* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
 static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
                       const edgec_rq *q, int8_t *out, int32_t out_stride) {
@@ -265,16 +332,23 @@ static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, i
 }
 
 void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
-                   const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *scratch) {
+                   const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *scratch, int32_t scratch_bytes) {
     const int32_t k = p->k_h * p->k_w * p->in_c, n_pix = p->out_h * p->out_w, out_c = p->out_c;
     /* 1x1, stride 1, no padding: every pixel already is its own column. */
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                           p->pad_h == 0 && p->pad_w == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
     /* im2col columns (and the weight rows, padded with zeros at build time) are a whole
      * number of words long, so the 4-byte SIMD loops need no tail. */
-    const int32_t k_pad = pointwise ? k : (k + 3) & ~3;
+    const int32_t k_pad = (k + 3) & ~3;
+    const int direct = pointwise && k == k_pad;
+#if defined(EDGEC_DSP)
+    /* The int16 columns need 4 * k_pad more bytes; a library built for another CPU may not
+     * have sized the scratch for them and then takes the int8 path. */
+    const int widen = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 4 * k_pad;
+#endif
     edgec_rq q;
     int32_t b, pix;
+    (void)scratch_bytes;
     q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = 1, q.single_round = 0;
     q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max;
     for (b = 0; b < p->batch; ++b) {
@@ -282,15 +356,29 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
         for (pix = 0; pix < n_pix; pix += EDGEC_CONV_COLS) {
             const int32_t n_cols = n_pix - pix < EDGEC_CONV_COLS ? n_pix - pix : EDGEC_CONV_COLS;
             const int8_t *cols = in_b + pix * k;
-            if (!pointwise) {
+#if defined(EDGEC_DSP)
+            int8_t *staging = widen ? scratch + 4 * k_pad : scratch;
+#else
+            int8_t *staging = scratch;
+#endif
+            if (!direct) {
                 int32_t j;
                 for (j = 0; j < n_cols; ++j) {
-                    int8_t *col = scratch + j * k_pad;
+                    int8_t *col = staging + j * k_pad;
                     im2col(p, in_b, (pix + j) / p->out_w, (pix + j) % p->out_w, col);
                     if (k_pad > k) memset(col + k, 0, (size_t)(k_pad - k));
                 }
-                cols = scratch;
+                cols = staging;
             }
+#if defined(EDGEC_DSP)
+            if (widen) {
+                /* A lone last column is expanded twice; its twin's outputs are not stored. */
+                expand2(cols, n_cols == 2 ? cols + k_pad : cols, k_pad, (int32_t *)(void *)scratch);
+                gemm_conv_dsp(w, out_c, k_pad, (const int32_t *)(const void *)scratch, n_cols, &q,
+                              out + pix * out_c, out_c);
+                continue;
+            }
+#endif
             gemm_conv(w, out_c, k_pad, cols, n_cols, &q, out + pix * out_c, out_c);
         }
         out += n_pix * out_c;
