@@ -115,14 +115,29 @@ static inline __attribute__((always_inline)) void gemm_s8(
             const int8_t *w0 = w + n * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k, *xp = x;
             int32_t a0 = q->bias[n], a1 = q->bias[n + 1], a2 = q->bias[n + 2], a3 = q->bias[n + 3], r;
             int32x4_t acc;
-            for (r = k; r >= 16; r -= 16) {
-                const int8x16_t xv = vldrbq_s8(xp);
-                a0 = vmladavaq_s8(a0, vldrbq_s8(w0), xv);
-                a1 = vmladavaq_s8(a1, vldrbq_s8(w1), xv);
-                a2 = vmladavaq_s8(a2, vldrbq_s8(w2), xv);
-                a3 = vmladavaq_s8(a3, vldrbq_s8(w3), xv);
-                xp += 16, w0 += 16, w1 += 16, w2 += 16, w3 += 16;
+            r = k >> 4;
+            if (r > 0) {
+                /* 64 MACs in 11 instructions: GCC addresses each load with an extra SUB.
+                 * VMLADAVA needs even accumulator registers ("Te"). */
+                __asm__ volatile(
+                    "1:\n\t"
+                    "vldrb.8 q0, [%[xp]], #16\n\t"
+                    "vldrb.8 q1, [%[w0]], #16\n\t"
+                    "vmladava.s8 %[a0], q1, q0\n\t"
+                    "vldrb.8 q1, [%[w1]], #16\n\t"
+                    "vmladava.s8 %[a1], q1, q0\n\t"
+                    "vldrb.8 q1, [%[w2]], #16\n\t"
+                    "vmladava.s8 %[a2], q1, q0\n\t"
+                    "vldrb.8 q1, [%[w3]], #16\n\t"
+                    "vmladava.s8 %[a3], q1, q0\n\t"
+                    "subs %[r], %[r], #1\n\t"
+                    "bne 1b\n\t"
+                    : [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3), [xp] "+r"(xp),
+                      [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [r] "+r"(r)
+                    :
+                    : "q0", "q1", "cc", "memory");
             }
+            r = k & 15;
             if (r > 0) {
                 const mve_pred16_t p = vctp8q((uint32_t)r);
                 const int8x16_t xv = vldrbq_z_s8(xp, p);
@@ -130,6 +145,13 @@ static inline __attribute__((always_inline)) void gemm_s8(
                 a1 = vmladavaq_p_s8(a1, vldrbq_z_s8(w1, p), xv, p);
                 a2 = vmladavaq_p_s8(a2, vldrbq_z_s8(w2, p), xv, p);
                 a3 = vmladavaq_p_s8(a3, vldrbq_z_s8(w3, p), xv, p);
+            }
+            if (single_round) {
+                o[n] = rq_one(q, a0, n);
+                o[n + 1] = rq_one(q, a1, n + 1);
+                o[n + 2] = rq_one(q, a2, n + 2);
+                o[n + 3] = rq_one(q, a3, n + 3);
+                continue;
             }
             acc = vdupq_n_s32(a0);
             acc = vsetq_lane_s32(a1, acc, 1);

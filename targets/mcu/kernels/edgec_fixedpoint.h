@@ -64,8 +64,17 @@ static inline int32x4_t edgec_mbqm_mve(int32x4_t x, int32x4_t m, int32x4_t shift
  * int8 kernel computes it (measured against the BUILTIN_REF interpreter). */
 static inline int32_t edgec_mbqm_single(int32_t x, int32_t m, int32_t shift) {
     const int32_t total = 31 - shift;
-    const int64_t prod = (int64_t)x * (int64_t)m + ((int64_t)1 << (total - 1));
-    return (int32_t)(prod >> total);
+    if (total >= 32) {
+        /* Only the high word survives the shift: one SMLAL with the rounding constant. */
+        const uint32_t round_lo = total == 32 ? 0x80000000u : 0u;
+        const int32_t round_hi = total > 32 ? (int32_t)1 << (total - 33) : 0;
+        const int64_t prod = (int64_t)x * (int64_t)m + (int64_t)(((uint64_t)(uint32_t)round_hi << 32) | round_lo);
+        return (int32_t)(prod >> 32) >> (total - 32);
+    }
+    {
+        const int64_t prod = (int64_t)x * (int64_t)m + ((int64_t)1 << (total - 1));
+        return (int32_t)(prod >> total);
+    }
 }
 
 /* SaturatingRoundingMultiplyByPOT for a positive exponent: saturating x * 2^e. */
