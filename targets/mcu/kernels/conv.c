@@ -202,40 +202,61 @@ static inline __attribute__((always_inline)) void gemm_s8(
     }
     for (n = 0; n + 4 <= n_rows; n += 4) {
         const int8_t *w0 = w + n * k, *w2 = w0 + 2 * k;
-        int32_t a0 = q->bias[n], a1 = q->bias[n + 1], a2 = q->bias[n + 2], a3 = q->bias[n + 3], i = k4;
-        if (k4 > 0) {
+        int32_t a0 = q->bias[n], a1 = q->bias[n + 1], a2 = q->bias[n + 2], a3 = q->bias[n + 3], i = 0;
+        /* The assembly loop for FullyConnected needs 13 spare registers, which GCC does not
+         * find with an FPU enabled (softfp builds, float I/O models): C there. */
+#if defined(__ARM_FP)
+        if (1) {
+#else
+        if (!single_round) { /* conv's fallback (no int16 scratch) */
+#endif
+            for (; i < k4; i += 4) {
+                const uint32_t x = ld32(cols + i);
+                const int32_t xl = sx02(x), xh = sx13(x);
+                uint32_t v = ld32(w0 + i);
+                a0 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a0));
+                v = ld32(w0 + k + i);
+                a1 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a1));
+                v = ld32(w2 + i);
+                a2 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a2));
+                v = ld32(w2 + k + i);
+                a3 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a3));
+            }
+        } else if (k4 > 0) {
+            i = k4;
             const int8_t *x = cols, *x_end = cols + k4, *r0 = w0, *r2 = w2;
-            uint32_t xv, xl, xh, wv, t;
-            /* 16 MACs in 25 instructions (GCC spills this loop): 4 rows, one int8 column. */
+            uint32_t xv, xl, xh, wv;
+            /* 16 MACs in 25 instructions (GCC spills this loop): 4 rows, one int8 column; 13
+             * registers (xv doubles as the weight temporary once split). */
             __asm__ volatile(
                 "1:\n\t"
                 "ldr %[xv], [%[x]], #4\n\t"
                 "sxtb16 %[xl], %[xv]\n\t"
                 "sxtb16 %[xh], %[xv], ror #8\n\t"
                 "ldr %[wv], [%[r0], %[k]]\n\t"
-                "sxtb16 %[t], %[wv]\n\t"
-                "smlad %[a1], %[t], %[xl], %[a1]\n\t"
-                "sxtb16 %[t], %[wv], ror #8\n\t"
-                "smlad %[a1], %[t], %[xh], %[a1]\n\t"
+                "sxtb16 %[xv], %[wv]\n\t"
+                "smlad %[a1], %[xv], %[xl], %[a1]\n\t"
+                "sxtb16 %[xv], %[wv], ror #8\n\t"
+                "smlad %[a1], %[xv], %[xh], %[a1]\n\t"
                 "ldr %[wv], [%[r0]], #4\n\t"
-                "sxtb16 %[t], %[wv]\n\t"
-                "smlad %[a0], %[t], %[xl], %[a0]\n\t"
-                "sxtb16 %[t], %[wv], ror #8\n\t"
-                "smlad %[a0], %[t], %[xh], %[a0]\n\t"
+                "sxtb16 %[xv], %[wv]\n\t"
+                "smlad %[a0], %[xv], %[xl], %[a0]\n\t"
+                "sxtb16 %[xv], %[wv], ror #8\n\t"
+                "smlad %[a0], %[xv], %[xh], %[a0]\n\t"
                 "ldr %[wv], [%[r2], %[k]]\n\t"
-                "sxtb16 %[t], %[wv]\n\t"
-                "smlad %[a3], %[t], %[xl], %[a3]\n\t"
-                "sxtb16 %[t], %[wv], ror #8\n\t"
-                "smlad %[a3], %[t], %[xh], %[a3]\n\t"
+                "sxtb16 %[xv], %[wv]\n\t"
+                "smlad %[a3], %[xv], %[xl], %[a3]\n\t"
+                "sxtb16 %[xv], %[wv], ror #8\n\t"
+                "smlad %[a3], %[xv], %[xh], %[a3]\n\t"
                 "ldr %[wv], [%[r2]], #4\n\t"
-                "sxtb16 %[t], %[wv]\n\t"
-                "smlad %[a2], %[t], %[xl], %[a2]\n\t"
-                "sxtb16 %[t], %[wv], ror #8\n\t"
-                "smlad %[a2], %[t], %[xh], %[a2]\n\t"
+                "sxtb16 %[xv], %[wv]\n\t"
+                "smlad %[a2], %[xv], %[xl], %[a2]\n\t"
+                "sxtb16 %[xv], %[wv], ror #8\n\t"
+                "smlad %[a2], %[xv], %[xh], %[a2]\n\t"
                 "cmp %[x], %[x_end]\n\t"
                 "bne 1b\n\t"
                 : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [r0] "+r"(r0),
-                  [r2] "+r"(r2), [xv] "=&r"(xv), [xl] "=&r"(xl), [xh] "=&r"(xh), [wv] "=&r"(wv), [t] "=&r"(t)
+                  [r2] "+r"(r2), [xv] "=&r"(xv), [xl] "=&r"(xl), [xh] "=&r"(xh), [wv] "=&r"(wv)
                 : [k] "r"(k), [x_end] "r"(x_end)
                 : "cc", "memory");
         }
