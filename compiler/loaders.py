@@ -21,20 +21,22 @@ DEFAULT_SEQ_LEN = 128
 
 
 def source_kind(model: str) -> str:
-    """``onnx``, ``tflite``, ``pt2``, ``hf`` or ``torch`` for a MODEL argument."""
+    """``onnx``, ``tflite``, ``pt2``, ``keras``, ``savedmodel``, ``hf`` or ``torch`` for a MODEL argument."""
     p = Path(model)
     if p.is_dir():
-        return "hf"
+        return "savedmodel" if (p / "saved_model.pb").is_file() else "hf"
     if ":" in model and model.rsplit(":", 1)[0].endswith(".py"):
         return "torch"
     suffix = p.suffix.lower()
     if suffix in (".onnx", ".tflite", ".pt2"):
         return suffix[1:]
+    if suffix in (".h5", ".hdf5", ".keras"):
+        return "keras"
     if not p.exists():
         raise ModelLoadError(f"model '{model}' does not exist")
     raise ModelLoadError(
-        f"'{model}' is not a model edgec reads: give an .onnx or .tflite file, a .pt2 ExportedProgram, "
-        "a Hugging Face transformers folder, or file.py:factory")
+        f"'{model}' is not a model edgec reads: give an .onnx or .tflite file, a Keras .h5/.keras file, a "
+        "TensorFlow SavedModel folder, a .pt2 ExportedProgram, a Hugging Face transformers folder, or file.py:factory")
 
 
 def load_model(model: str, *, task: str | None = None, input_shapes: dict[str, InputShape] | None = None,
@@ -51,6 +53,10 @@ def load_model(model: str, *, task: str | None = None, input_shapes: dict[str, I
         handle = load_onnx(Path(model))
     elif kind == "tflite":
         handle = load_tflite(Path(model))
+    elif kind in ("keras", "savedmodel"):
+        from edgec.compiler.frontends import keras as keras_frontend
+
+        handle = (keras_frontend.load_keras if kind == "keras" else keras_frontend.load_savedmodel)(Path(model))
     elif kind == "hf":
         handle = load_hf_folder(Path(model), task=task, input_shapes=shapes, parity_tol=parity_tol, progress=progress,
                                 prune=prune)
@@ -161,10 +167,16 @@ def fix_input_shapes(handle: ModelHandle, shapes: dict[str, InputShape]) -> Mode
 
 # -- .tflite ---------------------------------------------------------------------------
 def load_tflite(path: Path) -> ModelHandle:
-    """An int8 .tflite source: keeps the flatbuffer; I/O read with LiteRT's interpreter."""
+    """A .tflite source: keeps the flatbuffer (converted to ONNX for targets that need it,
+    `edgec.compiler.frontends.tflite`); I/O read with LiteRT's interpreter."""
     if not path.is_file():
         raise ModelLoadError(f"model '{path}' does not exist")
     data = path.read_bytes()
+    return tflite_handle(data, str(path), sha256_bytes(data))
+
+
+def tflite_handle(data: bytes, path: str, digest: str) -> ModelHandle:
+    """A handle on .tflite bytes (``format == "tflite"``)."""
     # A .tflite flatbuffer carries the file identifier "TFL3" at bytes 4..8.
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelLoadError(f"'{path}' is not a valid .tflite model (missing TFL3 identifier: truncated or corrupt)")
@@ -186,7 +198,7 @@ def load_tflite(path: Path) -> ModelHandle:
         return out
 
     return ModelHandle(proto=None, inputs=specs(interp.get_input_details()), outputs=specs(interp.get_output_details()),
-                       source_path=str(path), source_sha256=sha256_bytes(data), format="tflite", tflite_bytes=data)
+                       source_path=path, source_sha256=digest, format="tflite", tflite_bytes=data)
 
 
 # -- PyTorch ---------------------------------------------------------------------------

@@ -91,6 +91,10 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     progress.message(f"loading {config.model}")
     handle = load_model(config.model, task=config.task, input_shapes=config.input_shapes,
                         parity_tol=config.parity_tol, progress=progress, prune=prune)
+    if handle.format == "tflite":  # kept as is only where the target runs the flatbuffer natively
+        from edgec.compiler.frontends.tflite import as_source_for
+
+        handle = as_source_for(handle, target.accepted_formats)
     if handle.format not in target.accepted_formats:
         raise ConfigError(
             f"target '{target.name}' does not take {handle.format} models; give the ONNX or PyTorch model instead")
