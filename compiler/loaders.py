@@ -134,6 +134,8 @@ def fix_input_shapes(handle: ModelHandle, shapes: dict[str, InputShape]) -> Mode
     proto = onnx.ModelProto()
     proto.CopyFrom(handle.proto)
     dynamic: dict[str, dict[int, str]] = {}
+    needs: list[tuple[str, list, list[int], str]] = []
+    batch_one: list[str] = []
     for vi in proto.graph.input:
         if vi.name not in names:
             continue
@@ -151,16 +153,27 @@ def fix_input_shapes(handle: ModelHandle, shapes: dict[str, InputShape]) -> Mode
                 d.dim_value = v
             continue
         bad = [(i, d.dim_param or "?") for i, d in enumerate(dims) if not (d.HasField("dim_value") and d.dim_value > 0)]
-        if bad:
-            shape = "x".join(str(d.dim_value) if d.dim_value > 0 else "N" for d in dims)
-            raise ConfigError(
-                f"input '{vi.name}' has dynamic dimension(s) {[b[1] for b in bad]} at axis {[b[0] for b in bad]}; "
-                f"give a static shape with --input-shape {vi.name}={shape.replace('N', '1')} "
-                f"(or a MIN:OPT:MAX profile for jetson)")
+        if bad and [i for i, _ in bad] == [0] and len(dims) > 1:
+            # A dynamic batch alone is the exporters' default: build for batch 1 and say so.
+            dims[0].Clear()
+            dims[0].dim_value = 1
+            dynamic.setdefault(vi.name, {})[0] = bad[0][1]
+            batch_one.append(vi.name)
+        elif bad:
+            found = [d.dim_value if d.dim_value > 0 else (d.dim_param or "?") for d in dims]
+            example = "x".join(str(d.dim_value) if d.dim_value > 0 else "1" for d in dims)
+            needs.append((vi.name, found, [i for i, _ in bad], example))
+    if needs:
+        listed = "; ".join(f"'{n}' {found} (dynamic at axis {', '.join(map(str, axes))})" for n, found, axes, _ in needs)
+        flags = " ".join(f"--input-shape {n}={ex}" for n, _, _, ex in needs)
+        raise ConfigError(f"{len(needs)} input(s) have dynamic dimensions: {listed}; give static shapes, e.g. {flags} "
+                          "(with your sizes; or MIN:OPT:MAX profiles for jetson)")
     if not dynamic:
         return handle
     out = handle.with_proto(proto)
     out.meta["dynamic_dims"] = dynamic
+    if batch_one:
+        out.meta["batch_set_to_1"] = sorted(set(out.meta.get("batch_set_to_1", [])) | set(batch_one))
     _guess_layouts(out)
     return out
 

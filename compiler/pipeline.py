@@ -203,6 +203,9 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     warnings = []
     if calibration is not None and calibration.random:
         warnings.append("calibrated on random data (--calib random): ranges may not match real inputs")
+    if handle.meta.get("batch_set_to_1"):
+        warnings.append(f"dynamic batch of input(s) {', '.join(handle.meta['batch_set_to_1'])} built as batch 1 "
+                        "(give --input-shape to choose another)")
     if eval_source == "synthetic":
         warnings.append("accuracy measured on synthetic inputs; pass --calib or --eval for real data")
     report = {
@@ -215,6 +218,8 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
         "target": lowered.report,
         "warnings": warnings,
     }
+    if handle.meta.get("frontend"):
+        report["frontend"] = handle.meta["frontend"]
     if gate is not None:
         report["accuracy_gate"] = gate
     if prune is not None:

@@ -90,8 +90,10 @@ def load_keras(path: Path) -> ModelHandle:
             data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(f"TensorFlow cannot convert '{path}': {_first_line(exc)}") from exc
+    in_names = [t.name for t in model.inputs]
     dynamic_batch = [t.name for t in model.inputs if t.shape and t.shape[0] is None]
-    return _finish(data, path, sha256_bytes(path.read_bytes()), "keras", dynamic_batch)
+    handle = _finish(data, path, sha256_bytes(path.read_bytes()), "keras", dynamic_batch)
+    return rename_io(handle, in_names, list(getattr(model, "output_names", None) or []))
 
 
 def load_savedmodel(path: Path) -> ModelHandle:
@@ -112,7 +114,30 @@ def _finish(data: bytes, path: Path, digest: str, kind: str, dynamic_batch: list
     handle = tflite_to_onnx(tflite_handle(data, str(path), digest))
     handle.meta["frontend"] = handle.meta["frontend"] | {"source": kind, "via": "TFLiteConverter (float)"}
     if dynamic_batch:
-        handle.meta["batch_set_to_1"] = dynamic_batch
+        handle.meta["batch_set_to_1"] = [s.name for s in handle.inputs]
+    return handle
+
+
+def rename_io(handle: ModelHandle, inputs: list[str], outputs: list[str]) -> ModelHandle:
+    """Give the graph the Keras model's own I/O names (TFLiteConverter adds ``serving_default_...:0``)."""
+    from dataclasses import replace
+
+    mapping = {}
+    for specs, names in ((handle.inputs, inputs), (handle.outputs, outputs)):
+        if len(specs) == len(names) and len(set(names)) == len(names):
+            mapping.update({s.name: n for s, n in zip(specs, names) if s.name != n})
+    if not mapping or set(mapping.values()) & {v.name for v in handle.proto.graph.value_info}:
+        return handle
+    g = handle.proto.graph
+    for vi in [*g.input, *g.output]:
+        vi.name = mapping.get(vi.name, vi.name)
+    for node in g.node:
+        node.input[:] = [mapping.get(x, x) for x in node.input]
+        node.output[:] = [mapping.get(x, x) for x in node.output]
+    handle.inputs = [replace(s, name=mapping.get(s.name, s.name)) for s in handle.inputs]
+    handle.outputs = [replace(s, name=mapping.get(s.name, s.name)) for s in handle.outputs]
+    if "batch_set_to_1" in handle.meta:
+        handle.meta["batch_set_to_1"] = [mapping.get(n, n) for n in handle.meta["batch_set_to_1"]]
     return handle
 
 
