@@ -98,7 +98,11 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     if handle.format not in target.accepted_formats:
         raise ConfigError(
             f"target '{target.name}' does not take {handle.format} models; give the ONNX or PyTorch model instead")
+    kept_quant = None
     if handle.format == "onnx":
+        from edgec.compiler.frontends.quantized_onnx import prepare
+
+        handle, kept_quant = prepare(handle, config.keep_source_quantization)
         handle = fix_input_shapes(handle, config.input_shapes)
         progress.message("optimizing the float graph")
         handle, info = optimize(handle)
@@ -116,6 +120,11 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
 
         quantizer = Int4Quantizer.create(config, handle, progress)
         calibration = quantizer.calibration
+    elif kept_quant is not None:
+        from edgec.compiler.frontends.quantized_onnx import kept_source_model
+
+        quant = kept_source_model(kept_quant, config, target, precision, handle)
+        passes.append({"name": "quantize", "config": {"source": "kept the model's own Q/DQ scales"}})
     elif handle.format == "onnx" and precision in target.calibrated_precisions:
         calibration, ranges = _calibrate(config, handle, progress)
         passes.append({"name": "calibrate", "config": {"method": config.calib_method, "samples": len(calibration),
