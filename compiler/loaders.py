@@ -90,10 +90,16 @@ def load_onnx(path: Path) -> ModelHandle:
             onnx.load_external_data_for_model(proto, str(path.parent))
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(f"cannot read the external weights of '{path}': {exc}") from exc
+    source_ir = proto.ir_version
+    if proto.ir_version > onnx.IR_VERSION:  # newer than this onnx: read it as the newest IR we know
+        proto.ir_version = onnx.IR_VERSION
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError and C++ errors
-        raise ModelLoadError(f"'{path}' is not a valid ONNX model: {str(exc).splitlines()[0]}") from exc
+        newer = f" (it is ONNX IR {source_ir}, newer than this onnx {onnx.__version__} reads: re-export with IR " \
+                f"<= {onnx.IR_VERSION})" if source_ir > onnx.IR_VERSION else ""
+        raise ModelLoadError(f"'{path}' is not a valid ONNX model: {str(exc).splitlines()[0]}{newer}") from exc
+    proto = convert_down(proto, str(path))
     cap_ir_version(proto)
     digest = sha256_bytes(data) if not has_external else sha256_path(path.parent)
     handle = ModelHandle.from_onnx(proto, str(path), digest)
@@ -104,6 +110,27 @@ def load_onnx(path: Path) -> ModelHandle:
 # onnxruntime 1.31 reads IR versions up to 10 reliably; newer onnx writers stamp 11+ even when
 # the graph uses nothing newer. Features of IR >= 11 (new float types) are not used by edgec.
 MAX_IR_VERSION = 10
+
+
+# onnxruntime 1.31 officially reads the default domain up to opset 26; newer models are
+# converted down with onnx's version converter.
+MAX_OPSET = 26
+
+
+def convert_down(proto, source: str):
+    """``proto`` at an opset onnxruntime reads (converted down when newer), or one clear error."""
+    version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if version <= MAX_OPSET:
+        return proto
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(proto, MAX_OPSET)
+    except Exception as exc:  # noqa: BLE001 - the converter raises C++ errors per op
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"'{source}' uses ONNX opset {version}; onnxruntime here reads opset <= {MAX_OPSET} and "
+                             f"onnx's version converter cannot convert it down ({first}): re-export the model with "
+                             f"opset {MAX_OPSET} or lower") from exc
 
 
 def cap_ir_version(proto) -> None:
