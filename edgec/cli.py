@@ -18,7 +18,7 @@ import click
 from edgec import __version__
 from edgec.errors import ConfigError, EdgecError
 
-_DEBUG = {"on": False}
+from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
 
 
 class EdgecClickException(click.ClickException):

@@ -25,6 +25,7 @@ def load_graph(model: "ModelHandle") -> QGraph:
 
 
 def check_model(target, model: "ModelHandle") -> SupportReport:
+    """Every node the mcu target cannot run, with the reason (runs on the float graph)."""
     report = SupportReport(target.name)
     if model.format == "tflite":
         from edgec.targets.mcu.import_tflite import SUPPORTED, list_ops
@@ -33,12 +34,14 @@ def check_model(target, model: "ModelHandle") -> SupportReport:
             if op not in SUPPORTED:
                 report.unsupported.append((node, op, "supported: " + ", ".join(SUPPORTED)))
         return report
-    from edgec.targets.mcu.import_onnx import SUPPORTED_ONNX
+    from edgec.targets.mcu.ops import onnx_rejection
+    from edgec.targets.mcu.ops.record import GraphFacts, NodeView
 
+    facts = GraphFacts(model.proto)
     for node in model.proto.graph.node:
-        if node.op_type not in SUPPORTED_ONNX:
-            report.unsupported.append((node.name or node.output[0], node.op_type,
-                                       "supported: " + ", ".join(sorted(SUPPORTED_ONNX))))
+        reason = onnx_rejection(NodeView(node, facts))
+        if reason:
+            report.unsupported.append((node.name or node.output[0], node.op_type, reason))
     return report
 
 

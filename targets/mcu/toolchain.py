@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgec.compiler import private_cache
 from edgec.errors import ConfigError, MissingDependencyError
 
 APT = "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
@@ -43,9 +44,8 @@ BOARDS: dict[str, Board] = {
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("EDGEC_CACHE_DIR") or Path(tempfile.gettempdir()) / f"edgec-cache-{os.getuid()}") / "mcu"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """The private, checked cache folder (see `edgec.compiler.private_cache`)."""
+    return private_cache.private_dir("mcu")
 
 
 def which(tool: str) -> str | None:
@@ -92,12 +92,10 @@ def build_host_lib(c_dir: Path, *, sanitize: bool = False, opt: str = "-O2") -> 
     if sanitize:
         flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
     key = sources_digest(srcs + hdrs, " ".join([cc, *flags]))
-    out = cache_dir() / f"host-{key}.so"
-    if not out.exists():
-        tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        _run([cc, *flags, "-I", str(c_dir), *map(str, srcs), "-o", str(tmp)], "host C build")
-        os.replace(tmp, out)
-    return out
+    # The library is checked (owner, mode, sha256 recorded at build time) before ctypes loads it.
+    return private_cache.cached_build(
+        "mcu", f"host-{key}.so", key,
+        lambda tmp: _run([cc, *flags, "-I", str(c_dir), *map(str, srcs), "-o", str(tmp)], "host C build"))
 
 
 def arm_flags(cpu: str, opt: str = "-Os") -> list[str]:
@@ -144,9 +142,11 @@ def build_qemu_elf(c_dir: Path, io_c: str, cpu: str) -> Path:
     srcs = sorted(c_dir.glob("*.c"))
     hfiles = [HARNESS_DIR / "cm_startup.c", HARNESS_DIR / "cm_main.c", HARNESS_DIR / "link_mps2.ld"]
     key = sources_digest(srcs + sorted(c_dir.glob("*.h")) + hfiles, cpu + io_c)
-    out = cache_dir() / f"qemu-{key}.elf"
-    if out.exists():
-        return out
+    return private_cache.cached_build("mcu", f"qemu-{key}.elf", key,
+                                      lambda out: _link_qemu_elf(c_dir, io_c, cpu, gcc, board, srcs, out))
+
+
+def _link_qemu_elf(c_dir: Path, io_c: str, cpu: str, gcc: str, board: Board, srcs: list[Path], out: Path) -> None:
     with tempfile.TemporaryDirectory() as td:
         td = Path(td)
         ld = (HARNESS_DIR / "link_mps2.ld").read_text()
@@ -166,7 +166,6 @@ def build_qemu_elf(c_dir: Path, io_c: str, cpu: str) -> Path:
               "-T", str(td / "link.ld"), str(HARNESS_DIR / "cm_startup.c"), str(HARNESS_DIR / "cm_main.c"),
               str(td / "harness_io.c"), *objs, "-Wl,--gc-sections", "-o", str(tmp)], "arm harness link")
         shutil.copyfile(tmp, out)
-    return out
 
 
 def run_qemu(elf: Path, cpu: str, timeout: float = 30.0) -> str:
