@@ -85,6 +85,15 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     from edgec.compiler.loaders import fix_input_shapes, load_model
     from edgec.compiler.optimize import optimize
 
+    from edgec.compiler.llm.source import is_causal_lm_folder
+
+    if not config.input_shapes and is_causal_lm_folder(Path(config.model)):
+        from edgec.compiler.llm.pipeline import build_llm
+
+        return build_llm(config, target, precision, options, tmp, progress)
+    if config.lora or config.kv_cache:
+        raise ConfigError("--lora and --kv-cache apply to causal-LM folders built as generation bundles "
+                          "(an HF *ForCausalLM folder, without --input-shape)")
     passes: list[dict[str, Any]] = []
     from edgec.compiler.prune import request_from_config
 
