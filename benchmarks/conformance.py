@@ -223,18 +223,25 @@ def main(argv: list[str] | None = None) -> int:
         names = args.models.split(",") if args.models else [m["name"] for m in corpus.models(ci=args.ci)]
         for name in names:
             corpus.entry(name)  # unknown names fail before any work
+        for name in names:
             new.extend(run_model(name, args))
-    cells = merge(old, new)
+            _write(merge(old, new), args)  # after every model: a long run stopped early keeps its cells
+    _write(merge(old, new), args)
+    print(args.docs.read_text())
+    print(f"wrote {args.out} and {args.docs}", file=sys.stderr)
+    return 0
+
+
+def _write(cells: list[dict], args) -> None:
     _add_latency_ratios(cells)
     doc = {"schema": "edgec.conformance/1", "thresholds": {"cosine": COSINE_MIN, "top1_agreement": TOP1_MIN,
                                                              "mcu_flash_bytes": MCU_FLASH, "mcu_ram_bytes": MCU_RAM},
            "summary": summarize(cells), "cells": cells}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")
+    tmp.replace(args.out)
     write_markdown(doc, args.docs)
-    print(args.docs.read_text())
-    print(f"wrote {args.out} and {args.docs}", file=sys.stderr)
-    return 0
 
 
 def _add_latency_ratios(cells: list[dict]) -> None:
