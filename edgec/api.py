@@ -71,7 +71,7 @@ def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: 
     manifest = _open_bundle(bundle)
     specs = [rio.spec(d) for d in manifest["model_inputs"]]
     tok = bundle / manifest["tokenizer"] if manifest.get("tokenizer") else None
-    samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok)
+    samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok, role="--data")
     runner = get_target(manifest["target"]).verify_runner(bundle, manifest)
     ref = reference_runner(bundle, manifest, threads=threads)
     with runner, ref, progress.task("verifying", total=len(samples)) as t:

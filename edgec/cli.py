@@ -256,6 +256,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
         if v is None or v is False or v == ():
             continue
         parsed_opts[k] = parse_bytes(v) if declared[k].kind == "bytes" else v
+        if declared[k].kind == "bytes" and parsed_opts[k] <= 0:
+            raise ConfigError(f"{declared[k].flag} must be larger than 0 (got '{v}')")
     pre = None
     if preprocess:
         from edgec.calibration.sources import parse_preprocess
