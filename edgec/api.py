@@ -58,8 +58,14 @@ def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | No
 
 
 def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: int = 1000,
+           min_cosine: float | None = None, max_accuracy_drop: float | None = None,
            progress: Progress = SILENT) -> dict[str, Any]:
-    """Compare the bundle's artifact with its float reference on ``data``."""
+    """Compare the bundle's artifact with its float reference on ``data``.
+
+    The result's ``passed`` says whether it meets ``min_cosine`` and ``max_accuracy_drop``
+    (points); each defaults to the bundle's build-time result with a small tolerance
+    (`edgec.compiler.verify_bounds`), and ``failures`` says why not.
+    """
     from edgec.calibration import load_calibration_data
     from edgec.compiler.pipeline import is_classifier
     from edgec.runtimes import io as rio
@@ -79,6 +85,13 @@ def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: 
                          on_sample=lambda _: t.advance())
     result.update({"bundle": str(bundle), "target": manifest["target"], "precision": manifest["precision"],
                    "runner": runner.name, "data": str(data)})
+    from edgec.compiler import verify_bounds
+    from edgec.compiler.bundle import read_report
+
+    bounds = verify_bounds.resolve(read_report(bundle), min_cosine, max_accuracy_drop)
+    result["bounds"] = bounds
+    result["failures"] = verify_bounds.failures(result, bounds)
+    result["passed"] = not result["failures"]
     return result
 
 
