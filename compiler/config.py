@@ -61,6 +61,9 @@ class BuildConfig:
         prune: ``--prune`` spec (``magnitude:0.5``, ``2:4``, ``channels:0.3``, ``heads:0.25``; see
             `edgec.compiler.prune`); the bundle's reference is the pruned float model.
         finetune: ``file.py:train_fn`` run on the pruned PyTorch model before export.
+        lora: PEFT LoRA adapter folder merged into a causal LM before export.
+        kv_cache: KV-cache precision of a generation bundle (``int8``, ``fp16``, ``fp32``);
+            None keeps the runtime's default.
     """
 
     model: str
@@ -88,6 +91,8 @@ class BuildConfig:
     bias_correction: bool = False
     prune: str | None = None
     finetune: str | None = None
+    lora: str | None = None
+    kv_cache: str | None = None
 
     def quality_view(self) -> dict[str, Any]:
         """The accuracy/quantization options that differ from their defaults (for the manifest)."""

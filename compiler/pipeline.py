@@ -12,6 +12,7 @@ from edgec._deps import version_of
 from edgec.compiler import bundle as bundle_io
 from edgec.compiler.config import BuildConfig
 from edgec.compiler.model import ModelHandle
+from edgec.compiler.output_dir import read_paths
 from edgec.compiler.progress import SILENT, Progress
 from edgec.errors import CalibrationDataError, ConfigError, MissingDependencyError
 
@@ -63,7 +64,7 @@ def build(config: BuildConfig, progress: Progress = SILENT) -> BuildResult:
         raise _unavailable(target, reason)
     precision = resolve_precision(target, config.precision)
     options = check_target_options(target, config.target_options)
-    writer = bundle_io.BundleWriter(config.output, config.force)
+    writer = bundle_io.BundleWriter(config.output, config.force, reads=read_paths(config))
     try:
         result = _build_into(config, target, precision, options, writer.tmp, progress)
         writer.commit()
@@ -84,6 +85,15 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     from edgec.compiler.loaders import fix_input_shapes, load_model
     from edgec.compiler.optimize import optimize
 
+    from edgec.compiler.llm.source import is_causal_lm_folder
+
+    if not config.input_shapes and is_causal_lm_folder(Path(config.model)):
+        from edgec.compiler.llm.pipeline import build_llm
+
+        return build_llm(config, target, precision, options, tmp, progress)
+    if config.lora or config.kv_cache:
+        raise ConfigError("--lora and --kv-cache apply to causal-LM folders built as generation bundles "
+                          "(an HF *ForCausalLM folder, without --input-shape)")
     passes: list[dict[str, Any]] = []
     from edgec.compiler.prune import request_from_config
 

@@ -25,14 +25,19 @@ if TYPE_CHECKING:
     from edgec.targets.base import QuantScheme
 
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
-# Ops the integer-only runtimes execute on int8 tensors (placement "full").
+# Default for placement "full" when the target's QuantScheme names no `integer_ops`: the ops
+# integer-only runtimes commonly execute on int8 tensors. Targets declare their own set.
 FULL_INT_OPS = WEIGHTED_OPS | frozenset({
     "Add", "Mul", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Softmax", "Concat", "Pad",
     "Sigmoid", "Tanh",
 })
-# Their output keeps the input's quantization parameters (no requantization needed).
-SCALE_PRESERVING_OPS = frozenset({"MaxPool", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad"})
+# Their output keeps the input's quantization parameters (no requantization needed); the
+# default when the QuantScheme names no `scale_preserving_ops`.
+SCALE_PRESERVING_OPS = frozenset({"MaxPool", "AveragePool", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+                                  "Transpose", "Pad"})
+# Inputs that are parameters, not data: they stay float (Clip's min/max bounds).
+PARAMETER_INPUTS = {"Clip": (1, 2)}
 FUSIBLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 FUSING_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
 # TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh.
@@ -166,11 +171,14 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     graph_outputs = {o.name for o in g.output}
     graph_inputs = {i.name for i in g.input if i.name not in b.inits}
 
+    int_ops = scheme.integer_ops if scheme.integer_ops is not None else FULL_INT_OPS
+    preserving = scheme.scale_preserving_ops if scheme.scale_preserving_ops is not None else SCALE_PRESERVING_OPS
+
     def is_quant_node(n) -> bool:
         if n.name in keep_float:
             return False
         if full:
-            return n.op_type in FULL_INT_OPS
+            return n.op_type in int_ops
         if n.op_type in WEIGHTED_OPS:
             return True
         if n.op_type == "Add" and scheme.quantize_add:
@@ -217,7 +225,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             if p.op_type in FIXED_OUTPUT_PARAMS and not scheme.activation_symmetric:
                 params[t] = QParams(*FIXED_OUTPUT_PARAMS[p.op_type])
                 continue
-            if p.op_type in SCALE_PRESERVING_OPS and p.input[0] in params:
+            if p.op_type in preserving and p.input[0] in params:
                 params[t] = params[p.input[0]]
                 continue
         r = ranges.get(t)
@@ -327,7 +335,7 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats) -> 
         in_scale = params[first_act].scale
     w_scales = None
     for k, name in enumerate(n.input):
-        if name not in b.inits:
+        if name not in b.inits or k in PARAMETER_INPUTS.get(n.op_type, ()):
             continue
         t = b.inits[name]
         if t.data_type != 1:  # only float32 constants
@@ -335,6 +343,8 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats) -> 
         w = b.nh.to_array(t).astype(np.float32)
         is_bias = n.op_type in ("Conv", "ConvTranspose", "Gemm") and k == 2
         if is_bias:
+            if w.ndim > 1 and w.size == w.shape[-1]:
+                w = w.reshape(-1)  # a [1, N] Gemm bias (MatMul + Add fused): per output channel
             if in_scale is None or w_scales is None or w.ndim != 1:
                 continue
             bscale = (np.float32(in_scale) * np.broadcast_to(w_scales, w.shape)).astype(np.float32)

@@ -18,7 +18,7 @@ import click
 from edgec import __version__
 from edgec.errors import ConfigError, EdgecError
 
-_DEBUG = {"on": False}
+from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
 
 
 class EdgecClickException(click.ClickException):
@@ -236,6 +236,10 @@ def cli(debug: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--prune", default=None, metavar="SPEC", help=PRUNE_HELP)
 @click.option("--finetune", default=None, metavar="FILE.py:FN", help=FINETUNE_HELP)
+@click.option("--lora", default=None, metavar="ADAPTER_DIR",
+              help="Causal LMs: merge this PEFT LoRA adapter (safetensors) before export; the merge is checked.")
+@click.option("--kv-cache", type=click.Choice(["int8", "fp16", "fp32"]), default=None,
+              help="Causal LMs: KV-cache precision (default: the runtime's).")
 @with_target_options
 @json_option
 @handle_errors
@@ -245,7 +249,7 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
           max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
           int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
-          **target_options: Any) -> None:
+          lora: str | None = None, kv_cache: str | None = None, **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
     from edgec.compiler.config import BuildConfig
@@ -267,7 +271,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
                          keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts,
                          max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
                          int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
-                         bias_correction=bias_correction, prune=prune, finetune=finetune)
+                         bias_correction=bias_correction, prune=prune, finetune=finetune, lora=lora,
+                         kv_cache=kv_cache)
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
     _emit(summary, as_json, _print_build)
@@ -285,16 +290,65 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
               help="serial devices: how to flash the firmware first: pyocd:TARGET, openocd:CFG or cmd:\"...{elf}...\".")
 @click.option("--timeout", type=float, default=600.0, show_default=True,
               help="Seconds before a remote or emulated run is killed.")
+@click.option("--profile", is_flag=True,
+              help="Instructions per layer (mcu bundles with --device qemu), like TFLM's MicroProfiler.")
+@click.option("--prompt-tokens", type=int, default=128, show_default=True,
+              help="Generation bundles: prompt length for time-to-first-token.")
+@click.option("--new-tokens", type=int, default=128, show_default=True,
+              help="Generation bundles: tokens decoded per run (time per output token).")
+@click.option("--repeat", type=int, default=3, show_default=True, help="Generation bundles: timed runs.")
 @threads_option
 @json_option
 @handle_errors
-def bench(bundle: Path, iters: int, warmup: int, device: str, flash: str | None, timeout: float,
-          threads: int | None, as_json: bool) -> None:
-    """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS."""
+def bench(bundle: Path, iters: int, warmup: int, device: str, flash: str | None, timeout: float, profile: bool,
+          threads: int | None, as_json: bool, prompt_tokens: int = 128, new_tokens: int = 128, repeat: int = 3) -> None:
+    """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS.
+
+    For a generation bundle (a causal LM): load time, TTFT, TPOT median/p90, tokens/s, peak RSS
+    and KV-cache bytes over a --prompt-tokens prompt and --new-tokens greedy tokens.
+    """
     from edgec import api
 
-    _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, flash=flash,
-                    timeout=timeout, progress=_progress(as_json)), as_json, _print_bench)
+    if _is_generation_bundle(bundle):
+        _emit(api.bench_generation(bundle, prompt_tokens=prompt_tokens, new_tokens=new_tokens, threads=threads,
+                                   repeat=repeat, progress=_progress(as_json)), as_json, _print_generation_bench)
+        return
+    _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, profile=profile,
+                    flash=flash, timeout=timeout, progress=_progress(as_json)), as_json, _print_bench)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--prompt", required=True, help="Text to continue (wrapped in the chat template when the model has one).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--no-chat", is_flag=True, help="Use the prompt as is, without the chat template.")
+@threads_option
+@json_option
+@handle_errors
+def generate(bundle: Path, prompt: str, max_new_tokens: int, no_chat: bool, threads: int | None,
+             as_json: bool) -> None:
+    """Generate text greedily with a generation bundle's own runner and tokenizer."""
+    from edgec import api
+
+    result = api.generate(bundle, prompt, max_new_tokens=max_new_tokens, threads=threads, chat=not no_chat)
+    _emit(result, as_json, lambda r: click.echo(r["text"]))
+
+
+def _is_generation_bundle(bundle: Path) -> bool:
+    try:
+        return "methods" in json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def _print_generation_bench(b: dict) -> None:
+    g = b["generation"]
+    rows = [[b["runner"], _fmt(b["threads"]), g["prompt_tokens"], g["new_tokens"], _fmt(g["load_s"] * 1e3),
+             _fmt(g["ttft_ms"]["p50"]), _fmt(g["tpot_ms"]["p50"]), _fmt(g["tpot_ms"]["p90"]), _fmt(g["tokens_per_s"]),
+             f"{(b['peak_rss_bytes'] or 0) / 2**20:.1f}", _fmt(g["kv_cache_bytes"])]]
+    _console().print(_table(f"generation bench {b['target']} {b['precision']}",
+                            ["runner", "threads", "prompt", "new", "load ms", "TTFT ms", "TPOT p50 ms", "TPOT p90 ms",
+                             "tok/s", "peak RSS MiB", "KV bytes"], rows))
 
 
 @cli.command()
@@ -502,8 +556,16 @@ def _print_bench(b: dict) -> None:
     _console().print(_table(f"bench {b['target']} {b['precision']} ({b['runtime']['name']} {b['runtime']['version']})",
                             ["runner", "device", "threads", "iters", "mean ms", "p50 ms", "p90 ms", "p99 ms",
                              "items/s", "peak RSS MiB"], rows))
-    for k, v in sorted(b.get("extra", {}).items()):
+    extra = dict(b.get("extra", {}))
+    profile = extra.pop("profile", None)
+    for k, v in sorted(extra.items()):
         _console().print(f"  {k}: {_fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v)}")
+    if profile:
+        total = sum(r["instructions"] for r in profile) or 1
+        rows = [[r["name"][-40:], r["op"], r["macs"], r["instructions"], _fmt(r["instr_per_mac"]),
+                 f"{100 * r['instructions'] / total:.1f}"] for r in profile]
+        _console().print(_table("instructions per layer (QEMU -icount)",
+                                ["layer", "op", "MACs", "instructions", "instr/MAC", "%"], rows))
 
 
 def _print_verify(v: dict) -> None:

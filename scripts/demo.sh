@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# Trains the CNN on scikit-learn's digits once (cached) and writes calibration/eval data.
+# Writes calibration/eval data from scikit-learn's digits (the trained weights ship with the example).
 .venv/bin/python examples/digits_cnn/model.py
 .venv/bin/edgec build examples/digits_cnn/model.py:build \
   --calib examples/digits_cnn/_cache/calib.npz \

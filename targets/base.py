@@ -67,6 +67,10 @@ class QuantScheme:
             input's Q/DQ moves above, so the runtime runs them in int8 and the producer
             (Conv+Relu) can emit int8 directly — what OpenVINO's CPU plugin fuses best.
         quantize_embeddings: Store large Gather tables (word embeddings) as int8 + DQ.
+        integer_ops: ONNX op types the target runs on int8 (``full`` placement); None:
+            the quantizer's default set. An integer-only target derives it from its ops.
+        scale_preserving_ops: Op types whose output keeps the input's scale and zero
+            point (``full`` placement); None: the quantizer's default set.
     """
 
     activation_symmetric: bool = False
@@ -75,6 +79,8 @@ class QuantScheme:
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
     quantize_embeddings: bool = False
+    integer_ops: frozenset[str] | None = None
+    scale_preserving_ops: frozenset[str] | None = None
 
 
 @dataclass
@@ -131,6 +137,8 @@ class LowerResult:
         manifest: Target-specific manifest section (stored under ``manifest["target_info"]``).
         report: Target-specific report entries (stored under ``report["target"]``).
         passes: Passes the target ran, ``{"name": ..., "config": {...}}`` each.
+        state: Declared state tensors of a stateful (generation) artifact: name, the output
+            that updates it, shape and dtype per KV-cache tensor; empty for stateless models.
     """
 
     artifacts: list[Artifact]
@@ -139,6 +147,7 @@ class LowerResult:
     manifest: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     passes: list[dict[str, Any]] = field(default_factory=list)
+    state: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def model_artifact(self) -> Artifact:

@@ -1,4 +1,4 @@
-"""The README's main job and the bundled examples, run for real (slow: trains the digits CNN)."""
+"""The README's main job and the bundled examples, run for real (slow: full builds)."""
 
 from __future__ import annotations
 

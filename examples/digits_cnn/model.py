@@ -1,13 +1,16 @@
 """A small CNN trained on scikit-learn's digits (real images), as an edgec model factory.
 
 `edgec build examples/digits_cnn/model.py:build ...` calls `build()`, which returns the
-trained module and example inputs. Training takes ~20-40 s on 2 cores the first time;
-the weights are then cached as safetensors in `_cache/` (never pickled).
+trained module and example inputs. The trained weights ship next to this file
+(`digits_cnn.safetensors`, never pickled): training results depend on the CPU's float
+kernels, so every machine loads the same weights instead of training its own.
+`python model.py --retrain` trains again (~20-40 s on 2 cores) and rewrites that file.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "_cache"
+WEIGHTS = HERE / "digits_cnn.safetensors"
 SIZE = 32  # digits are 8x8; upsampled so the convolutions do enough work to time
 SEED = 0
 
@@ -70,19 +74,23 @@ def train(epochs: int = 8) -> DigitsCNN:
 
 
 def trained_model() -> DigitsCNN:
-    """The trained CNN, from the safetensors cache or trained now (and cached)."""
-    from safetensors.torch import load_file, save_file
+    """The trained CNN with the shipped weights (trained now and saved there if the file is missing)."""
+    from safetensors.torch import load_file
 
-    path = CACHE / "digits_cnn.safetensors"
     model = DigitsCNN()
-    if path.is_file():
-        model.load_state_dict(load_file(str(path)))
+    if WEIGHTS.is_file():
+        model.load_state_dict(load_file(str(WEIGHTS)))
         return model.eval()
-    model = train()
-    CACHE.mkdir(exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    return save_weights(train())
+
+
+def save_weights(model: DigitsCNN) -> DigitsCNN:
+    """Write ``model``'s weights to the shipped safetensors file (atomically)."""
+    from safetensors.torch import save_file
+
+    tmp = WEIGHTS.with_suffix(f".{os.getpid()}.tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+    os.replace(tmp, WEIGHTS)
     return model
 
 
@@ -111,5 +119,5 @@ def accuracy(model: torch.nn.Module) -> float:
 
 if __name__ == "__main__":
     c, e = write_data()
-    m = trained_model()
+    m = save_weights(train()) if "--retrain" in sys.argv[1:] else trained_model()
     print(f"float test accuracy: {accuracy(m):.4f}; wrote {c} and {e}")

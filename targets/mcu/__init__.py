@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgec.targets.base import LowerResult, LowerSpec, QuantScheme, SupportReport, Target, TargetOption
+from edgec.targets.mcu.ops import INTEGER_ONNX_OPS, SCALE_PRESERVING_ONNX_OPS
 
 if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
@@ -27,7 +28,9 @@ class MCUTarget(Target):
     calibrated_precisions = ("int8",)
     runner = "mcu"
     accepted_formats = ("onnx", "tflite")
-    quant_scheme = QuantScheme(placement="full")
+    # What the quantizer runs in int8 comes from the op records (targets/mcu/ops).
+    quant_scheme = QuantScheme(placement="full", integer_ops=INTEGER_ONNX_OPS,
+                               scale_preserving_ops=SCALE_PRESERVING_ONNX_OPS)
     options = (
         TargetOption("cpu", "Cortex-M core the C is built and sized for", kind="choice",
                      choices=CPU_CHOICES, default="cortex-m4"),

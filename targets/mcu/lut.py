@@ -1,4 +1,4 @@
-"""256-entry lookup tables for int8 Sigmoid/Tanh.
+"""256-entry lookup tables for int8 element-wise functions (Sigmoid, Tanh, HardSwish ...).
 
 An int8 element-wise function has only 256 possible inputs, so the C kernel is a table
 lookup. For a ``.tflite`` source the table is produced by TFLite's own reference kernel
@@ -14,10 +14,17 @@ import numpy as np
 
 
 def float_table(fn: str, s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.ndarray:
+    """The table of op record ``fn``'s float function, rounded half to even."""
+    from edgec.targets.mcu.ops import LUT_FUNCTIONS
+
     q = np.arange(-128, 128, dtype=np.int32)
     x = (q - zp_in).astype(np.float32) * np.float32(s_in)
-    y = 1.0 / (1.0 + np.exp(-x.astype(np.float64))) if fn == "sigmoid" else np.tanh(x.astype(np.float64))
+    y = LUT_FUNCTIONS[fn](x.astype(np.float64))
     return np.clip(np.rint(y.astype(np.float32) / np.float32(s_out)) + zp_out, -128, 127).astype(np.int8)
+
+
+# Operator versions LiteRT's reference resolver registers for int8 (its default is 1).
+_INT8_OP_VERSION = {"LOGISTIC": 2, "TANH": 2}
 
 
 def _one_op_tflite(op_name: str, s_in: float, zp_in: int, s_out: float, zp_out: int) -> bytes:
@@ -43,7 +50,7 @@ def _one_op_tflite(op_name: str, s_in: float, zp_in: int, s_out: float, zp_out: 
     b = getattr(s.BuiltinOperator, op_name)
     code.builtinCode = b
     code.deprecatedBuiltinCode = b
-    code.version = 2
+    code.version = _INT8_OP_VERSION.get(op_name, 1)
     op = s.OperatorT()
     op.opcodeIndex = 0
     op.inputs = [0]
@@ -78,8 +85,8 @@ def tflite_reference_table(op_name: str, s_in: float, zp_in: int, s_out: float, 
 
 def lut_table(op, x, out, source: str) -> np.ndarray:
     fn = op.attrs["fn"]
-    if source == "tflite":
-        t = tflite_reference_table("LOGISTIC" if fn == "sigmoid" else "TANH", x.s, x.zp, out.s, out.zp)
+    if source == "tflite" and op.attrs.get("tflite_op"):
+        t = tflite_reference_table(op.attrs["tflite_op"], x.s, x.zp, out.s, out.zp)
         if t is not None:
             op.attrs["lut_source"] = "litert-reference"
             return t

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgec.targets.mcu.ops import INPLACE_KINDS
 from edgec.targets.mcu.qgraph import QGraph, QOp
 
 ALIGN = 4
-INPLACE_KINDS = ("requant", "lut", "add", "mul")
 
 
 @dataclass

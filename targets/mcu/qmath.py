@@ -92,3 +92,21 @@ def clip_range(lo: float | None, hi: float | None, scale: float, zp: int) -> tup
     amin = -128 if lo is None else max(-128, zp + int(np.rint(lo / scale)))
     amax = 127 if hi is None else min(127, zp + int(np.rint(hi / scale)))
     return amin, amax
+
+
+TFLITE_FUSED_ACTS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
+
+
+def fused_act(opts, out) -> tuple[int, int]:
+    """Clamp bounds of a TFLite op's fused activation (``fusedActivationFunction``)."""
+    a = TFLITE_FUSED_ACTS.get(int(getattr(opts, "fusedActivationFunction", 0) or 0), "NONE")
+    return act_range(a, out.s, out.zp)
+
+
+def same_pad(in_size: int, k: int, stride: int, dil: int, out_size: int, padding: int) -> int:
+    """TFLite's ComputePaddingHeightWidth (top/left pad); padding 0 = SAME, 1 = VALID."""
+    if padding == 1:
+        return 0
+    eff = (k - 1) * dil + 1
+    total = max(0, (out_size - 1) * stride + eff - in_size)
+    return total // 2

@@ -106,7 +106,8 @@ def tmp_session(tmp_path_factory) -> Path:
 def cnn(tmp_session):
     import torch
 
-    net = _make_cnn()
+    from tests.trained_weights import load_or_train
+
     # Structured images: a class-dependent blob plus noise; a few training steps make the
     # logits separate, so top-1 agreement means something.
     rng = np.random.default_rng(0)
@@ -117,14 +118,17 @@ def cnn(tmp_session):
         img[0, 0, r * 4:r * 4 + 4, c * 4:c * 4 + 4] += 1.0
         xs.append(img)
         ys.append(i % 9)
-    x_all, y_all = torch.from_numpy(np.concatenate(xs[:64])), torch.tensor(ys[:64])
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    net.train()
-    for _ in range(60):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(x_all), y_all).backward()
-        opt.step()
-    net.eval()
+
+    def fit(net):
+        x_all, y_all = torch.from_numpy(np.concatenate(xs[:64])), torch.tensor(ys[:64])
+        opt = torch.optim.Adam(net.parameters(), lr=0.01)
+        net.train()
+        for _ in range(60):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x_all), y_all).backward()
+            opt.step()
+
+    net = load_or_train("tflite_blob_cnn", _make_cnn(), fit)
     proto = _export(net, (torch.from_numpy(xs[0]),), ["image"], ["logits"], tmp_session / "cnn.onnx")
     model = handle_from_proto(proto, str(tmp_session / "cnn.onnx"))
     calib = CalibrationData([{"image": x} for x in xs[:32]], source="synthetic", labels=np.array(ys[:32]))

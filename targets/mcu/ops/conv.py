@@ -1,10 +1,13 @@
-"""Conv2D, DepthwiseConv2D and FullyConnected emitters (per-channel requantization)."""
+"""Conv (regular and depthwise) and FullyConnected (Gemm/MatMul): importers, emitters,
+records. Per-channel requantization as TFLite's int8 reference kernels."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgec.targets.mcu.qmath import f32, quantize_multiplier
+from edgec.targets.mcu.ops.record import OpRecord, attrs, node_name
+from edgec.targets.mcu.qgraph import QOp, QTensor
+from edgec.targets.mcu.qmath import f32, fused_act, quantize_multiplier, same_pad
 
 
 def _channel_multipliers(s_in: float, w_scales: np.ndarray, s_out: float, n: int) -> tuple[list[int], list[int]]:
@@ -20,13 +23,12 @@ def _channel_multipliers(s_in: float, w_scales: np.ndarray, s_out: float, n: int
     return mults, shifts
 
 
-def emit_conv(op, ctx) -> list[str]:
+def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     g = ctx.g
     x, w, out = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     bias = g.t(op.inputs[2]) if len(op.inputs) > 2 else None
     n_out = out.shape[3]
     mults, shifts = _channel_multipliers(x.s, w.scale, out.s, n_out)
-    depthwise = op.kind == "dwconv"
     kh, kw = (w.shape[1], w.shape[2])
     fields = {
         "batch": x.shape[0], "in_h": x.shape[1], "in_w": x.shape[2], "in_c": x.shape[3],
@@ -34,17 +36,48 @@ def emit_conv(op, ctx) -> list[str]:
         "stride_h": op.attrs["stride"][0], "stride_w": op.attrs["stride"][1],
         "dil_h": op.attrs["dilation"][0], "dil_w": op.attrs["dilation"][1],
         "pad_h": op.attrs["pad"][0], "pad_w": op.attrs["pad"][1],
-        "depth_mult": op.attrs.get("depth_mult", 1),
+        **fields_extra,
         "in_offset": -x.zp, "out_offset": out.zp,
         "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1],
     }
-    p = ctx.param_struct("edgec_conv_params", fields, op)
+    p = ctx.param_struct(struct, fields, op)
     wsym = ctx.const_array(op.inputs[1], "int8_t", w.data)
-    bsym = ctx.const_array(op.inputs[2], "int32_t", bias.data) if bias is not None else "0"
     msym = ctx.const_array(op.name + "_mult", "int32_t", mults, dedup_key=None)
     ssym = ctx.const_array(op.name + "_shift", "int32_t", shifts, dedup_key=None)
-    fn = "edgec_dwconv_s8" if depthwise else "edgec_conv_s8"
-    return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
+    if op.kind == "gconv":  # the grouped kernel adds the input offset itself
+        bsym = ctx.const_array(op.inputs[2], "int32_t", bias.data) if bias is not None else "0"
+        return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
+    # Fold the input offset into the bias: sum w*(x - zp) + b = sum w*x + (b - zp * sum w).
+    # Conv's im2col pads with zp and depthwise subtracts the padded taps' share, so the
+    # kernels' hot loops multiply raw int8 values.
+    depthwise = op.kind == "dwconv"
+    wsum = w.data.astype(np.int64).reshape(n_out, -1).sum(axis=1) if not depthwise else \
+        w.data.astype(np.int64).reshape(-1, n_out).sum(axis=0)
+    b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n_out, np.int64)) - x.zp * wsum
+    bsym = ctx.const_array(op.name + "_bias", "int32_t", _wrap_i32(b), dedup_key=None)
+    args = f"&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)}"
+    if depthwise:
+        return [f"{fn}({args});"]
+    pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
+        fields["pad_h"] == fields["pad_w"] == 0 and x.shape[1:3] == out.shape[1:3]
+    if pointwise:
+        return [f"{fn}({args}, 0);"]
+    # Up to 2 im2col columns (the DSP kernel's block); the model keeps one scratch buffer.
+    ctx.scratch_bytes = max(ctx.scratch_bytes, 2 * kh * kw * x.shape[3])
+    return [f"{fn}({args}, edgec_scratch);"]
+
+
+def _wrap_i32(v: np.ndarray) -> np.ndarray:
+    return ((v + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+def emit_conv(op, ctx) -> list[str]:
+    fn = "edgec_dwconv_s8" if op.kind == "dwconv" else "edgec_conv_s8"
+    return _conv_call(op, ctx, {"depth_mult": op.attrs.get("depth_mult", 1)}, "edgec_conv_params", fn)
+
+
+def emit_group_conv(op, ctx) -> list[str]:
+    return _conv_call(op, ctx, {"groups": op.attrs["groups"]}, "edgec_group_conv_params", "edgec_group_conv_s8")
 
 
 def emit_fc(op, ctx) -> list[str]:
@@ -62,7 +95,7 @@ def emit_fc(op, ctx) -> list[str]:
     # Fold the input zero point into the bias: sum_k w*(x - zp) + b = sum_k w*x + (b - zp*sum_k w).
     wsum = w.data.astype(np.int64).sum(axis=1)
     b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n, np.int64)) - x.zp * wsum
-    b = ((b + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    b = _wrap_i32(b)
     fields = {"batch": x.size // k, "in_k": k, "out_n": n, "per_channel": int(len(mults) > 1),
               "in_offset": -x.zp, "out_offset": out.zp,
               "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1]}
@@ -74,4 +107,135 @@ def emit_fc(op, ctx) -> list[str]:
     return [f"edgec_fc_s8(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
 
 
-EMITTERS = {"conv": emit_conv, "dwconv": emit_conv, "fc": emit_fc}
+# -- ONNX ------------------------------------------------------------------------------------
+
+
+def onnx_conv(ctx, node):
+    a = attrs(node)
+    x = ctx.q_of(node.input[0], node)
+    w = ctx.tensors[ctx.q_of(node.input[1], node)]
+    b = ctx.q_of(node.input[2], node) if len(node.input) > 2 and node.input[2] else None
+    y, act = ctx.out_q(node, fuse=True)
+    xt, yt = ctx.tensors[x], ctx.tensors[y]
+    group = int(a.get("group", 1))
+    kh, kw = w.shape[2], w.shape[3]
+    strides = a.get("strides", [1, 1])
+    dil = a.get("dilations", [1, 1])
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for i, (n_in, k, s, d) in enumerate(zip(xt.shape[1:3], (kh, kw), strides, dil)):
+            total = max(0, (yt.shape[1 + i] - 1) * s + (k - 1) * d + 1 - n_in)
+            pads.append(total // 2 if auto == "SAME_UPPER" else total - total // 2)
+        pads = pads + pads
+    op_attrs = {"stride": tuple(strides), "dilation": tuple(dil), "pad": (pads[0], pads[1]), "act": act}
+    in_c = xt.shape[3]
+    if group == 1 or w.shape[1] != 1 or group != in_c:
+        wq = QTensor(w.name + "/ohwi", (w.shape[0], kh, kw, w.shape[1]), "int8", w.scale, w.zero_point,
+                     np.ascontiguousarray(w.data.transpose(0, 2, 3, 1)), 0)
+        kind = "conv"
+        if group > 1:
+            kind = "gconv"
+            op_attrs["groups"] = group
+    else:
+        wq = QTensor(w.name + "/1hwc", (1, kh, kw, w.shape[0]), "int8", w.scale, w.zero_point,
+                     np.ascontiguousarray(w.data.transpose(1, 2, 3, 0)), 3)
+        kind = "dwconv"
+        op_attrs["depth_mult"] = w.shape[0] // in_c
+    ctx.add_tensor(wq)
+    ctx.add_op(kind, node, [x, wq.name] + ([b] if b else []), [y], op_attrs)
+
+
+def conv_constraints(v) -> str | None:
+    x, w = v.shape(0), v.shape(1)
+    if (x is not None and len(x) != 4) or (w is not None and len(w) != 4):
+        return "only 2-D convolutions"
+    if v.const(1) is None:
+        return "the weights must be a constant"
+    group = int(v.attr("group", 1))
+    if x is not None and w is not None and (x[1] % group or w[0] % group or w[1] * group != x[1]):
+        return f"group={group} does not divide {x[1]} input / {w[0]} output channels"
+    return None
+
+
+def _fc(ctx, node, x, w_arr, w_scale, bias):
+    y, act = ctx.out_q(node, fuse=True)
+    w = QTensor(ctx.fresh(node.name or "fc") + "/w", tuple(w_arr.shape), "int8", w_scale,
+                np.zeros(w_scale.size, np.int64), np.ascontiguousarray(w_arr), 0)
+    ctx.add_tensor(w)
+    ctx.add_op("fc", node, [x, w.name] + ([bias] if bias else []), [y], {"act": act})
+
+
+def onnx_gemm(ctx, node):
+    a = attrs(node)
+    x = ctx.q_of(node.input[0], node)
+    w = ctx.tensors[ctx.q_of(node.input[1], node)]
+    b = ctx.q_of(node.input[2], node) if len(node.input) > 2 and node.input[2] else None
+    warr = w.data if a.get("transB", 0) else w.data.T
+    _fc(ctx, node, x, warr, w.scale, b)
+
+
+def onnx_matmul(ctx, node):
+    x = ctx.q_of(node.input[0], node)
+    w = ctx.tensors[ctx.q_of(node.input[1], node)]
+    _fc(ctx, node, x, w.data.T, w.scale, None)
+
+
+def fc_constraints(v) -> str | None:
+    if v.op_type == "Gemm":
+        if float(v.attr("alpha", 1.0)) != 1.0 or float(v.attr("beta", 1.0)) != 1.0 or v.attr("transA", 0):
+            return "alpha/beta != 1 or transA"
+        if v.const(1) is None:
+            return "the weights must be a constant"
+        return None
+    w = v.const(1)
+    if w is None or w.ndim != 2:
+        return "only MatMul by a constant 2-D weight"
+    return None
+
+
+# -- TFLite ----------------------------------------------------------------------------------
+
+
+def tflite_conv(g, opname, node, ins, outs, opts) -> QOp:
+    T = g.tensors
+    out = T[outs[0]]
+    x, w = T[ins[0]], T[ins[1]]
+    _, ih, iw, _ = x.shape
+    _, oh, ow, _ = out.shape
+    kh, kw = w.shape[1], w.shape[2]
+    sh, sw = int(opts.strideH), int(opts.strideW)
+    dh, dw = int(opts.dilationHFactor or 1), int(opts.dilationWFactor or 1)
+    pad = (same_pad(ih, kh, sh, dh, oh, int(opts.padding)), same_pad(iw, kw, sw, dw, ow, int(opts.padding)))
+    op_attrs = {"stride": (sh, sw), "dilation": (dh, dw), "pad": pad, "act": fused_act(opts, out)}
+    kind = "conv"
+    if opname == "DEPTHWISE_CONV_2D":
+        kind = "dwconv"
+        op_attrs["depth_mult"] = out.shape[3] // x.shape[3]
+    elif w.shape[3] != x.shape[3]:  # a filter over a slice of the input channels: grouped
+        kind = "gconv"
+        op_attrs["groups"] = x.shape[3] // w.shape[3]
+    inputs = [ins[0], ins[1]] + ([ins[2]] if len(ins) > 2 and ins[2] else [])
+    return QOp(kind, node, inputs, outs, op_attrs, opname)
+
+
+def tflite_fc(g, opname, node, ins, outs, opts) -> QOp:
+    inputs = [ins[0], ins[1]] + ([ins[2]] if len(ins) > 2 and ins[2] else [])
+    return QOp("fc", node, inputs, outs, {"act": fused_act(opts, g.tensors[outs[0]]), "tflite_per_tensor_float": True},
+               opname)
+
+
+RECORDS = (
+    OpRecord("Conv", kinds=("conv", "dwconv"), emit=emit_conv, kernels=("conv.c",),
+             onnx={"Conv": {1: onnx_conv}}, tflite={"CONV_2D": tflite_conv, "DEPTHWISE_CONV_2D": tflite_conv},
+             constraints=(conv_constraints,)),
+    # Emitted by the Conv importers for 1 < groups < channels; a kernel of its own so the
+    # regular/depthwise kernels stay specialised.
+    OpRecord("GroupedConv", kinds=("gconv",), emit=emit_group_conv, kernels=("group_conv.c",),
+             headers=("edgec_group_conv.h",)),
+    OpRecord("FullyConnected", kinds=("fc",), emit=emit_fc, kernels=("conv.c",),
+             onnx={"Gemm": {1: onnx_gemm}, "MatMul": {1: onnx_matmul}}, tflite={"FULLY_CONNECTED": tflite_fc},
+             constraints=(fc_constraints,)),
+)

@@ -1,10 +1,13 @@
-"""Add, Mul (TFLite int8 numerics, 4-D broadcasting), requantize/ReLU, LUT activations."""
+"""Element-wise ops: Add, Mul (TFLite int8 numerics, 4-D broadcasting), requantize/ReLU/Clip,
+LUT activations (Sigmoid, Tanh), reshapes (views) and the float I/O Quantize/Dequantize."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgec.targets.mcu.qmath import f32, quantize_multiplier
+from edgec.targets.mcu.ops.record import OpRecord, lut_importers
+from edgec.targets.mcu.qgraph import QOp, QTensor
+from edgec.targets.mcu.qmath import act_range, clip_range, f32, fused_act, quantize_multiplier
 
 
 def _shape4(shape) -> list[int]:
@@ -103,5 +106,134 @@ def _emit_quantize(op, ctx) -> list[str]:
             f"{ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
 
 
-EMITTERS = {"add": emit_add, "mul": emit_mul, "requant": emit_requant, "lut": emit_lut,
-            "reshape": emit_reshape, "quantize": _emit_quantize, "dequantize": emit_dequantize}
+def emit_quantize_io(op, ctx) -> list[str]:
+    return (_emit_quantize if op.kind == "quantize" else emit_dequantize)(op, ctx)
+
+
+# -- ONNX ------------------------------------------------------------------------------------
+
+
+def _onnx_binary(ctx, node, kind):
+    ins = [ctx.q_of(i, node) for i in node.input[:2]]
+    y, act = ctx.out_q(node, fuse=True)
+    out_rank4 = y in ctx.rank4
+    fixed = []
+    for n in ins:
+        t = ctx.tensors[n]
+        if out_rank4 and t.is_const:
+            data = np.asarray(t.data)
+            data = data.reshape((1,) * (4 - data.ndim) + data.shape).transpose(0, 2, 3, 1)
+            n = ctx.add_tensor(QTensor(n + "/nhwc", tuple(data.shape), t.dtype, t.scale, t.zero_point,
+                                       np.ascontiguousarray(data)))
+        elif out_rank4 and n not in ctx.rank4:
+            from edgec.errors import UnsupportedOpError
+
+            raise UnsupportedOpError(node.op_type, node.name or node.output[0], "mcu",
+                                     "broadcasting a lower-rank activation onto a 4-D tensor")
+        fixed.append(n)
+    ctx.add_op(kind, node, fixed, [y], {"act": act})
+
+
+def onnx_add(ctx, node):
+    _onnx_binary(ctx, node, "add")
+
+
+def onnx_mul(ctx, node):
+    _onnx_binary(ctx, node, "mul")
+
+
+def binary_constraints(v) -> str | None:
+    out = v.out_shape()
+    if out is not None and len(out) > 4:
+        return "more than 4 dimensions"
+    return None
+
+
+def onnx_activation(ctx, node):
+    x = ctx.q_of(node.input[0], node)
+    y, _ = ctx.out_q(node)
+    lo, hi = ctx.clip_bounds(node)
+    yt = ctx.tensors[y]
+    ctx.add_op("requant", node, [x], [y], {"act": clip_range(lo, hi, yt.s, yt.zp)})
+
+
+def clip_constraints(v) -> str | None:
+    for i in (1, 2):
+        if v.input(i) and v.const(i) is None:
+            return "Clip bounds must be constants"
+    return None
+
+
+def onnx_reshape(ctx, node):
+    x = ctx.q_of(node.input[0], node)
+    y, _ = ctx.out_q(node)
+    xt, yt = ctx.tensors[x], ctx.tensors[y]
+    src = x
+    if x in ctx.rank4 and y not in ctx.rank4 and xt.shape[1] * xt.shape[2] > 1 and xt.shape[3] > 1:
+        nchw = ctx.add_tensor(QTensor(ctx.fresh(x) + "/nchw", (xt.shape[0], xt.shape[3], xt.shape[1], xt.shape[2]),
+                                      "int8", xt.scale, xt.zero_point))
+        ctx.add_op("transpose", node, [x], [nchw], {"perm": [0, 3, 1, 2]})
+        src = nchw
+    if y in ctx.rank4 and x not in ctx.rank4 and yt.shape[1] * yt.shape[2] > 1 and yt.shape[3] > 1:
+        mid = ctx.add_tensor(QTensor(ctx.fresh(y) + "/nchw", (yt.shape[0], yt.shape[3], yt.shape[1], yt.shape[2]),
+                                     "int8", yt.scale, yt.zero_point))
+        ctx.add_op("reshape", node, [src], [mid])
+        ctx.add_op("transpose", node, [mid], [y], {"perm": [0, 2, 3, 1]})
+        return
+    if (xt.s, xt.zp) != (yt.s, yt.zp):
+        mid = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, "int8", xt.scale, xt.zero_point))
+        ctx.add_op("reshape", node, [src], [mid])
+        ctx.add_op("requant", node, [mid], [y], {"act": (-128, 127)})
+        return
+    ctx.add_op("reshape", node, [src], [y])
+
+
+# -- TFLite ----------------------------------------------------------------------------------
+
+
+def tflite_binary(g, opname, node, ins, outs, opts) -> QOp:
+    return QOp(opname.lower(), node, ins[:2], outs, {"act": fused_act(opts, g.tensors[outs[0]])}, opname)
+
+
+def tflite_relu(g, opname, node, ins, outs, opts) -> QOp:
+    out = g.tensors[outs[0]]
+    return QOp("requant", node, ins[:1], outs, {"act": act_range(opname, out.s, out.zp)}, opname)
+
+
+def tflite_reshape(g, opname, node, ins, outs, opts) -> QOp:
+    return QOp("reshape", node, ins[:1], outs, {}, opname)
+
+
+def tflite_quantize(g, opname, node, ins, outs, opts) -> QOp:
+    if opname == "DEQUANTIZE":
+        return QOp("dequantize", node, ins[:1], outs, {}, opname)
+    if g.tensors[ins[0]].dtype == "float32":
+        return QOp("quantize", node, ins[:1], outs, {}, opname)
+    return QOp("requant", node, ins[:1], outs, {"act": (-128, 127)}, opname)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+_RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+RECORDS = (
+    OpRecord("Add", kinds=("add",), emit=emit_add, kernels=("elementwise.c",), inplace=True,
+             onnx={"Add": {1: onnx_add}}, tflite={"ADD": tflite_binary}, constraints=(binary_constraints,)),
+    OpRecord("Mul", kinds=("mul",), emit=emit_mul, kernels=("elementwise.c",), inplace=True,
+             onnx={"Mul": {1: onnx_mul}}, tflite={"MUL": tflite_binary}, constraints=(binary_constraints,)),
+    OpRecord("Requantize", kinds=("requant",), emit=emit_requant, kernels=("elementwise.c",), inplace=True,
+             onnx={"Relu": {1: onnx_activation}, "Clip": {1: onnx_activation}},
+             tflite={"RELU": tflite_relu, "RELU6": tflite_relu}, constraints=(clip_constraints,)),
+    # One kernel for every element-wise function of one int8 tensor: a 256-entry table.
+    OpRecord("Lookup table", kinds=("lut",), emit=emit_lut, kernels=("elementwise.c",), inplace=True),
+    OpRecord("Sigmoid", lut=sigmoid, **lut_importers("Sigmoid", "Sigmoid", "LOGISTIC")),
+    OpRecord("Tanh", lut=np.tanh, **lut_importers("Tanh", "Tanh", "TANH")),
+    OpRecord("Reshape", kinds=("reshape",), emit=emit_reshape, kernels=("elementwise.c",),
+             onnx={**{op: {1: onnx_reshape} for op in _RESHAPES}, "Identity": {1: onnx_reshape}},
+             tflite={"RESHAPE": tflite_reshape, "SQUEEZE": tflite_reshape},
+             keeps_input_qparams=frozenset(_RESHAPES) | {"Identity"}),
+    OpRecord("Quantize", kinds=("quantize", "dequantize"), emit=emit_quantize_io, kernels=("float_io.c",),
+             tflite={"QUANTIZE": tflite_quantize, "DEQUANTIZE": tflite_quantize}),
+)

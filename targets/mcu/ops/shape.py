@@ -1,8 +1,12 @@
-"""Pad, Transpose and Concat emitters."""
+"""Data movement: Pad, Transpose, Concat: importers, emitters, records."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from edgec.targets.mcu.ops.eltwise import requant_fields
+from edgec.targets.mcu.ops.record import NCHW_TO_NHWC_AXIS, OpRecord, attrs
+from edgec.targets.mcu.qgraph import QOp
 
 
 def _pad4(v: list[int], fill: int = 1) -> list[int]:
@@ -50,4 +54,95 @@ def emit_concat(op, ctx) -> list[str]:
     return lines
 
 
-EMITTERS = {"pad": emit_pad, "transpose": emit_transpose, "concat": emit_concat}
+# -- ONNX ------------------------------------------------------------------------------------
+
+
+def _onnx_pad(ctx, node, pads, value_input: str):
+    x = ctx.q_of(node.input[0], node)
+    y, _ = ctx.out_q(node)
+    yt = ctx.tensors[y]
+    r = len(pads) // 2
+    pairs = [(pads[i], pads[i + r]) for i in range(r)]
+    if x in ctx.rank4:
+        pairs = [pairs[0], pairs[2], pairs[3], pairs[1]]
+    value = 0.0
+    if value_input:
+        if ctx.is_const(value_input):
+            value = float(ctx.scalar(value_input)[0])
+        else:
+            q = ctx.tensors[ctx.q_of(value_input, node)]
+            value = float((int(q.data.reshape(-1)[0]) - q.zp) * q.s)
+    qv = int(np.clip(np.rint(value / yt.s) + yt.zp, -128, 127))
+    ctx.add_op("pad", node, [x], [y], {"pads": pairs, "value": qv})
+
+
+def onnx_pad_v2(ctx, node):
+    a = attrs(node)
+    _onnx_pad(ctx, node, [int(v) for v in a["pads"]], "")  # a non-zero ``value`` is rejected
+
+
+def onnx_pad_v11(ctx, node):
+    value = node.input[2] if len(node.input) > 2 else ""
+    _onnx_pad(ctx, node, [int(v) for v in ctx.scalar(node.input[1])], value)
+
+
+def pad_constraints(v) -> str | None:
+    if v.attr("mode", "constant") != "constant":
+        return "only constant padding"
+    if v.opset < 11:
+        if float(v.attr("value", 0.0)) != 0.0:
+            return "a non-zero fill value before opset 11"
+        return None
+    if v.const(1) is None:
+        return "pads must be a constant"
+    if len(v.node.input) > 3 and v.input(3):
+        return "the axes input"
+    pads = v.const(1).reshape(-1)
+    if (pads < 0).any():
+        return "negative pads (cropping)"
+    return None
+
+
+def onnx_concat(ctx, node):
+    a = attrs(node)
+    ins = [ctx.q_of(i, node) for i in node.input]
+    y, _ = ctx.out_q(node)
+    axis = int(a["axis"]) % len(ctx.tensors[y].shape)
+    if y in ctx.rank4:
+        axis = NCHW_TO_NHWC_AXIS[axis]
+    ctx.add_op("concat", node, ins, [y], {"axis": axis})
+
+
+# -- TFLite ----------------------------------------------------------------------------------
+
+
+def tflite_pad(g, opname, node, ins, outs, opts) -> QOp:
+    T = g.tensors
+    pads = np.asarray(T[ins[1]].data).reshape(-1, 2)
+    value = T[outs[0]].zp
+    if opname == "PADV2" and len(ins) > 2 and ins[2] and T[ins[2]].data is not None:
+        value = int(np.asarray(T[ins[2]].data).reshape(-1)[0])
+    return QOp("pad", node, ins[:1], outs, {"pads": [tuple(int(v) for v in p) for p in pads], "value": value}, opname)
+
+
+def tflite_transpose(g, opname, node, ins, outs, opts) -> QOp:
+    perm = [int(v) for v in np.asarray(g.tensors[ins[1]].data).reshape(-1)]
+    return QOp("transpose", node, ins[:1], outs, {"perm": perm}, opname)
+
+
+def tflite_concat(g, opname, node, ins, outs, opts) -> QOp:
+    x = g.tensors[ins[0]]
+    return QOp("concat", node, list(ins), outs, {"axis": int(opts.axis) % len(x.shape)}, opname)
+
+
+RECORDS = (
+    OpRecord("Pad", kinds=("pad",), emit=emit_pad, kernels=("shape.c",),
+             onnx={"Pad": {2: onnx_pad_v2, 11: onnx_pad_v11}}, tflite={"PAD": tflite_pad, "PADV2": tflite_pad},
+             constraints=(pad_constraints,), keeps_input_qparams=frozenset({"Pad"})),
+    # ONNX Transpose is not imported: the importer keeps activations NHWC and inserts the
+    # transposes a layout change needs itself.
+    OpRecord("Transpose", kinds=("transpose",), emit=emit_transpose, kernels=("shape.c",),
+             tflite={"TRANSPOSE": tflite_transpose}),
+    OpRecord("Concat", kinds=("concat",), emit=emit_concat, kernels=("shape.c",),
+             onnx={"Concat": {1: onnx_concat}}, tflite={"CONCATENATION": tflite_concat}),
+)
