@@ -45,6 +45,8 @@ if [ "$toolchains" = 1 ]; then
   [ -e /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -d /usr/lib/arm-none-eabi/newlib ] || need+=(libnewlib-arm-none-eabi)
   command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
   command -v gcc >/dev/null || need+=(gcc libc6-dev)
+  # The farm tests start a real sshd on 127.0.0.1 as an ssh:// device.
+  [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   if [ "${#need[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO=sudo
