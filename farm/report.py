@@ -44,12 +44,14 @@ def _heatmap(summary: dict[str, Any]) -> str:
     by = {(c["bundle"], c["device"]): c for c in summary["cells"]}
     vals = [math.log10(c["p50_ms"]) for c in summary["cells"] if c["p50_ms"]]
     lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
-    cw, ch, left, top = 150, 34, 230, 110
+    kinds = {c["device"]: c["kind"] for c in summary["cells"]}
+    cw, ch, left, top = 150, 34, 230, 50
     w, h = left + cw * len(devices) + 10, top + ch * len(bundles) + 10
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">']
     for j, d in enumerate(devices):
         x = left + j * cw + cw / 2
-        parts.append(f'<text x="{x}" y="{top - 8}" transform="rotate(-25 {x} {top - 8})">{html.escape(d)}</text>')
+        parts.append(f'<text x="{x}" y="{top - 24}" text-anchor="middle">{html.escape(d)}</text>'
+                     f'<text x="{x}" y="{top - 8}" text-anchor="middle" fill="#666">{html.escape(kinds[d])}</text>')
     for i, b in enumerate(bundles):
         y = top + i * ch
         parts.append(f'<text x="{left - 8}" y="{y + ch / 2 + 4}" text-anchor="end">{html.escape(b)}</text>')
@@ -87,8 +89,9 @@ def _distribution(records: list[dict[str, Any]]) -> str:
     h = 40 + rh * len(rows)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{h}" '
              'font-family="sans-serif" font-size="11">']
+    steps = (1, 2, 5) if hi - lo <= 3 else (1,)  # fewer ticks when the range spans many decades
     for k in range(int(math.floor(lo)), int(math.ceil(hi)) + 1):
-        for m in (1, 2, 5):
+        for m in steps:
             v = m * 10.0 ** k
             if lo <= math.log10(v) <= hi:
                 x = sx(v)
@@ -118,9 +121,11 @@ def write_html(path: Path, summary: dict[str, Any], records: list[dict[str, Any]
     for c in summary["cells"]:
         status = "pass" if c["passed"] else "FAIL"
         fmt = (lambda v: "–" if v is None else f"{v:.3f}")
+        insn = c.get("instructions")
         rows.append(f"<tr class='{status.lower()}'><td>{esc(c['bundle'])}</td><td>{esc(c['device'])}</td>"
                     f"<td>{esc(c['kind'])}</td><td>{c['runs']}</td><td>{c['failed']}</td><td>{fmt(c['p50_ms'])}</td>"
-                    f"<td>{fmt(c['p90_ms'])}</td><td>{fmt(c['peak_rss_mb'])}</td><td>{status}</td>"
+                    f"<td>{fmt(c['p90_ms'])}</td><td>{fmt(c['peak_rss_mb'])}</td>"
+                    f"<td>{'–' if insn is None else f'{insn:,}'}</td><td>{status}</td>"
                     f"<td>{esc('; '.join(c['problems']))}</td></tr>")
     doc = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{esc(title)}</title>
@@ -133,12 +138,13 @@ tr.fail td {{ background: #fdecea; }} .totals span {{ margin-right: 24px; font-s
 <p class="totals"><span>runs: <b>{summary['runs']}</b></span><span>failed runs: <b>{summary['failed_runs']}</b></span>
 <span>cells passed: <b>{sum(c['passed'] for c in summary['cells'])} / {len(summary['cells'])}</b></span></p>
 <h2>Median p50 latency, bundle × device</h2>
+<p>QEMU devices time the emulator (wall clock); compare them by instructions, in the table below.</p>
 {_heatmap(summary)}
 <h2>Latency distribution per device (each run: min–max line, p50–p90 box, p50 tick; log scale)</h2>
 {_distribution(records)}
 <h2>Cells</h2>
 <table><tr><th>bundle</th><th>device</th><th>kind</th><th>runs</th><th>failed</th><th>p50 ms</th><th>p90 ms</th>
-<th>peak RSS MB</th><th>verdict</th><th>problems</th></tr>
+<th>peak RSS MB</th><th>instructions</th><th>verdict</th><th>problems</th></tr>
 {''.join(rows)}
 </table></body></html>
 """

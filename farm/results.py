@@ -73,7 +73,8 @@ def summarize(records: Iterable[dict[str, Any]], *, max_p50_ms: float | None = N
         key = (f["bundle"], f["planned_device"])
         c = cells.setdefault(key, {"bundle": f["bundle"], "bundle_sha256": f["bundle_sha256"],
                                    "device": f["planned_device"], "kind": f["kind"], "runs": 0, "failed": 0,
-                                   "errors": [], "p50": [], "p90": [], "mean": [], "rss": []})
+                                   "errors": [], "p50": [], "p90": [], "mean": [], "rss": [],
+                                   "insn": []})
         c["runs"] += 1
         if r.get("status") != "ok":
             c["failed"] += 1
@@ -85,6 +86,9 @@ def summarize(records: Iterable[dict[str, Any]], *, max_p50_ms: float | None = N
                 c[k].append(float(lat[k]))
         if r.get("peak_rss_bytes"):
             c["rss"].append(r["peak_rss_bytes"] / 2**20)
+        insn = (r.get("extra") or {}).get("instructions") or (r.get("extra") or {}).get("instructions_p50")
+        if insn:
+            c["insn"].append(int(insn))
     rows = []
     for c in sorted(cells.values(), key=lambda c: (c["bundle"], c["device"])):
         row = {k: c[k] for k in ("bundle", "bundle_sha256", "device", "kind", "runs", "failed")}
@@ -92,6 +96,7 @@ def summarize(records: Iterable[dict[str, Any]], *, max_p50_ms: float | None = N
             row[f"{k}_ms"] = statistics.median(c[k]) if c[k] else None
         row["p50_ms_runs"] = c["p50"]
         row["peak_rss_mb"] = max(c["rss"]) if c["rss"] else None
+        row["instructions"] = int(statistics.median(c["insn"])) if c["insn"] else None
         problems = list(dict.fromkeys(c["errors"]))[:3]
         if max_p50_ms is not None and row["p50_ms"] is not None and row["p50_ms"] > max_p50_ms:
             problems.append(f"p50 {row['p50_ms']:.3f} ms exceeds --max-p50-ms {max_p50_ms:g}")
