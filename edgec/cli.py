@@ -182,9 +182,9 @@ def cli(debug: bool) -> None:
       edgec bench out/ --iters 200
       edgec verify out/ --data eval.npz
 
-    MODEL is an .onnx or int8 .tflite file, a Hugging Face transformers folder, a
-    PyTorch factory as file.py:fn returning (module, example_inputs), or a .pt2
-    ExportedProgram. Run `edgec targets` to see the targets usable on this machine.
+    MODEL is an .onnx or .tflite file, a Keras .h5/.keras file, a TensorFlow SavedModel
+    folder, a Hugging Face transformers folder, a PyTorch factory as file.py:fn returning
+    (module, example_inputs), or a .pt2 ExportedProgram. Run `edgec targets` to see the targets usable on this machine.
     """
     _DEBUG["on"] = debug
 
@@ -230,6 +230,9 @@ def cli(debug: bool) -> None:
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
 @click.option("--bias-correction", is_flag=True, help="INT8: correct per-channel output bias shifts (CNNs).")
+@click.option("--keep-source-quantization", is_flag=True,
+              help="An already Q/DQ-quantized ONNX keeps its own scales (targets that take Q/DQ ONNX); default: "
+                   "dequantize it and requantize with --calib.")
 @click.option("--parity-tol", type=float, default=1e-3, show_default=True,
               help="Max abs error allowed between PyTorch and the exported ONNX.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
@@ -249,7 +252,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
           max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
           int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
-          lora: str | None = None, kv_cache: str | None = None, **target_options: Any) -> None:
+          lora: str | None = None, kv_cache: str | None = None, keep_source_quantization: bool = False,
+          **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
     from edgec.compiler.config import BuildConfig
@@ -272,7 +276,7 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
                          max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
                          int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
                          bias_correction=bias_correction, prune=prune, finetune=finetune, lora=lora,
-                         kv_cache=kv_cache)
+                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization)
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
     _emit(summary, as_json, _print_build)
