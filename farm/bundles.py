@@ -29,6 +29,16 @@ def bundle_id(bundle: Path) -> str:
         raise BundleError(f"{bundle} is not an edgec bundle (no readable manifest.json)") from exc
 
 
+def read_manifest(bundle: Path) -> dict[str, Any]:
+    """The bundle's parsed manifest.json; BundleError when there is none or it is unreadable."""
+    try:
+        return json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{bundle} is not an edgec bundle (no manifest.json)") from None
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{bundle}/manifest.json is unreadable: {exc}") from exc
+
+
 def _files(manifest: dict[str, Any]) -> list[str]:
     names = []
     for e in manifest.get("files", []):

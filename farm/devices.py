@@ -91,7 +91,9 @@ class Device:
               timeout: float = 600.0) -> dict[str, Any]:
         """Run the bundle here and return its ``edgec.bench/1`` record (``device`` set to this device's label)."""
         bundle = Path(bundle)
-        manifest = _read_manifest(bundle)
+        from edgec.farm.bundles import read_manifest
+
+        manifest = read_manifest(bundle)
         why = self.can_run(manifest)
         if why:
             raise DeviceError(f"device {self.label} cannot run {bundle}: {why}")
@@ -221,12 +223,3 @@ def _json_from(done: subprocess.CompletedProcess, label: str) -> dict[str, Any]:
     if not isinstance(record, dict) or record.get("schema") != "edgec.bench/1":
         raise DeviceError(f"the harness on {label} printed a result that is not edgec.bench/1")
     return record
-
-
-def _read_manifest(bundle: Path) -> dict[str, Any]:
-    try:
-        return json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DeviceError(f"{bundle} is not an edgec bundle (no manifest.json)") from None
-    except (OSError, ValueError) as exc:
-        raise DeviceError(f"{bundle}/manifest.json is unreadable: {exc}") from exc

@@ -10,7 +10,6 @@ waits on a dead node. Every result is appended to ``results.jsonl`` as it arrive
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from dataclasses import dataclass, field
@@ -101,7 +100,7 @@ def farm_run(cfg: FarmRunConfig, on_update: Callable[[dict[str, dict[str, int]]]
     bundles = []
     for b in cfg.bundles:
         b = Path(b)
-        manifest = _manifest(b)
+        manifest = fb.read_manifest(b)
         bundles.append((b, manifest, fb.bundle_id(b)))
     names = _bundle_names([b for b, _, _ in bundles])
     ray = connect(cfg.address)
@@ -217,15 +216,6 @@ def _reap_lost(ray, pending: dict, move_or_fail, timeout: float) -> None:
             except Exception:  # noqa: BLE001 - the task may be gone with its node
                 pass
             move_or_fail(run, "its node died" if dead else "no answer")
-
-
-def _manifest(bundle: Path) -> dict[str, Any]:
-    try:
-        return json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{bundle} is not an edgec bundle (no manifest.json)") from None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{bundle}/manifest.json is unreadable: {exc}") from exc
 
 
 def _bundle_names(paths: list[Path]) -> list[str]:

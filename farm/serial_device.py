@@ -47,7 +47,8 @@ def build_firmware(c_dir: Path, io_c: str, cpu: str, board: str, baud: int, cloc
     if b is None:
         raise DeviceError(f"unknown board {board}")
     srcs = sorted(Path(c_dir).glob("*.c"))
-    harness = [tc.HARNESS_DIR / n for n in ("cm_startup.c", "uart_main.c", "uart_cmsdk.c", "link_mps2.ld")]
+    harness = [tc.HARNESS_DIR / n for n in ("cm_startup.c", "uart_main.c", "uart_cmsdk.c", "cm_timing.h",
+                                            "link_mps2.ld")]
     defines = [f"-DEDGEC_UART_BASE={UART_BASE[board]:#x}u", f"-DEDGEC_UART_BAUDDIV={max(16, clock_hz // baud)}u"]
     key = tc.sources_digest(srcs + sorted(Path(c_dir).glob("*.h")) + harness, cpu + board + io_c + " ".join(defines))
     out = tc.cache_dir() / f"uart-{key}.elf"
