@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgec.targets.mcu.ops import EMITTERS, KERNEL_FILES, KERNEL_HEADERS
-from edgec.targets.mcu.planner import Plan
+from edgec.targets.mcu.planner import GUARD_BYTES, Plan
 from edgec.targets.mcu.qgraph import QGraph, QOp
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
@@ -59,7 +59,7 @@ class EmitContext:
         if b.kind == "output":
             return f"(({ctype} *)outputs[{b.index}])"
         cast = "" if ctype == "int8_t" else f"({ctype} *)(void *)"
-        return f"{cast}(edgec_arena.bytes + {b.offset})"
+        return f"{cast}(edgec_arena.bytes + EDGEC_BUF{b.id})"
 
     def const_array(self, name: str, ctype: str, values, dedup_key: Any = "name") -> str:
         key = ("name", name) if dedup_key == "name" else dedup_key
@@ -85,6 +85,61 @@ class EmitContext:
         return sym
 
 
+def arena_c(plan: Plan) -> list[str]:
+    """The arena, its buffer offsets, and the canary checks of a ``-DEDGEC_ARENA_CANARY`` build.
+
+    The debug build lays the same buffers out with `planner.GUARD_BYTES` canary bytes after
+    each; a buffer's canary is written before the op that produces it and checked after
+    every op while the buffer is live. A broken canary makes `edgec_model_run` return
+    ``EDGEC_CANARY_ERROR + op index`` (ASan cannot see overruns inside one static array).
+    """
+    bufs = sorted((b for b in plan.buffers.values() if b.kind == "arena" and b.last >= 0
+                   and b.first < len(plan.order)), key=lambda b: b.id)
+    release = [f"#define EDGEC_BUF{b.id} {b.offset}" for b in bufs]
+    guarded = [f"#define EDGEC_BUF{b.id} {plan.guard_offsets[b.id]}" for b in bufs]
+    n = len(bufs)
+
+    def table(ctype: str, name: str, vals) -> str:
+        return f"static const {ctype} {name}[{n}] = {{{', '.join(str(int(v)) for v in vals)}}};"
+
+    return [
+        "#ifndef EDGEC_ARENA_CANARY",
+        "#define EDGEC_ARENA_SIZE EDGEC_ARENA_BYTES", *release,
+        "#define EDGEC_CANARY_FILL(k) ((void)0)", "#define EDGEC_CANARY_CHECK(k) ((void)0)",
+        "#else",
+        f"/* Debug layout: {GUARD_BYTES} canary bytes after every buffer. */",
+        f"#define EDGEC_ARENA_SIZE {plan.guard_arena_bytes}", *guarded,
+        "#define EDGEC_CANARY_ERROR 1000",
+        table("int32_t", "edgec_guard_at", [plan.guard_offsets[b.id] + b.size for b in bufs]),
+        table("int16_t", "edgec_guard_first", [b.first for b in bufs]),
+        table("int16_t", "edgec_guard_last", [b.last for b in bufs]),
+        "#endif",
+        "static union { int32_t align; int8_t bytes[EDGEC_ARENA_SIZE]; } edgec_arena;",
+        "#ifdef EDGEC_ARENA_CANARY",
+        "static int8_t edgec_canary_byte(int32_t i) { return (int8_t)(uint8_t)(0xA5u + 29u * (uint32_t)i); }",
+        "/* Write the canaries of the buffers op k produces (they become live there). */",
+        "static void edgec_canary_fill(int32_t k) {",
+        "    int32_t b, i;",
+        f"    for (b = 0; b < {n}; ++b)",
+        "        if (edgec_guard_first[b] == k)",
+        f"            for (i = 0; i < {GUARD_BYTES}; ++i) edgec_arena.bytes[edgec_guard_at[b] + i] = edgec_canary_byte(i);",
+        "}",
+        "/* 0 when every canary of a buffer live at op k is intact. */",
+        "static int edgec_canary_broken(int32_t k) {",
+        "    int32_t b, i;",
+        f"    for (b = 0; b < {n}; ++b)",
+        "        if (edgec_guard_first[b] <= k && k <= edgec_guard_last[b])",
+        f"            for (i = 0; i < {GUARD_BYTES}; ++i)",
+        "                if (edgec_arena.bytes[edgec_guard_at[b] + i] != edgec_canary_byte(i)) return 1;",
+        "    return 0;",
+        "}",
+        "#define EDGEC_CANARY_FILL(k) edgec_canary_fill(k)",
+        "#define EDGEC_CANARY_CHECK(k) \\",
+        "    do { if (edgec_canary_broken(k)) return EDGEC_CANARY_ERROR + (k); edgec_canary_fill((k) + 1); } while (0)",
+        "#endif",
+    ]
+
+
 def _c_array(sym: str, ctype: str, arr: np.ndarray) -> str:
     if ctype == "float":
         vals = [repr(float(np.float32(v))) + "f" for v in arr]
@@ -107,11 +162,13 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model")
     body: list[str] = []
     kernel_files: set[str] = set()
     kernel_headers: set[str] = set()
-    for op in plan.order:
+    for k, op in enumerate(plan.order):
         emit = EMITTERS[op.kind]
         lines = emit(op, ctx)
         body.append(f"    /* {op.source_op or op.kind}: {op.name.replace('*/', '* /')} */")
         body.extend("    " + line for line in lines)
+        if plan.arena_bytes:
+            body.append(f"    EDGEC_CANARY_CHECK({k});")
         if op.kind != "reshape" or not ctx.same_buffer(op.inputs[0], op.outputs[0]):
             kernel_files.update(KERNEL_FILES[op.kind])
             kernel_headers.update(KERNEL_HEADERS[op.kind])
@@ -146,11 +203,11 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model")
         '#include "edgec_model.h"', '#include "edgec_kernels.h"',
         *(f'#include "{h}"' for h in sorted(kernel_headers)), '#include "edgec_weights.h"', "",
         f"/* Activation arena: {plan.arena_bytes} bytes, offsets fixed at build time. */",
-        ("static union { int32_t align; int8_t bytes[EDGEC_ARENA_BYTES]; } edgec_arena;"
-         if plan.arena_bytes else "/* (every tensor lives in the caller's I/O buffers) */"), "",
+        *(arena_c(plan) if plan.arena_bytes else ["/* (every tensor lives in the caller's I/O buffers) */"]), "",
         *ctx.params, "",
         "int edgec_model_run(const void *const *inputs, void *const *outputs) {",
         "    (void)inputs;", "    (void)outputs;",
+        *(["    EDGEC_CANARY_FILL(0);"] if plan.arena_bytes else []),
         *body, "    return 0;", "}", ""])
     (out_dir / "edgec_model.c").write_text(model_c)
 
