@@ -29,8 +29,24 @@ static void softmax_single_element_is_one(void) {
     EXPECT_S8(out, want);
 }
 
+static void softmax_wide_row(void) {
+    /* 1024 equal values: 1/1024 each, 0.25 of an output step -> -128. The sum of the
+     * exponentials is then over 2^28, so the final shift is 32 (was undefined behaviour). */
+    static const edgec_softmax_params p = {.outer = 1, .depth = 1024, .input_mult = 1717986944,
+                                           .input_left_shift = 23, .diff_min = -248};
+    static int8_t in[1024], out[1024], want[1024];
+    int i;
+    for (i = 0; i < 1024; ++i) {
+        in[i] = 3;
+        want[i] = -128;
+    }
+    edgec_softmax_s8(&p, in, out);
+    EXPECT_S8(out, want);
+}
+
 int main(void) {
     RUN_TEST(softmax_rows);
     RUN_TEST(softmax_single_element_is_one);
+    RUN_TEST(softmax_wide_row);
     return TESTS_DONE();
 }
