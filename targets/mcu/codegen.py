@@ -284,4 +284,9 @@ int infer(void) {{
 }}
 ```
 `edgec_model_run` is not reentrant (one static arena).
+
+## Debug build
+Compile with `-DEDGEC_ARENA_CANARY` to lay the arena out with guard bytes after every
+tensor and check them after each op: a kernel writing past its tensor makes
+`edgec_model_run` return 1000 + the op's index (in the order of `edgec_model.c`).
 """)
