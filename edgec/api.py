@@ -42,8 +42,11 @@ def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
 
 
 def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | None = None, device: str = "host",
-          progress: Progress = SILENT) -> dict[str, Any]:
-    """Time the bundle's artifact with its runner (schema ``edgec.bench/1``)."""
+          profile: bool = False, progress: Progress = SILENT) -> dict[str, Any]:
+    """Time the bundle's artifact with its runner (schema ``edgec.bench/1``).
+
+    ``profile``: per-layer instruction counts in ``extra["profile"]`` (mcu bundles on
+    ``--device qemu``)."""
     from edgec.runtimes.harness import bench as _bench
     from edgec.runtimes.registry import create_runner
 
@@ -53,8 +56,51 @@ def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | No
         raise ConfigError("--iters must be at least 1 and --warmup at least 0")
     manifest = _open_bundle(bundle)
     runner = create_runner(manifest["runner"], Path(bundle), manifest, threads=threads, device=device)
+    if profile:
+        if not hasattr(runner, "profile") or device != "qemu":
+            from edgec.errors import ConfigError
+
+            raise ConfigError("--profile counts instructions per layer in QEMU: it needs an mcu bundle and "
+                              "--device qemu")
+        runner.profile = True
     with runner, progress.task(f"benchmarking ({manifest['runner']}, {device})", total=iters) as t:
         return _bench(runner, iters=iters, warmup=warmup, on_iter=lambda _: t.advance())
+
+
+def bench_generation(bundle: Path, *, prompt_tokens: int = 128, new_tokens: int = 128, threads: int | None = None,
+                     repeat: int = 3, progress: Progress = SILENT) -> dict[str, Any]:
+    """Time a generation bundle: load, TTFT, TPOT, tokens/s, peak RSS, KV-cache bytes (``edgec.bench/1``)."""
+    from edgec.errors import ConfigError
+    from edgec.runtimes.generation import bench_generation as _bench
+
+    if prompt_tokens < 1 or new_tokens < 1 or repeat < 1:
+        raise ConfigError("--prompt-tokens, --new-tokens and --repeat must be at least 1")
+    _open_bundle(bundle)
+    with progress.task("benchmarking generation", total=None):
+        return _bench(Path(bundle), prompt_tokens, new_tokens, threads, repeat)
+
+
+def generate(bundle: Path, prompt: str, *, max_new_tokens: int = 64, threads: int | None = None,
+             chat: bool = True) -> dict[str, Any]:
+    """Greedy generation from ``prompt`` with the bundle's own runner and tokenizer."""
+    from edgec.runtimes.generation import BundleTokenizer, generate as _generate, open_session
+
+    _open_bundle(bundle)
+    session = open_session(Path(bundle), threads)
+    tok = BundleTokenizer(Path(bundle), session.manifest)
+    ids = tok.encode(prompt, chat=chat)
+    if not ids:
+        from edgec.errors import ConfigError
+
+        raise ConfigError("the prompt encodes to no tokens")
+    ctx = int(session.manifest["generation"]["context_length"])
+    max_new_tokens = max(1, min(max_new_tokens, ctx - len(ids)))
+    out = _generate(session, ids, max_new_tokens, tok.eos_ids)
+    tokens = [t for t in out.tokens if t not in tok.eos_ids]
+    return {"text": tok.decode(tokens), "prompt_tokens": len(ids), "tokens": out.tokens,
+            "chat_template": bool(chat and tok.chat_template), "ttft_ms": out.ttft * 1e3,
+            "tpot_ms": float(sum(out.token_times) / len(out.token_times) * 1e3) if out.token_times else None,
+            "runner": session.manifest["runner"]}
 
 
 def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: int = 1000,

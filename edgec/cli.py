@@ -18,7 +18,7 @@ import click
 from edgec import __version__
 from edgec.errors import ConfigError, EdgecError
 
-_DEBUG = {"on": False}
+from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
 
 
 class EdgecClickException(click.ClickException):
@@ -182,9 +182,9 @@ def cli(debug: bool) -> None:
       edgec bench out/ --iters 200
       edgec verify out/ --data eval.npz
 
-    MODEL is an .onnx or int8 .tflite file, a Hugging Face transformers folder, a
-    PyTorch factory as file.py:fn returning (module, example_inputs), or a .pt2
-    ExportedProgram. Run `edgec targets` to see the targets usable on this machine.
+    MODEL is an .onnx or .tflite file, a Keras .h5/.keras file, a TensorFlow SavedModel
+    folder, a Hugging Face transformers folder, a PyTorch factory as file.py:fn returning
+    (module, example_inputs), or a .pt2 ExportedProgram. Run `edgec targets` to see the targets usable on this machine.
     """
     _DEBUG["on"] = debug
 
@@ -230,12 +230,19 @@ def cli(debug: bool) -> None:
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
 @click.option("--bias-correction", is_flag=True, help="INT8: correct per-channel output bias shifts (CNNs).")
+@click.option("--keep-source-quantization", is_flag=True,
+              help="An already Q/DQ-quantized ONNX keeps its own scales (targets that take Q/DQ ONNX); default: "
+                   "dequantize it and requantize with --calib.")
 @click.option("--parity-tol", type=float, default=1e-3, show_default=True,
               help="Max abs error allowed between PyTorch and the exported ONNX.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--prune", default=None, metavar="SPEC", help=PRUNE_HELP)
 @click.option("--finetune", default=None, metavar="FILE.py:FN", help=FINETUNE_HELP)
+@click.option("--lora", default=None, metavar="ADAPTER_DIR",
+              help="Causal LMs: merge this PEFT LoRA adapter (safetensors) before export; the merge is checked.")
+@click.option("--kv-cache", type=click.Choice(["int8", "fp16", "fp32"]), default=None,
+              help="Causal LMs: KV-cache precision (default: the runtime's).")
 @with_target_options
 @json_option
 @handle_errors
@@ -245,6 +252,7 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
           max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
           int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
+          lora: str | None = None, kv_cache: str | None = None, keep_source_quantization: bool = False,
           **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
@@ -267,7 +275,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
                          keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts,
                          max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
                          int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
-                         bias_correction=bias_correction, prune=prune, finetune=finetune)
+                         bias_correction=bias_correction, prune=prune, finetune=finetune, lora=lora,
+                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization)
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
     _emit(summary, as_json, _print_build)
@@ -279,15 +288,65 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed warm-up iterations.")
 @click.option("--device", default="host", show_default=True,
               help="Where to run: host, or a device the runner supports (e.g. qemu for mcu bundles).")
+@click.option("--profile", is_flag=True,
+              help="Instructions per layer (mcu bundles with --device qemu), like TFLM's MicroProfiler.")
+@click.option("--prompt-tokens", type=int, default=128, show_default=True,
+              help="Generation bundles: prompt length for time-to-first-token.")
+@click.option("--new-tokens", type=int, default=128, show_default=True,
+              help="Generation bundles: tokens decoded per run (time per output token).")
+@click.option("--repeat", type=int, default=3, show_default=True, help="Generation bundles: timed runs.")
 @threads_option
 @json_option
 @handle_errors
-def bench(bundle: Path, iters: int, warmup: int, device: str, threads: int | None, as_json: bool) -> None:
-    """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS."""
+def bench(bundle: Path, iters: int, warmup: int, device: str, profile: bool, threads: int | None,
+          as_json: bool, prompt_tokens: int = 128, new_tokens: int = 128, repeat: int = 3) -> None:
+    """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS.
+
+    For a generation bundle (a causal LM): load time, TTFT, TPOT median/p90, tokens/s, peak RSS
+    and KV-cache bytes over a --prompt-tokens prompt and --new-tokens greedy tokens.
+    """
     from edgec import api
 
-    _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, progress=_progress(as_json)),
-          as_json, _print_bench)
+    if _is_generation_bundle(bundle):
+        _emit(api.bench_generation(bundle, prompt_tokens=prompt_tokens, new_tokens=new_tokens, threads=threads,
+                                   repeat=repeat, progress=_progress(as_json)), as_json, _print_generation_bench)
+        return
+    _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, profile=profile,
+                    progress=_progress(as_json)), as_json, _print_bench)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--prompt", required=True, help="Text to continue (wrapped in the chat template when the model has one).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--no-chat", is_flag=True, help="Use the prompt as is, without the chat template.")
+@threads_option
+@json_option
+@handle_errors
+def generate(bundle: Path, prompt: str, max_new_tokens: int, no_chat: bool, threads: int | None,
+             as_json: bool) -> None:
+    """Generate text greedily with a generation bundle's own runner and tokenizer."""
+    from edgec import api
+
+    result = api.generate(bundle, prompt, max_new_tokens=max_new_tokens, threads=threads, chat=not no_chat)
+    _emit(result, as_json, lambda r: click.echo(r["text"]))
+
+
+def _is_generation_bundle(bundle: Path) -> bool:
+    try:
+        return "methods" in json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def _print_generation_bench(b: dict) -> None:
+    g = b["generation"]
+    rows = [[b["runner"], _fmt(b["threads"]), g["prompt_tokens"], g["new_tokens"], _fmt(g["load_s"] * 1e3),
+             _fmt(g["ttft_ms"]["p50"]), _fmt(g["tpot_ms"]["p50"]), _fmt(g["tpot_ms"]["p90"]), _fmt(g["tokens_per_s"]),
+             f"{(b['peak_rss_bytes'] or 0) / 2**20:.1f}", _fmt(g["kv_cache_bytes"])]]
+    _console().print(_table(f"generation bench {b['target']} {b['precision']}",
+                            ["runner", "threads", "prompt", "new", "load ms", "TTFT ms", "TPOT p50 ms", "TPOT p90 ms",
+                             "tok/s", "peak RSS MiB", "KV bytes"], rows))
 
 
 @cli.command()
@@ -495,8 +554,16 @@ def _print_bench(b: dict) -> None:
     _console().print(_table(f"bench {b['target']} {b['precision']} ({b['runtime']['name']} {b['runtime']['version']})",
                             ["runner", "device", "threads", "iters", "mean ms", "p50 ms", "p90 ms", "p99 ms",
                              "items/s", "peak RSS MiB"], rows))
-    for k, v in sorted(b.get("extra", {}).items()):
+    extra = dict(b.get("extra", {}))
+    profile = extra.pop("profile", None)
+    for k, v in sorted(extra.items()):
         _console().print(f"  {k}: {_fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v)}")
+    if profile:
+        total = sum(r["instructions"] for r in profile) or 1
+        rows = [[r["name"][-40:], r["op"], r["macs"], r["instructions"], _fmt(r["instr_per_mac"]),
+                 f"{100 * r['instructions'] / total:.1f}"] for r in profile]
+        _console().print(_table("instructions per layer (QEMU -icount)",
+                                ["layer", "op", "MACs", "instructions", "instr/MAC", "%"], rows))
 
 
 def _print_verify(v: dict) -> None:

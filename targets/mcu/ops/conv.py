@@ -42,10 +42,33 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     }
     p = ctx.param_struct(struct, fields, op)
     wsym = ctx.const_array(op.inputs[1], "int8_t", w.data)
-    bsym = ctx.const_array(op.inputs[2], "int32_t", bias.data) if bias is not None else "0"
     msym = ctx.const_array(op.name + "_mult", "int32_t", mults, dedup_key=None)
     ssym = ctx.const_array(op.name + "_shift", "int32_t", shifts, dedup_key=None)
-    return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
+    if op.kind == "gconv":  # the grouped kernel adds the input offset itself
+        bsym = ctx.const_array(op.inputs[2], "int32_t", bias.data) if bias is not None else "0"
+        return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
+    # Fold the input offset into the bias: sum w*(x - zp) + b = sum w*x + (b - zp * sum w).
+    # Conv's im2col pads with zp and depthwise subtracts the padded taps' share, so the
+    # kernels' hot loops multiply raw int8 values.
+    depthwise = op.kind == "dwconv"
+    wsum = w.data.astype(np.int64).reshape(n_out, -1).sum(axis=1) if not depthwise else \
+        w.data.astype(np.int64).reshape(-1, n_out).sum(axis=0)
+    b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n_out, np.int64)) - x.zp * wsum
+    bsym = ctx.const_array(op.name + "_bias", "int32_t", _wrap_i32(b), dedup_key=None)
+    args = f"&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)}"
+    if depthwise:
+        return [f"{fn}({args});"]
+    pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
+        fields["pad_h"] == fields["pad_w"] == 0 and x.shape[1:3] == out.shape[1:3]
+    if pointwise:
+        return [f"{fn}({args}, 0);"]
+    # Up to 2 im2col columns (the DSP kernel's block); the model keeps one scratch buffer.
+    ctx.scratch_bytes = max(ctx.scratch_bytes, 2 * kh * kw * x.shape[3])
+    return [f"{fn}({args}, edgec_scratch);"]
+
+
+def _wrap_i32(v: np.ndarray) -> np.ndarray:
+    return ((v + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
 
 
 def emit_conv(op, ctx) -> list[str]:
@@ -72,7 +95,7 @@ def emit_fc(op, ctx) -> list[str]:
     # Fold the input zero point into the bias: sum_k w*(x - zp) + b = sum_k w*x + (b - zp*sum_k w).
     wsum = w.data.astype(np.int64).sum(axis=1)
     b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n, np.int64)) - x.zp * wsum
-    b = ((b + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    b = _wrap_i32(b)
     fields = {"batch": x.size // k, "in_k": k, "out_n": n, "per_channel": int(len(mults) > 1),
               "in_offset": -x.zp, "out_offset": out.zp,
               "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1]}
@@ -212,7 +235,7 @@ RECORDS = (
     # regular/depthwise kernels stay specialised.
     OpRecord("GroupedConv", kinds=("gconv",), emit=emit_group_conv, kernels=("group_conv.c",),
              headers=("edgec_group_conv.h",)),
-    OpRecord("FullyConnected", kinds=("fc",), emit=emit_fc, kernels=("fc.c",),
+    OpRecord("FullyConnected", kinds=("fc",), emit=emit_fc, kernels=("conv.c",),
              onnx={"Gemm": {1: onnx_gemm}, "MatMul": {1: onnx_matmul}}, tflite={"FULLY_CONNECTED": tflite_fc},
              constraints=(fc_constraints,)),
 )
