@@ -33,7 +33,7 @@ from benchmarks._common import print_table, write_json  # noqa: E402
 from tests.security._util import conv_onnx as _conv_onnx  # noqa: E402 - the same models as the tests
 
 CLASSES = ("clean", "internal", "traceback", "wrong-success", "code-executed")
-EDGEC = [sys.executable, "-m", "edgec.cli"]
+EDGEC = [sys.executable, "-m", "edgec"]
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import CliResult
 
-EDGEC = [sys.executable, "-m", "edgec.cli"]
+EDGEC = [sys.executable, "-m", "edgec"]
 
 
 def run_edgec(*args, cwd: Path | None = None, env: dict | None = None, timeout: int = 600) -> CliResult:
