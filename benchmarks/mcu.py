@@ -1,7 +1,7 @@
 """edgec's mcu C vs TensorFlow Lite Micro on the same int8 .tflite models (not a test).
 
 For each model (digits CNN, DS-CNN keyword spotting, MobileNet-style stack, dense
-autoencoder; built with Keras + the TFLite converter as in tests/mcu):
+autoencoder; built with Keras + the TFLite converter as in tests/targets/mcu):
   * RAM: edgec's EDGEC_ARENA_BYTES vs TFLM's arena ("Arena allocation total" from the
     tflite-micro Python interpreter's RecordingMicroAllocator, which holds tensors, op data
     and interpreter structs);

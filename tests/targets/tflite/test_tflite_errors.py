@@ -13,6 +13,8 @@ from edgec.targets.tflite import TFLiteTarget
 
 from .conftest import handle_from_proto
 
+pytestmark = pytest.mark.slow  # TensorFlow conversions (Keras, TFLite converter, onnx2tf)
+
 
 def _model(nodes, inp, out, opset=17, extra_opsets=()):
     g = helper.make_graph(nodes, "m", [inp], [out])

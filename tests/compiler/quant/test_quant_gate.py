@@ -6,13 +6,14 @@ import json
 import textwrap
 
 import pytest
-from tests.quant._quant_util import node_names
+from tests.compiler.quant._quant_util import node_names
 
 from edgec._deps import has_module
 
 GATE_TARGETS = ["intel-cpu", "onnxruntime", "jetson", "mcu",
-                pytest.param("arm", marks=pytest.mark.skipif(not (has_module("tensorflow") and has_module("onnx2tf")),
-                                                             reason="tflite extra not installed"))]
+                pytest.param("arm", marks=[pytest.mark.slow,
+                                           pytest.mark.skipif(not (has_module("tensorflow") and has_module("onnx2tf")),
+                                                              reason="tflite extra not installed")])]
 
 
 def _build(cli, model, out, *extra):

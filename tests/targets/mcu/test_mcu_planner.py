@@ -7,6 +7,8 @@ import pytest
 
 from .conftest import build_bundle, to_tflite, tflite_handle
 
+pytestmark = pytest.mark.slow  # TensorFlow conversions (Keras, TFLite converter, onnx2tf)
+
 
 @pytest.mark.parametrize("name", ["digits_cnn", "ds_cnn_kws", "mobilenet_stack", "dense_autoencoder"])
 def test_plan_has_no_overlapping_live_buffers(tflite_models, name):

@@ -11,6 +11,8 @@ from edgec.runtimes.litert_runner import LiteRTRunner
 from .conftest import lower
 from .test_tflite_cnn import _OrtReference
 
+pytestmark = pytest.mark.slow  # TensorFlow conversions (Keras, TFLite converter, onnx2tf)
+
 
 @pytest.fixture(scope="session")
 def bert_fp32(bert, tmp_session):

@@ -9,6 +9,8 @@ import pytest
 
 from .conftest import build_bundle, litert_reference, random_native, tflite_handle
 
+pytestmark = pytest.mark.slow  # TensorFlow conversions (Keras, TFLite converter, onnx2tf)
+
 PER_OP = ["conv_same_relu", "conv_valid_stride2", "conv_dilated", "dwconv_mult2_relu6", "dwconv_stride2", "dense",
           "dense_per_tensor", "add_residual", "mul", "maxpool", "avgpool_same", "global_avg", "softmax",
           "concat_pad_sigmoid", "tanh_flatten"]

@@ -9,6 +9,8 @@ from edgec.runtimes.harness import bench, compare, validate_bench_result
 from edgec.runtimes.litert_runner import LiteRTRunner
 from edgec.runtimes.onnxruntime_runner import make_session
 
+pytestmark = pytest.mark.slow  # TensorFlow conversions (Keras, TFLite converter, onnx2tf)
+
 
 class _OrtReference:
     """Reference in the model convention, as the pipeline's reference runner is."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # Output channel of conv2 that carries a planted outlier, compensated in conv3's weights: the
 # float function is unchanged, but conv3's input then has one channel so much larger than the

@@ -13,6 +13,8 @@ from edgec.runtimes.litert_runner import LiteRTRunner
 from .conftest import handle_from_proto, lower
 from .test_tflite_cnn import _OrtReference
 
+pytestmark = pytest.mark.slow  # TensorFlow conversions (Keras, TFLite converter, onnx2tf)
+
 
 @pytest.fixture(scope="session")
 def two_io():

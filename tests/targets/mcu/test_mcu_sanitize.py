@@ -10,6 +10,8 @@ import pytest
 
 from .conftest import build_bundle, tflite_handle
 
+pytestmark = pytest.mark.slow  # TensorFlow conversions (Keras, TFLite converter, onnx2tf)
+
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
 @pytest.mark.parametrize("name", ["mobilenet_stack", "ds_cnn_kws", "concat_pad_sigmoid", "softmax", "float_io_autoencoder"])

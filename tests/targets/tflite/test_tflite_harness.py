@@ -12,6 +12,8 @@ import pytest
 
 from edgec.runtimes.harness import validate_bench_result
 
+pytestmark = pytest.mark.slow  # TFLite bundles, runtimes pip-installed into fresh venvs
+
 PIP_TIMEOUT = 300
 
 

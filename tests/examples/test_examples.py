@@ -26,6 +26,7 @@ def test_demo_script_is_the_readme_command():
     readme = (ROOT / "README.md").read_text()
     assert "./scripts/demo.sh" in readme and "./scripts/test.sh" in readme
     assert "./scripts/test.sh" in (ROOT / ".ci/run").read_text()
+    assert 'pytest -m "not slow"' in readme  # the fast tier
     demo = (ROOT / "scripts/demo.sh").read_text()
     assert "edgec build examples/digits_cnn/model.py:build" in demo
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.quant._quant_util import node_names
+from tests.compiler.quant._quant_util import node_names
 
 from tests.conftest import run_cli
 
