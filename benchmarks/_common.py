@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -77,6 +76,3 @@ def minilm_path() -> str:
                                    text=True).strip()
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))

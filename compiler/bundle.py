@@ -92,6 +92,20 @@ def verify_files(bundle: Path, manifest: dict[str, Any]) -> list[str]:
     return bad
 
 
+def open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
+    """The bundle's manifest, after checking (unless ``check_files`` is False) that its files are unchanged.
+
+    Raises:
+        BundleError: No readable manifest, or files changed or missing since the build.
+    """
+    manifest = read_manifest(Path(bundle))
+    if check_files:
+        bad = verify_files(Path(bundle), manifest)
+        if bad:
+            raise BundleError(f"bundle files changed or missing since the build: {', '.join(bad[:5])}")
+    return manifest
+
+
 class BundleWriter:
     """Owns the temporary folder a bundle is built in and its atomic move into place.
 

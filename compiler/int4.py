@@ -274,11 +274,9 @@ class Int4Quantizer:
 
     # -- calibration activations -----------------------------------------------------------
     def _activations(self, names: list[str]) -> dict[str, np.ndarray]:
-        from edgec.calibration.collect import _add_outputs, _augment, _session
+        from edgec.runtimes.onnx_graph import make_session, with_outputs
 
-        aug, types = _augment(self.model.proto)
-        _add_outputs(aug, names, types)
-        sess = _session(aug)
+        sess = make_session(with_outputs(self.model.proto, names), optimize=False)
         feeds_names = [i.name for i in sess.get_inputs()]
         rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
         for s in self.calibration.samples:

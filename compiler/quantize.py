@@ -91,19 +91,12 @@ def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.nda
 
 
 def _weight_axis(node: "onnx.NodeProto", input_index: int, w: np.ndarray) -> int | None:
-    """Output-channel axis of a weight input, or None when it has none."""
-    if w.ndim < 2:
+    """Output-channel axis of a weight input, or None when it has none (a MatMul's first operand)."""
+    from edgec.compiler.weight_axis import weight_axis
+
+    if w.ndim < 2 or (node.op_type == "MatMul" and input_index != 1):
         return None
-    if node.op_type == "Conv":
-        return 0
-    if node.op_type == "ConvTranspose":
-        return 1
-    if node.op_type == "Gemm":
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        return 0 if trans_b else 1
-    if node.op_type == "MatMul" and input_index == 1:
-        return w.ndim - 1
-    return None
+    return weight_axis(node, input_index, w.ndim)
 
 
 class _Builder:

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgec.runtimes import io as rio
 from edgec.runtimes.base import Runner
+from edgec.runtimes.metrics import cosine
 
 BENCH_SCHEMA = "edgec.bench/1"
 BENCH_KEYS = ("schema", "runner", "runtime", "target", "precision", "device", "threads", "warmup",
@@ -101,18 +102,6 @@ def bench(runner: Runner, *, iters: int = 100, warmup: int = 10, batch: int | No
         "peak_rss_bytes": peak_rss_bytes(),
         "extra": dict(info.get("extra", {})),
     }
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two flattened arrays (1.0 when both are zero)."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 and nb == 0:
-        return 1.0
-    if na == 0 or nb == 0:
-        return 0.0
-    return float(np.dot(a, b) / (na * nb))
 
 
 def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.ndarray]],

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from edgec.runtimes.base import Runner
-
-
-def make_session(path_or_bytes: Any, threads: int | None = None):
-    """An onnxruntime CPU session with deterministic threading when ``threads`` is given."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    src = str(path_or_bytes) if not isinstance(path_or_bytes, (bytes, bytearray)) else bytes(path_or_bytes)
-    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+from edgec.runtimes.onnx_graph import make_session
 
 
 class ONNXRuntimeRunner(Runner):

@@ -78,7 +78,7 @@ def _batches(samples: list[dict[str, np.ndarray]], size: int = 32):
 def _torch_runner(module: Any, example: dict[str, Any]):
     import torch
 
-    from edgec.compiler.export import _flatten
+    from edgec.compiler.export import flatten_outputs
 
     def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
         n = next(iter(feeds.values())).shape[0]
@@ -89,7 +89,7 @@ def _torch_runner(module: Any, example: dict[str, Any]):
             else:
                 args.append(t.expand(n, *t.shape[1:]) if t.shape[0] == 1 else t)
         with torch.no_grad():
-            return _flatten(module(*args))[0]
+            return flatten_outputs(module(*args))[0]
 
     return run
 
