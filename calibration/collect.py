@@ -18,10 +18,8 @@ if TYPE_CHECKING:
     from edgec.compiler.progress import Progress
 
 def _session(model: "onnx.ModelProto"):
-    from edgec._deps import require
     from edgec.runtimes.onnx_graph import make_session
 
-    require("onnxruntime", None)
     try:
         # Fusions would only remove nodes whose outputs we asked for; keep the graph as written.
         return make_session(model, optimize=False)

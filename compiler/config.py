@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgec.calibration.types import PreprocessConfig
+from edgec.targets.registry import DEFAULT_TARGET
 
 CALIB_METHODS = ("minmax", "percentile", "entropy", "mse")
 # ``auto`` picks one of CALIB_METHODS per tensor by the output error it causes (compiler/quant_stage.py).
@@ -65,7 +66,7 @@ class BuildConfig:
 
     model: str
     output: Path
-    target: str = "intel-cpu"
+    target: str = DEFAULT_TARGET
     precision: str | None = None
     calib: str | None = None
     calib_method: str = "minmax"

@@ -16,9 +16,10 @@ compared with the same node's output in the float model over the data:
   to an almost exact tensor, such as an int8 embedding at 45 dB, adds little noise).
 
 ``bisect`` names the first node in graph order whose output SQNR falls below the threshold.
-For intel-cpu bundles, ``runtime="target"`` reads the same tensors from the OpenVINO IR on
-the OpenVINO CPU plugin instead of onnxruntime (what the device really computes; tensors
-that OpenVINO fused away are reported as missing).
+``runtime="target"`` reads the same tensors through the bundle's own runner
+(`Runner.intermediate_tensors`: the OpenVINO IR on the CPU plugin for intel-cpu, the
+artifact ONNX for onnxruntime) instead of the reference onnxruntime run (what the device
+really computes; tensors the runtime fused away are reported as missing).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import BundleError, ConfigError
+from edgec.runtimes.registry import REFERENCE_RUNNER
 
 SQNR_CAP = 120.0  # dB; exact tensors count as this for the added-error arithmetic
 DEFAULT_THRESHOLD_DB = 20.0
@@ -141,7 +143,7 @@ def bisect(rows: list[dict[str, Any]], threshold_db: float) -> dict[str, Any] | 
 
 
 def debug_bundle(bundle: Path, data: str, *, threshold_db: float = DEFAULT_THRESHOLD_DB, max_samples: int = 64,
-                 runtime: str = "onnxruntime") -> dict[str, Any]:
+                 runtime: str = REFERENCE_RUNNER) -> dict[str, Any]:
     """Per-layer errors of a bundle's quantized model on ``data`` (see the module docstring)."""
     import onnx
 
@@ -165,45 +167,22 @@ def debug_bundle(bundle: Path, data: str, *, threshold_db: float = DEFAULT_THRES
     quant_runner = None
     if runtime == "target":
         quant_runner = _target_tensors(bundle, manifest)
-    elif runtime != "onnxruntime":
-        raise ConfigError(f"--runtime {runtime}: expected onnxruntime or target")
+    elif runtime != REFERENCE_RUNNER:
+        raise ConfigError(f"--runtime {runtime}: expected {REFERENCE_RUNNER} or target")
     rows = compare_layers(float_proto, quant_proto, samples, quant_runner=quant_runner)
     first = bisect(rows, threshold_db)
     return {"bundle": str(bundle), "target": manifest["target"], "precision": manifest["precision"],
-            "runtime": runtime if runtime == "onnxruntime" else manifest["runner"], "samples": len(samples),
+            "runtime": runtime if runtime == REFERENCE_RUNNER else manifest["runner"], "samples": len(samples),
             "threshold_db": threshold_db, "layers": rank_rows(rows), "graph_order": [r["node"] for r in rows],
             "first_above_threshold": first}
 
 
 def _target_tensors(bundle: Path, manifest: dict[str, Any]):
-    """A reader of intermediate tensors from the target's runtime (OpenVINO IR only)."""
-    if manifest.get("runner") != "openvino":
+    """A reader of intermediate tensors from the bundle's own runner (`Runner.intermediate_tensors`)."""
+    from edgec.runtimes.registry import RUNNERS, create_runner
+
+    if not RUNNERS.get(manifest["runner"]).exposes_intermediate_tensors:
         raise ConfigError(f"--runtime target: the {manifest['runner']} runner does not expose intermediate tensors; "
-                          "use --runtime onnxruntime (the Q/DQ ONNX the target lowered)")
-    from edgec._deps import require
-
-    ov = require("openvino", "openvino")
-    core = ov.Core()
-    model = core.read_model(str(bundle / manifest["artifact"]["path"]))
-    cache: dict[tuple[str, ...], Any] = {}
-
-    def run(names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        key = tuple(names)
-        if key not in cache:
-            have = {n for op in model.get_ordered_ops() for o in op.outputs() for n in o.get_names()}
-            wanted = [n for n in names if n in have]
-            m = model.clone()
-            for n in wanted:
-                m.add_outputs(n)
-            compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            cache[key] = (compiled, wanted)
-        compiled, wanted = cache[key]
-        res = compiled({k: v for k, v in feeds.items() if k in {i.get_any_name() for i in compiled.inputs}})
-        out = {}
-        for port, val in res.items():
-            for n in port.get_names():
-                if n in wanted:
-                    out[n] = np.asarray(val)
-        return out
-
-    return run
+                          f"use --runtime {REFERENCE_RUNNER} (the Q/DQ ONNX the target lowered)")
+    runner = create_runner(manifest["runner"], bundle, manifest).load()
+    return runner.intermediate_tensors

@@ -8,17 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from edgec import __version__
-from edgec._deps import version_of
+from edgec._deps import CORE_DISTS, version_of
 from edgec.compiler import bundle as bundle_io
 from edgec.compiler.config import BuildConfig
 from edgec.compiler.model import ModelHandle
 from edgec.compiler.progress import SILENT, Progress
 from edgec.errors import CalibrationDataError, ConfigError, MissingDependencyError
+from edgec.runtimes.registry import REFERENCE_RUNNER
 
-CORE_DISTS = ("edgec", "numpy", "onnx", "onnxruntime", "onnxslim")
 SOURCE_DISTS = {"torch": ("torch",), "pt2": ("torch",), "hf": ("torch", "transformers", "tokenizers")}
-TARGET_DISTS = {"intel-cpu": ("openvino",), "arm": ("tensorflow", "onnx2tf", "ai-edge-litert"),
-                "mcu": ("ai-edge-litert",), "jetson": ("tensorrt",)}
 VERIFY_MAX_SAMPLES = 64  # samples of the calibration data reused for the accuracy check
 EVAL_MAX_SAMPLES = 1000  # samples of an explicit --eval set
 
@@ -299,7 +297,7 @@ def _write_reference(handle: ModelHandle, tmp: Path, quant: ModelHandle | None =
         (tmp / "reference" / "model.tflite").write_bytes(handle.serialize())
         return {"runner": "litert", "path": "reference/model.tflite"}
     (tmp / "reference" / "model.onnx").write_bytes(handle.serialize())
-    ref = {"runner": "onnxruntime", "path": "reference/model.onnx"}
+    ref = {"runner": REFERENCE_RUNNER, "path": "reference/model.onnx"}
     if quant is not None:  # what the target lowered, for `edgec debug layers`
         (tmp / "reference" / "quantized.onnx").write_bytes(quant.serialize())
         ref["quantized"] = "reference/quantized.onnx"
@@ -336,7 +334,7 @@ def _profiles(config: BuildConfig) -> dict[str, tuple]:
 
 
 def _dependencies(handle: ModelHandle, target) -> dict[str, str]:
-    dists = [*CORE_DISTS, *SOURCE_DISTS.get(handle.meta.get("source_kind", ""), ()), *TARGET_DISTS.get(target.name, ())]
+    dists = [*CORE_DISTS, *SOURCE_DISTS.get(handle.meta.get("source_kind", ""), ()), *target.dependencies]
     return {d: v for d in dists if (v := version_of(d)) is not None}
 
 

@@ -40,7 +40,8 @@ SCALE_PRESERVING_OPS = frozenset({"MaxPool", "AveragePool", "Reshape", "Flatten"
 PARAMETER_INPUTS = {"Clip": (1, 2)}
 FUSIBLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 FUSING_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
-# TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh.
+# TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh; the default when the
+# QuantScheme names no `fixed_output_params`.
 FIXED_OUTPUT_PARAMS = {"Softmax": (1.0 / 256.0, -128), "Sigmoid": (1.0 / 256.0, -128), "Tanh": (1.0 / 128.0, 0)}
 MIN_SCALE = 1e-12
 
@@ -166,6 +167,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     int_ops = scheme.integer_ops if scheme.integer_ops is not None else FULL_INT_OPS
     preserving = scheme.scale_preserving_ops if scheme.scale_preserving_ops is not None else SCALE_PRESERVING_OPS
+    fixed = ({op: (s, z) for op, s, z in scheme.fixed_output_params} if scheme.fixed_output_params is not None
+             else FIXED_OUTPUT_PARAMS)
 
     def is_quant_node(n) -> bool:
         if n.name in keep_float:
@@ -215,8 +218,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             continue
         p = producer.get(t)
         if full and p is not None and id(p) in qnodes:
-            if p.op_type in FIXED_OUTPUT_PARAMS and not scheme.activation_symmetric:
-                params[t] = QParams(*FIXED_OUTPUT_PARAMS[p.op_type])
+            if p.op_type in fixed and not scheme.activation_symmetric:
+                params[t] = QParams(*fixed[p.op_type])
                 continue
             if p.op_type in preserving and p.input[0] in params:
                 params[t] = params[p.input[0]]

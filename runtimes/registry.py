@@ -20,6 +20,10 @@ _BUILTIN: dict[str, str] = {
 }
 
 
+# The runner of every bundle's float reference ONNX (and of `debug layers`' Q/DQ comparison).
+REFERENCE_RUNNER = "onnxruntime"
+
+
 class RunnerRegistry(LazyRegistry["Runner"]):
     """Maps runner names to `Runner` classes; rejects duplicates."""
 

@@ -73,3 +73,12 @@ for _name, _path in _BUILTIN.items():
 
 def get_target(name_or_alias: str) -> "Target":
     return TARGETS.get(name_or_alias)
+
+
+def extra_for_format(fmt: str) -> str | None:
+    """The pip extra of the first target that takes ``fmt`` sources (what reading them needs)."""
+    for name in TARGETS.names():
+        target = TARGETS.target_class(name)
+        if fmt in target.accepted_formats and target.extra:
+            return target.extra
+    return None

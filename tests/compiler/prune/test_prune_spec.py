@@ -77,16 +77,19 @@ def test_request_checks_the_source(tiny_cnn_onnx, tiny_cnn_factory, tmp_path):
 
 
 def test_warnings_say_which_target_gains_nothing():
-    from edgec.compiler.prune.report import SPEEDUP_NOTES, pruning_warnings
+    from edgec.compiler.prune.report import gains_by_target, pruning_warnings
+    from edgec.targets.registry import TARGETS
 
     mag, nm, ch = (parse_prune_spec(t) for t in ("magnitude:0.5", "2:4", "channels:0.3"))
     assert "does not make 'arm' faster" in pruning_warnings(mag, "arm", {})[0]
     assert "add --sparsity" in pruning_warnings(nm, "jetson", {})[0]
     assert pruning_warnings(nm, "jetson", {"sparsity": True}) == []
-    assert "only TensorRT" in pruning_warnings(nm, "intel-cpu", {})[0]
+    assert "only 'jetson' has 2:4 sparse kernels" in pruning_warnings(nm, "intel-cpu", {})[0]
     assert pruning_warnings(ch, "mcu", {}) == []
-    targets = {"intel-cpu", "arm", "mcu", "jetson"}
-    assert all(set(notes) == targets for notes in SPEEDUP_NOTES.values())
+    for method in ("magnitude", "nm", "channels", "heads"):  # every target states its gain
+        assert set(gains_by_target(method)) == set(TARGETS.names())
+    assert gains_by_target("nm")["jetson"].startswith("2:4 weights qualify")
+    assert gains_by_target("magnitude")["intel-cpu"].startswith("none expected")
 
 
 def test_cli_help_lists_the_prune_options(cli):

@@ -44,6 +44,11 @@ def test_debug_layers_human_output_and_plain_model(cli, digits_models, tmp_path)
     h = cli("debug", "layers", tmp_path / "b", "--data", digits_models["eval"], "--bisect", "--top", "3")
     assert h.code == 0, h.err
     assert "SQNR dB" in h.out and "bisect: first layer below 20 dB: none" in h.out
+    # Any runner that exposes intermediate tensors serves --runtime target (here onnxruntime's).
+    t = cli("debug", "layers", tmp_path / "b", "--data", digits_models["eval"], "--runtime", "target", "--json",
+            "--samples", "8")
+    assert t.code == 0, t.err
+    assert t.json()["runtime"] == "onnxruntime" and t.json()["layers"]
 
 
 def test_debug_layers_needs_a_quantized_bundle(cli, digits_models, tmp_path):
