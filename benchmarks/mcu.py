@@ -1,24 +1,26 @@
-"""edgec's mcu C vs TensorFlow Lite Micro on the same int8 .tflite models (not a test).
+"""edgec's Cortex-M C on the four MLPerf Tiny reference architectures, next to TFLM + CMSIS-NN.
 
-For each model (digits CNN, DS-CNN keyword spotting, MobileNet-style stack, dense
-autoencoder; built with Keras + the TFLite converter as in tests/targets/mcu):
-  * RAM: edgec's EDGEC_ARENA_BYTES vs TFLM's arena ("Arena allocation total" from the
-    tflite-micro Python interpreter's RecordingMicroAllocator, which holds tensors, op data
-    and interpreter structs);
-  * flash: edgec's text+data from arm-none-eabi-size (cortex-m4, -Os, --gc-sections) vs the
-    .tflite flatbuffer TFLM reads. TFLM's own library cannot be built for Cortex-M4 here
-    (no TFLM sources offline; the PyPI wheel ships an x86 library only), so the TFLM figure
-    is a LOWER bound: model bytes only, library excluded;
-  * host latency: edgec's C (gcc -O2, one ctypes call, buffers prepared once) vs TFLM's Python interpreter
-    ``invoke()`` (its reference kernels, x86), median of N runs on the same input;
-  * agreement: fraction of output elements equal between edgec and TFLM.
+The models are rebuilt from the MLPerf Tiny reference shapes (random weights: instruction
+counts depend on shapes only), converted to full-int8 .tflite with the TFLite converter
+(cached under ``$XDG_CACHE_HOME/edgec/mcu-bench``), built with the mcu target and run in
+qemu-system-arm with ``-icount shift=0`` on M4 (mps2-an386), M33 (mps2-an505) and M55
+(mps3-an547) at -O2 and -Os. Per row:
+  * instructions of one inference and instructions/MAC; the TFLM + CMSIS-NN counts
+    (issue 14, measured on the same boards, depending on the shapes only) as the anchor;
+  * flash from arm-none-eabi-size (library + a call, --gc-sections, newlib's memcpy),
+    split into weights (constants) and code (the rest);
+  * RAM: arena, other static data (im2col scratch), painted stack, caller I/O buffers;
+    TFLM's arena from the tflite-micro interpreter (RecordingMicroAllocator) as anchor;
+  * bit-exactness: QEMU output == host build == LiteRT BUILTIN_REF.
 
-Usage: python benchmarks/mcu.py [--iters 200] [--out mcu_bench.json]
+Usage: python benchmarks/mcu.py [--models ic,kws,vww,ad] [--cpus cortex-m4,...] [--opts -O2,-Os]
+       [--out benchmarks/results/mcu.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -28,28 +30,99 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import time_fn  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# Issue 14: TFLM + CMSIS-NN instructions per inference, M4 (mps2-an386) / M55 (mps3-an547).
+CMSIS_NN = {"ic": {"macs": 12.50e6, "cortex-m4": 29.78e6, "cortex-m55": 4.91e6},
+            "kws": {"macs": 2.66e6, "cortex-m4": 7.58e6, "cortex-m55": 1.81e6},
+            "vww": {"macs": 7.49e6, "cortex-m4": 23.78e6, "cortex-m55": 6.56e6},
+            "ad": {"macs": 0.26e6, "cortex-m4": 0.583e6, "cortex-m55": 0.150e6}}
+GOAL = {"cortex-m4": 0.8, "cortex-m55": 1.0}
+# TFLM + CMSIS-NN runtime code measured in issue 14 (36-89 KB): its smallest figure makes the
+# flash comparison a lower bound for TFLM (its flash = code + the .tflite flatbuffer).
+TFLM_MIN_CODE = 36 * 1024
 
 
-def _load_test_models():
+def _conftest():
     spec = importlib.util.spec_from_file_location("mcu_models", ROOT / "tests" / "mcu" / "conftest.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-def tflm_arena(data: bytes) -> tuple[int, object]:
-    from tflite_micro.python.tflite_micro import runtime
+def architectures() -> dict:
+    """MLPerf Tiny v1.0 reference models (keras), by benchmark name."""
+    import tensorflow as tf
 
+    L = tf.keras.layers
+
+    def resnet8():
+        inp = tf.keras.Input((32, 32, 3), batch_size=1)
+        x = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
+        for filters, stride in ((16, 1), (32, 2), (64, 2)):
+            y = L.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
+            y = L.Conv2D(filters, 3, padding="same")(y)
+            if stride != 1:
+                x = L.Conv2D(filters, 1, strides=stride)(x)
+            x = L.ReLU()(L.Add()([x, y]))
+        x = L.Flatten()(L.AveragePooling2D(8)(x))
+        return tf.keras.Model(inp, L.Softmax()(L.Dense(10)(x))), (32, 32, 3)
+
+    def ds_cnn():
+        inp = tf.keras.Input((49, 10, 1), batch_size=1)
+        x = L.Conv2D(64, (10, 4), strides=2, padding="same", activation="relu")(inp)
+        for _ in range(4):
+            x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+            x = L.Conv2D(64, 1, activation="relu")(x)
+        x = L.Flatten()(L.AveragePooling2D((25, 5))(x))
+        return tf.keras.Model(inp, L.Softmax()(L.Dense(12)(x))), (49, 10, 1)
+
+    def mobilenet_v1_025():
+        inp = tf.keras.Input((96, 96, 3), batch_size=1)
+        x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+        for filters, stride in ((16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 1),
+                                (128, 1), (128, 1), (128, 1), (256, 2), (256, 1)):
+            x = L.DepthwiseConv2D(3, strides=stride, padding="same", activation="relu")(x)
+            x = L.Conv2D(filters, 1, activation="relu")(x)
+        x = L.Flatten()(L.AveragePooling2D(3)(x))
+        return tf.keras.Model(inp, L.Softmax()(L.Dense(2)(x))), (96, 96, 3)
+
+    def fc_autoencoder():
+        inp = tf.keras.Input((640,), batch_size=1)
+        x = inp
+        for n in (128, 128, 128, 128, 8, 128, 128, 128, 128):
+            x = L.Dense(n, activation="relu")(x)
+        return tf.keras.Model(inp, L.Dense(640)(x)), (640,)
+
+    return {"ic": resnet8, "kws": ds_cnn, "vww": mobilenet_v1_025, "ad": fc_autoencoder}
+
+
+def tflite_model(name: str, cf) -> bytes:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgec" / "mcu-bench"
+    cache.mkdir(parents=True, exist_ok=True)
+    src = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    path = cache / f"{name}-{src}.tflite"
+    if not path.exists():
+        import tensorflow as tf
+
+        tf.keras.utils.set_random_seed(0)
+        model, shape = architectures()[name]()
+        path.write_bytes(cf.to_tflite(model, shape, n=16))
+    return path.read_bytes()
+
+
+def tflm_arena(data: bytes) -> int | None:
+    """TFLM's arena bytes for the model (tensors + op data + interpreter structs)."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        return None
     it = runtime.Interpreter.from_bytes(data, arena_size=4 * 1024 * 1024)
     d = it.get_input_details(0)
     it.set_input(np.zeros(d["shape"], d["dtype"]), 0)
-    it.invoke()  # allocation is recorded on the first invoke
+    it.invoke()
     sys.stdout.flush()
-    sys.stderr.flush()
     with tempfile.TemporaryFile() as tmp:
         saved = [os.dup(1), os.dup(2)]
         os.dup2(tmp.fileno(), 1)
@@ -66,80 +139,93 @@ def tflm_arena(data: bytes) -> tuple[int, object]:
         text = tmp.read().decode(errors="replace")
     for line in text.splitlines():
         if "Arena allocation total" in line:
-            return int(line.split("total")[1].split()[0]), it
-    raise RuntimeError("tflite-micro printed no arena total:\n" + text[-1000:])
+            return int(line.split("total")[1].split()[0])
+    return None
 
 
-def median_ms(fn, iters: int) -> float:
-    return time_fn(fn, iters, max(3, iters // 10))["p50"]
+_BUILT: dict = {}
+
+
+def measure(name: str, data: bytes, cpu: str, opt: str, cf, work: Path) -> dict:
+    from edgec.runtimes.mcu_runner import MCURunner
+    from edgec.targets.mcu import toolchain
+
+    out = work / f"{name}-{cpu}"
+    if (name, cpu) not in _BUILT:
+        res, manifest = cf.build_bundle(cf.tflite_handle(data), out, cpu=cpu)
+        _BUILT[(name, cpu)] = (manifest, res.report)
+    manifest, report = _BUILT[(name, cpu)]
+    runner = MCURunner(out, manifest, device="qemu")
+    runner.opt = opt
+    runner.load()
+    feeds = cf.random_native(runner.native_in, np.random.default_rng(1))
+    got = next(iter(runner.run_native(feeds).values()))
+    ref = cf.litert_reference(data)
+    ref.set_tensor(ref.get_input_details()[0]["index"], next(iter(feeds.values())))
+    ref.invoke()
+    want = ref.get_tensor(ref.get_output_details()[0]["index"])
+    extra = runner.info()["extra"]
+    size = toolchain.arm_size(out / "c", cpu, opt=opt)
+    flash = size["text"] + size["data"]
+    weights = report["const_bytes"]
+    macs = report["macs"]
+    return {"model": name, "cpu": cpu, "opt": opt, "macs": macs, "instructions": extra["instructions"],
+            "instr_per_mac": extra["instructions"] / macs, "flash_bytes": flash, "weights_bytes": weights,
+            "code_bytes": flash - weights, "arena_bytes": report["arena_bytes"],
+            "static_bytes": size["bss"] + size["data"] - report["arena_bytes"],
+            "stack_bytes": extra.get("stack_bytes"), "io_bytes": report["io_bytes"],
+            "bitexact_litert": bool(np.array_equal(got.reshape(want.shape), want)),
+            "qemu_matches_host": extra["matches_host"], "qemu_board": extra["qemu_board"]}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--iters", type=int, default=200)
-    ap.add_argument("--out", default="mcu_bench.json")
+    ap.add_argument("--models", default="ic,kws,vww,ad")
+    ap.add_argument("--cpus", default="cortex-m4,cortex-m33,cortex-m55")
+    ap.add_argument("--opts", default="-O2,-Os")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mcu.json"))
     args = ap.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        import tflite_micro  # noqa: F401
-        have_tflm = True
-    except ImportError:
-        have_tflm = False
-        print("tflite-micro is not installed (pip install tflite-micro): TFLM columns left empty")
-    m = _load_test_models()
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(0)
-    from edgec.runtimes.mcu_runner import MCURunner
-
-    rows = []
-    for name, (model, shape) in m._whole_models().items():
-        data = m.to_tflite(model, shape)
-        with tempfile.TemporaryDirectory() as td:
-            res, manifest = m.build_bundle(m.tflite_handle(data), Path(td) / "b", cpu="cortex-m4")
-            runner = MCURunner(Path(td) / "b", manifest).load()
-            feeds = m.random_native(runner.native_in, np.random.default_rng(0))
-            ours_out = runner.run_native(feeds)
-            # Time the C call alone (pointers prepared once), as TFLM's invoke() is timed alone.
-            import ctypes
-
-            arrays = [np.ascontiguousarray(feeds[s.name]) for s in runner.native_in]
-            outs = [np.zeros([int(d) for d in s.shape], s.dtype) for s in runner.native_out]
-            c_in = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-            c_out = (ctypes.c_void_p * len(outs))(*[o.ctypes.data for o in outs])
-            ours_ms = median_ms(lambda: runner._fn(c_in, c_out), args.iters)
-            size = res.report["arm_size"]
-            row = {"model": name, "tflite_bytes": len(data),
-                   "edgec_arena_bytes": res.report["arena_bytes"],
-                   "edgec_flash_bytes": size["text"] + size["data"] if isinstance(size, dict) else None,
-                   "edgec_const_bytes": res.report["const_bytes"], "edgec_host_ms": ours_ms}
-        if have_tflm:
-            arena, it = tflm_arena(data)
-            x = feeds[runner.native_in[0].name]
-            it.set_input(x, 0)
-            it.invoke()
-            tflm_out = it.get_output(0)
-            ours = next(iter(ours_out.values())).reshape(tflm_out.shape)
-            row.update({"tflm_arena_bytes": arena, "tflm_flash_bytes_lower_bound": len(data),
-                        "tflm_host_ms": median_ms(it.invoke, args.iters),
-                        "equal_outputs_vs_tflm": float((ours == tflm_out).mean())})
-            row["ram_ratio"] = row["edgec_arena_bytes"] / arena
-            if row["edgec_flash_bytes"]:
-                row["flash_ratio_vs_lower_bound"] = row["edgec_flash_bytes"] / len(data)
-            row["speedup_host"] = row["tflm_host_ms"] / ours_ms
-        rows.append(row)
-
-    hdr = f"{'model':<18}{'arena':>8}{'TFLM':>8}{'ratio':>7}{'flash':>9}{'TFLM>=':>9}{'ratio':>7}{'host ms':>9}{'TFLM ms':>9}{'speedup':>8}{'eq':>6}"
+    cf = _conftest()
+    rows, tflm = [], {}
+    with tempfile.TemporaryDirectory() as td:
+        for name in args.models.split(","):
+            data = tflite_model(name, cf)
+            tflm[name] = {"arena_bytes": tflm_arena(data), "tflite_bytes": len(data)}
+            for cpu in args.cpus.split(","):
+                for opt in args.opts.split(","):
+                    r = measure(name, data, cpu, opt, cf, Path(td))
+                    ref = CMSIS_NN[name].get(cpu)
+                    r["cmsis_nn_instructions"] = ref
+                    r["ratio_vs_cmsis_nn"] = r["instructions"] / ref if ref else None
+                    r["ram_bytes"] = r["arena_bytes"] + r["static_bytes"] + (r["stack_bytes"] or 0) + r["io_bytes"]
+                    if tflm[name]["arena_bytes"]:
+                        # TFLM's arena holds the I/O tensors; its stack and statics are left out (lower bound).
+                        r["ram_ratio_vs_tflm_arena"] = r["ram_bytes"] / tflm[name]["arena_bytes"]
+                    r["flash_ratio_vs_tflm_lower_bound"] = r["flash_bytes"] / (TFLM_MIN_CODE + len(data))
+                    rows.append(r)
+                    print(f"{name:4} {cpu:11} {opt:3} instr {r['instructions'] / 1e6:7.3f} M "
+                          f"({r['instr_per_mac']:.2f}/MAC) vs CMSIS-NN {ref / 1e6 if ref else float('nan'):6.2f} M "
+                          f"= {r['ratio_vs_cmsis_nn'] or float('nan'):.2f}x  code {r['code_bytes']} B "
+                          f"RAM {r['ram_bytes']} B  exact {r['bitexact_litert']}", flush=True)
+    print()
+    hdr = (f"{'model':5}{'cpu':12}{'opt':4}{'instr M':>9}{'/MAC':>6}{'CMSIS M':>8}{'ratio':>6}{'goal':>6}"
+           f"{'code':>7}{'weights':>8}{'arena':>7}{'static':>7}{'stack':>6}{'io':>6}{'RAM':>7}{'TFLM ar':>8}"
+           f"{'RAM x':>6}{'exact':>6}")
     print(hdr)
     for r in rows:
-        print(f"{r['model']:<18}{r['edgec_arena_bytes']:>8}{r.get('tflm_arena_bytes', '-'):>8}"
-              f"{r.get('ram_ratio', float('nan')):>7.2f}{r['edgec_flash_bytes'] or '-':>9}"
-              f"{r.get('tflm_flash_bytes_lower_bound', '-'):>9}{r.get('flash_ratio_vs_lower_bound', float('nan')):>7.2f}"
-              f"{r['edgec_host_ms']:>9.4f}{r.get('tflm_host_ms', float('nan')):>9.4f}"
-              f"{r.get('speedup_host', float('nan')):>8.1f}{r.get('equal_outputs_vs_tflm', float('nan')):>6.2f}")
-    result = {"schema": "edgec.mcu-bench/1", "cpu": "cortex-m4", "flags": "-Os -mthumb -ffunction-sections "
-              "-fdata-sections, --gc-sections", "tflm_flash_note": "TFLM library not built for M4 offline: "
-              "model flatbuffer bytes only (lower bound)", "rows": rows}
+        goal = GOAL.get(r["cpu"])
+        met = "-" if not goal or r["ratio_vs_cmsis_nn"] is None else ("met" if r["ratio_vs_cmsis_nn"] <= goal else "MISS")
+        ta = tflm[r["model"]]["arena_bytes"]
+        print(f"{r['model']:5}{r['cpu']:12}{r['opt']:4}{r['instructions'] / 1e6:9.3f}{r['instr_per_mac']:6.2f}"
+              f"{(r['cmsis_nn_instructions'] or 0) / 1e6:8.2f}{r['ratio_vs_cmsis_nn'] or 0:6.2f}{met:>6}"
+              f"{r['code_bytes']:7}{r['weights_bytes']:8}{r['arena_bytes']:7}{r['static_bytes']:7}"
+              f"{r['stack_bytes'] or 0:6}{r['io_bytes']:6}{r['ram_bytes']:7}{ta or 0:8}"
+              f"{r.get('ram_ratio_vs_tflm_arena', 0):6.2f}{'yes' if r['bitexact_litert'] else 'NO':>6}")
+    result = {"schema": "edgec.mcu-bench/2", "method": "qemu-system-arm -icount shift=0, SysTick ticks x "
+              "instructions/tick calibrated with a loop of known length", "cmsis_nn_reference": CMSIS_NN,
+              "goals": {"instructions_vs_cmsis_nn": GOAL, "ram_vs_tflm": 0.5},
+              "tflm": tflm, "tflm_min_code_bytes": TFLM_MIN_CODE, "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, sort_keys=True))
     print(f"wrote {args.out}")
     return 0

@@ -6,12 +6,11 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from edgec.compiler.model import sha256_file
-from edgec.errors import BundleError, ConfigError
+from edgec.errors import BundleError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -114,15 +113,14 @@ class BundleWriter:
         force: Replace ``out`` if it exists.
     """
 
-    def __init__(self, out: Path, force: bool):
+    def __init__(self, out: Path, force: bool, reads: Iterable[Path] = ()):
+        from edgec.compiler.output_dir import check_output, make_temp_dir
+
+        raw = str(out)
         self.out = Path(out)
-        if self.out.exists() and not force:
-            raise ConfigError(f"output '{self.out}' already exists; pass --force to replace it")
-        if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"output '{self.out}' exists and is not a folder")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
+        check_output(self.out, raw, force, reads)
         # Same filesystem as the destination, so the final rename is atomic.
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.edgec-", dir=self.out.parent))
+        self.tmp, self._lock = make_temp_dir(self.out)
 
     def commit(self) -> Path:
         """Move the finished bundle into place (replacing an old one)."""
@@ -133,7 +131,15 @@ class BundleWriter:
         os.replace(self.tmp, self.out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        self._release()
         return self.out
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        from edgec.compiler.output_dir import release
+
+        release(self._lock)
+        self._lock = None

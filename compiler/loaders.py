@@ -281,16 +281,13 @@ def load_torch_factory(spec: str, *, input_shapes: dict[str, InputShape], parity
 
 def load_pt2(path: Path, *, input_shapes: dict[str, InputShape], parity_tol: float, progress: Progress) -> ModelHandle:
     """A ``torch.export`` ExportedProgram saved with ``torch.export.save``."""
-    torch = require("torch", "export")
+    require("torch", "export")
     if not path.is_file():
         raise ModelLoadError(f"model '{path}' does not exist")
-    try:
-        ep = torch.export.load(str(path))
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"'{path}' is not a valid .pt2 ExportedProgram: {exc}") from exc
-    example = getattr(ep, "example_inputs", None)
-    if not example:
-        raise ModelLoadError(f"'{path}' carries no example inputs; save it from torch.export.export(model, args)")
+    from edgec.compiler.pt2_archive import example_inputs, load_exported_program
+
+    ep = load_exported_program(path)
+    example = example_inputs(ep, path)
     args, kwargs = example
     module = ep.module()
     ex = dict(kwargs) if kwargs else args

@@ -12,6 +12,7 @@ from edgec._deps import CORE_DISTS, version_of
 from edgec.compiler import bundle as bundle_io
 from edgec.compiler.config import BuildConfig
 from edgec.compiler.model import ModelHandle
+from edgec.compiler.output_dir import read_paths
 from edgec.compiler.progress import SILENT, Progress
 from edgec.errors import CalibrationDataError, ConfigError, MissingDependencyError
 from edgec.runtimes.registry import REFERENCE_RUNNER
@@ -61,7 +62,7 @@ def build(config: BuildConfig, progress: Progress = SILENT) -> BuildResult:
         raise _unavailable(target, reason)
     precision = resolve_precision(target, config.precision)
     options = check_target_options(target, config.target_options)
-    writer = bundle_io.BundleWriter(config.output, config.force)
+    writer = bundle_io.BundleWriter(config.output, config.force, reads=read_paths(config))
     try:
         result = _build_into(config, target, precision, options, writer.tmp, progress)
         writer.commit()

@@ -339,6 +339,8 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats) -> 
         w = b.nh.to_array(t).astype(np.float32)
         is_bias = n.op_type in ("Conv", "ConvTranspose", "Gemm") and k == 2
         if is_bias:
+            if w.ndim > 1 and w.size == w.shape[-1]:
+                w = w.reshape(-1)  # a [1, N] Gemm bias (MatMul + Add fused): per output channel
             if in_scale is None or w_scales is None or w.ndim != 1:
                 continue
             bscale = (np.float32(in_scale) * np.broadcast_to(w_scales, w.shape)).astype(np.float32)

@@ -36,8 +36,11 @@ def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
 
 
 def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | None = None, device: str = "host",
-          progress: Progress = SILENT) -> dict[str, Any]:
-    """Time the bundle's artifact with its runner (schema ``edgec.bench/1``)."""
+          profile: bool = False, progress: Progress = SILENT) -> dict[str, Any]:
+    """Time the bundle's artifact with its runner (schema ``edgec.bench/1``).
+
+    ``profile``: per-layer instruction counts in ``extra["profile"]`` (mcu bundles on
+    ``--device qemu``)."""
     from edgec.runtimes.harness import bench as _bench
     from edgec.runtimes.registry import create_runner
 
@@ -47,6 +50,13 @@ def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | No
         raise ConfigError("--iters must be at least 1 and --warmup at least 0")
     manifest = _open_bundle(bundle)
     runner = create_runner(manifest["runner"], Path(bundle), manifest, threads=threads, device=device)
+    if profile:
+        if not hasattr(runner, "profile") or device != "qemu":
+            from edgec.errors import ConfigError
+
+            raise ConfigError("--profile counts instructions per layer in QEMU: it needs an mcu bundle and "
+                              "--device qemu")
+        runner.profile = True
     with runner, progress.task(f"benchmarking ({manifest['runner']}, {device})", total=iters) as t:
         return _bench(runner, iters=iters, warmup=warmup, on_iter=lambda _: t.advance())
 

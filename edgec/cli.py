@@ -18,7 +18,7 @@ import click
 from edgec import __version__
 from edgec.errors import ConfigError, EdgecError
 
-_DEBUG = {"on": False}
+from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
 
 
 class EdgecClickException(click.ClickException):
@@ -279,15 +279,18 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed warm-up iterations.")
 @click.option("--device", default="host", show_default=True,
               help="Where to run: host, or a device the runner supports (e.g. qemu for mcu bundles).")
+@click.option("--profile", is_flag=True,
+              help="Instructions per layer (mcu bundles with --device qemu), like TFLM's MicroProfiler.")
 @threads_option
 @json_option
 @handle_errors
-def bench(bundle: Path, iters: int, warmup: int, device: str, threads: int | None, as_json: bool) -> None:
+def bench(bundle: Path, iters: int, warmup: int, device: str, profile: bool, threads: int | None,
+          as_json: bool) -> None:
     """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS."""
     from edgec import api
 
-    _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, progress=_progress(as_json)),
-          as_json, _print_bench)
+    _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, profile=profile,
+                    progress=_progress(as_json)), as_json, _print_bench)
 
 
 @cli.command()
@@ -495,8 +498,16 @@ def _print_bench(b: dict) -> None:
     _console().print(_table(f"bench {b['target']} {b['precision']} ({b['runtime']['name']} {b['runtime']['version']})",
                             ["runner", "device", "threads", "iters", "mean ms", "p50 ms", "p90 ms", "p99 ms",
                              "items/s", "peak RSS MiB"], rows))
-    for k, v in sorted(b.get("extra", {}).items()):
+    extra = dict(b.get("extra", {}))
+    profile = extra.pop("profile", None)
+    for k, v in sorted(extra.items()):
         _console().print(f"  {k}: {_fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v)}")
+    if profile:
+        total = sum(r["instructions"] for r in profile) or 1
+        rows = [[r["name"][-40:], r["op"], r["macs"], r["instructions"], _fmt(r["instr_per_mac"]),
+                 f"{100 * r['instructions'] / total:.1f}"] for r in profile]
+        _console().print(_table("instructions per layer (QEMU -icount)",
+                                ["layer", "op", "MACs", "instructions", "instr/MAC", "%"], rows))
 
 
 def _print_verify(v: dict) -> None:

@@ -24,6 +24,10 @@ class MCURunner(Runner):
     name = "mcu"
     runtime = "edgec-c"
     devices = ("host", "qemu")
+    #: QEMU runs only: per-layer instruction counts (``info()["extra"]["profile"]``) and the
+    #: optimization level of the cross build.
+    profile = False
+    opt = "-O2"
 
     def _load_impl(self) -> None:
         from edgec.targets.mcu import toolchain
@@ -69,8 +73,9 @@ class MCURunner(Runner):
     def _qemu_one(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         from edgec.targets.mcu import toolchain
 
-        elf = toolchain.build_qemu_elf(self._c_dir, harness_io_c(arrays, self.native_out), self._cpu)
-        text = toolchain.run_qemu(elf, self._cpu)
+        elf = toolchain.build_qemu_elf(self._c_dir, harness_io_c(arrays, self.native_out), self._cpu,
+                                       opt=self.opt, profile=self.profile)
+        text = toolchain.run_qemu(elf, self._cpu, timeout=120.0)
         outs, ticks, calib = parse_qemu_output(text, self.native_out)
         host = self._host_one(arrays)
         exact = all(np.array_equal(a, b) for a, b in zip(outs, host))
@@ -82,8 +87,11 @@ class MCURunner(Runner):
             "instructions": int(round(ticks * insn_per_tick)) if insn_per_tick else None,
             "instructions_method": "qemu -icount shift=0; SysTick ticks of edgec_model_run x instructions per "
                                    "tick from a calibration loop of 400000 instructions",
-            "matches_host": exact,
+            "matches_host": exact, "stack_bytes": parse_stack(text),
         })
+        if self.profile and insn_per_tick:
+            self._extra["profile"] = layer_profile(text, insn_per_tick,
+                                                   (self.manifest.get("target_info") or {}).get("layers") or [])
         if not exact:
             raise RuntimeError("QEMU outputs differ from the host build of the same C")
         return outs
@@ -115,6 +123,28 @@ def harness_io_c(arrays: list[np.ndarray], out_specs) -> str:
     lines.append("const uint32_t edgec_harness_output_bytes[EDGEC_NUM_OUTPUTS] = {"
                  + ", ".join(map(str, sizes)) + "};")
     return "\n".join(lines) + "\n"
+
+
+def parse_stack(text: str) -> int | None:
+    """Bytes of stack the run used below main's frame (painted stack)."""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "EDGEC_STACK":
+            return int(parts[1])
+    return None
+
+
+def layer_profile(text: str, insn_per_tick: float, layers: list[dict]) -> list[dict[str, Any]]:
+    """Rows (name, op, macs, instructions, instr_per_mac) from the EDGEC_PROF lines."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "EDGEC_PROF":
+            i, n = int(parts[1]), int(round(int(parts[2]) * insn_per_tick))
+            meta = layers[i] if i < len(layers) else {"name": f"layer{i}", "op": "?", "macs": 0}
+            rows.append({"name": meta["name"], "op": meta["op"], "macs": meta["macs"], "instructions": n,
+                         "instr_per_mac": round(n / meta["macs"], 3) if meta["macs"] else None})
+    return rows
 
 
 def parse_qemu_output(text: str, out_specs) -> tuple[list[np.ndarray], int, tuple[int, int] | None]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from edgec.compiler import bundle as bundle_io
 from edgec.compiler.config import BuildConfig
+from edgec.compiler.output_dir import read_paths
 from edgec.compiler.progress import SILENT, Progress
 from edgec.errors import ConfigError
 
@@ -51,7 +52,7 @@ def prune_model(config: BuildConfig, progress: Progress = SILENT) -> dict[str, A
     if not config.prune:
         raise ConfigError("edgec prune needs --prune SPEC (e.g. channels:0.3, 2:4, magnitude:0.5)")
     request = request_from_config(config)
-    writer = bundle_io.BundleWriter(config.output, config.force)
+    writer = bundle_io.BundleWriter(config.output, config.force, reads=read_paths(config))
     try:
         progress.message(f"loading {config.model}")
         handle = load_model(config.model, task=config.task, input_shapes=config.input_shapes,

@@ -144,20 +144,22 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
     io_bytes = sum(g.t(n).nbytes for n in g.inputs + g.outputs)
     report: dict[str, Any] = {
         "cpu": cpu, "arena_bytes": plan.arena_bytes, "const_bytes": info["const_bytes"],
-        "io_bytes": io_bytes, "arena_bytes_without_inplace": planner.greedy_baseline(g),
+        "io_bytes": io_bytes, "scratch_bytes": info["scratch_bytes"],
+        "macs": sum(layer["macs"] for layer in info["layers"]),
+        "arena_bytes_without_inplace": planner.greedy_baseline(g),
         "arena_bytes_sum_of_tensors": plan.naive_bytes, "ops": len(plan.order),
     }
     size = None
     if toolchain.which("arm-none-eabi-gcc") and toolchain.which("arm-none-eabi-size"):
         size = toolchain.arm_size(c_dir, cpu)
-        report["arm_size"] = {**size, "flags": " ".join(toolchain.arm_flags(cpu))}
+        report["arm_size"] = {**size, "flags": " ".join(toolchain.arm_flags(cpu, fpu=toolchain.uses_fpu(c_dir)))}
         flash = size["text"] + size["data"]
     else:
         report["arm_size"] = "not measured: arm-none-eabi-gcc not found (" + toolchain.APT + ")"
         flash = info["const_bytes"]
     report["flash_bytes"] = flash
-    report["ram_bytes"] = plan.arena_bytes + io_bytes
-    check_budgets(g, plan, plan.arena_bytes + io_bytes, flash, opts.get("ram_budget"), opts.get("flash_budget"))
+    report["ram_bytes"] = plan.arena_bytes + io_bytes + info["scratch_bytes"]
+    check_budgets(g, plan, report["ram_bytes"], flash, opts.get("ram_budget"), opts.get("flash_budget"))
 
     luts = sorted({op.attrs.get("lut_source") for op in g.ops if op.kind == "lut"} - {None})
     board = toolchain.BOARDS[cpu]
@@ -166,7 +168,7 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
         "sources": [f"c/{s}" for s in info["sources"]], "kernels": info["kernels"],
         "source_format": g.source, "qemu_board": board.machine, "qemu_note": board.note or None,
         "api": "int edgec_model_run(const void *const *inputs, void *const *outputs)",
-        "lut_source": luts or None,
+        "lut_source": luts or None, "layers": info["layers"],
     }
     files = sorted(p.relative_to(out_dir).as_posix() for p in list(c_dir.iterdir()) + list(harness.iterdir()))
     artifacts = []

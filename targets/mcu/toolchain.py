@@ -11,29 +11,32 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgec.compiler import private_cache
 from edgec.errors import ConfigError, MissingDependencyError
 
 APT = "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
 WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 HARNESS_DIR = Path(__file__).parent / "harness"
 
-CPUS = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
+CPUS = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 
 
 @dataclass(frozen=True)
 class Board:
     machine: str
-    qemu_cpu: str
+    qemu_cpu: str | None  # None: the board has one fixed CPU
     flash: tuple[int, int]
     ram: tuple[int, int]
     note: str = ""
 
 
-# QEMU 7.2 boards. M0+ has no MPS2 image in QEMU: its ARMv6-M code runs on the M3 board
-# (ARMv7-M executes every ARMv6-M instruction); timing is then the M3's.
+# QEMU 7.2 boards. The BBC micro:bit (nRF51822) is a real Cortex-M0: ARMv6-M, the same ISA
+# as the M0+, so M0/M0+ code runs on an M0 (256 KiB flash, 16 KiB RAM).
+_MICROBIT = Board("microbit", None, (0x0, 0x40000), (0x20000000, 0x4000),
+                  "Cortex-M0 (micro:bit): ARMv6-M, the M0+ instruction set; 16 KiB RAM")
 BOARDS: dict[str, Board] = {
-    "cortex-m0plus": Board("mps2-an385", "cortex-m3", (0x0, 0x400000), (0x20000000, 0x400000),
-                           "no Cortex-M0+ board in QEMU 7.2: ARMv6-M code runs on mps2-an385 (Cortex-M3)"),
+    "cortex-m0": _MICROBIT,
+    "cortex-m0plus": _MICROBIT,
     "cortex-m3": Board("mps2-an385", "cortex-m3", (0x0, 0x400000), (0x20000000, 0x400000)),
     "cortex-m4": Board("mps2-an386", "cortex-m4", (0x0, 0x400000), (0x20000000, 0x400000)),
     "cortex-m7": Board("mps2-an500", "cortex-m7", (0x0, 0x400000), (0x20000000, 0x400000)),
@@ -43,9 +46,8 @@ BOARDS: dict[str, Board] = {
 
 
 def cache_dir() -> Path:
-    d = Path(os.environ.get("EDGEC_CACHE_DIR") or Path(tempfile.gettempdir()) / f"edgec-cache-{os.getuid()}") / "mcu"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """The private, checked cache folder (see `edgec.compiler.private_cache`)."""
+    return private_cache.private_dir("mcu")
 
 
 def which(tool: str) -> str | None:
@@ -92,21 +94,37 @@ def build_host_lib(c_dir: Path, *, sanitize: bool = False, opt: str = "-O2") -> 
     if sanitize:
         flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"]
     key = sources_digest(srcs + hdrs, " ".join([cc, *flags]))
-    out = cache_dir() / f"host-{key}.so"
-    if not out.exists():
-        tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        _run([cc, *flags, "-I", str(c_dir), *map(str, srcs), "-o", str(tmp)], "host C build")
-        os.replace(tmp, out)
-    return out
+    # The library is checked (owner, mode, sha256 recorded at build time) before ctypes loads it.
+    return private_cache.cached_build(
+        "mcu", f"host-{key}.so", key,
+        lambda tmp: _run([cc, *flags, "-I", str(c_dir), *map(str, srcs), "-o", str(tmp)], "host C build"))
 
 
-def arm_flags(cpu: str, opt: str = "-Os") -> list[str]:
+def arm_flags(cpu: str, opt: str = "-Os", fpu: bool = False) -> list[str]:
+    """Compiler flags for ``cpu``; they also pick the kernels' instruction set.
+
+    -mcpu turns on the DSP extension (SMLAD, M4/M7/M33) and Helium (M55), which the
+    kernels detect through ACLE's __ARM_FEATURE_DSP / __ARM_FEATURE_MVE. Helium needs the
+    hard-float ABI. ``fpu`` (the library has float I/O ops) uses the M4F/M7/M33 FPU with
+    the soft-float calling convention, so the library still links with soft-ABI firmware.
+    """
     if cpu not in CPUS:
         raise ConfigError(f"unknown --cpu {cpu} (choose from {', '.join(CPUS)})")
-    return [f"-mcpu={cpu}", "-mthumb", "-mfloat-abi=soft", opt, "-ffunction-sections", "-fdata-sections"]
+    if cpu == "cortex-m55":
+        abi = "-mfloat-abi=hard"
+    elif fpu and cpu in ("cortex-m4", "cortex-m7", "cortex-m33"):
+        abi = "-mfloat-abi=softfp"
+    else:
+        abi = "-mfloat-abi=soft"
+    return [f"-mcpu={cpu}", "-mthumb", abi, opt, "-ffunction-sections", "-fdata-sections"]
 
 
-def arm_size(c_dir: Path, cpu: str, work: Path | None = None) -> dict[str, int]:
+def uses_fpu(c_dir: Path) -> bool:
+    """The library converts float I/O (the only float code the kernels have)."""
+    return (c_dir / "float_io.c").exists()
+
+
+def arm_size(c_dir: Path, cpu: str, work: Path | None = None, opt: str = "-Os") -> dict[str, int]:
     """text/data/bss of the library linked alone (startup stub + a call, --gc-sections)."""
     gcc = require_tool("arm-none-eabi-gcc")
     size = require_tool("arm-none-eabi-size")
@@ -119,8 +137,9 @@ def arm_size(c_dir: Path, cpu: str, work: Path | None = None) -> dict[str, int]:
             "void _start(void);\n"
             "void _start(void) { (void)edgec_model_run((const void *const *)0, (void *const *)0); for (;;) {} }\n")
         elf = td / "lib.elf"
-        _run([gcc, *WARN, *arm_flags(cpu), "-I", str(c_dir), *map(str, srcs), str(stub), "-nostdlib",
-              "-Wl,--gc-sections", "-Wl,-e,_start", "-o", str(elf), "-lgcc"], "arm-none-eabi-gcc build")
+        _run([gcc, *WARN, *arm_flags(cpu, opt, uses_fpu(c_dir)), "-I", str(c_dir), *map(str, srcs), str(stub),
+              "-nostdlib",
+              "-Wl,--gc-sections", "-Wl,-e,_start", "-o", str(elf), "-lc", "-lgcc"], "arm-none-eabi-gcc build")
         r = _run([size, "-A", str(elf)], "arm-none-eabi-size")
         text = data = bss = 0
         for line in r.stdout.splitlines():
@@ -137,16 +156,23 @@ def arm_size(c_dir: Path, cpu: str, work: Path | None = None) -> dict[str, int]:
         return {"text": text, "data": data, "bss": bss}
 
 
-def build_qemu_elf(c_dir: Path, io_c: str, cpu: str) -> Path:
-    """Cross-compile library + harness + inputs into an ELF for the CPU's QEMU board."""
+def build_qemu_elf(c_dir: Path, io_c: str, cpu: str, opt: str = "-O2", profile: bool = False) -> Path:
+    """Cross-compile library + harness + inputs into an ELF for the CPU's QEMU board.
+
+    ``profile`` defines EDGEC_PROFILE: the model marks each layer's start and the harness
+    prints the SysTick count at every mark."""
     gcc = require_tool("arm-none-eabi-gcc")
     board = BOARDS[cpu]
     srcs = sorted(c_dir.glob("*.c"))
     hfiles = [HARNESS_DIR / "cm_startup.c", HARNESS_DIR / "cm_main.c", HARNESS_DIR / "link_mps2.ld"]
-    key = sources_digest(srcs + sorted(c_dir.glob("*.h")) + hfiles, cpu + io_c)
-    out = cache_dir() / f"qemu-{key}.elf"
-    if out.exists():
-        return out
+    flags = arm_flags(cpu, opt, uses_fpu(c_dir)) + (["-DEDGEC_PROFILE"] if profile else [])
+    key = sources_digest(srcs + sorted(c_dir.glob("*.h")) + hfiles, " ".join(flags) + cpu + io_c)
+    return private_cache.cached_build("mcu", f"qemu-{key}.elf", key,
+                                      lambda out: _link_qemu_elf(c_dir, io_c, flags, gcc, board, srcs, out))
+
+
+def _link_qemu_elf(c_dir: Path, io_c: str, flags: list[str], gcc: str, board: Board, srcs: list[Path],
+                   out: Path) -> None:
     with tempfile.TemporaryDirectory() as td:
         td = Path(td)
         ld = (HARNESS_DIR / "link_mps2.ld").read_text()
@@ -155,7 +181,6 @@ def build_qemu_elf(c_dir: Path, io_c: str, cpu: str) -> Path:
             ld = ld.replace(f"@{k}@", hex(v))
         (td / "link.ld").write_text(ld)
         (td / "harness_io.c").write_text(io_c)
-        flags = arm_flags(cpu, "-O2")
         objs = []
         for src in srcs:
             o = td / (src.stem + ".o")
@@ -166,13 +191,13 @@ def build_qemu_elf(c_dir: Path, io_c: str, cpu: str) -> Path:
               "-T", str(td / "link.ld"), str(HARNESS_DIR / "cm_startup.c"), str(HARNESS_DIR / "cm_main.c"),
               str(td / "harness_io.c"), *objs, "-Wl,--gc-sections", "-o", str(tmp)], "arm harness link")
         shutil.copyfile(tmp, out)
-    return out
 
 
 def run_qemu(elf: Path, cpu: str, timeout: float = 30.0) -> str:
     qemu = require_tool("qemu-system-arm")
     board = BOARDS[cpu]
-    cmd = [qemu, "-M", board.machine, "-cpu", board.qemu_cpu, "-nographic", "-monitor", "none",
+    cmd = [qemu, "-M", board.machine, *(["-cpu", board.qemu_cpu] if board.qemu_cpu else []),
+           "-nographic", "-monitor", "none",
            "-serial", "none", "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
            "-kernel", str(elf)]
     try:

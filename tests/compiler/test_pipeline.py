@@ -61,13 +61,16 @@ def test_existing_output_needs_force(fake_target, tiny_cnn_onnx, tmp_path):
     from edgec.errors import ConfigError
 
     out = tmp_path / "b"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
     cfg = BuildConfig(model=str(tiny_cnn_onnx), output=out, target="fake", precision="fp32")
+    api.build(cfg)
     with pytest.raises(ConfigError, match="--force"):
         api.build(cfg)
+    (out / "old.txt").write_text("old")  # --force replaces only what the bundle's manifest lists
+    with pytest.raises(ConfigError, match="old.txt"):
+        api.build(BuildConfig(**{**cfg.__dict__, "force": True}))
+    (out / "old.txt").unlink()
     api.build(BuildConfig(**{**cfg.__dict__, "force": True}))
-    assert not (out / "old.txt").exists() and (out / "manifest.json").exists()
+    assert (out / "manifest.json").exists()
 
 
 def test_fp32_without_calibration_verifies_on_synthetic_data_and_says_so(fake_target, tiny_cnn_onnx, tmp_path):

@@ -20,6 +20,11 @@ void (*const edgec_vectors[16])(void) = {
 
 void Reset_Handler(void) {
     uint32_t *src = &_sidata, *dst = &_sdata;
+#if defined(__ARM_FP) || defined(__ARM_FEATURE_MVE)
+    /* FPU / Helium instructions fault until CP10 and CP11 get full access (CPACR). */
+    *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20;
+    __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
     while (dst < &_edata) *dst++ = *src++;
     for (dst = &_sbss; dst < &_ebss;) *dst++ = 0;
     exit(main());

@@ -32,11 +32,19 @@ static inline int32_t edgec_rdbpot(int32_t x, int32_t e) {
 }
 
 /* MultiplyByQuantizedMultiplier: x * m * 2^(shift - 31) with gemmlowp's two rounding
- * steps, as TFLite's int8 reference kernels (conv, depthwise, add, mul, mean, requantize). */
+ * steps, as TFLite's int8 reference kernels (conv, depthwise, add, mul, mean, requantize).
+ * Written for few instructions, equal to edgec_rdbpot(edgec_srdhm(x << left, m), right)
+ * for every m >= 0 (quantize_multiplier never makes a negative one):
+ *  - SRDHM's nudge plus truncating division is (x * m + 2^30) >> 31, floor shift;
+ *  - RDBPOT (ties away from zero) is round-half-up of (r - [r < 0]) / 2^e, taken as
+ *    ((v >> (e - 1)) + 1) >> 1 so that nothing overflows. */
 static inline int32_t edgec_mbqm(int32_t x, int32_t m, int32_t shift) {
-    int32_t left = shift > 0 ? shift : 0;
-    int32_t right = shift > 0 ? 0 : -shift;
-    return edgec_rdbpot(edgec_srdhm(x * ((int32_t)1 << left), m), right);
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * (int64_t)m;
+    int32_t r = (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
+    if (right > 0) r = (((r + (r >> 31)) >> (right - 1)) + 1) >> 1;
+    return r;
 }
 
 /* The same product with one rounding step (round half up), as LiteRT's FullyConnected

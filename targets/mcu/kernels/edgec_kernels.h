@@ -61,8 +61,11 @@ typedef struct {
     int16_t in_dims[4], perm[4];
 } edgec_transpose_params;
 
+/* conv/dwconv/fc take the bias with input_offset * sum(weights) folded in (never NULL);
+ * conv's scratch holds EDGEC_CONV_COLS im2col columns (unused for 1x1 stride-1 convs). */
 void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w,
-                   const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);
+                   const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
+                   int8_t *scratch);
 void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w,
                      const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);
 void edgec_fc_s8(const edgec_fc_params *p, const int8_t *in, const int8_t *w,

@@ -23,13 +23,12 @@ def _channel_multipliers(s_in: float, w_scales: np.ndarray, s_out: float, n: int
     return mults, shifts
 
 
-def emit_conv(op, ctx) -> list[str]:
+def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     g = ctx.g
     x, w, out = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     bias = g.t(op.inputs[2]) if len(op.inputs) > 2 else None
     n_out = out.shape[3]
     mults, shifts = _channel_multipliers(x.s, w.scale, out.s, n_out)
-    depthwise = op.kind == "dwconv"
     kh, kw = (w.shape[1], w.shape[2])
     fields = {
         "batch": x.shape[0], "in_h": x.shape[1], "in_w": x.shape[2], "in_c": x.shape[3],
@@ -37,17 +36,48 @@ def emit_conv(op, ctx) -> list[str]:
         "stride_h": op.attrs["stride"][0], "stride_w": op.attrs["stride"][1],
         "dil_h": op.attrs["dilation"][0], "dil_w": op.attrs["dilation"][1],
         "pad_h": op.attrs["pad"][0], "pad_w": op.attrs["pad"][1],
-        "depth_mult": op.attrs.get("depth_mult", 1),
+        **fields_extra,
         "in_offset": -x.zp, "out_offset": out.zp,
         "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1],
     }
-    p = ctx.param_struct("edgec_conv_params", fields, op)
+    p = ctx.param_struct(struct, fields, op)
     wsym = ctx.const_array(op.inputs[1], "int8_t", w.data)
-    bsym = ctx.const_array(op.inputs[2], "int32_t", bias.data) if bias is not None else "0"
     msym = ctx.const_array(op.name + "_mult", "int32_t", mults, dedup_key=None)
     ssym = ctx.const_array(op.name + "_shift", "int32_t", shifts, dedup_key=None)
-    fn = "edgec_dwconv_s8" if depthwise else "edgec_conv_s8"
-    return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
+    if op.kind == "gconv":  # the grouped kernel adds the input offset itself
+        bsym = ctx.const_array(op.inputs[2], "int32_t", bias.data) if bias is not None else "0"
+        return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
+    # Fold the input offset into the bias: sum w*(x - zp) + b = sum w*x + (b - zp * sum w).
+    # Conv's im2col pads with zp and depthwise subtracts the padded taps' share, so the
+    # kernels' hot loops multiply raw int8 values.
+    depthwise = op.kind == "dwconv"
+    wsum = w.data.astype(np.int64).reshape(n_out, -1).sum(axis=1) if not depthwise else \
+        w.data.astype(np.int64).reshape(-1, n_out).sum(axis=0)
+    b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n_out, np.int64)) - x.zp * wsum
+    bsym = ctx.const_array(op.name + "_bias", "int32_t", _wrap_i32(b), dedup_key=None)
+    args = f"&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)}"
+    if depthwise:
+        return [f"{fn}({args});"]
+    pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
+        fields["pad_h"] == fields["pad_w"] == 0 and x.shape[1:3] == out.shape[1:3]
+    if pointwise:
+        return [f"{fn}({args}, 0);"]
+    # Up to 2 im2col columns (the DSP kernel's block); the model keeps one scratch buffer.
+    ctx.scratch_bytes = max(ctx.scratch_bytes, 2 * kh * kw * x.shape[3])
+    return [f"{fn}({args}, edgec_scratch);"]
+
+
+def _wrap_i32(v: np.ndarray) -> np.ndarray:
+    return ((v + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+def emit_conv(op, ctx) -> list[str]:
+    fn = "edgec_dwconv_s8" if op.kind == "dwconv" else "edgec_conv_s8"
+    return _conv_call(op, ctx, {"depth_mult": op.attrs.get("depth_mult", 1)}, "edgec_conv_params", fn)
+
+
+def emit_group_conv(op, ctx) -> list[str]:
+    return _conv_call(op, ctx, {"groups": op.attrs["groups"]}, "edgec_group_conv_params", "edgec_group_conv_s8")
 
 
 def emit_fc(op, ctx) -> list[str]:
@@ -65,7 +95,7 @@ def emit_fc(op, ctx) -> list[str]:
     # Fold the input zero point into the bias: sum_k w*(x - zp) + b = sum_k w*x + (b - zp*sum_k w).
     wsum = w.data.astype(np.int64).sum(axis=1)
     b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n, np.int64)) - x.zp * wsum
-    b = ((b + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+    b = _wrap_i32(b)
     fields = {"batch": x.size // k, "in_k": k, "out_n": n, "per_channel": int(len(mults) > 1),
               "in_offset": -x.zp, "out_offset": out.zp,
               "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1]}
@@ -102,10 +132,13 @@ def onnx_conv(ctx, node):
         pads = pads + pads
     op_attrs = {"stride": tuple(strides), "dilation": tuple(dil), "pad": (pads[0], pads[1]), "act": act}
     in_c = xt.shape[3]
-    if group == 1:
+    if group == 1 or w.shape[1] != 1 or group != in_c:
         wq = QTensor(w.name + "/ohwi", (w.shape[0], kh, kw, w.shape[1]), "int8", w.scale, w.zero_point,
                      np.ascontiguousarray(w.data.transpose(0, 2, 3, 1)), 0)
         kind = "conv"
+        if group > 1:
+            kind = "gconv"
+            op_attrs["groups"] = group
     else:
         wq = QTensor(w.name + "/1hwc", (1, kh, kw, w.shape[0]), "int8", w.scale, w.zero_point,
                      np.ascontiguousarray(w.data.transpose(1, 2, 3, 0)), 3)
@@ -122,8 +155,8 @@ def conv_constraints(v) -> str | None:
     if v.const(1) is None:
         return "the weights must be a constant"
     group = int(v.attr("group", 1))
-    if group > 1 and not (x is not None and w is not None and group == x[1] and w[1] == 1):
-        return f"grouped convolution (group={group})"
+    if x is not None and w is not None and (x[1] % group or w[0] % group or w[1] * group != x[1]):
+        return f"group={group} does not divide {x[1]} input / {w[0]} output channels"
     return None
 
 
@@ -181,6 +214,9 @@ def tflite_conv(g, opname, node, ins, outs, opts) -> QOp:
     if opname == "DEPTHWISE_CONV_2D":
         kind = "dwconv"
         op_attrs["depth_mult"] = out.shape[3] // x.shape[3]
+    elif w.shape[3] != x.shape[3]:  # a filter over a slice of the input channels: grouped
+        kind = "gconv"
+        op_attrs["groups"] = x.shape[3] // w.shape[3]
     inputs = [ins[0], ins[1]] + ([ins[2]] if len(ins) > 2 and ins[2] else [])
     return QOp(kind, node, inputs, outs, op_attrs, opname)
 
@@ -195,7 +231,11 @@ RECORDS = (
     OpRecord("Conv", kinds=("conv", "dwconv"), emit=emit_conv, kernels=("conv.c",),
              onnx={"Conv": {1: onnx_conv}}, tflite={"CONV_2D": tflite_conv, "DEPTHWISE_CONV_2D": tflite_conv},
              constraints=(conv_constraints,)),
-    OpRecord("FullyConnected", kinds=("fc",), emit=emit_fc, kernels=("fc.c",),
+    # Emitted by the Conv importers for 1 < groups < channels; a kernel of its own so the
+    # regular/depthwise kernels stay specialised.
+    OpRecord("GroupedConv", kinds=("gconv",), emit=emit_group_conv, kernels=("group_conv.c",),
+             headers=("edgec_group_conv.h",)),
+    OpRecord("FullyConnected", kinds=("fc",), emit=emit_fc, kernels=("conv.c",),
              onnx={"Gemm": {1: onnx_gemm}, "MatMul": {1: onnx_matmul}}, tflite={"FULLY_CONNECTED": tflite_fc},
              constraints=(fc_constraints,)),
 )

@@ -290,3 +290,32 @@ def onnx_handle(proto, name: str = "model.onnx"):
     h.inputs = [replace(s, layout="NCHW") if len(s.shape) == 4 else s for s in h.inputs]
     h.outputs = [replace(s, layout="NCHW") if len(s.shape) == 4 else s for s in h.outputs]
     return h
+
+
+def edgec_qdq(proto, samples: list[dict[str, np.ndarray]]):
+    """Quantize a float ONNX model as `edgec build --target mcu` does (optimize, min/max
+    calibration, the mcu QuantScheme); return (float handle, Q/DQ handle)."""
+    from edgec.calibration.collect import collect_ranges
+    from edgec.compiler.model import ModelHandle
+    from edgec.compiler.optimize import optimize
+    from edgec.compiler.quantize import quantize_qdq
+    from edgec.targets.mcu import MCUTarget
+
+    h, _ = optimize(ModelHandle.from_onnx(proto, "model.onnx", "0" * 64))
+    q, _ = quantize_qdq(h, collect_ranges(h.proto, samples), MCUTarget.quant_scheme)
+    return h, onnx_handle(q.proto)
+
+
+def lsb_agreement(proto, qh, runner_outputs, feeds_list, out_specs) -> tuple[int, int, int]:
+    """(within 1 LSB, total, max LSB difference) of the C outputs against onnxruntime on ``proto``."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    within = total = worst = 0
+    for feeds, got in zip(feeds_list, runner_outputs):
+        for spec, w, o in zip(out_specs, sess.run(None, feeds), qh.outputs):
+            d = np.abs(np.rint(w / spec.scale) - np.rint(got[o.name] / spec.scale))
+            within += int((d <= 1).sum())
+            total += d.size
+            worst = max(worst, int(d.max(initial=0)))
+    return within, total, worst
