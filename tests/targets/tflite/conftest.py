@@ -12,13 +12,15 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-pytest.importorskip("onnx2tf")
-pytest.importorskip("tensorflow")
-pytest.importorskip("ai_edge_litert")
-
+from edgec._deps import has_module  # noqa: E402
 from edgec.calibration.types import CalibrationData  # noqa: E402
 from edgec.compiler.model import ModelHandle, sha256_bytes  # noqa: E402
 from edgec.targets.base import LowerSpec  # noqa: E402
+
+# Checked without importing: importing TensorFlow here would cost every test run (even
+# `pytest -m "not slow"`, which deselects these modules) ~15 s of collection.
+if not all(has_module(m) for m in ("onnx2tf", "tensorflow", "ai_edge_litert")):
+    collect_ignore_glob = ["test_*.py"]
 
 
 def handle_from_proto(proto, name: str) -> ModelHandle:
