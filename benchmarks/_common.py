@@ -42,7 +42,7 @@ def time_fn(fn: Callable[[], Any], iters: int, warmup: int) -> dict[str, float]:
     """Latency summary (ms) of ``fn`` using the harness's statistics."""
     import time
 
-    from edgec.runtimes.harness import latency_summary
+    from edgec.runtimes.bench_stats import latency_summary
 
     for _ in range(warmup):
         fn()

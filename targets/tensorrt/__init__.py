@@ -66,7 +66,7 @@ _UNSUPPORTED_HINTS = {
 
 def engine_availability() -> str | None:
     """None when TensorRT engines can be built and run here; else why not (one line)."""
-    from edgec.targets.tensorrt.engine import gpu_available
+    from edgec.targets.tensorrt.trt_engine import gpu_available
 
     if not has_module("tensorrt"):
         return ("tensorrt is not installed: pip install 'edgec[tensorrt]' (on a Jetson it comes with JetPack); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,10 +13,12 @@ from onnx import TensorProto, helper
 from .trt_models import cnn, handle, spec_for
 from edgec.errors import ConfigError, MissingDependencyError, UnsupportedOpError
 from edgec.targets.registry import TARGETS, get_target
-from edgec.targets.tensorrt import TensorRTTarget, accuracy, engine as te
+from edgec.targets.tensorrt import TensorRTTarget, accuracy, trt_engine as te
+from edgec.targets.tensorrt.bundle import engine_package_files
 from edgec.targets.tensorrt.qdq_rules import check_qdq
 
-FILES = {"model.onnx", "engine_config.json", "build_engine.py", "bench_trt.py", "reference/io.npz", "README.md"}
+FILES = {"model.onnx", "engine_config.json", "build_engine.py", "bench_trt.py", "reference/io.npz", "README.md",
+         *engine_package_files()}
 
 
 def lower(model, qdq, samples, precision, out, **kw):
@@ -111,9 +114,18 @@ def test_scripts_are_standalone(tmp_path, cnn_qdq):
         imports = [ln.strip() for ln in src.splitlines() if ln.strip().startswith(("import ", "from "))]
         assert not [ln for ln in imports if "edgec" in ln], imports
         top = [ln for ln in src.splitlines() if ln.startswith(("import ", "from "))]  # module level
-        assert {ln.split()[1].split(".")[0] for ln in top} <= {"__future__", "argparse", "json", "os", "sys", "time",
-                                                               "pathlib", "numpy"}, top
+        assert {ln.split()[1].split(".")[0] for ln in top} <= {"__future__", "sys", "pathlib", "trt_engine"}, top
         compile(src, script, "exec")
+    # The package they import is a verbatim copy: standard library and numpy at module level,
+    # edgec only as the fallback of `_shared` when running inside edgec's own tree.
+    pkg = Path(te.__file__).parent
+    for f in sorted((tmp_path / "trt_engine").glob("*.py")):
+        src = f.read_text()
+        want = pkg / f.name if (pkg / f.name).is_file() else Path(te.__file__).parents[3] / "runtimes" / f.name
+        assert src == want.read_text(), f.name
+        top = [ln for ln in src.splitlines() if ln.startswith(("import ", "from "))]
+        assert {ln.split()[1].split(".")[0] for ln in top} <= {"__future__", "argparse", "json", "math", "os", "sys",
+                                                               "time", "pathlib", "numpy", ""}, (f.name, top)
 
 
 def test_engine_requested_without_tensorrt(tmp_path, cnn_qdq):

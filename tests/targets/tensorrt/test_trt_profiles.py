@@ -14,7 +14,7 @@ from edgec.compiler.model import TensorSpec
 from edgec.errors import ConfigError
 from edgec.runtimes.onnxruntime_runner import make_session
 from edgec.targets.registry import get_target
-from edgec.targets.tensorrt import engine as te, profiles
+from edgec.targets.tensorrt import profiles, trt_engine as te
 
 PROFILE = {"x": ((1, 3, 8, 8), (2, 3, 8, 8), (4, 3, 8, 8))}
 

@@ -12,7 +12,7 @@ from edgec.errors import MissingDependencyError
 from edgec.runtimes import harness
 from edgec.runtimes.registry import create_runner
 from edgec.targets.registry import get_target
-from edgec.targets.tensorrt import engine as te
+from edgec.targets.tensorrt import trt_engine as te
 
 GPU_REASON = "needs a CUDA GPU and TensorRT (not available on this machine)"
 has_engine_support = get_target("jetson").engine_availability() is None

@@ -15,7 +15,7 @@ from .trt_models import cnn, handle, samples_for, spec_for
 from edgec.compiler.model import TensorSpec
 from edgec.runtimes import harness
 from edgec.targets.registry import get_target
-from edgec.targets.tensorrt import engine as te
+from edgec.targets.tensorrt import trt_engine as te
 
 
 @pytest.fixture(scope="module")
