@@ -115,6 +115,7 @@ def test_hf_feature_extraction_folder(tiny_bert):
     assert h.export_parity_max_abs_err < 1e-4
 
 
+@pytest.mark.slow  # transformers export of a tiny BERT per test
 def test_hf_sentence_transformers_folder_exports_normalized_embeddings(tiny_sbert):
     from edgec.compiler.config import InputShape
     from edgec.runtimes.onnxruntime_runner import make_session
@@ -127,6 +128,7 @@ def test_hf_sentence_transformers_folder_exports_normalized_embeddings(tiny_sber
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow  # transformers export of a tiny BERT per test
 def test_hf_task_override_and_bad_task(tiny_bert):
     from edgec.compiler.config import InputShape
     from edgec.errors import ConfigError
@@ -145,6 +147,7 @@ def test_hf_folder_without_safetensors_is_refused(tmp_path):
         load_model(str(tmp_path))
 
 
+@pytest.mark.slow  # transformers export of a tiny BERT per test
 def test_hf_text_calibration_end_to_end(tiny_bert, tmp_path, fake_target):
     from edgec import api
     from edgec.compiler.config import BuildConfig, InputShape

@@ -58,6 +58,7 @@ def test_channels_give_a_smaller_dense_model(cli, tiny_cnn_factory, tiny_calib, 
     assert sd["conv1.weight"].shape == (c1, 1, 3, 3)
 
 
+@pytest.mark.slow  # pruning + fine-tuning end to end
 def test_heads_and_ffn_neurons_of_a_tiny_bert(cli, tiny_bert_dir, bert_calib, tmp_path):
     shape = ("--input-shape", f"input_ids=1x{SEQ}")
     res = cli("prune", tiny_bert_dir, "--prune", "heads:0.25,importance=activation", "--calib", bert_calib, *shape,
@@ -103,6 +104,7 @@ def test_finetune_gets_the_pruned_model_and_the_teacher(cli, tiny_cnn_factory, t
     assert p["accuracy_vs_unpruned"]["mean_abs_err"] > 0.5  # trained towards teacher + 1 (0.04 without)
 
 
+@pytest.mark.slow  # pruning + fine-tuning end to end
 def test_sparsity_masks_survive_finetuning(cli, tiny_cnn_factory, tiny_calib, finetune_file, tmp_path):
     path, _ = finetune_file
     res = cli("prune", tiny_cnn_factory, "--prune", "2:4", "--finetune", f"{path}:train_fn", "--calib", tiny_calib,

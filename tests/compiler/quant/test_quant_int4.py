@@ -71,6 +71,7 @@ def llama_bundles(tiny_llama, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # three int4 builds of the tiny Llama (GPTQ)
 @pytest.mark.parametrize("key", [("onnxruntime", "rtn"), ("intel-cpu", "rtn"), ("intel-cpu", "gptq")])
 def test_tiny_llama_int4_runs_with_bounded_error(llama_bundles, key):
     res = llama_bundles[key]
@@ -91,6 +92,7 @@ def test_tiny_llama_int4_runs_with_bounded_error(llama_bundles, key):
     assert res["report"]["size_bytes"]["artifact"] < 0.6 * res["report"]["size_bytes"]["source"]
 
 
+@pytest.mark.slow  # three int4 builds of the tiny Llama (GPTQ)
 def test_gptq_beats_rtn_on_tiny_llama(llama_bundles):
     rtn_err = llama_bundles[("intel-cpu", "rtn")]["report"]["accuracy"]["mean_abs_err"]
     gptq_err = llama_bundles[("intel-cpu", "gptq")]["report"]["accuracy"]["mean_abs_err"]

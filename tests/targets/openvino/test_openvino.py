@@ -79,6 +79,7 @@ def test_batched_torch_model(tiny_cnn_factory, tiny_calib, tmp_path):
     assert res.report["accuracy"]["cosine"] > 0.99
 
 
+@pytest.mark.slow  # two full PyTorch builds
 def test_rebuild_from_pytorch_is_byte_identical(tiny_cnn_factory, tiny_calib, tmp_path):
     trees = []
     for name in ("a", "b"):
