@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
-from edgec.compiler.manifest import Manifest
+from edgec.compiler.manifest import SCHEMA_VERSION, Manifest  # noqa: F401  (SCHEMA_VERSION: for other bundle writers)
 from edgec.compiler.model import sha256_file
 from edgec.errors import BundleError
 

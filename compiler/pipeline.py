@@ -106,6 +106,7 @@ class BuildState:
         ranges: Per-tensor ranges from calibration (int8).
         quantizer: `Int8Quantizer` / `Int4Quantizer`, or None.
         quant, quant_summary: The quantized model and its pass summary (without the gate).
+        kept_quant: The source's own quantization, when an already-quantized ONNX keeps it.
         eval_samples, eval_source, labels: The data the build is verified on.
         manifest, lowered, accuracy, gate: What lowering, verifying and the gate produced.
     """
@@ -124,6 +125,7 @@ class BuildState:
     quantizer: Any = None
     quant: ModelHandle | None = None
     quant_summary: dict[str, Any] | None = None
+    kept_quant: Any = None
     eval_samples: list[dict] = field(default_factory=list)
     eval_source: str = ""
     labels: Any = None
@@ -135,6 +137,15 @@ class BuildState:
 
 def _build_into(config: BuildConfig, target, precision: str, options: dict[str, Any], tmp: Path,
                 progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
+    from edgec.compiler.llm.source import is_causal_lm_folder
+
+    if not config.input_shapes and is_causal_lm_folder(Path(config.model)):
+        from edgec.compiler.llm.pipeline import build_llm
+
+        return build_llm(config, target, precision, options, tmp, progress)
+    if config.lora or config.kv_cache:
+        raise ConfigError("--lora and --kv-cache apply to causal-LM folders built as generation bundles "
+                          "(an HF *ForCausalLM folder, without --input-shape)")
     state = BuildState(config, target, precision, options, tmp, progress)
     for stage in STAGES:
         stage(state)
@@ -151,6 +162,10 @@ def load(state: BuildState) -> None:
     state.progress.message(f"loading {config.model}")
     state.handle = load_model(config.model, task=config.task, input_shapes=config.input_shapes,
                               parity_tol=config.parity_tol, progress=state.progress, prune=state.prune)
+    if state.handle.format == "tflite":  # kept as is only where the target runs the flatbuffer natively
+        from edgec.compiler.frontends.tflite import as_source_for
+
+        state.handle = as_source_for(state.handle, target.accepted_formats)
     if state.handle.format not in target.accepted_formats:
         raise ConfigError(
             f"target '{target.name}' does not take {state.handle.format} models; give the ONNX or PyTorch model "
@@ -164,6 +179,9 @@ def optimize(state: BuildState) -> None:
 
     if state.handle.format != "onnx":
         return
+    from edgec.compiler.frontends.quantized_onnx import prepare
+
+    state.handle, state.kept_quant = prepare(state.handle, state.config.keep_source_quantization)
     state.handle = fix_input_shapes(state.handle, state.config.input_shapes)
     state.progress.message("optimizing the float graph")
     state.handle, info = optimize_graph(state.handle)
@@ -198,6 +216,11 @@ def calibrate(state: BuildState) -> None:
 
         state.quantizer = Int4Quantizer.create(config, handle, state.progress)
         state.calibration = state.quantizer.calibration
+    elif state.kept_quant is not None:  # an already-quantized ONNX whose own scales are kept
+        from edgec.compiler.frontends.quantized_onnx import kept_source_model
+
+        state.quant = kept_source_model(state.kept_quant, config, target, state.precision, handle)
+        state.passes.append({"name": "quantize", "config": {"source": "kept the model's own Q/DQ scales"}})
     elif handle.format == "onnx" and state.precision in target.calibrated_precisions:
         state.calibration, state.ranges = _calibrate(config, handle, state.progress)
         state.passes.append({"name": "calibrate", "config": {"method": config.calib_method,
@@ -340,6 +363,9 @@ def package(state: BuildState) -> tuple[dict[str, Any], dict[str, Any]]:
     warnings = []
     if state.calibration is not None and state.calibration.random:
         warnings.append("calibrated on random data (--calib random): ranges may not match real inputs")
+    if handle.meta.get("batch_set_to_1"):
+        warnings.append(f"dynamic batch of input(s) {', '.join(handle.meta['batch_set_to_1'])} built as batch 1 "
+                        "(give --input-shape to choose another)")
     if state.eval_source == "synthetic":
         warnings.append("accuracy measured on synthetic inputs; pass --calib or --eval for real data")
     report = {
@@ -352,6 +378,8 @@ def package(state: BuildState) -> tuple[dict[str, Any], dict[str, Any]]:
         "target": lowered.report,
         "warnings": warnings,
     }
+    if handle.meta.get("frontend"):
+        report["frontend"] = handle.meta["frontend"]
     if state.gate is not None:
         report["accuracy_gate"] = state.gate
     if state.prune is not None:

@@ -36,9 +36,12 @@ def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
 
 
 def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | None = None, device: str = "host",
-          profile: bool = False, progress: Progress = SILENT) -> dict[str, Any]:
+          profile: bool = False, flash: str | None = None, timeout: float = 600.0,
+          progress: Progress = SILENT) -> dict[str, Any]:
     """Time the bundle's artifact with its runner (schema ``edgec.bench/1``).
 
+    ``device`` is ``host`` or ``qemu`` (this process's runner), or any device string of
+    `edgec.farm.devices` (``qemu:cortex-m55``, ``ssh://...``, ``serial:...``), run with ``timeout``.
     ``profile``: per-layer instruction counts in ``extra["profile"]`` (mcu bundles on
     ``--device qemu``)."""
     from edgec.runtimes.harness import bench as _bench
@@ -48,6 +51,12 @@ def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | No
         from edgec.errors import ConfigError
 
         raise ConfigError("--iters must be at least 1 and --warmup at least 0")
+    if device not in ("host", "qemu") or flash:
+        from edgec.farm.devices import parse_device
+
+        dev = parse_device(device if not flash else f"{device}{'&' if '?' in device else '?'}flash={flash}")
+        with progress.task(f"benchmarking on {dev.label}", total=None):
+            return dev.bench(Path(bundle), iters=iters, warmup=warmup, threads=threads, timeout=timeout)
     manifest = _open_bundle(bundle)
     runner = create_runner(manifest["runner"], Path(bundle), manifest, threads=threads, device=device)
     if profile:
@@ -59,6 +68,42 @@ def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | No
         runner.profile = True
     with runner, progress.task(f"benchmarking ({manifest['runner']}, {device})", total=iters) as t:
         return _bench(runner, iters=iters, warmup=warmup, on_iter=lambda _: t.advance())
+
+
+def bench_generation(bundle: Path, *, prompt_tokens: int = 128, new_tokens: int = 128, threads: int | None = None,
+                     repeat: int = 3, progress: Progress = SILENT) -> dict[str, Any]:
+    """Time a generation bundle: load, TTFT, TPOT, tokens/s, peak RSS, KV-cache bytes (``edgec.bench/1``)."""
+    from edgec.errors import ConfigError
+    from edgec.runtimes.generation import bench_generation as _bench
+
+    if prompt_tokens < 1 or new_tokens < 1 or repeat < 1:
+        raise ConfigError("--prompt-tokens, --new-tokens and --repeat must be at least 1")
+    _open_bundle(bundle)
+    with progress.task("benchmarking generation", total=None):
+        return _bench(Path(bundle), prompt_tokens, new_tokens, threads, repeat)
+
+
+def generate(bundle: Path, prompt: str, *, max_new_tokens: int = 64, threads: int | None = None,
+             chat: bool = True) -> dict[str, Any]:
+    """Greedy generation from ``prompt`` with the bundle's own runner and tokenizer."""
+    from edgec.runtimes.generation import BundleTokenizer, generate as _generate, open_session
+
+    _open_bundle(bundle)
+    session = open_session(Path(bundle), threads)
+    tok = BundleTokenizer(Path(bundle), session.manifest)
+    ids = tok.encode(prompt, chat=chat)
+    if not ids:
+        from edgec.errors import ConfigError
+
+        raise ConfigError("the prompt encodes to no tokens")
+    ctx = int(session.manifest["generation"]["context_length"])
+    max_new_tokens = max(1, min(max_new_tokens, ctx - len(ids)))
+    out = _generate(session, ids, max_new_tokens, tok.eos_ids)
+    tokens = [t for t in out.tokens if t not in tok.eos_ids]
+    return {"text": tok.decode(tokens), "prompt_tokens": len(ids), "tokens": out.tokens,
+            "chat_template": bool(chat and tok.chat_template), "ttft_ms": out.ttft * 1e3,
+            "tpot_ms": float(sum(out.token_times) / len(out.token_times) * 1e3) if out.token_times else None,
+            "runner": session.manifest["runner"]}
 
 
 def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: int = 1000,

@@ -145,6 +145,8 @@ class LowerResult:
         manifest: Target-specific manifest section (stored under ``manifest["target_info"]``).
         report: Target-specific report entries (stored under ``report["target"]``).
         passes: Passes the target ran, ``{"name": ..., "config": {...}}`` each.
+        state: Declared state tensors of a stateful (generation) artifact: name, the output
+            that updates it, shape and dtype per KV-cache tensor; empty for stateless models.
     """
 
     artifacts: list[Artifact]
@@ -153,6 +155,7 @@ class LowerResult:
     manifest: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     passes: list[dict[str, Any]] = field(default_factory=list)
+    state: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def model_artifact(self) -> Artifact:

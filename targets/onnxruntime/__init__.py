@@ -42,3 +42,12 @@ class ONNXRuntimeTarget(Target):
         from edgec.targets.onnxruntime.lower import lower
 
         return lower(model, spec, Path(out_dir))
+
+    kv_cache_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+
+    def lower_llm(self, model: "ModelHandle", lm, precision: str, options: dict, out_dir: Path,
+                  kv_cache: str | None = None) -> LowerResult:
+        """A generation bundle: KV-cache decoder ONNX + ``genai_config.json`` (onnxruntime-genai)."""
+        from edgec.targets.onnxruntime.llm import lower_llm
+
+        return lower_llm(model, lm, precision, options, Path(out_dir))

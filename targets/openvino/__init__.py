@@ -54,3 +54,12 @@ class OpenVINOTarget(Target):
         from edgec.targets.openvino.lower import lower_to_ir
 
         return lower_to_ir(model, spec, out_dir)
+
+    kv_cache_precisions: ClassVar[tuple[str, ...]] = ("int8", "fp16", "fp32")
+
+    def lower_llm(self, model: "ModelHandle", lm, precision: str, options: dict, out_dir: Path,
+                  kv_cache: str | None = None) -> LowerResult:
+        """A generation bundle: stateful IR + OpenVINO tokenizers, loadable by openvino_genai."""
+        from edgec.targets.openvino.llm import lower_llm
+
+        return lower_llm(model, lm, precision, options, Path(out_dir), kv_cache)

@@ -1,0 +1,71 @@
+"""Accuracy of a generation bundle against the float decoder: perplexity, greedy agreement, logit cosine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgec.runtimes.decoder_onnxruntime import OrtDecoderSession
+from edgec.runtimes.generation import DecoderSession, generate, open_session, perplexity
+
+PPL_WINDOW = 128
+
+
+class FloatDecoder(OrtDecoderSession):
+    """An in-memory decoder ONNX (the float reference, or a quantized candidate) on onnxruntime."""
+
+    def __init__(self, handle, threads: int | None = None):
+        self._bytes = handle.serialize()
+        state = [{"name": s.name, "output": s.name.replace("past_key_values", "present"), "shape": list(s.shape),
+                  "dtype": s.dtype} for s in handle.inputs if s.name.startswith("past_key_values")]
+        super().__init__(Path("."), {"state": state}, threads)
+
+    def _model_source(self) -> bytes:
+        return self._bytes
+
+
+def greedy_agreement(a: list[int], b: list[int]) -> float:
+    """Fraction of tokens generated identically before the first difference."""
+    n = min(len(a), len(b))
+    same = next((i for i in range(n) if a[i] != b[i]), n)
+    return same / max(len(a), len(b), 1)
+
+
+def logit_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    num = (a * b).sum(-1)
+    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12
+    return float((num / den).mean())
+
+
+def compare_sessions(got: DecoderSession, want: DecoderSession, eval_ids: list[int], prompts: list[list[int]],
+                     new_tokens: int) -> dict[str, Any]:
+    """Perplexity of both, greedy agreement over ``prompts``, logit cosine on the first window."""
+    out: dict[str, Any] = {"prompts": len(prompts), "new_tokens": new_tokens}
+    if len(eval_ids) > 1:
+        out["perplexity"] = perplexity(got, eval_ids, PPL_WINDOW)
+        out["reference_perplexity"] = perplexity(want, eval_ids, PPL_WINDOW)
+        window = eval_ids[:PPL_WINDOW]
+        got.reset(), want.reset()
+        out["logit_cosine"] = logit_cosine(got.prefill(window), want.prefill(window))
+    agree, exact = [], 0
+    for p in prompts:
+        a = generate(got, p, new_tokens).tokens
+        b = generate(want, p, new_tokens).tokens
+        agree.append(greedy_agreement(a, b))
+        exact += a == b
+    out["greedy_agreement"] = float(np.mean(agree)) if agree else None
+    out["greedy_identical"] = exact
+    return out
+
+
+def generation_accuracy(bundle: Path, reference, eval_ids: list[int], prompts: list[list[int]],
+                        new_tokens: int) -> dict[str, Any]:
+    """`compare_sessions` of the bundle's own runner against the float decoder ``reference`` (a handle)."""
+    got = open_session(bundle)
+    out = compare_sessions(got, FloatDecoder(reference), eval_ids, prompts, new_tokens)
+    out["runner"] = got.manifest["runner"]
+    out["reference"] = "float decoder (onnxruntime)"
+    return out
