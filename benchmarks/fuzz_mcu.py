@@ -1,4 +1,4 @@
-"""Fuzz the mcu C generator with thousands of random graphs (tests/mcu/fuzz_graphs.py).
+"""Fuzz the mcu C generator with thousands of random graphs (tests/targets/mcu/fuzz_graphs.py).
 
 Each case: random float ONNX graph -> optimize, calibrate, quantize (mcu scheme) -> C ->
 gcc with ASan/UBSan (-Werror) and arena canaries -> random and extreme int8 inputs ->

@@ -1,4 +1,4 @@
-"""Random-graph fuzzer for the mcu C generator (used by tests/mcu/test_mcu_fuzz.py and
+"""Random-graph fuzzer for the mcu C generator (used by tests/targets/mcu/test_mcu_fuzz.py and
 benchmarks/fuzz_mcu.py).
 
 Each case is a small random float ONNX graph (Conv regular/depthwise/grouped, Gemm and

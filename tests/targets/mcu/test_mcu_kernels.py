@@ -34,4 +34,4 @@ def test_every_kernel_file_has_a_test():
 
     kernels = {k for r in RECORDS for k in r.kernels}
     tested = {t.stem.removesuffix("_test") + ".c" for t in TESTS}
-    assert kernels <= tested, f"kernels without a tests/mcu/kernels/<name>_test.c: {sorted(kernels - tested)}"
+    assert kernels <= tested, f"kernels without a tests/targets/mcu/kernels/<name>_test.c: {sorted(kernels - tested)}"
