@@ -166,6 +166,10 @@ def load(state: BuildState) -> None:
         from edgec.compiler.frontends.tflite import as_source_for
 
         state.handle = as_source_for(state.handle, target.accepted_formats)
+    if state.handle.proto is not None:
+        from edgec.compiler.finite import check_weights
+
+        check_weights(state.handle.proto, config.model)
     if state.handle.format not in target.accepted_formats:
         raise ConfigError(
             f"target '{target.name}' does not take {state.handle.format} models; give the ONNX or PyTorch model "
@@ -418,7 +422,8 @@ def _eval_samples(config: BuildConfig, handle: ModelHandle, calibration) -> tupl
         from edgec.calibration import load_calibration_data
 
         data = load_calibration_data(config.eval_data, handle.inputs, max_samples=EVAL_MAX_SAMPLES,
-                                     tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed)
+                                     tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed,
+                                     role="--eval")
         return data.samples, str(config.eval_data), data.labels
     if calibration is not None:
         labels = calibration.labels[:VERIFY_MAX_SAMPLES] if calibration.labels is not None else None

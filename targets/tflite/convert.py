@@ -61,7 +61,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
         say("onnx2tf: ONNX -> TensorFlow")
         keras_model = run_onnx2tf(proto, Path(tmp))
         with captured_output():
-            graph = TFGraph(tf, keras_model, model)
+            graph = TFGraph(tf, keras_model, model, samples)
         say("TFLiteConverter: float32")
         float_bytes = run_converter(graph.converter(), "fp32")
         err = float_error(model.proto.SerializeToString(), float_bytes, graph, samples)

@@ -1,4 +1,4 @@
-"""TFLiteConverter runs, with its failures mapped to one-line edgec errors."""
+"""TFLiteConverter runs, with their failures mapped to one-line edgec errors."""
 
 from __future__ import annotations
 
@@ -49,7 +49,6 @@ def run_converter(conv, what: str) -> bytes:
                     "TFLite has no int8 kernel for it; use --precision int8-dynamic or fp16") from err
     first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
     raise TFLiteConversionError(f"TFLiteConverter ({what}) failed: {first[:300]}") from err
-
 
 
 def representative_dataset(graph: TFGraph, samples: list[dict[str, np.ndarray]]):

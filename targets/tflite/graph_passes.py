@@ -1,4 +1,4 @@
-"""ONNX graph passes before onnx2tf: static shapes, onnxslim, Erf-GELU -> ``Gelu``."""
+"""ONNX graph passes before onnx2tf: static shapes, onnxslim, Erf-GELU -> ``Gelu``, constant Pad/Clip/Resize rewrites."""
 
 from __future__ import annotations
 
@@ -106,4 +106,12 @@ def prepare_onnx(model: ModelHandle) -> tuple[Any, list[dict[str, Any]]]:
     n = fuse_erf_gelu(proto)
     if n:
         passes.append({"name": "fuse-erf-gelu", "config": {"fused": n}})
+    from edgec.compiler import rewrites
+
+    # onnx2tf reads Pad values and Clip bounds only when constant, and its nearest Resize
+    # picks other source pixels than ONNX's coordinate modes when downsampling.
+    for rewrite in (rewrites.pad_value_as_where, rewrites.clip_bounds_as_minmax, rewrites.resize_nearest_as_gather):
+        n = rewrite(proto, arithmetic=True) if rewrite is rewrites.pad_value_as_where else rewrite(proto)
+        if n:
+            passes.append({"name": rewrite.__name__.replace("_", "-"), "config": {"rewritten": n}})
     return proto, passes

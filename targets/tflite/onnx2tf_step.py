@@ -11,6 +11,7 @@ import numpy as np
 from edgec._deps import require
 from edgec.compiler.model import ModelHandle
 from edgec.errors import EdgecError, UnsupportedOpError
+from edgec.targets.tflite.layout import InputAdapter, OutputFix, input_adapter, output_fix
 from edgec.targets.tflite.tools import TFLiteConversionError, captured_output, in_dir, last_error_line
 
 CALIB_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -29,14 +30,15 @@ def sanitize_names(names: list[str], prefix: str) -> list[str]:
     return out
 
 
-def nhwc(shape: tuple) -> tuple:
-    return (shape[0], *shape[2:], shape[1])
-
-
 class TFGraph:
-    """The onnx2tf Keras model behind a wrapper whose signature is the artifact's I/O."""
+    """The onnx2tf Keras model behind a wrapper whose signature is the artifact's I/O.
 
-    def __init__(self, tf, keras_model, model: ModelHandle):
+    Inputs: 4-D images are NHWC (recorded as the layout), every other tensor keeps the
+    model's shape. Outputs: how each Keras output maps to the model's is measured on
+    ``samples`` (`layout.output_fix`), so non-image outputs come back in the model's shape.
+    """
+
+    def __init__(self, tf, keras_model, model: ModelHandle, samples: list[dict[str, np.ndarray]]):
         self.tf = tf
         self.keras = keras_model
         self.in_keys = sanitize_names([s.name for s in model.inputs], "input")
@@ -45,67 +47,70 @@ class TFGraph:
         if len(kin) != len(model.inputs):
             raise TFLiteConversionError(
                 f"onnx2tf produced {len(kin)} inputs for a model with {len(model.inputs)}")
-        # onnx2tf keeps ONNX input order; match by name where it kept the names.
-        self.in_layout: list[str | None] = []
-        self.in_perm: list[tuple[int, ...] | None] = []
-        sig = []
-        for s, key, k in zip(model.inputs, self.in_keys, kin):
-            onnx_shape = tuple(s.shape)
-            kshape = tuple(int(d) if d is not None else 1 for d in k.shape)
-            layout, perm, shape = None, None, onnx_shape
-            if kshape != onnx_shape or (len(onnx_shape) == 4 and kshape == nhwc(onnx_shape)):
-                if len(onnx_shape) == 4 and kshape == nhwc(onnx_shape):
-                    layout, shape = "NHWC", kshape
-                elif kshape == nhwc(onnx_shape):  # NCW/NCDHW: keep the ONNX layout, transpose inside
-                    perm = (0, *range(2, len(onnx_shape)), 1)
-                else:
-                    raise TFLiteConversionError(
-                        f"onnx2tf changed input '{s.name}' from {list(onnx_shape)} to {list(kshape)}")
-            dt = tf.as_dtype(k.dtype)
-            if dt == tf.int64:
-                dt = tf.int32  # token ids: int32 on device, cast inside
-            self.in_layout.append(layout)
-            self.in_perm.append(perm)
-            sig.append(tf.TensorSpec(shape, dt, name=key))
-        self.signature = sig
-        self.model = model
-
-        kdtypes = [k.dtype for k in kin]
-        in_perm = self.in_perm
-        out_keys = self.out_keys
-        onnx_out_shapes = [tuple(s.shape) for s in model.outputs]
-        self.out_layout: list[str | None] = [None] * len(out_keys)
-        out_layout = self.out_layout
-
-        def wrapped(*args):
-            xs = []
-            for a, want, perm in zip(args, kdtypes, in_perm):
-                if perm is not None:
-                    a = tf.transpose(a, perm)
-                if a.dtype != want:
-                    a = tf.cast(a, want)
-                xs.append(a)
-            outs = keras_model(xs)
-            if not isinstance(outs, (list, tuple)):
-                outs = [outs]
-            result = {}
-            for i, (o, key, oshape) in enumerate(zip(outs, out_keys, onnx_out_shapes)):
-                got = tuple(int(d) if d is not None else 1 for d in o.shape)
-                if got != oshape and len(oshape) >= 3 and got == nhwc(oshape):
-                    if len(oshape) == 4:
-                        out_layout[i] = "NHWC"
-                    else:
-                        o = tf.transpose(o, (0, len(oshape) - 1, *range(1, len(oshape) - 1)))
-                elif got != oshape and int(np.prod(got)) == int(np.prod(oshape)) and len(got) != len(oshape):
-                    o = tf.reshape(o, oshape)
-                result[key] = o
-            return result
-
         if len(keras_model.outputs) != len(model.outputs):
             raise TFLiteConversionError(
                 f"onnx2tf produced {len(keras_model.outputs)} outputs for a model with {len(model.outputs)}")
-        self.fn = tf.function(wrapped, input_signature=sig)
+        self.model = model
+        self.adapters: list[InputAdapter] = []
+        sig = []
+        for s, key, k in zip(model.inputs, self.in_keys, kin):
+            kshape = tuple(int(d) if d is not None else 1 for d in k.shape)
+            try:
+                adapter = input_adapter(s.name, tuple(s.shape), kshape)
+            except ValueError as exc:
+                raise TFLiteConversionError(str(exc)) from None
+            dt = tf.as_dtype(k.dtype)
+            if dt == tf.int64:
+                dt = tf.int32  # token ids: int32 on device, cast inside
+            self.adapters.append(adapter)
+            sig.append(tf.TensorSpec(adapter.artifact_shape, dt, name=key))
+        self.signature = sig
+        self.in_layout: list[str | None] = [a.layout for a in self.adapters]
+        self.kdtypes = [k.dtype for k in kin]
+        self.fixes = self._measure_outputs(samples)
+        self.out_layout: list[str | None] = [f.layout for f in self.fixes]
+        self.fn = tf.function(self._wrapped, input_signature=sig)
         self.concrete = self.fn.get_concrete_function()
+
+    def _keras_inputs(self, args):
+        tf = self.tf
+        xs = []
+        for a, want, ad in zip(args, self.kdtypes, self.adapters):
+            if ad.perm is not None:
+                a = tf.transpose(a, ad.perm)
+            if tuple(a.shape) != ad.keras_shape:
+                a = tf.reshape(a, ad.keras_shape)
+            if a.dtype != want:
+                a = tf.cast(a, want)
+            xs.append(a)
+        return xs
+
+    def _keras_outputs(self, args) -> list:
+        outs = self.keras(self._keras_inputs(args))
+        return list(outs) if isinstance(outs, (list, tuple)) else [outs]
+
+    def _measure_outputs(self, samples: list[dict[str, np.ndarray]]) -> list[OutputFix]:
+        from edgec.runtimes.onnxruntime_runner import make_session
+
+        sess = make_session(self.model.proto.SerializeToString(), threads=1)
+        samples = samples[:2]
+        want = [sess.run(None, feeds) for feeds in samples]
+        got = []
+        for feeds in samples:
+            args = [self.tf.constant(a) for a in self.to_native(feeds)]
+            got.append([np.asarray(o) for o in self._keras_outputs(args)])
+        return [output_fix([g[i] for g in got], [w[i] for w in want]) for i in range(len(self.out_keys))]
+
+    def _wrapped(self, *args):
+        tf = self.tf
+        result = {}
+        for o, key, fix in zip(self._keras_outputs(args), self.out_keys, self.fixes):
+            if fix.perm is not None:
+                o = tf.transpose(o, fix.perm)
+            if fix.reshape is not None:
+                o = tf.reshape(o, fix.reshape)
+            result[key] = o
+        return result
 
     def converter(self):
         conv = self.tf.lite.TFLiteConverter.from_concrete_functions([self.concrete], self.keras)
@@ -118,8 +123,8 @@ class TFGraph:
         for s, layout, spec in zip(self.model.inputs, self.in_layout, self.signature):
             a = np.asarray(feeds[s.name])
             if layout == "NHWC":
-                a = a.transpose(0, 2, 3, 1)
-            out.append(np.ascontiguousarray(a.astype(spec.dtype.as_numpy_dtype)))
+                a = a.transpose(0, *range(2, a.ndim), 1)
+            out.append(np.array(a, dtype=spec.dtype.as_numpy_dtype, order="C"))  # keeps rank 0
         return out
 
 
