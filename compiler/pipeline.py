@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from edgec import __version__
-from edgec._deps import CORE_DISTS, version_of
 from edgec.compiler import bundle as bundle_io
 from edgec.compiler.config import BuildConfig
 from edgec.compiler.manifest import Manifest
 from edgec.compiler.model import ModelHandle
+from edgec.compiler.packaging import copy_tokenizer, dependencies, jsonable_options, source_size, write_reference
 from edgec.compiler.output_dir import read_paths
 from edgec.compiler.progress import SILENT, Progress
 from edgec.errors import CalibrationDataError, ConfigError, MissingDependencyError
-from edgec.runtimes.registry import REFERENCE_RUNNER
 
-SOURCE_DISTS = {"torch": ("torch",), "pt2": ("torch",), "hf": ("torch", "transformers", "tokenizers")}
 VERIFY_MAX_SAMPLES = 64  # samples of the calibration data reused for the accuracy check
 EVAL_MAX_SAMPLES = 1000  # samples of an explicit --eval set
 
@@ -321,9 +319,9 @@ class Lowering:
         lowered = target.lower(model, spec, tmp)
         passes.extend(lowered.passes)
         st.passes = passes
-        ref = _write_reference(handle, tmp, quant)
+        ref = write_reference(handle, tmp, quant)
         if handle.tokenizer_dir is not None:
-            _copy_tokenizer(handle.tokenizer_dir, tmp / "tokenizer")
+            copy_tokenizer(handle.tokenizer_dir, tmp / "tokenizer")
         manifest = _manifest(st, lowered, ref)
         st.progress.message("verifying against the float model")
         recorder = OutputRecorder(store=store, perplexity=handle.task == "text-generation")
@@ -353,9 +351,9 @@ def _manifest(st: BuildState, lowered, ref: dict[str, str]) -> dict[str, Any]:
         passes=st.passes,
         calibration=({"method": config.calib_method, "samples": len(calibration), "source": calibration.source,
                       "random": calibration.random} if calibration is not None else None),
-        config=config.manifest_view() | {"precision": st.precision, "target_options": _jsonable(st.options)},
+        config=config.manifest_view() | {"precision": st.precision, "target_options": jsonable_options(st.options)},
         target_info=lowered.manifest,
-        dependencies=_dependencies(handle, target),
+        dependencies=dependencies(handle, target),
     ).to_json()
 
 
@@ -374,7 +372,7 @@ def package(state: BuildState) -> tuple[dict[str, Any], dict[str, Any]]:
         warnings.append("accuracy measured on synthetic inputs; pass --calib or --eval for real data")
     report = {
         "accuracy": accuracy,
-        "size_bytes": {"source": _source_size(config.model, handle),
+        "size_bytes": {"source": source_size(config.model, handle),
                        "artifact": sum((tmp / a.path).stat().st_size for a in lowered.artifacts
                                        if a.role in ("model", "weights"))},
         "export_parity_max_abs_err": handle.export_parity_max_abs_err,
@@ -467,52 +465,10 @@ def is_classifier(manifest: dict[str, Any]) -> bool:
     return len(out["shape"]) == 2
 
 
-def _write_reference(handle: ModelHandle, tmp: Path, quant: ModelHandle | None = None) -> dict[str, str]:
-    (tmp / "reference").mkdir(exist_ok=True)
-    if handle.format == "tflite":
-        (tmp / "reference" / "model.tflite").write_bytes(handle.serialize())
-        return {"runner": "litert", "path": "reference/model.tflite"}
-    (tmp / "reference" / "model.onnx").write_bytes(handle.serialize())
-    ref = {"runner": REFERENCE_RUNNER, "path": "reference/model.onnx"}
-    if quant is not None:  # what the target lowered, for `edgec debug layers`
-        (tmp / "reference" / "quantized.onnx").write_bytes(quant.serialize())
-        ref["quantized"] = "reference/quantized.onnx"
-    return ref
-
-
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
-                    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model", "added_tokens.json")
-
-
 def _clear_dir(folder: Path) -> None:
     for p in folder.iterdir():
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
-def _copy_tokenizer(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in _TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
-
-
-def _source_size(model: str, handle: ModelHandle) -> int:
-    p = Path(model.rsplit(":", 1)[0] if handle.meta.get("source_kind") == "torch" else model)
-    if handle.meta.get("source_kind") in ("torch", "pt2", "hf"):
-        return len(handle.serialize())
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-    return p.stat().st_size if p.exists() else len(handle.serialize())
-
-
 def _profiles(config: BuildConfig) -> dict[str, tuple]:
     return {n: (s.min, s.opt, s.max) for n, s in config.input_shapes.items() if s.is_profile}
-
-
-def _dependencies(handle: ModelHandle, target) -> dict[str, str]:
-    dists = [*CORE_DISTS, *SOURCE_DISTS.get(handle.meta.get("source_kind", ""), ()), *target.dependencies]
-    return {d: v for d in dists if (v := version_of(d)) is not None}
-
-
-def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(options.items())}

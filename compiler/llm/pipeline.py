@@ -137,7 +137,7 @@ def _generation_section(lm: CausalLM, tok) -> dict[str, Any]:
 
 
 def _manifest(config, target, precision, options, handle, lm, lowered, passes, tok) -> dict[str, Any]:
-    from edgec.compiler.pipeline import _dependencies, _jsonable
+    from edgec.compiler.packaging import dependencies as _dependencies, jsonable_options as _jsonable
     from edgec.runtimes.registry import REFERENCE_RUNNER
 
     art = lowered.model_artifact
