@@ -208,13 +208,20 @@ def after_optimize(handle: Any, request: PruneRequest | None, progress: Progress
     if state is None:
         from edgec.compiler.prune.onnx_prune import prune_onnx
 
-        if request.spec.structured or request.finetune:
+        if request.spec.method == "heads" or request.finetune:
             raise ConfigError(f"--prune {request.spec.method}/--finetune need a PyTorch or Hugging Face model")
-        progress.message(f"pruning ({request.spec.text}) the ONNX initializers")
-        pruned, info = prune_onnx(handle.proto, request.spec)
+        if request.spec.method == "channels":
+            from edgec.compiler.prune.onnx_channels import prune_channels_onnx
+
+            progress.message(f"pruning ({request.spec.text}) channel groups of the ONNX graph")
+            pruned, structure = prune_channels_onnx(handle.proto, request.spec)
+        else:
+            progress.message(f"pruning ({request.spec.text}) the ONNX initializers")
+            pruned, info = prune_onnx(handle.proto, request.spec)
+            structure = {"pruned_layers": len(info["weights"])}
         state = PruneState(spec=request.spec, applied_to="onnx", unpruned_proto=handle.proto,
                            before=weight_stats(_onnx_arrays(handle.proto)), after=weight_stats(_onnx_arrays(pruned)),
-                           structure={"pruned_layers": len(info["weights"])})
+                           structure=structure)
         handle = handle.with_proto(pruned)
         handle.meta["prune"] = state
     return handle, state.pass_entry()
