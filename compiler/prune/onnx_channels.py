@@ -66,8 +66,12 @@ class _Group:
             self.parent[rb] = ra
 
 
-def prune_channels_onnx(proto: Any, spec: PruneSpec) -> tuple[Any, dict[str, Any]]:
+def prune_channels_onnx(proto: Any, spec: PruneSpec, samples: list[dict[str, np.ndarray]] | None = None
+                        ) -> tuple[Any, dict[str, Any]]:
     """A copy of ``proto`` with ``spec.ratio`` of the channels of every free group removed.
+
+    ``importance=activation`` ranks channels by their mean absolute output on ``samples``
+    (the calibration data) instead of filter norms.
 
     Raises:
         ConfigError: No prunable group, or a pruned graph that no longer runs with the
@@ -87,6 +91,7 @@ def prune_channels_onnx(proto: Any, spec: PruneSpec) -> tuple[Any, dict[str, Any
     slices: list[tuple[str, int, Layout, str]] = []
     depthwise: list[tuple[int, Layout]] = []  # (node index, layout)
     rewrites: dict[str, np.ndarray] = {}
+    consumers: list[tuple[int, Layout]] = []  # regular convs whose input channels may shrink
 
     def new_space(channels: int) -> int:
         s = len(groups.parent)
@@ -119,6 +124,7 @@ def prune_channels_onnx(proto: Any, spec: PruneSpec) -> tuple[Any, dict[str, Any
                 continue
             if lay is not None:
                 slices.append((ins[1], 1, lay, "consumer"))
+                consumers.append((node_index, lay))
             s = new_space(w.shape[0])
             producers.setdefault(s, []).append((node.name or node.output[0], ins[1]))
             out = Layout([(s, w.shape[0])])
@@ -189,10 +195,24 @@ def prune_channels_onnx(proto: Any, spec: PruneSpec) -> tuple[Any, dict[str, Any
             pin(x)
     for out in g.output:
         pin(out.name)
-    return _apply(model, spec, groups, producers, slices, depthwise, inits, rewrites)
+    out_layouts = {i: layouts[n.output[0]] for i, n in enumerate(g.node) if n.op_type == "Conv" and n.output[0] in layouts}
+    activity = _activity(model, producers, samples) if spec.importance == "activation" and samples else None
+    return _apply(model, spec, groups, producers, slices, depthwise, inits, rewrites, consumers, out_layouts,
+                  activity)
 
 
-def _apply(model, spec: PruneSpec, groups: _Group, producers, slices, depthwise, inits, rewrites):
+def _activity(model, producers, samples) -> dict[str, np.ndarray]:
+    """Mean |output| per channel of every producer conv on ``samples``."""
+    from edgec.compiler.prune.onnx_refit import tensor_values
+
+    outputs = {n.name or n.output[0]: n.output[0] for n in model.graph.node}
+    names = sorted({outputs[node] for members in producers.values() for node, _ in members})
+    values = tensor_values(model, samples, names)
+    return {n: np.abs(v).mean(axis=tuple(i for i in range(v.ndim) if i != 1)) for n, v in zip(names, values)}
+
+
+def _apply(model, spec: PruneSpec, groups: _Group, producers, slices, depthwise, inits, rewrites, consumers,
+           out_layouts, activity=None):
     import onnx
     from onnx import numpy_helper
 
@@ -207,9 +227,13 @@ def _apply(model, spec: PruneSpec, groups: _Group, producers, slices, depthwise,
         if root in pinned_roots or any(groups.size[m] != channels for m in members):
             continue
         importance = np.zeros(channels)
+        outputs = {n.name or n.output[0]: n.output[0] for n in model.graph.node}
         for m in members:
-            for _, w in producers.get(m, []):
-                norms = np.linalg.norm(inits[w].reshape(inits[w].shape[0], -1).astype(np.float64), axis=1)
+            for node, w in producers.get(m, []):
+                if activity is not None:
+                    norms = activity[outputs[node]].astype(np.float64)
+                else:
+                    norms = np.linalg.norm(inits[w].reshape(inits[w].shape[0], -1).astype(np.float64), axis=1)
                 importance += norms / max(norms.max(), 1e-12)
         n_keep = _kept_count(channels, spec)
         if n_keep >= channels:
@@ -245,8 +269,12 @@ def _apply(model, spec: PruneSpec, groups: _Group, producers, slices, depthwise,
                 if a.name == "group":
                     a.i = len(index)
     del g.value_info[:]
+    # For the least-squares refit (`onnx_refit`): convs that lost input channels, with the
+    # output channels they kept (None: all).
+    refit = [(i, _indices(out_layouts[i], keep) if i in out_layouts else None)
+             for i, lay in consumers if _indices(lay, keep) is not None]
     return out, {"groups_pruned": layers, "groups_pinned": len(pinned_roots),
-                 "channels_before": int(before), "channels_after": int(after)}
+                 "channels_before": int(before), "channels_after": int(after), "refit_candidates": refit}
 
 
 def _kept_count(channels: int, spec: PruneSpec) -> int:

@@ -102,3 +102,29 @@ def test_pinned_groups_and_errors():
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(ConfigError, match="no channel group of this ONNX graph can be pruned"):
         prune_channels_onnx(m, parse_prune_spec("channels:0.5"))
+
+
+def test_least_squares_refit_recovers_redundant_channels():
+    """Half the channels are scaled copies of the others: after pruning them, the refit of the
+    next 1x1 conv reproduces the unpruned output (the magnitude cut alone does not)."""
+    from edgec.compiler.prune.onnx_refit import refit_pointwise
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 0.5, (4, 4, 1, 1)).astype(np.float32)
+    w1 = np.concatenate([base, 0.5 * base])  # channels 4..7 = 0.5 x channels 0..3
+    w2 = rng.normal(0, 0.5, (3, 8, 1, 1)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w1"], ["h"]), helper.make_node("Conv", ["h", "w2"], ["y"])],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    pruned, info = prune_channels_onnx(m, parse_prune_spec("channels:0.5"))
+    samples = [{"x": rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32)} for _ in range(4)]
+    x = samples[0]["x"]
+    cut_err = np.abs(_run(pruned, x) - _run(m, x)).max()
+    done = refit_pointwise(m, pruned, info["refit_candidates"], samples)
+    assert done["refitted"] == 1 and numpy_helper.to_array(pruned.graph.initializer[1]).shape == (3, 4, 1, 1)
+    held_out = rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32)
+    refit_err = np.abs(_run(pruned, held_out) - _run(m, held_out)).max()
+    assert cut_err > 0.1 and refit_err < 0.05 * cut_err  # what remains is the ridge's pull to the cut weights
