@@ -42,9 +42,12 @@ def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
 
 
 def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | None = None, device: str = "host",
-          profile: bool = False, progress: Progress = SILENT) -> dict[str, Any]:
+          profile: bool = False, flash: str | None = None, timeout: float = 600.0,
+          progress: Progress = SILENT) -> dict[str, Any]:
     """Time the bundle's artifact with its runner (schema ``edgec.bench/1``).
 
+    ``device`` is ``host`` or ``qemu`` (this process's runner), or any device string of
+    `edgec.farm.devices` (``qemu:cortex-m55``, ``ssh://...``, ``serial:...``), run with ``timeout``.
     ``profile``: per-layer instruction counts in ``extra["profile"]`` (mcu bundles on
     ``--device qemu``)."""
     from edgec.runtimes.harness import bench as _bench
@@ -54,6 +57,12 @@ def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | No
         from edgec.errors import ConfigError
 
         raise ConfigError("--iters must be at least 1 and --warmup at least 0")
+    if device not in ("host", "qemu") or flash:
+        from edgec.farm.devices import parse_device
+
+        dev = parse_device(device if not flash else f"{device}{'&' if '?' in device else '?'}flash={flash}")
+        with progress.task(f"benchmarking on {dev.label}", total=None):
+            return dev.bench(Path(bundle), iters=iters, warmup=warmup, threads=threads, timeout=timeout)
     manifest = _open_bundle(bundle)
     runner = create_runner(manifest["runner"], Path(bundle), manifest, threads=threads, device=device)
     if profile:

@@ -287,7 +287,13 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
 @click.option("--iters", type=int, default=100, show_default=True, help="Timed iterations.")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed warm-up iterations.")
 @click.option("--device", default="host", show_default=True,
-              help="Where to run: host, or a device the runner supports (e.g. qemu for mcu bundles).")
+              help="Where to run: host; qemu or qemu:cortex-m0|m3|m4|m7|m33|m55 (mcu bundles); "
+                   "ssh://user@host[:port][?key=PATH&known_hosts=PATH&python=python3] (a Linux board running the "
+                   "bundle's standalone harness); serial:/dev/ttyX[?baud=N] (an MCU board, with --flash).")
+@click.option("--flash", default=None, metavar="METHOD",
+              help="serial devices: how to flash the firmware first: pyocd:TARGET, openocd:CFG or cmd:\"...{elf}...\".")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds before a remote or emulated run is killed.")
 @click.option("--profile", is_flag=True,
               help="Instructions per layer (mcu bundles with --device qemu), like TFLM's MicroProfiler.")
 @click.option("--prompt-tokens", type=int, default=128, show_default=True,
@@ -298,8 +304,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
 @threads_option
 @json_option
 @handle_errors
-def bench(bundle: Path, iters: int, warmup: int, device: str, profile: bool, threads: int | None,
-          as_json: bool, prompt_tokens: int = 128, new_tokens: int = 128, repeat: int = 3) -> None:
+def bench(bundle: Path, iters: int, warmup: int, device: str, flash: str | None, timeout: float, profile: bool,
+          threads: int | None, as_json: bool, prompt_tokens: int = 128, new_tokens: int = 128, repeat: int = 3) -> None:
     """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS.
 
     For a generation bundle (a causal LM): load time, TTFT, TPOT median/p90, tokens/s, peak RSS
@@ -312,7 +318,7 @@ def bench(bundle: Path, iters: int, warmup: int, device: str, profile: bool, thr
                                    repeat=repeat, progress=_progress(as_json)), as_json, _print_generation_bench)
         return
     _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, profile=profile,
-                    progress=_progress(as_json)), as_json, _print_bench)
+                    flash=flash, timeout=timeout, progress=_progress(as_json)), as_json, _print_bench)
 
 
 @cli.command()
@@ -597,6 +603,12 @@ def _print_inspect(i: dict) -> None:
     c.print(_table("inputs / outputs", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
                    _io_rows(i["inputs"]) + _io_rows(i["outputs"])))
     c.print(_table("ops", ["op", "count"], [[k, v] for k, v in sorted(i["op_counts"].items(), key=lambda kv: -kv[1])]))
+
+
+# `edgec farm` lives in its own module, which imports this one's helpers (defined above).
+from edgec.cli_farm import farm as _farm  # noqa: E402
+
+cli.add_command(_farm)
 
 
 def main(argv: list[str] | None = None) -> None:

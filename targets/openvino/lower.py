@@ -9,6 +9,7 @@ from typing import Any
 from edgec._deps import require, version_of
 from edgec.compiler.model import ModelHandle, TensorSpec
 from edgec.errors import EdgecError
+from edgec.runtimes.standalone import install_harness
 from edgec.targets.base import Artifact, LowerResult, LowerSpec, SupportReport
 
 
@@ -60,8 +61,10 @@ def lower_to_ir(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResu
     _strip_nondeterministic(xml)
     inputs = [_spec(s) for s in model.inputs]
     outputs = [_spec(s) for s in model.outputs]
+    harness = [Artifact(n, "python", "harness") for n in install_harness(out_dir, "bench_openvino.py")]
     return LowerResult(
-        artifacts=[Artifact("model.xml", "openvino-ir", "model"), Artifact("model.bin", "openvino-weights", "weights")],
+        artifacts=[Artifact("model.xml", "openvino-ir", "model"), Artifact("model.bin", "openvino-weights", "weights"),
+                   *harness],
         inputs=inputs,
         outputs=outputs,
         manifest={"openvino_version": version_of("openvino"), "device": "CPU",
