@@ -264,6 +264,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
         if v is None or v is False or v == ():
             continue
         parsed_opts[k] = parse_bytes(v) if declared[k].kind == "bytes" else v
+        if declared[k].kind == "bytes" and parsed_opts[k] <= 0:
+            raise ConfigError(f"{declared[k].flag} must be larger than 0 (got '{v}')")
     pre = None
     if preprocess:
         from edgec.calibration.sources import parse_preprocess
@@ -358,14 +360,25 @@ def _print_generation_bench(b: dict) -> None:
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--data", required=True, metavar="PATH", help="Inputs (same formats as --calib); an .npz may hold labels.")
+@click.option("--min-cosine", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="Fail (exit 1) below this mean cosine. Default: the bundle's build-time cosine minus 0.02.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0.0), default=None,
+              help="Fail (exit 1) when top-1 accuracy on the data's labels drops more than this many points. "
+                   "Default: the bundle's build-time drop plus 1.")
 @threads_option
 @json_option
 @handle_errors
-def verify(bundle: Path, data: str, threads: int | None, as_json: bool) -> None:
-    """Compare a bundle's artifact with its float reference model on DATA."""
+def verify(bundle: Path, data: str, min_cosine: float | None, max_accuracy_drop: float | None, threads: int | None,
+           as_json: bool) -> None:
+    """Compare a bundle's artifact with its float reference model on DATA; the exit code says pass/fail."""
     from edgec import api
+    from edgec.errors import AccuracyError
 
-    _emit(api.verify(bundle, data, threads=threads, progress=_progress(as_json)), as_json, _print_verify)
+    result = api.verify(bundle, data, threads=threads, min_cosine=min_cosine, max_accuracy_drop=max_accuracy_drop,
+                        progress=_progress(as_json))
+    _emit(result, as_json, _print_verify)
+    if not result["passed"]:
+        raise AccuracyError("verify failed: " + "; ".join(result["failures"]))
 
 
 @cli.command()
@@ -575,7 +588,10 @@ def _print_bench(b: dict) -> None:
 def _print_verify(v: dict) -> None:
     rows = [["samples", v["samples"]], ["max abs err", _fmt(v["max_abs_err"])],
             ["mean abs err", _fmt(v["mean_abs_err"])], ["cosine", _fmt(v["cosine"])],
-            ["top-1 agreement", _fmt(v["top1_agreement"])]]
+            ["top-1 agreement", _fmt(v["top1_agreement"])],
+            ["min cosine (bound)", _fmt(v["bounds"]["min_cosine"])]]
+    if v["bounds"].get("max_accuracy_drop") is not None:
+        rows.append(["max accuracy drop (bound)", _fmt(v["bounds"]["max_accuracy_drop"])])
     if "label_accuracy" in v:
         rows.append(["label accuracy float", _fmt(v["label_accuracy"]["reference"])])
         rows.append(["label accuracy artifact", _fmt(v["label_accuracy"]["artifact"])])
