@@ -19,6 +19,7 @@ Sources (``spec``):
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -56,6 +57,7 @@ def load_calibration_data(
     tokenizer_dir: Path | None = None,
     preprocess: PreprocessConfig | None = None,
     seed: int = 0,
+    role: str = "calibration",
 ) -> CalibrationData:
     """Read calibration (or evaluation) data into model-convention samples.
 
@@ -69,6 +71,7 @@ def load_calibration_data(
         preprocess: How image files become tensors (default: resize to the model's size,
             scale to [0, 1], layout and channels from the model input).
         seed: Seed of ``random`` data.
+        role: What the data is for, as messages name it (``calibration``, ``--eval``, ``--data``).
 
     Returns:
         `CalibrationData` with samples whose arrays have the model's names, dtypes and
@@ -80,6 +83,13 @@ def load_calibration_data(
         ConfigError: ``max_samples`` < 1 or a bad ``preprocess``.
         MissingDependencyError: Pillow (images) or transformers (text) is not installed.
     """
+    if role != "calibration":
+        try:
+            return load_calibration_data(spec, inputs, max_samples=max_samples, tokenizer_dir=tokenizer_dir,
+                                         preprocess=preprocess, seed=seed)
+        except CalibrationDataError as exc:
+            # The readers say "calibration"; evaluation and verify data are named by their flag.
+            raise CalibrationDataError(re.sub(r"\bcalibration\b", role, str(exc))) from exc
     if int(max_samples) < 1:
         raise ConfigError(f"max_samples must be at least 1, got {max_samples}")
     if not inputs:
@@ -120,6 +130,12 @@ def load_calibration_data(
                 f"calibration data '{spec}' has an unsupported format '{path.suffix or path.name}'; expected {_FORMATS}"
             )
     samples = rows_to_samples(rows, inputs, max_samples, str(path))
+    from edgec.compiler.finite import NonFiniteError, check_samples
+
+    try:
+        check_samples(samples, "calibration", spec)
+    except NonFiniteError as exc:
+        raise CalibrationDataError(str(exc)) from exc
     if labels is not None:
         labels = labels[: len(samples) * max(batch_size(s) for s in inputs)]
     return CalibrationData(samples=samples, source=spec, random=False, kind=kind, labels=labels)
@@ -180,6 +196,8 @@ def _rows_of_stacked(name: str, arr: np.ndarray, spec: "TensorSpec", origin: str
     what the model takes, batch axis included), and ``[rows, *shape without the batch axis]``.
     The array's rank tells them apart. A shape that fits neither names the axis that differs.
     """
+    if arr.dtype.kind in "USOV":  # text, bytes, objects, records: a dtype problem, whatever the shape
+        cast_to_model(name, arr, spec, f"calibration data '{origin}'")
     full = tuple(d if isinstance(d, int) and d > 0 else None for d in spec.shape)
     per = sample_shape(spec)
     if arr.ndim == len(full) + 1 and full and shape_matches(arr.shape[1:], full):
@@ -209,6 +227,8 @@ def _stacked_shape_error(name: str, got: tuple[int, ...], full: tuple, per: tupl
 def _rows_of_file(name: str, arr: np.ndarray, spec: "TensorSpec", origin: str) -> list[np.ndarray]:
     """Rows of one sample file: the per-sample shape, or that shape with a leading batch axis."""
     want = sample_shape(spec)
+    if arr.dtype.kind in "USOV":
+        cast_to_model(name, arr, spec, f"calibration file '{origin}'")
     if shape_matches(arr.shape, want):
         rows = [arr]
     elif arr.ndim == len(want) + 1 and arr.shape[0] > 0 and shape_matches(arr.shape[1:], want):

@@ -85,6 +85,8 @@ def load_onnx(path: Path) -> ModelHandle:
     if not proto.graph.node or not proto.graph.output:
         raise ModelLoadError(f"'{path}' is not a valid ONNX model (no graph: truncated or not an ONNX file)")
     has_external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    # Recorded before loading: loading the external data inlines it and clears the locations.
+    digest = sha256_with_external_data(data, path, external_locations(proto)) if has_external else sha256_bytes(data)
     if has_external:
         try:
             onnx.load_external_data_for_model(proto, str(path.parent))
@@ -101,10 +103,29 @@ def load_onnx(path: Path) -> ModelHandle:
         raise ModelLoadError(f"'{path}' is not a valid ONNX model: {str(exc).splitlines()[0]}{newer}") from exc
     proto = convert_down(proto, str(path))
     cap_ir_version(proto)
-    digest = sha256_bytes(data) if not has_external else sha256_path(path.parent)
     handle = ModelHandle.from_onnx(proto, str(path), digest)
     _guess_layouts(handle)
     return handle
+
+
+def external_locations(proto) -> list[str]:
+    """The external-data files an ONNX model's initializers reference (relative to the model)."""
+    import onnx
+
+    return sorted({e.value for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                   for e in t.external_data if e.key == "location"})
+
+
+def sha256_with_external_data(data: bytes, path: Path, locations: list[str]) -> str:
+    """sha256 of the model bytes plus exactly the external-data files they reference (not the whole folder)."""
+    import hashlib
+
+    h = hashlib.sha256(sha256_bytes(data).encode())
+    for loc in locations:
+        f = path.parent / loc
+        h.update(b"\0" + loc.encode() + b"\0")
+        h.update((sha256_file(f) if f.is_file() else "missing").encode())
+    return h.hexdigest()
 
 
 # onnxruntime 1.31 reads IR versions up to 10 reliably; newer onnx writers stamp 11+ even when
@@ -179,6 +200,11 @@ def fix_input_shapes(handle: ModelHandle, shapes: dict[str, InputShape]) -> Mode
                 d.Clear()
                 d.dim_value = v
             continue
+        zero = [i for i, d in enumerate(dims) if d.HasField("dim_value") and d.dim_value == 0 and not d.dim_param]
+        if zero:
+            shape = "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+            raise ConfigError(f"input '{vi.name}' has a zero-size dimension at axis {zero} (shape {shape}); "
+                              "every input dimension must be at least 1")
         bad = [(i, d.dim_param or "?") for i, d in enumerate(dims) if not (d.HasField("dim_value") and d.dim_value > 0)]
         if bad and [i for i, _ in bad] == [0] and len(dims) > 1:
             # A dynamic batch alone is the exporters' default: build for batch 1 and say so.
@@ -257,7 +283,11 @@ def _finish_torch(module: Any, example: Any, source: str, digest: str, *, parity
 
         module, prune_state = apply_torch(module, ex, prune, progress)
     progress.message(f"exporting to ONNX ({len(ex)} input(s))")
-    proto, exporter = export_module(module, ex, dynamic_axes=dynamic or None, output_names=output_names)
+    try:
+        proto, exporter = export_module(module, ex, dynamic_axes=dynamic or None, output_names=output_names)
+    except Exception as exc:  # noqa: BLE001 - was it the user's model, or the exporter?
+        _check_runs_on_examples(module, ex, source)
+        raise exc
     cap_ir_version(proto)
     err = export_parity(module, proto, ex)
     ref_scale = 1.0
@@ -275,6 +305,20 @@ def _finish_torch(module: Any, example: Any, source: str, digest: str, *, parity
         handle.meta["dynamic_dims"] = dynamic
     _guess_layouts(handle)
     return handle
+
+
+def _check_runs_on_examples(module: Any, ex: dict[str, Any], source: str) -> None:
+    """Raise an `ExportError` naming the shapes when the module itself fails on its example inputs."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            module(*ex.values())
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code may raise anything
+        shapes = ", ".join(f"{k}={list(getattr(v, 'shape', []))}" for k, v in ex.items())
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ExportError(f"{source}: the model fails on its own example inputs ({shapes}): "
+                          f"{type(exc).__name__}: {first}") from exc
 
 
 def _resize_examples(ex: dict[str, Any], input_shapes: dict[str, InputShape]) -> dict[str, Any]:
@@ -318,6 +362,8 @@ def load_torch_factory(spec: str, *, input_shapes: dict[str, InputShape], parity
         result = factory()
     except ModelLoadError:
         raise
+    except SystemExit as exc:  # user code calling sys.exit() must not end edgec silently
+        raise ModelLoadError(f"running {spec} failed: it called sys.exit({exc.code!r})") from exc
     except Exception as exc:  # noqa: BLE001 - user code may raise anything
         raise ModelLoadError(f"running {spec} failed: {type(exc).__name__}: {exc}") from exc
     finally:

@@ -105,6 +105,10 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
         from edgec.compiler.frontends.tflite import as_source_for
 
         handle = as_source_for(handle, target.accepted_formats)
+    if handle.proto is not None:
+        from edgec.compiler.finite import check_weights
+
+        check_weights(handle.proto, config.model)
     if handle.format not in target.accepted_formats:
         raise ConfigError(
             f"target '{target.name}' does not take {handle.format} models; give the ONNX or PyTorch model instead")
@@ -277,7 +281,8 @@ def _eval_samples(config: BuildConfig, handle: ModelHandle, calibration) -> tupl
         from edgec.calibration import load_calibration_data
 
         data = load_calibration_data(config.eval_data, handle.inputs, max_samples=EVAL_MAX_SAMPLES,
-                                     tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed)
+                                     tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed,
+                                     role="--eval")
         return data.samples, str(config.eval_data), data.labels
     if calibration is not None:
         labels = calibration.labels[:VERIFY_MAX_SAMPLES] if calibration.labels is not None else None

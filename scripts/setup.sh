@@ -46,6 +46,8 @@ if [ "$toolchains" = 1 ]; then
   [ -e /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -d /usr/lib/arm-none-eabi/newlib ] || need+=(libnewlib-arm-none-eabi)
   command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
   command -v gcc >/dev/null || need+=(gcc libc6-dev)
+  # The farm tests start a real sshd on 127.0.0.1 as an ssh:// device.
+  [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   # The real-model corpus (benchmarks/corpus): a TTF font to render OCR text lines, a voice for speech.
   [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
   command -v espeak-ng >/dev/null || need+=(espeak-ng)
