@@ -61,8 +61,8 @@ def test_onnx_source_magnitude_is_honest_about_speed(cli, tiny_cnn_onnx, tiny_ca
     ref = _weights(tmp_path / "m" / "reference" / "model.onnx")
     assert sum(int((w == 0).sum()) for w in ref.values() if w.ndim >= 2) >= sum(w.size for w in ref.values()
                                                                                if w.ndim >= 2) // 2
-    bad = cli("build", tiny_cnn_onnx, "--prune", "channels:0.3", "-o", tmp_path / "x")
-    assert bad.code == 1 and bad.err.startswith("error: --prune channels needs a PyTorch") and bad.err.count("\n") == 1
+    bad = cli("build", tiny_cnn_onnx, "--prune", "heads:0.25", "-o", tmp_path / "x")
+    assert bad.code == 1 and bad.err.startswith("error: --prune heads needs a PyTorch") and bad.err.count("\n") == 1
 
 
 def _const_weight(graph, name):

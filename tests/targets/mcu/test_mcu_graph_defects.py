@@ -102,3 +102,23 @@ def test_tflite_grouped_conv_bitexact(tmp_path):
     m = tf.keras.Model(inp, tf.keras.layers.Conv2D(6, 3, groups=2, padding="same", activation="relu")(inp))
     out = _check_bitexact(to_tflite(m, (6, 6, 4)), tmp_path)
     assert "group_conv.c" in out["result"].manifest["kernels"]
+
+
+def test_edgec_build_cli_on_all_four(tmp_path, cli):
+    """`edgec build --target mcu` through the whole pipeline on one graph holding relu6 as
+    Clip with inputs, Conv -> Relu -> AveragePool, grouped Conv and MatMul + [1, N] bias."""
+    import onnx
+    from onnx import helper as H
+
+    inits = {"w": _n((4, 3, 3, 3)), "b": _n(4), "lo": np.float32(0), "hi": np.float32(6), "wg": _n((4, 2, 3, 3)),
+             "m": _n((16, 5)), "bias": _n((1, 5)), "shape": np.array([1, 16], np.int64)}
+    nodes = [H.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1] * 4), H.make_node("Clip", ["c", "lo", "hi"], ["r6"]),
+             H.make_node("Conv", ["r6", "wg"], ["g"], pads=[1] * 4, group=2), H.make_node("Relu", ["g"], ["r"]),
+             H.make_node("AveragePool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             H.make_node("Reshape", ["p", "shape"], ["f"]), H.make_node("MatMul", ["f", "m"], ["t"]),
+             H.make_node("Add", ["t", "bias"], ["y"])]
+    path = tmp_path / "m.onnx"
+    onnx.save(_graph(nodes, [1, 3, 4, 4], [1, 5], inits), str(path))
+    r = cli("build", path, "--target", "mcu", "--calib", "random", "-o", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert (tmp_path / "out" / "c" / "group_conv.c").is_file()
