@@ -221,6 +221,7 @@ def plan(g: QGraph, io_in_arena: bool = False) -> Plan:
         candidates.append(_plan_order(g, alt, io_in_arena=io_in_arena))
     best = min(candidates, key=lambda p: (p.arena_bytes, candidates.index(p)))
     guarded = _plan_order(g, best.order, guard=GUARD_BYTES, io_in_arena=io_in_arena)
+    assert guarded.tensor_buffer == best.tensor_buffer, "the guard layout must place the same buffers"
     best.guard_offsets = {bid: b.offset for bid, b in guarded.buffers.items()}
     best.guard_arena_bytes = guarded.arena_bytes
     return best
