@@ -46,7 +46,7 @@ TFLM_MIN_CODE = 36 * 1024
 
 
 def _conftest():
-    spec = importlib.util.spec_from_file_location("mcu_models", ROOT / "tests" / "mcu" / "conftest.py")
+    spec = importlib.util.spec_from_file_location("mcu_models", ROOT / "tests" / "targets" / "mcu" / "conftest.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
