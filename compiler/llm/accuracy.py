@@ -69,3 +69,24 @@ def generation_accuracy(bundle: Path, reference, eval_ids: list[int], prompts: l
     out["runner"] = got.manifest["runner"]
     out["reference"] = "float decoder (onnxruntime)"
     return out
+
+
+def verify_text(bundle: Path, manifest: dict[str, Any], text_path: str, threads: int | None = None,
+                prompts: int = 4, new_tokens: int = 32) -> dict[str, Any]:
+    """`edgec verify` of a generation bundle: its runner against ``reference/model.onnx`` on a text file."""
+    import onnx
+
+    from edgec.compiler.model import ModelHandle
+    from edgec.compiler.llm.pipeline import prompts as cut_prompts
+    from edgec.errors import ConfigError
+    from edgec.runtimes.generation import BundleTokenizer
+
+    p = Path(text_path)
+    if not p.is_file():
+        raise ConfigError(f"{text_path}: generation bundles are verified on a text file")
+    ids = BundleTokenizer(bundle, manifest).encode(p.read_text(encoding="utf-8", errors="replace"), chat=False)
+    ref = ModelHandle.from_onnx(onnx.load(str(bundle / manifest["reference"]["path"])), "", "")
+    got = open_session(bundle, threads)
+    out = compare_sessions(got, FloatDecoder(ref, threads), ids[:4096], cut_prompts(ids, prompts), new_tokens)
+    return out | {"bundle": str(bundle), "target": manifest["target"], "precision": manifest["precision"],
+                  "runner": manifest["runner"], "reference": "float decoder (onnxruntime)"}
