@@ -64,6 +64,8 @@ class BuildConfig:
         lora: PEFT LoRA adapter folder merged into a causal LM before export.
         kv_cache: KV-cache precision of a generation bundle (``int8``, ``fp16``, ``fp32``);
             None keeps the runtime's default.
+        keep_source_quantization: Lower an already Q/DQ-quantized ONNX with its own scales
+            instead of dequantizing and requantizing it with edgec's calibration.
     """
 
     model: str
@@ -93,6 +95,7 @@ class BuildConfig:
     finetune: str | None = None
     lora: str | None = None
     kv_cache: str | None = None
+    keep_source_quantization: bool = False
 
     def quality_view(self) -> dict[str, Any]:
         """The accuracy/quantization options that differ from their defaults (for the manifest)."""
@@ -105,6 +108,8 @@ class BuildConfig:
             out["smoothquant"] = self.smoothquant
         if self.bias_correction:
             out["bias_correction"] = True
+        if self.keep_source_quantization:
+            out["keep_source_quantization"] = True
         return out
 
     def manifest_view(self) -> dict[str, Any]:

@@ -101,10 +101,22 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     progress.message(f"loading {config.model}")
     handle = load_model(config.model, task=config.task, input_shapes=config.input_shapes,
                         parity_tol=config.parity_tol, progress=progress, prune=prune)
+    if handle.format == "tflite":  # kept as is only where the target runs the flatbuffer natively
+        from edgec.compiler.frontends.tflite import as_source_for
+
+        handle = as_source_for(handle, target.accepted_formats)
+    if handle.proto is not None:
+        from edgec.compiler.finite import check_weights
+
+        check_weights(handle.proto, config.model)
     if handle.format not in target.accepted_formats:
         raise ConfigError(
             f"target '{target.name}' does not take {handle.format} models; give the ONNX or PyTorch model instead")
+    kept_quant = None
     if handle.format == "onnx":
+        from edgec.compiler.frontends.quantized_onnx import prepare
+
+        handle, kept_quant = prepare(handle, config.keep_source_quantization)
         handle = fix_input_shapes(handle, config.input_shapes)
         progress.message("optimizing the float graph")
         handle, info = optimize(handle)
@@ -122,6 +134,11 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
 
         quantizer = Int4Quantizer.create(config, handle, progress)
         calibration = quantizer.calibration
+    elif kept_quant is not None:
+        from edgec.compiler.frontends.quantized_onnx import kept_source_model
+
+        quant = kept_source_model(kept_quant, config, target, precision, handle)
+        passes.append({"name": "quantize", "config": {"source": "kept the model's own Q/DQ scales"}})
     elif handle.format == "onnx" and precision in target.calibrated_precisions:
         calibration, ranges = _calibrate(config, handle, progress)
         passes.append({"name": "calibrate", "config": {"method": config.calib_method, "samples": len(calibration),
@@ -209,6 +226,9 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     warnings = []
     if calibration is not None and calibration.random:
         warnings.append("calibrated on random data (--calib random): ranges may not match real inputs")
+    if handle.meta.get("batch_set_to_1"):
+        warnings.append(f"dynamic batch of input(s) {', '.join(handle.meta['batch_set_to_1'])} built as batch 1 "
+                        "(give --input-shape to choose another)")
     if eval_source == "synthetic":
         warnings.append("accuracy measured on synthetic inputs; pass --calib or --eval for real data")
     report = {
@@ -221,6 +241,8 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
         "target": lowered.report,
         "warnings": warnings,
     }
+    if handle.meta.get("frontend"):
+        report["frontend"] = handle.meta["frontend"]
     if gate is not None:
         report["accuracy_gate"] = gate
     if prune is not None:
@@ -259,7 +281,8 @@ def _eval_samples(config: BuildConfig, handle: ModelHandle, calibration) -> tupl
         from edgec.calibration import load_calibration_data
 
         data = load_calibration_data(config.eval_data, handle.inputs, max_samples=EVAL_MAX_SAMPLES,
-                                     tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed)
+                                     tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed,
+                                     role="--eval")
         return data.samples, str(config.eval_data), data.labels
     if calibration is not None:
         labels = calibration.labels[:VERIFY_MAX_SAMPLES] if calibration.labels is not None else None

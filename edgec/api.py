@@ -42,9 +42,12 @@ def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
 
 
 def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | None = None, device: str = "host",
-          profile: bool = False, progress: Progress = SILENT) -> dict[str, Any]:
+          profile: bool = False, flash: str | None = None, timeout: float = 600.0,
+          progress: Progress = SILENT) -> dict[str, Any]:
     """Time the bundle's artifact with its runner (schema ``edgec.bench/1``).
 
+    ``device`` is ``host`` or ``qemu`` (this process's runner), or any device string of
+    `edgec.farm.devices` (``qemu:cortex-m55``, ``ssh://...``, ``serial:...``), run with ``timeout``.
     ``profile``: per-layer instruction counts in ``extra["profile"]`` (mcu bundles on
     ``--device qemu``)."""
     from edgec.runtimes.harness import bench as _bench
@@ -54,6 +57,12 @@ def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | No
         from edgec.errors import ConfigError
 
         raise ConfigError("--iters must be at least 1 and --warmup at least 0")
+    if device not in ("host", "qemu") or flash:
+        from edgec.farm.devices import parse_device
+
+        dev = parse_device(device if not flash else f"{device}{'&' if '?' in device else '?'}flash={flash}")
+        with progress.task(f"benchmarking on {dev.label}", total=None):
+            return dev.bench(Path(bundle), iters=iters, warmup=warmup, threads=threads, timeout=timeout)
     manifest = _open_bundle(bundle)
     runner = create_runner(manifest["runner"], Path(bundle), manifest, threads=threads, device=device)
     if profile:
@@ -104,8 +113,14 @@ def generate(bundle: Path, prompt: str, *, max_new_tokens: int = 64, threads: in
 
 
 def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: int = 1000,
+           min_cosine: float | None = None, max_accuracy_drop: float | None = None,
            progress: Progress = SILENT) -> dict[str, Any]:
-    """Compare the bundle's artifact with its float reference on ``data``."""
+    """Compare the bundle's artifact with its float reference on ``data``.
+
+    The result's ``passed`` says whether it meets ``min_cosine`` and ``max_accuracy_drop``
+    (points); each defaults to the bundle's build-time result with a small tolerance
+    (`edgec.compiler.verify_bounds`), and ``failures`` says why not.
+    """
     from edgec.calibration import load_calibration_data
     from edgec.compiler.pipeline import is_classifier
     from edgec.runtimes import io as rio
@@ -121,7 +136,7 @@ def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: 
         return verify_text(bundle, manifest, data, threads) | {"data": str(data)}
     specs = [rio.spec(d) for d in manifest["model_inputs"]]
     tok = bundle / manifest["tokenizer"] if manifest.get("tokenizer") else None
-    samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok)
+    samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok, role="--data")
     runner = get_target(manifest["target"]).verify_runner(bundle, manifest)
     ref = reference_runner(bundle, manifest, threads=threads)
     with runner, ref, progress.task("verifying", total=len(samples)) as t:
@@ -129,6 +144,13 @@ def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: 
                          on_sample=lambda _: t.advance())
     result.update({"bundle": str(bundle), "target": manifest["target"], "precision": manifest["precision"],
                    "runner": runner.name, "data": str(data)})
+    from edgec.compiler import verify_bounds
+    from edgec.compiler.bundle import read_report
+
+    bounds = verify_bounds.resolve(read_report(bundle), min_cosine, max_accuracy_drop)
+    result["bounds"] = bounds
+    result["failures"] = verify_bounds.failures(result, bounds)
+    result["passed"] = not result["failures"]
     return result
 
 

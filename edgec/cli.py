@@ -182,9 +182,9 @@ def cli(debug: bool) -> None:
       edgec bench out/ --iters 200
       edgec verify out/ --data eval.npz
 
-    MODEL is an .onnx or int8 .tflite file, a Hugging Face transformers folder, a
-    PyTorch factory as file.py:fn returning (module, example_inputs), or a .pt2
-    ExportedProgram. Run `edgec targets` to see the targets usable on this machine.
+    MODEL is an .onnx or .tflite file, a Keras .h5/.keras file, a TensorFlow SavedModel
+    folder, a Hugging Face transformers folder, a PyTorch factory as file.py:fn returning
+    (module, example_inputs), or a .pt2 ExportedProgram. Run `edgec targets` to see the targets usable on this machine.
     """
     _DEBUG["on"] = debug
 
@@ -230,6 +230,9 @@ def cli(debug: bool) -> None:
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
 @click.option("--bias-correction", is_flag=True, help="INT8: correct per-channel output bias shifts (CNNs).")
+@click.option("--keep-source-quantization", is_flag=True,
+              help="An already Q/DQ-quantized ONNX keeps its own scales (targets that take Q/DQ ONNX); default: "
+                   "dequantize it and requantize with --calib.")
 @click.option("--parity-tol", type=float, default=1e-3, show_default=True,
               help="Max abs error allowed between PyTorch and the exported ONNX.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
@@ -249,7 +252,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
           max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
           int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
-          lora: str | None = None, kv_cache: str | None = None, **target_options: Any) -> None:
+          lora: str | None = None, kv_cache: str | None = None, keep_source_quantization: bool = False,
+          **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
     from edgec.compiler.config import BuildConfig
@@ -260,6 +264,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
         if v is None or v is False or v == ():
             continue
         parsed_opts[k] = parse_bytes(v) if declared[k].kind == "bytes" else v
+        if declared[k].kind == "bytes" and parsed_opts[k] <= 0:
+            raise ConfigError(f"{declared[k].flag} must be larger than 0 (got '{v}')")
     pre = None
     if preprocess:
         from edgec.calibration.sources import parse_preprocess
@@ -272,7 +278,7 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
                          max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
                          int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
                          bias_correction=bias_correction, prune=prune, finetune=finetune, lora=lora,
-                         kv_cache=kv_cache)
+                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization)
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
     _emit(summary, as_json, _print_build)
@@ -283,7 +289,13 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
 @click.option("--iters", type=int, default=100, show_default=True, help="Timed iterations.")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed warm-up iterations.")
 @click.option("--device", default="host", show_default=True,
-              help="Where to run: host, or a device the runner supports (e.g. qemu for mcu bundles).")
+              help="Where to run: host; qemu or qemu:cortex-m0|m3|m4|m7|m33|m55 (mcu bundles); "
+                   "ssh://user@host[:port][?key=PATH&known_hosts=PATH&python=python3] (a Linux board running the "
+                   "bundle's standalone harness); serial:/dev/ttyX[?baud=N] (an MCU board, with --flash).")
+@click.option("--flash", default=None, metavar="METHOD",
+              help="serial devices: how to flash the firmware first: pyocd:TARGET, openocd:CFG or cmd:\"...{elf}...\".")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds before a remote or emulated run is killed.")
 @click.option("--profile", is_flag=True,
               help="Instructions per layer (mcu bundles with --device qemu), like TFLM's MicroProfiler.")
 @click.option("--prompt-tokens", type=int, default=128, show_default=True,
@@ -294,8 +306,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
 @threads_option
 @json_option
 @handle_errors
-def bench(bundle: Path, iters: int, warmup: int, device: str, profile: bool, threads: int | None,
-          as_json: bool, prompt_tokens: int = 128, new_tokens: int = 128, repeat: int = 3) -> None:
+def bench(bundle: Path, iters: int, warmup: int, device: str, flash: str | None, timeout: float, profile: bool,
+          threads: int | None, as_json: bool, prompt_tokens: int = 128, new_tokens: int = 128, repeat: int = 3) -> None:
     """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS.
 
     For a generation bundle (a causal LM): load time, TTFT, TPOT median/p90, tokens/s, peak RSS
@@ -308,7 +320,7 @@ def bench(bundle: Path, iters: int, warmup: int, device: str, profile: bool, thr
                                    repeat=repeat, progress=_progress(as_json)), as_json, _print_generation_bench)
         return
     _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, profile=profile,
-                    progress=_progress(as_json)), as_json, _print_bench)
+                    flash=flash, timeout=timeout, progress=_progress(as_json)), as_json, _print_bench)
 
 
 @cli.command()
@@ -348,14 +360,25 @@ def _print_generation_bench(b: dict) -> None:
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--data", required=True, metavar="PATH", help="Inputs (same formats as --calib); an .npz may hold labels.")
+@click.option("--min-cosine", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="Fail (exit 1) below this mean cosine. Default: the bundle's build-time cosine minus 0.02.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0.0), default=None,
+              help="Fail (exit 1) when top-1 accuracy on the data's labels drops more than this many points. "
+                   "Default: the bundle's build-time drop plus 1.")
 @threads_option
 @json_option
 @handle_errors
-def verify(bundle: Path, data: str, threads: int | None, as_json: bool) -> None:
-    """Compare a bundle's artifact with its float reference model on DATA."""
+def verify(bundle: Path, data: str, min_cosine: float | None, max_accuracy_drop: float | None, threads: int | None,
+           as_json: bool) -> None:
+    """Compare a bundle's artifact with its float reference model on DATA; the exit code says pass/fail."""
     from edgec import api
+    from edgec.errors import AccuracyError
 
-    _emit(api.verify(bundle, data, threads=threads, progress=_progress(as_json)), as_json, _print_verify)
+    result = api.verify(bundle, data, threads=threads, min_cosine=min_cosine, max_accuracy_drop=max_accuracy_drop,
+                        progress=_progress(as_json))
+    _emit(result, as_json, _print_verify)
+    if not result["passed"]:
+        raise AccuracyError("verify failed: " + "; ".join(result["failures"]))
 
 
 @cli.command()
@@ -577,7 +600,10 @@ def _print_verify(v: dict) -> None:
         return
     rows = [["samples", v["samples"]], ["max abs err", _fmt(v["max_abs_err"])],
             ["mean abs err", _fmt(v["mean_abs_err"])], ["cosine", _fmt(v["cosine"])],
-            ["top-1 agreement", _fmt(v["top1_agreement"])]]
+            ["top-1 agreement", _fmt(v["top1_agreement"])],
+            ["min cosine (bound)", _fmt(v["bounds"]["min_cosine"])]]
+    if v["bounds"].get("max_accuracy_drop") is not None:
+        rows.append(["max accuracy drop (bound)", _fmt(v["bounds"]["max_accuracy_drop"])])
     if "label_accuracy" in v:
         rows.append(["label accuracy float", _fmt(v["label_accuracy"]["reference"])])
         rows.append(["label accuracy artifact", _fmt(v["label_accuracy"]["artifact"])])
@@ -605,6 +631,12 @@ def _print_inspect(i: dict) -> None:
     c.print(_table("inputs / outputs", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
                    _io_rows(i["inputs"]) + _io_rows(i["outputs"])))
     c.print(_table("ops", ["op", "count"], [[k, v] for k, v in sorted(i["op_counts"].items(), key=lambda kv: -kv[1])]))
+
+
+# `edgec farm` lives in its own module, which imports this one's helpers (defined above).
+from edgec.cli_farm import farm as _farm  # noqa: E402
+
+cli.add_command(_farm)
 
 
 def main(argv: list[str] | None = None) -> None:

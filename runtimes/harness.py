@@ -130,9 +130,14 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
     lab_n, lab_row = 0, 0  # labels are per row; a batched sample covers several rows
     max_abs, abs_sum, n_elems, cos, top1_hits, top1_n, count = 0.0, 0.0, 0, [], 0, 0, 0
     per_output: dict[str, float] = {}
+    from edgec.compiler.finite import check_outputs
+
     for i, feeds in enumerate(samples):
         got = runner.infer(feeds)
         want = reference.infer(feeds)
+        # NaN would vanish in max() and read as zero error: fail naming the sample instead.
+        check_outputs(want, "reference", i)
+        check_outputs(got, "artifact", i)
         for j, (name, w) in enumerate(want.items()):
             g = np.asarray(got[name], dtype=np.float64)
             w = np.asarray(w, dtype=np.float64)

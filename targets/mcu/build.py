@@ -137,7 +137,8 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
     info = codegen.generate(g, plan, c_dir)
     harness = out_dir / "harness"
     harness.mkdir(parents=True, exist_ok=True)
-    for f in ("cm_startup.c", "cm_main.c", "link_mps2.ld"):
+    # uart_main.c + uart_cmsdk.c: the bench firmware for a real board on a serial line (`--device serial:`).
+    for f in ("cm_startup.c", "cm_main.c", "cm_timing.h", "link_mps2.ld", "uart_main.c", "uart_cmsdk.c"):
         shutil.copyfile(toolchain.HARNESS_DIR / f, harness / f)
     write_host_main(harness, g)
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgec.targets.mcu.ops import EMITTERS, KERNEL_FILES, KERNEL_HEADERS
-from edgec.targets.mcu.planner import Plan
+from edgec.targets.mcu.planner import GUARD_BYTES, Plan
 from edgec.targets.mcu.qgraph import QGraph, QOp
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
@@ -60,7 +60,7 @@ class EmitContext:
         if b.kind == "output":
             return f"(({ctype} *)outputs[{b.index}])"
         cast = "" if ctype == "int8_t" else f"({ctype} *)(void *)"
-        return f"{cast}(edgec_arena.bytes + {b.offset})"
+        return f"{cast}(edgec_arena.bytes + EDGEC_BUF{b.id})"
 
     def const_array(self, name: str, ctype: str, values, dedup_key: Any = "name") -> str:
         key = ("name", name) if dedup_key == "name" else dedup_key
@@ -84,6 +84,61 @@ class EmitContext:
         body = ", ".join(f".{k} = {fmt(v)}" for k, v in fields.items())
         self.params.append(f"static const {ctype} {sym} = {{{body}}};")
         return sym
+
+
+def arena_c(plan: Plan) -> list[str]:
+    """The arena, its buffer offsets, and the canary checks of a ``-DEDGEC_ARENA_CANARY`` build.
+
+    The debug build lays the same buffers out with `planner.GUARD_BYTES` canary bytes after
+    each; a buffer's canary is written before the op that produces it and checked after
+    every op while the buffer is live. A broken canary makes `edgec_model_run` return
+    ``EDGEC_CANARY_ERROR + op index`` (ASan cannot see overruns inside one static array).
+    """
+    bufs = sorted((b for b in plan.buffers.values() if b.kind == "arena" and b.last >= 0
+                   and b.first < len(plan.order)), key=lambda b: b.id)
+    release = [f"#define EDGEC_BUF{b.id} {b.offset}" for b in bufs]
+    guarded = [f"#define EDGEC_BUF{b.id} {plan.guard_offsets[b.id]}" for b in bufs]
+    n = len(bufs)
+
+    def table(ctype: str, name: str, vals) -> str:
+        return f"static const {ctype} {name}[{n}] = {{{', '.join(str(int(v)) for v in vals)}}};"
+
+    return [
+        "#ifndef EDGEC_ARENA_CANARY",
+        "#define EDGEC_ARENA_SIZE EDGEC_ARENA_BYTES", *release,
+        "#define EDGEC_CANARY_FILL(k) ((void)0)", "#define EDGEC_CANARY_CHECK(k) ((void)0)",
+        "#else",
+        f"/* Debug layout: {GUARD_BYTES} canary bytes after every buffer. */",
+        f"#define EDGEC_ARENA_SIZE {plan.guard_arena_bytes}", *guarded,
+        "#define EDGEC_CANARY_ERROR 1000",
+        table("int32_t", "edgec_guard_at", [plan.guard_offsets[b.id] + b.size for b in bufs]),
+        table("int16_t", "edgec_guard_first", [b.first for b in bufs]),
+        table("int16_t", "edgec_guard_last", [b.last for b in bufs]),
+        "#endif",
+        "static union { int32_t align; int8_t bytes[EDGEC_ARENA_SIZE]; } edgec_arena;",
+        "#ifdef EDGEC_ARENA_CANARY",
+        "static int8_t edgec_canary_byte(int32_t i) { return (int8_t)(uint8_t)(0xA5u + 29u * (uint32_t)i); }",
+        "/* Write the canaries of the buffers op k produces (they become live there). */",
+        "static void edgec_canary_fill(int32_t k) {",
+        "    int32_t b, i;",
+        f"    for (b = 0; b < {n}; ++b)",
+        "        if (edgec_guard_first[b] == k)",
+        f"            for (i = 0; i < {GUARD_BYTES}; ++i) edgec_arena.bytes[edgec_guard_at[b] + i] = edgec_canary_byte(i);",
+        "}",
+        "/* 0 when every canary of a buffer live at op k is intact. */",
+        "static int edgec_canary_broken(int32_t k) {",
+        "    int32_t b, i;",
+        f"    for (b = 0; b < {n}; ++b)",
+        "        if (edgec_guard_first[b] <= k && k <= edgec_guard_last[b])",
+        f"            for (i = 0; i < {GUARD_BYTES}; ++i)",
+        "                if (edgec_arena.bytes[edgec_guard_at[b] + i] != edgec_canary_byte(i)) return 1;",
+        "    return 0;",
+        "}",
+        "#define EDGEC_CANARY_FILL(k) edgec_canary_fill(k)",
+        "#define EDGEC_CANARY_CHECK(k) \\",
+        "    do { if (edgec_canary_broken(k)) return EDGEC_CANARY_ERROR + (k); edgec_canary_fill((k) + 1); } while (0)",
+        "#endif",
+    ]
 
 
 def op_macs(g: QGraph, op: QOp) -> int:
@@ -126,6 +181,8 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model")
         body.append(f"    /* {op.source_op or op.kind}: {op.name.replace('*/', '* /')} */")
         body.append(f"    EDGEC_MARK({i});")
         body.extend("    " + line for line in lines)
+        if plan.arena_bytes:
+            body.append(f"    EDGEC_CANARY_CHECK({i});")
         layers.append({"name": op.name.rsplit("#", 1)[0], "op": op.source_op or op.kind, "macs": op_macs(g, op)})
         if op.kind != "reshape" or not ctx.same_buffer(op.inputs[0], op.outputs[0]):
             kernel_files.update(KERNEL_FILES[op.kind])
@@ -169,14 +226,14 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model")
         "#define EDGEC_MARK(i) ((void)0)",
         "#endif", "",
         f"/* Activation arena: {plan.arena_bytes} bytes, offsets fixed at build time. */",
-        ("static union { int32_t align; int8_t bytes[EDGEC_ARENA_BYTES]; } edgec_arena;"
-         if plan.arena_bytes else "/* (every tensor lives in the caller's I/O buffers) */"),
+        *(arena_c(plan) if plan.arena_bytes else ["/* (every tensor lives in the caller's I/O buffers) */"]),
         *([f"/* im2col columns of the regular convolutions: {ctx.scratch_bytes} bytes. */",
            f"static union {{ int32_t align; int8_t bytes[{ctx.scratch_bytes}]; }} edgec_scratch_buf;",
            "#define edgec_scratch (edgec_scratch_buf.bytes)"] if ctx.scratch_bytes else []), "",
         *ctx.params, "",
         "int edgec_model_run(const void *const *inputs, void *const *outputs) {",
         "    (void)inputs;", "    (void)outputs;",
+        *(["    EDGEC_CANARY_FILL(0);"] if plan.arena_bytes else []),
         *body, "    return 0;", "}", ""])
     (out_dir / "edgec_model.c").write_text(model_c)
 
@@ -254,4 +311,9 @@ int infer(void) {{
 }}
 ```
 `edgec_model_run` is not reentrant (one static arena).
+
+## Debug build
+Compile with `-DEDGEC_ARENA_CANARY` to lay the arena out with guard bytes after every
+tensor and check them after each op: a kernel writing past its tensor makes
+`edgec_model_run` return 1000 + the op's index (in the order of `edgec_model.c`).
 """)

@@ -9,6 +9,9 @@
    aligned offset that does not overlap a placed buffer whose lifetime intersects its own.
 5. Op order: besides the source order, a memory-aware topological order (run next the
    ready op that leaves the least live memory) is planned; the smaller arena wins.
+6. Guard layout: the same buffers placed again with `GUARD_BYTES` after each one, for
+   the debug build (``-DEDGEC_ARENA_CANARY``) that checks canary bytes there after every
+   op: ASan cannot see a kernel writing past its tensor inside the one static arena.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from edgec.targets.mcu.ops import INPLACE_KINDS
 from edgec.targets.mcu.qgraph import QGraph, QOp
 
 ALIGN = 4
+GUARD_BYTES = 16
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Plan:
     arena_bytes: int
     copies: set[str] = field(default_factory=set)
     naive_bytes: int = 0
+    guard_offsets: dict[int, int] = field(default_factory=dict)  # buffer id -> offset in the guard layout
+    guard_arena_bytes: int = 0
 
     def where(self, name: str) -> Buffer:
         return self.buffers[self.tensor_buffer[name]]
@@ -67,7 +73,7 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True) -> Plan:
+def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 0) -> Plan:
     T = g.tensors
     uf = _UF()
     for name in T:
@@ -162,12 +168,12 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True) -> Plan:
         conflicts = sorted((p for p in placed if not (p.last < b.first or b.last < p.first)), key=lambda p: p.offset)
         off = 0
         for p in conflicts:
-            if off + b.size <= p.offset:
+            if off + b.size + guard <= p.offset:
                 break
-            off = max(off, _align(p.offset + p.size))
+            off = max(off, _align(p.offset + p.size + guard))
         b.offset = off
         placed.append(b)
-        arena = max(arena, off + b.size)
+        arena = max(arena, off + b.size + guard)
     naive = sum(_align(b.size) for b in used)
     return Plan(list(order), buffers, tensor_buffer, _align(arena), copies, naive)
 
@@ -208,6 +214,9 @@ def plan(g: QGraph) -> Plan:
     if [id(o) for o in alt] != [id(o) for o in g.ops]:
         candidates.append(_plan_order(g, alt))
     best = min(candidates, key=lambda p: (p.arena_bytes, candidates.index(p)))
+    guarded = _plan_order(g, best.order, guard=GUARD_BYTES)
+    best.guard_offsets = {bid: b.offset for bid, b in guarded.buffers.items()}
+    best.guard_arena_bytes = guarded.arena_bytes
     return best
 
 

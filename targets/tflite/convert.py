@@ -31,6 +31,7 @@ from edgec._deps import require, version_of
 from edgec.compiler.model import ModelHandle, TensorSpec
 from edgec.errors import CalibrationDataError, ConfigError, EdgecError, UnsupportedOpError
 from edgec.targets.base import Artifact, LowerResult, LowerSpec
+from edgec.targets.tflite.layout import InputAdapter, OutputFix, input_adapter, output_fix
 from edgec.targets.tflite.support import check_model, validate_options
 
 SIGNATURE = "serving_default"
@@ -195,6 +196,14 @@ def prepare_onnx(model: ModelHandle) -> tuple[Any, list[dict[str, Any]]]:
     n = fuse_erf_gelu(proto)
     if n:
         passes.append({"name": "fuse-erf-gelu", "config": {"fused": n}})
+    from edgec.compiler import rewrites
+
+    # onnx2tf reads Pad values and Clip bounds only when constant, and its nearest Resize
+    # picks other source pixels than ONNX's coordinate modes when downsampling.
+    for rewrite in (rewrites.pad_value_as_where, rewrites.clip_bounds_as_minmax, rewrites.resize_nearest_as_gather):
+        n = rewrite(proto, arithmetic=True) if rewrite is rewrites.pad_value_as_where else rewrite(proto)
+        if n:
+            passes.append({"name": rewrite.__name__.replace("_", "-"), "config": {"rewritten": n}})
     return proto, passes
 
 
@@ -212,14 +221,15 @@ def _sanitize(names: list[str], prefix: str) -> list[str]:
     return out
 
 
-def _nhwc(shape: tuple) -> tuple:
-    return (shape[0], *shape[2:], shape[1])
-
-
 class _Graph:
-    """The onnx2tf Keras model behind a wrapper whose signature is the artifact's I/O."""
+    """The onnx2tf Keras model behind a wrapper whose signature is the artifact's I/O.
 
-    def __init__(self, tf, keras_model, model: ModelHandle):
+    Inputs: 4-D images are NHWC (recorded as the layout), every other tensor keeps the
+    model's shape. Outputs: how each Keras output maps to the model's is measured on
+    ``samples`` (`layout.output_fix`), so non-image outputs come back in the model's shape.
+    """
+
+    def __init__(self, tf, keras_model, model: ModelHandle, samples: list[dict[str, np.ndarray]]):
         self.tf = tf
         self.keras = keras_model
         self.in_keys = _sanitize([s.name for s in model.inputs], "input")
@@ -228,67 +238,70 @@ class _Graph:
         if len(kin) != len(model.inputs):
             raise TFLiteConversionError(
                 f"onnx2tf produced {len(kin)} inputs for a model with {len(model.inputs)}")
-        # onnx2tf keeps ONNX input order; match by name where it kept the names.
-        self.in_layout: list[str | None] = []
-        self.in_perm: list[tuple[int, ...] | None] = []
-        sig = []
-        for s, key, k in zip(model.inputs, self.in_keys, kin):
-            onnx_shape = tuple(s.shape)
-            kshape = tuple(int(d) if d is not None else 1 for d in k.shape)
-            layout, perm, shape = None, None, onnx_shape
-            if kshape != onnx_shape or (len(onnx_shape) == 4 and kshape == _nhwc(onnx_shape)):
-                if len(onnx_shape) == 4 and kshape == _nhwc(onnx_shape):
-                    layout, shape = "NHWC", kshape
-                elif kshape == _nhwc(onnx_shape):  # NCW/NCDHW: keep the ONNX layout, transpose inside
-                    perm = (0, *range(2, len(onnx_shape)), 1)
-                else:
-                    raise TFLiteConversionError(
-                        f"onnx2tf changed input '{s.name}' from {list(onnx_shape)} to {list(kshape)}")
-            dt = tf.as_dtype(k.dtype)
-            if dt == tf.int64:
-                dt = tf.int32  # token ids: int32 on device, cast inside
-            self.in_layout.append(layout)
-            self.in_perm.append(perm)
-            sig.append(tf.TensorSpec(shape, dt, name=key))
-        self.signature = sig
-        self.model = model
-
-        kdtypes = [k.dtype for k in kin]
-        in_perm = self.in_perm
-        out_keys = self.out_keys
-        onnx_out_shapes = [tuple(s.shape) for s in model.outputs]
-        self.out_layout: list[str | None] = [None] * len(out_keys)
-        out_layout = self.out_layout
-
-        def wrapped(*args):
-            xs = []
-            for a, want, perm in zip(args, kdtypes, in_perm):
-                if perm is not None:
-                    a = tf.transpose(a, perm)
-                if a.dtype != want:
-                    a = tf.cast(a, want)
-                xs.append(a)
-            outs = keras_model(xs)
-            if not isinstance(outs, (list, tuple)):
-                outs = [outs]
-            result = {}
-            for i, (o, key, oshape) in enumerate(zip(outs, out_keys, onnx_out_shapes)):
-                got = tuple(int(d) if d is not None else 1 for d in o.shape)
-                if got != oshape and len(oshape) >= 3 and got == _nhwc(oshape):
-                    if len(oshape) == 4:
-                        out_layout[i] = "NHWC"
-                    else:
-                        o = tf.transpose(o, (0, len(oshape) - 1, *range(1, len(oshape) - 1)))
-                elif got != oshape and int(np.prod(got)) == int(np.prod(oshape)) and len(got) != len(oshape):
-                    o = tf.reshape(o, oshape)
-                result[key] = o
-            return result
-
         if len(keras_model.outputs) != len(model.outputs):
             raise TFLiteConversionError(
                 f"onnx2tf produced {len(keras_model.outputs)} outputs for a model with {len(model.outputs)}")
-        self.fn = tf.function(wrapped, input_signature=sig)
+        self.model = model
+        self.adapters: list[InputAdapter] = []
+        sig = []
+        for s, key, k in zip(model.inputs, self.in_keys, kin):
+            kshape = tuple(int(d) if d is not None else 1 for d in k.shape)
+            try:
+                adapter = input_adapter(s.name, tuple(s.shape), kshape)
+            except ValueError as exc:
+                raise TFLiteConversionError(str(exc)) from None
+            dt = tf.as_dtype(k.dtype)
+            if dt == tf.int64:
+                dt = tf.int32  # token ids: int32 on device, cast inside
+            self.adapters.append(adapter)
+            sig.append(tf.TensorSpec(adapter.artifact_shape, dt, name=key))
+        self.signature = sig
+        self.in_layout: list[str | None] = [a.layout for a in self.adapters]
+        self.kdtypes = [k.dtype for k in kin]
+        self.fixes = self._measure_outputs(samples)
+        self.out_layout: list[str | None] = [f.layout for f in self.fixes]
+        self.fn = tf.function(self._wrapped, input_signature=sig)
         self.concrete = self.fn.get_concrete_function()
+
+    def _keras_inputs(self, args):
+        tf = self.tf
+        xs = []
+        for a, want, ad in zip(args, self.kdtypes, self.adapters):
+            if ad.perm is not None:
+                a = tf.transpose(a, ad.perm)
+            if tuple(a.shape) != ad.keras_shape:
+                a = tf.reshape(a, ad.keras_shape)
+            if a.dtype != want:
+                a = tf.cast(a, want)
+            xs.append(a)
+        return xs
+
+    def _keras_outputs(self, args) -> list:
+        outs = self.keras(self._keras_inputs(args))
+        return list(outs) if isinstance(outs, (list, tuple)) else [outs]
+
+    def _measure_outputs(self, samples: list[dict[str, np.ndarray]]) -> list[OutputFix]:
+        from edgec.runtimes.onnxruntime_runner import make_session
+
+        sess = make_session(self.model.proto.SerializeToString(), threads=1)
+        samples = samples[:2]
+        want = [sess.run(None, feeds) for feeds in samples]
+        got = []
+        for feeds in samples:
+            args = [self.tf.constant(a) for a in self.to_native(feeds)]
+            got.append([np.asarray(o) for o in self._keras_outputs(args)])
+        return [output_fix([g[i] for g in got], [w[i] for w in want]) for i in range(len(self.out_keys))]
+
+    def _wrapped(self, *args):
+        tf = self.tf
+        result = {}
+        for o, key, fix in zip(self._keras_outputs(args), self.out_keys, self.fixes):
+            if fix.perm is not None:
+                o = tf.transpose(o, fix.perm)
+            if fix.reshape is not None:
+                o = tf.reshape(o, fix.reshape)
+            result[key] = o
+        return result
 
     def converter(self):
         conv = self.tf.lite.TFLiteConverter.from_concrete_functions([self.concrete], self.keras)
@@ -301,8 +314,8 @@ class _Graph:
         for s, layout, spec in zip(self.model.inputs, self.in_layout, self.signature):
             a = np.asarray(feeds[s.name])
             if layout == "NHWC":
-                a = a.transpose(0, 2, 3, 1)
-            out.append(np.ascontiguousarray(a.astype(spec.dtype.as_numpy_dtype)))
+                a = a.transpose(0, *range(2, a.ndim), 1)
+            out.append(np.array(a, dtype=spec.dtype.as_numpy_dtype, order="C"))  # keeps rank 0
         return out
 
 
@@ -543,7 +556,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
         say("onnx2tf: ONNX -> TensorFlow")
         keras_model = _run_onnx2tf(proto, Path(tmp))
         with _captured_output():
-            graph = _Graph(tf, keras_model, model)
+            graph = _Graph(tf, keras_model, model, samples)
         say("TFLiteConverter: float32")
         float_bytes = _convert(graph.converter(), "fp32")
         err = float_error(model.proto.SerializeToString(), float_bytes, graph, samples)

@@ -25,6 +25,8 @@ static inline int32_t edgec_srdhm(int32_t a, int32_t b) {
 static inline int32_t edgec_rdbpot(int32_t x, int32_t e) {
     int32_t mask, rem, thr;
     if (e <= 0) return x;
+    /* |x| / 2^e < 1/2 for e >= 32 (Softmax over >= 512 values): 0, without shifting by 32. */
+    if (e >= 32) return 0;
     mask = (int32_t)(((uint32_t)1 << e) - 1u);
     rem = x & mask;
     thr = (mask >> 1) + (x < 0 ? 1 : 0);
