@@ -153,3 +153,6 @@ def test_verify_on_text_compares_with_the_float_decoder(bundles):
     v = r.json()
     assert v["runner"] == "openvino" and v["logit_cosine"] > 0.99
     assert v["perplexity"] < v["reference_perplexity"] * 1.03 < 40
+    assert v["passed"] and not v["failures"]
+    r = run_cli("verify", bundles["intel-cpu"], "--data", MODEL / "heldout.txt", "--min-cosine", "1.0")
+    assert r.code != 0 and "logit cosine" in r.err
