@@ -195,12 +195,14 @@ class Int4Quantizer:
 
     def __init__(self, model: "ModelHandle", calibration: "CalibrationData | None", group_size: int = 128,
                  mode: str = "asym", method: str = "rtn", int8_embeddings: bool = True):
-        if group_size not in (16, 32, 64, 128, 256):
-            raise ConfigError(f"--group-size {group_size}: expected 32, 64 or 128")
-        if mode not in ("sym", "asym"):
-            raise ConfigError(f"--int4-mode {mode}: expected sym or asym")
-        if method not in ("rtn", "gptq", "awq"):
-            raise ConfigError(f"--int4-method {method}: expected rtn, gptq or awq")
+        from edgec.compiler.config import INT4_GROUP_SIZES, INT4_METHODS, INT4_MODES, one_of
+
+        if group_size not in INT4_GROUP_SIZES:
+            raise ConfigError(f"--group-size {group_size}: expected {one_of(INT4_GROUP_SIZES)}")
+        if mode not in INT4_MODES:
+            raise ConfigError(f"--int4-mode {mode}: expected {one_of(INT4_MODES)}")
+        if method not in INT4_METHODS:
+            raise ConfigError(f"--int4-method {method}: expected {one_of(INT4_METHODS)}")
         if method != "rtn" and calibration is None:
             raise CalibrationDataError(f"--int4-method {method} needs calibration data: pass --calib (e.g. a .txt "
                                        "of texts), or use --int4-method rtn")
@@ -274,11 +276,9 @@ class Int4Quantizer:
 
     # -- calibration activations -----------------------------------------------------------
     def _activations(self, names: list[str]) -> dict[str, np.ndarray]:
-        from edgec.calibration.collect import _add_outputs, _augment, _session
+        from edgec.runtimes.onnx_graph import make_session, with_outputs
 
-        aug, types = _augment(self.model.proto)
-        _add_outputs(aug, names, types)
-        sess = _session(aug)
+        sess = make_session(with_outputs(self.model.proto, names), optimize=False)
         feeds_names = [i.name for i in sess.get_inputs()]
         rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
         for s in self.calibration.samples:

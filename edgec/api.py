@@ -30,15 +30,9 @@ def prune(config: BuildConfig, progress: Progress = SILENT) -> dict[str, Any]:
 
 
 def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
-    from edgec.compiler.bundle import read_manifest, verify_files
-    from edgec.errors import BundleError
+    from edgec.compiler.bundle import open_bundle
 
-    manifest = read_manifest(Path(bundle))
-    if check_files:
-        bad = verify_files(Path(bundle), manifest)
-        if bad:
-            raise BundleError(f"bundle files changed or missing since the build: {', '.join(bad[:5])}")
-    return manifest
+    return open_bundle(bundle, check_files)
 
 
 def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | None = None, device: str = "host",

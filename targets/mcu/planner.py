@@ -215,6 +215,7 @@ def plan(g: QGraph) -> Plan:
         candidates.append(_plan_order(g, alt))
     best = min(candidates, key=lambda p: (p.arena_bytes, candidates.index(p)))
     guarded = _plan_order(g, best.order, guard=GUARD_BYTES)
+    assert guarded.tensor_buffer == best.tensor_buffer, "the guard layout must place the same buffers"
     best.guard_offsets = {bid: b.offset for bid, b in guarded.buffers.items()}
     best.guard_arena_bytes = guarded.arena_bytes
     return best
