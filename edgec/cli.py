@@ -519,9 +519,10 @@ def _print_build(s: dict) -> None:
     c.print(f"bundle {s['bundle']}  target={m['target']} precision={m['precision']} runner={m['runner']}")
     c.print(_table("artifact I/O", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
                    _io_rows(m["inputs"]) + _io_rows(m["outputs"])))
-    rows = [["reference", acc.get("reference")], ["data", f"{acc.get('data')} ({acc.get('samples')} samples)"],
-            ["max abs err", _fmt(acc.get("max_abs_err"))], ["mean abs err", _fmt(acc.get("mean_abs_err"))],
-            ["cosine", _fmt(acc.get("cosine"))], ["top-1 agreement", _fmt(acc.get("top1_agreement"))]]
+    rows = ([["reference", acc.get("reference")]] + _generation_rows(acc)) if "greedy_agreement" in acc else [
+        ["reference", acc.get("reference")], ["data", f"{acc.get('data')} ({acc.get('samples')} samples)"],
+        ["max abs err", _fmt(acc.get("max_abs_err"))], ["mean abs err", _fmt(acc.get("mean_abs_err"))],
+        ["cosine", _fmt(acc.get("cosine"))], ["top-1 agreement", _fmt(acc.get("top1_agreement"))]]
     if "label_accuracy" in acc:
         la = acc["label_accuracy"]
         rows.append(["label accuracy (float -> artifact)", f"{la['reference']:.4f} -> {la['artifact']:.4f}"])
@@ -587,7 +588,18 @@ def _print_bench(b: dict) -> None:
                                 ["layer", "op", "MACs", "instructions", "instr/MAC", "%"], rows))
 
 
+def _generation_rows(acc: dict) -> list[list]:
+    """Report rows of a generation bundle's accuracy (perplexity, greedy agreement, logit cosine)."""
+    return [["perplexity (float -> artifact)", f"{_fmt(acc.get('reference_perplexity'))} -> {_fmt(acc.get('perplexity'))}"],
+            ["logit cosine", _fmt(acc.get("logit_cosine"))],
+            [f"greedy agreement ({acc['prompts']} prompts x {acc['new_tokens']} tokens)", _fmt(acc["greedy_agreement"])]]
+
+
 def _print_verify(v: dict) -> None:
+    if "greedy_agreement" in v:
+        _console().print(_table(f"verify {v['target']} {v['precision']} ({v['runner']} vs {v['reference']})",
+                                ["", ""], _generation_rows(v)))
+        return
     rows = [["samples", v["samples"]], ["max abs err", _fmt(v["max_abs_err"])],
             ["mean abs err", _fmt(v["mean_abs_err"])], ["cosine", _fmt(v["cosine"])],
             ["top-1 agreement", _fmt(v["top1_agreement"])],
