@@ -61,8 +61,9 @@ def cast_to_model(name: str, arr: np.ndarray, spec: "TensorSpec", origin: str) -
     if wk in "iu" and gk == "b":
         return arr.astype(want)
     hint = "integer ids" if wk in "iub" else "float values"
+    kind = {"U": " (text)", "S": " (bytes)", "O": " (Python objects)", "V": " (records)"}.get(gk, "")
     raise CalibrationDataError(
-        f"{origin} for input '{name}' has dtype {got.name}, model expects {want.name} ({hint})"
+        f"{origin} for input '{name}' has dtype {got.name}{kind}, model expects {want.name} ({hint})"
     )
 
 

@@ -19,6 +19,7 @@ Sources (``spec``):
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -56,6 +57,7 @@ def load_calibration_data(
     tokenizer_dir: Path | None = None,
     preprocess: PreprocessConfig | None = None,
     seed: int = 0,
+    role: str = "calibration",
 ) -> CalibrationData:
     """Read calibration (or evaluation) data into model-convention samples.
 
@@ -69,6 +71,7 @@ def load_calibration_data(
         preprocess: How image files become tensors (default: resize to the model's size,
             scale to [0, 1], layout and channels from the model input).
         seed: Seed of ``random`` data.
+        role: What the data is for, as messages name it (``calibration``, ``--eval``, ``--data``).
 
     Returns:
         `CalibrationData` with samples whose arrays have the model's names, dtypes and
@@ -80,6 +83,13 @@ def load_calibration_data(
         ConfigError: ``max_samples`` < 1 or a bad ``preprocess``.
         MissingDependencyError: Pillow (images) or transformers (text) is not installed.
     """
+    if role != "calibration":
+        try:
+            return load_calibration_data(spec, inputs, max_samples=max_samples, tokenizer_dir=tokenizer_dir,
+                                         preprocess=preprocess, seed=seed)
+        except CalibrationDataError as exc:
+            # The readers say "calibration"; evaluation and verify data are named by their flag.
+            raise CalibrationDataError(re.sub(r"\bcalibration\b", role, str(exc))) from exc
     if int(max_samples) < 1:
         raise ConfigError(f"max_samples must be at least 1, got {max_samples}")
     if not inputs:
@@ -120,30 +130,42 @@ def load_calibration_data(
                 f"calibration data '{spec}' has an unsupported format '{path.suffix or path.name}'; expected {_FORMATS}"
             )
     samples = rows_to_samples(rows, inputs, max_samples, str(path))
+    from edgec.compiler.finite import NonFiniteError, check_samples
+
+    try:
+        check_samples(samples, "calibration", spec)
+    except NonFiniteError as exc:
+        raise CalibrationDataError(str(exc)) from exc
     if labels is not None:
         labels = labels[: len(samples) * max(batch_size(s) for s in inputs)]
     return CalibrationData(samples=samples, source=spec, random=False, kind=kind, labels=labels)
 
 
 def rows_to_samples(rows: Rows, inputs: "list[TensorSpec]", max_samples: int, origin: str) -> list[dict[str, np.ndarray]]:
-    """Stack per-input rows into at most `max_samples` samples of the model's batch size."""
-    counts = {s.name: len(rows.get(s.name, [])) for s in inputs}
+    """Stack per-input rows into at most `max_samples` samples, each input at its own batch size.
+
+    Inputs may have different leading dimensions (a batch of 1 image next to a [4, 5] table):
+    every input takes its own static leading dimension of rows per sample.
+    """
+    per_sample = {s.name: batch_size(s) for s in inputs}
+    counts = {s.name: len(rows.get(s.name, [])) // per_sample[s.name] for s in inputs}
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"'{k}': {v}" for k, v in counts.items())
         raise CalibrationDataError(f"calibration data '{origin}' has different sample counts per input ({detail}); expected the same")
-    n_rows = next(iter(counts.values()))
-    if n_rows == 0:
+    if not any(rows.get(s.name) for s in inputs):
         raise CalibrationDataError(f"calibration data '{origin}' holds no samples; expected at least one")
-    batch = max(batch_size(s) for s in inputs)
-    n = min(n_rows // batch, int(max_samples))
+    n = min(next(iter(counts.values())), int(max_samples))
     if n == 0:
+        short = next(s for s in inputs if len(rows.get(s.name, [])) < per_sample[s.name])
         raise CalibrationDataError(
-            f"calibration data '{origin}' has {n_rows} rows, fewer than the model's batch size {batch}"
+            f"calibration data '{origin}' has {len(rows.get(short.name, []))} rows for input '{short.name}', fewer than "
+            f"its leading dimension {per_sample[short.name]}"
         )
     samples = []
     for k in range(n):
         sample = {}
         for s in inputs:
+            batch = per_sample[s.name]
             chunk = rows[s.name][k * batch:(k + 1) * batch]
             if not s.shape:  # a scalar input has no batch axis
                 sample[s.name] = np.asarray(chunk[0])
@@ -168,21 +190,45 @@ def _load_array_file(path: Path):
 
 
 def _rows_of_stacked(name: str, arr: np.ndarray, spec: "TensorSpec", origin: str, limit: int) -> list[np.ndarray]:
-    """Rows of an array with a leading sample axis (the .npz / .npy layout)."""
-    want = sample_shape(spec)
-    if arr.ndim == 0 or not shape_matches(arr.shape[1:], want):
-        per = fmt_shape(arr.shape[1:]) if arr.ndim else "none (a scalar)"
-        raise CalibrationDataError(
-            f"calibration input '{name}' in '{origin}' has shape {fmt_shape(arr.shape)} per-sample {per}, "
-            f"model expects {fmt_shape(expected_shape(spec))}"
-        )
-    arr = cast_to_model(name, arr[:limit], spec, f"calibration data '{origin}'")
+    """Rows of an array with a leading sample axis (the .npz / .npy layout).
+
+    Two forms are read: ``[samples, *model input shape]`` (the documented one: each sample is
+    what the model takes, batch axis included), and ``[rows, *shape without the batch axis]``.
+    The array's rank tells them apart. A shape that fits neither names the axis that differs.
+    """
+    if arr.dtype.kind in "USOV":  # text, bytes, objects, records: a dtype problem, whatever the shape
+        cast_to_model(name, arr, spec, f"calibration data '{origin}'")
+    full = tuple(d if isinstance(d, int) and d > 0 else None for d in spec.shape)
+    per = sample_shape(spec)
+    if arr.ndim == len(full) + 1 and full and shape_matches(arr.shape[1:], full):
+        rows_per_sample = arr.shape[1]
+        arr = arr[: -(-limit // max(rows_per_sample, 1))]
+        arr = arr.reshape(-1, *arr.shape[2:])  # each sample's own batch axis becomes rows
+    elif arr.ndim and shape_matches(arr.shape[1:], per):
+        arr = arr[:limit]
+    else:
+        raise CalibrationDataError(_stacked_shape_error(name, arr.shape, full, per, origin))
+    arr = cast_to_model(name, arr, spec, f"calibration data '{origin}'")
     return list(arr)
+
+
+def _stacked_shape_error(name: str, got: tuple[int, ...], full: tuple, per: tuple, origin: str) -> str:
+    model = fmt_shape(["N" if d is None else d for d in full])
+    expect = f"[samples, {', '.join('N' if d is None else str(d) for d in full)}]" if full else "[samples]"
+    head = f"calibration input '{name}' in '{origin}' has shape {fmt_shape(got)}"
+    for want in (full, per):
+        if len(got) == len(want) + 1:
+            axis = next(i for i, (g, w) in enumerate(zip(got[1:], want)) if w is not None and g != w) + 1
+            return (f"{head}: axis {axis} is {got[axis]}, expected {want[axis - 1]} (the model input is {model}; "
+                    f"give {expect}, axis 0 counting samples)")
+    return f"{head}: rank {len(got)}, expected rank {len(full) + 1} {expect} (the model input is {model})"
 
 
 def _rows_of_file(name: str, arr: np.ndarray, spec: "TensorSpec", origin: str) -> list[np.ndarray]:
     """Rows of one sample file: the per-sample shape, or that shape with a leading batch axis."""
     want = sample_shape(spec)
+    if arr.dtype.kind in "USOV":
+        cast_to_model(name, arr, spec, f"calibration file '{origin}'")
     if shape_matches(arr.shape, want):
         rows = [arr]
     elif arr.ndim == len(want) + 1 and arr.shape[0] > 0 and shape_matches(arr.shape[1:], want):

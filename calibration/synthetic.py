@@ -45,6 +45,22 @@ def vocab_size(tokenizer_dir: Path | None) -> int | None:
     return None
 
 
+# One synthetic sample larger than this is a mistyped --input-shape, not a model to calibrate.
+MAX_SAMPLE_BYTES = 2 * 1024**3
+
+
+def check_sample_size(inputs: "list[TensorSpec]") -> None:
+    """Refuse inputs whose one sample would not fit in memory, before allocating anything."""
+    total = 0
+    for s in inputs:
+        n = batch_size(s) * int(np.prod([int(d) for d in s.shape[1:]], dtype=np.float64)) if s.shape else 1
+        total += n * s.np_dtype.itemsize
+        if total > MAX_SAMPLE_BYTES:
+            raise CalibrationDataError(
+                f"one sample of input '{s.name}' with shape {fmt_shape(s.shape)} needs {total / 1024**3:.1f} GiB "
+                f"(limit {MAX_SAMPLE_BYTES // 1024**3} GiB); check --input-shape")
+
+
 def random_samples(inputs: "list[TensorSpec]", n: int, *, seed: int = 0,
                    tokenizer_dir: Path | None = None) -> list[dict[str, np.ndarray]]:
     """`n` samples: floats standard normal, ``*ids*`` integers random ids, masks ones.
@@ -59,6 +75,7 @@ def random_samples(inputs: "list[TensorSpec]", n: int, *, seed: int = 0,
                 f"model input '{s.name}' has shape {fmt_shape(s.shape)} with symbolic dim(s) "
                 f"{', '.join(map(str, symbolic))}; random calibration data needs static shapes (fix them with --input-shape)"
             )
+    check_sample_size(inputs)
     vocab = vocab_size(tokenizer_dir) or DEFAULT_VOCAB
     rng = np.random.default_rng(seed)
     samples = []
@@ -68,8 +85,9 @@ def random_samples(inputs: "list[TensorSpec]", n: int, *, seed: int = 0,
             shape = tuple([batch_size(s), *s.shape[1:]]) if s.shape else ()
             dt = s.np_dtype
             lname = s.name.lower()
-            if dt.kind == "f":
-                arr = rng.standard_normal(shape).astype(dt)
+            if dt.kind == "f":  # drawn in the model's dtype: no float64 copy of a large input
+                draw = dt if dt in (np.float32, np.float64) else np.float32
+                arr = rng.standard_normal(shape, dtype=draw).astype(dt, copy=False)
             elif dt.kind == "b" or "mask" in lname:
                 arr = np.ones(shape, dtype=dt)
             elif "token_type" in lname or "segment" in lname:

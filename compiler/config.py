@@ -6,14 +6,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgec.calibration.observers import registered_observers
 from edgec.calibration.types import PreprocessConfig
+from edgec.targets.registry import DEFAULT_TARGET
 
-CALIB_METHODS = ("minmax", "mean-minmax", "percentile", "entropy", "mse")
-# ``auto`` picks one of CALIB_METHODS per tensor by the output error it causes (compiler/quant_stage.py).
+# Every registered observer can be chosen, and ``auto`` considers all of them per tensor by
+# the output error it causes (compiler/quant_stage.py).
+CALIB_METHODS = registered_observers()
 CALIB_METHOD_CHOICES = (*CALIB_METHODS, "auto")
-INT4_GROUP_SIZES = (32, 64, 128)
+INT4_GROUP_SIZES = (16, 32, 64, 128, 256)
 INT4_MODES = ("sym", "asym")
 INT4_METHODS = ("rtn", "gptq", "awq")
+
+
+def one_of(values) -> str:
+    """``a, b or c`` for messages."""
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
 
 
 @dataclass(frozen=True)
@@ -63,11 +72,16 @@ class BuildConfig:
         prune: ``--prune`` spec (``magnitude:0.5``, ``2:4``, ``channels:0.3``, ``heads:0.25``; see
             `edgec.compiler.prune`); the bundle's reference is the pruned float model.
         finetune: ``file.py:train_fn`` run on the pruned PyTorch model before export.
+        lora: PEFT LoRA adapter folder merged into a causal LM before export.
+        kv_cache: KV-cache precision of a generation bundle (``int8``, ``fp16``, ``fp32``);
+            None keeps the runtime's default.
+        keep_source_quantization: Lower an already Q/DQ-quantized ONNX with its own scales
+            instead of dequantizing and requantizing it with edgec's calibration.
     """
 
     model: str
     output: Path
-    target: str = "intel-cpu"
+    target: str = DEFAULT_TARGET
     precision: str | None = None
     calib: str | None = None
     calib_method: str | None = None
@@ -91,6 +105,9 @@ class BuildConfig:
     bias_correction: bool = False
     prune: str | None = None
     finetune: str | None = None
+    lora: str | None = None
+    kv_cache: str | None = None
+    keep_source_quantization: bool = False
 
     def quality_view(self) -> dict[str, Any]:
         """The accuracy/quantization options that differ from their defaults (for the manifest)."""
@@ -105,6 +122,8 @@ class BuildConfig:
             out["smoothquant"] = self.smoothquant
         if self.bias_correction:
             out["bias_correction"] = True
+        if self.keep_source_quantization:
+            out["keep_source_quantization"] = True
         return out
 
     def manifest_view(self) -> dict[str, Any]:

@@ -21,20 +21,22 @@ DEFAULT_SEQ_LEN = 128
 
 
 def source_kind(model: str) -> str:
-    """``onnx``, ``tflite``, ``pt2``, ``hf`` or ``torch`` for a MODEL argument."""
+    """``onnx``, ``tflite``, ``pt2``, ``keras``, ``savedmodel``, ``hf`` or ``torch`` for a MODEL argument."""
     p = Path(model)
     if p.is_dir():
-        return "hf"
+        return "savedmodel" if (p / "saved_model.pb").is_file() else "hf"
     if ":" in model and model.rsplit(":", 1)[0].endswith(".py"):
         return "torch"
     suffix = p.suffix.lower()
     if suffix in (".onnx", ".tflite", ".pt2"):
         return suffix[1:]
+    if suffix in (".h5", ".hdf5", ".keras"):
+        return "keras"
     if not p.exists():
         raise ModelLoadError(f"model '{model}' does not exist")
     raise ModelLoadError(
-        f"'{model}' is not a model edgec reads: give an .onnx or .tflite file, a .pt2 ExportedProgram, "
-        "a Hugging Face transformers folder, or file.py:factory")
+        f"'{model}' is not a model edgec reads: give an .onnx or .tflite file, a Keras .h5/.keras file, a "
+        "TensorFlow SavedModel folder, a .pt2 ExportedProgram, a Hugging Face transformers folder, or file.py:factory")
 
 
 def load_model(model: str, *, task: str | None = None, input_shapes: dict[str, InputShape] | None = None,
@@ -51,6 +53,10 @@ def load_model(model: str, *, task: str | None = None, input_shapes: dict[str, I
         handle = load_onnx(Path(model))
     elif kind == "tflite":
         handle = load_tflite(Path(model))
+    elif kind in ("keras", "savedmodel"):
+        from edgec.compiler.frontends import keras as keras_frontend
+
+        handle = (keras_frontend.load_keras if kind == "keras" else keras_frontend.load_savedmodel)(Path(model))
     elif kind == "hf":
         handle = load_hf_folder(Path(model), task=task, input_shapes=shapes, parity_tol=parity_tol, progress=progress,
                                 prune=prune)
@@ -79,25 +85,73 @@ def load_onnx(path: Path) -> ModelHandle:
     if not proto.graph.node or not proto.graph.output:
         raise ModelLoadError(f"'{path}' is not a valid ONNX model (no graph: truncated or not an ONNX file)")
     has_external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    # Recorded before loading: loading the external data inlines it and clears the locations.
+    digest = sha256_with_external_data(data, path, external_locations(proto)) if has_external else sha256_bytes(data)
     if has_external:
         try:
             onnx.load_external_data_for_model(proto, str(path.parent))
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(f"cannot read the external weights of '{path}': {exc}") from exc
+    source_ir = proto.ir_version
+    if proto.ir_version > onnx.IR_VERSION:  # newer than this onnx: read it as the newest IR we know
+        proto.ir_version = onnx.IR_VERSION
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:  # noqa: BLE001 - onnx raises ValidationError and C++ errors
-        raise ModelLoadError(f"'{path}' is not a valid ONNX model: {str(exc).splitlines()[0]}") from exc
+        newer = f" (it is ONNX IR {source_ir}, newer than this onnx {onnx.__version__} reads: re-export with IR " \
+                f"<= {onnx.IR_VERSION})" if source_ir > onnx.IR_VERSION else ""
+        raise ModelLoadError(f"'{path}' is not a valid ONNX model: {str(exc).splitlines()[0]}{newer}") from exc
+    proto = convert_down(proto, str(path))
     cap_ir_version(proto)
-    digest = sha256_bytes(data) if not has_external else sha256_path(path.parent)
     handle = ModelHandle.from_onnx(proto, str(path), digest)
     _guess_layouts(handle)
     return handle
 
 
+def external_locations(proto) -> list[str]:
+    """The external-data files an ONNX model's initializers reference (relative to the model)."""
+    import onnx
+
+    return sorted({e.value for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                   for e in t.external_data if e.key == "location"})
+
+
+def sha256_with_external_data(data: bytes, path: Path, locations: list[str]) -> str:
+    """sha256 of the model bytes plus exactly the external-data files they reference (not the whole folder)."""
+    import hashlib
+
+    h = hashlib.sha256(sha256_bytes(data).encode())
+    for loc in locations:
+        f = path.parent / loc
+        h.update(b"\0" + loc.encode() + b"\0")
+        h.update((sha256_file(f) if f.is_file() else "missing").encode())
+    return h.hexdigest()
+
+
 # onnxruntime 1.31 reads IR versions up to 10 reliably; newer onnx writers stamp 11+ even when
 # the graph uses nothing newer. Features of IR >= 11 (new float types) are not used by edgec.
 MAX_IR_VERSION = 10
+
+
+# onnxruntime 1.31 officially reads the default domain up to opset 26; newer models are
+# converted down with onnx's version converter.
+MAX_OPSET = 26
+
+
+def convert_down(proto, source: str):
+    """``proto`` at an opset onnxruntime reads (converted down when newer), or one clear error."""
+    version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if version <= MAX_OPSET:
+        return proto
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(proto, MAX_OPSET)
+    except Exception as exc:  # noqa: BLE001 - the converter raises C++ errors per op
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"'{source}' uses ONNX opset {version}; onnxruntime here reads opset <= {MAX_OPSET} and "
+                             f"onnx's version converter cannot convert it down ({first}): re-export the model with "
+                             f"opset {MAX_OPSET} or lower") from exc
 
 
 def cap_ir_version(proto) -> None:
@@ -128,6 +182,8 @@ def fix_input_shapes(handle: ModelHandle, shapes: dict[str, InputShape]) -> Mode
     proto = onnx.ModelProto()
     proto.CopyFrom(handle.proto)
     dynamic: dict[str, dict[int, str]] = {}
+    needs: list[tuple[str, list, list[int], str]] = []
+    batch_one: list[str] = []
     for vi in proto.graph.input:
         if vi.name not in names:
             continue
@@ -144,31 +200,55 @@ def fix_input_shapes(handle: ModelHandle, shapes: dict[str, InputShape]) -> Mode
                 d.Clear()
                 d.dim_value = v
             continue
+        zero = [i for i, d in enumerate(dims) if d.HasField("dim_value") and d.dim_value == 0 and not d.dim_param]
+        if zero:
+            shape = "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
+            raise ConfigError(f"input '{vi.name}' has a zero-size dimension at axis {zero} (shape {shape}); "
+                              "every input dimension must be at least 1")
         bad = [(i, d.dim_param or "?") for i, d in enumerate(dims) if not (d.HasField("dim_value") and d.dim_value > 0)]
-        if bad:
-            shape = "x".join(str(d.dim_value) if d.dim_value > 0 else "N" for d in dims)
-            raise ConfigError(
-                f"input '{vi.name}' has dynamic dimension(s) {[b[1] for b in bad]} at axis {[b[0] for b in bad]}; "
-                f"give a static shape with --input-shape {vi.name}={shape.replace('N', '1')} "
-                f"(or a MIN:OPT:MAX profile for jetson)")
+        if bad and [i for i, _ in bad] == [0] and len(dims) > 1:
+            # A dynamic batch alone is the exporters' default: build for batch 1 and say so.
+            dims[0].Clear()
+            dims[0].dim_value = 1
+            dynamic.setdefault(vi.name, {})[0] = bad[0][1]
+            batch_one.append(vi.name)
+        elif bad:
+            found = [d.dim_value if d.dim_value > 0 else (d.dim_param or "?") for d in dims]
+            example = "x".join(str(d.dim_value) if d.dim_value > 0 else "1" for d in dims)
+            needs.append((vi.name, found, [i for i, _ in bad], example))
+    if needs:
+        listed = "; ".join(f"'{n}' {found} (dynamic at axis {', '.join(map(str, axes))})" for n, found, axes, _ in needs)
+        flags = " ".join(f"--input-shape {n}={ex}" for n, _, _, ex in needs)
+        raise ConfigError(f"{len(needs)} input(s) have dynamic dimensions: {listed}; give static shapes, e.g. {flags} "
+                          "(with your sizes; or MIN:OPT:MAX profiles for jetson)")
     if not dynamic:
         return handle
     out = handle.with_proto(proto)
     out.meta["dynamic_dims"] = dynamic
+    if batch_one:
+        out.meta["batch_set_to_1"] = sorted(set(out.meta.get("batch_set_to_1", [])) | set(batch_one))
     _guess_layouts(out)
     return out
 
 
 # -- .tflite ---------------------------------------------------------------------------
 def load_tflite(path: Path) -> ModelHandle:
-    """An int8 .tflite source: keeps the flatbuffer; I/O read with LiteRT's interpreter."""
+    """A .tflite source: keeps the flatbuffer (converted to ONNX for targets that need it,
+    `edgec.compiler.frontends.tflite`); I/O read with LiteRT's interpreter."""
     if not path.is_file():
         raise ModelLoadError(f"model '{path}' does not exist")
     data = path.read_bytes()
+    return tflite_handle(data, str(path), sha256_bytes(data))
+
+
+def tflite_handle(data: bytes, path: str, digest: str) -> ModelHandle:
+    """A handle on .tflite bytes (``format == "tflite"``)."""
     # A .tflite flatbuffer carries the file identifier "TFL3" at bytes 4..8.
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelLoadError(f"'{path}' is not a valid .tflite model (missing TFL3 identifier: truncated or corrupt)")
-    interp_mod = require("ai_edge_litert.interpreter", "mcu", "ai-edge-litert")
+    from edgec.targets.registry import extra_for_format
+
+    interp_mod = require("ai_edge_litert.interpreter", extra_for_format("tflite"), "ai-edge-litert")
     try:
         interp = interp_mod.Interpreter(model_content=data)
     except Exception as exc:  # noqa: BLE001
@@ -186,7 +266,7 @@ def load_tflite(path: Path) -> ModelHandle:
         return out
 
     return ModelHandle(proto=None, inputs=specs(interp.get_input_details()), outputs=specs(interp.get_output_details()),
-                       source_path=str(path), source_sha256=sha256_bytes(data), format="tflite", tflite_bytes=data)
+                       source_path=path, source_sha256=digest, format="tflite", tflite_bytes=data)
 
 
 # -- PyTorch ---------------------------------------------------------------------------
@@ -205,7 +285,11 @@ def _finish_torch(module: Any, example: Any, source: str, digest: str, *, parity
 
         module, prune_state = apply_torch(module, ex, prune, progress)
     progress.message(f"exporting to ONNX ({len(ex)} input(s))")
-    proto, exporter = export_module(module, ex, dynamic_axes=dynamic or None, output_names=output_names)
+    try:
+        proto, exporter = export_module(module, ex, dynamic_axes=dynamic or None, output_names=output_names)
+    except Exception as exc:  # noqa: BLE001 - was it the user's model, or the exporter?
+        _check_runs_on_examples(module, ex, source)
+        raise exc
     cap_ir_version(proto)
     err = export_parity(module, proto, ex)
     ref_scale = 1.0
@@ -223,6 +307,20 @@ def _finish_torch(module: Any, example: Any, source: str, digest: str, *, parity
         handle.meta["dynamic_dims"] = dynamic
     _guess_layouts(handle)
     return handle
+
+
+def _check_runs_on_examples(module: Any, ex: dict[str, Any], source: str) -> None:
+    """Raise an `ExportError` naming the shapes when the module itself fails on its example inputs."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            module(*ex.values())
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - user code may raise anything
+        shapes = ", ".join(f"{k}={list(getattr(v, 'shape', []))}" for k, v in ex.items())
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ExportError(f"{source}: the model fails on its own example inputs ({shapes}): "
+                          f"{type(exc).__name__}: {first}") from exc
 
 
 def _resize_examples(ex: dict[str, Any], input_shapes: dict[str, InputShape]) -> dict[str, Any]:
@@ -266,6 +364,8 @@ def load_torch_factory(spec: str, *, input_shapes: dict[str, InputShape], parity
         result = factory()
     except ModelLoadError:
         raise
+    except SystemExit as exc:  # user code calling sys.exit() must not end edgec silently
+        raise ModelLoadError(f"running {spec} failed: it called sys.exit({exc.code!r})") from exc
     except Exception as exc:  # noqa: BLE001 - user code may raise anything
         raise ModelLoadError(f"running {spec} failed: {type(exc).__name__}: {exc}") from exc
     finally:

@@ -88,8 +88,9 @@ def make_temp_dir(out: Path) -> tuple[Path, int]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARK}{os.getpid()}-", dir=out.parent))
     except OSError as exc:
         why = exc.strerror or str(exc)
-        raise ConfigError(f"cannot write the output folder '{out}': {why}"
-                          + (f" ('{exc.filename}')" if exc.filename and str(exc.filename) != str(out) else "")) from exc
+        where = str(exc.filename or "")
+        named = f" ('{where}')" if where and where != str(out) and TMP_MARK not in where else ""
+        raise ConfigError(f"cannot write the output folder '{out}': {why}{named}") from exc
     fd = os.open(tmp, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     os.chmod(tmp, 0o777 & ~current_umask())

@@ -30,21 +30,18 @@ def prune(config: BuildConfig, progress: Progress = SILENT) -> dict[str, Any]:
 
 
 def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
-    from edgec.compiler.bundle import read_manifest, verify_files
-    from edgec.errors import BundleError
+    from edgec.compiler.bundle import open_bundle
 
-    manifest = read_manifest(Path(bundle))
-    if check_files:
-        bad = verify_files(Path(bundle), manifest)
-        if bad:
-            raise BundleError(f"bundle files changed or missing since the build: {', '.join(bad[:5])}")
-    return manifest
+    return open_bundle(bundle, check_files)
 
 
 def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | None = None, device: str = "host",
-          profile: bool = False, progress: Progress = SILENT) -> dict[str, Any]:
+          profile: bool = False, flash: str | None = None, timeout: float = 600.0,
+          progress: Progress = SILENT) -> dict[str, Any]:
     """Time the bundle's artifact with its runner (schema ``edgec.bench/1``).
 
+    ``device`` is ``host`` or ``qemu`` (this process's runner), or any device string of
+    `edgec.farm.devices` (``qemu:cortex-m55``, ``ssh://...``, ``serial:...``), run with ``timeout``.
     ``profile``: per-layer instruction counts in ``extra["profile"]`` (mcu bundles on
     ``--device qemu``)."""
     from edgec.runtimes.harness import bench as _bench
@@ -54,6 +51,12 @@ def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | No
         from edgec.errors import ConfigError
 
         raise ConfigError("--iters must be at least 1 and --warmup at least 0")
+    if device not in ("host", "qemu") or flash:
+        from edgec.farm.devices import parse_device
+
+        dev = parse_device(device if not flash else f"{device}{'&' if '?' in device else '?'}flash={flash}")
+        with progress.task(f"benchmarking on {dev.label}", total=None):
+            return dev.bench(Path(bundle), iters=iters, warmup=warmup, threads=threads, timeout=timeout)
     manifest = _open_bundle(bundle)
     runner = create_runner(manifest["runner"], Path(bundle), manifest, threads=threads, device=device)
     if profile:
@@ -67,9 +70,51 @@ def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | No
         return _bench(runner, iters=iters, warmup=warmup, on_iter=lambda _: t.advance())
 
 
+def bench_generation(bundle: Path, *, prompt_tokens: int = 128, new_tokens: int = 128, threads: int | None = None,
+                     repeat: int = 3, progress: Progress = SILENT) -> dict[str, Any]:
+    """Time a generation bundle: load, TTFT, TPOT, tokens/s, peak RSS, KV-cache bytes (``edgec.bench/1``)."""
+    from edgec.errors import ConfigError
+    from edgec.runtimes.generation import bench_generation as _bench
+
+    if prompt_tokens < 1 or new_tokens < 1 or repeat < 1:
+        raise ConfigError("--prompt-tokens, --new-tokens and --repeat must be at least 1")
+    _open_bundle(bundle)
+    with progress.task("benchmarking generation", total=None):
+        return _bench(Path(bundle), prompt_tokens, new_tokens, threads, repeat)
+
+
+def generate(bundle: Path, prompt: str, *, max_new_tokens: int = 64, threads: int | None = None,
+             chat: bool = True) -> dict[str, Any]:
+    """Greedy generation from ``prompt`` with the bundle's own runner and tokenizer."""
+    from edgec.runtimes.generation import BundleTokenizer, generate as _generate, open_session
+
+    _open_bundle(bundle)
+    session = open_session(Path(bundle), threads)
+    tok = BundleTokenizer(Path(bundle), session.manifest)
+    ids = tok.encode(prompt, chat=chat)
+    if not ids:
+        from edgec.errors import ConfigError
+
+        raise ConfigError("the prompt encodes to no tokens")
+    ctx = int(session.manifest["generation"]["context_length"])
+    max_new_tokens = max(1, min(max_new_tokens, ctx - len(ids)))
+    out = _generate(session, ids, max_new_tokens, tok.eos_ids)
+    tokens = [t for t in out.tokens if t not in tok.eos_ids]
+    return {"text": tok.decode(tokens), "prompt_tokens": len(ids), "tokens": out.tokens,
+            "chat_template": bool(chat and tok.chat_template), "ttft_ms": out.ttft * 1e3,
+            "tpot_ms": float(sum(out.token_times) / len(out.token_times) * 1e3) if out.token_times else None,
+            "runner": session.manifest["runner"]}
+
+
 def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: int = 1000,
+           min_cosine: float | None = None, max_accuracy_drop: float | None = None,
            progress: Progress = SILENT) -> dict[str, Any]:
-    """Compare the bundle's artifact with its float reference on ``data``."""
+    """Compare the bundle's artifact with its float reference on ``data``.
+
+    The result's ``passed`` says whether it meets ``min_cosine`` and ``max_accuracy_drop``
+    (points); each defaults to the bundle's build-time result with a small tolerance
+    (`edgec.compiler.verify_bounds`), and ``failures`` says why not.
+    """
     from edgec.calibration import load_calibration_data
     from edgec.compiler.pipeline import is_classifier
     from edgec.runtimes import io as rio
@@ -79,9 +124,16 @@ def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: 
 
     bundle = Path(bundle)
     manifest = _open_bundle(bundle)
+    if "methods" in manifest:  # a generation bundle: perplexity / greedy agreement / logit cosine on text
+        from edgec.compiler.llm.accuracy import verify_text
+
+        from edgec.compiler.bundle import read_report
+
+        return verify_text(bundle, manifest, data, threads, read_report(bundle), min_cosine,
+                           max_accuracy_drop) | {"data": str(data)}
     specs = [rio.spec(d) for d in manifest["model_inputs"]]
     tok = bundle / manifest["tokenizer"] if manifest.get("tokenizer") else None
-    samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok)
+    samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok, role="--data")
     runner = get_target(manifest["target"]).verify_runner(bundle, manifest)
     ref = reference_runner(bundle, manifest, threads=threads)
     with runner, ref, progress.task("verifying", total=len(samples)) as t:
@@ -89,6 +141,13 @@ def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: 
                          on_sample=lambda _: t.advance())
     result.update({"bundle": str(bundle), "target": manifest["target"], "precision": manifest["precision"],
                    "runner": runner.name, "data": str(data)})
+    from edgec.compiler import verify_bounds
+    from edgec.compiler.bundle import read_report
+
+    bounds = verify_bounds.resolve(read_report(bundle), min_cosine, max_accuracy_drop)
+    result["bounds"] = bounds
+    result["failures"] = verify_bounds.failures(result, bounds)
+    result["passed"] = not result["failures"]
     return result
 
 

@@ -16,7 +16,9 @@ from typing import Any, Callable
 import click
 
 from edgec import __version__
+from edgec.compiler.config import CALIB_METHOD_CHOICES, INT4_GROUP_SIZES, INT4_METHODS, INT4_MODES
 from edgec.errors import ConfigError, EdgecError
+from edgec.runtimes.registry import REFERENCE_RUNNER
 
 from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
 
@@ -182,9 +184,9 @@ def cli(debug: bool) -> None:
       edgec bench out/ --iters 200
       edgec verify out/ --data eval.npz
 
-    MODEL is an .onnx or int8 .tflite file, a Hugging Face transformers folder, a
-    PyTorch factory as file.py:fn returning (module, example_inputs), or a .pt2
-    ExportedProgram. Run `edgec targets` to see the targets usable on this machine.
+    MODEL is an .onnx or .tflite file, a Keras .h5/.keras file, a TensorFlow SavedModel
+    folder, a Hugging Face transformers folder, a PyTorch factory as file.py:fn returning
+    (module, example_inputs), or a .pt2 ExportedProgram. Run `edgec targets` to see the targets usable on this machine.
     """
     _DEBUG["on"] = debug
 
@@ -198,7 +200,7 @@ def cli(debug: bool) -> None:
 @click.option("--calib", default=None, metavar="PATH|random",
               help="Calibration data: .npz (keys = input names, leading sample axis), a folder of .npy/.npz or "
                    "images, a .txt/.jsonl of texts, or 'random' (flagged in the report).")
-@click.option("--calib-method", type=click.Choice(["minmax", "mean-minmax", "percentile", "entropy", "mse", "auto"]),
+@click.option("--calib-method", type=click.Choice(CALIB_METHOD_CHOICES),
               default=None,
               help="How activation ranges are chosen from the calibration data; auto picks one per tensor by the "
                    "output error it causes; mean-minmax averages each sample's extremes. Default: the target's "
@@ -226,21 +228,28 @@ def cli(debug: bool) -> None:
                    "model, in points), cosine (100 x mean cosine), mse, or FILE.py:FN with "
                    "FN(outputs: list[dict[str, np.ndarray]], reference_outputs: list[dict[str, np.ndarray]], "
                    "labels: np.ndarray | None) -> float, higher is better; auto: top1 for classifiers, else cosine.")
-@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="128", show_default=True,
+@click.option("--group-size", type=click.Choice([str(g) for g in INT4_GROUP_SIZES]), default="128", show_default=True,
               help="INT4: block size along the input dimension of MatMul/Gemm weights.")
-@click.option("--int4-mode", type=click.Choice(["sym", "asym"]), default="asym", show_default=True,
+@click.option("--int4-mode", type=click.Choice(INT4_MODES), default="asym", show_default=True,
               help="INT4: symmetric int4, or asymmetric uint4 with per-block zero points.")
-@click.option("--int4-method", type=click.Choice(["rtn", "gptq", "awq"]), default="rtn", show_default=True,
+@click.option("--int4-method", type=click.Choice(INT4_METHODS), default="rtn", show_default=True,
               help="INT4: round-to-nearest, or data-aware GPTQ / AWQ-style scaling (both need --calib).")
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
 @click.option("--bias-correction", is_flag=True, help="INT8: correct per-channel output bias shifts (CNNs).")
+@click.option("--keep-source-quantization", is_flag=True,
+              help="An already Q/DQ-quantized ONNX keeps its own scales (targets that take Q/DQ ONNX); default: "
+                   "dequantize it and requantize with --calib.")
 @click.option("--parity-tol", type=float, default=1e-3, show_default=True,
               help="Max abs error allowed between PyTorch and the exported ONNX.")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--prune", default=None, metavar="SPEC", help=PRUNE_HELP)
 @click.option("--finetune", default=None, metavar="FILE.py:FN", help=FINETUNE_HELP)
+@click.option("--lora", default=None, metavar="ADAPTER_DIR",
+              help="Causal LMs: merge this PEFT LoRA adapter (safetensors) before export; the merge is checked.")
+@click.option("--kv-cache", type=click.Choice(["int8", "fp16", "fp32"]), default=None,
+              help="Causal LMs: KV-cache precision (default: the runtime's).")
 @with_target_options
 @json_option
 @handle_errors
@@ -250,6 +259,7 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
           max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
           int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
+          lora: str | None = None, kv_cache: str | None = None, keep_source_quantization: bool = False,
           accept_low_accuracy: bool = False, **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
@@ -261,6 +271,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
         if v is None or v is False or v == ():
             continue
         parsed_opts[k] = parse_bytes(v) if declared[k].kind == "bytes" else v
+        if declared[k].kind == "bytes" and parsed_opts[k] <= 0:
+            raise ConfigError(f"{declared[k].flag} must be larger than 0 (got '{v}')")
     pre = None
     if preprocess:
         from edgec.calibration.sources import parse_preprocess
@@ -272,7 +284,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
                          keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts,
                          max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
                          int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
-                         bias_correction=bias_correction, prune=prune, finetune=finetune,
+                         bias_correction=bias_correction, prune=prune, finetune=finetune, lora=lora,
+                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization,
                          accept_low_accuracy=accept_low_accuracy)
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
@@ -284,32 +297,96 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
 @click.option("--iters", type=int, default=100, show_default=True, help="Timed iterations.")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed warm-up iterations.")
 @click.option("--device", default="host", show_default=True,
-              help="Where to run: host, or a device the runner supports (e.g. qemu for mcu bundles).")
+              help="Where to run: host; qemu or qemu:cortex-m0|m3|m4|m7|m33|m55 (mcu bundles); "
+                   "ssh://user@host[:port][?key=PATH&known_hosts=PATH&python=python3] (a Linux board running the "
+                   "bundle's standalone harness); serial:/dev/ttyX[?baud=N] (an MCU board, with --flash).")
+@click.option("--flash", default=None, metavar="METHOD",
+              help="serial devices: how to flash the firmware first: pyocd:TARGET, openocd:CFG or cmd:\"...{elf}...\".")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Seconds before a remote or emulated run is killed.")
 @click.option("--profile", is_flag=True,
               help="Instructions per layer (mcu bundles with --device qemu), like TFLM's MicroProfiler.")
+@click.option("--prompt-tokens", type=int, default=128, show_default=True,
+              help="Generation bundles: prompt length for time-to-first-token.")
+@click.option("--new-tokens", type=int, default=128, show_default=True,
+              help="Generation bundles: tokens decoded per run (time per output token).")
+@click.option("--repeat", type=int, default=3, show_default=True, help="Generation bundles: timed runs.")
 @threads_option
 @json_option
 @handle_errors
-def bench(bundle: Path, iters: int, warmup: int, device: str, profile: bool, threads: int | None,
-          as_json: bool) -> None:
-    """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS."""
+def bench(bundle: Path, iters: int, warmup: int, device: str, flash: str | None, timeout: float, profile: bool,
+          threads: int | None, as_json: bool, prompt_tokens: int = 128, new_tokens: int = 128, repeat: int = 3) -> None:
+    """Time a bundle's artifact: latency p50/p90/p99/mean, throughput and peak RSS.
+
+    For a generation bundle (a causal LM): load time, TTFT, TPOT median/p90, tokens/s, peak RSS
+    and KV-cache bytes over a --prompt-tokens prompt and --new-tokens greedy tokens.
+    """
     from edgec import api
 
+    if _is_generation_bundle(bundle):
+        _emit(api.bench_generation(bundle, prompt_tokens=prompt_tokens, new_tokens=new_tokens, threads=threads,
+                                   repeat=repeat, progress=_progress(as_json)), as_json, _print_generation_bench)
+        return
     _emit(api.bench(bundle, iters=iters, warmup=warmup, threads=threads, device=device, profile=profile,
-                    progress=_progress(as_json)), as_json, _print_bench)
+                    flash=flash, timeout=timeout, progress=_progress(as_json)), as_json, _print_bench)
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--prompt", required=True, help="Text to continue (wrapped in the chat template when the model has one).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--no-chat", is_flag=True, help="Use the prompt as is, without the chat template.")
+@threads_option
+@json_option
+@handle_errors
+def generate(bundle: Path, prompt: str, max_new_tokens: int, no_chat: bool, threads: int | None,
+             as_json: bool) -> None:
+    """Generate text greedily with a generation bundle's own runner and tokenizer."""
+    from edgec import api
+
+    result = api.generate(bundle, prompt, max_new_tokens=max_new_tokens, threads=threads, chat=not no_chat)
+    _emit(result, as_json, lambda r: click.echo(r["text"]))
+
+
+def _is_generation_bundle(bundle: Path) -> bool:
+    try:
+        return "methods" in json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def _print_generation_bench(b: dict) -> None:
+    g = b["generation"]
+    rows = [[b["runner"], _fmt(b["threads"]), g["prompt_tokens"], g["new_tokens"], _fmt(g["load_s"] * 1e3),
+             _fmt(g["ttft_ms"]["p50"]), _fmt(g["tpot_ms"]["p50"]), _fmt(g["tpot_ms"]["p90"]), _fmt(g["tokens_per_s"]),
+             f"{(b['peak_rss_bytes'] or 0) / 2**20:.1f}", _fmt(g["kv_cache_bytes"])]]
+    _console().print(_table(f"generation bench {b['target']} {b['precision']}",
+                            ["runner", "threads", "prompt", "new", "load ms", "TTFT ms", "TPOT p50 ms", "TPOT p90 ms",
+                             "tok/s", "peak RSS MiB", "KV bytes"], rows))
 
 
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--data", required=True, metavar="PATH", help="Inputs (same formats as --calib); an .npz may hold labels.")
+@click.option("--min-cosine", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="Fail (exit 1) below this mean cosine. Default: the bundle's build-time cosine minus 0.02.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0.0), default=None,
+              help="Fail (exit 1) when top-1 accuracy on the data's labels drops more than this many points. "
+                   "Default: the bundle's build-time drop plus 1.")
 @threads_option
 @json_option
 @handle_errors
-def verify(bundle: Path, data: str, threads: int | None, as_json: bool) -> None:
-    """Compare a bundle's artifact with its float reference model on DATA."""
+def verify(bundle: Path, data: str, min_cosine: float | None, max_accuracy_drop: float | None, threads: int | None,
+           as_json: bool) -> None:
+    """Compare a bundle's artifact with its float reference model on DATA; the exit code says pass/fail."""
     from edgec import api
+    from edgec.errors import AccuracyError
 
-    _emit(api.verify(bundle, data, threads=threads, progress=_progress(as_json)), as_json, _print_verify)
+    result = api.verify(bundle, data, threads=threads, min_cosine=min_cosine, max_accuracy_drop=max_accuracy_drop,
+                        progress=_progress(as_json))
+    _emit(result, as_json, _print_verify)
+    if not result["passed"]:
+        raise AccuracyError("verify failed: " + "; ".join(result["failures"]))
 
 
 @cli.command()
@@ -347,7 +424,7 @@ def debug() -> None:
               help="SQNR (dB) below which a layer's output counts as broken (for --bisect).")
 @click.option("--samples", "max_samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Maximum samples of DATA to use.")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "target"]), default="onnxruntime", show_default=True,
+@click.option("--runtime", type=click.Choice([REFERENCE_RUNNER, "target"]), default=REFERENCE_RUNNER, show_default=True,
               help="Read the quantized tensors from the bundle's Q/DQ ONNX in onnxruntime, or from the target's "
                    "runtime where it exposes intermediates (intel-cpu: OpenVINO).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Rows to print.")
@@ -448,9 +525,10 @@ def _print_build(s: dict) -> None:
     c.print(f"bundle {s['bundle']}  target={m['target']} precision={m['precision']} runner={m['runner']}")
     c.print(_table("artifact I/O", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
                    _io_rows(m["inputs"]) + _io_rows(m["outputs"])))
-    rows = [["reference", acc.get("reference")], ["data", f"{acc.get('data')} ({acc.get('samples')} samples)"],
-            ["max abs err", _fmt(acc.get("max_abs_err"))], ["mean abs err", _fmt(acc.get("mean_abs_err"))],
-            ["cosine", _fmt(acc.get("cosine"))], ["top-1 agreement", _fmt(acc.get("top1_agreement"))]]
+    rows = ([["reference", acc.get("reference")]] + _generation_rows(acc)) if "greedy_agreement" in acc else [
+        ["reference", acc.get("reference")], ["data", f"{acc.get('data')} ({acc.get('samples')} samples)"],
+        ["max abs err", _fmt(acc.get("max_abs_err"))], ["mean abs err", _fmt(acc.get("mean_abs_err"))],
+        ["cosine", _fmt(acc.get("cosine"))], ["top-1 agreement", _fmt(acc.get("top1_agreement"))]]
     if "label_accuracy" in acc:
         la = acc["label_accuracy"]
         rows.append(["label accuracy (float -> artifact)", f"{la['reference']:.4f} -> {la['artifact']:.4f}"])
@@ -516,10 +594,24 @@ def _print_bench(b: dict) -> None:
                                 ["layer", "op", "MACs", "instructions", "instr/MAC", "%"], rows))
 
 
+def _generation_rows(acc: dict) -> list[list]:
+    """Report rows of a generation bundle's accuracy (perplexity, greedy agreement, logit cosine)."""
+    return [["perplexity (float -> artifact)", f"{_fmt(acc.get('reference_perplexity'))} -> {_fmt(acc.get('perplexity'))}"],
+            ["logit cosine", _fmt(acc.get("logit_cosine"))],
+            [f"greedy agreement ({acc['prompts']} prompts x {acc['new_tokens']} tokens)", _fmt(acc["greedy_agreement"])]]
+
+
 def _print_verify(v: dict) -> None:
+    if "greedy_agreement" in v:
+        _console().print(_table(f"verify {v['target']} {v['precision']} ({v['runner']} vs {v['reference']})",
+                                ["", ""], _generation_rows(v)))
+        return
     rows = [["samples", v["samples"]], ["max abs err", _fmt(v["max_abs_err"])],
             ["mean abs err", _fmt(v["mean_abs_err"])], ["cosine", _fmt(v["cosine"])],
-            ["top-1 agreement", _fmt(v["top1_agreement"])]]
+            ["top-1 agreement", _fmt(v["top1_agreement"])],
+            ["min cosine (bound)", _fmt(v["bounds"]["min_cosine"])]]
+    if v["bounds"].get("max_accuracy_drop") is not None:
+        rows.append(["max accuracy drop (bound)", _fmt(v["bounds"]["max_accuracy_drop"])])
     if "label_accuracy" in v:
         rows.append(["label accuracy float", _fmt(v["label_accuracy"]["reference"])])
         rows.append(["label accuracy artifact", _fmt(v["label_accuracy"]["artifact"])])
@@ -547,6 +639,12 @@ def _print_inspect(i: dict) -> None:
     c.print(_table("inputs / outputs", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
                    _io_rows(i["inputs"]) + _io_rows(i["outputs"])))
     c.print(_table("ops", ["op", "count"], [[k, v] for k, v in sorted(i["op_counts"].items(), key=lambda kv: -kv[1])]))
+
+
+# `edgec farm` lives in its own module, which imports this one's helpers (defined above).
+from edgec.cli_farm import farm as _farm  # noqa: E402
+
+cli.add_command(_farm)
 
 
 def main(argv: list[str] | None = None) -> None:

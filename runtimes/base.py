@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgec.errors import BundleError, CalibrationDataError, ConfigError
+from edgec.errors import BundleError, CalibrationDataError, ConfigError, EdgecError
 from edgec.runtimes import io as rio
 
 
@@ -38,6 +38,8 @@ class Runner(ABC):
     name: ClassVar[str]
     runtime: ClassVar[str] = ""
     devices: ClassVar[tuple[str, ...]] = ("host",)
+    # Whether `intermediate_tensors` can read tensors inside the artifact (``debug layers --runtime target``).
+    exposes_intermediate_tensors: ClassVar[bool] = False
 
     def __init__(self, bundle_dir: Path, manifest: dict[str, Any], *, model_path: str | None = None,
                  threads: int | None = None, device: str = "host", io: str = "artifact"):
@@ -65,7 +67,13 @@ class Runner(ABC):
     # -- lifecycle -----------------------------------------------------------------
     def load(self) -> "Runner":
         if not self._loaded:
-            self._load_impl()
+            try:
+                self._load_impl()
+            except EdgecError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - runtimes raise anything on a corrupt artifact
+                raise BundleError(f"{self.name} cannot load '{self.model_path}': {_reason(exc)} "
+                                  "(the artifact is corrupt or was built for another runtime version)") from exc
             self._loaded = True
         return self
 
@@ -110,6 +118,14 @@ class Runner(ABC):
     def runtime_version(self) -> str | None:
         return None
 
+    def intermediate_tensors(self, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Values of the artifact's tensors ``names`` for one sample given in the model convention.
+
+        Names the runtime cannot read (fused away, or not in the artifact) are left out.
+        Runners that set ``exposes_intermediate_tensors`` implement this.
+        """
+        raise NotImplementedError(f"runner '{self.name}' does not expose intermediate tensors")
+
     @abstractmethod
     def _load_impl(self) -> None:
         """Load ``self.model_path``."""
@@ -117,3 +133,10 @@ class Runner(ABC):
     @abstractmethod
     def _run_impl(self, native: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run on native inputs keyed by artifact input name; outputs keyed by artifact output name."""
+
+
+def _reason(exc: BaseException) -> str:
+    """The most telling line of a runtime's error (OpenVINO puts its source location first)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from src/", "Check '")) and not ln.endswith(":")]
+    return (useful or lines or [type(exc).__name__])[0][:200]

@@ -13,8 +13,6 @@ cannot import edgec and repeat `latency_summary` in a few lines:
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from typing import Any, Callable, Iterable
 
@@ -22,33 +20,13 @@ import numpy as np
 
 from edgec.runtimes import io as rio
 from edgec.runtimes.base import Runner
+from edgec.runtimes.bench_stats import latency_summary, peak_rss_bytes  # noqa: F401  (re-exported)
+from edgec.runtimes.metrics import cosine_stats, mean_cosine
 
 BENCH_SCHEMA = "edgec.bench/1"
 BENCH_KEYS = ("schema", "runner", "runtime", "target", "precision", "device", "threads", "warmup",
               "iters", "batch", "latency_ms", "throughput_per_s", "peak_rss_bytes", "extra")
 LATENCY_KEYS = ("mean", "p50", "p90", "p99", "min", "max")
-
-
-def latency_summary(times_s: list[float]) -> dict[str, float]:
-    """Latency statistics in milliseconds from per-iteration times in seconds."""
-    ms = np.asarray(times_s, dtype=np.float64) * 1e3
-    return {
-        "mean": float(ms.mean()),
-        "p50": float(np.percentile(ms, 50)),
-        "p90": float(np.percentile(ms, 90)),
-        "p99": float(np.percentile(ms, 99)),
-        "min": float(ms.min()),
-        "max": float(ms.max()),
-    }
-
-
-def peak_rss_bytes() -> int | None:
-    """This process's peak resident set size."""
-    try:
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    except (OSError, ValueError):
-        return None
-    return int(r if sys.platform == "darwin" else r * 1024)
 
 
 def validate_bench_result(d: dict[str, Any]) -> None:
@@ -103,54 +81,6 @@ def bench(runner: Runner, *, iters: int = 100, warmup: int = 10, batch: int | No
     }
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two flattened arrays (1.0 when both are zero)."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 and nb == 0:
-        return 1.0
-    if na == 0 or nb == 0:
-        return 0.0
-    return float(np.dot(a, b) / (na * nb))
-
-
-# A sample whose reference output is this small relative to the largest in the set carries
-# no signal (a detector's map of an image without objects: values ~1e-8). Its cosine would
-# compare rounding noise with rounding noise, so it is scored by its absolute error instead.
-EMPTY_OUTPUT_REL = 1e-2
-
-
-def cosine_stats(got: np.ndarray, want: np.ndarray) -> tuple[float, float, float, float]:
-    """``(dot, |got|, |want|, |got - want|)`` of one sample, the inputs of `mean_cosine`."""
-    g = np.asarray(got, dtype=np.float64).ravel()
-    w = np.asarray(want, dtype=np.float64).ravel()
-    return float(g @ w), float(np.linalg.norm(g)), float(np.linalg.norm(w)), float(np.linalg.norm(g - w))
-
-
-def mean_cosine(stats: list[tuple[float, float, float, float]]) -> float | None:
-    """Mean cosine similarity over samples, robust to samples whose reference is (nearly) empty.
-
-    A sample whose reference norm is below `EMPTY_OUTPUT_REL` x the largest reference norm
-    of the set scores ``1 - |got - want| / floor`` (clipped at 0): 1 when the artifact is
-    also empty, 0 when it invents an output as large as the floor.
-    """
-    if not stats:
-        return None
-    floor = EMPTY_OUTPUT_REL * max(s[2] for s in stats)
-    scores = []
-    for dot, ng, nw, nd in stats:
-        if floor > 0 and nw < floor:
-            scores.append(max(0.0, 1.0 - nd / floor))
-        elif ng == 0 and nw == 0:
-            scores.append(1.0)
-        elif ng == 0 or nw == 0:
-            scores.append(0.0)
-        else:
-            scores.append(dot / (ng * nw))
-    return float(np.mean(scores))
-
-
 def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.ndarray]],
             *, labels: np.ndarray | None = None, classification: bool = True,
             on_sample: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -166,9 +96,14 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
     lab_n, lab_row = 0, 0  # labels are per row; a batched sample covers several rows
     max_abs, abs_sum, n_elems, cos, top1_hits, top1_n, count = 0.0, 0.0, 0, [], 0, 0, 0
     per_output: dict[str, float] = {}
+    from edgec.compiler.finite import check_outputs
+
     for i, feeds in enumerate(samples):
         got = runner.infer(feeds)
         want = reference.infer(feeds)
+        # NaN would vanish in max() and read as zero error: fail naming the sample instead.
+        check_outputs(want, "reference", i)
+        check_outputs(got, "artifact", i)
         for j, (name, w) in enumerate(want.items()):
             g = np.asarray(got[name], dtype=np.float64)
             w = np.asarray(w, dtype=np.float64)

@@ -4,6 +4,7 @@
 #   scripts/setup.sh               Python packages only (torch CPU, onnx, OpenVINO, TFLite, ...)
 #   scripts/setup.sh --toolchains  also the Debian cross toolchains the mcu tests need
 #                                  (gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm)
+#                                  and the corpus's font and voice (fonts-dejavu-core, espeak-ng)
 #
 # Re-running is cheap: the install is skipped while pyproject.toml and constraints.txt
 # are unchanged.
@@ -45,6 +46,11 @@ if [ "$toolchains" = 1 ]; then
   [ -e /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -d /usr/lib/arm-none-eabi/newlib ] || need+=(libnewlib-arm-none-eabi)
   command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
   command -v gcc >/dev/null || need+=(gcc libc6-dev)
+  # The farm tests start a real sshd on 127.0.0.1 as an ssh:// device.
+  [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+  # The real-model corpus (benchmarks/corpus): a TTF font to render OCR text lines, a voice for speech.
+  [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+  command -v espeak-ng >/dev/null || need+=(espeak-ng)
   if [ "${#need[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from edgec.runtimes.base import Runner
 
 
+STRUCTURED_GAIN = ("smaller dense model: fewer FLOPs and bytes, faster with the target's ordinary dense kernels "
+                   "(measured in benchmarks/pruning.py)")
+
+
 @dataclass(frozen=True)
 class TargetOption:
     """A build option that only some targets take (``--cpu``, ``--io-dtype`` ...).
@@ -71,6 +75,9 @@ class QuantScheme:
             the quantizer's default set. An integer-only target derives it from its ops.
         scale_preserving_ops: Op types whose output keeps the input's scale and zero
             point (``full`` placement); None: the quantizer's default set.
+        fixed_output_params: ``(op_type, scale, zero_point)`` for ops whose int8 output
+            parameters the runtime fixes (Softmax ``1/256, -128``); None: the quantizer's
+            defaults. See docs/quant-scheme.md.
         per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
         calib_method: Default calibration method, chosen per target by measurement on the
@@ -87,6 +94,7 @@ class QuantScheme:
     calib_method: str = "minmax"
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
+    fixed_output_params: tuple[tuple[str, float, int], ...] | None = None
 
 
 @dataclass
@@ -143,6 +151,8 @@ class LowerResult:
         manifest: Target-specific manifest section (stored under ``manifest["target_info"]``).
         report: Target-specific report entries (stored under ``report["target"]``).
         passes: Passes the target ran, ``{"name": ..., "config": {...}}`` each.
+        state: Declared state tensors of a stateful (generation) artifact: name, the output
+            that updates it, shape and dtype per KV-cache tensor; empty for stateless models.
     """
 
     artifacts: list[Artifact]
@@ -151,6 +161,7 @@ class LowerResult:
     manifest: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     passes: list[dict[str, Any]] = field(default_factory=list)
+    state: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def model_artifact(self) -> Artifact:
@@ -206,6 +217,13 @@ class Target(ABC):
     # float), "calib-method" (another calibration method for a tensor), "bias-correction", "int8"
     # (int8 instead of int4 weights). None: derived from `quant_scheme` by `fallback_options`.
     accuracy_fallbacks: ClassVar[tuple[str, ...] | None] = None
+    # Distributions whose versions the manifest records for a build on this target.
+    dependencies: ClassVar[tuple[str, ...]] = ()
+    # What pruning buys on this target, per `--prune` method (magnitude, nm, channels,
+    # heads); a method not listed gets `STRUCTURED_GAIN`, the structured methods' note.
+    pruning_gains: ClassVar[dict[str, str]] = {}
+    # N:M patterns this target has sparse kernels for ("2:4"); other targets run them dense.
+    sparse_patterns: ClassVar[tuple[str, ...]] = ()
 
     def availability(self) -> str | None:
         """None when usable here; otherwise a one-line reason with the fix."""
@@ -233,6 +251,24 @@ class Target(ABC):
         if self.quant_scheme.placement == "full":
             return ("calib-method", "bias-correction")
         return ("keep-float", "calib-method", "bias-correction", "int8")
+
+    def pruning_gain(self, method: str) -> str:
+        """What ``--prune METHOD`` buys on this target (one sentence for the report)."""
+        return self.pruning_gains.get(method, STRUCTURED_GAIN)
+
+    def pruning_warnings(self, spec: Any, options: dict[str, Any]) -> list[str]:
+        """Honest one-liners for a pruned build: no speedup where this target has no sparse kernels."""
+        if spec.method == "magnitude":
+            return [f"--prune {spec.text}: unstructured sparsity does not make '{self.name}' faster (dense kernels); "
+                    "it only shrinks the compressed size; use channels:R (or heads:R) for speed"]
+        if spec.method == "nm" and f"{spec.n}:{spec.m}" not in self.sparse_patterns:
+            from edgec.targets.registry import TARGETS
+
+            have = [n for n in TARGETS.names() if f"{spec.n}:{spec.m}" in TARGETS.target_class(n).sparse_patterns]
+            where = f"only {', '.join(repr(n) for n in have)} ha{'s' if len(have) == 1 else 've'}" if have else "no target has"
+            return [f"--prune {spec.text}: {where} {spec.n}:{spec.m} sparse kernels; '{self.name}' runs these weights "
+                    "dense"]
+        return []
 
     def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
         """Report the nodes this target cannot run."""

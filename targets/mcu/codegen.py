@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgec.targets.mcu.ops import EMITTERS, KERNEL_FILES, KERNEL_HEADERS
-from edgec.targets.mcu.planner import Plan
+from edgec.targets.mcu.planner import GUARD_BYTES, Plan
 from edgec.targets.mcu.qgraph import QGraph, QOp
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
@@ -27,6 +27,7 @@ def c_ident(s: str) -> str:
 class EmitContext:
     g: QGraph
     plan: Plan
+    cpu: str = "cortex-m4"  # sizes the scratch the CPU's kernels need
     params: list[str] = field(default_factory=list)
     weights: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
     scratch_bytes: int = 0
@@ -60,7 +61,7 @@ class EmitContext:
         if b.kind == "output":
             return f"(({ctype} *)outputs[{b.index}])"
         cast = "" if ctype == "int8_t" else f"({ctype} *)(void *)"
-        return f"{cast}(edgec_arena.bytes + {b.offset})"
+        return f"{cast}(edgec_arena.bytes + EDGEC_BUF{b.id})"
 
     def const_array(self, name: str, ctype: str, values, dedup_key: Any = "name") -> str:
         key = ("name", name) if dedup_key == "name" else dedup_key
@@ -86,6 +87,61 @@ class EmitContext:
         return sym
 
 
+def arena_c(plan: Plan) -> list[str]:
+    """The arena, its buffer offsets, and the canary checks of a ``-DEDGEC_ARENA_CANARY`` build.
+
+    The debug build lays the same buffers out with `planner.GUARD_BYTES` canary bytes after
+    each; a buffer's canary is written before the op that produces it and checked after
+    every op while the buffer is live. A broken canary makes `edgec_model_run` return
+    ``EDGEC_CANARY_ERROR + op index`` (ASan cannot see overruns inside one static array).
+    """
+    bufs = sorted((b for b in plan.buffers.values() if b.kind == "arena" and b.last >= 0
+                   and b.first < len(plan.order)), key=lambda b: b.id)
+    release = [f"#define EDGEC_BUF{b.id} {b.offset}" for b in bufs]
+    guarded = [f"#define EDGEC_BUF{b.id} {plan.guard_offsets[b.id]}" for b in bufs]
+    n = len(bufs)
+
+    def table(ctype: str, name: str, vals) -> str:
+        return f"static const {ctype} {name}[{n}] = {{{', '.join(str(int(v)) for v in vals)}}};"
+
+    return [
+        "#ifndef EDGEC_ARENA_CANARY",
+        "#define EDGEC_ARENA_SIZE EDGEC_ARENA_BYTES", *release,
+        "#define EDGEC_CANARY_FILL(k) ((void)0)", "#define EDGEC_CANARY_CHECK(k) ((void)0)",
+        "#else",
+        f"/* Debug layout: {GUARD_BYTES} canary bytes after every buffer. */",
+        f"#define EDGEC_ARENA_SIZE {plan.guard_arena_bytes}", *guarded,
+        "#define EDGEC_CANARY_ERROR 1000",
+        table("int32_t", "edgec_guard_at", [plan.guard_offsets[b.id] + b.size for b in bufs]),
+        table("int16_t", "edgec_guard_first", [b.first for b in bufs]),
+        table("int16_t", "edgec_guard_last", [b.last for b in bufs]),
+        "#endif",
+        "static union { int32_t align; int8_t bytes[EDGEC_ARENA_SIZE]; } edgec_arena;",
+        "#ifdef EDGEC_ARENA_CANARY",
+        "static int8_t edgec_canary_byte(int32_t i) { return (int8_t)(uint8_t)(0xA5u + 29u * (uint32_t)i); }",
+        "/* Write the canaries of the buffers op k produces (they become live there). */",
+        "static void edgec_canary_fill(int32_t k) {",
+        "    int32_t b, i;",
+        f"    for (b = 0; b < {n}; ++b)",
+        "        if (edgec_guard_first[b] == k)",
+        f"            for (i = 0; i < {GUARD_BYTES}; ++i) edgec_arena.bytes[edgec_guard_at[b] + i] = edgec_canary_byte(i);",
+        "}",
+        "/* 0 when every canary of a buffer live at op k is intact. */",
+        "static int edgec_canary_broken(int32_t k) {",
+        "    int32_t b, i;",
+        f"    for (b = 0; b < {n}; ++b)",
+        "        if (edgec_guard_first[b] <= k && k <= edgec_guard_last[b])",
+        f"            for (i = 0; i < {GUARD_BYTES}; ++i)",
+        "                if (edgec_arena.bytes[edgec_guard_at[b] + i] != edgec_canary_byte(i)) return 1;",
+        "    return 0;",
+        "}",
+        "#define EDGEC_CANARY_FILL(k) edgec_canary_fill(k)",
+        "#define EDGEC_CANARY_CHECK(k) \\",
+        "    do { if (edgec_canary_broken(k)) return EDGEC_CANARY_ERROR + (k); edgec_canary_fill((k) + 1); } while (0)",
+        "#endif",
+    ]
+
+
 def op_macs(g: QGraph, op: QOp) -> int:
     """Multiply-accumulates of one conv/dwconv/fc op (0 for the others)."""
     if op.kind not in ("conv", "dwconv", "fc"):
@@ -95,6 +151,34 @@ def op_macs(g: QGraph, op: QOp) -> int:
         return int(out.size * w.shape[1])
     taps = int(w.shape[1] * w.shape[2])
     return int(out.size * taps * (w.shape[3] if op.kind == "conv" else 1))
+
+
+def _arena_io_api(g: QGraph, plan: Plan) -> tuple[list[str], list[str], list[str]]:
+    """With graph I/O in the arena: header declarations, the head of the in-place run
+    function, and edgec_model_run (the caller-buffer API, copying in and out)."""
+    where = {name: plan.where(name) for name in g.inputs + g.outputs}
+    if not all(b.io for b in where.values()):
+        return [], [], []
+    offs = {kind: [f"EDGEC_BUF{where[n].id}" for n in names] for kind, names in (("in", g.inputs), ("out", g.outputs))}
+    header = ["/* The inputs and outputs live in the arena: write the inputs where edgec_model_input(i)",
+              " * points, call edgec_model_invoke(), read edgec_model_output(i). No I/O buffers of",
+              " * your own are needed (edgec_model_run copies from/to yours). */",
+              "#define EDGEC_IO_IN_ARENA 1",
+              "void *edgec_model_input(int32_t index);", "void *edgec_model_output(int32_t index);",
+              "int edgec_model_invoke(void);", ""]
+    head = [f"static const uint32_t edgec_input_offset[EDGEC_NUM_INPUTS] = {{{', '.join(map(str, offs['in']))}}};",
+            f"static const uint32_t edgec_output_offset[EDGEC_NUM_OUTPUTS] = {{{', '.join(map(str, offs['out']))}}};",
+            "",
+            "void *edgec_model_input(int32_t index) { return edgec_arena.bytes + edgec_input_offset[index]; }",
+            "void *edgec_model_output(int32_t index) { return edgec_arena.bytes + edgec_output_offset[index]; }", "",
+            "int edgec_model_invoke(void) {"]
+    copy_in = [f"    memcpy(edgec_arena.bytes + edgec_input_offset[{i}], inputs[{i}], EDGEC_INPUT_BYTES_{i});"
+               for i in range(len(g.inputs))]
+    copy_out = [f"    memcpy(outputs[{i}], edgec_arena.bytes + edgec_output_offset[{i}], EDGEC_OUTPUT_BYTES_{i});"
+                for i in range(len(g.outputs))]
+    run = ["int edgec_model_run(const void *const *inputs, void *const *outputs) {", *copy_in,
+           "    (void)edgec_model_invoke();", *copy_out, "    return 0;", "}", ""]
+    return header, head, run
 
 
 def _c_array(sym: str, ctype: str, arr: np.ndarray) -> str:
@@ -112,10 +196,10 @@ def _c_array(sym: str, ctype: str, arr: np.ndarray) -> str:
     return f"const {ctype} {sym}[{max(len(arr), 1)}] = {{\n" + "\n".join(lines) + "\n};\n"
 
 
-def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model") -> dict[str, Any]:
+def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model", cpu: str = "cortex-m4") -> dict[str, Any]:
     """Write the library into ``out_dir`` (the bundle's ``c/``); return facts for the report."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = EmitContext(g, plan)
+    ctx = EmitContext(g, plan, cpu=cpu)
     body: list[str] = []
     kernel_files: set[str] = set()
     kernel_headers: set[str] = set()
@@ -126,6 +210,8 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model")
         body.append(f"    /* {op.source_op or op.kind}: {op.name.replace('*/', '* /')} */")
         body.append(f"    EDGEC_MARK({i});")
         body.extend("    " + line for line in lines)
+        if plan.arena_bytes:
+            body.append(f"    EDGEC_CANARY_CHECK({i});")
         layers.append({"name": op.name.rsplit("#", 1)[0], "op": op.source_op or op.kind, "macs": op_macs(g, op)})
         if op.kind != "reshape" or not ctx.same_buffer(op.inputs[0], op.outputs[0]):
             kernel_files.update(KERNEL_FILES[op.kind])
@@ -145,6 +231,7 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model")
             if t.scale is not None:
                 macros.append(f"#define EDGEC_{kind}_SCALE_{i} {ctx.float_literal(t.s)}")
                 macros.append(f"#define EDGEC_{kind}_ZERO_POINT_{i} {t.zp}")
+    io_api = _arena_io_api(g, plan)
     header = "\n".join([
         "/* Generated by edgec (target mcu). Do not edit. */",
         "#ifndef EDGEC_MODEL_H", "#define EDGEC_MODEL_H", "", "#include <stdint.h>", "",
@@ -154,11 +241,13 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model")
         " * EDGEC_OUTPUT_BYTES_i bytes in the model's I/O dtype (int8 NHWC for images).",
         " * Uses a static arena of EDGEC_ARENA_BYTES: not reentrant. Returns 0. */",
         "int edgec_model_run(const void *const *inputs, void *const *outputs);", "",
+        *io_api[0],
         "#ifdef __cplusplus", "}", "#endif", "", "#endif", ""])
     (out_dir / "edgec_model.h").write_text(header)
 
     model_c = "\n".join([
         "/* Generated by edgec (target mcu). Do not edit. */",
+        *(["#include <string.h>"] if io_api[0] else []),
         '#include "edgec_model.h"', '#include "edgec_kernels.h"',
         *(f'#include "{h}"' for h in sorted(kernel_headers)), '#include "edgec_weights.h"', "",
         "#ifdef EDGEC_PROFILE",
@@ -169,15 +258,16 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model")
         "#define EDGEC_MARK(i) ((void)0)",
         "#endif", "",
         f"/* Activation arena: {plan.arena_bytes} bytes, offsets fixed at build time. */",
-        ("static union { int32_t align; int8_t bytes[EDGEC_ARENA_BYTES]; } edgec_arena;"
-         if plan.arena_bytes else "/* (every tensor lives in the caller's I/O buffers) */"),
+        *(arena_c(plan) if plan.arena_bytes else ["/* (every tensor lives in the caller's I/O buffers) */"]),
         *([f"/* im2col columns of the regular convolutions: {ctx.scratch_bytes} bytes. */",
            f"static union {{ int32_t align; int8_t bytes[{ctx.scratch_bytes}]; }} edgec_scratch_buf;",
            "#define edgec_scratch (edgec_scratch_buf.bytes)"] if ctx.scratch_bytes else []), "",
         *ctx.params, "",
-        "int edgec_model_run(const void *const *inputs, void *const *outputs) {",
-        "    (void)inputs;", "    (void)outputs;",
-        *body, "    return 0;", "}", ""])
+        *(io_api[1] or [
+            "int edgec_model_run(const void *const *inputs, void *const *outputs) {",
+            "    (void)inputs;", "    (void)outputs;"]),
+        *(["    EDGEC_CANARY_FILL(-1);", "    EDGEC_CANARY_FILL(0);"] if plan.arena_bytes else []),
+        *body, "    return 0;", "}", "", *io_api[2]])
     (out_dir / "edgec_model.c").write_text(model_c)
 
     w_h = ["/* Generated by edgec: constant data (weights, biases, requantization). */",
@@ -254,4 +344,9 @@ int infer(void) {{
 }}
 ```
 `edgec_model_run` is not reentrant (one static arena).
+
+## Debug build
+Compile with `-DEDGEC_ARENA_CANARY` to lay the arena out with guard bytes after every
+tensor and check them after each op: a kernel writing past its tensor makes
+`edgec_model_run` return 1000 + the op's index (in the order of `edgec_model.c`).
 """)

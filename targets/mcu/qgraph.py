@@ -54,8 +54,8 @@ class QTensor:
 
 @dataclass
 class QOp:
-    """One op: ``kind`` is the kernel family (conv, dwconv, fc, add, mul, maxpool, avgpool,
-    mean, softmax, concat, pad, reshape, transpose, lut, relu, requant, quantize, dequantize)."""
+    """One op: ``kind`` names the emitter and kernel that run it; the kinds are declared by
+    the op records in `edgec.targets.mcu.ops` (``ops.EMITTERS`` lists them all)."""
 
     kind: str
     name: str

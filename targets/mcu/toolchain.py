@@ -164,7 +164,8 @@ def build_qemu_elf(c_dir: Path, io_c: str, cpu: str, opt: str = "-O2", profile: 
     gcc = require_tool("arm-none-eabi-gcc")
     board = BOARDS[cpu]
     srcs = sorted(c_dir.glob("*.c"))
-    hfiles = [HARNESS_DIR / "cm_startup.c", HARNESS_DIR / "cm_main.c", HARNESS_DIR / "link_mps2.ld"]
+    hfiles = [HARNESS_DIR / "cm_startup.c", HARNESS_DIR / "cm_main.c", HARNESS_DIR / "cm_timing.h",
+              HARNESS_DIR / "link_mps2.ld"]
     flags = arm_flags(cpu, opt, uses_fpu(c_dir)) + (["-DEDGEC_PROFILE"] if profile else [])
     key = sources_digest(srcs + sorted(c_dir.glob("*.h")) + hfiles, " ".join(flags) + cpu + io_c)
     return private_cache.cached_build("mcu", f"qemu-{key}.elf", key,

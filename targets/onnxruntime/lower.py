@@ -9,6 +9,7 @@ import numpy as np
 
 from edgec._deps import version_of
 from edgec.compiler.model import ModelHandle, TensorSpec
+from edgec.runtimes.standalone import install_harness
 from edgec.targets.base import Artifact, LowerResult, LowerSpec
 
 
@@ -27,7 +28,8 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResult:
     specs = [TensorSpec(s.name, s.shape, s.dtype, None, None, s.layout) for s in model.inputs]
     outs = [TensorSpec(s.name, s.shape, s.dtype, None, None, s.layout) for s in model.outputs]
     report["nodes"] = len(proto.graph.node)
-    return LowerResult(artifacts=[Artifact("model.onnx", kind, "model")], inputs=specs, outputs=outs,
+    harness = [Artifact(n, "python", "harness") for n in install_harness(out_dir, "bench_ort.py")]
+    return LowerResult(artifacts=[Artifact("model.onnx", kind, "model"), *harness], inputs=specs, outputs=outs,
                        manifest={"onnxruntime_version": version_of("onnxruntime"), "provider": "CPUExecutionProvider"},
                        report=report, passes=passes)
 

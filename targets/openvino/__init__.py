@@ -29,6 +29,12 @@ class OpenVINOTarget(Target):
     runner: ClassVar[str] = "openvino"
     # OpenVINO's low-precision transformations fuse DQ->Conv/MatMul->(Q) into int8 kernels;
     # asymmetric int8 activations are supported, so keep the calibrated zero points.
+    dependencies = ("openvino",)
+    pruning_gains = {
+        "magnitude": "none expected: OpenVINO's CPU plugin runs these layers with dense kernels and the IR stores "
+                     "zeros densely; the gain is in compressed size",
+        "nm": "none expected: no N:M sparse kernels in OpenVINO's CPU plugin",
+    }
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
         activation_symmetric=False, placement="weighted",
         hoist_through=("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"),
@@ -48,3 +54,12 @@ class OpenVINOTarget(Target):
         from edgec.targets.openvino.lower import lower_to_ir
 
         return lower_to_ir(model, spec, out_dir)
+
+    kv_cache_precisions: ClassVar[tuple[str, ...]] = ("int8", "fp16", "fp32")
+
+    def lower_llm(self, model: "ModelHandle", lm, precision: str, options: dict, out_dir: Path,
+                  kv_cache: str | None = None) -> LowerResult:
+        """A generation bundle: stateful IR + OpenVINO tokenizers, loadable by openvino_genai."""
+        from edgec.targets.openvino.llm import lower_llm
+
+        return lower_llm(model, lm, precision, options, Path(out_dir), kv_cache)

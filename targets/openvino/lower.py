@@ -9,6 +9,7 @@ from typing import Any
 from edgec._deps import require, version_of
 from edgec.compiler.model import ModelHandle, TensorSpec
 from edgec.errors import EdgecError
+from edgec.runtimes.standalone import install_harness
 from edgec.targets.base import Artifact, LowerResult, LowerSpec, SupportReport
 
 
@@ -48,7 +49,7 @@ def lower_to_ir(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResu
     ov = _ov()
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "model.onnx"
-        src.write_bytes(model.serialize())
+        src.write_bytes(_exact_rewrites(model))
         try:
             ov_model = ov.convert_model(str(src))
         except Exception as exc:  # noqa: BLE001
@@ -60,8 +61,10 @@ def lower_to_ir(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResu
     _strip_nondeterministic(xml)
     inputs = [_spec(s) for s in model.inputs]
     outputs = [_spec(s) for s in model.outputs]
+    harness = [Artifact(n, "python", "harness") for n in install_harness(out_dir, "bench_openvino.py")]
     return LowerResult(
-        artifacts=[Artifact("model.xml", "openvino-ir", "model"), Artifact("model.bin", "openvino-weights", "weights")],
+        artifacts=[Artifact("model.xml", "openvino-ir", "model"), Artifact("model.bin", "openvino-weights", "weights"),
+                   *harness],
         inputs=inputs,
         outputs=outputs,
         manifest={"openvino_version": version_of("openvino"), "device": "CPU",
@@ -70,6 +73,19 @@ def lower_to_ir(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResu
         report={"ir_ops": _op_counts(ov_model)},
         passes=[{"name": "openvino.convert_model", "config": {"compress_to_fp16": spec.precision == "fp16"}}],
     )
+
+
+def _exact_rewrites(model: ModelHandle) -> bytes:
+    """The model's bytes, with run-time Pad values spelled as Where (OpenVINO's CPU plugin pads with 0)."""
+    import onnx
+
+    from edgec.compiler.rewrites import pad_value_as_where
+
+    if not any(n.op_type == "Pad" for n in model.proto.graph.node):
+        return model.serialize()
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    return proto.SerializeToString() if pad_value_as_where(proto) else model.serialize()
 
 
 def _spec(s: TensorSpec) -> TensorSpec:

@@ -48,13 +48,24 @@ def test_static_batch_groups_rows(tmp_path):
     assert data.labels.tolist() == [0, 1, 2, 3, 4, 5]
 
 
+def test_npz_documented_form_and_mixed_leading_dims(tmp_path):
+    """[samples, *model shape] is read as documented; inputs with different leading dims calibrate together."""
+    path = _npz(tmp_path / "doc.npz", x=np.arange(3 * 7 * 5, dtype=np.float32).reshape(3, 1, 1, 7, 5),
+                t=np.ones((3, 4, 5), np.float32))
+    data = load_calibration_data(path, [spec("x", (1, 1, 7, 5)), spec("t", (4, 5))])
+    assert len(data) == 3
+    assert data.samples[2]["x"].shape == (1, 1, 7, 5) and data.samples[2]["t"].shape == (4, 5)
+    assert data.samples[2]["x"][0, 0, 0, 0] == 2 * 35
+
+
 @pytest.mark.parametrize(
     "arrays, inputs, message",
     [
         ({"x": np.zeros((10, 3, 28, 28), np.float32)}, IMG[:0] + [spec("x", ("N", 3, 32, 32))],
-         r"calibration input 'x' in '.*' has shape \[10, 3, 28, 28\] per-sample \[3, 28, 28\], model expects \[1, 3, 32, 32\]"),
+         r"calibration input 'x' in '.*' has shape \[10, 3, 28, 28\]: axis 2 is 28, expected 32 \(the model input is "
+         r"\[N, 3, 32, 32\]; give \[samples, N, 3, 32, 32\]"),
         ({"x": np.zeros((10, 784), np.float32)}, [spec("x", (1, 1, 28, 28))],
-         r"has shape \[10, 784\] per-sample \[784\], model expects \[1, 1, 28, 28\]"),
+         r"has shape \[10, 784\]: rank 2, expected rank 5 \[samples, 1, 1, 28, 28\]"),
         ({"x": np.zeros((2, 3, 8, 8), np.float32), "y": np.zeros((2, 1))}, IMG,
          r"has unknown key\(s\) 'y'; expected keys 'x' \(plus optional 'labels'\)"),
         ({"y": np.zeros((2, 3, 8, 8), np.float32)}, IMG, r"lacks input\(s\) 'x' and has unknown key\(s\) 'y'"),
@@ -66,8 +77,8 @@ def test_static_batch_groups_rows(tmp_path):
         ({"a": np.zeros((3, 2)), "b": np.zeros((4, 2))}, [spec("a", (1, 2)), spec("b", (1, 2))],
          r"different sample counts per input \('a': 3, 'b': 4\)"),
         ({"x": np.zeros((3, 3, 8, 8)), "labels": np.zeros(2)}, IMG, r"has 2 labels for 3 samples"),
-        ({"x": np.float32(1.0)}, IMG, r"has shape \[\] per-sample none \(a scalar\)"),
-        ({"x": np.zeros((1, 4))}, [spec("x", (3, 4))], r"has 1 rows, fewer than the model's batch size 3"),
+        ({"x": np.float32(1.0)}, IMG, r"has shape \[\]: rank 0, expected rank 5"),
+        ({"x": np.zeros((1, 4))}, [spec("x", (3, 4))], r"has 1 rows for input 'x', fewer than its leading dimension 3"),
     ],
 )
 def test_npz_errors(tmp_path, arrays, inputs, message):

