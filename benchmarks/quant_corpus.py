@@ -166,7 +166,7 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
                 res[label]["seconds"] = seconds
 
         common = dict(target="intel-cpu", precision="int8", calib=str(tmp / f"{name}_calib.npz"),
-                      eval_data=str(tmp / f"{name}_eval.npz"), calib_samples=calib_n)
+                      eval_data=str(tmp / f"{name}_eval.npz"), calib_samples=calib_n, accept_low_accuracy=True)
         for label, kw in (("edgec default", {}),
                           *((("edgec gated", {"max_accuracy_drop": 1.0, "metric": metric}),) if gate else ())):
             r = _build(str(src), tmp / f"{name}-{label[6:]}", **common, **kw)

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from edgec.calibration.collect import _add_outputs, _augment, _session
 from edgec.errors import CalibrationDataError
 
 if TYPE_CHECKING:
@@ -32,13 +31,15 @@ def collect_channel_absmax(model: "onnx.ModelProto", samples: Iterable[dict[str,
     """
     if not tensors:
         return {}
+    from edgec.runtimes.onnx_graph import make_session, mark_outputs, typed_copy
+
     g = model.graph
     init_names = {i.name for i in g.initializer}
     runtime_inputs = [i.name for i in g.input if i.name not in init_names]
-    aug, types = _augment(model)
+    aug, types = typed_copy(model)
     fetch = [t for t in tensors if t not in runtime_inputs]
-    _add_outputs(aug, fetch, types)
-    sess = _session(aug)
+    mark_outputs(aug, fetch, types)
+    sess = make_session(aug, optimize=False)
     del aug
     sums: dict[str, np.ndarray] = {}
     n = 0
