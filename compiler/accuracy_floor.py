@@ -64,7 +64,7 @@ def _diagnosis(float_model: "ModelHandle", quant: "ModelHandle | None", samples:
         rows = compare_layers(float_model.proto, quant.proto, samples[:DIAGNOSIS_SAMPLES])
     except Exception as exc:  # noqa: BLE001 - the diagnosis must not hide the accuracy failure
         return f"per-layer diagnosis failed ({type(exc).__name__})"
-    rows = sorted((r for r in rows if r.get("added_noise") is not None), key=lambda r: -r["added_noise"])
+    rows = sorted((r for r in rows if (r.get("added_noise") or 0) > 0), key=lambda r: -r["added_noise"])
     worst = ", ".join(f"{r['node']} ({r['op']}, SQNR {r['sqnr_db']:.1f} dB, adds {100 * r['added_noise']:.1f}% noise)"
                       for r in rows[:DIAGNOSIS_LAYERS])
     return f"layers adding the most error (edgec debug layers): {worst or 'none found'}"

@@ -41,11 +41,8 @@ def test_gate_that_cannot_meet_the_budget_writes_nothing_and_says_why(cli, tmp_p
     assert not (tmp_path / "x").exists()
 
 
-def test_build_below_the_floor_fails_with_the_layers_and_the_flag(cli, tmp_path, monkeypatch):
-    from edgec.compiler import accuracy_floor
-
-    # The plain digits build is far above the real floor; raise it so this build is "below" it.
-    monkeypatch.setattr(accuracy_floor, "MIN_COSINE", 0.999999)
+def test_build_below_the_floor_fails_with_the_layers_and_the_flag(cli, tmp_path):
+    # The outlier CNN's plain int8 build is really broken (cosine ~0.9, conv3's input keeps one level).
     r = _build(cli, DIGITS["outlier"], tmp_path / "b", "--target", "ort")
     assert r.code == 1 and r.err.count("\n") == 1
     assert "below the accuracy floor" in r.err and "cosine" in r.err
