@@ -379,6 +379,8 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, cha
                 continue
             s_in = np.float32(in_scale) if np.ndim(in_scale) == 0 else np.repeat(in_scale, w.size // in_scale.size)
             bscale = (s_in * np.broadcast_to(w_scales, w.shape)).astype(np.float32)
+            if not (np.all(bscale > 0) and np.all(np.isfinite(w))):
+                continue  # no int32 grid for it (NaN in the float bias, or a scale that underflowed): keep it float
             qb = np.clip(np.round(w / bscale), -(2**31) + 1, 2**31 - 1).astype(np.int32)
             out.append(_dq(b, name, qb, bscale, np.zeros(bscale.shape, np.int32), 0, f"{name}_DequantizeLinear", helper))
             n.input[k] = out[-1].output[0]
