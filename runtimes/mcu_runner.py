@@ -3,7 +3,8 @@
 
 The bundle is never written to: compiled objects go to a cache folder keyed by the sha256
 of the sources (`edgec.compiler.private_cache`: private, and each file's owner, mode and
-sha256 checked before it is loaded). ``device="qemu"`` cross-compiles the library with the bundle's harness, runs it under ``qemu-system-arm -icount shift=0`` (one
+sha256 checked before it is loaded). ``device="qemu"`` cross-compiles the library
+with the bundle's harness, runs it under ``qemu-system-arm -icount shift=0`` (one
 instruction per virtual nanosecond), reads the printed outputs and the SysTick count of
 the run (converted to instructions with a calibration loop of known length), and checks
 the outputs against the host build; both land in ``info()["extra"]``.
