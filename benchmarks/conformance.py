@@ -205,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-timeout", type=int, default=3600)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--docs", type=Path, default=DOCS)
+    ap.add_argument("--combine", nargs="+", type=Path, metavar="JSON",
+                    help="merge these results files (later ones win) into --out and regenerate --docs; builds nothing")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.targets = [t for t in args.targets.split(",") if t]
@@ -212,23 +214,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.targets, args.precisions, args.eval_samples, args.calib_samples, args.iters)
         return 0
-    names = args.models.split(",") if args.models else [m["name"] for m in corpus.models(ci=args.ci)]
-    new = []
-    for name in names:
-        corpus.entry(name)  # unknown names fail before any work
-        new.extend(run_model(name, args))
     old = json.loads(args.out.read_text())["cells"] if args.out.is_file() else []
-    cells = merge(old, new)
+    new = []
+    if args.combine:
+        for f in args.combine:
+            new = merge(new, json.loads(f.read_text())["cells"])
+    else:
+        names = args.models.split(",") if args.models else [m["name"] for m in corpus.models(ci=args.ci)]
+        for name in names:
+            corpus.entry(name)  # unknown names fail before any work
+        for name in names:
+            new.extend(run_model(name, args))
+            _write(merge(old, new), args)  # after every model: a long run stopped early keeps its cells
+    _write(merge(old, new), args)
+    print(args.docs.read_text())
+    print(f"wrote {args.out} and {args.docs}", file=sys.stderr)
+    return 0
+
+
+def _write(cells: list[dict], args) -> None:
     _add_latency_ratios(cells)
     doc = {"schema": "edgec.conformance/1", "thresholds": {"cosine": COSINE_MIN, "top1_agreement": TOP1_MIN,
                                                              "mcu_flash_bytes": MCU_FLASH, "mcu_ram_bytes": MCU_RAM},
            "summary": summarize(cells), "cells": cells}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")
+    tmp.replace(args.out)
     write_markdown(doc, args.docs)
-    print(args.docs.read_text())
-    print(f"wrote {args.out} and {args.docs}", file=sys.stderr)
-    return 0
 
 
 def _add_latency_ratios(cells: list[dict]) -> None:

@@ -125,7 +125,7 @@ class LiteRTRunner(Runner):
                 else:
                     interp.resize_tensor_input(d["index"], list(a.shape))
                     interp.allocate_tensors()
-            interp.set_tensor(d["index"], np.ascontiguousarray(a))
+            interp.set_tensor(d["index"], np.array(a, order="C"))  # ascontiguousarray would make rank 0 rank 1
         interp.invoke()
         out = {}
         for (name, d), spec in zip(self._out, self.native_out):

@@ -49,7 +49,7 @@ def lower_to_ir(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResu
     ov = _ov()
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "model.onnx"
-        src.write_bytes(model.serialize())
+        src.write_bytes(_exact_rewrites(model))
         try:
             ov_model = ov.convert_model(str(src))
         except Exception as exc:  # noqa: BLE001
@@ -73,6 +73,19 @@ def lower_to_ir(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResu
         report={"ir_ops": _op_counts(ov_model)},
         passes=[{"name": "openvino.convert_model", "config": {"compress_to_fp16": spec.precision == "fp16"}}],
     )
+
+
+def _exact_rewrites(model: ModelHandle) -> bytes:
+    """The model's bytes, with run-time Pad values spelled as Where (OpenVINO's CPU plugin pads with 0)."""
+    import onnx
+
+    from edgec.compiler.rewrites import pad_value_as_where
+
+    if not any(n.op_type == "Pad" for n in model.proto.graph.node):
+        return model.serialize()
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    return proto.SerializeToString() if pad_value_as_where(proto) else model.serialize()
 
 
 def _spec(s: TensorSpec) -> TensorSpec:
