@@ -246,7 +246,9 @@ def tflite_handle(data: bytes, path: str, digest: str) -> ModelHandle:
     # A .tflite flatbuffer carries the file identifier "TFL3" at bytes 4..8.
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelLoadError(f"'{path}' is not a valid .tflite model (missing TFL3 identifier: truncated or corrupt)")
-    interp_mod = require("ai_edge_litert.interpreter", "mcu", "ai-edge-litert")
+    from edgec.targets.registry import extra_for_format
+
+    interp_mod = require("ai_edge_litert.interpreter", extra_for_format("tflite"), "ai-edge-litert")
     try:
         interp = interp_mod.Interpreter(model_content=data)
     except Exception as exc:  # noqa: BLE001
