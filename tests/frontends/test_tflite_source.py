@@ -121,3 +121,9 @@ def test_keras_source_keeps_its_nhwc_input_on_arm(cli, tmp_path):
     assert r.code == 0, r.err
     assert r.json()["manifest"]["inputs"][0]["shape"] == [1, 64, 64, 1]
     assert r.json()["report"]["accuracy"]["cosine"] > 0.999
+
+
+def test_conversion_gives_the_same_bytes_every_time():
+    """tf2onnx's process-wide name counter must not leak into the graph (same inputs, same bundle)."""
+    path = model_file("blazeface-short")
+    assert _convert(path).serialize() == _convert(path).serialize()
