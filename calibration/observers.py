@@ -46,6 +46,11 @@ def observer_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def registered_observers() -> tuple[str, ...]:
+    """Registered method names in registration order (the built-in ones first)."""
+    return tuple(_REGISTRY)
+
+
 def make_observer(method: str, **kw: Any) -> "Observer":
     """A new observer for `method` (``minmax``, ``percentile``, ``entropy`` or ``mse``).
 

@@ -6,14 +6,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgec.calibration.observers import registered_observers
 from edgec.calibration.types import PreprocessConfig
+from edgec.targets.registry import DEFAULT_TARGET
 
-CALIB_METHODS = ("minmax", "percentile", "entropy", "mse")
-# ``auto`` picks one of CALIB_METHODS per tensor by the output error it causes (compiler/quant_stage.py).
+# Every registered observer can be chosen, and ``auto`` considers all of them per tensor by
+# the output error it causes (compiler/quant_stage.py).
+CALIB_METHODS = registered_observers()
 CALIB_METHOD_CHOICES = (*CALIB_METHODS, "auto")
-INT4_GROUP_SIZES = (32, 64, 128)
+INT4_GROUP_SIZES = (16, 32, 64, 128, 256)
 INT4_MODES = ("sym", "asym")
 INT4_METHODS = ("rtn", "gptq", "awq")
+
+
+def one_of(values) -> str:
+    """``a, b or c`` for messages."""
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,7 @@ class BuildConfig:
 
     model: str
     output: Path
-    target: str = "intel-cpu"
+    target: str = DEFAULT_TARGET
     precision: str | None = None
     calib: str | None = None
     calib_method: str = "minmax"

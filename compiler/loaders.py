@@ -47,6 +47,15 @@ def load_model(model: str, *, task: str | None = None, input_shapes: dict[str, I
     module before export (``handle.meta["prune"]`` keeps the state); other sources are
     pruned later on their ONNX graph (`edgec.compiler.prune.hook.after_optimize`).
     """
+    from edgec._quiet import quiet_third_party
+
+    with quiet_third_party():  # torch/transformers log and warn while loading; --debug shows it
+        return _load_model(model, task=task, input_shapes=input_shapes, parity_tol=parity_tol, progress=progress,
+                           prune=prune)
+
+
+def _load_model(model: str, *, task: str | None, input_shapes: dict[str, InputShape] | None, parity_tol: float,
+                progress: Progress, prune: Any) -> ModelHandle:
     kind = source_kind(model)
     shapes = input_shapes or {}
     if kind == "onnx":
@@ -246,7 +255,9 @@ def tflite_handle(data: bytes, path: str, digest: str) -> ModelHandle:
     # A .tflite flatbuffer carries the file identifier "TFL3" at bytes 4..8.
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelLoadError(f"'{path}' is not a valid .tflite model (missing TFL3 identifier: truncated or corrupt)")
-    interp_mod = require("ai_edge_litert.interpreter", "mcu", "ai-edge-litert")
+    from edgec.targets.registry import extra_for_format
+
+    interp_mod = require("ai_edge_litert.interpreter", extra_for_format("tflite"), "ai-edge-litert")
     try:
         interp = interp_mod.Interpreter(model_content=data)
     except Exception as exc:  # noqa: BLE001

@@ -134,7 +134,7 @@ class Int8Quantizer:
     def alternatives(self) -> "dict[str, dict[str, TensorRange]]":
         """Ranges of every tensor under every calibration method (one pass, cached)."""
         if self._alternatives is None:
-            from edgec.calibration.multi import collect_ranges_multi
+            from edgec.calibration.collect import collect_ranges_multi
 
             self._alternatives = collect_ranges_multi(self.model.proto, self.calibration.samples, CALIB_METHODS)
         return self._alternatives

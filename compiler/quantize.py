@@ -40,7 +40,8 @@ SCALE_PRESERVING_OPS = frozenset({"MaxPool", "AveragePool", "Reshape", "Flatten"
 PARAMETER_INPUTS = {"Clip": (1, 2)}
 FUSIBLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 FUSING_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
-# TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh.
+# TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh; the default when the
+# QuantScheme names no `fixed_output_params`.
 FIXED_OUTPUT_PARAMS = {"Softmax": (1.0 / 256.0, -128), "Sigmoid": (1.0 / 256.0, -128), "Tanh": (1.0 / 128.0, 0)}
 MIN_SCALE = 1e-12
 
@@ -91,19 +92,12 @@ def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.nda
 
 
 def _weight_axis(node: "onnx.NodeProto", input_index: int, w: np.ndarray) -> int | None:
-    """Output-channel axis of a weight input, or None when it has none."""
-    if w.ndim < 2:
+    """Output-channel axis of a weight input, or None when it has none (a MatMul's first operand)."""
+    from edgec.compiler.weight_axis import weight_axis
+
+    if w.ndim < 2 or (node.op_type == "MatMul" and input_index != 1):
         return None
-    if node.op_type == "Conv":
-        return 0
-    if node.op_type == "ConvTranspose":
-        return 1
-    if node.op_type == "Gemm":
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        return 0 if trans_b else 1
-    if node.op_type == "MatMul" and input_index == 1:
-        return w.ndim - 1
-    return None
+    return weight_axis(node, input_index, w.ndim)
 
 
 class _Builder:
@@ -173,6 +167,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     int_ops = scheme.integer_ops if scheme.integer_ops is not None else FULL_INT_OPS
     preserving = scheme.scale_preserving_ops if scheme.scale_preserving_ops is not None else SCALE_PRESERVING_OPS
+    fixed = ({op: (s, z) for op, s, z in scheme.fixed_output_params} if scheme.fixed_output_params is not None
+             else FIXED_OUTPUT_PARAMS)
 
     def is_quant_node(n) -> bool:
         if n.name in keep_float:
@@ -222,8 +218,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             continue
         p = producer.get(t)
         if full and p is not None and id(p) in qnodes:
-            if p.op_type in FIXED_OUTPUT_PARAMS and not scheme.activation_symmetric:
-                params[t] = QParams(*FIXED_OUTPUT_PARAMS[p.op_type])
+            if p.op_type in fixed and not scheme.activation_symmetric:
+                params[t] = QParams(*fixed[p.op_type])
                 continue
             if p.op_type in preserving and p.input[0] in params:
                 params[t] = params[p.input[0]]

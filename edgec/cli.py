@@ -16,7 +16,9 @@ from typing import Any, Callable
 import click
 
 from edgec import __version__
+from edgec.compiler.config import CALIB_METHOD_CHOICES, INT4_GROUP_SIZES, INT4_METHODS, INT4_MODES
 from edgec.errors import ConfigError, EdgecError
+from edgec.runtimes.registry import REFERENCE_RUNNER
 
 from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
 
@@ -198,7 +200,7 @@ def cli(debug: bool) -> None:
 @click.option("--calib", default=None, metavar="PATH|random",
               help="Calibration data: .npz (keys = input names, leading sample axis), a folder of .npy/.npz or "
                    "images, a .txt/.jsonl of texts, or 'random' (flagged in the report).")
-@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]),
+@click.option("--calib-method", type=click.Choice(CALIB_METHOD_CHOICES),
               default="minmax", show_default=True,
               help="How activation ranges are chosen from the calibration data; auto picks one per tensor by the "
                    "output error it causes.")
@@ -221,11 +223,11 @@ def cli(debug: bool) -> None:
                    "model, in points), cosine (100 x mean cosine), mse, or FILE.py:FN with "
                    "FN(outputs: list[dict[str, np.ndarray]], reference_outputs: list[dict[str, np.ndarray]], "
                    "labels: np.ndarray | None) -> float, higher is better; auto: top1 for classifiers, else cosine.")
-@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="128", show_default=True,
+@click.option("--group-size", type=click.Choice([str(g) for g in INT4_GROUP_SIZES]), default="128", show_default=True,
               help="INT4: block size along the input dimension of MatMul/Gemm weights.")
-@click.option("--int4-mode", type=click.Choice(["sym", "asym"]), default="asym", show_default=True,
+@click.option("--int4-mode", type=click.Choice(INT4_MODES), default="asym", show_default=True,
               help="INT4: symmetric int4, or asymmetric uint4 with per-block zero points.")
-@click.option("--int4-method", type=click.Choice(["rtn", "gptq", "awq"]), default="rtn", show_default=True,
+@click.option("--int4-method", type=click.Choice(INT4_METHODS), default="rtn", show_default=True,
               help="INT4: round-to-nearest, or data-aware GPTQ / AWQ-style scaling (both need --calib).")
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
@@ -416,7 +418,7 @@ def debug() -> None:
               help="SQNR (dB) below which a layer's output counts as broken (for --bisect).")
 @click.option("--samples", "max_samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Maximum samples of DATA to use.")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "target"]), default="onnxruntime", show_default=True,
+@click.option("--runtime", type=click.Choice([REFERENCE_RUNNER, "target"]), default=REFERENCE_RUNNER, show_default=True,
               help="Read the quantized tensors from the bundle's Q/DQ ONNX in onnxruntime, or from the target's "
                    "runtime where it exposes intermediates (intel-cpu: OpenVINO).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Rows to print.")
@@ -517,9 +519,10 @@ def _print_build(s: dict) -> None:
     c.print(f"bundle {s['bundle']}  target={m['target']} precision={m['precision']} runner={m['runner']}")
     c.print(_table("artifact I/O", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
                    _io_rows(m["inputs"]) + _io_rows(m["outputs"])))
-    rows = [["reference", acc.get("reference")], ["data", f"{acc.get('data')} ({acc.get('samples')} samples)"],
-            ["max abs err", _fmt(acc.get("max_abs_err"))], ["mean abs err", _fmt(acc.get("mean_abs_err"))],
-            ["cosine", _fmt(acc.get("cosine"))], ["top-1 agreement", _fmt(acc.get("top1_agreement"))]]
+    rows = ([["reference", acc.get("reference")]] + _generation_rows(acc)) if "greedy_agreement" in acc else [
+        ["reference", acc.get("reference")], ["data", f"{acc.get('data')} ({acc.get('samples')} samples)"],
+        ["max abs err", _fmt(acc.get("max_abs_err"))], ["mean abs err", _fmt(acc.get("mean_abs_err"))],
+        ["cosine", _fmt(acc.get("cosine"))], ["top-1 agreement", _fmt(acc.get("top1_agreement"))]]
     if "label_accuracy" in acc:
         la = acc["label_accuracy"]
         rows.append(["label accuracy (float -> artifact)", f"{la['reference']:.4f} -> {la['artifact']:.4f}"])
@@ -585,7 +588,18 @@ def _print_bench(b: dict) -> None:
                                 ["layer", "op", "MACs", "instructions", "instr/MAC", "%"], rows))
 
 
+def _generation_rows(acc: dict) -> list[list]:
+    """Report rows of a generation bundle's accuracy (perplexity, greedy agreement, logit cosine)."""
+    return [["perplexity (float -> artifact)", f"{_fmt(acc.get('reference_perplexity'))} -> {_fmt(acc.get('perplexity'))}"],
+            ["logit cosine", _fmt(acc.get("logit_cosine"))],
+            [f"greedy agreement ({acc['prompts']} prompts x {acc['new_tokens']} tokens)", _fmt(acc["greedy_agreement"])]]
+
+
 def _print_verify(v: dict) -> None:
+    if "greedy_agreement" in v:
+        _console().print(_table(f"verify {v['target']} {v['precision']} ({v['runner']} vs {v['reference']})",
+                                ["", ""], _generation_rows(v)))
+        return
     rows = [["samples", v["samples"]], ["max abs err", _fmt(v["max_abs_err"])],
             ["mean abs err", _fmt(v["mean_abs_err"])], ["cosine", _fmt(v["cosine"])],
             ["top-1 agreement", _fmt(v["top1_agreement"])],

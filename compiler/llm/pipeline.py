@@ -137,7 +137,8 @@ def _generation_section(lm: CausalLM, tok) -> dict[str, Any]:
 
 
 def _manifest(config, target, precision, options, handle, lm, lowered, passes, tok) -> dict[str, Any]:
-    from edgec.compiler.pipeline import _dependencies, _jsonable
+    from edgec.compiler.packaging import dependencies as _dependencies, jsonable_options as _jsonable
+    from edgec.runtimes.registry import REFERENCE_RUNNER
 
     art = lowered.model_artifact
     io = {"inputs": [s.to_json() for s in lowered.inputs], "outputs": [s.to_json() for s in lowered.outputs]}
@@ -151,7 +152,7 @@ def _manifest(config, target, precision, options, handle, lm, lowered, passes, t
         "task": "text-generation", "model_inputs": io["inputs"], "model_outputs": io["outputs"], **io,
         "methods": methods, "state": lowered.state, "generation": _generation_section(lm, tok),
         "architecture": {"model_type": lm.config.get("model_type"), **lm.shape.__dict__},
-        "lora": lm.lora, "reference": {"runner": "onnxruntime", "path": "reference/model.onnx"},
+        "lora": lm.lora, "reference": {"runner": REFERENCE_RUNNER, "path": "reference/model.onnx"},
         "tokenizer": ".", "passes": passes, "calibration": None,
         "config": config.manifest_view() | {"precision": precision, "target_options": _jsonable(options),
                                             "kv_cache": config.kv_cache, "lora": config.lora},

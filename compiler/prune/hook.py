@@ -122,10 +122,10 @@ def load_calibration_tensors(request: PruneRequest, example: dict[str, Any]) -> 
 def _outputs(module: Any, inputs: dict[str, Any]) -> list[Any]:
     import torch
 
-    from edgec.compiler.export import _flatten
+    from edgec.compiler.export import flatten_outputs
 
     with torch.no_grad():
-        return _flatten(module(*inputs.values()))
+        return flatten_outputs(module(*inputs.values()))
 
 
 def apply_torch(module: Any, example: dict[str, Any], request: PruneRequest,

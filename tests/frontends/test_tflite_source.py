@@ -9,7 +9,12 @@ import pytest
 
 from tests.frontends.corpus_files import calib_npz, model_file
 
-pytest.importorskip("tensorflow", reason="needs edgec[tflite]")
+from edgec._deps import has_module
+
+if not has_module("tensorflow"):  # checked without importing it: collection stays cheap
+    pytest.skip("needs edgec[tflite]", allow_module_level=True)
+
+pytestmark = pytest.mark.slow  # TensorFlow conversions (tf2onnx)
 
 
 def _convert(path):
