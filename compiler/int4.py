@@ -404,11 +404,11 @@ class Int4Quantizer:
             sc = qw.scale.T if trans else qw.scale
             axis = 1 if trans else 0
             dtype = TensorProto.INT4 if qw.zero_point is None else TensorProto.UINT4
-            qt = helper.make_tensor("q", dtype, list(q.shape), q.flatten().tolist())
+            qt = _int4_tensor("q", dtype, q)
             zt = None
             if qw.zero_point is not None:
                 z = qw.zero_point.T if trans else qw.zero_point
-                zt = helper.make_tensor("z", TensorProto.UINT4, list(z.shape), z.flatten().tolist())
+                zt = _int4_tensor("z", TensorProto.UINT4, z)
             node.input[1] = add_dq(w_name + "_" + name, qt, sc, zt, axis, qw.block)
             stats["int4"].append(name)
         for name, table in self.embeddings.items():
@@ -431,6 +431,21 @@ class Int4Quantizer:
                    "int4_nodes": len(stats["int4"]), "int8_nodes": sorted(stats["int8"]),
                    "keep_float": stats["float"], "lm_head_and_embeddings": "int8" if self.int8_embeddings else "int4"}
         return self.model.with_proto(proto), summary
+
+
+def _int4_tensor(name: str, dtype: int, values: np.ndarray):
+    """An INT4/UINT4 TensorProto from values in an int8 array, packed two per byte (low nibble first).
+
+    Packing with NumPy keeps large models fast and small: a list of Python ints per element
+    (``make_tensor(..., values.tolist())``) costs gigabytes for a 100M-weight model.
+    """
+    from onnx import helper
+
+    flat = values.reshape(-1).astype(np.uint8) & 0x0F
+    if flat.size % 2:
+        flat = np.concatenate([flat, np.zeros(1, np.uint8)])
+    packed = (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
+    return helper.make_tensor(name, dtype, list(values.shape), packed.tobytes(), raw=True)
 
 
 def _set_opset(proto, version: int) -> None:

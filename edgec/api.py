@@ -124,6 +124,13 @@ def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: 
 
     bundle = Path(bundle)
     manifest = _open_bundle(bundle)
+    if "methods" in manifest:  # a generation bundle: perplexity / greedy agreement / logit cosine on text
+        from edgec.compiler.llm.accuracy import verify_text
+
+        from edgec.compiler.bundle import read_report
+
+        return verify_text(bundle, manifest, data, threads, read_report(bundle), min_cosine,
+                           max_accuracy_drop) | {"data": str(data)}
     specs = [rio.spec(d) for d in manifest["model_inputs"]]
     tok = bundle / manifest["tokenizer"] if manifest.get("tokenizer") else None
     samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok, role="--data")

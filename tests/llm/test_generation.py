@@ -145,3 +145,14 @@ def test_perplexity_gate_moves_int4_layers_to_int8(tmp_path):
     assert len(tries) > 1 and tries[-1]["drop_percent"] < tries[0]["drop_percent"]
     assert gate["met"] == (tries[-1]["drop_percent"] <= 0.01)
     assert len(gate["int8_layers"]) == tries[-1]["int8_layers"]
+
+
+def test_verify_on_text_compares_with_the_float_decoder(bundles):
+    r = run_cli("verify", bundles["intel-cpu"], "--data", MODEL / "heldout.txt", "--json")
+    assert r.code == 0, r.err
+    v = r.json()
+    assert v["runner"] == "openvino" and v["logit_cosine"] > 0.99
+    assert v["perplexity"] < v["reference_perplexity"] * 1.03 < 40
+    assert v["passed"] and not v["failures"]
+    r = run_cli("verify", bundles["intel-cpu"], "--data", MODEL / "heldout.txt", "--min-cosine", "1.0")
+    assert r.code != 0 and "logit cosine" in r.err
