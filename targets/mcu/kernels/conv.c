@@ -102,12 +102,13 @@ static inline int32_t mve_dot(const int8_t *a, const int8_t *b, int32_t k, int32
  * the n_rows weight rows and n_cols columns (n_cols <= 2 except on the scalar path). */
 static inline __attribute__((always_inline)) void gemm_s8(
     const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols, const edgec_rq *rq,
-    int8_t *out, int32_t out_stride, const int single_round) {
+    int8_t *out, int32_t out_stride, const int single_round, const uint32_t *xs) {
     /* A local copy: int8 stores may alias anything, so fields read through the pointer
      * would be reloaded after every output byte. */
     edgec_rq local = *rq;
     const edgec_rq *q = &local;
     int32_t n = 0;
+    (void)xs;
     local.single_round = single_round;
     if (!single_round) local.per_channel = 1;
 #if defined(EDGEC_MVE)
@@ -204,19 +205,9 @@ static inline __attribute__((always_inline)) void gemm_s8(
         }
         return;
     }
+    /* FullyConnected passes its column sign-extended into int16 pairs (gemm_fc). */
 #if !defined(__ARM_FP)
-    /* FullyConnected: the column sign-extended once into int16 pairs, on the stack (up to
-     * 4 KiB; longer rows take the C loop). */
-    const int widen = single_round && k4 > 0 && k4 <= 2048;
-    uint32_t xs[widen ? k4 / 2 : 1];
-    if (widen) {
-        int32_t i;
-        for (i = 0; i < k4; i += 4) {
-            const uint32_t v = ld32(cols + i);
-            xs[i / 2] = (uint32_t)sx02(v);
-            xs[i / 2 + 1] = (uint32_t)sx13(v);
-        }
-    }
+    const int widen = xs != 0;
 #endif
     for (n = 0; n + 4 <= n_rows; n += 4) {
         const int8_t *w0 = w + n * k, *w2 = w0 + 2 * k;
@@ -368,11 +359,29 @@ static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int3
 /* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
 static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
                       const edgec_rq *q, int8_t *out, int32_t out_stride) {
-    gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+    gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0, 0);
 }
 
 static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, const edgec_rq *q, int8_t *out) {
-    gemm_s8(w, n_rows, k, cols, 1, q, out, 0, 1);
+#if defined(EDGEC_DSP) && !defined(__ARM_FP)
+    /* SIMD32: the column sign-extended once into int16 pairs, on the stack (up to 4 KiB;
+     * longer rows take the C loop). Here, not in gemm_s8: a VLA there would cost the conv
+     * instance its frame-pointer register. */
+    const int32_t k4 = k & ~3;
+    const int widen = k4 > 0 && k4 <= 2048;
+    uint32_t xs[widen ? k4 / 2 : 1];
+    if (widen) {
+        int32_t i;
+        for (i = 0; i < k4; i += 4) {
+            const uint32_t v = ld32(cols + i);
+            xs[i / 2] = (uint32_t)sx02(v);
+            xs[i / 2 + 1] = (uint32_t)sx13(v);
+        }
+    }
+    gemm_s8(w, n_rows, k, cols, 1, q, out, 0, 1, widen ? xs : 0);
+#else
+    gemm_s8(w, n_rows, k, cols, 1, q, out, 0, 1, 0);
+#endif
 }
 
 #if defined(EDGEC_DSP)
