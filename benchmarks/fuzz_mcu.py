@@ -24,7 +24,7 @@ from _common import ROOT, print_table, write_json  # noqa: E402
 
 
 def _fuzz_module():
-    spec = importlib.util.spec_from_file_location("fuzz_graphs", ROOT / "tests" / "mcu" / "fuzz_graphs.py")
+    spec = importlib.util.spec_from_file_location("fuzz_graphs", ROOT / "tests" / "targets" / "mcu" / "fuzz_graphs.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["fuzz_graphs"] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)

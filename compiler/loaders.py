@@ -47,6 +47,15 @@ def load_model(model: str, *, task: str | None = None, input_shapes: dict[str, I
     module before export (``handle.meta["prune"]`` keeps the state); other sources are
     pruned later on their ONNX graph (`edgec.compiler.prune.hook.after_optimize`).
     """
+    from edgec._quiet import quiet_third_party
+
+    with quiet_third_party():  # torch/transformers log and warn while loading; --debug shows it
+        return _load_model(model, task=task, input_shapes=input_shapes, parity_tol=parity_tol, progress=progress,
+                           prune=prune)
+
+
+def _load_model(model: str, *, task: str | None, input_shapes: dict[str, InputShape] | None, parity_tol: float,
+                progress: Progress, prune: Any) -> ModelHandle:
     kind = source_kind(model)
     shapes = input_shapes or {}
     if kind == "onnx":

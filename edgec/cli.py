@@ -5,48 +5,23 @@ Heavy packages are never imported here: `edgec --help` stays fast.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from edgec import __version__
 from edgec.compiler.config import CALIB_METHOD_CHOICES, INT4_GROUP_SIZES, INT4_METHODS, INT4_MODES
-from edgec.errors import ConfigError, EdgecError
+from edgec.errors import ConfigError
 from edgec.runtimes.registry import REFERENCE_RUNNER
 
 from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
-
-
-class EdgecClickException(click.ClickException):
-    """An `EdgecError` shown as one ``error: ...`` line."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-def handle_errors(fn: Callable) -> Callable:
-    """Turn `EdgecError` into a one-line `click.ClickException` (traceback with --debug)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EdgecError as exc:
-            if _DEBUG["on"]:
-                traceback.print_exc()
-            raise EdgecClickException(str(exc), exc.exit_code) from exc
-
-    return wrapper
+from edgec.cli_common import console as _console, emit as _emit, handle_errors, json_option
+from edgec.cli_common import table as _table
 
 
 # -- value parsers ---------------------------------------------------------------------
@@ -95,22 +70,9 @@ def parse_input_shapes(values: tuple[str, ...]):
 
 
 # -- shared options --------------------------------------------------------------------
-def json_option(fn):
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")(fn)
-
-
 def threads_option(fn):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
                         help="Intra-op threads for the runtime (default: the runtime decides).")(fn)
-
-
-def _emit(obj: Any, as_json: bool, human: Callable[[Any], None]) -> None:
-    if as_json:
-        from edgec.compiler.bundle import dumps
-
-        click.echo(dumps(obj), nl=False)
-    else:
-        human(obj)
 
 
 def _progress(as_json: bool):
@@ -482,25 +444,6 @@ def prune_cmd(model: str, spec: str, finetune: str | None, calib: str | None, ev
 
 
 # -- human output ----------------------------------------------------------------------
-def _console():
-    from rich.console import Console
-
-    # Off a terminal (CI logs, pipes) rich would wrap at 80 columns; tables read better wider.
-    # markup=False: values such as "pip install 'edgec[openvino]'" must print verbatim.
-    return Console(width=None if sys.stdout.isatty() else 160, markup=False, highlight=False)
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]):
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
-    return t
-
-
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -635,7 +578,7 @@ def _print_inspect(i: dict) -> None:
     c.print(_table("ops", ["op", "count"], [[k, v] for k, v in sorted(i["op_counts"].items(), key=lambda kv: -kv[1])]))
 
 
-# `edgec farm` lives in its own module, which imports this one's helpers (defined above).
+# `edgec farm` lives in its own module (helpers shared through edgec.cli_common).
 from edgec.cli_farm import farm as _farm  # noqa: E402
 
 cli.add_command(_farm)

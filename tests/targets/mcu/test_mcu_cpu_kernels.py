@@ -1,4 +1,4 @@
-"""Every conv/depthwise/FC kernel variant (portable C on a real Cortex-M0, SIMD32 on M4,
+"""Every conv/depthwise/FC/add kernel variant (portable C on a real Cortex-M0, SIMD32 on M4,
 Helium on M55) bit for bit against LiteRT's BUILTIN_REF kernels, in QEMU."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def layer_mix() -> dict[str, bytes]:
     x = L.Conv2D(6, 3, padding="same", activation="relu")(inp)
     x = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
     x = L.Conv2D(7, 1)(x)
+    x = L.Add()([x, L.Conv2D(7, 1)(x)])  # 567 elements: 4-lane blocks and a tail
     x = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2)(x)
     x = L.Conv2D(5, 3, dilation_rate=2, padding="same", activation="relu")(x)
     x = L.Conv2D(8, 2, strides=2)(x)
@@ -90,7 +91,7 @@ def test_profile_per_layer(layer_mix, tmp_path):
     layers = manifest["target_info"]["layers"]
     assert [r["name"] for r in rows] == [entry["name"] for entry in layers]
     convs = [r for r in rows if r["macs"]]
-    assert len(convs) == 8 and all(r["instructions"] > 0 and r["instr_per_mac"] > 0 for r in convs)
+    assert len(convs) == 9 and all(r["instructions"] > 0 and r["instr_per_mac"] > 0 for r in convs)
     # The marks sit between the layers: their sum is the whole run less call overhead.
     total = result["extra"]["instructions"]
     assert 0.9 * total < sum(r["instructions"] for r in rows) <= total

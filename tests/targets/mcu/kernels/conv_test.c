@@ -1,7 +1,9 @@
 /* Conv2D, DepthwiseConv2D and FullyConnected (conv.c). Multipliers are exact powers of two
  * (EDGEC_HALF with shift 0 = x0.5, shift 1 = x1), so every golden value is worked out by
  * hand. The kernels take the bias with input_offset * sum(weights) folded in, as the
- * emitter writes it, and the regular convolution an im2col scratch of two columns. */
+ * emitter writes it; the regular convolution takes weight rows zero-padded to a whole
+ * number of words and an im2col scratch of two columns (host build: the portable path);
+ * depthwise takes an in_c-byte row for its padded taps. */
 #include "edgec_kernels.h"
 #include "edgec_test.h"
 
@@ -16,7 +18,7 @@ static void conv_valid_window_sums(void) {
     static const int32_t mult[1] = {EDGEC_HALF}, shift[1] = {1};
     static const int8_t want[4] = {12, 16, 24, 28};
     int8_t out[4], scratch[2 * 4];
-    edgec_conv_s8(&p, in, w, bias, mult, shift, out, scratch);
+    edgec_conv_s8(&p, in, w, bias, mult, shift, out, scratch, (int32_t)sizeof scratch);
     EXPECT_S8(out, want);
 }
 
@@ -30,15 +32,15 @@ static void conv_pad_stride_offsets_per_channel(void) {
                                         .dil_w = 1, .pad_h = 1, .pad_w = 1, .in_offset = 1, .out_offset = -5,
                                         .act_min = -10, .act_max = 2};
     static const int8_t in[8] = {4, 1, -2, 3, 6, -1, 0, 2};
-    int8_t w[36] = {0};
+    int8_t w[40] = {0}; /* 2 rows of 18 taps, each padded to 20 bytes */
     static const int32_t bias[2] = {11, 6};
     static const int32_t mult[2] = {EDGEC_HALF, EDGEC_HALF}, shift[2] = {0, 1};
     static const int8_t want[2] = {2, 1};
-    int8_t out[2], scratch[2 * 18];
+    int8_t out[2], scratch[2 * 20];
     int k;
     w[(1 * 3 + 1) * 2 + 0] = 1;                        /* oc0: ky=1, kx=1, ic=0 */
-    for (k = 0; k < 9; ++k) w[18 + k * 2 + 1] = 1;     /* oc1: every tap of ic=1 */
-    edgec_conv_s8(&p, in, w, bias, mult, shift, out, scratch);
+    for (k = 0; k < 9; ++k) w[20 + k * 2 + 1] = 1;     /* oc1: every tap of ic=1 */
+    edgec_conv_s8(&p, in, w, bias, mult, shift, out, scratch, (int32_t)sizeof scratch);
     EXPECT_S8(out, want);
 }
 
@@ -54,8 +56,8 @@ static void depthwise_per_channel_filters(void) {
     static const int32_t bias[2] = {0, 0};
     static const int32_t mult[2] = {EDGEC_HALF, EDGEC_HALF}, shift[2] = {1, 1};
     static const int8_t want[8] = {12, -1, 16, -1, 24, 4, 28, 3};
-    int8_t out[8];
-    edgec_dwconv_s8(&p, in, w, bias, mult, shift, out);
+    int8_t out[8], pad[2];
+    edgec_dwconv_s8(&p, in, w, bias, mult, shift, out, pad);
     EXPECT_S8(out, want);
 }
 
@@ -69,8 +71,8 @@ static void depthwise_multiplier_two(void) {
     static const int32_t bias[2] = {1, 0};
     static const int32_t mult[2] = {EDGEC_HALF, EDGEC_HALF}, shift[2] = {1, 1};
     static const int8_t want[4] = {16, -5, -20, 7};
-    int8_t out[4];
-    edgec_dwconv_s8(&p, in, w, bias, mult, shift, out);
+    int8_t out[4], pad[1];
+    edgec_dwconv_s8(&p, in, w, bias, mult, shift, out, pad);
     EXPECT_S8(out, want);
 }
 
