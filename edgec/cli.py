@@ -163,9 +163,10 @@ def cli(debug: bool) -> None:
               help="Calibration data: .npz (keys = input names, leading sample axis), a folder of .npy/.npz or "
                    "images, a .txt/.jsonl of texts, or 'random' (flagged in the report).")
 @click.option("--calib-method", type=click.Choice(CALIB_METHOD_CHOICES),
-              default="minmax", show_default=True,
+              default=None,
               help="How activation ranges are chosen from the calibration data; auto picks one per tensor by the "
-                   "output error it causes.")
+                   "output error it causes; mean-minmax averages each sample's extremes. Default: the target's "
+                   "(measured on real models; intel-cpu: mean-minmax, others: minmax).")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=128, show_default=True,
               help="Maximum calibration samples.")
 @click.option("--eval", "eval_data", default=None, metavar="PATH",
@@ -180,6 +181,10 @@ def cli(debug: bool) -> None:
               help="Accuracy gate: keep the most sensitive layers in higher precision until the --metric drop "
                    "against the float model is at most X points (measured on --eval, else the calibration data); "
                    "fail with the best result otherwise.")
+@click.option("--accept-low-accuracy", is_flag=True,
+              help="Ship a quantized artifact even below the accuracy floor (cosine < 0.98, or top-1 agreement < "
+                   "0.9 on classifiers, against the float model on real data); without it such a build fails with "
+                   "a per-layer diagnosis.")
 @click.option("--metric", default="auto", show_default=True, metavar="top1|cosine|mse|FILE.py:FN",
               help="Metric of the accuracy gate: top1 (accuracy on the .npz 'labels', else agreement with the float "
                    "model, in points), cosine (100 x mean cosine), mse, or FILE.py:FN with "
@@ -210,14 +215,14 @@ def cli(debug: bool) -> None:
 @with_target_options
 @json_option
 @handle_errors
-def build(model: str, target: str, precision: str | None, calib: str | None, calib_method: str, calib_samples: int,
+def build(model: str, target: str, precision: str | None, calib: str | None, calib_method: str | None, calib_samples: int,
           eval_data: str | None, preprocess: str | None, input_shapes: tuple[str, ...], task: str | None,
           keep_float: tuple[str, ...], parity_tol: float, output: Path, force: bool, as_json: bool,
           max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
           int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
           lora: str | None = None, kv_cache: str | None = None, keep_source_quantization: bool = False,
-          **target_options: Any) -> None:
+          accept_low_accuracy: bool = False, **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
     from edgec.compiler.config import BuildConfig
@@ -242,7 +247,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
                          max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
                          int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
                          bias_correction=bias_correction, prune=prune, finetune=finetune, lora=lora,
-                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization)
+                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization,
+                         accept_low_accuracy=accept_low_accuracy)
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
     _emit(summary, as_json, _print_build)
