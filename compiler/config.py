@@ -48,7 +48,7 @@ class BuildConfig:
         target: Target name or alias.
         precision: Requested precision; None takes the target's default.
         calib: Calibration data path, or ``random``.
-        calib_method: Observer for activation ranges.
+        calib_method: Observer for activation ranges; None: the target's default (`QuantScheme.calib_method`).
         calib_samples: Maximum samples to use.
         eval_data: Data for the accuracy check (default: the calibration data).
         input_shapes: ``--input-shape`` values.
@@ -61,6 +61,8 @@ class BuildConfig:
         seed: Seed for ``--calib random`` and synthetic data.
         max_accuracy_drop: Accuracy gate: largest allowed drop of ``metric`` against the float
             model (points; see `edgec.compiler.quality`); None disables the gate.
+        accept_low_accuracy: Ship a quantized artifact below the default accuracy floor
+            (`edgec.compiler.accuracy_floor`) instead of failing.
         metric: ``auto``, ``top1``, ``cosine``, ``mse`` or ``file.py:fn`` for the gate.
         group_size: INT4 block size along the input dimension.
         int4_mode: ``sym`` (int4, zero point 0) or ``asym`` (uint4 with zero points).
@@ -82,7 +84,7 @@ class BuildConfig:
     target: str = DEFAULT_TARGET
     precision: str | None = None
     calib: str | None = None
-    calib_method: str = "minmax"
+    calib_method: str | None = None
     calib_samples: int = 128
     eval_data: str | None = None
     input_shapes: dict[str, InputShape] = field(default_factory=dict)
@@ -94,6 +96,7 @@ class BuildConfig:
     target_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     max_accuracy_drop: float | None = None
+    accept_low_accuracy: bool = False
     metric: str = "auto"
     group_size: int = 128
     int4_mode: str = "asym"
@@ -111,6 +114,8 @@ class BuildConfig:
         out: dict[str, Any] = {}
         if self.max_accuracy_drop is not None:
             out.update(max_accuracy_drop=self.max_accuracy_drop, metric=self.metric)
+        if self.accept_low_accuracy:
+            out["accept_low_accuracy"] = True
         if self.precision == "int4":
             out.update(group_size=self.group_size, int4_mode=self.int4_mode, int4_method=self.int4_method)
         if self.smoothquant is not None:

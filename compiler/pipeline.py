@@ -9,6 +9,7 @@ verifying is a `Lowering` object: the build calls it once, and the accuracy gate
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,9 @@ def build(config: BuildConfig, progress: Progress = SILENT) -> BuildResult:
         raise _unavailable(target, reason)
     precision = resolve_precision(target, config.precision)
     options = check_target_options(target, config.target_options)
+    if config.calib_method is None:  # the target's default, chosen by measurement on real models
+        scheme = target.quant_scheme
+        config = dataclasses.replace(config, calib_method=scheme.calib_method if scheme is not None else "minmax")
     writer = bundle_io.BundleWriter(config.output, config.force, reads=read_paths(config))
     try:
         result = _build_into(config, target, precision, options, writer.tmp, progress)
@@ -267,6 +271,32 @@ def lower_and_verify(state: BuildState) -> None:
     else:
         state.manifest, state.lowered, state.accuracy, _ = lowering(state.quant, state.config.keep_float,
                                                                     state.quant_summary)
+        check_accuracy_floor(state)
+
+
+def _accuracy_unknown(state: BuildState) -> bool:
+    """Quantized with random calibration data and verified on it: nothing is known about accuracy."""
+    return (state.calibration is not None and state.calibration.random and state.eval_source == "calibration"
+            and _quantized(state))
+
+
+def _quantized(state: BuildState) -> bool:
+    return state.precision in state.target.calibrated_precisions or state.precision == "int4"
+
+
+def check_accuracy_floor(state: BuildState) -> None:
+    """Trust by default: a quantized build below the floor fails (`edgec.compiler.accuracy_floor`)."""
+    from edgec.compiler import accuracy_floor
+
+    if _accuracy_unknown(state):
+        state.progress.message(accuracy_floor.ACCURACY_UNKNOWN)
+        return
+    if not _quantized(state) or state.config.accept_low_accuracy \
+            or state.eval_source in ("synthetic", "example-inputs"):
+        return
+    classifier = is_classifier({"task": state.handle.task, "model_outputs": [s.to_json() for s in state.handle.outputs]})
+    accuracy_floor.check_floor(state.accuracy, classifier, state.handle, state.quant, state.eval_samples,
+                               state.target.name, state.precision)
 
 
 STAGES = (load, optimize, prune, check_support, calibrate, quantize, lower_and_verify)
@@ -363,6 +393,10 @@ def package(state: BuildState) -> tuple[dict[str, Any], dict[str, Any]]:
     accuracy = state.accuracy
     accuracy["data"] = state.eval_source
     warnings = []
+    if _accuracy_unknown(state):
+        from edgec.compiler.accuracy_floor import ACCURACY_UNKNOWN
+
+        warnings.append(ACCURACY_UNKNOWN)
     if state.calibration is not None and state.calibration.random:
         warnings.append("calibrated on random data (--calib random): ranges may not match real inputs")
     if handle.meta.get("batch_set_to_1"):

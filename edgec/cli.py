@@ -5,48 +5,23 @@ Heavy packages are never imported here: `edgec --help` stays fast.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from edgec import __version__
 from edgec.compiler.config import CALIB_METHOD_CHOICES, INT4_GROUP_SIZES, INT4_METHODS, INT4_MODES
-from edgec.errors import ConfigError, EdgecError
+from edgec.errors import ConfigError
 from edgec.runtimes.registry import REFERENCE_RUNNER
 
 from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
-
-
-class EdgecClickException(click.ClickException):
-    """An `EdgecError` shown as one ``error: ...`` line."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-def handle_errors(fn: Callable) -> Callable:
-    """Turn `EdgecError` into a one-line `click.ClickException` (traceback with --debug)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EdgecError as exc:
-            if _DEBUG["on"]:
-                traceback.print_exc()
-            raise EdgecClickException(str(exc), exc.exit_code) from exc
-
-    return wrapper
+from edgec.cli_common import console as _console, emit as _emit, handle_errors, json_option
+from edgec.cli_common import table as _table
 
 
 # -- value parsers ---------------------------------------------------------------------
@@ -95,22 +70,9 @@ def parse_input_shapes(values: tuple[str, ...]):
 
 
 # -- shared options --------------------------------------------------------------------
-def json_option(fn):
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")(fn)
-
-
 def threads_option(fn):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
                         help="Intra-op threads for the runtime (default: the runtime decides).")(fn)
-
-
-def _emit(obj: Any, as_json: bool, human: Callable[[Any], None]) -> None:
-    if as_json:
-        from edgec.compiler.bundle import dumps
-
-        click.echo(dumps(obj), nl=False)
-    else:
-        human(obj)
 
 
 def _progress(as_json: bool):
@@ -201,9 +163,10 @@ def cli(debug: bool) -> None:
               help="Calibration data: .npz (keys = input names, leading sample axis), a folder of .npy/.npz or "
                    "images, a .txt/.jsonl of texts, or 'random' (flagged in the report).")
 @click.option("--calib-method", type=click.Choice(CALIB_METHOD_CHOICES),
-              default="minmax", show_default=True,
+              default=None,
               help="How activation ranges are chosen from the calibration data; auto picks one per tensor by the "
-                   "output error it causes.")
+                   "output error it causes; mean-minmax averages each sample's extremes. Default: the target's "
+                   "(measured on real models; intel-cpu: mean-minmax, others: minmax).")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=128, show_default=True,
               help="Maximum calibration samples.")
 @click.option("--eval", "eval_data", default=None, metavar="PATH",
@@ -218,6 +181,10 @@ def cli(debug: bool) -> None:
               help="Accuracy gate: keep the most sensitive layers in higher precision until the --metric drop "
                    "against the float model is at most X points (measured on --eval, else the calibration data); "
                    "fail with the best result otherwise.")
+@click.option("--accept-low-accuracy", is_flag=True,
+              help="Ship a quantized artifact even below the accuracy floor (cosine < 0.98, or top-1 agreement < "
+                   "0.9 on classifiers, against the float model on real data); without it such a build fails with "
+                   "a per-layer diagnosis.")
 @click.option("--metric", default="auto", show_default=True, metavar="top1|cosine|mse|FILE.py:FN",
               help="Metric of the accuracy gate: top1 (accuracy on the .npz 'labels', else agreement with the float "
                    "model, in points), cosine (100 x mean cosine), mse, or FILE.py:FN with "
@@ -248,14 +215,14 @@ def cli(debug: bool) -> None:
 @with_target_options
 @json_option
 @handle_errors
-def build(model: str, target: str, precision: str | None, calib: str | None, calib_method: str, calib_samples: int,
+def build(model: str, target: str, precision: str | None, calib: str | None, calib_method: str | None, calib_samples: int,
           eval_data: str | None, preprocess: str | None, input_shapes: tuple[str, ...], task: str | None,
           keep_float: tuple[str, ...], parity_tol: float, output: Path, force: bool, as_json: bool,
           max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
           int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
           lora: str | None = None, kv_cache: str | None = None, keep_source_quantization: bool = False,
-          **target_options: Any) -> None:
+          accept_low_accuracy: bool = False, **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
     from edgec.compiler.config import BuildConfig
@@ -280,7 +247,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
                          max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
                          int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
                          bias_correction=bias_correction, prune=prune, finetune=finetune, lora=lora,
-                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization)
+                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization,
+                         accept_low_accuracy=accept_low_accuracy)
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
     _emit(summary, as_json, _print_build)
@@ -482,25 +450,6 @@ def prune_cmd(model: str, spec: str, finetune: str | None, calib: str | None, ev
 
 
 # -- human output ----------------------------------------------------------------------
-def _console():
-    from rich.console import Console
-
-    # Off a terminal (CI logs, pipes) rich would wrap at 80 columns; tables read better wider.
-    # markup=False: values such as "pip install 'edgec[openvino]'" must print verbatim.
-    return Console(width=None if sys.stdout.isatty() else 160, markup=False, highlight=False)
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]):
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
-    return t
-
-
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -635,7 +584,7 @@ def _print_inspect(i: dict) -> None:
     c.print(_table("ops", ["op", "count"], [[k, v] for k, v in sorted(i["op_counts"].items(), key=lambda kv: -kv[1])]))
 
 
-# `edgec farm` lives in its own module, which imports this one's helpers (defined above).
+# `edgec farm` lives in its own module (helpers shared through edgec.cli_common).
 from edgec.cli_farm import farm as _farm  # noqa: E402
 
 cli.add_command(_farm)

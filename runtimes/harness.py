@@ -21,7 +21,7 @@ import numpy as np
 from edgec.runtimes import io as rio
 from edgec.runtimes.base import Runner
 from edgec.runtimes.bench_stats import latency_summary, peak_rss_bytes  # noqa: F401  (re-exported)
-from edgec.runtimes.metrics import cosine
+from edgec.runtimes.metrics import cosine_stats, mean_cosine
 
 BENCH_SCHEMA = "edgec.bench/1"
 BENCH_KEYS = ("schema", "runner", "runtime", "target", "precision", "device", "threads", "warmup",
@@ -87,7 +87,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
     """Error of ``runner`` against ``reference`` over ``samples`` (model convention).
 
     Returns the report's accuracy block: max/mean absolute error, mean cosine similarity
-    (per sample, flattened outputs), and top-1 agreement on the first output when it is a
+    (per sample, flattened outputs; see `mean_cosine` for empty outputs), and top-1 agreement on the first output when it is a
     class-score vector (last axis > 1) and ``classification`` is set (embeddings and
     hidden states have no meaningful argmax). With ``labels`` (one per sample), also the top-1
     accuracy of both against the labels.
@@ -115,7 +115,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
             abs_sum += float(d.sum())
             n_elems += d.size
             if j == 0:
-                cos.append(cosine(g, w))
+                cos.append(cosine_stats(g, w))
                 if classification and w.ndim >= 1 and w.shape[-1] > 1:
                     gi = g.reshape(-1, w.shape[-1]).argmax(-1)
                     wi = w.reshape(-1, w.shape[-1]).argmax(-1)
@@ -136,7 +136,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
         "samples": count,
         "max_abs_err": max_abs,
         "mean_abs_err": abs_sum / n_elems if n_elems else 0.0,
-        "cosine": float(np.mean(cos)) if cos else None,
+        "cosine": mean_cosine(cos),
         "top1_agreement": top1_hits / top1_n if top1_n else None,
         "max_abs_err_per_output": per_output,
     }

@@ -33,6 +33,45 @@ def cosine(a, b) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
+# A sample whose reference output is this small relative to the largest in the set carries
+# no signal (a detector's map of an image without objects: values ~1e-8). Its cosine would
+# compare rounding noise with rounding noise, so it is scored by its absolute error instead.
+EMPTY_OUTPUT_REL = 1e-2
+
+
+def cosine_stats(got, want) -> tuple[float, float, float, float]:
+    """``(dot, |got|, |want|, |got - want|)`` of one sample, the inputs of `mean_cosine` (NaN when not finite)."""
+    g, w = _flat(got), _flat(want)
+    if not _all_finite(g, w):
+        return math.nan, math.nan, math.nan, math.nan
+    return float(g @ w), float(np.linalg.norm(g)), float(np.linalg.norm(w)), float(np.linalg.norm(g - w))
+
+
+def mean_cosine(stats: list[tuple[float, float, float, float]]) -> float | None:
+    """Mean cosine similarity over samples, robust to samples whose reference is (nearly) empty.
+
+    A sample whose reference norm is below `EMPTY_OUTPUT_REL` x the largest reference norm
+    of the set scores ``1 - |got - want| / floor`` (clipped at 0): 1 when the artifact is
+    also empty, 0 when it invents an output as large as the floor. NaN anywhere gives NaN.
+    """
+    if not stats:
+        return None
+    if any(math.isnan(v) for s in stats for v in s):
+        return math.nan
+    floor = EMPTY_OUTPUT_REL * max(s[2] for s in stats)
+    scores = []
+    for dot, ng, nw, nd in stats:
+        if floor > 0 and nw < floor:
+            scores.append(max(0.0, 1.0 - nd / floor))
+        elif ng == 0 and nw == 0:
+            scores.append(1.0)
+        elif ng == 0 or nw == 0:
+            scores.append(0.0)
+        else:
+            scores.append(dot / (ng * nw))
+    return float(np.mean(scores))
+
+
 def sqnr_db(reference, got) -> float:
     """Signal-to-quantization-noise ratio of ``got`` against ``reference`` in dB (inf when equal)."""
     r, g = _flat(reference), _flat(got)

@@ -78,6 +78,10 @@ class QuantScheme:
         fixed_output_params: ``(op_type, scale, zero_point)`` for ops whose int8 output
             parameters the runtime fixes (Softmax ``1/256, -128``); None: the quantizer's
             defaults. See docs/quant-scheme.md.
+        per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
+            of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
+        calib_method: Default calibration method, chosen per target by measurement on the
+            real-model corpus (benchmarks/quant_quality.py); ``--calib-method`` overrides it.
     """
 
     activation_symmetric: bool = False
@@ -86,6 +90,8 @@ class QuantScheme:
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
     quantize_embeddings: bool = False
+    per_channel_depthwise_inputs: bool = False
+    calib_method: str = "minmax"
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None
@@ -208,8 +214,8 @@ class Target(ABC):
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme()
     supported_ops: ClassVar[frozenset[str] | None] = None
     # What `--max-accuracy-drop` may change to win accuracy back: "keep-float" (leave nodes in
-    # float), "calib-method" (another calibration method for a tensor), "int8" (int8 instead of
-    # int4 weights). None: derived from `quant_scheme` by `fallback_options`.
+    # float), "calib-method" (another calibration method for a tensor), "bias-correction", "int8"
+    # (int8 instead of int4 weights). None: derived from `quant_scheme` by `fallback_options`.
     accuracy_fallbacks: ClassVar[tuple[str, ...] | None] = None
     # Distributions whose versions the manifest records for a build on this target.
     dependencies: ClassVar[tuple[str, ...]] = ()
@@ -243,8 +249,8 @@ class Target(ABC):
         if self.quant_scheme is None:
             return ()
         if self.quant_scheme.placement == "full":
-            return ("calib-method",)
-        return ("keep-float", "calib-method", "int8")
+            return ("calib-method", "bias-correction")
+        return ("keep-float", "calib-method", "bias-correction", "int8")
 
     def pruning_gain(self, method: str) -> str:
         """What ``--prune METHOD`` buys on this target (one sentence for the report)."""

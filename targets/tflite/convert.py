@@ -59,7 +59,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgec-tflite-") as tmp:
         say("onnx2tf: ONNX -> TensorFlow")
-        keras_model = run_onnx2tf(proto, Path(tmp))
+        keras_model = run_onnx2tf(proto, Path(tmp), [s.name for s in model.inputs if s.layout == "NHWC"])
         with captured_output():
             graph = TFGraph(tf, keras_model, model, samples)
         say("TFLiteConverter: float32")

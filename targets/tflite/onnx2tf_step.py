@@ -128,7 +128,7 @@ class TFGraph:
         return out
 
 
-def run_onnx2tf(proto, work: Path) -> Any:
+def run_onnx2tf(proto, work: Path, channels_last_inputs: list[str] | None = None) -> Any:
     """onnx2tf -> Keras model, in ``work`` (cwd restored), output captured."""
     # onnx2tf downloads sample images for its own checks of 4-D RGB models unless this file
     # is in the working folder; offline, the download fails. Any values do: it only runs
@@ -152,6 +152,9 @@ def run_onnx2tf(proto, work: Path) -> Any:
                 non_verbose=True,
                 not_use_onnxsim=True,  # we ran onnxslim; onnxsim is not a dependency
                 replace_to_pseudo_operators=["erf"],
+                # Inputs already channels-last (TensorFlow sources): keep them as they are
+                # instead of guessing NCHW (a [1, 64, 64, 1] image is not N=1, C=64).
+                keep_nwc_or_nhwc_or_ndhwc_input_names=channels_last_inputs or None,
             )
             err = None
         except SystemExit as exc:  # onnx2tf calls sys.exit(1) after logging an error

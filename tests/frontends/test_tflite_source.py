@@ -115,3 +115,41 @@ def test_keras_h5_builds_with_nhwc_input_and_batch_one(cli, tmp_path):
     assert rep["frontend"]["source"] == "keras"
     assert rep["frontend"]["parity_vs_litert"]["cosine"] > 0.99999
     assert rep["accuracy"]["cosine"] > 0.98 and rep["accuracy"]["top1_agreement"] >= 0.8
+
+
+@pytest.mark.slow
+def test_keras_source_keeps_its_nhwc_input_on_arm(cli, tmp_path):
+    """onnx2tf must not take the channels-last [1, 64, 64, 1] input of a TF source for NCHW (C=64)."""
+    src = model_file("fer-emotion-keras")
+    calib = calib_npz("fer-emotion-keras", tmp_path / "calib.npz")
+    r = cli("build", src, "--target", "arm", "-p", "fp32", "--calib", calib, "-o", tmp_path / "b", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["manifest"]["inputs"][0]["shape"] == [1, 64, 64, 1]
+    assert r.json()["report"]["accuracy"]["cosine"] > 0.999
+
+
+def test_conversion_gives_the_same_bytes_every_time():
+    """tf2onnx's process-wide name counter must not leak into the graph (same inputs, same bundle)."""
+    path = model_file("blazeface-short")
+    assert _convert(path).serialize() == _convert(path).serialize()
+
+
+@pytest.mark.slow
+def test_savedmodel_folder_is_a_source(tmp_path):
+    """A SavedModel exported from a small Keras CNN converts and matches Keras on real-shaped input."""
+    import keras
+
+    from edgec.compiler.loaders import load_model, source_kind
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    net.export(str(tmp_path / "sm"), verbose=False)
+    assert source_kind(str(tmp_path / "sm")) == "savedmodel"
+    handle = load_model(str(tmp_path / "sm"))
+    assert handle.meta["frontend"]["source"] == "savedmodel" and handle.inputs[0].layout == "NHWC"
+    x = np.linspace(0, 1, 16 * 16 * 3, dtype=np.float32).reshape(1, 16, 16, 3)
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(handle.serialize()).run(None, {handle.inputs[0].name: x})[0]
+    np.testing.assert_allclose(got, np.asarray(net(x)), rtol=1e-4, atol=1e-5)

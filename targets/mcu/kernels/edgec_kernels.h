@@ -32,6 +32,9 @@ typedef struct {
 typedef struct {
     int16_t batch, in_h, in_w, c, out_h, out_w, k_h, k_w;
     int16_t stride_h, stride_w, pad_h, pad_w, act_min, act_max;
+    /* AveragePool with ONNX count_include_pad=1: padded taps count, holding pad_value
+     * (the zero point: 0.0). 0 (TFLite, and the default) averages the real taps only. */
+    int16_t count_pad, pad_value;
 } edgec_pool_params;
 
 typedef struct {

@@ -63,10 +63,8 @@ def _conv(g: _G, x: str, shape, kind: str):
     k = int(r.choice([1, 2, 3])) if min(h, w) >= 3 else 1
     stride = int(r.choice([1, 1, 2]))
     dil = 2 if k > 1 and r.random() < 0.2 and min(h, w) >= 2 * k else 1
-    pad = int(r.integers(0, k)) if k > 1 else 0
     eff = (k - 1) * dil + 1
-    if h + 2 * pad < eff or w + 2 * pad < eff:
-        pad = eff
+    pads = _pads(r, k - 1, h, w, eff)  # top, left, bottom, right: not always symmetric
     if kind == "depthwise":
         group, cout = c, c * int(r.choice([1, 2]))
     elif kind == "grouped":
@@ -80,11 +78,19 @@ def _conv(g: _G, x: str, shape, kind: str):
     ins = [x, g.const(g.weights(cout, c // group, k, k))]
     if r.random() < 0.8:
         ins.append(g.const(r.normal(0, 0.3, size=cout)))
-    y = g.node("Conv", ins, kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4,
+    y = g.node("Conv", ins, kernel_shape=[k, k], strides=[stride, stride], pads=pads,
                dilations=[dil, dil], group=group)
-    oh = (h + 2 * pad - eff) // stride + 1
-    ow = (w + 2 * pad - eff) // stride + 1
-    return y, [1, cout, oh, ow]
+    return y, [1, cout, (h + pads[0] + pads[2] - eff) // stride + 1, (w + pads[1] + pads[3] - eff) // stride + 1]
+
+
+def _pads(r: np.random.Generator, most: int, h: int, w: int, window: int) -> list[int]:
+    """ONNX pads (top, left, bottom, right), each at most ``most``, leaving >= 1 output."""
+    pads = [int(v) for v in r.integers(0, most + 1, size=4)] if most > 0 else [0, 0, 0, 0]
+    if r.random() < 0.5:
+        pads = [pads[0], pads[1], pads[0], pads[1]]
+    pads[2] = max(pads[2], window - h - pads[0])
+    pads[3] = max(pads[3], window - w - pads[1])
+    return pads
 
 
 def _activation(g: _G, x: str):
@@ -123,10 +129,11 @@ def _step4(g: _G, x: str, shape):
         if min(h, w) < k:
             return g.node("Relu", [x]), shape
         stride = int(r.choice([1, 2]))
-        pad = int(r.integers(0, k // 2 + 1)) if choice == "maxpool" or r.random() < 0.5 else 0
+        pads = _pads(r, k // 2, h, w, k) if choice == "maxpool" or r.random() < 0.5 else [0, 0, 0, 0]
         op = "MaxPool" if choice == "maxpool" else "AveragePool"
-        y = g.node(op, [x], kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4)
-        return y, [1, c, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1]
+        extra = {"count_include_pad": int(r.random() < 0.5)} if op == "AveragePool" and any(pads) else {}
+        y = g.node(op, [x], kernel_shape=[k, k], strides=[stride, stride], pads=pads, **extra)
+        return y, [1, c, (h + pads[0] + pads[2] - k) // stride + 1, (w + pads[1] + pads[3] - k) // stride + 1]
     if choice == "concat":
         other, s = _conv(g, x, shape, "regular")
         if s[2:] != shape[2:]:

@@ -46,6 +46,9 @@ def _models():
                                      [1, 16], [1, 8], {"m": _n((16, 8)), "bias": _n((1, 8))}),
         "matmul_add_bias_1d": _graph([H.make_node("MatMul", ["x", "m"], ["t"]), H.make_node("Add", ["t", "bias"], ["y"])],
                                      [1, 16], [1, 8], {"m": _n((16, 8)), "bias": _n(8)}),
+        # PyTorch's avg_pool2d(padding=1) counts the padding (count_include_pad=1; was rejected).
+        "avgpool_count_include_pad": _graph([H.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1] * 4,
+                                                         count_include_pad=1)], [1, 3, 5, 5], [1, 3, 5, 5], {}),
         # Grouped convolution (was unsupported).
         "grouped_conv": _graph([H.make_node("Conv", ["x", "wg", "bg"], ["y"], pads=[1] * 4, group=2, strides=[2, 1])],
                                [1, 4, 7, 6], [1, 6, 4, 6], {"wg": _n((6, 2, 3, 3)), "bg": _n(6)}),

@@ -49,6 +49,20 @@ static void avgpool_valid(void) {
     EXPECT_S8(out, want);
 }
 
+static void avgpool_counting_padding(void) {
+    /* ONNX count_include_pad=1: the padded taps hold the zero point 2 and count. 2x2 input
+     * [[6, 8], [10, 12]], 2x2 windows, pad 1 top/left: (2+2+2+6)/4 = 3, (2+2+6+8)/4 = 4.5 -> 5,
+     * (2+6+2+10)/4 = 5, (6+8+10+12)/4 = 9. */
+    static const edgec_pool_params p = {.batch = 1, .in_h = 2, .in_w = 2, .c = 1, .out_h = 2, .out_w = 2, .k_h = 2,
+                                        .k_w = 2, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1,
+                                        .act_min = -128, .act_max = 127, .count_pad = 1, .pad_value = 2};
+    static const int8_t in[4] = {6, 8, 10, 12};
+    static const int8_t want[4] = {3, 5, 5, 9};
+    int8_t out[4];
+    edgec_avgpool_s8(&p, in, out);
+    EXPECT_S8(out, want);
+}
+
 static void mean_with_zero_points(void) {
     /* Mean over 4 rows of 2 channels, scale x1/4 (EDGEC_HALF, shift -1), input zero point 1,
      * output zero point -1. Channel 0: (16 - 4) / 4 = 3, - 1 = 2. Channel 1: 17 x 0.5 = 8.5
@@ -68,6 +82,7 @@ int main(void) {
     RUN_TEST(maxpool_padded_stride2_clamped);
     RUN_TEST(avgpool_valid);
     RUN_TEST(avgpool_rounds_half_away_and_skips_padding);
+    RUN_TEST(avgpool_counting_padding);
     RUN_TEST(mean_with_zero_points);
     return TESTS_DONE();
 }
