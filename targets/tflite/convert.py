@@ -89,13 +89,35 @@ def import_tf():
     return tf
 
 
+# onnx2tf's generic advice after every failure; the cause is the exception line above it.
+_ONNX2TF_BOILERPLATE = ("Read this and deal with it", "Alternatively, if the input OP", "If the input OP of ONNX",
+                        "Also, for models that include", "input_onnx_file_path", "onnx_op_name", "The trace log is below")
+_EXC_LINE = re.compile(r"^(?:\w+\.)*(\w*(?:Error|Exception)): (.+)$")
+
+
 def _last_error_line(log: str) -> str:
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in log.splitlines()]
-    lines = [ln for ln in lines if ln]
+    lines = [ln for ln in lines if ln and not any(b in ln for b in _ONNX2TF_BOILERPLATE)]
+    for ln in reversed(lines):  # the innermost exception with a message says what broke
+        m = _EXC_LINE.match(ln)
+        if m and "Exception encountered when calling layer" not in m.group(2):
+            return f"{m.group(1)}: {m.group(2)}"[:300]
+    for i, ln in enumerate(lines):  # TF's "Exception encountered ..." is followed by the cause
+        if "Exception encountered when calling layer" in ln and i + 1 < len(lines):
+            return lines[i + 1][:300]
     for ln in reversed(lines):
         if "ERROR" in ln or "Error" in ln:
             return ln[:300]
     return lines[-1][:300] if lines else "no output"
+
+
+def _failed_onnx_node(log: str, proto):
+    """The ONNX node onnx2tf names in its failure log (``onnx_op_name: NAME``), if any."""
+    m = re.search(r"onnx_op_name:\s*(\S+)", re.sub(r"\x1b\[[0-9;]*m", "", log))
+    if not m:
+        return None
+    name = m.group(1)
+    return next((n for n in proto.graph.node if n.name == name or name in n.output), None)
 
 
 # -- ONNX preparation -----------------------------------------------------------------
@@ -363,6 +385,12 @@ def _onnx2tf_error(err: BaseException, log: str, proto) -> EdgecError:
     msg = str(err) if isinstance(err, Exception) else ""
     text = f"{msg}\n{log}"
     # Name the ONNX node when onnx2tf's log or traceback mentions it.
+    named = _failed_onnx_node(log, proto)
+    if named is not None:
+        return UnsupportedOpError(
+            named.op_type, named.name or named.output[0], "arm",
+            f"onnx2tf could not convert it ({_last_error_line(log or msg)}); "
+            "try --target onnxruntime or intel-cpu, or re-export the model with another opset (13-18)")
     for node in proto.graph.node:
         if node.name and (f"onnx_op_name: {node.name}" in text or f"'{node.name}'" in text):
             return UnsupportedOpError(
