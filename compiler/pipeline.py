@@ -199,6 +199,8 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
             "model_outputs": [s.to_json() for s in handle.outputs],
             "inputs": [s.to_json() for s in lowered.inputs],
             "outputs": [s.to_json() for s in lowered.outputs],
+            # Artifact I/O name -> model I/O name (targets keep the model's order; arm renames).
+            "io_names": _io_names(handle, lowered),
             "reference": ref,
             "tokenizer": "tokenizer" if handle.tokenizer_dir is not None else None,
             "passes": passes,
@@ -257,6 +259,15 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     bundle_io.write_json(tmp / bundle_io.MANIFEST, manifest)
     # Return exactly what the files hold (floats rounded the same way).
     return bundle_io.canonical(manifest), bundle_io.canonical(report)
+
+
+def _io_names(handle: ModelHandle, lowered) -> dict[str, dict[str, str]]:
+    out = {}
+    for kind, model_specs, art_specs in (("inputs", handle.inputs, lowered.inputs),
+                                         ("outputs", handle.outputs, lowered.outputs)):
+        if len(model_specs) == len(art_specs):
+            out[kind] = {a.name: m.name for a, m in zip(art_specs, model_specs)}
+    return out
 
 
 def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress):

@@ -82,3 +82,22 @@ def test_every_output_has_the_models_shape_and_values(odd_graph, tmp_session):
             for name in OUTPUTS:
                 assert got[name].shape == want[name].shape, name
                 np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_bundle_maps_artifact_names_to_model_names(tmp_path):
+    """Names TFLite cannot carry (``387``, ``input.1``) are renamed; the manifest maps them back."""
+    import onnx
+
+    from edgec import api
+    from edgec.compiler.config import BuildConfig
+
+    g = helper.make_graph([helper.make_node("Relu", ["input.1"], ["387"])], "names",
+                          [helper.make_tensor_value_info("input.1", F, [1, 6])],
+                          [helper.make_tensor_value_info("387", F, [1, 6])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "m.onnx")
+    result = api.build(BuildConfig(model=str(tmp_path / "m.onnx"), output=tmp_path / "out", target="arm",
+                                   precision="fp32", calib="random"))
+    io = result.manifest["io_names"]
+    assert set(io["outputs"].values()) == {"387"} and set(io["inputs"].values()) == {"input.1"}
+    assert [s["name"] for s in result.manifest["outputs"]] == list(io["outputs"])
+    assert result.report["accuracy"]["cosine"] > 0.9999
