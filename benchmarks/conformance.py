@@ -67,10 +67,48 @@ def one_line(exc: BaseException) -> str:
 
 def left_out(target: str, precision: str, error: str) -> str | None:
     """Why a failed cell is not counted: the target cannot hold the model, or the precision does not apply."""
-    if target == "mcu" and ("--ram-budget" in error or "--flash-budget" in error):
+    if target == "mcu" and ("--ram-budget" in error or "--flash-budget" in error or error.startswith("left out:")):
         return "left-out"
     if precision == "int4" and "found no MatMul/Gemm" in error:
         return "n/a"
+    return None
+
+
+def mcu_cannot_hold(path: Path, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Why an ONNX model cannot fit the mcu budgets whatever its ops: int8 weights over the flash,
+    or one node's int8 input + output activations over the RAM (a lower bound of any arena)."""
+    import numpy as np
+    import onnx
+
+    if path.suffix != ".onnx":
+        return None
+    proto = onnx.load(str(path))
+    for vi in proto.graph.input:
+        if vi.name in shapes:
+            for d, v in zip(vi.type.tensor_type.shape.dim, shapes[vi.name]):
+                d.dim_value = v
+    weights = sum(int(np.prod(i.dims)) for i in proto.graph.initializer)
+    if weights > MCU_FLASH:
+        return f"left out: {weights / 2**20:.1f} MB of int8 weights > {MCU_FLASH // 2**20} MB flash"
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto)
+    except Exception:  # noqa: BLE001 - no estimate; the build decides
+        return None
+    g = proto.graph
+    inits = {i.name for i in g.initializer}
+    size = {}
+    for vi in (*g.input, *g.value_info, *g.output):
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        if dims and all(dims):
+            size[vi.name] = int(np.prod(dims))
+    worst, node = 0, None
+    for n in g.node:
+        b = sum(size.get(t, 0) for t in (*n.input, *n.output) if t not in inits)
+        if b > worst:
+            worst, node = b, n
+    if worst > MCU_RAM:
+        return (f"left out: node '{node.name or node.output[0]}' ({node.op_type}) alone needs {worst // 1024} KB of "
+                f"int8 activations > {MCU_RAM // 1024} KB RAM")
     return None
 
 
@@ -121,6 +159,10 @@ def run_cell(model: dict, target: str, precision: str, calib: Path, evald: Path,
     shapes = {k: InputShape(tuple(int(d) for d in v.split("x"))) for k, v in model.get("dynamic", {}).items()}
     options = {"ram_budget": MCU_RAM, "flash_budget": MCU_FLASH} if target == "mcu" else {}
     out = work / f"{target}-{precision}"
+    if target == "mcu":
+        why = mcu_cannot_hold(corpus.model_path(model["name"]), {k: v.opt for k, v in shapes.items()})
+        if why:
+            return cell | {"status": "left-out", "error": why}
     cfg = BuildConfig(model=str(corpus.model_path(model["name"])), output=out, target=target, precision=precision,
                       calib=str(calib), eval_data=str(evald), input_shapes=shapes, force=True,
                       target_options=options, calib_samples=len(feeds) * 4)
