@@ -193,6 +193,12 @@ def classify(cell: dict[str, Any]) -> dict[str, Any]:
     """Set ``status`` (and the reason in ``error``) from what the cell measured, by the current rules."""
     if "cosine" not in cell:  # did not build, or could not be compared
         cell["status"] = left_out(cell["target"], cell["precision"], cell.get("error", "")) or "fail"
+        if cell["status"] == "fail" and cell["target"] == "mcu":  # measured before the fit check existed
+            m = corpus.entry(cell["model"])
+            shapes = {k: tuple(int(d) for d in v.split("x")) for k, v in m.get("dynamic", {}).items()}
+            why = mcu_cannot_hold(corpus.model_path(cell["model"]), shapes)
+            if why:
+                cell.update(status="left-out", error=why)
         return cell
     reasons = []
     if cell["cosine"] < COSINE_MIN[cell["precision"]]:
