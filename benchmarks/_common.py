@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -43,7 +42,7 @@ def time_fn(fn: Callable[[], Any], iters: int, warmup: int) -> dict[str, float]:
     """Latency summary (ms) of ``fn`` using the harness's statistics."""
     import time
 
-    from edgec.runtimes.harness import latency_summary
+    from edgec.runtimes.bench_stats import latency_summary
 
     for _ in range(warmup):
         fn()
@@ -77,6 +76,3 @@ def minilm_path() -> str:
                                    text=True).strip()
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))

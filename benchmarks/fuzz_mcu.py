@@ -1,4 +1,4 @@
-"""Fuzz the mcu C generator with thousands of random graphs (tests/mcu/fuzz_graphs.py).
+"""Fuzz the mcu C generator with thousands of random graphs (tests/targets/mcu/fuzz_graphs.py).
 
 Each case: random float ONNX graph -> optimize, calibrate, quantize (mcu scheme) -> C ->
 gcc with ASan/UBSan (-Werror) and arena canaries -> random and extreme int8 inputs ->
@@ -24,8 +24,9 @@ from _common import ROOT, print_table, write_json  # noqa: E402
 
 
 def _fuzz_module():
-    spec = importlib.util.spec_from_file_location("fuzz_graphs", ROOT / "tests" / "mcu" / "fuzz_graphs.py")
+    spec = importlib.util.spec_from_file_location("fuzz_graphs", ROOT / "tests" / "targets" / "mcu" / "fuzz_graphs.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_graphs"] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, cosine, digits_data, minilm_path, print_table, time_fn, write_json  # noqa: E402
+from _common import ROOT, digits_data, minilm_path, print_table, time_fn, write_json  # noqa: E402
+from edgec.runtimes.metrics import cosine  # noqa: E402
 
 
 def _bundle(model: str, out: Path, precision: str, calib: str, extra: dict) -> dict:

@@ -39,7 +39,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, cosine, digits_data, minilm_path, print_table, time_fn, write_json  # noqa: E402
+from _common import ROOT, digits_data, minilm_path, print_table, time_fn, write_json  # noqa: E402
+from edgec.runtimes.metrics import cosine  # noqa: E402
 
 DIGITS = str(ROOT / "examples/digits_cnn/model.py") + ":build"
 FINETUNE = str(ROOT / "examples/digits_cnn/finetune.py") + ":train_fn"

@@ -12,7 +12,9 @@ the CNN; the accuracy-gated build vs a plain INT8 build on every target; SmoothQ
 INT4 on MiniLM; INT4 RTN / GPTQ / AWQ x sym / asym x group size on the tiny Llama in onnxruntime
 and OpenVINO. Not a test: prints tables and writes benchmarks/results/quant_quality.json.
 
-    .venv/bin/python benchmarks/quant_quality.py [--parts digits,gate,minilm,llama]
+    .venv/bin/python benchmarks/quant_quality.py [--parts digits,gate,minilm,llama,corpus]
+
+``corpus``: real third-party models against NNCF and onnxruntime (benchmarks/quant_corpus.py).
 """
 
 from __future__ import annotations
@@ -202,7 +204,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="digits,gate,minilm,llama")
     args = ap.parse_args()
-    parts = {"digits": digits_part, "gate": gate_part, "minilm": minilm_part, "llama": llama_part}
+    from quant_corpus import corpus_part
+
+    parts = {"digits": digits_part, "gate": gate_part, "minilm": minilm_part, "llama": llama_part,
+             "corpus": corpus_part}
     import json
 
     from _common import RESULTS

@@ -50,7 +50,7 @@ class TFLiteModel:
     def __init__(self, path: Path, onnx_inputs, onnx_outputs, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        from edgec.targets.tflite.convert import signature_io
+        from edgec.targets.tflite.tflite_io import signature_io
 
         self.interp = Interpreter(model_path=str(path), num_threads=threads)
         self.interp.allocate_tensors()
@@ -108,7 +108,8 @@ def latency_ms(path: Path, model: ModelHandle, feeds: dict, threads: int, iters:
 def converter_int8(proto, calib: list[dict], work: Path) -> bytes:
     import onnxslim
 
-    from edgec.targets.tflite.convert import CALIB_SAMPLE_FILE, _captured_output, _in_dir, import_tf
+    from edgec.targets.tflite.onnx2tf_step import CALIB_SAMPLE_FILE
+    from edgec.targets.tflite.tools import captured_output, import_tf, in_dir
 
     tf = import_tf()
     import onnx2tf
@@ -116,7 +117,7 @@ def converter_int8(proto, calib: list[dict], work: Path) -> bytes:
     proto = onnxslim.slim(proto)
     work.mkdir(parents=True, exist_ok=True)
     np.save(work / CALIB_SAMPLE_FILE, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
-    with _in_dir(work), _captured_output():
+    with in_dir(work), captured_output():
         onnx2tf.convert(onnx_graph=proto, output_folder_path=str(work / "sm"), output_signaturedefs=True,
                         non_verbose=True, not_use_onnxsim=True, replace_to_pseudo_operators=["erf"])
     loaded = tf.saved_model.load(str(work / "sm"))
@@ -144,7 +145,7 @@ def converter_int8(proto, calib: list[dict], work: Path) -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    with _captured_output():
+    with captured_output():
         return conv.convert()
 
 

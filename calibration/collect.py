@@ -9,6 +9,7 @@ import numpy as np
 
 from edgec.calibration.observers import Observer, make_observer
 from edgec.calibration.types import TensorRange
+from edgec.runtimes.onnx_graph import FLOAT_TYPES, mark_outputs, typed_copy
 from edgec.errors import CalibrationDataError, ConfigError
 
 if TYPE_CHECKING:
@@ -16,62 +17,12 @@ if TYPE_CHECKING:
 
     from edgec.compiler.progress import Progress
 
-# ONNX element types whose tensors get a range: FLOAT, FLOAT16, DOUBLE, BFLOAT16.
-_FLOAT_TYPES = {1, 10, 11, 16}
-
-
-def _augment(model: "onnx.ModelProto") -> tuple["onnx.ModelProto", dict[str, int]]:
-    """A copy of `model` without value_info, and the element type of every tensor.
-
-    value_info is dropped from the copy: onnxruntime infers what it needs, and a stale entry
-    (an exporter's wrong dtype, shapes from before the dims were fixed) could contradict an
-    intermediate tensor once it is made a graph output. Types come from shape inference on
-    that clean copy; if inference fails (custom domains), from the model's own annotations.
-    """
-    import onnx
-
-    aug = onnx.ModelProto()
-    aug.CopyFrom(model)
-    del aug.graph.value_info[:]
-    try:
-        inferred = onnx.shape_inference.infer_shapes(aug)
-    except Exception:
-        inferred = model
-    types: dict[str, int] = {}
-    g = inferred.graph
-    for vi in [*g.value_info, *g.input, *g.output]:
-        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
-            types[vi.name] = vi.type.tensor_type.elem_type
-    for init in model.graph.initializer:
-        types[init.name] = init.data_type
-    return aug, types
-
-
-def _add_outputs(aug: "onnx.ModelProto", names: list[str], types: dict[str, int]) -> None:
-    """Make `names` graph outputs of `aug`, declared by element type only (shapes vary)."""
-    import onnx
-    from onnx import helper
-
-    existing = {o.name for o in aug.graph.output}
-    for name in names:
-        if name in existing:
-            continue
-        if name in types:
-            aug.graph.output.append(helper.make_tensor_value_info(name, types[name], None))
-        else:  # onnxruntime accepts an untyped output and infers it
-            aug.graph.output.append(onnx.ValueInfoProto(name=name))
-
-
 def _session(model: "onnx.ModelProto"):
-    from edgec._deps import require
+    from edgec.runtimes.onnx_graph import make_session
 
-    ort = require("onnxruntime", None)
-    opts = ort.SessionOptions()
-    # Fusions would only remove nodes whose outputs we asked for; keep the graph as written.
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+        # Fusions would only remove nodes whose outputs we asked for; keep the graph as written.
+        return make_session(model, optimize=False)
     except Exception as exc:  # onnxruntime's own exception types are not importable uniformly
         raise CalibrationDataError(f"onnxruntime cannot load the model for calibration: {exc}") from exc
 
@@ -111,15 +62,44 @@ def collect_ranges(
         ConfigError: Unknown method or option, or a requested tensor that is not in the model
             or not float.
     """
-    make_observer(method, **observer_kw)  # fail on a bad method before running anything
+    return _observe(model, samples, (method,), tensors, progress, observer_kw)[method]
+
+
+def collect_ranges_multi(model: "onnx.ModelProto", samples: Iterable[dict[str, np.ndarray]],
+                         methods: tuple[str, ...] | None = None,
+                         tensors: list[str] | None = None) -> dict[str, dict[str, TensorRange]]:
+    """``{method: {tensor: TensorRange}}``: `collect_ranges` under several methods in one pass.
+
+    Each tensor feeds one observer per method while onnxruntime runs the model once per
+    sample; ``--calib-method auto`` and the accuracy gate's per-tensor method switching
+    compare those ranges by the error they cause (see `edgec.compiler.quant_stage`).
+
+    Args:
+        model: Float ONNX model.
+        samples: Feeds in the model convention.
+        methods: Observer names (default: every registered observer).
+        tensors: Only these tensors (default: every float input and node output).
+
+    Raises:
+        CalibrationDataError, ConfigError: as `collect_ranges`.
+    """
+    from edgec.calibration.observers import observer_names
+
+    return _observe(model, samples, tuple(methods or observer_names()), tensors, None, {})
+
+
+def _observe(model, samples, methods: tuple[str, ...], tensors, progress, observer_kw) -> dict[str, dict[str, TensorRange]]:
+    """The one calibration loop behind `collect_ranges` and `collect_ranges_multi`."""
+    for method in methods:
+        make_observer(method, **observer_kw)  # fail on a bad method before running anything
     g = model.graph
     init_names = {i.name for i in g.initializer}
     runtime_inputs = [i.name for i in g.input if i.name not in init_names]
     node_outputs = [o for n in g.node for o in n.output if o]
-    aug, types = _augment(model)
+    aug, types = typed_copy(model)
 
     def is_float(name: str) -> bool:
-        return types.get(name, 1) in _FLOAT_TYPES  # unknown: decided by what onnxruntime returns
+        return types.get(name, 1) in FLOAT_TYPES  # unknown: decided by what onnxruntime returns
 
     if tensors is None:
         observed_inputs = [n for n in runtime_inputs if is_float(n)]
@@ -133,7 +113,7 @@ def collect_ranges(
                 f"tensor(s) {', '.join(repr(t) for t in unknown)} to calibrate are not in the model; "
                 "expected node outputs, graph inputs or initializers"
             )
-        not_float = [t for t in tensors if t in types and types[t] not in _FLOAT_TYPES]
+        not_float = [t for t in tensors if t in types and types[t] not in FLOAT_TYPES]
         if not_float:
             raise ConfigError(f"tensor(s) {', '.join(repr(t) for t in not_float)} are not float; expected float tensors to calibrate")
         wanted = set(tensors)
@@ -141,17 +121,17 @@ def collect_ranges(
         observed_outputs = [n for n in node_outputs if n in wanted]
         observed_inits = [n for n in g.initializer if n.name in wanted]
 
-    observers: dict[str, Observer] = {}
     order = [*observed_inputs, *(i.name for i in observed_inits), *observed_outputs]
-    for name in order:
-        observers[name] = make_observer(method, **observer_kw)
+    observers: dict[str, list[Observer]] = {name: [make_observer(m, **observer_kw) for m in methods] for name in order}
     if observed_inits:
         from onnx import numpy_helper
 
         for init in observed_inits:
-            observers[init.name].update(numpy_helper.to_array(init))
+            value = numpy_helper.to_array(init)
+            for obs in observers[init.name]:
+                obs.update(value)
 
-    _add_outputs(aug, observed_outputs, types)
+    mark_outputs(aug, observed_outputs, types)
     sess = _session(aug)
     del aug  # onnxruntime holds its own copy; do not keep a second 90 MB proto alive
     fetch = observed_outputs
@@ -171,10 +151,12 @@ def collect_ranges(
             except Exception as exc:  # InvalidArgument / Fail from onnxruntime
                 raise CalibrationDataError(f"onnxruntime failed on calibration sample {k}: {exc}") from exc
             for name in observed_inputs:
-                observers[name].update(feed[name])
+                for obs in observers[name]:
+                    obs.update(feed[name])
             for name, value in zip(fetch, results):
                 if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-                    observers[name].update(value)
+                    for obs in observers[name]:
+                        obs.update(value)
             del results
             n_seen += 1
             if task is not None:
@@ -182,11 +164,12 @@ def collect_ranges(
     if n_seen == 0:
         raise CalibrationDataError("no calibration samples were given; expected at least one")
 
-    ranges: dict[str, TensorRange] = {}
-    for name, obs in observers.items():
-        if obs.count == 0:
-            if types.get(name, 1) in _FLOAT_TYPES and name in types:
-                ranges[name] = TensorRange(0.0, 0.0, obs.name, 0.0)
-            continue  # unknown type and never a float array: not a float tensor
-        ranges[name] = obs.compute_range()
+    ranges: dict[str, dict[str, TensorRange]] = {m: {} for m in methods}
+    for name, per_method in observers.items():
+        for method, obs in zip(methods, per_method):
+            if obs.count == 0:
+                if types.get(name, 1) in FLOAT_TYPES and name in types:
+                    ranges[method][name] = TensorRange(0.0, 0.0, obs.name, 0.0)
+                continue  # unknown type and never a float array: not a float tensor
+            ranges[method][name] = obs.compute_range()
     return ranges

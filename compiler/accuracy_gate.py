@@ -9,11 +9,17 @@ place is the one last verified:
    (runtimes that mix precisions: OpenVINO, TensorRT, onnxruntime), ``calib-method``
    (integer-only runtimes: the MCU C code), ``int8`` (int4 weights back to int8). A target
    with none (arm: the TFLite converter quantizes by itself) fails with the measured drop.
-3. Rank the candidate fallbacks by sensitivity on the Q/DQ ONNX in onnxruntime
-   (`edgec.compiler.sensitivity`).
-4. Apply them cumulatively, best first; whenever onnxruntime says the drop fits (or nothing
-   is left), re-lower and re-verify with the target. Stop at the first build within budget.
-5. Otherwise fail with the best result found and the layers responsible.
+3. Rank the candidate fallbacks by their measured effect: each alone on top of the current
+   state, on the Q/DQ ONNX in onnxruntime (`edgec.compiler.sensitivity`). Cheap moves
+   first (another calibration range for one tensor, bias correction), float/int8
+   fallbacks only when those are not enough.
+4. Add them best first, keeping one only when it lowers the onnxruntime drop of everything
+   kept so far (so interacting fallbacks never stack into a worse model); whenever the
+   drop fits, re-lower and re-verify with the target. Stop at the first build within budget.
+5. Otherwise fail with the best result found, the layers responsible and a diagnosis of
+   where the error comes from (a tensor range, or the target's runtime when onnxruntime
+   runs the same Q/DQ model within budget). A failed gate writes no bundle, so the gate
+   never ships anything worse than the plain build it started from.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ if TYPE_CHECKING:
 
 SENSITIVITY_MAX_SAMPLES = 256  # evaluation samples used for the onnxruntime ranking
 MAX_TARGET_ATTEMPTS = 6  # lower + verify runs after the first
-MAX_ROUNDS = 4  # sensitivity rankings (each from the state the previous one left)
+MAX_ROUNDS = 4  # sensitivity rankings per phase (each from the state the previous one left)
+MAX_TRIES_PER_ROUND = 12  # ranked fallbacks tried on top of the kept ones, per ranking
+IMPROVEMENT_EPS = 1e-6
+CHEAP_KINDS = ("calib-method", "bias-correction")  # tried before anything goes to float or int8
 REPORT_TOP = 10
 
 Attempt = Callable[..., tuple[dict[str, Any], Any, dict[str, Any], Any]]
@@ -112,29 +121,44 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
             best = (d, st, r)
         return r, d
 
-    for rnd in range(MAX_ROUNDS):
-        base, ranked = rank(quantizer, state, kinds, s_samples, s_refs, s_labels, metric, progress)
-        if rnd == 0:
-            report["onnxruntime_drop"] = base
-            report["sensitivity"] = [fb.to_json() for fb in ranked[:REPORT_TOP]]
-        if not ranked:
-            break
-        ranked_all += ranked
-        for fb in ranked:
-            if fb.kind == "int8" and fb.key in state.keep_float:
-                continue  # already in float
-            state, pending = state.plus(fb), True
-            q, _ = state.quantize(quantizer)
-            ort_drop = metric.drop(run_onnx(q.proto, s_samples), s_refs, s_labels)
-            step: dict[str, Any] = {"fallbacks": len(state.applied), "added": fb.describe(),
-                                    "onnxruntime_drop": ort_drop}
-            steps.append(step)
-            if ort_drop > budget:
-                continue
-            res, drop = try_target(state, step)
-            if drop <= budget:
-                return (*res, _finish(report, drop, state))
-            if tries >= MAX_TARGET_ATTEMPTS:
+    def ort_drop(st: FallbackState) -> float:
+        q, _ = st.quantize(quantizer)
+        return metric.drop(run_onnx(q.proto, s_samples), s_refs, s_labels)
+
+    # Cheap moves (another range for one tensor, bias correction) before float fallbacks;
+    # a move is kept only when it lowers the onnxruntime drop of everything kept so far, so
+    # fallbacks that interact badly are never stacked.
+    current = ort_drop(state)
+    report["onnxruntime_drop"] = current
+    phases = [p for p in ((k for k in kinds if k in CHEAP_KINDS), (k for k in kinds if k not in CHEAP_KINDS))]
+    for phase in (tuple(p) for p in phases):
+        if not phase:
+            continue
+        for _ in range(MAX_ROUNDS):
+            _, ranked = rank(quantizer, state, phase, s_samples, s_refs, s_labels, metric, progress)
+            if not report.get("sensitivity") and ranked:
+                report["sensitivity"] = [fb.to_json() for fb in ranked[:REPORT_TOP]]
+            ranked_all += ranked
+            improved = False
+            for fb in ranked[:MAX_TRIES_PER_ROUND]:
+                if fb.kind == "int8" and fb.key in state.keep_float:
+                    continue  # already in float
+                cand = state.plus(fb)
+                d = ort_drop(cand)
+                step: dict[str, Any] = {"fallbacks": len(cand.applied), "added": fb.describe(), "onnxruntime_drop": d}
+                steps.append(step)
+                if d >= current - IMPROVEMENT_EPS:
+                    step["kept"] = False  # does not help on top of the fallbacks already kept
+                    continue
+                state, current, pending, improved = cand, d, True, True
+                step["kept"] = True
+                if current <= budget:
+                    res, drop = try_target(state, step)
+                    if drop <= budget:
+                        return (*res, _finish(report, drop, state))
+                    if tries >= MAX_TARGET_ATTEMPTS:
+                        break
+            if not improved or current <= budget or tries >= MAX_TARGET_ATTEMPTS:
                 break
         if tries >= MAX_TARGET_ATTEMPTS:
             break
@@ -142,17 +166,37 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         res, drop = try_target(state, steps[-1])
         if drop <= budget:
             return (*res, _finish(report, drop, state))
-    ranked = ranked_all
+    ranked = sorted(ranked_all, key=lambda fb: fb.drop)
     b_drop, b_state, _ = best
     if math.isinf(b_drop):
         raise AccuracyError(f"--max-accuracy-drop {budget:g} not met on target '{target.name}': the target refused "
                             f"every attempt ({steps[-1].get('target_refused') or steps[0].get('target_refused')})")
     kept = "; ".join(fb.describe() for fb in b_state.applied) or "no fallback helped"
     worst = ", ".join(f"{fb.key} ({fb.op or fb.value})" for fb in ranked[:3]) or "none found"
+    cause = _diagnose(report, steps, current, b_drop, budget, ranked)
     raise AccuracyError(
         f"--max-accuracy-drop {budget:g} not met on target '{target.name}': best drop {b_drop:.3g} ({metric.unit}) "
-        f"with {len(b_state.applied)} fallback(s) [{kept}]; most sensitive: {worst}; try --precision fp16/fp32, "
-        "another --calib-method, more representative --calib data, or a larger budget")
+        f"with {len(b_state.applied)} fallback(s) [{kept}]; most sensitive: {worst}; {cause}; try --precision "
+        "fp16/fp32, another --calib-method, more representative --calib data, or a larger budget")
+
+
+def _diagnose(report: dict[str, Any], steps: list[dict[str, Any]], ort_drop: float, target_drop: float,
+              budget: float, ranked: list) -> str:
+    """Which pattern the remaining error comes from, for the failure message and the report."""
+    if ort_drop <= budget < target_drop:
+        cause = (f"the error comes from the target's runtime, not the ranges: onnxruntime runs the same Q/DQ model "
+                 f"within budget (drop {ort_drop:.3g}) but the target's build loses {target_drop:.3g} (an op it "
+                 "executes differently, or a lowering bug; compare with `edgec debug layers --runtime target`)")
+    elif not ranked:
+        cause = ("no single layer or tensor range explains the error: it is spread over many layers (try "
+                 "--precision fp16 or per-layer diagnosis with `edgec debug layers`)")
+    else:
+        top = ranked[0]
+        what = f"the range of tensor {top.key}" if top.kind == "calib-method" else f"{top.key} ({top.op})"
+        cause = (f"the error comes mostly from {what}: alone it lowers the onnxruntime drop to {top.drop:.3g}, "
+                 "but the budget needs more than the fallbacks tried")
+    report["diagnosis"] = cause
+    return cause
 
 
 def _finish(report: dict[str, Any], drop: float, state: FallbackState) -> dict[str, Any]:
@@ -160,6 +204,7 @@ def _finish(report: dict[str, Any], drop: float, state: FallbackState) -> dict[s
                    "kept_float": [fb.key for fb in state.applied if fb.kind == "keep-float"],
                    "int8_instead_of_int4": [fb.key for fb in state.applied if fb.kind == "int8"],
                    "calib_method_overrides": {fb.key: fb.value for fb in state.applied if fb.kind == "calib-method"},
+                   "bias_correction": state.bias_correction,
                    "fallbacks": [{**fb.to_json(), "why": f"alone it lowers the onnxruntime drop from {fb.base:.4g} to "
                                                          f"{fb.drop:.4g}"} for fb in state.applied]})
     return report

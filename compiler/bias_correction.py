@@ -41,7 +41,7 @@ def correct_bias(float_model: "ModelHandle", quant: "ModelHandle",
     """The Q/DQ model with corrected biases, and a summary (layers, mean |shift| removed)."""
     import onnx
 
-    from edgec.compiler.quality import ort_session, run_onnx
+    from edgec.runtimes.onnx_graph import make_session, run, with_outputs
 
     proto = onnx.ModelProto()
     proto.CopyFrom(quant.proto)
@@ -50,17 +50,17 @@ def correct_bias(float_model: "ModelHandle", quant: "ModelHandle",
     layers = _bias_layers(proto, float_model.proto)
     if not layers or not samples:
         return quant, {"layers": 0}
-    f_aug = _with_outputs(float_model.proto, [f for _, _, f in layers])  # float outputs of every layer
-    f_out = run_onnx(f_aug, samples, outputs=[f for _, _, f in layers], session=ort_session(f_aug, optimize=False))
+    f_aug = with_outputs(float_model.proto, [f for _, _, f in layers])  # float outputs of every layer
+    f_out = run(f_aug, samples, outputs=[f for _, _, f in layers], session=make_session(f_aug, optimize=False))
     inits = {t.name: t for t in g.initializer}
     producer = {o: n for n in g.node for o in n.output}
     nodes = {n.name: n for n in g.node}
     outputs = [o.name for o in g.output]
-    f_final = run_onnx(float_model.proto, samples)
+    f_final = run(float_model.proto, samples)
 
     def run_q(extra: list[str]) -> list[dict[str, np.ndarray]]:
-        aug = _with_outputs(proto, extra)
-        return run_onnx(aug, samples, outputs=[*outputs, *extra], session=ort_session(aug, optimize=False))
+        aug = with_outputs(proto, extra)
+        return run(aug, samples, outputs=[*outputs, *extra], session=make_session(aug, optimize=False))
 
     shifts, skipped = {}, []
     q_out = run_q([layers[0][1]])
@@ -138,11 +138,3 @@ def _apply(node, delta: np.ndarray, inits, producer) -> bool:
     new = np.clip(np.round((q * scale - delta) / scale), -(2**31) + 1, 2**31 - 1).astype(np.int32)
     qt.CopyFrom(numpy_helper.from_array(new, qt.name))
     return True
-
-
-def _with_outputs(proto, names: list[str]):
-    from edgec.calibration.collect import _add_outputs, _augment
-
-    aug, types = _augment(proto)
-    _add_outputs(aug, names, types)
-    return aug

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
+from edgec.compiler.manifest import SCHEMA_VERSION, Manifest  # noqa: F401  (SCHEMA_VERSION: for other bundle writers)
 from edgec.compiler.model import sha256_file
 from edgec.errors import BundleError
 
-SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 REPORT = "report.json"
 
@@ -60,8 +60,9 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise BundleError(f"{mpath} is corrupt: {exc}") from exc
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise BundleError(f"{mpath} has schema_version {manifest.get('schema_version')}; this edgec reads {SCHEMA_VERSION}")
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{mpath} is corrupt: expected a JSON object")
+    Manifest.from_json(manifest, str(mpath))  # schema 1 or 2 with the keys every runner needs
     return manifest
 
 
@@ -89,6 +90,20 @@ def verify_files(bundle: Path, manifest: dict[str, Any]) -> list[str]:
         if not p.is_file() or sha256_file(p) != e["sha256"]:
             bad.append(e["path"])
     return bad
+
+
+def open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
+    """The bundle's manifest, after checking (unless ``check_files`` is False) that its files are unchanged.
+
+    Raises:
+        BundleError: No readable manifest, or files changed or missing since the build.
+    """
+    manifest = read_manifest(Path(bundle))
+    if check_files:
+        bad = verify_files(Path(bundle), manifest)
+        if bad:
+            raise BundleError(f"bundle files changed or missing since the build: {', '.join(bad[:5])}")
+    return manifest
 
 
 class BundleWriter:

@@ -6,14 +6,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgec.calibration.observers import registered_observers
 from edgec.calibration.types import PreprocessConfig
+from edgec.targets.registry import DEFAULT_TARGET
 
-CALIB_METHODS = ("minmax", "percentile", "entropy", "mse")
-# ``auto`` picks one of CALIB_METHODS per tensor by the output error it causes (compiler/quant_stage.py).
+# Every registered observer can be chosen, and ``auto`` considers all of them per tensor by
+# the output error it causes (compiler/quant_stage.py).
+CALIB_METHODS = registered_observers()
 CALIB_METHOD_CHOICES = (*CALIB_METHODS, "auto")
-INT4_GROUP_SIZES = (32, 64, 128)
+INT4_GROUP_SIZES = (16, 32, 64, 128, 256)
 INT4_MODES = ("sym", "asym")
 INT4_METHODS = ("rtn", "gptq", "awq")
+
+
+def one_of(values) -> str:
+    """``a, b or c`` for messages."""
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,7 @@ class BuildConfig:
         target: Target name or alias.
         precision: Requested precision; None takes the target's default.
         calib: Calibration data path, or ``random``.
-        calib_method: Observer for activation ranges.
+        calib_method: Observer for activation ranges; None: the target's default (`QuantScheme.calib_method`).
         calib_samples: Maximum samples to use.
         eval_data: Data for the accuracy check (default: the calibration data).
         input_shapes: ``--input-shape`` values.
@@ -52,6 +61,8 @@ class BuildConfig:
         seed: Seed for ``--calib random`` and synthetic data.
         max_accuracy_drop: Accuracy gate: largest allowed drop of ``metric`` against the float
             model (points; see `edgec.compiler.quality`); None disables the gate.
+        accept_low_accuracy: Ship a quantized artifact below the default accuracy floor
+            (`edgec.compiler.accuracy_floor`) instead of failing.
         metric: ``auto``, ``top1``, ``cosine``, ``mse`` or ``file.py:fn`` for the gate.
         group_size: INT4 block size along the input dimension.
         int4_mode: ``sym`` (int4, zero point 0) or ``asym`` (uint4 with zero points).
@@ -70,10 +81,10 @@ class BuildConfig:
 
     model: str
     output: Path
-    target: str = "intel-cpu"
+    target: str = DEFAULT_TARGET
     precision: str | None = None
     calib: str | None = None
-    calib_method: str = "minmax"
+    calib_method: str | None = None
     calib_samples: int = 128
     eval_data: str | None = None
     input_shapes: dict[str, InputShape] = field(default_factory=dict)
@@ -85,6 +96,7 @@ class BuildConfig:
     target_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     max_accuracy_drop: float | None = None
+    accept_low_accuracy: bool = False
     metric: str = "auto"
     group_size: int = 128
     int4_mode: str = "asym"
@@ -102,6 +114,8 @@ class BuildConfig:
         out: dict[str, Any] = {}
         if self.max_accuracy_drop is not None:
             out.update(max_accuracy_drop=self.max_accuracy_drop, metric=self.metric)
+        if self.accept_low_accuracy:
+            out["accept_low_accuracy"] = True
         if self.precision == "int4":
             out.update(group_size=self.group_size, int4_mode=self.int4_mode, int4_method=self.int4_method)
         if self.smoothquant is not None:

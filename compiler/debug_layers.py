@@ -16,9 +16,10 @@ compared with the same node's output in the float model over the data:
   to an almost exact tensor, such as an int8 embedding at 45 dB, adds little noise).
 
 ``bisect`` names the first node in graph order whose output SQNR falls below the threshold.
-For intel-cpu bundles, ``runtime="target"`` reads the same tensors from the OpenVINO IR on
-the OpenVINO CPU plugin instead of onnxruntime (what the device really computes; tensors
-that OpenVINO fused away are reported as missing).
+``runtime="target"`` reads the same tensors through the bundle's own runner
+(`Runner.intermediate_tensors`: the OpenVINO IR on the CPU plugin for intel-cpu, the
+artifact ONNX for onnxruntime) instead of the reference onnxruntime run (what the device
+really computes; tensors the runtime fused away are reported as missing).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import BundleError, ConfigError
+from edgec.runtimes.registry import REFERENCE_RUNNER
 
 SQNR_CAP = 120.0  # dB; exact tensors count as this for the added-error arithmetic
 DEFAULT_THRESHOLD_DB = 20.0
@@ -37,49 +39,9 @@ SKIP_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Constant", "Shape"}
 
 
 def _cap(x: float) -> float:
+    if math.isnan(x):  # a NaN or Inf in the tensor: the worst, never a small error
+        return -SQNR_CAP
     return SQNR_CAP if x == math.inf else max(min(x, SQNR_CAP), -SQNR_CAP)
-
-
-class _Stats:
-    """Streaming SQNR / cosine / max abs between two tensors over samples."""
-
-    def __init__(self) -> None:
-        self.sig = self.noise = self.dot = self.nb = self.max_abs = 0.0
-
-    def update(self, ref: np.ndarray, got: np.ndarray) -> None:
-        r = np.asarray(ref, np.float64).ravel()
-        g = np.asarray(got, np.float64).ravel()
-        if g.size != r.size:
-            return
-        d = g - r
-        self.sig += float(r @ r)
-        self.noise += float(d @ d)
-        self.dot += float(r @ g)
-        self.nb += float(g @ g)
-        self.max_abs = max(self.max_abs, float(np.abs(d).max(initial=0.0)))
-
-    @property
-    def sqnr(self) -> float:
-        if self.noise == 0.0:
-            return math.inf
-        if self.sig == 0.0:
-            return -math.inf
-        return 10.0 * math.log10(self.sig / self.noise)
-
-    @property
-    def cosine(self) -> float:
-        if self.sig == 0 and self.nb == 0:
-            return 1.0
-        if self.sig == 0 or self.nb == 0:
-            return 0.0
-        return self.dot / math.sqrt(self.sig * self.nb)
-
-
-def _float_outputs(proto) -> set[str]:
-    from edgec.calibration.collect import _FLOAT_TYPES, _augment
-
-    _, types = _augment(proto)
-    return {n for n, t in types.items() if t in _FLOAT_TYPES}
 
 
 def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]], *,
@@ -94,12 +56,12 @@ def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]
             quantized model's tensors from another runtime (the target's); names it cannot
             produce are reported as missing.
     """
-    from edgec.calibration.collect import _add_outputs, _augment
-    from edgec.compiler.quality import ort_session
+    from edgec.runtimes.metrics import ErrorStats
+    from edgec.runtimes.onnx_graph import float_tensors, make_session, with_outputs
 
     fnodes = {n.name: n for n in float_proto.graph.node if n.name}
-    f_float = _float_outputs(float_proto)
-    q_float = _float_outputs(quant_proto)
+    f_float = float_tensors(float_proto)
+    q_float = float_tensors(quant_proto)
     producer_q = {o: n for n in quant_proto.graph.node for o in n.output}
     q_inits = {t.name for t in quant_proto.graph.initializer}
     pairs: list[dict[str, Any]] = []  # one per compared node
@@ -125,17 +87,13 @@ def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]
         raise ConfigError("the quantized model shares no node names with the float model; nothing to compare")
     q_names = list(dict.fromkeys([p["out"][0] for p in pairs] + [q for p in pairs for q, _ in p["ins"]]))
     f_names = list(dict.fromkeys([p["out"][1] for p in pairs] + [f for p in pairs for _, f in p["ins"]]))
-    f_aug, f_types = _augment(float_proto)
-    _add_outputs(f_aug, f_names, f_types)
-    f_sess = ort_session(f_aug, optimize=False)
+    f_sess = make_session(with_outputs(float_proto, f_names), optimize=False)
     f_inputs = [i.name for i in f_sess.get_inputs()]
     q_sess = q_inputs = None
     if quant_runner is None:
-        q_aug, q_types = _augment(quant_proto)
-        _add_outputs(q_aug, q_names, q_types)
-        q_sess = ort_session(q_aug, optimize=False)
+        q_sess = make_session(with_outputs(quant_proto, q_names), optimize=False)
         q_inputs = [i.name for i in q_sess.get_inputs()]
-    stats: dict[tuple[str, str], _Stats] = {}
+    stats: dict[tuple[str, str], ErrorStats] = {}
     missing: set[str] = set()
     for s in samples:
         fv = dict(zip(f_names, f_sess.run(f_names, {k: s[k] for k in f_inputs})))
@@ -147,18 +105,19 @@ def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]
             if qn not in qv:
                 missing.add(qn)
                 continue
-            stats.setdefault((qn, fnm), _Stats()).update(fv[fnm], qv[qn])
+            if np.size(fv[fnm]) == np.size(qv[qn]):
+                stats.setdefault((qn, fnm), ErrorStats()).add(fv[fnm], qv[qn])
     rows = []
     for p in pairs:
         st = stats.get(p["out"])
         if st is None:
             continue
         # Noise of several inputs adds up (a product or sum of two noisy tensors carries both).
-        in_noise = sum(_noise(stats[x].sqnr) for x in p["ins"] if x in stats) or _noise(SQNR_CAP)
+        in_noise = sum(_noise(stats[x].sqnr_db) for x in p["ins"] if x in stats) or _noise(SQNR_CAP)
         in_sqnr = _cap(-10.0 * math.log10(in_noise))
-        out_sqnr = st.sqnr
+        out_sqnr = st.sqnr_db
         rows.append({"node": p["node"], "op": p["op"], "output": p["out"][1], "quantized": p["quantized"],
-                     "sqnr_db": _round(_cap(out_sqnr)), "cosine": st.cosine, "max_abs_err": st.max_abs,
+                     "sqnr_db": _round(_cap(out_sqnr)), "cosine": st.cosine, "max_abs_err": st.max_abs_err,
                      "input_sqnr_db": _round(in_sqnr), "added_db": _round(in_sqnr - _cap(out_sqnr)),
                      "added_noise": _noise(out_sqnr) - _noise(in_sqnr)})
     return rows
@@ -184,16 +143,16 @@ def bisect(rows: list[dict[str, Any]], threshold_db: float) -> dict[str, Any] | 
 
 
 def debug_bundle(bundle: Path, data: str, *, threshold_db: float = DEFAULT_THRESHOLD_DB, max_samples: int = 64,
-                 runtime: str = "onnxruntime") -> dict[str, Any]:
+                 runtime: str = REFERENCE_RUNNER) -> dict[str, Any]:
     """Per-layer errors of a bundle's quantized model on ``data`` (see the module docstring)."""
     import onnx
 
-    from edgec.api import _open_bundle
+    from edgec.compiler.bundle import open_bundle
     from edgec.calibration import load_calibration_data
     from edgec.runtimes import io as rio
 
     bundle = Path(bundle)
-    manifest = _open_bundle(bundle)
+    manifest = open_bundle(bundle)
     ref = manifest.get("reference") or {}
     qpath = ref.get("quantized")
     if not qpath:
@@ -208,45 +167,22 @@ def debug_bundle(bundle: Path, data: str, *, threshold_db: float = DEFAULT_THRES
     quant_runner = None
     if runtime == "target":
         quant_runner = _target_tensors(bundle, manifest)
-    elif runtime != "onnxruntime":
-        raise ConfigError(f"--runtime {runtime}: expected onnxruntime or target")
+    elif runtime != REFERENCE_RUNNER:
+        raise ConfigError(f"--runtime {runtime}: expected {REFERENCE_RUNNER} or target")
     rows = compare_layers(float_proto, quant_proto, samples, quant_runner=quant_runner)
     first = bisect(rows, threshold_db)
     return {"bundle": str(bundle), "target": manifest["target"], "precision": manifest["precision"],
-            "runtime": runtime if runtime == "onnxruntime" else manifest["runner"], "samples": len(samples),
+            "runtime": runtime if runtime == REFERENCE_RUNNER else manifest["runner"], "samples": len(samples),
             "threshold_db": threshold_db, "layers": rank_rows(rows), "graph_order": [r["node"] for r in rows],
             "first_above_threshold": first}
 
 
 def _target_tensors(bundle: Path, manifest: dict[str, Any]):
-    """A reader of intermediate tensors from the target's runtime (OpenVINO IR only)."""
-    if manifest.get("runner") != "openvino":
+    """A reader of intermediate tensors from the bundle's own runner (`Runner.intermediate_tensors`)."""
+    from edgec.runtimes.registry import RUNNERS, create_runner
+
+    if not RUNNERS.get(manifest["runner"]).exposes_intermediate_tensors:
         raise ConfigError(f"--runtime target: the {manifest['runner']} runner does not expose intermediate tensors; "
-                          "use --runtime onnxruntime (the Q/DQ ONNX the target lowered)")
-    from edgec._deps import require
-
-    ov = require("openvino", "openvino")
-    core = ov.Core()
-    model = core.read_model(str(bundle / manifest["artifact"]["path"]))
-    cache: dict[tuple[str, ...], Any] = {}
-
-    def run(names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        key = tuple(names)
-        if key not in cache:
-            have = {n for op in model.get_ordered_ops() for o in op.outputs() for n in o.get_names()}
-            wanted = [n for n in names if n in have]
-            m = model.clone()
-            for n in wanted:
-                m.add_outputs(n)
-            compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            cache[key] = (compiled, wanted)
-        compiled, wanted = cache[key]
-        res = compiled({k: v for k, v in feeds.items() if k in {i.get_any_name() for i in compiled.inputs}})
-        out = {}
-        for port, val in res.items():
-            for n in port.get_names():
-                if n in wanted:
-                    out[n] = np.asarray(val)
-        return out
-
-    return run
+                          f"use --runtime {REFERENCE_RUNNER} (the Q/DQ ONNX the target lowered)")
+    runner = create_runner(manifest["runner"], bundle, manifest).load()
+    return runner.intermediate_tensors

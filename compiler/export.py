@@ -46,16 +46,17 @@ def _output_names(outputs: Any) -> list[str]:
     return ["output"]
 
 
-def _flatten(outputs: Any) -> list[np.ndarray]:
+def flatten_outputs(outputs: Any) -> list[np.ndarray]:
+    """A PyTorch model's outputs (tensor, tuple, list, dict or ModelOutput, nested) as numpy arrays in order."""
     torch = require("torch", "export")
     if isinstance(outputs, torch.Tensor):
         return [outputs.detach().cpu().numpy()]
     if isinstance(outputs, Mapping):
-        return [o for v in outputs.values() for o in _flatten(v)]
+        return [o for v in outputs.values() for o in flatten_outputs(v)]
     if isinstance(outputs, (tuple, list)):
-        return [o for v in outputs for o in _flatten(v)]
+        return [o for v in outputs for o in flatten_outputs(v)]
     if hasattr(outputs, "to_tuple"):
-        return _flatten(outputs.to_tuple())
+        return flatten_outputs(outputs.to_tuple())
     raise ExportError(f"cannot read model output of type {type(outputs).__name__}")
 
 
@@ -139,7 +140,7 @@ def export_parity(module: Any, proto: Any, example: dict[str, Any]) -> float:
 
     torch = require("torch", "export")
     with torch.no_grad():
-        ref = _flatten(module(*example.values()))
+        ref = flatten_outputs(module(*example.values()))
     sess = make_session(proto.SerializeToString())
     feed_names = [i.name for i in sess.get_inputs()]
     feeds = {n: example[n].detach().cpu().numpy() for n in feed_names if n in example}

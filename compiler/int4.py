@@ -195,12 +195,14 @@ class Int4Quantizer:
 
     def __init__(self, model: "ModelHandle", calibration: "CalibrationData | None", group_size: int = 128,
                  mode: str = "asym", method: str = "rtn", int8_embeddings: bool = True):
-        if group_size not in (16, 32, 64, 128, 256):
-            raise ConfigError(f"--group-size {group_size}: expected 32, 64 or 128")
-        if mode not in ("sym", "asym"):
-            raise ConfigError(f"--int4-mode {mode}: expected sym or asym")
-        if method not in ("rtn", "gptq", "awq"):
-            raise ConfigError(f"--int4-method {method}: expected rtn, gptq or awq")
+        from edgec.compiler.config import INT4_GROUP_SIZES, INT4_METHODS, INT4_MODES, one_of
+
+        if group_size not in INT4_GROUP_SIZES:
+            raise ConfigError(f"--group-size {group_size}: expected {one_of(INT4_GROUP_SIZES)}")
+        if mode not in INT4_MODES:
+            raise ConfigError(f"--int4-mode {mode}: expected {one_of(INT4_MODES)}")
+        if method not in INT4_METHODS:
+            raise ConfigError(f"--int4-method {method}: expected {one_of(INT4_METHODS)}")
         if method != "rtn" and calibration is None:
             raise CalibrationDataError(f"--int4-method {method} needs calibration data: pass --calib (e.g. a .txt "
                                        "of texts), or use --int4-method rtn")
@@ -274,11 +276,9 @@ class Int4Quantizer:
 
     # -- calibration activations -----------------------------------------------------------
     def _activations(self, names: list[str]) -> dict[str, np.ndarray]:
-        from edgec.calibration.collect import _add_outputs, _augment, _session
+        from edgec.runtimes.onnx_graph import make_session, with_outputs
 
-        aug, types = _augment(self.model.proto)
-        _add_outputs(aug, names, types)
-        sess = _session(aug)
+        sess = make_session(with_outputs(self.model.proto, names), optimize=False)
         feeds_names = [i.name for i in sess.get_inputs()]
         rows: dict[str, list[np.ndarray]] = {n: [] for n in names}
         for s in self.calibration.samples:
@@ -404,11 +404,11 @@ class Int4Quantizer:
             sc = qw.scale.T if trans else qw.scale
             axis = 1 if trans else 0
             dtype = TensorProto.INT4 if qw.zero_point is None else TensorProto.UINT4
-            qt = helper.make_tensor("q", dtype, list(q.shape), q.flatten().tolist())
+            qt = _int4_tensor("q", dtype, q)
             zt = None
             if qw.zero_point is not None:
                 z = qw.zero_point.T if trans else qw.zero_point
-                zt = helper.make_tensor("z", TensorProto.UINT4, list(z.shape), z.flatten().tolist())
+                zt = _int4_tensor("z", TensorProto.UINT4, z)
             node.input[1] = add_dq(w_name + "_" + name, qt, sc, zt, axis, qw.block)
             stats["int4"].append(name)
         for name, table in self.embeddings.items():
@@ -431,6 +431,21 @@ class Int4Quantizer:
                    "int4_nodes": len(stats["int4"]), "int8_nodes": sorted(stats["int8"]),
                    "keep_float": stats["float"], "lm_head_and_embeddings": "int8" if self.int8_embeddings else "int4"}
         return self.model.with_proto(proto), summary
+
+
+def _int4_tensor(name: str, dtype: int, values: np.ndarray):
+    """An INT4/UINT4 TensorProto from values in an int8 array, packed two per byte (low nibble first).
+
+    Packing with NumPy keeps large models fast and small: a list of Python ints per element
+    (``make_tensor(..., values.tolist())``) costs gigabytes for a 100M-weight model.
+    """
+    from onnx import helper
+
+    flat = values.reshape(-1).astype(np.uint8) & 0x0F
+    if flat.size % 2:
+        flat = np.concatenate([flat, np.zeros(1, np.uint8)])
+    packed = (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
+    return helper.make_tensor(name, dtype, list(values.shape), packed.tobytes(), raw=True)
 
 
 def _set_opset(proto, version: int) -> None:

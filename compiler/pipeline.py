@@ -1,25 +1,30 @@
-"""The build pipeline: load -> optimize -> calibrate -> quantize -> lower -> verify -> package."""
+"""The build pipeline as named stages over one typed `BuildState`.
+
+``load -> optimize -> [prune] -> check support -> calibrate -> quantize -> lower -> verify
+-> package``. Each stage is a function of the state (`STAGES`); the support check runs on
+the float graph before calibration, so an unsupported op fails in seconds. Lowering and
+verifying is a `Lowering` object: the build calls it once, and the accuracy gate
+(``--max-accuracy-drop``) calls it again with other quantized models until one fits.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgec import __version__
-from edgec._deps import version_of
 from edgec.compiler import bundle as bundle_io
 from edgec.compiler.config import BuildConfig
+from edgec.compiler.manifest import Manifest
 from edgec.compiler.model import ModelHandle
+from edgec.compiler.packaging import copy_tokenizer, dependencies, jsonable_options, source_size, write_reference
 from edgec.compiler.output_dir import read_paths
 from edgec.compiler.progress import SILENT, Progress
 from edgec.errors import CalibrationDataError, ConfigError, MissingDependencyError
 
-CORE_DISTS = ("edgec", "numpy", "onnx", "onnxruntime", "onnxslim")
-SOURCE_DISTS = {"torch": ("torch",), "pt2": ("torch",), "hf": ("torch", "transformers", "tokenizers")}
-TARGET_DISTS = {"intel-cpu": ("openvino",), "arm": ("tensorflow", "onnx2tf", "ai-edge-litert"),
-                "mcu": ("ai-edge-litert",), "jetson": ("tensorrt",)}
 VERIFY_MAX_SAMPLES = 64  # samples of the calibration data reused for the accuracy check
 EVAL_MAX_SAMPLES = 1000  # samples of an explicit --eval set
 
@@ -36,7 +41,12 @@ class BuildResult:
 def resolve_precision(target, precision: str | None) -> str:
     p = precision or target.default_precision
     if p not in target.supported_precisions:
-        hint = "; int4 weight-only builds are for targets intel-cpu and onnxruntime" if p == "int4" else ""
+        hint = ""
+        if p == "int4":
+            from edgec.targets.registry import TARGETS
+
+            have = [n for n in TARGETS.names() if "int4" in TARGETS.target_class(n).supported_precisions]
+            hint = f"; int4 weight-only builds are for targets {' and '.join(have)}"
         raise ConfigError(
             f"target '{target.name}' does not support precision '{p}' (it supports: "
             f"{', '.join(target.supported_precisions)}){hint}")
@@ -64,6 +74,9 @@ def build(config: BuildConfig, progress: Progress = SILENT) -> BuildResult:
         raise _unavailable(target, reason)
     precision = resolve_precision(target, config.precision)
     options = check_target_options(target, config.target_options)
+    if config.calib_method is None:  # the target's default, chosen by measurement on real models
+        scheme = target.quant_scheme
+        config = dataclasses.replace(config, calib_method=scheme.calib_method if scheme is not None else "minmax")
     writer = bundle_io.BundleWriter(config.output, config.force, reads=read_paths(config))
     try:
         result = _build_into(config, target, precision, options, writer.tmp, progress)
@@ -80,11 +93,52 @@ def _unavailable(target, reason: str) -> MissingDependencyError:
                                   message=f"target '{target.name}' is not usable here: {reason}")
 
 
+@dataclass
+class BuildState:
+    """Everything one build knows, filled in stage by stage.
+
+    Attributes:
+        config, target, precision, options: What was asked (options checked and defaulted).
+        tmp: The bundle folder being written (moved into place when the build succeeds).
+        progress: Progress reporter.
+        handle: The float model (after loading, optimizing and pruning).
+        prune: The ``--prune`` request, or None.
+        passes: Passes run so far, ``{"name", "config"}`` each, in order.
+        calibration: Calibration data, when the precision is calibrated.
+        ranges: Per-tensor ranges from calibration (int8).
+        quantizer: `Int8Quantizer` / `Int4Quantizer`, or None.
+        quant, quant_summary: The quantized model and its pass summary (without the gate).
+        kept_quant: The source's own quantization, when an already-quantized ONNX keeps it.
+        eval_samples, eval_source, labels: The data the build is verified on.
+        manifest, lowered, accuracy, gate: What lowering, verifying and the gate produced.
+    """
+
+    config: BuildConfig
+    target: Any
+    precision: str
+    options: dict[str, Any]
+    tmp: Path
+    progress: Progress
+    handle: ModelHandle | None = None
+    prune: Any = None
+    passes: list[dict[str, Any]] = field(default_factory=list)
+    calibration: Any = None
+    ranges: Any = None
+    quantizer: Any = None
+    quant: ModelHandle | None = None
+    quant_summary: dict[str, Any] | None = None
+    kept_quant: Any = None
+    eval_samples: list[dict] = field(default_factory=list)
+    eval_source: str = ""
+    labels: Any = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    lowered: Any = None
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    gate: dict[str, Any] | None = None
+
+
 def _build_into(config: BuildConfig, target, precision: str, options: dict[str, Any], tmp: Path,
                 progress: Progress) -> tuple[dict[str, Any], dict[str, Any]]:
-    from edgec.compiler.loaders import fix_input_shapes, load_model
-    from edgec.compiler.optimize import optimize
-
     from edgec.compiler.llm.source import is_causal_lm_folder
 
     if not config.input_shapes and is_causal_lm_folder(Path(config.model)):
@@ -94,148 +148,276 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     if config.lora or config.kv_cache:
         raise ConfigError("--lora and --kv-cache apply to causal-LM folders built as generation bundles "
                           "(an HF *ForCausalLM folder, without --input-shape)")
-    passes: list[dict[str, Any]] = []
+    state = BuildState(config, target, precision, options, tmp, progress)
+    for stage in STAGES:
+        stage(state)
+    return package(state)
+
+
+def load(state: BuildState) -> None:
+    """Read the source model (PyTorch sources are pruned before export here)."""
+    from edgec.compiler.loaders import load_model
     from edgec.compiler.prune import request_from_config
 
-    prune = request_from_config(config)  # None without --prune
-    progress.message(f"loading {config.model}")
-    handle = load_model(config.model, task=config.task, input_shapes=config.input_shapes,
-                        parity_tol=config.parity_tol, progress=progress, prune=prune)
-    if handle.format == "tflite":  # kept as is only where the target runs the flatbuffer natively
+    config, target = state.config, state.target
+    state.prune = request_from_config(config)  # None without --prune
+    state.progress.message(f"loading {config.model}")
+    state.handle = load_model(config.model, task=config.task, input_shapes=config.input_shapes,
+                              parity_tol=config.parity_tol, progress=state.progress, prune=state.prune)
+    if state.handle.format == "tflite":  # kept as is only where the target runs the flatbuffer natively
         from edgec.compiler.frontends.tflite import as_source_for
 
-        handle = as_source_for(handle, target.accepted_formats)
-    if handle.proto is not None:
+        state.handle = as_source_for(state.handle, target.accepted_formats)
+    if state.handle.proto is not None:
         from edgec.compiler.finite import check_weights
 
-        check_weights(handle.proto, config.model)
-    if handle.format not in target.accepted_formats:
+        check_weights(state.handle.proto, config.model)
+    if state.handle.format not in target.accepted_formats:
         raise ConfigError(
-            f"target '{target.name}' does not take {handle.format} models; give the ONNX or PyTorch model instead")
-    kept_quant = None
-    if handle.format == "onnx":
-        from edgec.compiler.frontends.quantized_onnx import prepare
+            f"target '{target.name}' does not take {state.handle.format} models; give the ONNX or PyTorch model "
+            "instead")
 
-        handle, kept_quant = prepare(handle, config.keep_source_quantization)
-        handle = fix_input_shapes(handle, config.input_shapes)
-        progress.message("optimizing the float graph")
-        handle, info = optimize(handle)
-        passes.append({"name": "optimize", "config": info})
-        if prune is not None:  # ONNX sources are pruned here; PyTorch ones were before export
-            from edgec.compiler.prune.hook import after_optimize
 
-            handle, prune_pass = after_optimize(handle, prune, progress)
-            passes.append(prune_pass)
+def optimize(state: BuildState) -> None:
+    """Fix input shapes and simplify the float ONNX graph."""
+    from edgec.compiler.loaders import fix_input_shapes
+    from edgec.compiler.optimize import optimize as optimize_graph
 
-    calibration = ranges = quant = quantizer = None
-    quant_summary: dict[str, Any] | None = None
-    if handle.format == "onnx" and precision == "int4":
+    if state.handle.format != "onnx":
+        return
+    from edgec.compiler.frontends.quantized_onnx import prepare
+
+    state.handle, state.kept_quant = prepare(state.handle, state.config.keep_source_quantization)
+    state.handle = fix_input_shapes(state.handle, state.config.input_shapes)
+    state.progress.message("optimizing the float graph")
+    state.handle, info = optimize_graph(state.handle)
+    state.passes.append({"name": "optimize", "config": info})
+
+
+def prune(state: BuildState) -> None:
+    """``--prune`` on ONNX sources (PyTorch sources were pruned before export)."""
+    if state.prune is None or state.handle.format != "onnx":
+        return
+    from edgec.compiler.prune.hook import after_optimize
+
+    state.handle, prune_pass = after_optimize(state.handle, state.prune, state.progress)
+    state.passes.append(prune_pass)
+
+
+def check_support(state: BuildState) -> None:
+    """The target's op support, on the float graph: an unsupported op fails before calibration."""
+    from edgec.targets.base import LowerSpec
+
+    spec = LowerSpec(precision=state.precision, float_model=state.handle, options=state.options,
+                     input_profiles=_profiles(state.config), keep_float=state.config.keep_float,
+                     progress=state.progress)
+    state.target.check(state.handle, spec).raise_if_unsupported()
+
+
+def calibrate(state: BuildState) -> None:
+    """Calibration data and ranges (int8), or the int4 quantizer with its own data."""
+    config, target, handle = state.config, state.target, state.handle
+    if handle.format == "onnx" and state.precision == "int4":
         from edgec.compiler.int4 import Int4Quantizer
 
-        quantizer = Int4Quantizer.create(config, handle, progress)
-        calibration = quantizer.calibration
-    elif kept_quant is not None:
+        state.quantizer = Int4Quantizer.create(config, handle, state.progress)
+        state.calibration = state.quantizer.calibration
+    elif state.kept_quant is not None:  # an already-quantized ONNX whose own scales are kept
         from edgec.compiler.frontends.quantized_onnx import kept_source_model
 
-        quant = kept_source_model(kept_quant, config, target, precision, handle)
-        passes.append({"name": "quantize", "config": {"source": "kept the model's own Q/DQ scales"}})
-    elif handle.format == "onnx" and precision in target.calibrated_precisions:
-        calibration, ranges = _calibrate(config, handle, progress)
-        passes.append({"name": "calibrate", "config": {"method": config.calib_method, "samples": len(calibration),
-                                                        "tensors": len(ranges)}})
-        if target.quant_scheme is not None:
-            from edgec.compiler.quant_stage import Int8Quantizer
-
-            quantizer = Int8Quantizer.create(config, handle, calibration, ranges, target.quant_scheme, progress)
-            ranges = quantizer.ranges
-            progress.message(f"quantizing to int8 ({target.quant_scheme.placement} Q/DQ placement)")
-    elif config.keep_float and precision not in target.calibrated_precisions:
+        state.quant = kept_source_model(state.kept_quant, config, target, state.precision, handle)
+        state.passes.append({"name": "quantize", "config": {"source": "kept the model's own Q/DQ scales"}})
+    elif handle.format == "onnx" and state.precision in target.calibrated_precisions:
+        state.calibration, state.ranges = _calibrate(config, handle, state.progress)
+        state.passes.append({"name": "calibrate", "config": {"method": config.calib_method,
+                                                              "samples": len(state.calibration),
+                                                              "tensors": len(state.ranges)}})
+    elif config.keep_float and state.precision not in target.calibrated_precisions:
         raise ConfigError("--keep-float only applies to quantized precisions")
+
+
+def quantize(state: BuildState) -> None:
+    """Q/DQ placement by the target's `QuantScheme` (without the gate: the gate quantizes itself)."""
     from edgec.compiler.quant_stage import check_int8_passes
 
-    check_int8_passes(config, quantizer, target.name, precision)
-    if quantizer is not None:
-        passes.extend(quantizer.passes)
-        if config.max_accuracy_drop is None:
-            quant, quant_summary = quantizer.quantize(config.keep_float)
-    eval_samples, eval_source, labels = _eval_samples(config, handle, calibration)
-    classifier = is_classifier({"task": handle.task, "model_outputs": [s.to_json() for s in handle.outputs]})
-    base_passes = list(passes)
-    tries = [0]
+    config, target = state.config, state.target
+    if state.ranges is not None and target.quant_scheme is not None:
+        from edgec.compiler.quant_stage import Int8Quantizer
 
-    def attempt(quant, keep_float: tuple[str, ...], quant_summary, store: bool = False):
-        """Lower ``quant`` (or the float model) into ``tmp``, write the manifest, verify it."""
+        state.quantizer = Int8Quantizer.create(config, state.handle, state.calibration, state.ranges,
+                                               target.quant_scheme, state.progress)
+        state.ranges = state.quantizer.ranges
+        state.progress.message(f"quantizing to int8 ({target.quant_scheme.placement} Q/DQ placement)")
+    check_int8_passes(config, state.quantizer, target.name, state.precision)
+    if state.quantizer is not None:
+        state.passes.extend(state.quantizer.passes)
+        if config.max_accuracy_drop is None:
+            state.quant, state.quant_summary = state.quantizer.quantize(config.keep_float)
+
+
+def lower_and_verify(state: BuildState) -> None:
+    """Lower into the bundle folder and verify; through the accuracy gate when a budget is set."""
+    state.eval_samples, state.eval_source, state.labels = _eval_samples(state.config, state.handle,
+                                                                        state.calibration)
+    lowering = Lowering(state)
+    if state.config.max_accuracy_drop is not None:
+        from edgec.compiler.accuracy_gate import run_gate
+
+        classifier = is_classifier({"task": state.handle.task,
+                                    "model_outputs": [s.to_json() for s in state.handle.outputs]})
+        state.manifest, state.lowered, state.accuracy, state.gate = run_gate(
+            state.config, state.target, state.quantizer, lowering, state.eval_samples, state.labels, classifier,
+            state.progress)
+    else:
+        state.manifest, state.lowered, state.accuracy, _ = lowering(state.quant, state.config.keep_float,
+                                                                    state.quant_summary)
+        check_accuracy_floor(state)
+
+
+def _accuracy_unknown(state: BuildState) -> bool:
+    """Quantized with random calibration data and verified on it: nothing is known about accuracy."""
+    return (state.calibration is not None and state.calibration.random and state.eval_source == "calibration"
+            and _quantized(state))
+
+
+def _quantized(state: BuildState) -> bool:
+    return state.precision in state.target.calibrated_precisions or state.precision == "int4"
+
+
+def check_accuracy_floor(state: BuildState) -> None:
+    """Trust by default: a quantized build below the floor fails (`edgec.compiler.accuracy_floor`)."""
+    from edgec.compiler import accuracy_floor
+
+    if _accuracy_unknown(state):
+        state.progress.message(accuracy_floor.ACCURACY_UNKNOWN)
+        return
+    if not _quantized(state) or state.config.accept_low_accuracy \
+            or state.eval_source in ("synthetic", "example-inputs"):
+        return
+    classifier = is_classifier({"task": state.handle.task, "model_outputs": [s.to_json() for s in state.handle.outputs]})
+    accuracy_floor.check_floor(state.accuracy, classifier, state.handle, state.quant, state.eval_samples,
+                               state.target.name, state.precision)
+
+
+STAGES = (load, optimize, prune, check_support, calibrate, quantize, lower_and_verify)
+
+
+class Lowering:
+    """Lowers one quantized model (or the float one) into the bundle folder and verifies it.
+
+    The accuracy gate calls it once per candidate; each call starts from an empty bundle
+    folder and the passes as they were before quantization, so the bundle left in place is
+    exactly the one last verified.
+
+    Args:
+        state: The build state after the quantize stage.
+    """
+
+    def __init__(self, state: BuildState):
+        self.state = state
+        self.base_passes = list(state.passes)
+        self.tries = 0
+
+    def __call__(self, quant: ModelHandle | None, keep_float: tuple[str, ...], quant_summary: dict[str, Any] | None,
+                 store: bool = False) -> tuple[dict[str, Any], Any, dict[str, Any], Any]:
+        """Lower ``quant`` (None: the float model), write the manifest, verify.
+
+        Args:
+            quant: The quantized model, or None.
+            keep_float: Node names left in float (for the target's lowering).
+            quant_summary: The quantize pass's config for the manifest, or None.
+            store: Keep every output for the gate's metric.
+
+        Returns:
+            ``(manifest, lowered, accuracy, recorder)``.
+        """
         from edgec.compiler.quality import OutputRecorder
         from edgec.targets.base import LowerSpec
 
-        if tries[0]:  # the accuracy gate lowers again: start from an empty bundle folder
+        st = self.state
+        handle, target, tmp = st.handle, st.target, st.tmp
+        if self.tries:  # the accuracy gate lowers again: start from an empty bundle folder
             _clear_dir(tmp)
-        tries[0] += 1
-        passes[:] = base_passes + ([{"name": "quantize", "config": quant_summary}] if quant_summary else [])
-        spec = LowerSpec(precision=precision, float_model=handle, quant_model=quant, calibration=calibration,
-                         ranges=ranges, options=options, input_profiles=_profiles(config), keep_float=keep_float,
-                         progress=progress)
+        self.tries += 1
+        passes = self.base_passes + ([{"name": "quantize", "config": quant_summary}] if quant_summary else [])
+        spec = LowerSpec(precision=st.precision, float_model=handle, quant_model=quant, calibration=st.calibration,
+                         ranges=st.ranges, options=st.options, input_profiles=_profiles(st.config),
+                         keep_float=keep_float, progress=st.progress)
         model = quant or handle
         target.check(model, spec).raise_if_unsupported()
-        progress.message(f"lowering for {target.name} ({precision})")
+        st.progress.message(f"lowering for {target.name} ({st.precision})")
         lowered = target.lower(model, spec, tmp)
         passes.extend(lowered.passes)
-
-        ref = _write_reference(handle, tmp, quant)
+        st.passes = passes
+        ref = write_reference(handle, tmp, quant)
         if handle.tokenizer_dir is not None:
-            _copy_tokenizer(handle.tokenizer_dir, tmp / "tokenizer")
-        art = lowered.model_artifact
-        manifest: dict[str, Any] = {
-            "schema_version": bundle_io.SCHEMA_VERSION,
-            "edgec_version": __version__,
-            "target": target.name,
-            "precision": precision,
-            "runner": target.runner,
-            "artifact": {"path": art.path, "kind": art.kind},
-            "artifacts": [{"path": a.path, "kind": a.kind, "role": a.role} for a in lowered.artifacts],
-            "source": {"path": config.model, "sha256": handle.source_sha256, "kind": handle.meta.get("source_kind")},
-            "task": handle.task,
-            "model_inputs": [s.to_json() for s in handle.inputs],
-            "model_outputs": [s.to_json() for s in handle.outputs],
-            "inputs": [s.to_json() for s in lowered.inputs],
-            "outputs": [s.to_json() for s in lowered.outputs],
-            # Artifact I/O name -> model I/O name (targets keep the model's order; arm renames).
-            "io_names": _io_names(handle, lowered),
-            "reference": ref,
-            "tokenizer": "tokenizer" if handle.tokenizer_dir is not None else None,
-            "passes": passes,
-            "calibration": ({"method": config.calib_method, "samples": len(calibration), "source": calibration.source,
-                             "random": calibration.random} if calibration is not None else None),
-            "config": config.manifest_view() | {"precision": precision, "target_options": _jsonable(options)},
-            "target_info": lowered.manifest,
-            "dependencies": _dependencies(handle, target),
-        }
-        progress.message("verifying against the float model")
+            copy_tokenizer(handle.tokenizer_dir, tmp / "tokenizer")
+        manifest = _manifest(st, lowered, ref)
+        st.progress.message("verifying against the float model")
         recorder = OutputRecorder(store=store, perplexity=handle.task == "text-generation")
-        accuracy = _verify(target, tmp, manifest, eval_samples, labels, progress, recorder)
+        accuracy = _verify(target, tmp, manifest, st.eval_samples, st.labels, st.progress, recorder)
         accuracy.update(recorder.summary())
         return manifest, lowered, accuracy, recorder
 
-    gate = None
-    if config.max_accuracy_drop is not None:
-        from edgec.compiler.accuracy_gate import run_gate
 
-        manifest, lowered, accuracy, gate = run_gate(config, target, quantizer, attempt, eval_samples, labels,
-                                                     classifier, progress)
-    else:
-        manifest, lowered, accuracy, _ = attempt(quant, config.keep_float, quant_summary)
-    accuracy["data"] = eval_source
+def _manifest(st: BuildState, lowered, ref: dict[str, str]) -> dict[str, Any]:
+    handle, config, target, calibration = st.handle, st.config, st.target, st.calibration
+    art = lowered.model_artifact
+    return Manifest(
+        edgec_version=__version__,
+        target=target.name,
+        precision=st.precision,
+        runner=target.runner,
+        artifact={"path": art.path, "kind": art.kind},
+        artifacts=[{"path": a.path, "kind": a.kind, "role": a.role} for a in lowered.artifacts],
+        source={"path": config.model, "sha256": handle.source_sha256, "kind": handle.meta.get("source_kind")},
+        task=handle.task,
+        model_inputs=[s.to_json() for s in handle.inputs],
+        model_outputs=[s.to_json() for s in handle.outputs],
+        inputs=[s.to_json() for s in lowered.inputs],
+        outputs=[s.to_json() for s in lowered.outputs],
+        io_names=_io_names(handle, lowered),
+        reference=ref,
+        tokenizer="tokenizer" if handle.tokenizer_dir is not None else None,
+        passes=st.passes,
+        calibration=({"method": config.calib_method, "samples": len(calibration), "source": calibration.source,
+                      "random": calibration.random} if calibration is not None else None),
+        config=config.manifest_view() | {"precision": st.precision, "target_options": jsonable_options(st.options)},
+        target_info=lowered.manifest,
+        dependencies=dependencies(handle, target),
+    ).to_json()
+
+
+def _io_names(handle: ModelHandle, lowered) -> dict[str, dict[str, str]]:
+    """Artifact I/O name -> model I/O name; every target keeps the model's order."""
+    out = {}
+    for kind, model_specs, art_specs in (("inputs", handle.inputs, lowered.inputs),
+                                         ("outputs", handle.outputs, lowered.outputs)):
+        if len(model_specs) == len(art_specs):
+            out[kind] = {a.name: m.name for a, m in zip(art_specs, model_specs)}
+    return out
+
+
+def package(state: BuildState) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write report.json and manifest.json (with every file's hash) into the bundle folder."""
+    config, handle, lowered, tmp, manifest = state.config, state.handle, state.lowered, state.tmp, state.manifest
+    accuracy = state.accuracy
+    accuracy["data"] = state.eval_source
     warnings = []
-    if calibration is not None and calibration.random:
+    if _accuracy_unknown(state):
+        from edgec.compiler.accuracy_floor import ACCURACY_UNKNOWN
+
+        warnings.append(ACCURACY_UNKNOWN)
+    if state.calibration is not None and state.calibration.random:
         warnings.append("calibrated on random data (--calib random): ranges may not match real inputs")
     if handle.meta.get("batch_set_to_1"):
         warnings.append(f"dynamic batch of input(s) {', '.join(handle.meta['batch_set_to_1'])} built as batch 1 "
                         "(give --input-shape to choose another)")
-    if eval_source == "synthetic":
+    if state.eval_source == "synthetic":
         warnings.append("accuracy measured on synthetic inputs; pass --calib or --eval for real data")
     report = {
         "accuracy": accuracy,
-        "size_bytes": {"source": _source_size(config.model, handle),
+        "size_bytes": {"source": source_size(config.model, handle),
                        "artifact": sum((tmp / a.path).stat().st_size for a in lowered.artifacts
                                        if a.role in ("model", "weights"))},
         "export_parity_max_abs_err": handle.export_parity_max_abs_err,
@@ -245,29 +427,20 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     }
     if handle.meta.get("frontend"):
         report["frontend"] = handle.meta["frontend"]
-    if gate is not None:
-        report["accuracy_gate"] = gate
-    if prune is not None:
+    if state.gate is not None:
+        report["accuracy_gate"] = state.gate
+    if state.prune is not None:
         from edgec.compiler.prune.report import pruning_report
 
         report["pruning"], prune_warnings = pruning_report(
-            handle, eval_samples, labels, eval_source, is_classifier(manifest), target.name, options,
-            [tmp / a.path for a in lowered.artifacts if a.role in ("model", "weights")])
+            handle, state.eval_samples, state.labels, state.eval_source, is_classifier(manifest), state.target.name,
+            state.options, [tmp / a.path for a in lowered.artifacts if a.role in ("model", "weights")])
         warnings.extend(prune_warnings)
     bundle_io.write_json(tmp / bundle_io.REPORT, report)
     manifest["files"] = bundle_io.file_entries(tmp)
     bundle_io.write_json(tmp / bundle_io.MANIFEST, manifest)
     # Return exactly what the files hold (floats rounded the same way).
     return bundle_io.canonical(manifest), bundle_io.canonical(report)
-
-
-def _io_names(handle: ModelHandle, lowered) -> dict[str, dict[str, str]]:
-    out = {}
-    for kind, model_specs, art_specs in (("inputs", handle.inputs, lowered.inputs),
-                                         ("outputs", handle.outputs, lowered.outputs)):
-        if len(model_specs) == len(art_specs):
-            out[kind] = {a.name: m.name for a, m in zip(art_specs, model_specs)}
-    return out
 
 
 def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress):
@@ -337,52 +510,10 @@ def is_classifier(manifest: dict[str, Any]) -> bool:
     return len(out["shape"]) == 2
 
 
-def _write_reference(handle: ModelHandle, tmp: Path, quant: ModelHandle | None = None) -> dict[str, str]:
-    (tmp / "reference").mkdir(exist_ok=True)
-    if handle.format == "tflite":
-        (tmp / "reference" / "model.tflite").write_bytes(handle.serialize())
-        return {"runner": "litert", "path": "reference/model.tflite"}
-    (tmp / "reference" / "model.onnx").write_bytes(handle.serialize())
-    ref = {"runner": "onnxruntime", "path": "reference/model.onnx"}
-    if quant is not None:  # what the target lowered, for `edgec debug layers`
-        (tmp / "reference" / "quantized.onnx").write_bytes(quant.serialize())
-        ref["quantized"] = "reference/quantized.onnx"
-    return ref
-
-
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
-                    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model", "added_tokens.json")
-
-
 def _clear_dir(folder: Path) -> None:
     for p in folder.iterdir():
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
-def _copy_tokenizer(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in _TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
-
-
-def _source_size(model: str, handle: ModelHandle) -> int:
-    p = Path(model.rsplit(":", 1)[0] if handle.meta.get("source_kind") == "torch" else model)
-    if handle.meta.get("source_kind") in ("torch", "pt2", "hf"):
-        return len(handle.serialize())
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-    return p.stat().st_size if p.exists() else len(handle.serialize())
-
-
 def _profiles(config: BuildConfig) -> dict[str, tuple]:
     return {n: (s.min, s.opt, s.max) for n, s in config.input_shapes.items() if s.is_profile}
-
-
-def _dependencies(handle: ModelHandle, target) -> dict[str, str]:
-    dists = [*CORE_DISTS, *SOURCE_DISTS.get(handle.meta.get("source_kind", ""), ()), *TARGET_DISTS.get(target.name, ())]
-    return {d: v for d in dists if (v := version_of(d)) is not None}
-
-
-def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(options.items())}

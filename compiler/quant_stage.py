@@ -96,7 +96,7 @@ class Int8Quantizer:
     """
 
     kind = "int8"
-    fallback_kinds = ("keep-float", "calib-method")
+    fallback_kinds = ("keep-float", "calib-method", "bias-correction")
 
     def __init__(self, model: "ModelHandle", reference: "ModelHandle", ranges: "dict[str, TensorRange]",
                  scheme: "QuantScheme", calibration: "CalibrationData", bias_correction: bool = False,
@@ -106,6 +106,7 @@ class Int8Quantizer:
         self.bias_correction = bias_correction
         self.passes = passes if passes is not None else []
         self._alternatives: dict[str, dict[str, TensorRange]] | None = None
+        self._channel_absmax: dict[str, np.ndarray] | None = None
 
     @classmethod
     def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
@@ -134,24 +135,40 @@ class Int8Quantizer:
     def alternatives(self) -> "dict[str, dict[str, TensorRange]]":
         """Ranges of every tensor under every calibration method (one pass, cached)."""
         if self._alternatives is None:
-            from edgec.calibration.multi import collect_ranges_multi
+            from edgec.calibration.collect import collect_ranges_multi
 
             self._alternatives = collect_ranges_multi(self.model.proto, self.calibration.samples, CALIB_METHODS)
         return self._alternatives
 
+    def channel_absmax(self) -> dict[str, np.ndarray]:
+        """Per-channel ranges of depthwise-conv inputs, when the scheme quantizes them per channel (cached)."""
+        if self._channel_absmax is None:
+            self._channel_absmax = {}
+            if self.scheme.per_channel_depthwise_inputs:
+                from edgec.calibration.channels import collect_channel_absmax
+                from edgec.compiler.quantize import depthwise_inputs
+
+                self._channel_absmax = collect_channel_absmax(self.model.proto, self.calibration.samples,
+                                                              depthwise_inputs(self.model.proto))
+        return self._channel_absmax
+
     def quantize(self, keep_float: tuple[str, ...] = (), overrides: dict[str, str] | None = None,
-                 int8_nodes: tuple[str, ...] = ()) -> tuple["ModelHandle", dict[str, Any]]:
-        """Q/DQ model with ``keep_float`` nodes in float and ``overrides`` {tensor: method} ranges."""
+                 int8_nodes: tuple[str, ...] = (), bias_correction: bool | None = None,
+                 ) -> tuple["ModelHandle", dict[str, Any]]:
+        """Q/DQ model with ``keep_float`` nodes in float and ``overrides`` {tensor: method} ranges.
+
+        ``bias_correction`` overrides the build's ``--bias-correction`` (the accuracy gate's move).
+        """
         from edgec.compiler.quantize import quantize_qdq
 
         ranges = self.ranges
         if overrides:
             alt = self.alternatives()
             ranges = {**ranges, **{t: alt[m][t] for t, m in overrides.items() if t in alt[m]}}
-        quant, summary = quantize_qdq(self.model, ranges, self.scheme, tuple(keep_float))
+        quant, summary = quantize_qdq(self.model, ranges, self.scheme, tuple(keep_float), self.channel_absmax())
         if overrides:
             summary["calib_method_overrides"] = dict(sorted(overrides.items()))
-        if self.bias_correction:
+        if self.bias_correction if bias_correction is None else bias_correction:
             from edgec.compiler.bias_correction import correct_bias
 
             quant, info = correct_bias(self.reference, quant, self.calibration.samples)
@@ -195,6 +212,8 @@ class Int8Quantizer:
         from edgec.compiler.sensitivity import Fallback
 
         out = []
+        if "bias-correction" in kinds and not self.bias_correction:
+            out.append(Fallback("bias-correction", "weighted layers"))
         if "keep-float" in kinds:
             out += [Fallback("keep-float", n, op=op) for n, op in quantized_layers(quant.proto)]
         if "calib-method" in kinds:

@@ -40,9 +40,11 @@ SCALE_PRESERVING_OPS = frozenset({"MaxPool", "AveragePool", "Reshape", "Flatten"
 PARAMETER_INPUTS = {"Clip": (1, 2)}
 FUSIBLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 FUSING_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
-# TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh.
+# TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh; the default when the
+# QuantScheme names no `fixed_output_params`.
 FIXED_OUTPUT_PARAMS = {"Softmax": (1.0 / 256.0, -128), "Sigmoid": (1.0 / 256.0, -128), "Tanh": (1.0 / 128.0, 0)}
 MIN_SCALE = 1e-12
+DEAD_CHANNEL_REL = 1e-4  # per-channel activation ranges below this share of the largest are floored
 
 
 @dataclass(frozen=True)
@@ -91,19 +93,12 @@ def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.nda
 
 
 def _weight_axis(node: "onnx.NodeProto", input_index: int, w: np.ndarray) -> int | None:
-    """Output-channel axis of a weight input, or None when it has none."""
-    if w.ndim < 2:
+    """Output-channel axis of a weight input, or None when it has none (a MatMul's first operand)."""
+    from edgec.compiler.weight_axis import weight_axis
+
+    if w.ndim < 2 or (node.op_type == "MatMul" and input_index != 1):
         return None
-    if node.op_type == "Conv":
-        return 0
-    if node.op_type == "ConvTranspose":
-        return 1
-    if node.op_type == "Gemm":
-        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-        return 0 if trans_b else 1
-    if node.op_type == "MatMul" and input_index == 1:
-        return w.ndim - 1
-    return None
+    return weight_axis(node, input_index, w.ndim)
 
 
 class _Builder:
@@ -132,8 +127,24 @@ class _Builder:
         return n
 
 
+def is_depthwise(n, inits) -> bool:
+    """A Conv whose every group is one input channel (MobileNet's depthwise 3x3)."""
+    if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in inits:
+        return False
+    group = next((a.i for a in n.attribute if a.name == "group"), 1)
+    dims = list(inits[n.input[1]].dims)
+    return group > 1 and len(dims) >= 2 and dims[1] == 1 and dims[0] % group == 0
+
+
+def depthwise_inputs(proto) -> list[str]:
+    """Activation inputs of depthwise convolutions (candidates for per-channel activation scales)."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    return list(dict.fromkeys(n.input[0] for n in proto.graph.node if is_depthwise(n, inits)))
+
+
 def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme: "QuantScheme",
-                 keep_float: tuple[str, ...] = ()) -> tuple["ModelHandle", dict[str, Any]]:
+                 keep_float: tuple[str, ...] = (),
+                 channel_absmax: "dict[str, np.ndarray] | None" = None) -> tuple["ModelHandle", dict[str, Any]]:
     """Quantize ``model`` to Q/DQ ONNX.
 
     Args:
@@ -141,6 +152,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         ranges: Calibrated ranges per tensor name (from `collect_ranges`).
         scheme: The target's placement and symmetry rules.
         keep_float: Node names to leave in float.
+        channel_absmax: Per-channel magnitudes of depthwise-conv inputs
+            (`collect_channel_absmax`); with ``scheme.per_channel_depthwise_inputs`` these
+            tensors get symmetric per-channel scales (axis 1).
 
     Returns:
         The Q/DQ model and a summary for the manifest's ``passes`` entry.
@@ -173,6 +187,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     int_ops = scheme.integer_ops if scheme.integer_ops is not None else FULL_INT_OPS
     preserving = scheme.scale_preserving_ops if scheme.scale_preserving_ops is not None else SCALE_PRESERVING_OPS
+    fixed = ({op: (s, z) for op, s, z in scheme.fixed_output_params} if scheme.fixed_output_params is not None
+             else FIXED_OUTPUT_PARAMS)
 
     def is_quant_node(n) -> bool:
         if n.name in keep_float:
@@ -216,14 +232,21 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     # Quantization parameters, propagating scale-preserving ops and fixed outputs (full mode).
     params: dict[str, QParams] = {}
+    chan_scales: dict[str, np.ndarray] = {}
+    if scheme.per_channel_depthwise_inputs and channel_absmax:
+        for t, readers in targets.items():
+            if t in channel_absmax and readers and all(is_depthwise(r, b.inits) and r.input[0] == t for r in readers):
+                # A dead channel (all zero) needs no levels, but a tiny scale would overflow its int32 bias.
+                amax = np.maximum(channel_absmax[t], DEAD_CHANNEL_REL * float(channel_absmax[t].max(initial=0.0)))
+                chan_scales[t] = np.maximum(amax / 127.0, MIN_SCALE).astype(np.float32)
     missing: list[str] = []
     for t in _topo_tensors(nodes, graph_inputs):
         if t not in targets:
             continue
         p = producer.get(t)
         if full and p is not None and id(p) in qnodes:
-            if p.op_type in FIXED_OUTPUT_PARAMS and not scheme.activation_symmetric:
-                params[t] = QParams(*FIXED_OUTPUT_PARAMS[p.op_type])
+            if p.op_type in fixed and not scheme.activation_symmetric:
+                params[t] = QParams(*fixed[p.op_type])
                 continue
             if p.op_type in preserving and p.input[0] in params:
                 params[t] = params[p.input[0]]
@@ -240,13 +263,17 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     rename: dict[tuple[int, str], str] = {}  # (id(consumer), tensor) -> dq name
 
     def qdq_pair(t: str, src: str, dst: str) -> list:
-        qp = params[t]
-        s = b.const(f"{t}_scale", np.array(qp.scale, dtype=np.float32))
-        z = b.const(f"{t}_zero_point", np.array(qp.zero_point, dtype=np.int8))
+        kw: dict[str, int] = {}
+        if t in chan_scales:
+            scale, zp, kw = chan_scales[t], np.zeros(chan_scales[t].shape, np.int8), {"axis": 1}
+        else:
+            scale, zp = np.array(params[t].scale, dtype=np.float32), np.array(params[t].zero_point, dtype=np.int8)
+        s = b.const(f"{t}_scale", scale)
+        z = b.const(f"{t}_zero_point", zp)
         q_out = b.name(f"{t}_quantized")
         return [
-            helper.make_node("QuantizeLinear", [src, s, z], [q_out], name=b.name(f"{t}_QuantizeLinear")),
-            helper.make_node("DequantizeLinear", [q_out, s, z], [dst], name=b.name(f"{t}_DequantizeLinear")),
+            helper.make_node("QuantizeLinear", [src, s, z], [q_out], name=b.name(f"{t}_QuantizeLinear"), **kw),
+            helper.make_node("DequantizeLinear", [q_out, s, z], [dst], name=b.name(f"{t}_DequantizeLinear"), **kw),
         ]
 
     def emit_activation(t: str) -> list:
@@ -269,11 +296,12 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     for t in sorted(t for t in targets if t in graph_inputs):
         new_nodes.extend(emit_activation(t))
     weight_dq: list[onnx.NodeProto] = []
-    stats = {"quantized_nodes": 0, "quantized_weights": 0, "activation_pairs": len(params), "embeddings": 0}
+    stats = {"quantized_nodes": 0, "quantized_weights": 0, "activation_pairs": len(params), "embeddings": 0,
+             "per_channel_activations": len(chan_scales)}
     for n in nodes:
         if id(n) in qnodes:
             stats["quantized_nodes"] += 1
-            weight_dq.extend(_quantize_constants(n, b, params, rename, scheme, full, stats))
+            weight_dq.extend(_quantize_constants(n, b, params, rename, scheme, full, stats, chan_scales))
         elif scheme.quantize_embeddings and n.op_type == "Gather" and n.name not in keep_float:
             weight_dq.extend(_quantize_embedding(n, b, stats))
         new_nodes.append(n)
@@ -324,14 +352,16 @@ def _quantize_embedding(n, b: _Builder, stats) -> list:
     return [dq]
 
 
-def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats) -> list:
+def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, chan_scales=None) -> list:
     """Replace the float constant inputs of quantized node ``n`` by int8/int32 + DQ."""
     from onnx import helper
 
     out = []
     in_scale = None
     first_act = next((i for i in n.input if i and i not in b.inits), None)
-    if first_act is not None and first_act in params:
+    if first_act is not None and chan_scales and first_act in chan_scales:
+        in_scale = chan_scales[first_act]  # depthwise: output channel o reads input channel o // multiplier
+    elif first_act is not None and first_act in params:
         in_scale = params[first_act].scale
     w_scales = None
     for k, name in enumerate(n.input):
@@ -347,7 +377,10 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats) -> 
                 w = w.reshape(-1)  # a [1, N] Gemm bias (MatMul + Add fused): per output channel
             if in_scale is None or w_scales is None or w.ndim != 1:
                 continue
-            bscale = (np.float32(in_scale) * np.broadcast_to(w_scales, w.shape)).astype(np.float32)
+            s_in = np.float32(in_scale) if np.ndim(in_scale) == 0 else np.repeat(in_scale, w.size // in_scale.size)
+            bscale = (s_in * np.broadcast_to(w_scales, w.shape)).astype(np.float32)
+            if not (np.all(bscale > 0) and np.all(np.isfinite(w))):
+                continue  # no int32 grid for it (NaN in the float bias, or a scale that underflowed): keep it float
             qb = np.clip(np.round(w / bscale), -(2**31) + 1, 2**31 - 1).astype(np.int32)
             out.append(_dq(b, name, qb, bscale, np.zeros(bscale.shape, np.int32), 0, f"{name}_DequantizeLinear", helper))
             n.input[k] = out[-1].output[0]

@@ -31,7 +31,7 @@ class Fallback:
     """One change to the quantization.
 
     Attributes:
-        kind: ``keep-float``, ``calib-method`` or ``int8``.
+        kind: ``keep-float``, ``calib-method``, ``bias-correction`` or ``int8``.
         key: Node name (keep-float, int8) or activation tensor name (calib-method).
         value: The calibration method (calib-method).
         op: The node's op type, for reports.
@@ -51,6 +51,8 @@ class Fallback:
             return f"{self.key} ({self.op}) kept in float"
         if self.kind == "int8":
             return f"{self.key} ({self.op}) int8 instead of int4"
+        if self.kind == "bias-correction":
+            return "bias correction"
         return f"tensor {self.key} calibrated with {self.value}"
 
     def to_json(self) -> dict[str, Any]:
@@ -66,9 +68,12 @@ class FallbackState:
     keep_float: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()
     int8_nodes: tuple[str, ...] = ()
+    bias_correction: bool = False
     applied: tuple[Fallback, ...] = field(default=())
 
     def plus(self, fb: Fallback) -> "FallbackState":
+        if fb.kind == "bias-correction":
+            return replace(self, bias_correction=True, applied=(*self.applied, fb))
         if fb.kind == "keep-float":
             return replace(self, keep_float=(*self.keep_float, fb.key), applied=(*self.applied, fb))
         if fb.kind == "int8":
@@ -77,7 +82,8 @@ class FallbackState:
         return replace(self, overrides=over, applied=(*self.applied, fb))
 
     def quantize(self, quantizer):
-        return quantizer.quantize(self.keep_float, dict(self.overrides), self.int8_nodes)
+        kw = {"bias_correction": True} if self.bias_correction else {}
+        return quantizer.quantize(self.keep_float, dict(self.overrides), self.int8_nodes, **kw)
 
 
 def rank(quantizer, state: FallbackState, kinds: tuple[str, ...], samples, reference_outputs, labels,
@@ -93,7 +99,8 @@ def rank(quantizer, state: FallbackState, kinds: tuple[str, ...], samples, refer
     base = metric.drop(run_onnx(quant.proto, samples), reference_outputs, labels)
     cands = [c for c in quantizer.candidates(quant, kinds)
              if not (c.kind == "keep-float" and c.key in state.keep_float)
-             and not (c.kind == "int8" and c.key in state.int8_nodes)]
+             and not (c.kind == "int8" and c.key in state.int8_nodes)
+             and not (c.kind == "bias-correction" and state.bias_correction)]
     if len(cands) > MAX_MEASURED:
         cands = screen(quantizer.reference.proto, quant.proto, cands, samples[:SCREEN_SAMPLES])
     scored: list[Fallback] = []
@@ -109,7 +116,7 @@ def rank(quantizer, state: FallbackState, kinds: tuple[str, ...], samples, refer
         if k not in best_per_tensor or c.drop < best_per_tensor[k].drop:
             best_per_tensor[k] = c
     helpful = [c for c in best_per_tensor.values() if c.drop < base]
-    cost = {"calib-method": 0, "int8": 1, "keep-float": 2}  # on ties, the fallback that keeps more int
+    cost = {"calib-method": 0, "bias-correction": 0, "int8": 1, "keep-float": 2}  # on ties, the fallback that keeps more int
     helpful.sort(key=lambda c: (c.drop, cost[c.kind], c.key))
     return base, helpful
 

@@ -57,11 +57,9 @@ def weight_kn(node, inits) -> np.ndarray:
 
 def channel_absmax(proto, samples, tensors: list[str]) -> dict[str, np.ndarray]:
     """Per-last-axis-channel max |x| of ``tensors`` over ``samples`` (float model, onnxruntime)."""
-    from edgec.calibration.collect import _add_outputs, _augment, _session
+    from edgec.runtimes.onnx_graph import make_session, with_outputs
 
-    aug, types = _augment(proto)
-    _add_outputs(aug, tensors, types)
-    sess = _session(aug)
+    sess = make_session(with_outputs(proto, tensors), optimize=False)
     inputs = [i.name for i in sess.get_inputs()]
     out: dict[str, np.ndarray] = {}
     for s in samples[:MAX_SAMPLES]:

@@ -10,6 +10,11 @@ from types import ModuleType
 from edgec.errors import MissingDependencyError
 
 
+# Distributions every build uses; the manifest records their versions (targets add theirs
+# through `Target.dependencies`).
+CORE_DISTS = ("edgec", "numpy", "onnx", "onnxruntime", "onnxslim")
+
+
 def has_module(name: str) -> bool:
     """Whether `name` can be imported, without importing it."""
     try:

@@ -30,15 +30,9 @@ def prune(config: BuildConfig, progress: Progress = SILENT) -> dict[str, Any]:
 
 
 def _open_bundle(bundle: Path, check_files: bool = True) -> dict[str, Any]:
-    from edgec.compiler.bundle import read_manifest, verify_files
-    from edgec.errors import BundleError
+    from edgec.compiler.bundle import open_bundle
 
-    manifest = read_manifest(Path(bundle))
-    if check_files:
-        bad = verify_files(Path(bundle), manifest)
-        if bad:
-            raise BundleError(f"bundle files changed or missing since the build: {', '.join(bad[:5])}")
-    return manifest
+    return open_bundle(bundle, check_files)
 
 
 def bench(bundle: Path, *, iters: int = 100, warmup: int = 10, threads: int | None = None, device: str = "host",
@@ -130,6 +124,13 @@ def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: 
 
     bundle = Path(bundle)
     manifest = _open_bundle(bundle)
+    if "methods" in manifest:  # a generation bundle: perplexity / greedy agreement / logit cosine on text
+        from edgec.compiler.llm.accuracy import verify_text
+
+        from edgec.compiler.bundle import read_report
+
+        return verify_text(bundle, manifest, data, threads, read_report(bundle), min_cosine,
+                           max_accuracy_drop) | {"data": str(data)}
     specs = [rio.spec(d) for d in manifest["model_inputs"]]
     tok = bundle / manifest["tokenizer"] if manifest.get("tokenizer") else None
     samples = load_calibration_data(data, specs, max_samples=max_samples, tokenizer_dir=tok, role="--data")

@@ -5,46 +5,23 @@ Heavy packages are never imported here: `edgec --help` stays fast.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from edgec import __version__
-from edgec.errors import ConfigError, EdgecError
+from edgec.compiler.config import CALIB_METHOD_CHOICES, INT4_GROUP_SIZES, INT4_METHODS, INT4_MODES
+from edgec.errors import ConfigError
+from edgec.runtimes.registry import REFERENCE_RUNNER
 
 from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
-
-
-class EdgecClickException(click.ClickException):
-    """An `EdgecError` shown as one ``error: ...`` line."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-def handle_errors(fn: Callable) -> Callable:
-    """Turn `EdgecError` into a one-line `click.ClickException` (traceback with --debug)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EdgecError as exc:
-            if _DEBUG["on"]:
-                traceback.print_exc()
-            raise EdgecClickException(str(exc), exc.exit_code) from exc
-
-    return wrapper
+from edgec.cli_common import console as _console, emit as _emit, handle_errors, json_option
+from edgec.cli_common import table as _table
 
 
 # -- value parsers ---------------------------------------------------------------------
@@ -93,22 +70,9 @@ def parse_input_shapes(values: tuple[str, ...]):
 
 
 # -- shared options --------------------------------------------------------------------
-def json_option(fn):
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout and nothing else.")(fn)
-
-
 def threads_option(fn):
     return click.option("--threads", type=click.IntRange(min=1), default=None,
                         help="Intra-op threads for the runtime (default: the runtime decides).")(fn)
-
-
-def _emit(obj: Any, as_json: bool, human: Callable[[Any], None]) -> None:
-    if as_json:
-        from edgec.compiler.bundle import dumps
-
-        click.echo(dumps(obj), nl=False)
-    else:
-        human(obj)
 
 
 def _progress(as_json: bool):
@@ -198,10 +162,11 @@ def cli(debug: bool) -> None:
 @click.option("--calib", default=None, metavar="PATH|random",
               help="Calibration data: .npz (keys = input names, leading sample axis), a folder of .npy/.npz or "
                    "images, a .txt/.jsonl of texts, or 'random' (flagged in the report).")
-@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "auto"]),
-              default="minmax", show_default=True,
+@click.option("--calib-method", type=click.Choice(CALIB_METHOD_CHOICES),
+              default=None,
               help="How activation ranges are chosen from the calibration data; auto picks one per tensor by the "
-                   "output error it causes.")
+                   "output error it causes; mean-minmax averages each sample's extremes. Default: the target's "
+                   "(measured on real models; intel-cpu: mean-minmax, others: minmax).")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=128, show_default=True,
               help="Maximum calibration samples.")
 @click.option("--eval", "eval_data", default=None, metavar="PATH",
@@ -216,16 +181,20 @@ def cli(debug: bool) -> None:
               help="Accuracy gate: keep the most sensitive layers in higher precision until the --metric drop "
                    "against the float model is at most X points (measured on --eval, else the calibration data); "
                    "fail with the best result otherwise.")
+@click.option("--accept-low-accuracy", is_flag=True,
+              help="Ship a quantized artifact even below the accuracy floor (cosine < 0.98, or top-1 agreement < "
+                   "0.9 on classifiers, against the float model on real data); without it such a build fails with "
+                   "a per-layer diagnosis.")
 @click.option("--metric", default="auto", show_default=True, metavar="top1|cosine|mse|FILE.py:FN",
               help="Metric of the accuracy gate: top1 (accuracy on the .npz 'labels', else agreement with the float "
                    "model, in points), cosine (100 x mean cosine), mse, or FILE.py:FN with "
                    "FN(outputs: list[dict[str, np.ndarray]], reference_outputs: list[dict[str, np.ndarray]], "
                    "labels: np.ndarray | None) -> float, higher is better; auto: top1 for classifiers, else cosine.")
-@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="128", show_default=True,
+@click.option("--group-size", type=click.Choice([str(g) for g in INT4_GROUP_SIZES]), default="128", show_default=True,
               help="INT4: block size along the input dimension of MatMul/Gemm weights.")
-@click.option("--int4-mode", type=click.Choice(["sym", "asym"]), default="asym", show_default=True,
+@click.option("--int4-mode", type=click.Choice(INT4_MODES), default="asym", show_default=True,
               help="INT4: symmetric int4, or asymmetric uint4 with per-block zero points.")
-@click.option("--int4-method", type=click.Choice(["rtn", "gptq", "awq"]), default="rtn", show_default=True,
+@click.option("--int4-method", type=click.Choice(INT4_METHODS), default="rtn", show_default=True,
               help="INT4: round-to-nearest, or data-aware GPTQ / AWQ-style scaling (both need --calib).")
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
@@ -246,14 +215,14 @@ def cli(debug: bool) -> None:
 @with_target_options
 @json_option
 @handle_errors
-def build(model: str, target: str, precision: str | None, calib: str | None, calib_method: str, calib_samples: int,
+def build(model: str, target: str, precision: str | None, calib: str | None, calib_method: str | None, calib_samples: int,
           eval_data: str | None, preprocess: str | None, input_shapes: tuple[str, ...], task: str | None,
           keep_float: tuple[str, ...], parity_tol: float, output: Path, force: bool, as_json: bool,
           max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
           int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
           lora: str | None = None, kv_cache: str | None = None, keep_source_quantization: bool = False,
-          **target_options: Any) -> None:
+          accept_low_accuracy: bool = False, **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
     from edgec.compiler.config import BuildConfig
@@ -278,7 +247,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
                          max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
                          int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
                          bias_correction=bias_correction, prune=prune, finetune=finetune, lora=lora,
-                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization)
+                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization,
+                         accept_low_accuracy=accept_low_accuracy)
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
     _emit(summary, as_json, _print_build)
@@ -416,7 +386,7 @@ def debug() -> None:
               help="SQNR (dB) below which a layer's output counts as broken (for --bisect).")
 @click.option("--samples", "max_samples", type=click.IntRange(min=1), default=64, show_default=True,
               help="Maximum samples of DATA to use.")
-@click.option("--runtime", type=click.Choice(["onnxruntime", "target"]), default="onnxruntime", show_default=True,
+@click.option("--runtime", type=click.Choice([REFERENCE_RUNNER, "target"]), default=REFERENCE_RUNNER, show_default=True,
               help="Read the quantized tensors from the bundle's Q/DQ ONNX in onnxruntime, or from the target's "
                    "runtime where it exposes intermediates (intel-cpu: OpenVINO).")
 @click.option("--top", type=click.IntRange(min=1), default=15, show_default=True, help="Rows to print.")
@@ -480,25 +450,6 @@ def prune_cmd(model: str, spec: str, finetune: str | None, calib: str | None, ev
 
 
 # -- human output ----------------------------------------------------------------------
-def _console():
-    from rich.console import Console
-
-    # Off a terminal (CI logs, pipes) rich would wrap at 80 columns; tables read better wider.
-    # markup=False: values such as "pip install 'edgec[openvino]'" must print verbatim.
-    return Console(width=None if sys.stdout.isatty() else 160, markup=False, highlight=False)
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]]):
-    from rich.table import Table
-
-    t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
-    return t
-
-
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -517,9 +468,10 @@ def _print_build(s: dict) -> None:
     c.print(f"bundle {s['bundle']}  target={m['target']} precision={m['precision']} runner={m['runner']}")
     c.print(_table("artifact I/O", ["name", "shape", "dtype", "scale", "zero_point", "layout"],
                    _io_rows(m["inputs"]) + _io_rows(m["outputs"])))
-    rows = [["reference", acc.get("reference")], ["data", f"{acc.get('data')} ({acc.get('samples')} samples)"],
-            ["max abs err", _fmt(acc.get("max_abs_err"))], ["mean abs err", _fmt(acc.get("mean_abs_err"))],
-            ["cosine", _fmt(acc.get("cosine"))], ["top-1 agreement", _fmt(acc.get("top1_agreement"))]]
+    rows = ([["reference", acc.get("reference")]] + _generation_rows(acc)) if "greedy_agreement" in acc else [
+        ["reference", acc.get("reference")], ["data", f"{acc.get('data')} ({acc.get('samples')} samples)"],
+        ["max abs err", _fmt(acc.get("max_abs_err"))], ["mean abs err", _fmt(acc.get("mean_abs_err"))],
+        ["cosine", _fmt(acc.get("cosine"))], ["top-1 agreement", _fmt(acc.get("top1_agreement"))]]
     if "label_accuracy" in acc:
         la = acc["label_accuracy"]
         rows.append(["label accuracy (float -> artifact)", f"{la['reference']:.4f} -> {la['artifact']:.4f}"])
@@ -585,7 +537,18 @@ def _print_bench(b: dict) -> None:
                                 ["layer", "op", "MACs", "instructions", "instr/MAC", "%"], rows))
 
 
+def _generation_rows(acc: dict) -> list[list]:
+    """Report rows of a generation bundle's accuracy (perplexity, greedy agreement, logit cosine)."""
+    return [["perplexity (float -> artifact)", f"{_fmt(acc.get('reference_perplexity'))} -> {_fmt(acc.get('perplexity'))}"],
+            ["logit cosine", _fmt(acc.get("logit_cosine"))],
+            [f"greedy agreement ({acc['prompts']} prompts x {acc['new_tokens']} tokens)", _fmt(acc["greedy_agreement"])]]
+
+
 def _print_verify(v: dict) -> None:
+    if "greedy_agreement" in v:
+        _console().print(_table(f"verify {v['target']} {v['precision']} ({v['runner']} vs {v['reference']})",
+                                ["", ""], _generation_rows(v)))
+        return
     rows = [["samples", v["samples"]], ["max abs err", _fmt(v["max_abs_err"])],
             ["mean abs err", _fmt(v["mean_abs_err"])], ["cosine", _fmt(v["cosine"])],
             ["top-1 agreement", _fmt(v["top1_agreement"])],
@@ -621,7 +584,7 @@ def _print_inspect(i: dict) -> None:
     c.print(_table("ops", ["op", "count"], [[k, v] for k, v in sorted(i["op_counts"].items(), key=lambda kv: -kv[1])]))
 
 
-# `edgec farm` lives in its own module, which imports this one's helpers (defined above).
+# `edgec farm` lives in its own module (helpers shared through edgec.cli_common).
 from edgec.cli_farm import farm as _farm  # noqa: E402
 
 cli.add_command(_farm)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-# cli.py registers this group at its end, so its helpers are defined by the time this runs.
-from edgec.cli import _console as console, _emit as emit, _table as table, handle_errors, json_option
+from edgec.cli_common import console, emit, handle_errors, json_option, table
 
 
 @click.group()

@@ -38,6 +38,8 @@ class Runner(ABC):
     name: ClassVar[str]
     runtime: ClassVar[str] = ""
     devices: ClassVar[tuple[str, ...]] = ("host",)
+    # Whether `intermediate_tensors` can read tensors inside the artifact (``debug layers --runtime target``).
+    exposes_intermediate_tensors: ClassVar[bool] = False
 
     def __init__(self, bundle_dir: Path, manifest: dict[str, Any], *, model_path: str | None = None,
                  threads: int | None = None, device: str = "host", io: str = "artifact"):
@@ -115,6 +117,14 @@ class Runner(ABC):
 
     def runtime_version(self) -> str | None:
         return None
+
+    def intermediate_tensors(self, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Values of the artifact's tensors ``names`` for one sample given in the model convention.
+
+        Names the runtime cannot read (fused away, or not in the artifact) are left out.
+        Runners that set ``exposes_intermediate_tensors`` implement this.
+        """
+        raise NotImplementedError(f"runner '{self.name}' does not expose intermediate tensors")
 
     @abstractmethod
     def _load_impl(self) -> None:

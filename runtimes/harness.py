@@ -13,8 +13,6 @@ cannot import edgec and repeat `latency_summary` in a few lines:
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from typing import Any, Callable, Iterable
 
@@ -22,33 +20,13 @@ import numpy as np
 
 from edgec.runtimes import io as rio
 from edgec.runtimes.base import Runner
+from edgec.runtimes.bench_stats import latency_summary, peak_rss_bytes  # noqa: F401  (re-exported)
+from edgec.runtimes.metrics import cosine_stats, mean_cosine
 
 BENCH_SCHEMA = "edgec.bench/1"
 BENCH_KEYS = ("schema", "runner", "runtime", "target", "precision", "device", "threads", "warmup",
               "iters", "batch", "latency_ms", "throughput_per_s", "peak_rss_bytes", "extra")
 LATENCY_KEYS = ("mean", "p50", "p90", "p99", "min", "max")
-
-
-def latency_summary(times_s: list[float]) -> dict[str, float]:
-    """Latency statistics in milliseconds from per-iteration times in seconds."""
-    ms = np.asarray(times_s, dtype=np.float64) * 1e3
-    return {
-        "mean": float(ms.mean()),
-        "p50": float(np.percentile(ms, 50)),
-        "p90": float(np.percentile(ms, 90)),
-        "p99": float(np.percentile(ms, 99)),
-        "min": float(ms.min()),
-        "max": float(ms.max()),
-    }
-
-
-def peak_rss_bytes() -> int | None:
-    """This process's peak resident set size."""
-    try:
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    except (OSError, ValueError):
-        return None
-    return int(r if sys.platform == "darwin" else r * 1024)
 
 
 def validate_bench_result(d: dict[str, Any]) -> None:
@@ -103,25 +81,13 @@ def bench(runner: Runner, *, iters: int = 100, warmup: int = 10, batch: int | No
     }
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two flattened arrays (1.0 when both are zero)."""
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 and nb == 0:
-        return 1.0
-    if na == 0 or nb == 0:
-        return 0.0
-    return float(np.dot(a, b) / (na * nb))
-
-
 def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.ndarray]],
             *, labels: np.ndarray | None = None, classification: bool = True,
             on_sample: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Error of ``runner`` against ``reference`` over ``samples`` (model convention).
 
     Returns the report's accuracy block: max/mean absolute error, mean cosine similarity
-    (per sample, flattened outputs), and top-1 agreement on the first output when it is a
+    (per sample, flattened outputs; see `mean_cosine` for empty outputs), and top-1 agreement on the first output when it is a
     class-score vector (last axis > 1) and ``classification`` is set (embeddings and
     hidden states have no meaningful argmax). With ``labels`` (one per sample), also the top-1
     accuracy of both against the labels.
@@ -149,7 +115,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
             abs_sum += float(d.sum())
             n_elems += d.size
             if j == 0:
-                cos.append(cosine(g, w))
+                cos.append(cosine_stats(g, w))
                 if classification and w.ndim >= 1 and w.shape[-1] > 1:
                     gi = g.reshape(-1, w.shape[-1]).argmax(-1)
                     wi = w.reshape(-1, w.shape[-1]).argmax(-1)
@@ -170,7 +136,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
         "samples": count,
         "max_abs_err": max_abs,
         "mean_abs_err": abs_sum / n_elems if n_elems else 0.0,
-        "cosine": float(np.mean(cos)) if cos else None,
+        "cosine": mean_cosine(cos),
         "top1_agreement": top1_hits / top1_n if top1_n else None,
         "max_abs_err_per_output": per_output,
     }

@@ -2,8 +2,9 @@
 (ctypes), or on a Cortex-M board emulated by qemu-system-arm.
 
 The bundle is never written to: compiled objects go to a cache folder keyed by the sha256
-of the sources (``$EDGEC_CACHE_DIR`` or the temp dir). ``device="qemu"`` cross-compiles the
-library with the bundle's harness, runs it under ``qemu-system-arm -icount shift=0`` (one
+of the sources (`edgec.compiler.private_cache`: private, and each file's owner, mode and
+sha256 checked before it is loaded). ``device="qemu"`` cross-compiles the library
+with the bundle's harness, runs it under ``qemu-system-arm -icount shift=0`` (one
 instruction per virtual nanosecond), reads the printed outputs and the SysTick count of
 the run (converted to instructions with a calibration loop of known length), and checks
 the outputs against the host build; both land in ``info()["extra"]``.

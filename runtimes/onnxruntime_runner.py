@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from edgec.runtimes.base import Runner
-
-
-def make_session(path_or_bytes: Any, threads: int | None = None):
-    """An onnxruntime CPU session with deterministic threading when ``threads`` is given."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    src = str(path_or_bytes) if not isinstance(path_or_bytes, (bytes, bytearray)) else bytes(path_or_bytes)
-    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
+from edgec.runtimes.onnx_graph import make_session
 
 
 class ONNXRuntimeRunner(Runner):
@@ -27,6 +13,7 @@ class ONNXRuntimeRunner(Runner):
 
     name = "onnxruntime"
     runtime = "onnxruntime"
+    exposes_intermediate_tensors = True
 
     def _load_impl(self) -> None:
         self._session = make_session(self.model_path, self.threads)
@@ -35,6 +22,23 @@ class ONNXRuntimeRunner(Runner):
     def _run_impl(self, native: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self._session.run(self._out_names, native)
         return dict(zip(self._out_names, outs))
+
+    def intermediate_tensors(self, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Tensors of the artifact ONNX, run with graph optimizations off so none is fused away."""
+        import onnx
+
+        from edgec.runtimes.onnx_graph import with_outputs
+
+        cache = self.__dict__.setdefault("_debug_sessions", {})
+        key = tuple(names)
+        if key not in cache:
+            proto = onnx.load(str(self.model_path))
+            have = {o for n in proto.graph.node for o in n.output} | {i.name for i in proto.graph.input}
+            wanted = [n for n in names if n in have]
+            cache[key] = (make_session(with_outputs(proto, wanted), optimize=False), wanted)
+        sess, wanted = cache[key]
+        native = self.prepare(feeds)
+        return dict(zip(wanted, sess.run(wanted, native))) if wanted else {}
 
     def runtime_version(self) -> str | None:
         import onnxruntime

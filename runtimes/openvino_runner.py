@@ -13,6 +13,7 @@ class OpenVINORunner(Runner):
 
     name = "openvino"
     runtime = "openvino"
+    exposes_intermediate_tensors = True
 
     def _load_impl(self) -> None:
         ov = require("openvino", "openvino")
@@ -34,6 +35,30 @@ class OpenVINORunner(Runner):
     def _run_impl(self, native: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         res = self._request.infer(native)
         return {name: np.asarray(res[port]) for name, port in zip(self._out_names, self._outs)}
+
+    def intermediate_tensors(self, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Tensors of the IR as the CPU plugin computes them (f32 inference; fused-away tensors are left out)."""
+        ov = require("openvino", "openvino")
+        key = tuple(names)
+        cache = self.__dict__.setdefault("_debug_models", {})
+        if key not in cache:
+            core = ov.Core()
+            model = core.read_model(str(self.model_path))
+            have = {n for op in model.get_ordered_ops() for o in op.outputs() for n in o.get_names()}
+            wanted = [n for n in names if n in have]
+            for n in wanted:
+                model.add_outputs(n)
+            compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            cache[key] = (compiled, wanted)
+        compiled, wanted = cache[key]
+        inputs = {i.get_any_name() for i in compiled.inputs}
+        res = compiled({k: v for k, v in feeds.items() if k in inputs})
+        out = {}
+        for port, val in res.items():
+            for n in port.get_names():
+                if n in wanted:
+                    out[n] = np.asarray(val)
+        return out
 
     def runtime_version(self) -> str | None:
         import openvino

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgec.errors import BundleError
+from edgec.registry import LazyRegistry
 
 if TYPE_CHECKING:
     from edgec.runtimes.base import Runner
@@ -20,35 +20,20 @@ _BUILTIN: dict[str, str] = {
 }
 
 
-class RunnerRegistry:
+# The runner of every bundle's float reference ONNX (and of `debug layers`' Q/DQ comparison).
+REFERENCE_RUNNER = "onnxruntime"
+
+
+class RunnerRegistry(LazyRegistry["Runner"]):
     """Maps runner names to `Runner` classes; rejects duplicates."""
 
     def __init__(self) -> None:
-        self._paths: dict[str, str] = {}
-        self._classes: dict[str, type[Runner]] = {}
-
-    def register(self, name: str, runner: "str | type[Runner]") -> None:
-        if name in self._paths or name in self._classes:
-            raise ValueError(f"runner '{name}' is already registered")
-        if isinstance(runner, str):
-            self._paths[name] = runner
-        else:
-            self._classes[name] = runner
-
-    def unregister(self, name: str) -> None:
-        self._paths.pop(name, None)
-        self._classes.pop(name, None)
-
-    def names(self) -> list[str]:
-        return list(dict.fromkeys([*self._paths, *self._classes]))
+        super().__init__("runner")
 
     def get(self, name: str) -> "type[Runner]":
-        if name not in self._classes:
-            if name not in self._paths:
-                raise BundleError(f"unknown runner '{name}' (known: {', '.join(self.names())})")
-            module, _, cls = self._paths[name].partition(":")
-            self._classes[name] = getattr(importlib.import_module(module), cls)
-        return self._classes[name]
+        if name not in self:
+            raise BundleError(f"unknown runner '{name}' (known: {', '.join(self.names())})")
+        return self.load(name)
 
 
 RUNNERS = RunnerRegistry()

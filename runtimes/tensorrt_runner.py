@@ -2,7 +2,7 @@
 
 When the engine is absent it is built from the bundle's ``model.onnx`` and
 ``engine_config.json`` with the same code as the bundle's ``build_engine.py``
-(`edgec.targets.tensorrt.engine`). Needs the ``tensorrt`` module and a CUDA GPU; without
+(`edgec.targets.tensorrt.trt_engine`). Needs the ``tensorrt`` module and a CUDA GPU; without
 them `load` raises a `MissingDependencyError` saying so (the bundle then runs on the
 device with ``bench_trt.py``).
 """
@@ -28,7 +28,7 @@ class NoGPUError(MissingDependencyError):
 
 def require_tensorrt_and_gpu():
     """Import tensorrt or raise one clear line (install, or no GPU)."""
-    from edgec.targets.tensorrt import engine as te
+    from edgec.targets.tensorrt import trt_engine as te
 
     try:
         trt = te.import_tensorrt()
@@ -59,7 +59,7 @@ class TensorRTRunner(Runner):
         self._trt = None
 
     def _load_impl(self) -> None:
-        from edgec.targets.tensorrt import engine as te
+        from edgec.targets.tensorrt import trt_engine as te
 
         self._trt = require_tensorrt_and_gpu()
         try:
@@ -75,7 +75,7 @@ class TensorRTRunner(Runner):
             raise BundleError(str(exc)) from None
 
     def _run_impl(self, native: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from edgec.targets.tensorrt import engine as te
+        from edgec.targets.tensorrt import trt_engine as te
 
         try:
             return self._session.run(native)

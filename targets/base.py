@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from edgec.runtimes.base import Runner
 
 
+STRUCTURED_GAIN = ("smaller dense model: fewer FLOPs and bytes, faster with the target's ordinary dense kernels "
+                   "(measured in benchmarks/pruning.py)")
+
+
 @dataclass(frozen=True)
 class TargetOption:
     """A build option that only some targets take (``--cpu``, ``--io-dtype`` ...).
@@ -71,6 +75,13 @@ class QuantScheme:
             the quantizer's default set. An integer-only target derives it from its ops.
         scale_preserving_ops: Op types whose output keeps the input's scale and zero
             point (``full`` placement); None: the quantizer's default set.
+        fixed_output_params: ``(op_type, scale, zero_point)`` for ops whose int8 output
+            parameters the runtime fixes (Softmax ``1/256, -128``); None: the quantizer's
+            defaults. See docs/quant-scheme.md.
+        per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
+            of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
+        calib_method: Default calibration method, chosen per target by measurement on the
+            real-model corpus (benchmarks/quant_quality.py); ``--calib-method`` overrides it.
     """
 
     activation_symmetric: bool = False
@@ -79,8 +90,11 @@ class QuantScheme:
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
     quantize_embeddings: bool = False
+    per_channel_depthwise_inputs: bool = False
+    calib_method: str = "minmax"
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
+    fixed_output_params: tuple[tuple[str, float, int], ...] | None = None
 
 
 @dataclass
@@ -200,9 +214,16 @@ class Target(ABC):
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme()
     supported_ops: ClassVar[frozenset[str] | None] = None
     # What `--max-accuracy-drop` may change to win accuracy back: "keep-float" (leave nodes in
-    # float), "calib-method" (another calibration method for a tensor), "int8" (int8 instead of
-    # int4 weights). None: derived from `quant_scheme` by `fallback_options`.
+    # float), "calib-method" (another calibration method for a tensor), "bias-correction", "int8"
+    # (int8 instead of int4 weights). None: derived from `quant_scheme` by `fallback_options`.
     accuracy_fallbacks: ClassVar[tuple[str, ...] | None] = None
+    # Distributions whose versions the manifest records for a build on this target.
+    dependencies: ClassVar[tuple[str, ...]] = ()
+    # What pruning buys on this target, per `--prune` method (magnitude, nm, channels,
+    # heads); a method not listed gets `STRUCTURED_GAIN`, the structured methods' note.
+    pruning_gains: ClassVar[dict[str, str]] = {}
+    # N:M patterns this target has sparse kernels for ("2:4"); other targets run them dense.
+    sparse_patterns: ClassVar[tuple[str, ...]] = ()
 
     def availability(self) -> str | None:
         """None when usable here; otherwise a one-line reason with the fix."""
@@ -228,8 +249,26 @@ class Target(ABC):
         if self.quant_scheme is None:
             return ()
         if self.quant_scheme.placement == "full":
-            return ("calib-method",)
-        return ("keep-float", "calib-method", "int8")
+            return ("calib-method", "bias-correction")
+        return ("keep-float", "calib-method", "bias-correction", "int8")
+
+    def pruning_gain(self, method: str) -> str:
+        """What ``--prune METHOD`` buys on this target (one sentence for the report)."""
+        return self.pruning_gains.get(method, STRUCTURED_GAIN)
+
+    def pruning_warnings(self, spec: Any, options: dict[str, Any]) -> list[str]:
+        """Honest one-liners for a pruned build: no speedup where this target has no sparse kernels."""
+        if spec.method == "magnitude":
+            return [f"--prune {spec.text}: unstructured sparsity does not make '{self.name}' faster (dense kernels); "
+                    "it only shrinks the compressed size; use channels:R (or heads:R) for speed"]
+        if spec.method == "nm" and f"{spec.n}:{spec.m}" not in self.sparse_patterns:
+            from edgec.targets.registry import TARGETS
+
+            have = [n for n in TARGETS.names() if f"{spec.n}:{spec.m}" in TARGETS.target_class(n).sparse_patterns]
+            where = f"only {', '.join(repr(n) for n in have)} ha{'s' if len(have) == 1 else 've'}" if have else "no target has"
+            return [f"--prune {spec.text}: {where} {spec.n}:{spec.m} sparse kernels; '{self.name}' runs these weights "
+                    "dense"]
+        return []
 
     def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
         """Report the nodes this target cannot run."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from edgec.errors import ConfigError
+from edgec.registry import LazyRegistry
 
 if TYPE_CHECKING:
     from edgec.targets.base import Target
@@ -22,42 +22,22 @@ _BUILTIN: dict[str, str] = {
 DEFAULT_TARGET = "intel-cpu"
 
 
-class TargetRegistry:
+class TargetRegistry(LazyRegistry["Target"]):
     """Maps target names and aliases to `Target` classes; rejects duplicates."""
 
     def __init__(self) -> None:
-        self._paths: dict[str, str] = {}
-        self._classes: dict[str, type[Target]] = {}
+        super().__init__("target")
         self._aliases: dict[str, str] | None = None
 
-    def register(self, name: str, target: "str | type[Target]") -> None:
-        """Register a target by import string ``module:Class`` or by class."""
-        if name in self._paths or name in self._classes:
-            raise ValueError(f"target '{name}' is already registered")
-        if isinstance(target, str):
-            self._paths[name] = target
-        else:
-            if target.name != name:
-                raise ValueError(f"target class {target.__name__} is named '{target.name}', not '{name}'")
-            self._classes[name] = target
-        self._aliases = None
+    def _check(self, name: str, entry) -> None:
+        if not isinstance(entry, str) and entry.name != name:
+            raise ValueError(f"target class {entry.__name__} is named '{entry.name}', not '{name}'")
 
-    def unregister(self, name: str) -> None:
-        self._paths.pop(name, None)
-        self._classes.pop(name, None)
+    def _changed(self) -> None:
         self._aliases = None
-
-    def names(self) -> list[str]:
-        return list(dict.fromkeys([*self._paths, *self._classes]))
 
     def target_class(self, name: str) -> "type[Target]":
-        if name not in self._classes:
-            module, _, cls = self._paths[name].partition(":")
-            klass = getattr(importlib.import_module(module), cls)
-            if klass.name != name:
-                raise ValueError(f"{self._paths[name]} is named '{klass.name}', registered as '{name}'")
-            self._classes[name] = klass
-        return self._classes[name]
+        return self.load(name)
 
     def _alias_map(self) -> dict[str, str]:
         if self._aliases is None:
@@ -93,3 +73,12 @@ for _name, _path in _BUILTIN.items():
 
 def get_target(name_or_alias: str) -> "Target":
     return TARGETS.get(name_or_alias)
+
+
+def extra_for_format(fmt: str) -> str | None:
+    """The pip extra of the first target that takes ``fmt`` sources (what reading them needs)."""
+    for name in TARGETS.names():
+        target = TARGETS.target_class(name)
+        if fmt in target.accepted_formats and target.extra:
+            return target.extra
+    return None

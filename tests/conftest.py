@@ -111,3 +111,10 @@ def fake_target():
 
 def pytest_configure(config):
     sys.path.insert(0, str(ROOT))
+
+
+def pytest_collection_modifyitems(config, items):
+    """QEMU runs belong to the slow tier: `pytest -m "not slow"` is the loop run while working."""
+    for item in items:
+        if item.get_closest_marker("qemu") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -87,8 +87,36 @@ def convert_flatbuffer(data: bytes, source: str) -> "onnx.ModelProto":  # noqa: 
     from edgec.compiler.loaders import cap_ir_version
 
     proto.producer_name, proto.producer_version = "edgec-tflite", ""
+    _renumber_generated_names(proto)
     cap_ir_version(proto)
     return proto
+
+
+def _renumber_generated_names(proto) -> None:
+    """tf2onnx suffixes generated names with ``__N`` from a process-wide counter; renumber them
+    by first appearance so one file always gives the same graph bytes."""
+    import re
+
+    pattern = re.compile(r"__(\d+)")
+    numbers: dict[str, str] = {}
+
+    def fix(name: str) -> str:
+        return pattern.sub(lambda m: "__" + numbers.setdefault(m.group(1), str(len(numbers) + 1)), name)
+
+    g = proto.graph
+    for n in g.node:
+        n.name = fix(n.name)
+        n.input[:] = [fix(x) for x in n.input]
+        n.output[:] = [fix(x) for x in n.output]
+    for t in [*g.initializer, *g.value_info, *g.input, *g.output]:
+        t.name = fix(t.name)
+    for field in (g.initializer, g.value_info):  # tf2onnx writes them in dict order
+        items = sorted(field, key=lambda t: t.name)
+        copies = [type(t)() for t in items]
+        for c, t in zip(copies, items):
+            c.CopyFrom(t)
+        del field[:]
+        field.extend(copies)
 
 
 @contextlib.contextmanager

@@ -69,3 +69,46 @@ def generation_accuracy(bundle: Path, reference, eval_ids: list[int], prompts: l
     out["runner"] = got.manifest["runner"]
     out["reference"] = "float decoder (onnxruntime)"
     return out
+
+
+def verify_text(bundle: Path, manifest: dict[str, Any], text_path: str, threads: int | None = None,
+                report: dict[str, Any] | None = None, min_cosine: float | None = None,
+                max_drop_percent: float | None = None, prompts: int = 4, new_tokens: int = 32) -> dict[str, Any]:
+    """`edgec verify` of a generation bundle: its runner against ``reference/model.onnx`` on a text file.
+
+    Passes when the logit cosine is at least ``min_cosine`` (default: the build's minus 0.02) and
+    the perplexity rises at most ``max_drop_percent`` percent (default: the build's rise plus 1).
+    """
+    import onnx
+
+    from edgec.compiler.model import ModelHandle
+    from edgec.compiler.llm.pipeline import prompts as cut_prompts
+    from edgec.errors import ConfigError
+    from edgec.runtimes.generation import BundleTokenizer
+
+    p = Path(text_path)
+    if not p.is_file():
+        raise ConfigError(f"{text_path}: generation bundles are verified on a text file")
+    ids = BundleTokenizer(bundle, manifest).encode(p.read_text(encoding="utf-8", errors="replace"), chat=False)
+    ref = ModelHandle.from_onnx(onnx.load(str(bundle / manifest["reference"]["path"])), "", "")
+    got = open_session(bundle, threads)
+    out = compare_sessions(got, FloatDecoder(ref, threads), ids[:4096], cut_prompts(ids, prompts), new_tokens)
+    built = (report or {}).get("accuracy", {})
+    if min_cosine is None and built.get("logit_cosine") is not None:
+        min_cosine = built["logit_cosine"] - 0.02
+    if max_drop_percent is None and built.get("perplexity") is not None:
+        max_drop_percent = _rise(built) + 1.0
+    failures = []
+    if min_cosine is not None and out.get("logit_cosine") is not None and out["logit_cosine"] < min_cosine:
+        failures.append(f"logit cosine {out['logit_cosine']:.4f} < {min_cosine:.4f}")
+    if max_drop_percent is not None and out.get("perplexity") is not None and _rise(out) > max_drop_percent:
+        failures.append(f"perplexity rises {_rise(out):.2f} % > {max_drop_percent:.2f} %")
+    out.update(bounds={"min_cosine": min_cosine, "max_perplexity_rise_percent": max_drop_percent},
+               failures=failures, passed=not failures)
+    return out | {"bundle": str(bundle), "target": manifest["target"], "precision": manifest["precision"],
+                  "runner": manifest["runner"], "reference": "float decoder (onnxruntime)"}
+
+
+def _rise(acc: dict[str, Any]) -> float:
+    """Perplexity rise of the bundle over the float decoder, in percent."""
+    return (acc["perplexity"] - acc["reference_perplexity"]) / acc["reference_perplexity"] * 100.0

@@ -32,8 +32,11 @@ AGREE_PROMPTS, AGREE_TOKENS = 4, 32  # greedy agreement in the build report (the
 def build_llm(config, target, precision: str, options: dict[str, Any], tmp: Path, progress) -> tuple[dict, dict]:
     """Write the generation bundle into ``tmp``; returns (manifest, report)."""
     if not hasattr(target, "lower_llm"):
-        raise ConfigError(f"target '{target.name}' does not build generation (KV-cache) bundles; use intel-cpu or "
-                          "onnxruntime, or pass --input-shape to export one stateless graph")
+        from edgec.targets.registry import TARGETS
+
+        able = [n for n in TARGETS.names() if hasattr(TARGETS.target_class(n), "lower_llm")]
+        raise ConfigError(f"target '{target.name}' does not build generation (KV-cache) bundles; use "
+                          f"{' or '.join(able)}, or pass --input-shape to export one stateless graph")
     if config.kv_cache and config.kv_cache not in target.kv_cache_precisions:
         raise ConfigError(f"--kv-cache {config.kv_cache} is not supported by target '{target.name}'")
     if config.keep_float or config.prune or config.smoothquant is not None or config.bias_correction:
@@ -137,7 +140,8 @@ def _generation_section(lm: CausalLM, tok) -> dict[str, Any]:
 
 
 def _manifest(config, target, precision, options, handle, lm, lowered, passes, tok) -> dict[str, Any]:
-    from edgec.compiler.pipeline import _dependencies, _jsonable
+    from edgec.compiler.packaging import dependencies as _dependencies, jsonable_options as _jsonable
+    from edgec.runtimes.registry import REFERENCE_RUNNER
 
     art = lowered.model_artifact
     io = {"inputs": [s.to_json() for s in lowered.inputs], "outputs": [s.to_json() for s in lowered.outputs]}
@@ -151,7 +155,7 @@ def _manifest(config, target, precision, options, handle, lm, lowered, passes, t
         "task": "text-generation", "model_inputs": io["inputs"], "model_outputs": io["outputs"], **io,
         "methods": methods, "state": lowered.state, "generation": _generation_section(lm, tok),
         "architecture": {"model_type": lm.config.get("model_type"), **lm.shape.__dict__},
-        "lora": lm.lora, "reference": {"runner": "onnxruntime", "path": "reference/model.onnx"},
+        "lora": lm.lora, "reference": {"runner": REFERENCE_RUNNER, "path": "reference/model.onnx"},
         "tokenizer": ".", "passes": passes, "calibration": None,
         "config": config.manifest_view() | {"precision": precision, "target_options": _jsonable(options),
                                             "kv_cache": config.kv_cache, "lora": config.lora},

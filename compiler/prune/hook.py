@@ -1,6 +1,6 @@
 """Where pruning plugs into loading and the build pipeline.
 
-* `apply_torch` runs in the loader (``_finish_torch``) on the PyTorch module before export:
+* `apply_torch` runs in the loader (``finish_torch``) on the PyTorch module before export:
   prune, fine-tune (``--finetune``), fold masks; the unpruned module is kept as the report's
   baseline and the distillation teacher.
 * `after_optimize` runs in the pipeline on the optimized float ONNX: it prunes ONNX sources
@@ -122,10 +122,10 @@ def load_calibration_tensors(request: PruneRequest, example: dict[str, Any]) -> 
 def _outputs(module: Any, inputs: dict[str, Any]) -> list[Any]:
     import torch
 
-    from edgec.compiler.export import _flatten
+    from edgec.compiler.export import flatten_outputs
 
     with torch.no_grad():
-        return _flatten(module(*inputs.values()))
+        return flatten_outputs(module(*inputs.values()))
 
 
 def apply_torch(module: Any, example: dict[str, Any], request: PruneRequest,
@@ -208,13 +208,33 @@ def after_optimize(handle: Any, request: PruneRequest | None, progress: Progress
     if state is None:
         from edgec.compiler.prune.onnx_prune import prune_onnx
 
-        if request.spec.structured or request.finetune:
+        if request.spec.method == "heads" or request.finetune:
             raise ConfigError(f"--prune {request.spec.method}/--finetune need a PyTorch or Hugging Face model")
-        progress.message(f"pruning ({request.spec.text}) the ONNX initializers")
-        pruned, info = prune_onnx(handle.proto, request.spec)
+        if request.spec.method == "channels":
+            from edgec.compiler.prune.onnx_channels import prune_channels_onnx
+
+            samples = None
+            if request.calib:  # activation importance and the least-squares refit use the calibration data
+                from edgec.calibration import load_calibration_data
+                from edgec.compiler.prune.onnx_refit import REFIT_SAMPLES
+
+                samples = load_calibration_data(request.calib, handle.inputs, max_samples=REFIT_SAMPLES,
+                                                preprocess=request.preprocess, seed=request.seed).samples
+            progress.message(f"pruning ({request.spec.text}) channel groups of the ONNX graph")
+            pruned, structure = prune_channels_onnx(handle.proto, request.spec, samples)
+            candidates = structure.pop("refit_candidates")
+            if samples:  # recover accuracy without training: least squares per pruned 1x1 conv
+                from edgec.compiler.prune.onnx_refit import refit_pointwise
+
+                progress.message("refitting the pruned 1x1 convolutions on the calibration data")
+                structure["refit"] = refit_pointwise(handle.proto, pruned, candidates, samples)
+        else:
+            progress.message(f"pruning ({request.spec.text}) the ONNX initializers")
+            pruned, info = prune_onnx(handle.proto, request.spec)
+            structure = {"pruned_layers": len(info["weights"])}
         state = PruneState(spec=request.spec, applied_to="onnx", unpruned_proto=handle.proto,
                            before=weight_stats(_onnx_arrays(handle.proto)), after=weight_stats(_onnx_arrays(pruned)),
-                           structure={"pruned_layers": len(info["weights"])})
+                           structure=structure)
         handle = handle.with_proto(pruned)
         handle.meta["prune"] = state
     return handle, state.pass_entry()

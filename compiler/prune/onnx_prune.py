@@ -3,7 +3,7 @@
 Used for ONNX sources (PyTorch sources are pruned before export) and, for every source,
 to report what the exported float graph holds. Weights are the constant (initializer)
 weights of Conv, ConvTranspose, Gemm and MatMul; N:M runs along the reduction
-(input-channel) axis TensorRT's sparse kernels use (`edgec.targets.tensorrt.sparsity`).
+(input-channel) axis TensorRT's sparse kernels use (`edgec.compiler.weight_axis`).
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import numpy as np
 
 from edgec.compiler.prune.masks import magnitude_masks, nm_mask
 from edgec.compiler.prune.spec import PruneSpec
+from edgec.compiler.weight_axis import WEIGHTED_OPS
 from edgec.errors import ConfigError
-
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def weight_entries(proto: Any) -> list[dict[str, Any]]:
     """``{node, op, weight, axis}`` per weighted node whose weight is a float initializer (first use wins)."""
     from onnx import TensorProto
 
-    from edgec.targets.tensorrt.sparsity import reduction_axis
+    from edgec.compiler.weight_axis import weight_axis
 
     inits = {t.name: t for t in proto.graph.initializer}
     seen: set[str] = set()
@@ -41,7 +40,7 @@ def weight_entries(proto: Any) -> list[dict[str, Any]]:
             if t.name not in seen:
                 seen.add(t.name)
                 out.append({"node": node.name or node.output[0], "op": node.op_type, "weight": t.name,
-                            "axis": reduction_axis(node, idx, len(t.dims))})
+                            "axis": weight_axis(node, idx, len(t.dims), reduction=True)})
             break
     return out
 

@@ -29,28 +29,11 @@ import numpy as np
 from edgec.compiler.prune.hook import ZLIB_LEVEL, PruneState
 from edgec.compiler.prune.onnx_prune import layer_stats
 
-_STRUCTURED = ("smaller dense model: fewer FLOPs and bytes, faster with the target's ordinary dense kernels "
-               "(measured in benchmarks/pruning.py)")
-SPEEDUP_NOTES: dict[str, dict[str, str]] = {
-    "magnitude": {
-        "intel-cpu": "none expected: OpenVINO's CPU plugin runs these layers with dense kernels and the IR stores "
-                     "zeros densely; the gain is in compressed size",
-        "arm": "none expected: TFLite's built-in kernels are dense and the .tflite stores zeros densely; the gain is "
-               "in compressed size",
-        "mcu": "none expected: the generated C keeps dense const weight arrays in flash",
-        "jetson": "none expected: TensorRT's sparse kernels need the 2:4 pattern (use --prune 2:4 --sparsity)",
-    },
-    "nm": {
-        "intel-cpu": "none expected: no N:M sparse kernels in OpenVINO's CPU plugin",
-        "arm": "none expected: TFLite's built-in kernels are dense",
-        "mcu": "none expected: dense C kernels",
-        "jetson": "2:4 weights qualify for sparse tensor cores (Ampere/Orin) when the engine is built with "
-                  "--sparsity (SPARSE_WEIGHTS); TensorRT picks them per layer where faster: measure on the device "
-                  "with bench_trt.py",
-    },
-    "channels": {t: _STRUCTURED for t in ("intel-cpu", "arm", "mcu", "jetson")},
-    "heads": {t: _STRUCTURED for t in ("intel-cpu", "arm", "mcu", "jetson")},
-}
+def gains_by_target(method: str) -> dict[str, str]:
+    """``{target: what --prune METHOD buys there}`` for every registered target (their `pruning_gains`)."""
+    from edgec.targets.registry import TARGETS
+
+    return {name: TARGETS.target_class(name)().pruning_gain(method) for name in TARGETS.names()}
 
 
 def _compressed_size(paths: list[Path]) -> int:
@@ -78,7 +61,7 @@ def _batches(samples: list[dict[str, np.ndarray]], size: int = 32):
 def _torch_runner(module: Any, example: dict[str, Any]):
     import torch
 
-    from edgec.compiler.export import _flatten
+    from edgec.compiler.export import flatten_outputs
 
     def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
         n = next(iter(feeds.values())).shape[0]
@@ -89,7 +72,7 @@ def _torch_runner(module: Any, example: dict[str, Any]):
             else:
                 args.append(t.expand(n, *t.shape[1:]) if t.shape[0] == 1 else t)
         with torch.no_grad():
-            return _flatten(module(*args))[0]
+            return flatten_outputs(module(*args))[0]
 
     return run
 
@@ -156,16 +139,11 @@ def compare_unpruned(ref, got, samples: list[dict[str, np.ndarray]], labels: Any
 
 def pruning_warnings(spec: Any, target: str | None, options: dict[str, Any] | None) -> list[str]:
     """Honest one-liners for a build: no speedup from sparsity where the target has no sparse kernels."""
-    opts = options or {}
-    if spec.method == "magnitude":
-        return [f"--prune {spec.text}: unstructured sparsity does not make '{target}' faster (dense kernels); it only "
-                "shrinks the compressed size; use channels:R (or heads:R) for speed"] if target else []
-    if spec.method == "nm" and target == "jetson" and not opts.get("sparsity"):
-        return [f"--prune {spec.text}: add --sparsity so TensorRT may use its 2:4 sparse kernels"]
-    if spec.method == "nm" and target not in (None, "jetson"):
-        return [f"--prune {spec.text}: only TensorRT (jetson --sparsity) has 2:4 sparse kernels; '{target}' runs "
-                "these weights dense"]
-    return []
+    if target is None:
+        return []
+    from edgec.targets.registry import get_target
+
+    return get_target(target).pruning_warnings(spec, options or {})
 
 
 def pruning_report(handle: Any, samples: list[dict[str, np.ndarray]], labels: Any, data: str,
@@ -190,7 +168,7 @@ def pruning_report(handle: Any, samples: list[dict[str, np.ndarray]], labels: An
     acc = compare_unpruned(*runners(state, handle), samples, labels, classification)
     acc["data"] = data
     b, a = state.before, state.after
-    notes = SPEEDUP_NOTES[state.spec.method]
+    notes = gains_by_target(state.spec.method)
     section = {
         "spec": state.spec.text,
         "method": state.spec.method,

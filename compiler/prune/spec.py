@@ -181,13 +181,13 @@ def check_source(spec: PruneSpec, finetune: str | None, model: str) -> str:
     if kind == "tflite":
         raise ConfigError("--prune needs a float model (ONNX, PyTorch or Hugging Face); a .tflite is already "
                           "quantized")
-    if kind == "onnx" and spec.structured:
-        raise ConfigError(f"--prune {spec.method} needs a PyTorch (file.py:factory) or Hugging Face model: "
-                          "structured pruning rewrites the module before export; ONNX sources take magnitude:R or 2:4")
+    if kind in ("onnx", "keras", "savedmodel") and spec.method == "heads":
+        raise ConfigError(f"--prune heads needs a PyTorch (file.py:factory) or Hugging Face model: it rewrites the "
+                          "attention modules before export; ONNX sources take channels:R, magnitude:R or 2:4")
     if kind == "pt2" and spec.structured:
         raise ConfigError(f"--prune {spec.method} needs the PyTorch module with its Conv/Linear layers "
                           "(file.py:factory) or a Hugging Face folder; a .pt2 ExportedProgram is a flat graph")
-    if kind in ("onnx", "pt2") and finetune:
+    if kind in ("onnx", "pt2", "keras", "savedmodel") and finetune:
         raise ConfigError(f"--finetune needs a PyTorch module (file.py:factory) or a Hugging Face model, not {kind}")
     return kind
 

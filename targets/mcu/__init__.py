@@ -29,6 +29,11 @@ class MCUTarget(Target):
     runner = "mcu"
     accepted_formats = ("onnx", "tflite")
     # What the quantizer runs in int8 comes from the op records (targets/mcu/ops).
+    dependencies = ("ai-edge-litert",)
+    pruning_gains = {
+        "magnitude": "none expected: the generated C keeps dense const weight arrays in flash",
+        "nm": "none expected: dense C kernels",
+    }
     quant_scheme = QuantScheme(placement="full", integer_ops=INTEGER_ONNX_OPS,
                                scale_preserving_ops=SCALE_PRESERVING_ONNX_OPS)
     options = (

@@ -132,9 +132,10 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
     opts = spec.options or {}
     cpu = opts.get("cpu") or "cortex-m4"
     g = load_graph(model)
-    plan = planner.plan(g)
+    io_in_arena = bool(opts.get("io_in_arena", True))
+    plan = planner.plan(g, io_in_arena=io_in_arena)
     c_dir = out_dir / "c"
-    info = codegen.generate(g, plan, c_dir)
+    info = codegen.generate(g, plan, c_dir, cpu=cpu)
     harness = out_dir / "harness"
     harness.mkdir(parents=True, exist_ok=True)
     # uart_main.c + uart_cmsdk.c: the bench firmware for a real board on a serial line (`--device serial:`).
@@ -145,9 +146,9 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
     io_bytes = sum(g.t(n).nbytes for n in g.inputs + g.outputs)
     report: dict[str, Any] = {
         "cpu": cpu, "arena_bytes": plan.arena_bytes, "const_bytes": info["const_bytes"],
-        "io_bytes": io_bytes, "scratch_bytes": info["scratch_bytes"],
+        "io_bytes": io_bytes, "io_in_arena": io_in_arena, "scratch_bytes": info["scratch_bytes"],
         "macs": sum(layer["macs"] for layer in info["layers"]),
-        "arena_bytes_without_inplace": planner.greedy_baseline(g),
+        "arena_bytes_without_inplace": planner.greedy_baseline(g, io_in_arena),
         "arena_bytes_sum_of_tensors": plan.naive_bytes, "ops": len(plan.order),
     }
     size = None
@@ -159,7 +160,8 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
         report["arm_size"] = "not measured: arm-none-eabi-gcc not found (" + toolchain.APT + ")"
         flash = info["const_bytes"]
     report["flash_bytes"] = flash
-    report["ram_bytes"] = plan.arena_bytes + io_bytes + info["scratch_bytes"]
+    # With the I/O in the arena the caller needs no buffers of its own (pointer API).
+    report["ram_bytes"] = plan.arena_bytes + (0 if io_in_arena else io_bytes) + info["scratch_bytes"]
     check_budgets(g, plan, report["ram_bytes"], flash, opts.get("ram_budget"), opts.get("flash_budget"))
 
     luts = sorted({op.attrs.get("lut_source") for op in g.ops if op.kind == "lut"} - {None})
@@ -168,7 +170,9 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
         "cpu": cpu, "arena_bytes": plan.arena_bytes, "const_bytes": info["const_bytes"],
         "sources": [f"c/{s}" for s in info["sources"]], "kernels": info["kernels"],
         "source_format": g.source, "qemu_board": board.machine, "qemu_note": board.note or None,
-        "api": "int edgec_model_run(const void *const *inputs, void *const *outputs)",
+        "api": "int edgec_model_run(const void *const *inputs, void *const *outputs)" + (
+            "; void *edgec_model_input(int32_t), void *edgec_model_output(int32_t), int edgec_model_invoke(void)"
+            if io_in_arena else ""),
         "lut_source": luts or None, "layers": info["layers"],
     }
     files = sorted(p.relative_to(out_dir).as_posix() for p in list(c_dir.iterdir()) + list(harness.iterdir()))

@@ -4,7 +4,9 @@
 2. In place: an element-wise op (requantize/ReLU, LUT, Add, Mul) writes over an input
    that dies at that op and has the output's size.
 3. Graph inputs stay in the caller's input buffers and the ops producing graph outputs
-   write straight into the caller's output buffers.
+   write straight into the caller's output buffers; or, with ``io_in_arena``, they are
+   arena buffers like the others (their space is reused once they die), which the caller
+   fills/reads through pointers (`edgec_model_input` / `edgec_model_output`).
 4. Offsets: buffers sorted by size (largest first), each placed at the lowest 4-byte
    aligned offset that does not overlap a placed buffer whose lifetime intersects its own.
 5. Op order: besides the source order, a memory-aware topological order (run next the
@@ -33,6 +35,7 @@ class Buffer:
     last: int
     kind: str = "arena"  # arena | input | output | const
     index: int = -1  # graph input/output index
+    io: str = ""  # "input"/"output": a graph I/O tensor kept in the arena (io_in_arena)
     offset: int = 0
     tensors: list[str] = field(default_factory=list)
 
@@ -73,7 +76,8 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 0) -> Plan:
+def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 0,
+                io_in_arena: bool = False) -> Plan:
     T = g.tensors
     uf = _UF()
     for name in T:
@@ -156,6 +160,8 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
             b.kind, b.index = "input", g.inputs.index(next(m for m in ms if m in in_set))
         elif cout:
             b.kind, b.index = "output", g.outputs.index(next(m for m in ms if m in out_set))
+        if io_in_arena and b.kind in ("input", "output"):
+            b.io, b.kind = b.kind, "arena"
         buffers[bid] = b
         for m in ms:
             tensor_buffer[m] = bid
@@ -207,19 +213,20 @@ def _memory_aware_order(g: QGraph) -> list[QOp]:
     return order
 
 
-def plan(g: QGraph) -> Plan:
+def plan(g: QGraph, io_in_arena: bool = False) -> Plan:
     """The smallest-arena plan over the candidate op orders."""
-    candidates = [_plan_order(g, list(g.ops))]
+    candidates = [_plan_order(g, list(g.ops), io_in_arena=io_in_arena)]
     alt = _memory_aware_order(g)
     if [id(o) for o in alt] != [id(o) for o in g.ops]:
-        candidates.append(_plan_order(g, alt))
+        candidates.append(_plan_order(g, alt, io_in_arena=io_in_arena))
     best = min(candidates, key=lambda p: (p.arena_bytes, candidates.index(p)))
-    guarded = _plan_order(g, best.order, guard=GUARD_BYTES)
+    guarded = _plan_order(g, best.order, guard=GUARD_BYTES, io_in_arena=io_in_arena)
+    assert guarded.tensor_buffer == best.tensor_buffer, "the guard layout must place the same buffers"
     best.guard_offsets = {bid: b.offset for bid, b in guarded.buffers.items()}
     best.guard_arena_bytes = guarded.arena_bytes
     return best
 
 
-def greedy_baseline(g: QGraph) -> int:
+def greedy_baseline(g: QGraph, io_in_arena: bool = False) -> int:
     """Arena of the plain plan (no views/in-place reuse, source order) for the report."""
-    return _plan_order(g, list(g.ops), inplace=False).arena_bytes
+    return _plan_order(g, list(g.ops), inplace=False, io_in_arena=io_in_arena).arena_bytes

@@ -26,6 +26,11 @@ class ONNXRuntimeTarget(Target):
     supported_precisions: ClassVar[tuple[str, ...]] = ("fp32", "int8", "int4")
     default_precision: ClassVar[str] = "int8"
     runner: ClassVar[str] = "onnxruntime"
+    pruning_gains = {
+        "magnitude": "none expected: onnxruntime's CPU kernels are dense and the ONNX stores zeros densely; the "
+                     "gain is in compressed size",
+        "nm": "none expected: no N:M sparse kernels in onnxruntime's CPU execution provider",
+    }
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(activation_symmetric=False, placement="weighted")
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "

@@ -29,10 +29,16 @@ class OpenVINOTarget(Target):
     runner: ClassVar[str] = "openvino"
     # OpenVINO's low-precision transformations fuse DQ->Conv/MatMul->(Q) into int8 kernels;
     # asymmetric int8 activations are supported, so keep the calibrated zero points.
+    dependencies = ("openvino",)
+    pruning_gains = {
+        "magnitude": "none expected: OpenVINO's CPU plugin runs these layers with dense kernels and the IR stores "
+                     "zeros densely; the gain is in compressed size",
+        "nm": "none expected: no N:M sparse kernels in OpenVINO's CPU plugin",
+    }
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
         activation_symmetric=False, placement="weighted",
         hoist_through=("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"),
-        quantize_embeddings=True)
+        quantize_embeddings=True, per_channel_depthwise_inputs=True, calib_method="mean-minmax")
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("ov_precision_hint", "OpenVINO CPU inference precision for float parts of the model "
                      "(f32 keeps results comparable to the float model; bf16 is faster on CPUs with AMX/avx512_bf16).",

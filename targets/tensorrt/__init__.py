@@ -66,7 +66,7 @@ _UNSUPPORTED_HINTS = {
 
 def engine_availability() -> str | None:
     """None when TensorRT engines can be built and run here; else why not (one line)."""
-    from edgec.targets.tensorrt.engine import gpu_available
+    from edgec.targets.tensorrt.trt_engine import gpu_available
 
     if not has_module("tensorrt"):
         return ("tensorrt is not installed: pip install 'edgec[tensorrt]' (on a Jetson it comes with JetPack); "
@@ -89,6 +89,14 @@ class TensorRTTarget(Target):
     calibrated_precisions = ("int8", "best")
     runner = "tensorrt"
     accepted_formats = ("onnx",)
+    dependencies = ("tensorrt",)
+    sparse_patterns = ("2:4",)
+    pruning_gains = {
+        "magnitude": "none expected: TensorRT's sparse kernels need the 2:4 pattern (use --prune 2:4 --sparsity)",
+        "nm": "2:4 weights qualify for sparse tensor cores (Ampere/Orin) when the engine is built with "
+              "--sparsity (SPARSE_WEIGHTS); TensorRT picks them per layer where faster: measure on the device "
+              "with bench_trt.py",
+    }
     quant_scheme = QuantScheme(activation_symmetric=True, placement="weighted", quantize_add=True)
     supported_ops = TRT_SUPPORTED_OPS
     options = (
@@ -116,6 +124,11 @@ class TensorRTTarget(Target):
         """One line for ``edgec targets``: what works on this machine."""
         why = self.engine_availability()
         return "bundle + local engine build" if why is None else f"bundle only (engine on the device: {why})"
+
+    def pruning_warnings(self, spec: Any, options: dict[str, Any]) -> list[str]:
+        if spec.method == "nm" and not options.get("sparsity"):
+            return [f"--prune {spec.text}: add --sparsity so TensorRT may use its 2:4 sparse kernels"]
+        return super().pruning_warnings(spec, options)
 
     def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
         """Ops TensorRT's ONNX parser cannot import, named with the fix."""

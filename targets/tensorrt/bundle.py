@@ -8,6 +8,8 @@ Bundle contents (paths relative to the bundle root):
 ``build_engine.py``     ONNX -> model.engine on the device (TensorRT 8.6 / 10.x).
 ``bench_trt.py``        times the engine, checks it against ``reference/io.npz``,
                         prints ``edgec.bench/1`` JSON.
+``trt_engine/``         the package both scripts import (edgec's ``trt_engine``, copied
+                        verbatim, with its ``bench_stats.py`` and ``metrics.py``).
 ``reference/io.npz``    a few calibration inputs and the float model's outputs.
 ``README.md``           how to build and bench, with the equivalent ``trtexec`` lines.
 ``model.engine``        only with ``--engine`` where TensorRT and a GPU are present.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ import numpy as np
 
 from edgec.errors import ConfigError, MissingDependencyError
 from edgec.targets.base import Artifact, LowerResult, LowerSpec
-from edgec.targets.tensorrt import accuracy, engine as te, profiles as prof, qdq_rules, sparsity
+from edgec.targets.tensorrt import accuracy, profiles as prof, qdq_rules, sparsity, trt_engine as te
 
 REFERENCE_SAMPLES = 4
 MODEL_FILE = "model.onnx"
@@ -37,11 +40,22 @@ TIMING_CACHE = "timing.cache"
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def script_source(template: str) -> str:
-    """A bundle script: its template with `engine`'s source pasted in."""
-    src = Path(te.__file__).read_text()
-    src = src.replace("from __future__ import annotations\n", "", 1)
-    return (TEMPLATES / template).read_text().replace("@@ENGINE_SOURCE@@", src.strip("\n"))
+ENGINE_PACKAGE = "trt_engine"
+
+
+def engine_package_files() -> dict[str, Path]:
+    """``{path in the bundle: source file}`` of the engine package the bundle scripts import.
+
+    The package is copied verbatim, with edgec's dependency-free ``runtimes/bench_stats.py``
+    and ``runtimes/metrics.py`` next to it (its `_shared` imports them from there).
+    """
+    from edgec.runtimes import bench_stats, metrics
+
+    pkg = Path(te.__file__).parent
+    files = {f"{ENGINE_PACKAGE}/{f.name}": f for f in sorted(pkg.glob("*.py"))}
+    for mod in (bench_stats, metrics):
+        files[f"{ENGINE_PACKAGE}/{Path(mod.__file__).name}"] = Path(mod.__file__)
+    return dict(sorted(files.items()))
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -250,8 +264,11 @@ def lower(target, model, spec: LowerSpec, out_dir: Path) -> LowerResult:
         "tensorrt_min_version": "8.6",
     }
     (out_dir / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    for rel, src in engine_package_files().items():
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out_dir / rel)
     for script, tmpl in (("build_engine.py", "build_engine.py.in"), ("bench_trt.py", "bench_trt.py.in")):
-        (out_dir / script).write_text(script_source(tmpl))
+        (out_dir / script).write_text((TEMPLATES / tmpl).read_text())
         (out_dir / script).chmod(0o755)
     plan = te.build_plan(cfg, ".")
     plan_rel = dict(plan, timing_cache=timing_name)
@@ -278,6 +295,7 @@ def lower(target, model, spec: LowerSpec, out_dir: Path) -> LowerResult:
         Artifact(CONFIG_FILE, "json", "harness"),
         Artifact("build_engine.py", "python", "harness"),
         Artifact("bench_trt.py", "python", "harness"),
+        *(Artifact(rel, "python", "harness") for rel in engine_package_files()),
         Artifact(REFERENCE_FILE, "npz", "reference"),
         Artifact("README.md", "markdown", "doc"),
     ]

@@ -189,17 +189,9 @@ def _attr(node, name: str, default=None):
 
 def expected_weight_axis(node, weight_input: int, rank: int) -> int:
     """Output-channel axis of the weight feeding input ``weight_input`` of ``node``."""
-    op = node.op_type
-    if op == "Conv":
-        return 0
-    if op == "ConvTranspose":
-        return 1
-    if op == "Gemm":
-        if weight_input == 1:
-            return 0 if _attr(node, "transB", 0) else 1
-        return 1 if _attr(node, "transA", 0) else 0  # A = [M, K]: rows are outputs
-    # MatMul: B = [..., K, N] -> last axis; A = [..., M, K] as weight -> rank-2
-    return rank - 1 if weight_input == 1 else rank - 2
+    from edgec.compiler.weight_axis import weight_axis
+
+    return weight_axis(node, weight_input, rank)
 
 
 def _check_qparams(g: _Graph, node, report: QDQReport, activation: bool) -> None:

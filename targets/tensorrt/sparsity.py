@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgec.targets.tensorrt.qdq_rules import WEIGHTED_OPS, _attr, _Graph, _name
+from edgec.targets.tensorrt.qdq_rules import WEIGHTED_OPS, _Graph, _name
 
 
 def is_2to4(weight: np.ndarray, axis: int) -> bool:
@@ -38,16 +38,9 @@ def groups_2to4_fraction(weight: np.ndarray, axis: int) -> float:
 
 def reduction_axis(node, weight_input: int, rank: int) -> int:
     """The axis 2:4 sparsity runs along for the weight at ``weight_input`` of ``node``."""
-    op = node.op_type
-    if op == "Conv":
-        return 1
-    if op == "ConvTranspose":
-        return 0
-    if op == "Gemm":
-        if weight_input == 1:
-            return 1 if _attr(node, "transB", 0) else 0
-        return 0 if _attr(node, "transA", 0) else 1
-    return rank - 2 if weight_input == 1 else rank - 1
+    from edgec.compiler.weight_axis import weight_axis
+
+    return weight_axis(node, weight_input, rank, reduction=True)
 
 
 def sparsity_report(proto) -> list[dict[str, Any]]:

@@ -28,6 +28,12 @@ class TFLiteTarget(Target):
     calibrated_precisions = ("int8",)
     runner = "litert"
     accepted_formats = ("onnx",)
+    dependencies = ("tensorflow", "onnx2tf", "ai-edge-litert")
+    pruning_gains = {
+        "magnitude": "none expected: TFLite's built-in kernels are dense and the .tflite stores zeros densely; the "
+                     "gain is in compressed size",
+        "nm": "none expected: TFLite's built-in kernels are dense",
+    }
     quant_scheme = None
     options = (
         TargetOption(

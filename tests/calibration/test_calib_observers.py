@@ -52,9 +52,9 @@ def relu_model_tensors(relu_samples):
 
 
 def test_registry_names_and_errors():
-    assert observer_names() == ["entropy", "minmax", "mse", "percentile"]
+    assert observer_names() == ["entropy", "mean-minmax", "minmax", "mse", "percentile"]
     assert isinstance(make_observer("MinMax"), MinMaxObserver)
-    with pytest.raises(ConfigError, match=r"unknown calibration method 'kl'; expected one of: entropy, minmax, mse, percentile"):
+    with pytest.raises(ConfigError, match=r"unknown calibration method 'kl'; expected one of: entropy, mean-minmax, minmax, mse, percentile"):
         make_observer("kl")
     with pytest.raises(ConfigError, match="invalid option for calibration method 'minmax'"):
         make_observer("minmax", percentile=99.0)
@@ -76,7 +76,7 @@ def test_registry_names_and_errors():
 
     with pytest.raises(ConfigError, match="observer 'minmax' is already registered by MinMaxObserver"):
         register_observer(Dup)
-    assert observer_names() == ["entropy", "minmax", "mse", "percentile"]
+    assert observer_names() == ["entropy", "mean-minmax", "minmax", "mse", "percentile"]
 
 
 def test_no_data_and_non_finite_values():
@@ -283,3 +283,11 @@ def test_mse_beats_minmax_with_outliers():
     u = rng.uniform(-1, 1, 50000)
     uni.update(u)
     assert uni.compute_range().rmax > 0.95 * u.max()
+
+
+def test_mean_minmax_averages_each_samples_extremes():
+    obs = make_observer("mean-minmax")
+    for lo, hi in ((-1.0, 2.0), (-3.0, 10.0)):
+        obs.update(np.array([lo, 0.5, hi], np.float32))
+    r = obs.compute_range()
+    assert (r.rmin, r.rmax) == (-2.0, 6.0)

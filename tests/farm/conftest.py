@@ -146,6 +146,12 @@ class RayCluster:
         kill_tree(self.workers.pop(name).pid)
 
     def stop(self) -> None:
+        import ray
+
+        # A driver that outlives its cluster's GCS is ended by Ray's core worker (exit 1):
+        # disconnect this test process first.
+        if ray.is_initialized():
+            ray.shutdown()
         for p in self.workers.values():
             p.send_signal(signal.SIGTERM)
         for name, p in list(self.workers.items()):

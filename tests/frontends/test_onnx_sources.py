@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.frontends.corpus_files import wheel_file
+from tests.frontends.corpus_files import model_file
 
 
 def _float_cnn(batch="N"):
@@ -103,7 +103,7 @@ def test_real_dynamically_quantized_ocr_model_dequantizes():
     """ddddocr's common_old.onnx (ConvInteger, DynamicQuantizeLinear, DynamicQuantizeLSTM) as float."""
     from edgec.compiler.frontends.quantized_onnx import dequantize
 
-    path = wheel_file("ddddocr", "1.6.1", "ddddocr/common_old.onnx")
+    path = model_file("ddddocr-common-old")
     src = onnx.load(path)
     deq = dequantize(src)
     onnx.checker.check_model(deq)

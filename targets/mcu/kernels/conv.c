@@ -20,7 +20,6 @@
 #include "edgec_fixedpoint.h"
 
 #if defined(__ARM_FEATURE_MVE)
-#include <arm_mve.h>
 #define EDGEC_MVE 1
 #elif defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
@@ -34,8 +33,9 @@ typedef struct {
 } edgec_rq;
 
 static inline int8_t rq_one(const edgec_rq *q, int32_t acc, int32_t c) {
-    const int32_t i = q->per_channel ? c : 0;
-    /* LiteRT's FullyConnected rounds once, its Conv/DepthwiseConv twice. */
+    const int32_t i = c & -q->per_channel; /* c, or 0 for one per-tensor multiplier */
+    /* LiteRT's FullyConnected rounds once, its Conv/DepthwiseConv twice. The callers pass
+     * constant edgec_rq fields where they can, so this folds to one path. */
     acc = q->single_round ? edgec_mbqm_single(acc, q->mult[i], q->shift[i]) : edgec_mbqm(acc, q->mult[i], q->shift[i]);
     return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
 }
@@ -66,15 +66,7 @@ static inline int32_t sx13(uint32_t v) {
 
 #if defined(EDGEC_MVE)
 static inline int32x4_t rq_mve(int32x4_t acc, int32x4_t mult, int32x4_t shift) {
-    const int32x4_t zero = vdupq_n_s32(0);
-    const int32x4_t right = vminq_s32(shift, zero); /* -(right shift), <= 0 */
-    int32x4_t fix;
-    acc = vshlq_s32(acc, vmaxq_s32(shift, zero));
-    acc = vqrdmulhq_s32(acc, mult); /* == SaturatingRoundingDoublingHighMul */
-    /* RoundingDivideByPOT rounds ties away from zero, VRSHL rounds them up: take one
-     * off negative values first (only where a right shift follows). */
-    fix = vshrq_n_s32(vandq_s32(acc, right), 31);
-    return vrshlq_s32(vaddq_s32(acc, fix), right);
+    return edgec_mbqm_mve(acc, mult, shift);
 }
 
 /* Requantize 4 accumulators (bias included) of channels c..c+3 and store them. */
@@ -104,9 +96,16 @@ static inline int32_t mve_dot(const int8_t *a, const int8_t *b, int32_t k, int32
 
 /* out[j * out_stride + n] = requant(bias[n] + w[n, :] . cols[j * k : (j + 1) * k]) for
  * the n_rows weight rows and n_cols columns (n_cols <= 2 except on the scalar path). */
-static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
-                    const edgec_rq *q, int8_t *out, int32_t out_stride) {
+static inline __attribute__((always_inline)) void gemm_s8(
+    const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols, const edgec_rq *rq,
+    int8_t *out, int32_t out_stride, const int single_round) {
+    /* A local copy: int8 stores may alias anything, so fields read through the pointer
+     * would be reloaded after every output byte. */
+    edgec_rq local = *rq;
+    const edgec_rq *q = &local;
     int32_t n = 0;
+    local.single_round = single_round;
+    if (!single_round) local.per_channel = 1;
 #if defined(EDGEC_MVE)
     int32_t j;
     for (j = 0; j < n_cols; ++j) {
@@ -116,14 +115,29 @@ static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
             const int8_t *w0 = w + n * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k, *xp = x;
             int32_t a0 = q->bias[n], a1 = q->bias[n + 1], a2 = q->bias[n + 2], a3 = q->bias[n + 3], r;
             int32x4_t acc;
-            for (r = k; r >= 16; r -= 16) {
-                const int8x16_t xv = vldrbq_s8(xp);
-                a0 = vmladavaq_s8(a0, vldrbq_s8(w0), xv);
-                a1 = vmladavaq_s8(a1, vldrbq_s8(w1), xv);
-                a2 = vmladavaq_s8(a2, vldrbq_s8(w2), xv);
-                a3 = vmladavaq_s8(a3, vldrbq_s8(w3), xv);
-                xp += 16, w0 += 16, w1 += 16, w2 += 16, w3 += 16;
+            r = k >> 4;
+            if (r > 0) {
+                /* 64 MACs in 11 instructions: GCC addresses each load with an extra SUB.
+                 * VMLADAVA needs even accumulator registers ("Te"). */
+                __asm__ volatile(
+                    "1:\n\t"
+                    "vldrb.8 q0, [%[xp]], #16\n\t"
+                    "vldrb.8 q1, [%[w0]], #16\n\t"
+                    "vmladava.s8 %[a0], q1, q0\n\t"
+                    "vldrb.8 q1, [%[w1]], #16\n\t"
+                    "vmladava.s8 %[a1], q1, q0\n\t"
+                    "vldrb.8 q1, [%[w2]], #16\n\t"
+                    "vmladava.s8 %[a2], q1, q0\n\t"
+                    "vldrb.8 q1, [%[w3]], #16\n\t"
+                    "vmladava.s8 %[a3], q1, q0\n\t"
+                    "subs %[r], %[r], #1\n\t"
+                    "bne 1b\n\t"
+                    : [a0] "+Te"(a0), [a1] "+Te"(a1), [a2] "+Te"(a2), [a3] "+Te"(a3), [xp] "+r"(xp),
+                      [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [r] "+r"(r)
+                    :
+                    : "q0", "q1", "cc", "memory");
             }
+            r = k & 15;
             if (r > 0) {
                 const mve_pred16_t p = vctp8q((uint32_t)r);
                 const int8x16_t xv = vldrbq_z_s8(xp, p);
@@ -131,6 +145,13 @@ static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
                 a1 = vmladavaq_p_s8(a1, vldrbq_z_s8(w1, p), xv, p);
                 a2 = vmladavaq_p_s8(a2, vldrbq_z_s8(w2, p), xv, p);
                 a3 = vmladavaq_p_s8(a3, vldrbq_z_s8(w3, p), xv, p);
+            }
+            if (single_round) {
+                o[n] = rq_one(q, a0, n);
+                o[n + 1] = rq_one(q, a1, n + 1);
+                o[n + 2] = rq_one(q, a2, n + 2);
+                o[n + 3] = rq_one(q, a3, n + 3);
+                continue;
             }
             acc = vdupq_n_s32(a0);
             acc = vsetq_lane_s32(a1, acc, 1);
@@ -181,22 +202,63 @@ static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
     }
     for (n = 0; n + 4 <= n_rows; n += 4) {
         const int8_t *w0 = w + n * k, *w2 = w0 + 2 * k;
-        int32_t a0 = q->bias[n], a1 = q->bias[n + 1], a2 = q->bias[n + 2], a3 = q->bias[n + 3], i;
-        for (i = 0; i < k4; i += 4) {
-            const uint32_t x = ld32(cols + i);
-            const int32_t xl = sx02(x), xh = sx13(x);
-            uint32_t v = ld32(w0 + i);
-            a0 = __smlad(sx02(v), xl, a0);
-            a0 = __smlad(sx13(v), xh, a0);
-            v = ld32(w0 + k + i);
-            a1 = __smlad(sx02(v), xl, a1);
-            a1 = __smlad(sx13(v), xh, a1);
-            v = ld32(w2 + i);
-            a2 = __smlad(sx02(v), xl, a2);
-            a2 = __smlad(sx13(v), xh, a2);
-            v = ld32(w2 + k + i);
-            a3 = __smlad(sx02(v), xl, a3);
-            a3 = __smlad(sx13(v), xh, a3);
+        int32_t a0 = q->bias[n], a1 = q->bias[n + 1], a2 = q->bias[n + 2], a3 = q->bias[n + 3], i = 0;
+        /* The assembly loop for FullyConnected needs 13 spare registers, which GCC does not
+         * find with an FPU enabled (softfp builds, float I/O models): C there. */
+#if defined(__ARM_FP)
+        if (1) {
+#else
+        if (!single_round) { /* conv's fallback (no int16 scratch) */
+#endif
+            for (; i < k4; i += 4) {
+                const uint32_t x = ld32(cols + i);
+                const int32_t xl = sx02(x), xh = sx13(x);
+                uint32_t v = ld32(w0 + i);
+                a0 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a0));
+                v = ld32(w0 + k + i);
+                a1 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a1));
+                v = ld32(w2 + i);
+                a2 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a2));
+                v = ld32(w2 + k + i);
+                a3 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a3));
+            }
+        } else if (k4 > 0) {
+            i = k4;
+            const int8_t *x = cols, *x_end = cols + k4, *r0 = w0, *r2 = w2;
+            uint32_t xv, xl, xh, wv;
+            /* 16 MACs in 25 instructions (GCC spills this loop): 4 rows, one int8 column; 13
+             * registers (xv doubles as the weight temporary once split). */
+            __asm__ volatile(
+                "1:\n\t"
+                "ldr %[xv], [%[x]], #4\n\t"
+                "sxtb16 %[xl], %[xv]\n\t"
+                "sxtb16 %[xh], %[xv], ror #8\n\t"
+                "ldr %[wv], [%[r0], %[k]]\n\t"
+                "sxtb16 %[xv], %[wv]\n\t"
+                "smlad %[a1], %[xv], %[xl], %[a1]\n\t"
+                "sxtb16 %[xv], %[wv], ror #8\n\t"
+                "smlad %[a1], %[xv], %[xh], %[a1]\n\t"
+                "ldr %[wv], [%[r0]], #4\n\t"
+                "sxtb16 %[xv], %[wv]\n\t"
+                "smlad %[a0], %[xv], %[xl], %[a0]\n\t"
+                "sxtb16 %[xv], %[wv], ror #8\n\t"
+                "smlad %[a0], %[xv], %[xh], %[a0]\n\t"
+                "ldr %[wv], [%[r2], %[k]]\n\t"
+                "sxtb16 %[xv], %[wv]\n\t"
+                "smlad %[a3], %[xv], %[xl], %[a3]\n\t"
+                "sxtb16 %[xv], %[wv], ror #8\n\t"
+                "smlad %[a3], %[xv], %[xh], %[a3]\n\t"
+                "ldr %[wv], [%[r2]], #4\n\t"
+                "sxtb16 %[xv], %[wv]\n\t"
+                "smlad %[a2], %[xv], %[xl], %[a2]\n\t"
+                "sxtb16 %[xv], %[wv], ror #8\n\t"
+                "smlad %[a2], %[xv], %[xh], %[a2]\n\t"
+                "cmp %[x], %[x_end]\n\t"
+                "bne 1b\n\t"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [r0] "+r"(r0),
+                  [r2] "+r"(r2), [xv] "=&r"(xv), [xl] "=&r"(xl), [xh] "=&r"(xh), [wv] "=&r"(wv)
+                : [k] "r"(k), [x_end] "r"(x_end)
+                : "cc", "memory");
         }
         if (i < k) {
             a0 = dot_s8(w0 + i, cols + i, k - i, a0);
@@ -221,6 +283,83 @@ static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
 }
 
 #if defined(EDGEC_DSP)
+/* SIMD32 regular convolutions (CMSIS-NN's idea: sign-extend the columns once, not once per
+ * output channel). Two columns become int16 pairs interleaved per 4 k: (x0,x2) (x1,x3) of
+ * column 0, then of column 1; a weight word gives the matching pairs with SXTB16. */
+static void expand2(const int8_t *c0, const int8_t *c1, int32_t k, int32_t *dst) {
+    int32_t i;
+    for (i = 0; i < k; i += 4, dst += 4) {
+        const uint32_t a = ld32(c0 + i), b = ld32(c1 + i);
+        dst[0] = sx02(a);
+        dst[1] = sx13(a);
+        dst[2] = sx02(b);
+        dst[3] = sx13(b);
+    }
+}
+
+static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols,
+                          const edgec_rq *rq, int8_t *out, int32_t out_stride) {
+    edgec_rq local = *rq;
+    const edgec_rq *q = &local;
+    int32_t n;
+    local.single_round = 0;
+    local.per_channel = 1;
+    for (n = 0; n < n_rows; n += 2) {
+        /* An odd last row pairs with itself; its twin is not stored. */
+        const int32_t n1 = n + 1 < n_rows ? n + 1 : n;
+        const int8_t *w0 = w + n * k, *w1 = w + n1 * k, *end = w0 + k;
+        const int32_t *x = cols;
+        int32_t a00 = q->bias[n], a01 = a00, a10 = q->bias[n1], a11 = a10;
+        uint32_t wa, wb, t1, t2, xv;
+        /* 16 MACs in 20 instructions. Written in assembly because GCC spills this loop's
+         * 13 live registers (4 sums, 3 pointers, the end, 5 temporaries). k > 0, k % 4 == 0. */
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[wa], [%[w0]], #4\n\t"
+            "ldr %[wb], [%[w1]], #4\n\t"
+            "ldr %[xv], [%[x], #8]\n\t"
+            "sxtb16 %[t1], %[wa]\n\t"
+            "sxtb16 %[t2], %[wb]\n\t"
+            "smlad %[a01], %[t1], %[xv], %[a01]\n\t"
+            "smlad %[a11], %[t2], %[xv], %[a11]\n\t"
+            "ldr %[xv], [%[x]], #16\n\t"
+            "smlad %[a00], %[t1], %[xv], %[a00]\n\t"
+            "smlad %[a10], %[t2], %[xv], %[a10]\n\t"
+            "sxtb16 %[t1], %[wa], ror #8\n\t"
+            "sxtb16 %[t2], %[wb], ror #8\n\t"
+            "ldr %[xv], [%[x], #-12]\n\t"
+            "smlad %[a00], %[t1], %[xv], %[a00]\n\t"
+            "smlad %[a10], %[t2], %[xv], %[a10]\n\t"
+            "ldr %[xv], [%[x], #-4]\n\t"
+            "smlad %[a01], %[t1], %[xv], %[a01]\n\t"
+            "smlad %[a11], %[t2], %[xv], %[a11]\n\t"
+            "cmp %[w0], %[end]\n\t"
+            "bne 1b\n\t"
+            : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [w0] "+r"(w0), [w1] "+r"(w1),
+              [x] "+r"(x), [wa] "=&r"(wa), [wb] "=&r"(wb), [t1] "=&r"(t1), [t2] "=&r"(t2), [xv] "=&r"(xv)
+            : [end] "r"(end)
+            : "cc", "memory");
+        out[n] = rq_one(q, a00, n);
+        if (n_cols == 2) out[out_stride + n] = rq_one(q, a01, n);
+        if (n1 != n) {
+            out[n1] = rq_one(q, a10, n1);
+            if (n_cols == 2) out[out_stride + n1] = rq_one(q, a11, n1);
+        }
+    }
+}
+#endif
+
+/* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
+static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
+                      const edgec_rq *q, int8_t *out, int32_t out_stride) {
+    gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+}
+
+static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, const edgec_rq *q, int8_t *out) {
+    gemm_s8(w, n_rows, k, cols, 1, q, out, 0, 1);
+}
+
+#if defined(EDGEC_DSP)
 #define EDGEC_CONV_COLS 2
 #else
 #define EDGEC_CONV_COLS 1
@@ -228,29 +367,51 @@ static void gemm_s8(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
 
 /* The receptive field of output pixel (oy, ox) as one int8 column of k_h*k_w*in_c. */
 static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int8_t *col) {
-    const int32_t in_c = p->in_c, iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+    const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
+    const int32_t dil_h = p->dil_h, dil_w = p->dil_w, pad_value = -p->in_offset;
+    const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+    /* A kernel row fully inside the image (dilation 1) is one contiguous run of bytes. */
+    const int row_inside = dil_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w;
     int32_t ky, kx;
-    for (ky = 0; ky < p->k_h; ++ky) {
-        const int32_t iy = iy0 + p->dil_h * ky;
-        for (kx = 0; kx < p->k_w; ++kx, col += in_c) {
-            const int32_t ix = ix0 + p->dil_w * kx;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                memset(col, (int8_t)(-p->in_offset), (size_t)in_c);
-            } else {
-                memcpy(col, in_b + (iy * p->in_w + ix) * in_c, (size_t)in_c);
+    for (ky = 0; ky < k_h; ++ky) {
+        const int32_t iy = iy0 + dil_h * ky;
+        if (iy < 0 || iy >= in_h) {
+            memset(col, (int8_t)pad_value, (size_t)(k_w * in_c));
+            col += k_w * in_c;
+        } else if (row_inside) {
+            memcpy(col, in_b + (iy * in_w + ix0) * in_c, (size_t)(k_w * in_c));
+            col += k_w * in_c;
+        } else {
+            for (kx = 0; kx < k_w; ++kx, col += in_c) {
+                const int32_t ix = ix0 + dil_w * kx;
+                if (ix < 0 || ix >= in_w) {
+                    memset(col, (int8_t)pad_value, (size_t)in_c);
+                } else {
+                    memcpy(col, in_b + (iy * in_w + ix) * in_c, (size_t)in_c);
+                }
             }
         }
     }
 }
 
 void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
-                   const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *scratch) {
+                   const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *scratch, int32_t scratch_bytes) {
     const int32_t k = p->k_h * p->k_w * p->in_c, n_pix = p->out_h * p->out_w, out_c = p->out_c;
     /* 1x1, stride 1, no padding: every pixel already is its own column. */
     const int pointwise = p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
                           p->pad_h == 0 && p->pad_w == 0 && p->in_h == p->out_h && p->in_w == p->out_w;
+    /* im2col columns (and the weight rows, padded with zeros at build time) are a whole
+     * number of words long, so the 4-byte SIMD loops need no tail. */
+    const int32_t k_pad = (k + 3) & ~3;
+    const int direct = pointwise && k == k_pad;
+#if defined(EDGEC_DSP)
+    /* The int16 columns need 4 * k_pad more bytes; a library built for another CPU may not
+     * have sized the scratch for them and then takes the int8 path. */
+    const int widen = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 4 * k_pad;
+#endif
     edgec_rq q;
     int32_t b, pix;
+    (void)scratch_bytes;
     q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = 1, q.single_round = 0;
     q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max;
     for (b = 0; b < p->batch; ++b) {
@@ -258,13 +419,30 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
         for (pix = 0; pix < n_pix; pix += EDGEC_CONV_COLS) {
             const int32_t n_cols = n_pix - pix < EDGEC_CONV_COLS ? n_pix - pix : EDGEC_CONV_COLS;
             const int8_t *cols = in_b + pix * k;
-            if (!pointwise) {
+#if defined(EDGEC_DSP)
+            int8_t *staging = widen ? scratch + 4 * k_pad : scratch;
+#else
+            int8_t *staging = scratch;
+#endif
+            if (!direct) {
                 int32_t j;
-                for (j = 0; j < n_cols; ++j)
-                    im2col(p, in_b, (pix + j) / p->out_w, (pix + j) % p->out_w, scratch + j * k);
-                cols = scratch;
+                for (j = 0; j < n_cols; ++j) {
+                    int8_t *col = staging + j * k_pad;
+                    im2col(p, in_b, (pix + j) / p->out_w, (pix + j) % p->out_w, col);
+                    if (k_pad > k) memset(col + k, 0, (size_t)(k_pad - k));
+                }
+                cols = staging;
             }
-            gemm_s8(w, out_c, k, cols, n_cols, &q, out + pix * out_c, out_c);
+#if defined(EDGEC_DSP)
+            if (widen) {
+                /* A lone last column is expanded twice; its twin's outputs are not stored. */
+                expand2(cols, n_cols == 2 ? cols + k_pad : cols, k_pad, (int32_t *)(void *)scratch);
+                gemm_conv_dsp(w, out_c, k_pad, (const int32_t *)(const void *)scratch, n_cols, &q,
+                              out + pix * out_c, out_c);
+                continue;
+            }
+#endif
+            gemm_conv(w, out_c, k_pad, cols, n_cols, &q, out + pix * out_c, out_c);
         }
         out += n_pix * out_c;
     }
@@ -276,109 +454,135 @@ void edgec_fc_s8(const edgec_fc_params *p, const int8_t *in, const int8_t *w, co
     int32_t b;
     q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = p->per_channel, q.single_round = 1;
     q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max;
-    for (b = 0; b < p->batch; ++b) gemm_s8(w, p->out_n, p->in_k, in + b * p->in_k, 1, &q, out + b * p->out_n, 0);
+    for (b = 0; b < p->batch; ++b) gemm_fc(w, p->out_n, p->in_k, in + b * p->in_k, &q, out + b * p->out_n);
 }
 
-/* Depthwise: acc = folded bias - in_offset * (weights of the padded taps) + sum over the
- * window's valid taps of w * x. Channels are contiguous in both w (1HWC) and x (NHWC). */
+/* Depthwise. The bias is folded (bias + in_offset * sum of the channel's taps), so
+ * acc = bias + sum over all taps of w * x where a padded tap reads the input zero point,
+ * which cancels its share of the fold exactly. Each output pixel first gets a table of
+ * its taps' input rows (the image or `pad`, in_c bytes of the zero point); the channel
+ * loops then run over every tap without a bounds check. */
+#define EDGEC_DW_MAX_TAPS 64
+
+static void dw_pixel(const int8_t *const *taps, int32_t n_taps, const int8_t *w, int32_t out_c,
+                     const edgec_rq *q, int8_t *out) {
+    int32_t c = 0, t;
+#if defined(EDGEC_MVE)
+    const uint32x4_t even = vmulq_n_u32(vidupq_n_u32(0, 1), 2), odd = vaddq_n_u32(even, 1);
+    const int32x4_t vmin = vdupq_n_s32(q->act_min), vmax = vdupq_n_s32(q->act_max);
+    for (; c + 8 <= out_c; c += 8) {
+        /* int16 lanes: VMULLB/VMULLT give the even and the odd channels' int32 products. */
+        int32x4_t ae = vldrwq_gather_shifted_offset_s32(q->bias + c, even);
+        int32x4_t ao = vldrwq_gather_shifted_offset_s32(q->bias + c, odd);
+        const int8_t *wp = w + c;
+        int16x8_t r = vdupq_n_s16(0);
+        for (t = 0; t < n_taps; ++t, wp += out_c) {
+            const int16x8_t xv = vldrbq_s16(taps[t] + c), wv = vldrbq_s16(wp);
+            ae = vaddq_s32(ae, vmullbq_int_s16(xv, wv));
+            ao = vaddq_s32(ao, vmulltq_int_s16(xv, wv));
+        }
+        ae = rq_mve(ae, vldrwq_gather_shifted_offset_s32(q->mult + c, even),
+                    vldrwq_gather_shifted_offset_s32(q->shift + c, even));
+        ao = rq_mve(ao, vldrwq_gather_shifted_offset_s32(q->mult + c, odd),
+                    vldrwq_gather_shifted_offset_s32(q->shift + c, odd));
+        ae = vminq_s32(vmaxq_s32(vaddq_n_s32(ae, q->out_offset), vmin), vmax);
+        ao = vminq_s32(vmaxq_s32(vaddq_n_s32(ao, q->out_offset), vmin), vmax);
+        r = vmovnbq_s32(r, ae);
+        r = vmovntq_s32(r, ao);
+        vstrbq_s16(out + c, r);
+    }
+    for (; c + 4 <= out_c; c += 4) {
+        int32x4_t acc = vld1q_s32(q->bias + c);
+        const int8_t *wp = w + c;
+        for (t = 0; t < n_taps; ++t, wp += out_c)
+            acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(taps[t] + c), vldrbq_s32(wp)));
+        acc = rq_mve(acc, vld1q_s32(q->mult + c), vld1q_s32(q->shift + c));
+        acc = vminq_s32(vmaxq_s32(vaddq_n_s32(acc, q->out_offset), vmin), vmax);
+        vstrbq_s32(out + c, acc);
+    }
+#elif defined(EDGEC_DSP)
+    for (; c + 4 <= out_c; c += 4) {
+        int32_t a0 = q->bias[c], a1 = q->bias[c + 1], a2 = q->bias[c + 2], a3 = q->bias[c + 3];
+        const int8_t *wp = w + c;
+        for (t = 0; t < n_taps; ++t, wp += out_c) {
+            const uint32_t wv = ld32(wp), xv = ld32(taps[t] + c);
+            int32_t wl = sx02(wv), xl = sx02(xv);
+            a0 = __smlabb(wl, xl, a0);
+            a2 = __smlatt(wl, xl, a2);
+            wl = sx13(wv), xl = sx13(xv);
+            a1 = __smlabb(wl, xl, a1);
+            a3 = __smlatt(wl, xl, a3);
+        }
+        out[c] = rq_one(q, a0, c);
+        out[c + 1] = rq_one(q, a1, c + 1);
+        out[c + 2] = rq_one(q, a2, c + 2);
+        out[c + 3] = rq_one(q, a3, c + 3);
+    }
+#endif
+    for (; c < out_c; ++c) {
+        int32_t acc = q->bias[c];
+        for (t = 0; t < n_taps; ++t) acc += (int32_t)w[t * out_c + c] * (int32_t)taps[t][c];
+        out[c] = rq_one(q, acc, c);
+    }
+}
+
+/* Depth multiplier > 1 or very large windows: skip the padded taps and subtract their
+ * share of the folded bias. */
+static void dw_generic(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, const int8_t *w,
+                       const edgec_rq *q, int8_t *out) {
+    const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult, k_w = p->k_w;
+    const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+    int32_t c, ky, kx;
+    for (c = 0; c < out_c; ++c) {
+        int32_t acc = q->bias[c];
+        for (ky = 0; ky < p->k_h; ++ky) {
+            const int32_t iy = iy0 + p->dil_h * ky;
+            for (kx = 0; kx < k_w; ++kx) {
+                const int32_t ix = ix0 + p->dil_w * kx, wv = w[(ky * k_w + kx) * out_c + c];
+                if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                    acc -= p->in_offset * wv;
+                } else {
+                    acc += wv * in_b[(iy * p->in_w + ix) * in_c + c / dm];
+                }
+            }
+        }
+        out[c] = rq_one(q, acc, c);
+    }
+}
+
 void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
-                     const int32_t *mult, const int32_t *shift, int8_t *out) {
-    const int32_t in_c = p->in_c, in_w = p->in_w, out_c = p->out_c, dm = p->depth_mult;
+                     const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *pad) {
+    /* Parameters in locals: the int8 output stores may alias *p. */
+    const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, out_c = p->out_c;
+    const int32_t k_h = p->k_h, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
+    const int32_t out_h = p->out_h, out_w = p->out_w, stride_h = p->stride_h, stride_w = p->stride_w;
+    const int32_t pad_h = p->pad_h, pad_w = p->pad_w, batch = p->batch;
+    const int fast = p->depth_mult == 1 && k_h * k_w <= EDGEC_DW_MAX_TAPS;
+    const int8_t *taps[EDGEC_DW_MAX_TAPS];
     edgec_rq q;
-    int32_t b, oy, ox;
+    int32_t b, oy, ox, ky, kx;
     q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = 1, q.single_round = 0;
     q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max;
-    for (b = 0; b < p->batch; ++b) {
-        const int8_t *in_b = in + b * p->in_h * in_w * in_c;
-        for (oy = 0; oy < p->out_h; ++oy) {
-            const int32_t iy0 = oy * p->stride_h - p->pad_h;
-            for (ox = 0; ox < p->out_w; ++ox, out += out_c) {
-                const int32_t ix0 = ox * p->stride_w - p->pad_w;
-                int32_t ky0 = 0, ky1 = p->k_h, kx0 = 0, kx1 = p->k_w, c = 0, ky, kx;
-#if defined(EDGEC_MVE) || defined(EDGEC_DSP)
-                int full;
-#endif
-                /* Valid taps form a rectangle [ky0, ky1) x [kx0, kx1) (dilation 1 on fast paths). */
-                while (ky0 < ky1 && iy0 + p->dil_h * ky0 < 0) ++ky0;
-                while (ky1 > ky0 && iy0 + p->dil_h * (ky1 - 1) >= p->in_h) --ky1;
-                while (kx0 < kx1 && ix0 + p->dil_w * kx0 < 0) ++kx0;
-                while (kx1 > kx0 && ix0 + p->dil_w * (kx1 - 1) >= in_w) --kx1;
-#if defined(EDGEC_MVE) || defined(EDGEC_DSP)
-                full = ky0 == 0 && kx0 == 0 && ky1 == p->k_h && kx1 == p->k_w;
-#endif
-#if defined(EDGEC_MVE)
-                if (dm == 1) {
-                    for (; c + 4 <= out_c; c += 4) {
-                        int32x4_t acc = vld1q_s32(bias + c);
-                        if (!full) {
-                            for (ky = 0; ky < p->k_h; ++ky)
-                                for (kx = 0; kx < p->k_w; ++kx)
-                                    if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1)
-                                        acc = vmlaq_n_s32(acc, vldrbq_s32(w + (ky * p->k_w + kx) * out_c + c),
-                                                          p->in_offset * -1);
-                        }
-                        for (ky = ky0; ky < ky1; ++ky) {
-                            const int8_t *xr = in_b + ((iy0 + p->dil_h * ky) * in_w + ix0) * in_c + c;
-                            const int8_t *wr = w + ky * p->k_w * out_c + c;
-                            for (kx = kx0; kx < kx1; ++kx)
-                                acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(wr + kx * out_c), vldrbq_s32(xr + p->dil_w * kx * in_c)));
-                        }
-                        acc = rq_mve(acc, vld1q_s32(mult + c), vld1q_s32(shift + c));
-                        acc = vaddq_n_s32(acc, q.out_offset);
-                        acc = vminq_s32(vmaxq_s32(acc, vdupq_n_s32(q.act_min)), vdupq_n_s32(q.act_max));
-                        vstrbq_s32(out + c, acc);
+    if (fast) memset(pad, (int8_t)(-p->in_offset), (size_t)in_c);
+    for (b = 0; b < batch; ++b) {
+        const int8_t *in_b = in + b * in_h * in_w * in_c;
+        for (oy = 0; oy < out_h; ++oy) {
+            const int32_t iy0 = oy * stride_h - pad_h;
+            for (ox = 0; ox < out_w; ++ox, out += out_c) {
+                const int32_t ix0 = ox * stride_w - pad_w;
+                int32_t t = 0;
+                if (!fast) {
+                    dw_generic(p, in_b, oy, ox, w, &q, out);
+                    continue;
+                }
+                for (ky = 0; ky < k_h; ++ky) {
+                    const int32_t iy = iy0 + dil_h * ky;
+                    for (kx = 0; kx < k_w; ++kx, ++t) {
+                        const int32_t ix = ix0 + dil_w * kx;
+                        taps[t] = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) ? pad : in_b + (iy * in_w + ix) * in_c;
                     }
                 }
-#elif defined(EDGEC_DSP)
-                if (dm == 1) {
-                    for (; c + 4 <= out_c; c += 4) {
-                        int32_t a0 = bias[c], a1 = bias[c + 1], a2 = bias[c + 2], a3 = bias[c + 3];
-                        if (!full) {
-                            for (ky = 0; ky < p->k_h; ++ky)
-                                for (kx = 0; kx < p->k_w; ++kx)
-                                    if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1) {
-                                        const int8_t *wt = w + (ky * p->k_w + kx) * out_c + c;
-                                        a0 += p->in_offset * -(int32_t)wt[0];
-                                        a1 += p->in_offset * -(int32_t)wt[1];
-                                        a2 += p->in_offset * -(int32_t)wt[2];
-                                        a3 += p->in_offset * -(int32_t)wt[3];
-                                    }
-                        }
-                        for (ky = ky0; ky < ky1; ++ky) {
-                            const int8_t *xr = in_b + ((iy0 + p->dil_h * ky) * in_w + ix0) * in_c + c;
-                            const int8_t *wr = w + ky * p->k_w * out_c + c;
-                            for (kx = kx0; kx < kx1; ++kx) {
-                                const uint32_t wv = ld32(wr + kx * out_c), xv = ld32(xr + p->dil_w * kx * in_c);
-                                int32_t wl = sx02(wv), xl = sx02(xv);
-                                a0 = __smlabb(wl, xl, a0);
-                                a2 = __smlatt(wl, xl, a2);
-                                wl = sx13(wv), xl = sx13(xv);
-                                a1 = __smlabb(wl, xl, a1);
-                                a3 = __smlatt(wl, xl, a3);
-                            }
-                        }
-                        out[c] = rq_one(&q, a0, c);
-                        out[c + 1] = rq_one(&q, a1, c + 1);
-                        out[c + 2] = rq_one(&q, a2, c + 2);
-                        out[c + 3] = rq_one(&q, a3, c + 3);
-                    }
-                }
-#endif
-                for (; c < out_c; ++c) {
-                    const int32_t ic = c / dm;
-                    int32_t acc = bias[c];
-                    for (ky = 0; ky < p->k_h; ++ky) {
-                        for (kx = 0; kx < p->k_w; ++kx) {
-                            const int32_t wv = w[(ky * p->k_w + kx) * out_c + c];
-                            if (ky < ky0 || ky >= ky1 || kx < kx0 || kx >= kx1) {
-                                acc -= p->in_offset * wv;
-                            } else {
-                                acc += wv * in_b[((iy0 + p->dil_h * ky) * in_w + ix0 + p->dil_w * kx) * in_c + ic];
-                            }
-                        }
-                    }
-                    out[c] = rq_one(&q, acc, c);
-                }
+                dw_pixel(taps, t, w, out_c, &q, out);
             }
         }
     }

@@ -49,12 +49,34 @@ static inline int32_t edgec_mbqm(int32_t x, int32_t m, int32_t shift) {
     return r;
 }
 
+#if defined(__ARM_FEATURE_MVE)
+#include <arm_mve.h>
+/* edgec_mbqm on 4 lanes (Helium): VQRDMULH is SaturatingRoundingDoublingHighMul; VRSHL
+ * rounds ties up where RoundingDivideByPOT rounds them away from zero, so negative
+ * values lose one first (only where a right shift follows). */
+static inline int32x4_t edgec_mbqm_mve(int32x4_t x, int32x4_t m, int32x4_t shift) {
+    const int32x4_t zero = vdupq_n_s32(0);
+    const int32x4_t right = vminq_s32(shift, zero); /* -(right shift), <= 0 */
+    x = vqrdmulhq_s32(vshlq_s32(x, vmaxq_s32(shift, zero)), m);
+    return vrshlq_s32(vaddq_s32(x, vshrq_n_s32(vandq_s32(x, right), 31)), right);
+}
+#endif
+
 /* The same product with one rounding step (round half up), as LiteRT's FullyConnected
  * int8 kernel computes it (measured against the BUILTIN_REF interpreter). */
 static inline int32_t edgec_mbqm_single(int32_t x, int32_t m, int32_t shift) {
     const int32_t total = 31 - shift;
-    const int64_t prod = (int64_t)x * (int64_t)m + ((int64_t)1 << (total - 1));
-    return (int32_t)(prod >> total);
+    if (total >= 32) {
+        /* Only the high word survives the shift: one SMLAL with the rounding constant. */
+        const uint32_t round_lo = total == 32 ? 0x80000000u : 0u;
+        const int32_t round_hi = total > 32 ? (int32_t)1 << (total - 33) : 0;
+        const int64_t prod = (int64_t)x * (int64_t)m + (int64_t)(((uint64_t)(uint32_t)round_hi << 32) | round_lo);
+        return (int32_t)(prod >> 32) >> (total - 32);
+    }
+    {
+        const int64_t prod = (int64_t)x * (int64_t)m + ((int64_t)1 << (total - 1));
+        return (int32_t)(prod >> total);
+    }
 }
 
 /* SaturatingRoundingMultiplyByPOT for a positive exponent: saturating x * 2^e. */

@@ -32,6 +32,9 @@ typedef struct {
 typedef struct {
     int16_t batch, in_h, in_w, c, out_h, out_w, k_h, k_w;
     int16_t stride_h, stride_w, pad_h, pad_w, act_min, act_max;
+    /* AveragePool with ONNX count_include_pad=1: padded taps count, holding pad_value
+     * (the zero point: 0.0). 0 (TFLite, and the default) averages the real taps only. */
+    int16_t count_pad, pad_value;
 } edgec_pool_params;
 
 typedef struct {
@@ -62,12 +65,15 @@ typedef struct {
 } edgec_transpose_params;
 
 /* conv/dwconv/fc take the bias with input_offset * sum(weights) folded in (never NULL);
- * conv's scratch holds EDGEC_CONV_COLS im2col columns (unused for 1x1 stride-1 convs). */
+ * conv's scratch (scratch_bytes, word aligned) holds im2col columns, and on SIMD32 CPUs
+ * their int16 expansion (see ops/conv.py for the sizes). */
 void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w,
                    const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
-                   int8_t *scratch);
+                   int8_t *scratch, int32_t scratch_bytes);
+/* dwconv's pad holds in_c bytes (the input zero point, written by the kernel). */
 void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w,
-                     const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);
+                     const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
+                     int8_t *pad);
 void edgec_fc_s8(const edgec_fc_params *p, const int8_t *in, const int8_t *w,
                  const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out);
 void edgec_add_s8(const edgec_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);

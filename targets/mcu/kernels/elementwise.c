@@ -36,7 +36,38 @@ static void edgec_binary(const edgec_binary_params *p, const int8_t *a, const in
                 }
 }
 
+/* Add without broadcasting (residual connections): parameters in locals (int8 stores may
+ * alias *p), no call per element, 4 lanes at a time on Helium. Same arithmetic as
+ * edgec_add_one. */
+static void edgec_add_flat(const edgec_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    const int32_t size = p->size, left = p->left_shift, off1 = p->in1_offset, off2 = p->in2_offset;
+    const int32_t m1 = p->in1_mult, s1 = p->in1_shift, m2 = p->in2_mult, s2 = p->in2_shift;
+    const int32_t mo = p->out_mult, so = p->out_shift, out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
+    int32_t i = 0;
+#if defined(__ARM_FEATURE_MVE)
+    const int32x4_t vm1 = vdupq_n_s32(m1), vs1 = vdupq_n_s32(s1), vm2 = vdupq_n_s32(m2), vs2 = vdupq_n_s32(s2);
+    const int32x4_t vmo = vdupq_n_s32(mo), vso = vdupq_n_s32(so), vl = vdupq_n_s32(left);
+    const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+    for (; i + 4 <= size; i += 4) {
+        const int32x4_t x1 = vshlq_s32(vaddq_n_s32(vldrbq_s32(a + i), off1), vl);
+        const int32x4_t x2 = vshlq_s32(vaddq_n_s32(vldrbq_s32(b + i), off2), vl);
+        int32x4_t r = vaddq_s32(edgec_mbqm_mve(x1, vm1, vs1), edgec_mbqm_mve(x2, vm2, vs2));
+        r = vaddq_n_s32(edgec_mbqm_mve(r, vmo, vso), out_off);
+        vstrbq_s32(out + i, vminq_s32(vmaxq_s32(r, vlo), vhi));
+    }
+#endif
+    for (; i < size; ++i) {
+        const int32_t x1 = (a[i] + off1) * ((int32_t)1 << left), x2 = (b[i] + off2) * ((int32_t)1 << left);
+        const int32_t r = edgec_mbqm(edgec_mbqm(x1, m1, s1) + edgec_mbqm(x2, m2, s2), mo, so) + out_off;
+        out[i] = (int8_t)edgec_clamp(r, lo, hi);
+    }
+}
+
 void edgec_add_s8(const edgec_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    if (!p->broadcast) {
+        edgec_add_flat(p, a, b, out);
+        return;
+    }
     edgec_binary(p, a, b, out, edgec_add_one);
 }
 

@@ -28,6 +28,10 @@ static void edgec_pool(const edgec_pool_params *p, const int8_t *in, int8_t *out
                         }
                     }
                     if (!is_max) {
+                        if (p->count_pad) {
+                            acc += (p->k_h * p->k_w - count) * p->pad_value;
+                            count = p->k_h * p->k_w;
+                        }
                         if (count == 0) count = 1;
                         acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
                     }

@@ -41,7 +41,17 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
         "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1],
     }
     p = ctx.param_struct(struct, fields, op)
-    wsym = ctx.const_array(op.inputs[1], "int8_t", w.data)
+    k = kh * kw * x.shape[3]
+    pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
+        fields["pad_h"] == fields["pad_w"] == 0 and x.shape[1:3] == out.shape[1:3]
+    if op.kind == "conv" and k % 4:
+        # im2col convs read rows of a whole number of words (conv.c's k_pad): zero-pad them.
+        k_pad = (k + 3) // 4 * 4
+        wpad = np.zeros((n_out, k_pad), np.int8)
+        wpad[:, :k] = w.data.reshape(n_out, k)
+        wsym = ctx.const_array(op.name + "_wpad", "int8_t", wpad, dedup_key=None)
+    else:
+        wsym = ctx.const_array(op.inputs[1], "int8_t", w.data)
     msym = ctx.const_array(op.name + "_mult", "int32_t", mults, dedup_key=None)
     ssym = ctx.const_array(op.name + "_shift", "int32_t", shifts, dedup_key=None)
     if op.kind == "gconv":  # the grouped kernel adds the input offset itself
@@ -57,14 +67,23 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     bsym = ctx.const_array(op.name + "_bias", "int32_t", _wrap_i32(b), dedup_key=None)
     args = f"&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)}"
     if depthwise:
-        return [f"{fn}({args});"]
-    pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
-        fields["pad_h"] == fields["pad_w"] == 0 and x.shape[1:3] == out.shape[1:3]
-    if pointwise:
-        return [f"{fn}({args}, 0);"]
-    # Up to 2 im2col columns (the DSP kernel's block); the model keeps one scratch buffer.
-    ctx.scratch_bytes = max(ctx.scratch_bytes, 2 * kh * kw * x.shape[3])
-    return [f"{fn}({args}, edgec_scratch);"]
+        # The zero-point row padded taps read (in_c bytes).
+        ctx.scratch_bytes = max(ctx.scratch_bytes, x.shape[3])
+        return [f"{fn}({args}, edgec_scratch);"]
+    # conv.c's scratch: 2 int8 im2col columns, and on SIMD32 CPUs 2 more as int16 pairs
+    # (1x1 stride-1 convs with whole words read their columns in place).
+    k_pad = (k + 3) // 4 * 4
+    direct = pointwise and k % 4 == 0
+    simd32 = ctx.cpu in SIMD32_CPUS
+    need = (0 if direct else 2 * k_pad) + (4 * k_pad if simd32 else 0)
+    if not need:
+        return [f"{fn}({args}, 0, 0);"]
+    ctx.scratch_bytes = max(ctx.scratch_bytes, need)
+    return [f"{fn}({args}, edgec_scratch, {need});"]
+
+
+# CPUs whose kernels take conv.c's SIMD32 path (ACLE __ARM_FEATURE_DSP without Helium).
+SIMD32_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33")
 
 
 def _wrap_i32(v: np.ndarray) -> np.ndarray:

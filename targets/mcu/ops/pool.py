@@ -19,6 +19,8 @@ def emit_pool(op, ctx) -> list[str]:
               "stride_h": op.attrs["stride"][0], "stride_w": op.attrs["stride"][1],
               "pad_h": op.attrs["pad"][0], "pad_w": op.attrs["pad"][1],
               "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1]}
+    if op.attrs.get("count_pad"):
+        fields.update({"count_pad": 1, "pad_value": x.zp})
     if (x.s, x.zp) != (out.s, out.zp):
         raise UnsupportedOpError(op.source_op or op.kind, op.name, "mcu",
                                  "pooling with different input/output quantization")
@@ -65,16 +67,17 @@ def onnx_pool(ctx, node):
     x = ctx.q_of(node.input[0], node)
     y, act = ctx.out_q(node, fuse=True)
     pads = a.get("pads", [0, 0, 0, 0])
-    ctx.add_op(kind, node, [x], [y], {"kernel": tuple(a["kernel_shape"]), "stride": tuple(a.get("strides", [1, 1])),
-                                      "pad": (pads[0], pads[1]), "act": act})
+    op_attrs = {"kernel": tuple(a["kernel_shape"]), "stride": tuple(a.get("strides", [1, 1])),
+                "pad": (pads[0], pads[1]), "act": act}
+    if kind == "avgpool" and a.get("count_include_pad", 0) and any(pads):
+        op_attrs["count_pad"] = 1
+    ctx.add_op(kind, node, [x], [y], op_attrs)
 
 
 def pool_constraints(v) -> str | None:
     k = v.attr("kernel_shape")
     if k is None or len(k) != 2:
         return "only 2-D pooling"
-    if v.op_type == "AveragePool" and v.attr("count_include_pad", 0) and any(v.attr("pads", [0, 0, 0, 0])):
-        return "count_include_pad=1 with padding"
     if v.attr("ceil_mode", 0) or any(d != 1 for d in v.attr("dilations", [1, 1])):
         return "ceil_mode or dilations"
     if v.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):

@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgec.targets.mcu.qgraph import QOp
+
 # An ONNX importer: ``fn(ctx, node)`` appends QOps through ``ctx`` (import_onnx.OnnxContext).
 OnnxImporter = Callable[[Any, Any], None]
 # A TFLite importer: ``fn(g, builtin_name, node_name, ins, outs, options) -> QOp`` (``g``: the QGraph so far).
@@ -193,8 +195,6 @@ class GraphFacts:
 
 def lut_importers(name: str, onnx_op: str, tflite_op: str | None) -> dict:
     """``onnx``/``tflite`` importers of an element-wise op computed by table lookup."""
-    from edgec.targets.mcu.qgraph import QOp
-
     def onnx_lut(ctx, node):
         x = ctx.q_of(node.input[0], node)
         y, _ = ctx.out_q(node)

@@ -1,0 +1,123 @@
+"""Reading a ``.tflite`` back: signature I/O specs, op histogram, and runs on model-convention samples."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.compiler.model import ModelHandle, TensorSpec
+from edgec.targets.base import LowerSpec
+from edgec.targets.tflite.onnx2tf_step import TFGraph
+from edgec.targets.tflite.tools import TFLiteConversionError
+
+SIGNATURE = "serving_default"
+MAX_CHECK_SAMPLES = 16
+
+
+def interpreter_class():
+    """The LiteRT Interpreter class and its OpResolverType (ai_edge_litert, else tflite_runtime)."""
+    try:
+        from ai_edge_litert import interpreter as mod
+    except ImportError:
+        try:
+            from tflite_runtime import interpreter as mod  # type: ignore[no-redef]
+        except ImportError:
+            from edgec.errors import MissingDependencyError
+
+            raise MissingDependencyError("ai-edge-litert", "tflite") from None
+    return mod.Interpreter, getattr(mod, "OpResolverType", None)
+
+
+def signature_io(interp) -> tuple[dict[str, dict], dict[str, dict]]:
+    """``({input_key: details}, {output_key: details})`` of the first signature, else by tensor name."""
+    try:
+        sigs = interp.get_signature_list()
+    except Exception:
+        sigs = {}
+    if sigs:
+        key = SIGNATURE if SIGNATURE in sigs else next(iter(sigs))
+        runner = interp.get_signature_runner(key)
+        ins, outs = dict(runner.get_input_details()), dict(runner.get_output_details())
+        del runner  # it holds references that block invoke() on the interpreter
+        return ins, outs
+    return ({d["name"]: d for d in interp.get_input_details()},
+            {d["name"]: d for d in interp.get_output_details()})
+
+
+def tensor_spec(name: str, d: dict, layout: str | None) -> TensorSpec:
+    dt = np.dtype(d["dtype"]).name
+    scale, zp = d.get("quantization", (0.0, 0))
+    quant = np.dtype(dt).kind in "iu" and scale and scale > 0
+    return TensorSpec(name, tuple(int(x) for x in d["shape"]), dt,
+                      float(scale) if quant else None, int(zp) if quant else None, layout)
+
+
+def read_io(data: bytes, graph: TFGraph) -> tuple[list[TensorSpec], list[TensorSpec], dict[str, int]]:
+    """Artifact I/O specs (ONNX order) and the op histogram of a flatbuffer."""
+    Interpreter, _ = interpreter_class()
+    interp = Interpreter(model_content=data)
+    ins, outs = signature_io(interp)
+    missing = [k for k in (*graph.in_keys, *graph.out_keys) if k not in ins and k not in outs]
+    if missing:
+        raise TFLiteConversionError(f"the .tflite signature lacks {missing}")
+    inputs = [tensor_spec(k, ins[k], lay) for k, lay in zip(graph.in_keys, graph.in_layout)]
+    outputs = [tensor_spec(k, outs[k], lay) for k, lay in zip(graph.out_keys, graph.out_layout)]
+    ops: dict[str, int] = {}
+    try:
+        for op in interp._get_ops_details():  # noqa: SLF001 - the only op listing API
+            ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
+    except Exception:
+        pass
+    return inputs, outputs, dict(sorted(ops.items()))
+
+
+def run_tflite(data: bytes, graph: TFGraph, feeds_list: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+    """Run a float/int8 flatbuffer on model-convention samples; outputs dequantized, ONNX layout."""
+    Interpreter, _ = interpreter_class()
+    interp = Interpreter(model_content=data, num_threads=1)
+    interp.allocate_tensors()
+    ins, outs = signature_io(interp)
+    results = []
+    for feeds in feeds_list:
+        for key, a in zip(graph.in_keys, graph.to_native(feeds)):
+            d = ins[key]
+            scale, zp = d["quantization"]
+            if np.dtype(d["dtype"]).kind in "iu" and a.dtype.kind == "f" and scale:
+                info = np.iinfo(d["dtype"])
+                a = np.clip(np.round(a / scale) + zp, info.min, info.max)
+            interp.set_tensor(d["index"], a.astype(d["dtype"]))
+        interp.invoke()
+        row = []
+        for key, lay in zip(graph.out_keys, graph.out_layout):
+            d = outs[key]
+            o = interp.get_tensor(d["index"])
+            scale, zp = d["quantization"]
+            if np.dtype(d["dtype"]).kind in "iu" and scale:
+                o = (o.astype(np.float32) - zp) * np.float32(scale)
+            if lay == "NHWC":
+                o = o.transpose(0, 3, 1, 2)
+            row.append(np.array(o))
+        results.append(row)
+    return results
+
+
+def check_samples(model: ModelHandle, spec: LowerSpec) -> list[dict[str, np.ndarray]]:
+    if spec.calibration is not None and len(spec.calibration):
+        return list(spec.calibration.samples[:MAX_CHECK_SAMPLES])
+    from edgec.runtimes.io import synthetic_feeds
+
+    return [synthetic_feeds(model.inputs, seed=i) for i in range(4)]
+
+
+def float_error(proto_bytes: bytes, data: bytes, graph: TFGraph, samples) -> float:
+    """Max abs error of a float .tflite against onnxruntime on ``samples``."""
+    from edgec.runtimes.onnxruntime_runner import make_session
+
+    sess = make_session(proto_bytes, threads=1)
+    names = [o.name for o in sess.get_outputs()]
+    got = run_tflite(data, graph, samples)
+    err = 0.0
+    for feeds, row in zip(samples, got):
+        want = sess.run(names, feeds)
+        for w, g in zip(want, row):
+            err = max(err, float(np.abs(np.asarray(g, np.float64).reshape(w.shape) - w).max(initial=0.0)))
+    return err

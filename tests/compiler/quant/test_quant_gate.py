@@ -1,0 +1,141 @@
+"""--max-accuracy-drop: the accuracy gate on a digits CNN, on every target, and its failures."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from tests.compiler.quant._quant_util import node_names
+
+from edgec._deps import has_module
+
+GATE_TARGETS = ["intel-cpu", "onnxruntime", "jetson", "mcu",
+                pytest.param("arm", marks=[pytest.mark.slow,
+                                           pytest.mark.skipif(not (has_module("tensorflow") and has_module("onnx2tf")),
+                                                              reason="tflite extra not installed")])]
+
+
+def _build(cli, model, out, *extra):
+    return cli("build", model, "--calib", DIGITS["calib"], "--eval", DIGITS["eval"], "-o", out, "--force", "--json",
+               *extra)
+
+
+DIGITS: dict = {}
+
+
+@pytest.fixture(autouse=True)
+def _digits(digits_models):
+    DIGITS.update(digits_models)
+
+
+@pytest.mark.parametrize("target", GATE_TARGETS)
+def test_gate_holds_digits_accuracy_on_every_target(cli, tmp_path, target):
+    r = _build(cli, DIGITS["plain"], tmp_path / target, "--target", target, "--precision", "int8",
+               "--max-accuracy-drop", "1")
+    assert r.code == 0, r.err
+    rep = r.json()["report"]
+    la = rep["accuracy"]["label_accuracy"]
+    assert la["reference"] - la["artifact"] <= 0.01
+    gate = rep["accuracy_gate"]
+    assert gate["passed"] and gate["metric"] == "top1" and gate["samples"] == 397
+    assert gate["drop"] == pytest.approx(100 * (la["reference"] - la["artifact"]), abs=1e-3)
+
+
+def test_gate_keeps_exactly_the_hard_layer_in_float(cli, tmp_path, monkeypatch):
+    from edgec.targets.openvino import OpenVINOTarget
+
+    # Only keep-float here (by default the gate may also fix this model by recalibrating one tensor).
+    monkeypatch.setattr(OpenVINOTarget, "accuracy_fallbacks", ("keep-float",))
+    conv3 = node_names(DIGITS["outlier"], "Conv")[2]
+    r = _build(cli, DIGITS["outlier"], tmp_path / "ov", "--max-accuracy-drop", "1")
+    assert r.code == 0, r.err
+    rep = r.json()["report"]
+    gate = rep["accuracy_gate"]
+    assert gate["steps"][0]["target_drop"] > 3  # the plain int8 build loses several points
+    assert gate["kept_float"] == [conv3]
+    assert gate["fallbacks"][0]["why"].startswith("alone it lowers the onnxruntime drop")
+    la = rep["accuracy"]["label_accuracy"]
+    assert la["reference"] - la["artifact"] <= 0.01
+    # The bundle is what was verified: its quantization pass kept that node in float.
+    q = next(p for p in r.json()["manifest"]["passes"] if p["name"] == "quantize")
+    assert q["config"]["keep_float"] == [conv3]
+
+
+def test_gate_switches_calibration_on_integer_only_mcu(cli, tmp_path):
+    r = _build(cli, DIGITS["outlier"], tmp_path / "mcu", "--target", "mcu", "--max-accuracy-drop", "1")
+    assert r.code == 0, r.err
+    gate = r.json()["report"]["accuracy_gate"]
+    assert gate["kept_float"] == [] and gate["calib_method_overrides"]
+    assert gate["drop"] <= 1
+
+
+def test_gate_failure_names_best_result_and_layers(cli, tmp_path, monkeypatch):
+    from edgec.targets.onnxruntime import ONNXRuntimeTarget
+
+    monkeypatch.setattr(ONNXRuntimeTarget, "accuracy_fallbacks", ("calib-method",))
+    r = _build(cli, DIGITS["outlier"], tmp_path / "x", "--target", "ort", "--metric", "cosine",
+               "--max-accuracy-drop", "0.0001")
+    assert r.code == 1
+    assert r.err.count("\n") == 1 and r.err.startswith("error: --max-accuracy-drop 0.0001 not met on target "
+                                                          "'onnxruntime': best drop")
+    assert "cosine points" in r.err and "most sensitive:" in r.err and "try --precision fp16" in r.err
+    assert not (tmp_path / "x").exists()
+
+
+def test_gate_without_fallbacks_fails_clearly(cli, tmp_path, monkeypatch):
+    from edgec.targets.onnxruntime import ONNXRuntimeTarget
+
+    monkeypatch.setattr(ONNXRuntimeTarget, "accuracy_fallbacks", ())
+    r = _build(cli, DIGITS["outlier"], tmp_path / "x", "--target", "ort", "--max-accuracy-drop", "1")
+    assert r.code == 1
+    assert "exceeds --max-accuracy-drop 1 and target onnxruntime cannot keep layers in float" in r.err
+
+
+def test_custom_metric_file(cli, tmp_path, monkeypatch):
+    from edgec.targets.onnxruntime import ONNXRuntimeTarget
+
+    # Which fallback wins depends on the weights (recalibrating the outlier tensor can fix some
+    # trainings alone); keep-float alone makes the expected result hold for any weights.
+    monkeypatch.setattr(ONNXRuntimeTarget, "accuracy_fallbacks", ("keep-float",))
+    f = tmp_path / "m.py"
+    f.write_text(textwrap.dedent('''
+        import json, numpy as np
+        def score(outputs, reference_outputs, labels):
+            assert isinstance(outputs, list) and isinstance(outputs[0], dict) and labels is not None
+            out = next(iter(reference_outputs[0]))
+            return 100.0 * float(np.mean([o[out].argmax() == l for o, l in zip(outputs, labels)]))
+    '''))
+    r = _build(cli, DIGITS["outlier"], tmp_path / "b", "--target", "ort", "--metric", f"{f}:score",
+               "--max-accuracy-drop", "1")
+    assert r.code == 0, r.err
+    gate = r.json()["report"]["accuracy_gate"]
+    assert gate["metric"] == f"{f}:score" and gate["passed"]
+    assert gate["kept_float"] or gate["calib_method_overrides"] or gate["bias_correction"]
+    bad = cli("build", DIGITS["plain"], "--calib", DIGITS["calib"], "-o", tmp_path / "c", "--metric", f"{f}:nope",
+              "--max-accuracy-drop", "1")
+    assert bad.code == 1 and "has no function 'nope'" in bad.err
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["config"]["max_accuracy_drop"] == 1
+
+
+def test_screen_keeps_the_worst_layer_and_its_input(digits_models):
+    """Large models: a one-run screen picks which fallbacks to measure; it must keep the culprit."""
+    from edgec.calibration import collect_ranges, load_calibration_data
+    from edgec.compiler.loaders import load_model
+    from edgec.compiler.optimize import optimize
+    from edgec.compiler.quant_stage import Int8Quantizer
+    from edgec.compiler.sensitivity import screen
+    from edgec.targets.openvino import OpenVINOTarget
+
+    h, _ = optimize(load_model(str(digits_models["outlier"])))
+    data = load_calibration_data(str(digits_models["calib"]), h.inputs, max_samples=16)
+    q = Int8Quantizer(h, h, collect_ranges(h.proto, data.samples), OpenVINOTarget.quant_scheme, data)
+    quant, _ = q.quantize()
+    cands = q.candidates(quant, ("keep-float", "calib-method"))
+    kept = screen(h.proto, quant.proto, cands, data.samples[:8])
+    conv3 = node_names(digits_models["outlier"], "Conv")[2]
+    assert kept[0].kind == "keep-float" and kept[0].key == conv3
+    relu2 = next(n.output[0] for n in h.proto.graph.node if n.op_type == "Relu" and n.input[0] ==
+                 next(c.output[0] for c in h.proto.graph.node if c.op_type == "Conv" and c.name ==
+                      node_names(digits_models["outlier"], "Conv")[1]))
+    assert relu2 in {c.key for c in kept[:4] if c.kind == "calib-method"}

@@ -1,0 +1,33 @@
+"""The shared metrics: exact values on hand-made arrays, and NaN never reads as a small error."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgec.runtimes.metrics import ErrorStats, cosine, nrmse, sqnr_db, top1_agreement
+
+
+def test_metrics_on_known_arrays():
+    ref = np.array([3.0, 4.0])
+    assert cosine(ref, ref) == pytest.approx(1.0) and cosine(ref, -ref) == pytest.approx(-1.0)
+    assert cosine(np.zeros(2), np.zeros(2)) == 1.0 and cosine(np.zeros(2), ref) == 0.0
+    noisy = ref + np.array([0.3, -0.4])  # noise power 0.25 against signal 25: 20 dB
+    assert sqnr_db(ref, noisy) == pytest.approx(20.0)
+    assert sqnr_db(ref, ref) == math.inf
+    assert nrmse(ref, noisy) == pytest.approx(math.sqrt(0.125) / math.sqrt(12.5))
+    logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    assert top1_agreement(logits, logits[[0, 1, 1]]) == pytest.approx(2 / 3)
+
+
+def test_nan_and_inf_never_read_as_small_errors():
+    ref = np.array([1.0, 2.0, 3.0])
+    for bad in (np.array([1.0, np.nan, 3.0]), np.array([1.0, np.inf, 3.0])):
+        assert math.isnan(cosine(ref, bad)) and not cosine(ref, bad) > 0.99
+        assert math.isnan(sqnr_db(ref, bad)) and not sqnr_db(ref, bad) > 10
+        assert nrmse(ref, bad) == math.inf
+        assert top1_agreement(ref[None], bad[None]) == 0.0
+        stats = ErrorStats().add(ref, ref).add(ref, bad)
+        assert math.isnan(stats.sqnr_db) and math.isnan(stats.cosine) and stats.max_abs_err == math.inf

@@ -1,0 +1,97 @@
+"""Every conv/depthwise/FC/add kernel variant (portable C on a real Cortex-M0, SIMD32 on M4,
+Helium on M55) bit for bit against LiteRT's BUILTIN_REF kernels, in QEMU."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import HAVE_QEMU, QEMU_SKIP, build_bundle, litert_reference, tflite_handle, to_tflite
+
+pytestmark = [pytest.mark.qemu, pytest.mark.skipif(not HAVE_QEMU, reason=QEMU_SKIP)]
+
+# The instruction each CPU's kernels must contain: proof that --cpu picked that variant.
+VARIANT_INSN = {"cortex-m0": None, "cortex-m4": "smlad", "cortex-m55": "vmladava"}
+
+
+@pytest.fixture(scope="module")
+def layer_mix() -> dict[str, bytes]:
+    """Odd sizes reach every block remainder: 6/7/14 channels (4-blocks + rest), K = 45
+    (16-lane tail, 4-byte tail), 81 pixels (odd for the 2-column block), padding on every
+    border, stride 2, dilation 2, depth multiplier 2, pointwise, per-tensor dense."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(3)
+    L = tf.keras.layers
+    inp = tf.keras.Input((9, 9, 5), batch_size=1)
+    x = L.Conv2D(6, 3, padding="same", activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu6")(x)
+    x = L.Conv2D(7, 1)(x)
+    x = L.Add()([x, L.Conv2D(7, 1)(x)])  # 567 elements: 4-lane blocks and a tail
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2)(x)
+    x = L.Conv2D(5, 3, dilation_rate=2, padding="same", activation="relu")(x)
+    x = L.Conv2D(8, 2, strides=2)(x)
+    x = L.Dense(37, activation="relu")(L.Flatten()(x))
+    mix = tf.keras.Model(inp, L.Dense(10)(x))
+    dinp = tf.keras.Input((45,), batch_size=1)
+    dense = tf.keras.Model(dinp, L.Dense(21, activation="relu")(dinp))
+    return {"mix": to_tflite(mix, (9, 9, 5)), "dense_per_tensor": to_tflite(dense, (45,), per_tensor=True)}
+
+
+def _litert(data: bytes, x: np.ndarray) -> np.ndarray:
+    it = litert_reference(data)
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
+
+
+def _kernel_asm(bundle: Path, cpu: str) -> str:
+    from edgec.targets.mcu import toolchain
+
+    subprocess.run([shutil.which("arm-none-eabi-gcc"), *toolchain.arm_flags(cpu, "-O2"), "-I", str(bundle / "c"),
+                    "-S", str(bundle / "c" / "conv.c"), "-o", str(bundle / "conv.s")], check=True)
+    return (bundle / "conv.s").read_text()
+
+
+@pytest.mark.parametrize("cpu", sorted(VARIANT_INSN))
+@pytest.mark.parametrize("model", ["mix", "dense_per_tensor"])
+def test_kernel_variant_bitexact_in_qemu(layer_mix, tmp_path, cpu, model):
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    data = layer_mix[model]
+    _, manifest = build_bundle(tflite_handle(data), tmp_path / "b", cpu=cpu)
+    runner = MCURunner(tmp_path / "b", manifest, device="qemu").load()
+    rng = np.random.default_rng(7)
+    spec = runner.native_in[0]
+    x = rng.integers(-128, 128, size=[int(d) for d in spec.shape]).astype(np.int8)
+    got = runner.run_native({spec.name: x})[runner.native_out[0].name]
+    want = _litert(data, x)
+    np.testing.assert_array_equal(got.reshape(want.shape), want)
+    extra = runner.info()["extra"]
+    assert extra["matches_host"] is True
+    assert extra["qemu_board"] == ("microbit" if cpu == "cortex-m0" else extra["qemu_board"])
+    insn = VARIANT_INSN[cpu]
+    if insn and model == "mix":
+        assert insn in _kernel_asm(tmp_path / "b", cpu)
+
+
+def test_profile_per_layer(layer_mix, tmp_path):
+    from edgec.runtimes.harness import bench
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    _, manifest = build_bundle(tflite_handle(layer_mix["mix"]), tmp_path / "b", cpu="cortex-m4")
+    runner = MCURunner(tmp_path / "b", manifest, device="qemu")
+    runner.profile = True
+    result = bench(runner.load(), iters=1, warmup=0)
+    rows = result["extra"]["profile"]
+    layers = manifest["target_info"]["layers"]
+    assert [r["name"] for r in rows] == [entry["name"] for entry in layers]
+    convs = [r for r in rows if r["macs"]]
+    assert len(convs) == 9 and all(r["instructions"] > 0 and r["instr_per_mac"] > 0 for r in convs)
+    # The marks sit between the layers: their sum is the whole run less call overhead.
+    total = result["extra"]["instructions"]
+    assert 0.9 * total < sum(r["instructions"] for r in rows) <= total
