@@ -28,6 +28,8 @@ class Manifest:
         task: The model's task, or None.
         model_inputs, model_outputs: I/O specs in the model's own convention.
         inputs, outputs: I/O specs of the artifact (dtype, layout, scale/zero point).
+        io_names: ``{"inputs": {artifact name: model name}, "outputs": {...}}`` (arm renames
+            names TFLite cannot carry; the others keep them).
         reference: ``{runner, path[, quantized]}`` of the float reference (and the Q/DQ ONNX).
         tokenizer: Folder of the copied tokenizer, or None.
         passes: ``[{name, config}]`` in the order they ran.
@@ -49,6 +51,7 @@ class Manifest:
     model_outputs: list[dict[str, Any]]
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
+    io_names: dict[str, dict[str, str]] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
     edgec_version: str = ""

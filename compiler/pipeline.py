@@ -376,6 +376,7 @@ def _manifest(st: BuildState, lowered, ref: dict[str, str]) -> dict[str, Any]:
         model_outputs=[s.to_json() for s in handle.outputs],
         inputs=[s.to_json() for s in lowered.inputs],
         outputs=[s.to_json() for s in lowered.outputs],
+        io_names=_io_names(handle, lowered),
         reference=ref,
         tokenizer="tokenizer" if handle.tokenizer_dir is not None else None,
         passes=st.passes,
@@ -385,6 +386,16 @@ def _manifest(st: BuildState, lowered, ref: dict[str, str]) -> dict[str, Any]:
         target_info=lowered.manifest,
         dependencies=dependencies(handle, target),
     ).to_json()
+
+
+def _io_names(handle: ModelHandle, lowered) -> dict[str, dict[str, str]]:
+    """Artifact I/O name -> model I/O name; every target keeps the model's order."""
+    out = {}
+    for kind, model_specs, art_specs in (("inputs", handle.inputs, lowered.inputs),
+                                         ("outputs", handle.outputs, lowered.outputs)):
+        if len(model_specs) == len(art_specs):
+            out[kind] = {a.name: m.name for a, m in zip(art_specs, model_specs)}
+    return out
 
 
 def package(state: BuildState) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -32,8 +32,11 @@ AGREE_PROMPTS, AGREE_TOKENS = 4, 32  # greedy agreement in the build report (the
 def build_llm(config, target, precision: str, options: dict[str, Any], tmp: Path, progress) -> tuple[dict, dict]:
     """Write the generation bundle into ``tmp``; returns (manifest, report)."""
     if not hasattr(target, "lower_llm"):
-        raise ConfigError(f"target '{target.name}' does not build generation (KV-cache) bundles; use intel-cpu or "
-                          "onnxruntime, or pass --input-shape to export one stateless graph")
+        from edgec.targets.registry import TARGETS
+
+        able = [n for n in TARGETS.names() if hasattr(TARGETS.target_class(n), "lower_llm")]
+        raise ConfigError(f"target '{target.name}' does not build generation (KV-cache) bundles; use "
+                          f"{' or '.join(able)}, or pass --input-shape to export one stateless graph")
     if config.kv_cache and config.kv_cache not in target.kv_cache_precisions:
         raise ConfigError(f"--kv-cache {config.kv_cache} is not supported by target '{target.name}'")
     if config.keep_float or config.prune or config.smoothquant is not None or config.bias_correction:

@@ -1,6 +1,6 @@
 """Where pruning plugs into loading and the build pipeline.
 
-* `apply_torch` runs in the loader (``_finish_torch``) on the PyTorch module before export:
+* `apply_torch` runs in the loader (``finish_torch``) on the PyTorch module before export:
   prune, fine-tune (``--finetune``), fold masks; the unpruned module is kept as the report's
   baseline and the distillation teacher.
 * `after_optimize` runs in the pipeline on the optimized float ONNX: it prunes ONNX sources

@@ -174,7 +174,14 @@ def run_onnx2tf(proto, work: Path, channels_last_inputs: list[str] | None = None
 def onnx2tf_error(err: BaseException, log: str, proto) -> EdgecError:
     msg = str(err) if isinstance(err, Exception) else ""
     text = f"{msg}\n{log}"
-    # Name the ONNX node when onnx2tf's log or traceback mentions it.
+    # Name the ONNX node onnx2tf names (``onnx_op_name: NAME``), else one its log mentions.
+    m = re.search(r"onnx_op_name:\s*(\S+)", re.sub(r"\x1b\[[0-9;]*m", "", log))
+    named = next((n for n in proto.graph.node if m and (n.name == m.group(1) or m.group(1) in n.output)), None)
+    if named is not None:
+        return UnsupportedOpError(
+            named.op_type, named.name or named.output[0], "arm",
+            f"onnx2tf could not convert it ({last_error_line(log or msg)}); "
+            "try --target onnxruntime or intel-cpu, or re-export the model with another opset (13-18)")
     for node in proto.graph.node:
         if node.name and (f"onnx_op_name: {node.name}" in text or f"'{node.name}'" in text):
             return UnsupportedOpError(

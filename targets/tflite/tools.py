@@ -62,9 +62,23 @@ def import_tf():
     return tf
 
 
+# onnx2tf's generic advice after every failure; the cause is the exception line above it.
+_ONNX2TF_BOILERPLATE = ("Read this and deal with it", "Alternatively, if the input OP", "If the input OP of ONNX",
+                        "Also, for models that include", "input_onnx_file_path", "onnx_op_name", "The trace log is below")
+_EXC_LINE = re.compile(r"^(?:\w+\.)*(\w*(?:Error|Exception)): (.+)$")
+
+
 def last_error_line(log: str) -> str:
+    """The line of a converter log that says what broke (not onnx2tf's generic advice)."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in log.splitlines()]
-    lines = [ln for ln in lines if ln]
+    lines = [ln for ln in lines if ln and not any(b in ln for b in _ONNX2TF_BOILERPLATE)]
+    for ln in reversed(lines):  # the innermost exception with a message
+        m = _EXC_LINE.match(ln)
+        if m and "Exception encountered when calling layer" not in m.group(2):
+            return f"{m.group(1)}: {m.group(2)}"[:300]
+    for i, ln in enumerate(lines):  # TF's "Exception encountered ..." is followed by the cause
+        if "Exception encountered when calling layer" in ln and i + 1 < len(lines):
+            return lines[i + 1][:300]
     for ln in reversed(lines):
         if "ERROR" in ln or "Error" in ln:
             return ln[:300]

@@ -131,6 +131,20 @@ def test_bad_llm_inputs_give_one_error_line(tmp_path):
     assert r.code != 0 and "error:" in r.err
     r = run_cli("generate", tmp_path, "--prompt", "x")
     assert r.code != 0 and "error:" in r.err
+    r = run_cli("build", MODEL, "--target", "onnxruntime", "--kv-cache", "int8", "-o", tmp_path / "d")
+    assert r.code != 0 and "--kv-cache int8" in r.err and not (tmp_path / "d").exists()
+
+
+def test_chat_template_wraps_the_prompt():
+    from edgec.runtimes.generation import BundleTokenizer
+
+    template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    manifest = {"generation": {"tokenizer": "tokenizer.json", "eos_token_id": [0], "chat_template": template}}
+    tok = BundleTokenizer(MODEL, manifest)
+    assert tok.render_chat("hi") == "<|user|>hi\n<|assistant|>"
+    assert tok.decode(tok.encode("hi")) == "<|user|>hi\n<|assistant|>"
+    assert tok.decode(tok.encode("hi", chat=False)) == "hi"
 
 
 def test_perplexity_gate_moves_int4_layers_to_int8(tmp_path):

@@ -90,12 +90,12 @@ def _outlier_scale(net, calib: np.ndarray) -> float:
 
 
 def _export(net, path: Path) -> Path:
-    from edgec.compiler.loaders import _finish_torch
+    from edgec.compiler.loaders import finish_torch
     from edgec.compiler.progress import SILENT
 
     import torch
 
-    h = _finish_torch(net, (torch.zeros(1, 1, 8, 8),), "digits", "0" * 64, parity_tol=1e-3, progress=SILENT,
+    h = finish_torch(net, (torch.zeros(1, 1, 8, 8),), "digits", "0" * 64, parity_tol=1e-3, progress=SILENT,
                       input_shapes={})
     path.write_bytes(h.serialize())
     return path

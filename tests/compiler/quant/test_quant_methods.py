@@ -14,7 +14,7 @@ def outlier_mlp(tmp_path_factory):
     """A transformer-style MLP block whose input has a few outlier channels (as LLM activations do)."""
     import torch
 
-    from edgec.compiler.loaders import _finish_torch
+    from edgec.compiler.loaders import finish_torch
     from edgec.compiler.progress import SILENT
 
     class MLP(torch.nn.Module):
@@ -33,7 +33,7 @@ def outlier_mlp(tmp_path_factory):
     with torch.no_grad():  # LayerNorm gains with outliers: a few channels 40x larger than the rest
         net.norm.weight[:4] = 40.0
     d = tmp_path_factory.mktemp("mlp")
-    h = _finish_torch(net, (torch.zeros(1, 16, 64),), "mlp", "0" * 64, parity_tol=1e-3, progress=SILENT,
+    h = finish_torch(net, (torch.zeros(1, 16, 64),), "mlp", "0" * 64, parity_tol=1e-3, progress=SILENT,
                       input_shapes={})
     (d / "mlp.onnx").write_bytes(h.serialize())
     rng = np.random.default_rng(0)
