@@ -381,13 +381,14 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, cha
             bscale = (s_in * np.broadcast_to(w_scales, w.shape)).astype(np.float32)
             if not (np.all(bscale > 0) and np.all(np.isfinite(w))):
                 continue  # no int32 grid for it (NaN in the float bias, or a scale that underflowed): keep it float
-            qb = np.clip(np.round(w / bscale), -(2**31) + 1, 2**31 - 1).astype(np.int32)
+            qb = np.clip(np.round(w.astype(np.float64) / bscale), -(2**31) + 1, 2**31 - 1).astype(np.int32)
             out.append(_dq(b, name, qb, bscale, np.zeros(bscale.shape, np.int32), 0, f"{name}_DequantizeLinear", helper))
             n.input[k] = out[-1].output[0]
             continue
         if n.op_type in WEIGHTED_OPS and (k == 1 or (n.op_type == "MatMul" and k == 0)):
             axis = _weight_axis(n, k, w) if scheme.per_channel else None
             q, s = quantize_weight(w, axis)
+            q, s = _fit_bias(n, b, w, q, s, axis, in_scale, stats)
             w_scales = s
             out.append(_dq(b, name, q, s, np.zeros(s.shape, np.int8), axis if s.ndim else None,
                            f"{name}_DequantizeLinear", helper))
@@ -402,6 +403,34 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, cha
                            f"{name}_DequantizeLinear", helper))
             n.input[k] = out[-1].output[0]
     return out
+
+
+BIAS_HEADROOM = 2**30  # the largest |int32 bias| a weight scale is widened for (half of int32, for the accumulator)
+
+
+def _fit_bias(n, b: _Builder, w, q, s, axis, in_scale, stats):
+    """Widen the weight scale of channels whose bias int32 cannot hold at ``s_in * s_w``.
+
+    A channel with ~0 weights and a real bias (a constant channel after BatchNorm folding)
+    gets a tiny weight scale, so ``bias / (s_in * s_w)`` overflows int32 and the clipped bias
+    changes the output (onnxruntime quantizes even a float bias this way). Such channels'
+    weights are negligible next to their bias: a wider scale costs nothing.
+    """
+    if n.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(n.input) < 3 or n.input[2] not in b.inits \
+            or in_scale is None:
+        return q, s
+    bias = np.abs(b.nh.to_array(b.inits[n.input[2]]).astype(np.float64).reshape(-1))
+    s_in = np.asarray(in_scale, np.float64)
+    s_in = s_in if s_in.ndim == 0 else np.repeat(s_in, max(bias.size // max(s_in.size, 1), 1))
+    need = bias / (s_in * BIAS_HEADROOM)
+    if np.ndim(s) == 0 or need.shape != np.shape(s) or not np.any(need > s):
+        return q, s
+    s = np.maximum(s, need).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / s.reshape(shape)), -127, 127).astype(np.int8)
+    stats["widened_weight_scales"] = stats.get("widened_weight_scales", 0) + int((need > s * (1 - 1e-6)).sum())
+    return q, s
 
 
 def _dq(b: _Builder, name: str, q, scale, zp, axis, node_name: str, helper):

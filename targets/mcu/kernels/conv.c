@@ -24,6 +24,10 @@
 #elif defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
 #define EDGEC_DSP 1
+#if defined(__OPTIMIZE__) || !defined(__ARM_FP)
+/* The int16-column conv loop (assembly, 13 registers); GCC finds no 13 at -O0 with an FPU. */
+#define EDGEC_DSP_COLS16 1
+#endif
 #endif
 
 /* Requantization of one layer's outputs. */
@@ -98,12 +102,13 @@ static inline int32_t mve_dot(const int8_t *a, const int8_t *b, int32_t k, int32
  * the n_rows weight rows and n_cols columns (n_cols <= 2 except on the scalar path). */
 static inline __attribute__((always_inline)) void gemm_s8(
     const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols, const edgec_rq *rq,
-    int8_t *out, int32_t out_stride, const int single_round) {
+    int8_t *out, int32_t out_stride, const int single_round, const uint32_t *xs) {
     /* A local copy: int8 stores may alias anything, so fields read through the pointer
      * would be reloaded after every output byte. */
     edgec_rq local = *rq;
     const edgec_rq *q = &local;
     int32_t n = 0;
+    (void)xs;
     local.single_round = single_round;
     if (!single_round) local.per_channel = 1;
 #if defined(EDGEC_MVE)
@@ -200,39 +205,26 @@ static inline __attribute__((always_inline)) void gemm_s8(
         }
         return;
     }
+    /* FullyConnected passes its column sign-extended into int16 pairs (gemm_fc). */
+#if !defined(__ARM_FP)
+    const int widen = xs != 0;
+#endif
     for (n = 0; n + 4 <= n_rows; n += 4) {
         const int8_t *w0 = w + n * k, *w2 = w0 + 2 * k;
         int32_t a0 = q->bias[n], a1 = q->bias[n + 1], a2 = q->bias[n + 2], a3 = q->bias[n + 3], i = 0;
-        /* The assembly loop for FullyConnected needs 13 spare registers, which GCC does not
-         * find with an FPU enabled (softfp builds, float I/O models): C there. */
-#if defined(__ARM_FP)
-        if (1) {
-#else
-        if (!single_round) { /* conv's fallback (no int16 scratch) */
-#endif
-            for (; i < k4; i += 4) {
-                const uint32_t x = ld32(cols + i);
-                const int32_t xl = sx02(x), xh = sx13(x);
-                uint32_t v = ld32(w0 + i);
-                a0 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a0));
-                v = ld32(w0 + k + i);
-                a1 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a1));
-                v = ld32(w2 + i);
-                a2 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a2));
-                v = ld32(w2 + k + i);
-                a3 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a3));
-            }
-        } else if (k4 > 0) {
-            i = k4;
-            const int8_t *x = cols, *x_end = cols + k4, *r0 = w0, *r2 = w2;
+        /* The assembly loop needs 13 spare registers, which GCC does not find with an FPU
+         * enabled (softfp builds, float I/O models): C there, as for conv's fallback. */
+#if !defined(__ARM_FP)
+        if (widen) {
+            const uint32_t *x = xs, *x_end = xs + k4 / 2;
+            const int8_t *r0 = w0, *r2 = w2;
             uint32_t xv, xl, xh, wv;
-            /* 16 MACs in 25 instructions (GCC spills this loop): 4 rows, one int8 column; 13
-             * registers (xv doubles as the weight temporary once split). */
+            i = k4;
+            /* 16 MACs in 23 instructions (GCC spills this loop): 4 rows, one column of int16
+             * pairs; 13 registers. */
             __asm__ volatile(
                 "1:\n\t"
-                "ldr %[xv], [%[x]], #4\n\t"
-                "sxtb16 %[xl], %[xv]\n\t"
-                "sxtb16 %[xh], %[xv], ror #8\n\t"
+                "ldrd %[xl], %[xh], [%[x]], #8\n\t"
                 "ldr %[wv], [%[r0], %[k]]\n\t"
                 "sxtb16 %[xv], %[wv]\n\t"
                 "smlad %[a1], %[xv], %[xl], %[a1]\n\t"
@@ -259,6 +251,21 @@ static inline __attribute__((always_inline)) void gemm_s8(
                   [r2] "+r"(r2), [xv] "=&r"(xv), [xl] "=&r"(xl), [xh] "=&r"(xh), [wv] "=&r"(wv)
                 : [k] "r"(k), [x_end] "r"(x_end)
                 : "cc", "memory");
+        } else
+#endif
+        {
+            for (; i < k4; i += 4) {
+                const uint32_t x = ld32(cols + i);
+                const int32_t xl = sx02(x), xh = sx13(x);
+                uint32_t v = ld32(w0 + i);
+                a0 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a0));
+                v = ld32(w0 + k + i);
+                a1 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a1));
+                v = ld32(w2 + i);
+                a2 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a2));
+                v = ld32(w2 + k + i);
+                a3 = __smlad(sx13(v), xh, __smlad(sx02(v), xl, a3));
+            }
         }
         if (i < k) {
             a0 = dot_s8(w0 + i, cols + i, k - i, a0);
@@ -282,7 +289,7 @@ static inline __attribute__((always_inline)) void gemm_s8(
 #endif
 }
 
-#if defined(EDGEC_DSP)
+#if defined(EDGEC_DSP_COLS16)
 /* SIMD32 regular convolutions (CMSIS-NN's idea: sign-extend the columns once, not once per
  * output channel). Two columns become int16 pairs interleaved per 4 k: (x0,x2) (x1,x3) of
  * column 0, then of column 1; a weight word gives the matching pairs with SXTB16. */
@@ -352,11 +359,29 @@ static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int3
 /* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
 static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
                       const edgec_rq *q, int8_t *out, int32_t out_stride) {
-    gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+    gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0, 0);
 }
 
 static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, const edgec_rq *q, int8_t *out) {
-    gemm_s8(w, n_rows, k, cols, 1, q, out, 0, 1);
+#if defined(EDGEC_DSP) && !defined(__ARM_FP)
+    /* SIMD32: the column sign-extended once into int16 pairs, on the stack (up to 4 KiB;
+     * longer rows take the C loop). Here, not in gemm_s8: a VLA there would cost the conv
+     * instance its frame-pointer register. */
+    const int32_t k4 = k & ~3;
+    const int widen = k4 > 0 && k4 <= 2048;
+    uint32_t xs[widen ? k4 / 2 : 1];
+    if (widen) {
+        int32_t i;
+        for (i = 0; i < k4; i += 4) {
+            const uint32_t v = ld32(cols + i);
+            xs[i / 2] = (uint32_t)sx02(v);
+            xs[i / 2 + 1] = (uint32_t)sx13(v);
+        }
+    }
+    gemm_s8(w, n_rows, k, cols, 1, q, out, 0, 1, widen ? xs : 0);
+#else
+    gemm_s8(w, n_rows, k, cols, 1, q, out, 0, 1, 0);
+#endif
 }
 
 #if defined(EDGEC_DSP)
@@ -407,7 +432,11 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
 #if defined(EDGEC_DSP)
     /* The int16 columns need 4 * k_pad more bytes; a library built for another CPU may not
      * have sized the scratch for them and then takes the int8 path. */
+#if defined(EDGEC_DSP_COLS16)
     const int widen = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 4 * k_pad;
+#else
+    const int widen = 0;
+#endif
 #endif
     edgec_rq q;
     int32_t b, pix;
@@ -433,7 +462,7 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
                 }
                 cols = staging;
             }
-#if defined(EDGEC_DSP)
+#if defined(EDGEC_DSP_COLS16)
             if (widen) {
                 /* A lone last column is expanded twice; its twin's outputs are not stored. */
                 expand2(cols, n_cols == 2 ? cols + k_pad : cols, k_pad, (int32_t *)(void *)scratch);

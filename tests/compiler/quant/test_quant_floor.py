@@ -75,3 +75,42 @@ def test_mean_cosine_scores_empty_outputs_by_their_error():
     assert mean_cosine([cosine_stats(full, full), cosine_stats(noisy, empty)]) > 0.999
     invented = empty + full  # the artifact reports objects the float model does not see
     assert mean_cosine([cosine_stats(full, full), cosine_stats(invented, empty)]) == pytest.approx(0.5)
+
+
+def test_constant_channel_bias_is_not_clipped_and_depthwise_inputs_get_channel_scales():
+    """A channel with ~0 weights and a real bias (BN folding) keeps its int32 bias; depthwise inputs are per channel."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgec.calibration import collect_ranges
+    from edgec.calibration.channels import collect_channel_absmax
+    from edgec.compiler.model import ModelHandle
+    from edgec.compiler.quantize import depthwise_inputs, quantize_qdq
+    from edgec.compiler.quality import run_onnx
+    from edgec.targets.openvino import OpenVINOTarget
+
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    w1[1] = 1e-9  # constant channel: its output is its bias
+    b1 = np.array([0.1, 5.0, -0.2, 0.3], np.float32)
+    wd = rng.normal(size=(4, 1, 3, 3)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], name="conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["h", "wd"], ["y"], name="dw", group=4, pads=[1, 1, 1, 1])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(wd, "wd")])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    handle = ModelHandle.from_onnx(proto, "m.onnx", "0")
+    samples = [{"x": rng.normal(size=(1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
+    assert depthwise_inputs(proto) == ["h"]
+    chan = collect_channel_absmax(proto, samples, ["h"])
+    q, summary = quantize_qdq(handle, collect_ranges(proto, samples), OpenVINOTarget.quant_scheme, (), chan)
+    assert summary["widened_weight_scales"] == 1 and summary["per_channel_activations"] == 1
+    qh = next(n for n in q.proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "h")
+    assert next(a.i for a in qh.attribute if a.name == "axis") == 1
+    got, want = run_onnx(q.proto, samples), run_onnx(onnx.ModelProto.FromString(proto.SerializeToString()), samples)
+    for o, r in zip(got, want):
+        err = np.abs(o["y"] - r["y"]).max(axis=(0, 2, 3)) / np.abs(r["y"]).max(axis=(0, 2, 3))
+        assert err[1] < 0.05  # a clipped bias made this channel ~0 (error 1.0)
+        assert err.max() < 0.3  # per-channel ranges are means of per-sample maxima: outliers clip

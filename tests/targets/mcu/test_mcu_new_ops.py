@@ -18,7 +18,10 @@ def _keras(name):
     tf.keras.utils.set_random_seed(0)
     alpha = tf.keras.initializers.RandomUniform(-0.5, 1.5)
     bodies = {
-        "hardswish": ((6, 6, 3), lambda x: L.Activation(tf.keras.activations.hard_swish)(L.Conv2D(4, 1)(x))),
+        # The formula, not keras.activations.hard_swish: tf_keras (which tf.keras becomes once onnx2tf is
+        # imported in the process) has no hard_swish; the converter fuses this pattern into HARD_SWISH.
+        "hardswish": ((6, 6, 3), lambda x: L.Activation(lambda t: t * tf.nn.relu6(t + 3.0) * (1.0 / 6.0))(
+            L.Conv2D(4, 1)(x))),
         "prelu_per_channel": ((6, 6, 3), lambda x: L.PReLU(shared_axes=[1, 2], alpha_initializer=alpha)(L.Conv2D(4, 1)(x))),
         "prelu_per_element": ((5, 4, 3), lambda x: L.PReLU(alpha_initializer=alpha)(x)),
     }
