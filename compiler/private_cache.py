@@ -10,7 +10,6 @@ of the sources it was built from. A file that fails any check is refused, naming
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -18,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from edgec.compiler.model import sha256_file
 from edgec.errors import EdgecError
 
 
@@ -67,14 +67,6 @@ def _check_ours(path: Path, *, want_dir: bool) -> None:
                            "private folder)")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cached_build(folder: str, name: str, sources_digest: str, build: Callable[[Path], None]) -> Path:
     """The cached file ``name`` built from sources with ``sources_digest``, built now if absent.
 
@@ -98,7 +90,7 @@ def cached_build(folder: str, name: str, sources_digest: str, build: Callable[[P
     try:
         build(tmp)
         os.chmod(tmp, 0o700)  # whatever the umask or the tool: ours alone
-        record = json.dumps({"sources": sources_digest, "sha256": _sha256(tmp)})
+        record = json.dumps({"sources": sources_digest, "sha256": sha256_file(tmp)})
         side_tmp = tmp.with_suffix(".json.tmp")
         side_tmp.write_text(record)
         os.chmod(side_tmp, 0o600)
@@ -120,6 +112,6 @@ def verify_cached(out: Path, sidecar: Path, sources_digest: str) -> None:
     except ValueError as exc:
         raise UnsafeCacheError(f"refusing the cached file '{out}': its record '{sidecar}' is corrupt; "
                                "delete both to rebuild") from exc
-    if record.get("sources") != sources_digest or record.get("sha256") != _sha256(out):
+    if record.get("sources") != sources_digest or record.get("sha256") != sha256_file(out):
         raise UnsafeCacheError(f"refusing the cached file '{out}': its sha256 does not match the one recorded when it "
                                "was built from these sources; delete it to rebuild")

@@ -16,7 +16,6 @@ With ``benchmarks/`` on ``sys.path``::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from functools import lru_cache
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgec.compiler.model import sha256_file
 
 from . import data
 
@@ -52,14 +53,6 @@ def entry(name: str) -> dict[str, Any]:
         if m["name"] == name:
             return m
     raise KeyError(f"no corpus model '{name}' (known: {', '.join(m['name'] for m in manifest()['models'])})")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_path(name: str) -> Path:
