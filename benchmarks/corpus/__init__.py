@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgec.compiler.model import sha256_file
+from edgec.compiler.model import sha256_file  # noqa: F401 - fetch.py imports it from here
 
 from . import data
 
