@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 import warnings
 from typing import Iterator
 
@@ -30,6 +32,7 @@ def quiet_third_party() -> Iterator[None]:
     for lg in loggers:
         # A level on each named logger (not ``disabled``): children without their own level inherit it.
         lg.setLevel(logging.CRITICAL + 1)
+    bars_were_on = _hf_progress_bars(False)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -39,3 +42,25 @@ def quiet_third_party() -> Iterator[None]:
             lg.setLevel(level)
             lg.propagate = propagate
             lg.disabled = disabled
+        if bars_were_on:
+            _hf_progress_bars(True)
+
+
+def _hf_progress_bars(on: bool) -> bool:
+    """Turn transformers' and huggingface_hub's tqdm bars ("Loading weights ...") on or off; were they on?
+
+    They write to stderr around the one error line. The environment variable covers a first
+    import inside the quiet block; the functions cover modules imported before it.
+    """
+    if not on:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    was_on = False
+    tlog = sys.modules.get("transformers.utils.logging")
+    if tlog is not None:
+        was_on = tlog.is_progress_bar_enabled()
+        (tlog.enable_progress_bar if on else tlog.disable_progress_bar)()
+    hub = sys.modules.get("huggingface_hub.utils")
+    if hub is not None and hasattr(hub, "are_progress_bars_disabled"):
+        was_on = was_on or not hub.are_progress_bars_disabled()
+        (hub.enable_progress_bars if on else hub.disable_progress_bars)()
+    return was_on

@@ -65,7 +65,10 @@ def llama_bundles(tiny_llama, tmp_path_factory):
     for target, method in (("onnxruntime", "rtn"), ("intel-cpu", "rtn"), ("intel-cpu", "gptq")):
         r = run_cli("build", tiny_llama["model"], "--target", target, "--precision", "int4", "--int4-method", method,
                     "--group-size", "32", "--calib", tiny_llama["text"], "--input-shape", "input_ids=1x32",
-                    "-o", d / f"{target}-{method}", "--json")
+                    "-o", d / f"{target}-{method}", "--json",
+                    # Random weights give near-tied logits, so the floor's top-1 agreement is a coin toss
+                    # here; the tests below bound cosine and perplexity themselves.
+                    "--accept-low-accuracy")
         assert r.code == 0, r.err
         out[(target, method)] = r.json()
     return out
