@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgec.compiler import qdq_graph as qg
 from edgec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
-    _ensure_opset(proto, 13)
+    qg.ensure_opset(proto, 13)
     g = proto.graph
     nodes = list(g.node)
     names = {n.name for n in nodes}
@@ -176,7 +177,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     full = scheme.placement == "full"
     if scheme.placement not in ("full", "weighted"):
         raise ValueError(f"unknown placement {scheme.placement}")
-    float_tensors, shapes = _float_tensors(proto)
+    float_tensors, shapes = qg.float_tensors(proto)
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in nodes:
         for i in n.input:
@@ -198,7 +199,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         if n.op_type in WEIGHTED_OPS:
             return True
         if n.op_type == "Add" and scheme.quantize_add:
-            return _is_residual_add(n, b.inits, shapes, ranges) and _fed_by_conv(n, producer)
+            return qg.is_residual_add(n, b.inits, shapes, ranges) and qg.fed_by_conv(n, producer)
         return False
 
     qnodes = {id(n) for n in nodes if is_quant_node(n)}
@@ -217,11 +218,11 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     for n in nodes:
         if id(n) not in qnodes:
             continue
-        act_inputs = _activation_inputs(n, b.inits)
+        act_inputs = qg.activation_inputs(n, b.inits)
         for i in act_inputs:
             if i in float_tensors and i not in fused:
-                t, reader = (i, n) if full else _hoist(i, n, scheme.hoist_through, producer, consumers,
-                                                       graph_outputs, float_tensors, ranges, qnodes)
+                t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
+                                                          graph_outputs, float_tensors, ranges, qnodes)
                 targets.setdefault(t, [])
                 if reader not in targets[t]:
                     targets[t].append(reader)
@@ -240,7 +241,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 amax = np.maximum(channel_absmax[t], DEAD_CHANNEL_REL * float(channel_absmax[t].max(initial=0.0)))
                 chan_scales[t] = np.maximum(amax / 127.0, MIN_SCALE).astype(np.float32)
     missing: list[str] = []
-    for t in _topo_tensors(nodes, graph_inputs):
+    for t in qg.topo_tensors(nodes, graph_inputs):
         if t not in targets:
             continue
         p = producer.get(t)
@@ -316,7 +317,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     del g.node[:]
     g.node.extend(weight_dq + new_nodes)
     g.initializer.extend(b.new_inits)
-    _drop_unused_initializers(g)
+    qg.drop_unused_initializers(g)
     del g.value_info[:]
     summary = {
         "scheme": {"placement": scheme.placement, "activation_symmetric": scheme.activation_symmetric,
@@ -440,114 +441,3 @@ def _dq(b: _Builder, name: str, q, scale, zp, axis, node_name: str, helper):
     kw = {"axis": axis} if axis is not None else {}
     return helper.make_node("DequantizeLinear", [qn, sn, zn], [b.name(f"{name}_dequantized")],
                             name=b.name(node_name), **kw)
-
-
-def _activation_inputs(n, inits) -> list[str]:
-    if n.op_type in ("Conv", "ConvTranspose", "Gemm"):
-        return [n.input[0]] if n.input[0] not in inits else []
-    if n.op_type in ("Reshape", "Pad", "Squeeze", "Unsqueeze", "Clip", "ReduceMean"):
-        return [n.input[0]] if n.input and n.input[0] not in inits else []
-    return [i for i in n.input if i and i not in inits]
-
-
-# Activations beyond this magnitude are masks or sentinels (-3.4e38 attention masks), not
-# signal: an int8 grid over such a range would zero out everything that matters.
-MAX_QUANTIZABLE_MAGNITUDE = 1e4
-
-
-def _hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes):
-    """Move a weighted input's Q/DQ above single-use precision-preserving producers."""
-    while through:
-        p = producer.get(t)
-        if p is None or p.op_type not in through or id(p) in qnodes or t in graph_outputs \
-                or len(consumers.get(t, [])) != 1:
-            break
-        src = p.input[0]
-        if src not in float_tensors or src not in ranges or len(consumers.get(src, [])) != 1:
-            break
-        t, reader = src, p
-    return t, reader
-
-
-def _is_residual_add(n, inits, shapes, ranges) -> bool:
-    """Both inputs are activations of the same shape with a sane range (skip connections).
-
-    Broadcasting adds (attention masks, biases) stay float: they carry sentinels or
-    constants that int8 would destroy, and the runtimes fuse them into the previous op.
-    """
-    if len(n.input) != 2 or any(i in inits for i in n.input):
-        return False
-    a, b = (shapes.get(i) for i in n.input)
-    if a is None or b is None or a != b:
-        return False
-    for i in n.input:
-        r = ranges.get(i)
-        if r is None or max(abs(r.rmin), abs(r.rmax)) > MAX_QUANTIZABLE_MAGNITUDE:
-            return False
-    return True
-
-
-def _fed_by_conv(n, producer) -> bool:
-    """Whether an input of ``n`` comes from a Conv (through Relu/Clip/BatchNormalization).
-
-    TensorRT and OpenVINO fuse Q/DQ on the residual Add of conv blocks (ResNet-style). In
-    transformers the residual stream carries outlier channels that per-tensor int8 ruins
-    (MiniLM: 0.944 embedding cosine with those adds quantized vs 0.993 without), and the
-    runtimes gain little from it, so those adds stay float.
-    """
-    for i in n.input:
-        p = producer.get(i)
-        while p is not None and p.op_type in ("Relu", "Clip", "BatchNormalization"):
-            p = producer.get(p.input[0])
-        if p is not None and p.op_type in ("Conv", "ConvTranspose"):
-            return True
-    return False
-
-
-def _float_tensors(proto) -> tuple[set[str], dict[str, tuple]]:
-    """Names of float32 tensors and known static shapes, from shape inference."""
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
-    except Exception:  # noqa: BLE001 - shape inference is best effort; fall back to declared types
-        inferred = proto
-    out, shapes = set(), {}
-    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        tt = v.type.tensor_type
-        if tt.elem_type == 1:
-            out.add(v.name)
-        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in tt.shape.dim)
-        if tt.HasField("shape") and all(isinstance(d, int) and d > 0 for d in dims):
-            shapes[v.name] = dims
-    return out, shapes
-
-
-def _topo_tensors(nodes, graph_inputs) -> list[str]:
-    out = sorted(graph_inputs)
-    for n in nodes:
-        out.extend(o for o in n.output if o)
-    return out
-
-
-def _drop_unused_initializers(g) -> None:
-    """Remove float initializers replaced by quantized ones (and their legacy graph-input entries)."""
-    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    before = {t.name for t in g.initializer}
-    keep = [t for t in g.initializer if t.name in used]
-    removed = before - {t.name for t in keep}
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    graph_in = [i for i in g.input if i.name not in removed]
-    del g.input[:]
-    g.input.extend(graph_in)
-
-
-def _ensure_opset(proto, minimum: int) -> None:
-    import onnx
-
-    for op in proto.opset_import:
-        if op.domain in ("", "ai.onnx") and op.version < minimum:
-            converted = onnx.version_converter.convert_version(proto, minimum)
-            proto.CopyFrom(converted)
-            return
