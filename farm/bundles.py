@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgec.compiler.bundle import verify_files
 from edgec.errors import BundleError
 
 
@@ -27,16 +28,6 @@ def bundle_id(bundle: Path) -> str:
         return hashlib.sha256((Path(bundle) / "manifest.json").read_bytes()).hexdigest()
     except OSError as exc:
         raise BundleError(f"{bundle} is not an edgec bundle (no readable manifest.json)") from exc
-
-
-def read_manifest(bundle: Path) -> dict[str, Any]:
-    """The bundle's parsed manifest.json; BundleError when there is none or it is unreadable."""
-    try:
-        return json.loads((Path(bundle) / "manifest.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{bundle} is not an edgec bundle (no manifest.json)") from None
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{bundle}/manifest.json is unreadable: {exc}") from exc
 
 
 def _files(manifest: dict[str, Any]) -> list[str]:
@@ -64,25 +55,11 @@ def pack(bundle: Path) -> bytes:
     return buf.getvalue()
 
 
-def verify(bundle: Path, manifest: dict[str, Any]) -> None:
-    """Raise BundleError unless every listed file exists with the manifest's sha256."""
-    bad = []
-    for rel, want in ((e["path"], e.get("sha256")) for e in manifest.get("files", [])):
-        p = Path(bundle) / rel
-        if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != want:
-            bad.append(rel)
-    if bad:
-        raise BundleError(f"bundle files differ from the manifest's sha256: {', '.join(bad[:5])}")
-
-
 def cache_root() -> Path:
-    """A private (0700) folder for unpacked bundles on this host."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgec" / "farm-bundles"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = base.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise BundleError(f"the bundle cache {base} must be owned by this user with mode 0700")
-    return base
+    """The private (0700, ours alone) cache folder for unpacked bundles on this host."""
+    from edgec.compiler.private_cache import private_dir
+
+    return private_dir("farm-bundles")
 
 
 def materialize(sha: str, fetch) -> Path:
@@ -118,4 +95,6 @@ def _check(folder: Path, sha: str) -> None:
     raw = (folder / "manifest.json").read_bytes()
     if hashlib.sha256(raw).hexdigest() != sha:
         raise BundleError("bundle manifest does not match its content hash")
-    verify(folder, json.loads(raw))
+    bad = verify_files(folder, json.loads(raw))
+    if bad:
+        raise BundleError(f"bundle files differ from the manifest's sha256: {', '.join(bad[:5])}")

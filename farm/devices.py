@@ -91,7 +91,7 @@ class Device:
               timeout: float = 600.0) -> dict[str, Any]:
         """Run the bundle here and return its ``edgec.bench/1`` record (``device`` set to this device's label)."""
         bundle = Path(bundle)
-        from edgec.farm.bundles import read_manifest
+        from edgec.compiler.bundle import read_manifest
 
         manifest = read_manifest(bundle)
         why = self.can_run(manifest)
@@ -102,7 +102,7 @@ class Device:
                     "--warmup", str(warmup), "--device", "host" if self.scheme == "host" else "qemu"]
             if threads:
                 args += ["--threads", str(threads)]
-            record = _json_from(run_bounded(args, timeout), self.label)
+            record = bench_record(run_bounded(args, timeout), self.label)
         elif self.scheme == "ssh":
             from edgec.farm.ssh_device import bench_over_ssh
 
@@ -211,7 +211,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _json_from(done: subprocess.CompletedProcess, label: str) -> dict[str, Any]:
+def bench_record(done: subprocess.CompletedProcess, label: str) -> dict[str, Any]:
+    """The ``edgec.bench/1`` record a harness printed, or DeviceError with its error line."""
     if done.returncode != 0:
         lines = [ln for ln in (done.stderr or "").splitlines() if ln.strip()]
         err = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")

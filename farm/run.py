@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from edgec.compiler.bundle import read_manifest
 from edgec.errors import ConfigError, EdgecError
 from edgec.farm import bundles as fb
 from edgec.farm.cluster import connect, list_devices
@@ -100,7 +101,7 @@ def farm_run(cfg: FarmRunConfig, on_update: Callable[[dict[str, dict[str, int]]]
     bundles = []
     for b in cfg.bundles:
         b = Path(b)
-        manifest = fb.read_manifest(b)
+        manifest = read_manifest(b)
         bundles.append((b, manifest, fb.bundle_id(b)))
     names = _bundle_names([b for b, _, _ in bundles])
     ray = connect(cfg.address)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -37,43 +36,20 @@ _RESULT = re.compile(r"^(EDGEC [A-Z]+.*) \*([0-9a-f]{8})$")
 
 
 def build_firmware(c_dir: Path, io_c: str, cpu: str, board: str, baud: int, clock_hz: int) -> Path:
-    """Cross-compile the bundle's library with the UART bench main into an ELF (cached by content)."""
+    """Cross-compile the bundle's library with the UART bench main into an ELF (in the private cache)."""
     from edgec.targets.mcu import toolchain as tc
 
-    gcc = tc.require_tool("arm-none-eabi-gcc")
     if board not in UART_BASE:
         raise DeviceError(f"no UART port for board {board} (ports: {', '.join(UART_BASE)}); give ?board=")
     b = next((v for v in tc.BOARDS.values() if v.machine == board), None)
     if b is None:
         raise DeviceError(f"unknown board {board}")
-    srcs = sorted(Path(c_dir).glob("*.c"))
-    harness = [tc.HARNESS_DIR / n for n in ("cm_startup.c", "uart_main.c", "uart_cmsdk.c", "cm_timing.h",
-                                            "link_mps2.ld")]
-    defines = [f"-DEDGEC_UART_BASE={UART_BASE[board]:#x}u", f"-DEDGEC_UART_BAUDDIV={max(16, clock_hz // baud)}u"]
-    key = tc.sources_digest(srcs + sorted(Path(c_dir).glob("*.h")) + harness, cpu + board + io_c + " ".join(defines))
-    out = tc.cache_dir() / f"uart-{key}.elf"
-    if out.exists():
-        return out
-    with tempfile.TemporaryDirectory() as td:
-        td = Path(td)
-        ld = (tc.HARNESS_DIR / "link_mps2.ld").read_text()
-        for k, v in (("FLASH_ORIGIN", b.flash[0]), ("FLASH_LENGTH", b.flash[1]),
-                     ("RAM_ORIGIN", b.ram[0]), ("RAM_LENGTH", b.ram[1])):
-            ld = ld.replace(f"@{k}@", hex(v))
-        (td / "link.ld").write_text(ld)
-        (td / "harness_io.c").write_text(io_c)
-        flags = tc.arm_flags(cpu, "-O2")
-        try:
-            run = run_bounded([gcc, *flags, "-std=gnu99", "-Wall", "-Werror", *defines, "-I", str(c_dir),
-                               "-nostartfiles", "--specs=nosys.specs", "-T", str(td / "link.ld"),
-                               *[str(p) for p in harness[:3]], str(td / "harness_io.c"), *map(str, srcs),
-                               "-Wl,--gc-sections", "-o", str(td / "fw.elf")], 300)
-        except DeviceTimeout as exc:
-            raise DeviceError("building the UART firmware timed out") from exc
-        if run.returncode != 0:
-            raise DeviceError(f"building the UART firmware failed: {run.stderr.strip().splitlines()[-1:]}")
-        shutil.copyfile(td / "fw.elf", out)
-    return out
+    defines = (f"-DEDGEC_UART_BASE={UART_BASE[board]:#x}u", f"-DEDGEC_UART_BAUDDIV={max(16, clock_hz // baud)}u")
+    try:
+        return tc.build_harness_elf(Path(c_dir), io_c, cpu, b, mains=("uart_main.c", "uart_cmsdk.c"),
+                                    specs="nosys.specs", defines=defines, prefix="uart")
+    except RuntimeError as exc:  # the toolchain's own failure text: keep its first line
+        raise DeviceError(f"building the UART firmware failed: {str(exc).splitlines()[0]}") from exc
 
 
 def flash(method: str | None, elf: Path, timeout: float) -> None:

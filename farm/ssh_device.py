@@ -8,15 +8,15 @@ command line is built from fixed words, the validated ``python=`` path, a folder
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from edgec._deps import require
-from edgec.farm.devices import HARNESS_BY_RUNNER, Device, DeviceError, DeviceTimeout
+from edgec.farm.devices import HARNESS_BY_RUNNER, Device, DeviceError, DeviceTimeout, bench_record
 
 _SAFE_DIR = re.compile(r"/[A-Za-z0-9_./-]+")
 
@@ -115,13 +115,7 @@ def bench_over_ssh(device: Device, bundle: Path, manifest: dict[str, Any], *, it
         code, out, err = _exec(client, "exec " + " ".join(shlex.quote(a) for a in args), left + 5)
         if code != 0 and time.monotonic() - t_run >= left - 0.5:
             raise DeviceTimeout(f"the harness ran past --timeout {timeout:g} s and was killed")
-        if code != 0:
-            lines = [ln for ln in err.splitlines() if ln.strip()]
-            raise DeviceError(f"the harness on {device.label} failed (exit {code}): {(lines[-1] if lines else '')[:300]}")
-        try:
-            record = json.loads(out)
-        except ValueError as exc:
-            raise DeviceError(f"the harness on {device.label} printed no JSON result") from exc
+        record = bench_record(subprocess.CompletedProcess(args, code, out, err), device.label)
         record.setdefault("extra", {})["remote"] = {"host": o["host"], "port": o["port"]}
         return record
     finally:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harnesses"
 LIBRARY = "edgec_benchlib.py"
+STATS = Path(__file__).resolve().parent / "bench_stats.py"  # the statistics `edgec bench` itself uses
 
 
 def install_harness(out_dir: Path, script: str) -> list[str]:
-    """Copy ``script`` (e.g. ``bench_openvino.py``) and its library into ``out_dir``; return the file names."""
+    """Copy ``script`` (e.g. ``bench_openvino.py``), its library and bench_stats.py into ``out_dir``; return the names."""
     for name in (script, LIBRARY):
         shutil.copyfile(HARNESS_DIR / name, Path(out_dir) / name)
-    return [script, LIBRARY]
+    shutil.copyfile(STATS, Path(out_dir) / STATS.name)
+    return [script, LIBRARY, STATS.name]

@@ -1,6 +1,6 @@
 """The standalone bench harness core that edgec copies into bundles next to ``bench_*.py``.
 
-Needs only the Python standard library and numpy, so a device without edgec can time a
+Needs only the Python standard library, numpy and ``bench_stats.py`` (copied beside it), so a device without edgec can time a
 bundle: it checks every file against the manifest's sha256 before anything runs, makes
 deterministic inputs from the manifest's artifact input specs, times the runtime's call,
 and prints one JSON object of schema ``edgec.bench/1`` (see edgec.runtimes.harness).
@@ -15,6 +15,9 @@ import sys
 import time
 
 import numpy as np
+
+# bench_stats.py is edgec's own runtimes/bench_stats.py, copied beside this file into the bundle.
+from bench_stats import latency_summary, peak_rss_bytes
 
 SCHEMA = "edgec.bench/1"
 
@@ -74,22 +77,6 @@ def synthetic_feeds(specs, seed=0, batch=None):
         else:
             feeds[d["name"]] = np.ones(shape, dtype=dt)
     return feeds
-
-
-def latency_summary(times_s):
-    ms = np.asarray(times_s, dtype=np.float64) * 1e3
-    return {"mean": float(ms.mean()), "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
-            "p99": float(np.percentile(ms, 99)), "min": float(ms.min()), "max": float(ms.max())}
-
-
-def peak_rss_bytes():
-    try:
-        import resource
-
-        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(r if sys.platform == "darwin" else r * 1024)
-    except Exception:  # noqa: BLE001 - not every platform has getrusage
-        return None
 
 
 def parser(description):

@@ -161,19 +161,31 @@ def build_qemu_elf(c_dir: Path, io_c: str, cpu: str, opt: str = "-O2", profile: 
 
     ``profile`` defines EDGEC_PROFILE: the model marks each layer's start and the harness
     prints the SysTick count at every mark."""
+    return build_harness_elf(c_dir, io_c, cpu, BOARDS[cpu], mains=("cm_main.c",), specs="rdimon.specs",
+                             defines=("-DEDGEC_PROFILE",) if profile else (), opt=opt, prefix="qemu")
+
+
+def build_harness_elf(c_dir: Path, io_c: str, cpu: str, board: Board, *, mains: tuple[str, ...], specs: str,
+                      defines: tuple[str, ...] = (), opt: str = "-O2", prefix: str = "qemu") -> Path:
+    """Library + ``cm_startup.c`` + harness ``mains`` (from ``harness/``) + inputs, linked for ``board``.
+
+    Kept in the private cache, keyed by every source, the flags and the inputs: the QEMU
+    semihosting harness (``cm_main.c``) and the UART bench firmware (``uart_main.c``) both
+    come from here."""
     gcc = require_tool("arm-none-eabi-gcc")
-    board = BOARDS[cpu]
     srcs = sorted(c_dir.glob("*.c"))
-    hfiles = [HARNESS_DIR / "cm_startup.c", HARNESS_DIR / "cm_main.c", HARNESS_DIR / "cm_timing.h",
-              HARNESS_DIR / "link_mps2.ld"]
-    flags = arm_flags(cpu, opt, uses_fpu(c_dir)) + (["-DEDGEC_PROFILE"] if profile else [])
-    key = sources_digest(srcs + sorted(c_dir.glob("*.h")) + hfiles, " ".join(flags) + cpu + io_c)
-    return private_cache.cached_build("mcu", f"qemu-{key}.elf", key,
-                                      lambda out: _link_qemu_elf(c_dir, io_c, flags, gcc, board, srcs, out))
+    harness = [HARNESS_DIR / "cm_startup.c", *(HARNESS_DIR / m for m in mains)]
+    hfiles = harness + [HARNESS_DIR / "cm_timing.h", HARNESS_DIR / "link_mps2.ld"]
+    flags = arm_flags(cpu, opt, uses_fpu(c_dir)) + list(defines)
+    key = sources_digest(srcs + sorted(c_dir.glob("*.h")) + hfiles,
+                         " ".join(flags) + cpu + board.machine + specs + io_c)
+    return private_cache.cached_build(
+        "mcu", f"{prefix}-{key}.elf", key,
+        lambda out: _link_harness_elf(c_dir, io_c, flags, gcc, board, srcs, harness, specs, out))
 
 
-def _link_qemu_elf(c_dir: Path, io_c: str, flags: list[str], gcc: str, board: Board, srcs: list[Path],
-                   out: Path) -> None:
+def _link_harness_elf(c_dir: Path, io_c: str, flags: list[str], gcc: str, board: Board, srcs: list[Path],
+                      harness: list[Path], specs: str, out: Path) -> None:
     with tempfile.TemporaryDirectory() as td:
         td = Path(td)
         ld = (HARNESS_DIR / "link_mps2.ld").read_text()
@@ -188,9 +200,9 @@ def _link_qemu_elf(c_dir: Path, io_c: str, flags: list[str], gcc: str, board: Bo
             _run([gcc, *WARN, *flags, "-I", str(c_dir), "-c", str(src), "-o", str(o)], "arm library build")
             objs.append(str(o))
         tmp = td / "a.elf"
-        _run([gcc, *flags, "-std=gnu99", "-I", str(c_dir), "-nostartfiles", "--specs=rdimon.specs",
-              "-T", str(td / "link.ld"), str(HARNESS_DIR / "cm_startup.c"), str(HARNESS_DIR / "cm_main.c"),
-              str(td / "harness_io.c"), *objs, "-Wl,--gc-sections", "-o", str(tmp)], "arm harness link")
+        _run([gcc, *flags, "-std=gnu99", "-I", str(c_dir), "-nostartfiles", f"--specs={specs}",
+              "-T", str(td / "link.ld"), *map(str, harness), str(td / "harness_io.c"), *objs, "-Wl,--gc-sections",
+              "-o", str(tmp)], "arm harness link")
         shutil.copyfile(tmp, out)
 
 
