@@ -136,6 +136,41 @@ def transpose_constraints(v) -> str | None:
     return None
 
 
+def onnx_depth_to_space(ctx, node):
+    x = ctx.q_of(node.input[0], node)
+    y, _ = ctx.out_q(node)
+    xt, yt = ctx.tensors[x], ctx.tensors[y]
+    b = int(attrs(node)["blocksize"])
+    if (xt.s, xt.zp) == (yt.s, yt.zp):
+        ctx.add_op("depth_to_space", node, [x], [y], {"block": b})
+        return
+    mid = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, "int8", xt.scale, xt.zero_point))
+    ctx.add_op("depth_to_space", node, [x], [mid], {"block": b})
+    ctx.add_op("requant", node, [mid], [y], {"act": (-128, 127)})
+
+
+def tflite_depth_to_space(g, opname, node, ins, outs, opts) -> QOp:
+    return QOp("depth_to_space", node, ins[:1], outs, {"block": int(opts.blockSize)}, opname)
+
+
+def emit_depth_to_space(op, ctx) -> list[str]:
+    """DCR DepthToSpace of NHWC [N, H, W, b*b*C] is the transpose (0, 2, 1, 3) of [N*H, W, b, b*C]:
+    the transpose kernel, no kernel of its own."""
+    n, h, w, c = ctx.g.t(op.inputs[0]).shape
+    b = op.attrs["block"]
+    p = ctx.param_struct("edgec_transpose_params", {"in_dims": [n * h, w, b, c // b], "perm": [0, 2, 1, 3]}, op)
+    return [f"edgec_transpose_s8(&{p}, {ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
+
+
+def depth_to_space_constraints(v) -> str | None:
+    if v.attr("mode", "DCR") != "DCR":
+        return "mode CRD (only DCR, TensorFlow's order)"
+    shape = v.shape(0)
+    if shape is not None and len(shape) != 4:
+        return "a tensor that is not 4-D"
+    return None
+
+
 def onnx_concat(ctx, node):
     a = attrs(node)
     ins = [ctx.q_of(i, node) for i in node.input]
@@ -176,6 +211,10 @@ RECORDS = (
     OpRecord("Transpose", kinds=("transpose",), emit=emit_transpose, kernels=("shape.c",),
              onnx={"Transpose": {1: onnx_transpose}}, tflite={"TRANSPOSE": tflite_transpose},
              constraints=(transpose_constraints,), keeps_input_qparams=frozenset({"Transpose"}), any_layout=True),
+    # Runs on the transpose kernel (one transpose of a view).
+    OpRecord("DepthToSpace", kinds=("depth_to_space",), emit=emit_depth_to_space, kernels=("shape.c",),
+             onnx={"DepthToSpace": {1: onnx_depth_to_space}}, tflite={"DEPTH_TO_SPACE": tflite_depth_to_space},
+             constraints=(depth_to_space_constraints,), keeps_input_qparams=frozenset({"DepthToSpace"})),
     OpRecord("Concat", kinds=("concat",), emit=emit_concat, kernels=("shape.c",),
              onnx={"Concat": {1: onnx_concat}}, tflite={"CONCATENATION": tflite_concat}),
 )

@@ -117,3 +117,103 @@ def test_float_tflite_source_builds_for_mcu_without_transposes(tmp_path):
     assert r.manifest["inputs"][0]["shape"] == [1, 16, 16, 3]
     assert "edgec_transpose_s8(" not in (tmp_path / "out" / "c" / "edgec_model.c").read_text()
     assert r.report["accuracy"]["cosine"] > 0.98
+
+
+def _keras_corpus_ops(name):
+    import tensorflow as tf
+
+    L = tf.keras.layers
+    tf.keras.utils.set_random_seed(0)
+    bodies = {
+        # BlazeFace full-range's feature pyramid: bilinear x2 with half-pixel centres.
+        "resize_bilinear": ((5, 6, 3), lambda x: L.UpSampling2D(2, interpolation="bilinear")(L.Conv2D(4, 1)(x))),
+        "resize_bilinear_odd": ((4, 5, 2), lambda x: L.Resizing(7, 9, interpolation="bilinear")(x)),
+        # BlazeFace's sparse model: DEPTH_TO_SPACE heads.
+        # (alone: LiteRT's optimized Conv, the only int8 kernels for this op, can differ from the reference by 1)
+        "depth_to_space": ((4, 5, 8), lambda x: L.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(x)),
+    }
+    shape, body = bodies[name]
+    inp = tf.keras.Input(shape, batch_size=1)
+    return tf.keras.Model(inp, body(inp)), shape
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,builtin", [("resize_bilinear", "RESIZE_BILINEAR"),
+                                          ("resize_bilinear_odd", "RESIZE_BILINEAR")])
+def test_corpus_ops_bitexact_with_litert_reference(tmp_path, name, builtin):
+    from edgec.targets.mcu.import_tflite import list_ops
+
+    data = to_tflite(*_keras_corpus_ops(name))
+    assert builtin in [op for op, _ in list_ops(data)]
+    assert _check_bitexact(data, tmp_path)["compared"] > 0
+
+
+@pytest.mark.slow
+def test_depth_to_space_bitexact_with_litert(tmp_path):
+    """LiteRT's BUILTIN_REF resolver has no int8 DEPTH_TO_SPACE (version 2): its builtin kernel,
+    a pure copy like the reference, is the reference here."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    from .conftest import random_native, tflite_handle
+
+    data = to_tflite(*_keras_corpus_ops("depth_to_space"))
+    _, manifest = build_bundle(tflite_handle(data), tmp_path / "b")
+    runner = MCURunner(tmp_path / "b", manifest).load()
+    ref = Interpreter(model_content=data)
+    ref.allocate_tensors()
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        feeds = random_native(runner.native_in, rng)
+        ref.set_tensor(ref.get_input_details()[0]["index"], feeds[runner.native_in[0].name])
+        ref.invoke()
+        want = ref.get_tensor(ref.get_output_details()[0]["index"])
+        got = runner.run_native(feeds)[runner.native_out[0].name]
+        np.testing.assert_array_equal(got.reshape(want.shape), want)
+
+
+def _onnx_op(op: str, **kw):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 0.4, (8, 3, 1, 1)).astype(np.float32), "w")
+    inits = [w]
+    if op == "Resize":
+        inits.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"))
+        node = helper.make_node("Resize", ["c", "", "scales"], ["y"], mode="linear", **kw)
+        out = [1, 8, 8, 10]
+    else:
+        node = helper.make_node("DepthToSpace", ["c"], ["y"], blocksize=2, **kw)
+        out = [1, 2, 8, 10]
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"]), node], op,
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("op,kw", [("Resize", {"coordinate_transformation_mode": "half_pixel"}),
+                                   ("Resize", {"coordinate_transformation_mode": "asymmetric"}),
+                                   ("DepthToSpace", {})])
+def test_corpus_ops_qdq_onnx_within_one_lsb(tmp_path, op, kw):
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    rng = np.random.default_rng(2)
+    samples = [{"x": rng.uniform(-1, 1, (1, 3, 4, 5)).astype(np.float32)} for _ in range(12)]
+    _, qh = edgec_qdq(_onnx_op(op, **kw), samples)
+    res, manifest = build_bundle(qh, tmp_path / "b")
+    runner = MCURunner(tmp_path / "b", manifest).load()
+    within, total, worst = lsb_agreement(qh.proto, qh, [runner.infer(f) for f in samples], samples, res.outputs)
+    assert within == total, f"{total - within}/{total} outputs more than 1 LSB off (worst {worst})"
+
+
+def test_crd_depth_to_space_is_refused_with_its_reason():
+    from edgec.errors import UnsupportedOpError
+    from edgec.targets.base import LowerSpec
+    from edgec.targets.mcu import MCUTarget
+
+    from .conftest import onnx_handle
+
+    h = onnx_handle(_onnx_op("DepthToSpace", mode="CRD"))
+    with pytest.raises(UnsupportedOpError, match=r"op DepthToSpace .* target 'mcu'; mode CRD"):
+        MCUTarget().check(h, LowerSpec("int8", h)).raise_if_unsupported()
