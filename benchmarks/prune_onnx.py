@@ -48,7 +48,7 @@ def main() -> None:
     import corpus
 
     from edgec import api
-    from edgec.compiler.config import BuildConfig
+    from edgec.compiler.config import BuildConfig, PruneOptions
     from edgec.runtimes.registry import create_runner
 
     model = corpus.model_path(MODEL)
@@ -61,7 +61,7 @@ def main() -> None:
         t0 = time.perf_counter()
         res = api.build(BuildConfig(model=str(model), output=work / label.replace(":", "_").replace(",", "_"),
                                     target="intel-cpu", precision="int8", calib=str(work / "calib.npz"),
-                                    eval_data=str(work / "eval.npz"), prune=spec, force=True))
+                                    eval_data=str(work / "eval.npz"), prune=PruneOptions(spec), force=True))
         built[label] = (res, time.perf_counter() - t0)
         print(f"built {label} in {built[label][1]:.0f} s", file=sys.stderr, flush=True)
     runners = {}

@@ -9,7 +9,6 @@ verifying is a `Lowering` object: the build calls it once, and the accuracy gate
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from edgec import __version__
 from edgec.compiler import bundle as bundle_io
-from edgec.compiler.config import BuildConfig
+from edgec.compiler.config import BuildConfig, check_option_names
 from edgec.compiler.manifest import Manifest
 from edgec.compiler.model import ModelHandle
 from edgec.compiler.packaging import copy_tokenizer, dependencies, jsonable_options, source_size, write_reference
@@ -55,11 +54,8 @@ def resolve_precision(target, precision: str | None) -> str:
 
 def check_target_options(target, options: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and reject options the target does not declare."""
+    check_option_names(target, options)
     declared = {o.name: o for o in target.options}
-    unknown = sorted(k for k, v in options.items() if k not in declared and v not in (None, False, ()))
-    if unknown:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ConfigError(f"{flags} do(es) not apply to target '{target.name}'")
     return {name: options.get(name, o.default) if options.get(name) is not None else o.default
             for name, o in declared.items()}
 
@@ -74,9 +70,9 @@ def build(config: BuildConfig, progress: Progress = SILENT) -> BuildResult:
         raise _unavailable(target, reason)
     precision = resolve_precision(target, config.precision)
     options = check_target_options(target, config.target_options)
-    if config.calib_method is None:  # the target's default, chosen by measurement on real models
+    if config.int8.calib_method is None:  # the target's default, chosen by measurement on real models
         scheme = target.quant_scheme
-        config = dataclasses.replace(config, calib_method=scheme.calib_method if scheme is not None else "minmax")
+        config = config.replace(calib_method=scheme.calib_method if scheme is not None else "minmax")
     writer = bundle_io.BundleWriter(config.output, config.force, reads=read_paths(config))
     try:
         result = _build_into(config, target, precision, options, writer.tmp, progress)
@@ -145,7 +141,7 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
         from edgec.compiler.llm.pipeline import build_llm
 
         return build_llm(config, target, precision, options, tmp, progress)
-    if config.lora or config.kv_cache:
+    if config.llm.lora or config.llm.kv_cache:
         raise ConfigError("--lora and --kv-cache apply to causal-LM folders built as generation bundles "
                           "(an HF *ForCausalLM folder, without --input-shape)")
     state = BuildState(config, target, precision, options, tmp, progress)
@@ -187,7 +183,7 @@ def optimize(state: BuildState) -> None:
         return
     from edgec.compiler.frontends.quantized_onnx import prepare
 
-    state.handle, state.kept_quant = prepare(state.handle, state.config.keep_source_quantization)
+    state.handle, state.kept_quant = prepare(state.handle, state.config.int8.keep_source_quantization)
     state.handle = fix_input_shapes(state.handle, state.config.input_shapes)
     state.progress.message("optimizing the float graph")
     state.handle, info = optimize_graph(state.handle)
@@ -229,7 +225,7 @@ def calibrate(state: BuildState) -> None:
         state.passes.append({"name": "quantize", "config": {"source": "kept the model's own Q/DQ scales"}})
     elif handle.format == "onnx" and state.precision in target.calibrated_precisions:
         state.calibration, state.ranges = _calibrate(config, handle, state.progress)
-        state.passes.append({"name": "calibrate", "config": {"method": config.calib_method,
+        state.passes.append({"name": "calibrate", "config": {"method": config.int8.calib_method,
                                                               "samples": len(state.calibration),
                                                               "tensors": len(state.ranges)}})
     elif config.keep_float and state.precision not in target.calibrated_precisions:
@@ -251,7 +247,7 @@ def quantize(state: BuildState) -> None:
     check_int8_passes(config, state.quantizer, target.name, state.precision)
     if state.quantizer is not None:
         state.passes.extend(state.quantizer.passes)
-        if config.max_accuracy_drop is None:
+        if config.gate.max_accuracy_drop is None:
             state.quant, state.quant_summary = state.quantizer.quantize(config.keep_float)
 
 
@@ -260,7 +256,7 @@ def lower_and_verify(state: BuildState) -> None:
     state.eval_samples, state.eval_source, state.labels = _eval_samples(state.config, state.handle,
                                                                         state.calibration)
     lowering = Lowering(state)
-    if state.config.max_accuracy_drop is not None:
+    if state.config.gate.max_accuracy_drop is not None:
         from edgec.compiler.accuracy_gate import run_gate
 
         classifier = is_classifier({"task": state.handle.task,
@@ -291,7 +287,7 @@ def check_accuracy_floor(state: BuildState) -> None:
     if _accuracy_unknown(state):
         state.progress.message(accuracy_floor.ACCURACY_UNKNOWN)
         return
-    if not _quantized(state) or state.config.accept_low_accuracy \
+    if not _quantized(state) or state.config.gate.accept_low_accuracy \
             or state.eval_source in ("synthetic", "example-inputs"):
         return
     classifier = is_classifier({"task": state.handle.task, "model_outputs": [s.to_json() for s in state.handle.outputs]})
@@ -380,7 +376,7 @@ def _manifest(st: BuildState, lowered, ref: dict[str, str]) -> dict[str, Any]:
         reference=ref,
         tokenizer="tokenizer" if handle.tokenizer_dir is not None else None,
         passes=st.passes,
-        calibration=({"method": config.calib_method, "samples": len(calibration), "source": calibration.source,
+        calibration=({"method": config.int8.calib_method, "samples": len(calibration), "source": calibration.source,
                       "random": calibration.random} if calibration is not None else None),
         config=config.manifest_view() | {"precision": st.precision, "target_options": jsonable_options(st.options)},
         target_info=lowered.manifest,
@@ -453,7 +449,7 @@ def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress):
     progress.message(f"loading calibration data from {config.calib}")
     data = load_calibration_data(config.calib, handle.inputs, max_samples=config.calib_samples,
                                  tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed)
-    method = "minmax" if config.calib_method == "auto" else config.calib_method  # auto: see quant_stage
+    method = "minmax" if config.int8.calib_method == "auto" else config.int8.calib_method  # auto: see quant_stage
     ranges = collect_ranges(handle.proto, data.samples, method, progress=progress)
     return data, ranges
 

@@ -221,6 +221,7 @@ def list_targets() -> list[dict[str, Any]]:
             "note": target.status_note() if reason is None else None,
             "default": name == DEFAULT_TARGET,
             "options": [o.flag for o in cls.options],
+            "calib_method": cls.quant_scheme.calib_method if cls.quant_scheme is not None else None,
         })
     return out
 
