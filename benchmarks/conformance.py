@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip cells already in --out that were measured with the same code version")
     ap.add_argument("--rerun-failing", action="store_true",
                     help="with --resume: also skip cells that pass (or are left out) whatever their code version")
+    ap.add_argument("--only-missing", action="store_true",
+                    help="with --resume: run only cells --out does not have (whatever their code version)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--docs", type=Path, default=DOCS)
     ap.add_argument("--combine", nargs="+", type=Path, metavar="JSON",
@@ -333,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, target, precision in planned_cells(names, args):
             old = done.get((name, target, precision))
             if old and not old.get("error", "").startswith("worker died") and (
-                    old.get("code_version") == versions[target]
+                    old.get("code_version") == versions[target] or args.only_missing
                     or (args.rerun_failing and old.get("status") in ("pass", "left-out", "n/a"))):
                 continue  # measured with this code (a crashed worker, e.g. a missing package, reruns)
             t0 = time.perf_counter()
@@ -367,6 +369,9 @@ def _write_locked(cells: list[dict], args) -> None:
     doc = {"schema": "edgec.conformance/1", "thresholds": {"cosine": COSINE_MIN, "top1_agreement": TOP1_MIN,
                                                              "mcu_flash_bytes": MCU_FLASH, "mcu_ram_bytes": MCU_RAM},
            "summary": summarize(cells), "cells": cells}
+    prune = RESULTS.with_name("prune_onnx.json")  # benchmarks/prune_onnx.py: --prune channels on corpus CNNs
+    if prune.is_file():
+        doc["pruning"] = json.loads(prune.read_text())
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")
     tmp.replace(args.out)
