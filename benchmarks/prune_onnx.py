@@ -55,7 +55,7 @@ def measure(name: str, specs: list[str], iters: int, rounds: int) -> list[dict]:
     import corpus
 
     from edgec import api
-    from edgec.compiler.config import BuildConfig
+    from edgec.compiler.config import BuildConfig, GateOptions, PruneOptions
     from edgec.runtimes.onnxruntime_runner import make_session
     from edgec.runtimes.registry import create_runner
 
@@ -71,8 +71,8 @@ def measure(name: str, specs: list[str], iters: int, rounds: int) -> list[dict]:
         t0 = time.perf_counter()
         res = api.build(BuildConfig(model=str(model), output=work / label.replace(":", "_").replace(",", "_"),
                                     target="intel-cpu", precision="int8", calib=str(work / "calib.npz"),
-                                    eval_data=str(work / "eval.npz"), prune=spec, force=True, input_shapes=shapes,
-                                    accept_low_accuracy=True))
+                                    eval_data=str(work / "eval.npz"), prune=PruneOptions(spec), force=True,
+                                    input_shapes=shapes, gate=GateOptions(accept_low_accuracy=True)))
         built[label] = (res, time.perf_counter() - t0)
         print(f"{name}: built {label} in {built[label][1]:.0f} s", file=sys.stderr, flush=True)
     float_sess = make_session(model.read_bytes(), threads=1)

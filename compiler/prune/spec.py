@@ -169,8 +169,7 @@ def request_from_config(config: Any) -> PruneRequest | None:
         ConfigError: ``--finetune`` without ``--prune``, or a spec the model source cannot take
             (structured pruning and fine-tuning need a PyTorch or Hugging Face model).
     """
-    prune = getattr(config, "prune", None)
-    finetune = getattr(config, "finetune", None)
+    prune, finetune = config.prune.spec, config.prune.finetune
     if not prune:
         if finetune:
             raise ConfigError("--finetune needs --prune: it recovers accuracy after pruning")

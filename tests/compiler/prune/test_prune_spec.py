@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgec.compiler.config import BuildConfig
+from edgec.compiler.config import BuildConfig, PruneOptions
 from edgec.compiler.prune import parse_prune_spec, request_from_config
 from edgec.errors import ConfigError
 
@@ -55,8 +55,8 @@ def test_parse_errors_are_one_line(text, needle):
 
 def test_request_checks_the_source(tiny_cnn_onnx, tiny_cnn_factory, tmp_path):
     def req(model, prune=None, finetune=None):
-        return request_from_config(BuildConfig(model=str(model), output=Path(tmp_path / "o"), prune=prune,
-                                               finetune=finetune))
+        return request_from_config(BuildConfig(model=str(model), output=Path(tmp_path / "o"),
+                                               prune=PruneOptions(prune, finetune)))
 
     assert req(tiny_cnn_onnx) is None
     assert req(tiny_cnn_onnx, "2:4").spec.method == "nm"  # ONNX sources take magnitude and N:M
