@@ -112,7 +112,7 @@ def test_float_tflite_source_builds_for_mcu_without_transposes(tmp_path):
 
     name = load_tflite(src).inputs[0].name
     np.savez(tmp_path / "calib.npz", **{name: rng.uniform(0, 1, (24, 1, 16, 16, 3)).astype(np.float32)})
-    r = build(BuildConfig(model=str(src), output=tmp_path / "out", target="mcu", calib=str(tmp_path / "calib.npz"),
+    r = build(BuildConfig.from_flat(model=str(src), output=tmp_path / "out", target="mcu", calib=str(tmp_path / "calib.npz"),
                           force=True, accept_low_accuracy=True))
     assert r.manifest["inputs"][0]["shape"] == [1, 16, 16, 3]
     assert "edgec_transpose_s8(" not in (tmp_path / "out" / "c" / "edgec_model.c").read_text()
