@@ -432,29 +432,52 @@ static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
 #define EDGEC_CONV_COLS 1
 #endif
 
+/* Copies and fills of im2col runs, often a few bytes in first layers: one predicated
+ * 16-byte move on Helium instead of a library call. */
+static inline void fill_bytes(int8_t *dst, int32_t v, int32_t n) {
+#if defined(EDGEC_MVE)
+    if (n <= 16) {
+        vstrbq_p_s8(dst, vdupq_n_s8((int8_t)v), vctp8q((uint32_t)n));
+        return;
+    }
+#endif
+    memset(dst, (int8_t)v, (size_t)n);
+}
+
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
+#if defined(EDGEC_MVE)
+    if (n <= 16) {
+        const mve_pred16_t p = vctp8q((uint32_t)n);
+        vstrbq_p_s8(dst, vldrbq_z_s8(src, p), p);
+        return;
+    }
+#endif
+    memcpy(dst, src, (size_t)n);
+}
+
 /* The receptive field of output pixel (oy, ox) as one int8 column of k_h*k_w*in_c. */
 static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int8_t *col) {
     const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
-    const int32_t dil_h = p->dil_h, dil_w = p->dil_w, pad_value = -p->in_offset;
+    const int32_t dil_h = p->dil_h, dil_w = p->dil_w, pad_value = -p->in_offset, row = k_w * in_c;
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
-    /* A kernel row fully inside the image (dilation 1) is one contiguous run of bytes. */
-    const int row_inside = dil_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w;
+    /* With dilation 1 a kernel row is padding, one contiguous run of the image, padding. */
+    const int32_t kx_lo = ix0 < 0 ? -ix0 : 0, kx_hi = in_w - ix0 < k_w ? in_w - ix0 : k_w;
     int32_t ky, kx;
-    for (ky = 0; ky < k_h; ++ky) {
+    for (ky = 0; ky < k_h; ++ky, col += row) {
         const int32_t iy = iy0 + dil_h * ky;
         if (iy < 0 || iy >= in_h) {
-            memset(col, (int8_t)pad_value, (size_t)(k_w * in_c));
-            col += k_w * in_c;
-        } else if (row_inside) {
-            memcpy(col, in_b + (iy * in_w + ix0) * in_c, (size_t)(k_w * in_c));
-            col += k_w * in_c;
+            fill_bytes(col, pad_value, row);
+        } else if (dil_w == 1) {
+            if (kx_lo > 0) fill_bytes(col, pad_value, kx_lo * in_c);
+            copy_bytes(col + kx_lo * in_c, in_b + (iy * in_w + ix0 + kx_lo) * in_c, (kx_hi - kx_lo) * in_c);
+            if (kx_hi < k_w) fill_bytes(col + kx_hi * in_c, pad_value, (k_w - kx_hi) * in_c);
         } else {
-            for (kx = 0; kx < k_w; ++kx, col += in_c) {
+            for (kx = 0; kx < k_w; ++kx) {
                 const int32_t ix = ix0 + dil_w * kx;
                 if (ix < 0 || ix >= in_w) {
-                    memset(col, (int8_t)pad_value, (size_t)in_c);
+                    fill_bytes(col + kx * in_c, pad_value, in_c);
                 } else {
-                    memcpy(col, in_b + (iy * in_w + ix) * in_c, (size_t)in_c);
+                    copy_bytes(col + kx * in_c, in_b + (iy * in_w + ix) * in_c, in_c);
                 }
             }
         }
@@ -500,7 +523,7 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
                 for (j = 0; j < n_cols; ++j) {
                     int8_t *col = staging + j * k_pad;
                     im2col(p, in_b, (pix + j) / p->out_w, (pix + j) % p->out_w, col);
-                    if (k_pad > k) memset(col + k, 0, (size_t)(k_pad - k));
+                    if (k_pad > k) fill_bytes(col + k, 0, k_pad - k);
                 }
                 cols = staging;
             }
