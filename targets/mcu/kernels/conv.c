@@ -398,6 +398,113 @@ static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int3
 }
 #endif
 
+#if defined(EDGEC_MVE) && defined(__OPTIMIZE__)
+/* Helium regular convolutions, 4 output channels x 2 columns (CMSIS-NN's blocking idea):
+ * each 16-byte weight load feeds two VMLADAVA. The two columns are first interleaved in
+ * 16-byte blocks (zero-padded to a whole block), so one pointer walks both; 8 accumulators
+ * in the 8 even registers VMLADAVA requires, 6 pointers/counters in the odd ones. Needs
+ * an optimizing build (at -O0 r7 is the frame pointer). */
+#define EDGEC_MVE_PAIRS 1
+
+static void interleave2(const int8_t *c0, const int8_t *c1, int32_t k, int8_t *dst) {
+    int32_t i;
+    for (i = 0; i < k; i += 16, dst += 32) {
+        const mve_pred16_t p = vctp8q((uint32_t)(k - i));
+        vstrbq_s8(dst, vldrbq_z_s8(c0 + i, p));
+        vstrbq_s8(dst + 16, vldrbq_z_s8(c1 + i, p));
+    }
+}
+
+static inline void store4(const edgec_rq *q, int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t n, int8_t *o) {
+    int32x4_t acc = vdupq_n_s32(a0);
+    acc = vsetq_lane_s32(a1, acc, 1);
+    acc = vsetq_lane_s32(a2, acc, 2);
+    acc = vsetq_lane_s32(a3, acc, 3);
+    rq_store4(q, acc, n, o + n);
+}
+
+/* out[j * out_stride + n] for the n_rows weight rows (k bytes, k % 4 == 0) and the pair
+ * of columns at `pair` (interleave2); n_cols 1 stores column 0 only. */
+static void gemm_conv_mve2(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *pair, int32_t n_cols,
+                           const edgec_rq *q, int8_t *out, int32_t out_stride) {
+    const int32_t blocks = k >> 4, tail = k & 15;
+    int32_t n;
+    for (n = 0; n + 4 <= n_rows; n += 4) {
+        register int32_t a00 __asm__("r0") = q->bias[n];
+        register int32_t a01 __asm__("r2") = a00;
+        register int32_t a10 __asm__("r4") = q->bias[n + 1];
+        register int32_t a11 __asm__("r6") = a10;
+        register int32_t a20 __asm__("r8") = q->bias[n + 2];
+        register int32_t a21 __asm__("r10") = a20;
+        register int32_t a30 __asm__("r12") = q->bias[n + 3];
+        register int32_t a31 __asm__("lr") = a30;
+        register const int8_t *x __asm__("r1") = pair;
+        register const int8_t *w0 __asm__("r3") = w + n * k;
+        register const int8_t *w1 __asm__("r5") = w0 + k;
+        register const int8_t *w2 __asm__("r7") = w1 + k;
+        register const int8_t *w3 __asm__("r9") = w2 + k;
+        register int32_t r __asm__("r11") = blocks;
+        if (r > 0) {
+            /* 128 MACs in 16 instructions. */
+            __asm__ volatile(
+                "1:\n\t"
+                "vldrb.8 q0, [%[x]], #16\n\t"
+                "vldrb.8 q1, [%[x]], #16\n\t"
+                "vldrb.8 q2, [%[w0]], #16\n\t"
+                "vmladava.s8 %[a00], q2, q0\n\t"
+                "vmladava.s8 %[a01], q2, q1\n\t"
+                "vldrb.8 q2, [%[w1]], #16\n\t"
+                "vmladava.s8 %[a10], q2, q0\n\t"
+                "vmladava.s8 %[a11], q2, q1\n\t"
+                "vldrb.8 q2, [%[w2]], #16\n\t"
+                "vmladava.s8 %[a20], q2, q0\n\t"
+                "vmladava.s8 %[a21], q2, q1\n\t"
+                "vldrb.8 q2, [%[w3]], #16\n\t"
+                "vmladava.s8 %[a30], q2, q0\n\t"
+                "vmladava.s8 %[a31], q2, q1\n\t"
+                "subs %[r], %[r], #1\n\t"
+                "bne 1b\n\t"
+                : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [a20] "+r"(a20),
+                  [a21] "+r"(a21), [a30] "+r"(a30), [a31] "+r"(a31), [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1),
+                  [w2] "+r"(w2), [w3] "+r"(w3), [r] "+r"(r)
+                :
+                : "q0", "q1", "q2", "cc", "memory");
+        }
+        {
+            int32_t b00 = a00, b01 = a01, b10 = a10, b11 = a11, b20 = a20, b21 = a21, b30 = a30, b31 = a31;
+            if (tail) {
+                /* The columns' last block is zero-padded; the weights' is read predicated. */
+                const mve_pred16_t p = vctp8q((uint32_t)tail);
+                const int8x16_t x0 = vldrbq_s8(x), x1 = vldrbq_s8(x + 16);
+                int8x16_t wv = vldrbq_z_s8(w0, p);
+                b00 = vmladavaq_s8(b00, wv, x0), b01 = vmladavaq_s8(b01, wv, x1);
+                wv = vldrbq_z_s8(w1, p);
+                b10 = vmladavaq_s8(b10, wv, x0), b11 = vmladavaq_s8(b11, wv, x1);
+                wv = vldrbq_z_s8(w2, p);
+                b20 = vmladavaq_s8(b20, wv, x0), b21 = vmladavaq_s8(b21, wv, x1);
+                wv = vldrbq_z_s8(w3, p);
+                b30 = vmladavaq_s8(b30, wv, x0), b31 = vmladavaq_s8(b31, wv, x1);
+            }
+            store4(q, b00, b10, b20, b30, n, out);
+            if (n_cols == 2) store4(q, b01, b11, b21, b31, n, out + out_stride);
+        }
+    }
+    for (; n < n_rows; ++n) {
+        /* The remaining rows, one column at a time over the interleaved blocks. */
+        const int8_t *wr = w + n * k;
+        int32_t j, i;
+        for (j = 0; j < n_cols; ++j) {
+            int32_t acc = q->bias[n];
+            for (i = 0; i < k; i += 16) {
+                const mve_pred16_t p = vctp8q((uint32_t)(k - i));
+                acc = vmladavaq_s8(acc, vldrbq_z_s8(wr + i, p), vldrbq_s8(pair + 2 * i + 16 * j));
+            }
+            out[j * out_stride + n] = rq_one(q, acc, n);
+        }
+    }
+}
+#endif
+
 /* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
 static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
                       const edgec_rq *q, int8_t *out, int32_t out_stride) {
@@ -426,7 +533,7 @@ static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
 #endif
 }
 
-#if defined(EDGEC_DSP)
+#if defined(EDGEC_DSP) || defined(EDGEC_MVE_PAIRS)
 #define EDGEC_CONV_COLS 2
 #else
 #define EDGEC_CONV_COLS 1
@@ -503,6 +610,11 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
     const int widen = 0;
 #endif
 #endif
+#if defined(EDGEC_MVE_PAIRS)
+    /* The interleaved column pair takes 2 * k16 more bytes (emitter-sized, as for SIMD32). */
+    const int32_t k16 = (k_pad + 15) & ~15;
+    const int pairs = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 2 * k16;
+#endif
     edgec_rq q;
     int32_t b, pix;
     (void)scratch_bytes;
@@ -515,6 +627,8 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
             const int8_t *cols = in_b + pix * k;
 #if defined(EDGEC_DSP)
             int8_t *staging = widen ? scratch + 4 * k_pad : scratch;
+#elif defined(EDGEC_MVE_PAIRS)
+            int8_t *staging = pairs ? scratch + 2 * k16 : scratch;
 #else
             int8_t *staging = scratch;
 #endif
@@ -527,6 +641,14 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
                 }
                 cols = staging;
             }
+#if defined(EDGEC_MVE_PAIRS)
+            if (pairs) {
+                /* A lone last column is interleaved with itself; only column 0 is stored. */
+                interleave2(cols, n_cols == 2 ? cols + k_pad : cols, k_pad, scratch);
+                gemm_conv_mve2(w, out_c, k_pad, scratch, n_cols, &q, out + pix * out_c, out_c);
+                continue;
+            }
+#endif
 #if defined(EDGEC_DSP_COLS16)
             if (widen) {
                 /* A lone last column is expanded twice; its twin's outputs are not stored. */

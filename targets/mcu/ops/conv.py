@@ -81,8 +81,9 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     # (1x1 stride-1 convs with whole words read their columns in place).
     k_pad = (k + 3) // 4 * 4
     direct = pointwise and k % 4 == 0
-    simd32 = ctx.cpu in SIMD32_CPUS
-    need = (0 if direct else 2 * k_pad) + (4 * k_pad if simd32 else 0)
+    simd32, mve = ctx.cpu in SIMD32_CPUS, ctx.cpu in MVE_CPUS
+    # Helium: the column pair interleaved in 16-byte blocks (conv.c's interleave2).
+    need = (0 if direct else 2 * k_pad) + (4 * k_pad if simd32 else 0) + (2 * ((k_pad + 15) // 16 * 16) if mve else 0)
     if not need:
         return [f"{fn}({args}, 0, 0);"]
     ctx.scratch_bytes = max(ctx.scratch_bytes, need)
