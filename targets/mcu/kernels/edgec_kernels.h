@@ -14,7 +14,7 @@ typedef struct {
     int16_t in_offset, out_offset, act_min, act_max;
     /* Nonzero when every channel's shift is <= -1 and a doubled accumulator either fits in
      * int32 or saturates to the same int8 (checked at build time): SIMD32 kernels then
-     * requantize with QADD + SMMULR (conv.c, rq_dsp); 2 when the activation range is
+     * requantize with QADD + SMMULR (edgec_conv_internal.h, rq_dsp); 2 when the activation range is
      * [-128, 127] as well (one SSAT clamps). */
     int16_t rq_fast;
     int16_t dw_chunk; /* depthwise weight layout (below): the chunk size, 0 meaning 1 */

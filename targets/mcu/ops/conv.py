@@ -94,12 +94,12 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
 SIMD32_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33")
 # CPUs whose kernels take conv.c's Helium path (__ARM_FEATURE_MVE).
 MVE_CPUS = ("cortex-m55", "cortex-m85")
-# conv.c's EDGEC_DW_MAX_TAPS: larger depthwise windows keep TFLite's weight layout.
+# dwconv.c's EDGEC_DW_MAX_TAPS: larger depthwise windows keep TFLite's weight layout.
 DW_MAX_TAPS = 64
 
 
 def _rq_fast(shifts, acc_bound: np.ndarray) -> bool:
-    """conv.c's rq_dsp is exact for the layer: every shift <= -1, and a doubled accumulator
+    """edgec_conv_internal.h's rq_dsp is exact for the layer: every shift <= -1, and a doubled accumulator
     fits in int32 or the right shift is at most 21 (then a saturated one clamps alike)."""
     right = -np.asarray(shifts, np.int64)
     return bool(right.min() >= 1 and (right.max() <= 21 or acc_bound.max() < (1 << 30)))
@@ -110,7 +110,7 @@ def _dw_chunk(cpu: str) -> int:
 
 
 def _dw_chunked(op, ctx, w_rows: np.ndarray, b, mults, shifts):
-    """Depthwise weights in conv.c's channel chunks (edgec_kernels.h): a permutation, no
+    """Depthwise weights in dwconv.c's channel chunks (edgec_kernels.h): a permutation, no
     flash cost. Helium kernels also read each whole chunk's bias/mult/shift even channels first."""
     g = _dw_chunk(ctx.cpu)
     n = w_rows.shape[0]
@@ -286,7 +286,7 @@ def tflite_fc(g, opname, node, ins, outs, opts) -> QOp:
 
 
 RECORDS = (
-    OpRecord("Conv", kinds=("conv", "dwconv"), emit=emit_conv, kernels=("conv.c",),
+    OpRecord("Conv", kinds=("conv", "dwconv"), emit=emit_conv, kernels=("conv.c", "dwconv.c"),
              onnx={"Conv": {1: onnx_conv}}, tflite={"CONV_2D": tflite_conv, "DEPTHWISE_CONV_2D": tflite_conv},
              constraints=(conv_constraints,)),
     # Emitted by the Conv importers for 1 < groups < channels; a kernel of its own so the
