@@ -120,7 +120,7 @@ def run_variant(src: Path, out: Path, refs: list, feeds: list, classifier: bool,
 
     t0 = time.perf_counter()
     try:
-        res = api.build(BuildConfig(model=str(src), output=out, force=True, accept_low_accuracy=True, **kw))
+        res = api.build(BuildConfig.from_flat(model=str(src), output=out, force=True, accept_low_accuracy=True, **kw))
     except EdgecError as exc:
         return {"error": str(exc)[:400], "seconds": time.perf_counter() - t0}
     row: dict = {"seconds": time.perf_counter() - t0}

@@ -113,7 +113,7 @@ def test_jetson_int8_build_records_the_search(tmp_path):
     onnx.save(_depthwise(), tmp_path / "dw.onnx")
     xs = np.concatenate([s["x"] for s in _outlier_samples(n=12, outlier=1.0)])
     np.savez(tmp_path / "calib.npz", x=xs)
-    res = api.build(BuildConfig(model=str(tmp_path / "dw.onnx"), output=tmp_path / "b", target="jetson",
+    res = api.build(BuildConfig.from_flat(model=str(tmp_path / "dw.onnx"), output=tmp_path / "b", target="jetson",
                                 precision="int8", calib=str(tmp_path / "calib.npz"), force=True))
     passes = {p["name"]: p["config"] for p in res.manifest["passes"]}
     assert passes["depthwise-input-scaling"]["scaled_depthwise"] == 1

@@ -93,14 +93,14 @@ def test_arm_gate_improves_a_planted_outlier_model(tmp_path):
     src = _outlier_onnx(tmp_path / "outlier.onnx")
     common = dict(model=str(src), target="arm", precision="int8", calib=str(src.with_suffix(".calib.npz")),
                   eval_data=str(src.with_suffix(".eval.npz")), force=True)
-    plain = api.build(BuildConfig(output=tmp_path / "plain", accept_low_accuracy=True, **common))
+    plain = api.build(BuildConfig.from_flat(output=tmp_path / "plain", accept_low_accuracy=True, **common))
     plain_drop = 100 * (1.0 - plain.report["accuracy"]["cosine"])  # cosine points, the gate's unit
     assert plain_drop > 5  # the planted channel eats the other channels' int8 levels
-    res = api.build(BuildConfig(output=tmp_path / "gated", max_accuracy_drop=0.1, metric="cosine", **common))
+    res = api.build(BuildConfig.from_flat(output=tmp_path / "gated", max_accuracy_drop=0.1, metric="cosine", **common))
     gate = res.report["accuracy_gate"]
     assert gate["passed"] and gate["drop"] <= 0.1 < plain_drop and gate["move"]
     assert 100 * (1.0 - res.report["accuracy"]["cosine"]) <= 0.1
     # A budget no move meets fails with the moves tried and the debugger's worst ops; no bundle.
     with pytest.raises(AccuracyError, match="tried .*rmse/scale"):
-        api.build(BuildConfig(output=tmp_path / "impossible", max_accuracy_drop=1e-9, metric="cosine", **common))
+        api.build(BuildConfig.from_flat(output=tmp_path / "impossible", max_accuracy_drop=1e-9, metric="cosine", **common))
     assert not (tmp_path / "impossible").exists()
