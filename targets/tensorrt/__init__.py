@@ -71,7 +71,7 @@ _UNSUPPORTED_HINTS = {
 # gives the smallest error at the model's outputs (`edgec.compiler.quant_stage`).
 TRT_CALIBRATORS = (
     ("minmax", "minmax", ()),
-    ("entropy", "entropy", (("variant", "tensorrt"),)),
+    ("entropy", "entropy", (("variant", "magnitude"),)),
     ("percentile-99.99", "percentile", (("percentile", 99.99), ("symmetric", True))),
     ("percentile-99.999", "percentile", (("percentile", 99.999), ("symmetric", True))),
     ("mse", "mse", (("symmetric", True),)),
