@@ -5,8 +5,8 @@ target, the same calibration (16 crops) and evaluation data (32 disjoint crops):
 
 * jetson: ``before`` = symmetric min/max ranges (the old default), ``default`` = the target's
   default (TensorRT-style symmetric scale search per tensor: entropy, percentile 99.99 / 99.999,
-  MSE, chosen by measured output error), ``gated`` = ``--max-accuracy-drop`` (0.01 cosine on
-  detectors, 0.02 top-1 on classifiers). The bundle's model.onnx is run in onnxruntime (CPU),
+  MSE, chosen by measured output error), ``gated`` = ``--max-accuracy-drop`` (1 cosine point on
+  detectors, 2 top-1 points on classifiers). The bundle's model.onnx is run in onnxruntime (CPU),
   as the target verifies it when no GPU is present.
 * arm: ``default`` full-integer int8 (TFLite converter), ``16x8`` (int16 activations, int8
   weights), ``gated`` (``--max-accuracy-drop``: int16 activations, then the debugger's
@@ -33,7 +33,7 @@ from _common import print_table, write_json  # noqa: E402
 
 JETSON_MODELS = ("pp-lcnet-orientation", "ppocr-v4-det", "ddddocr-yolox-det", "mobilenet_v2", "resnet18")
 ARM_MODELS = ("pp-lcnet-orientation", "ppocr-v4-det", "minilm")
-CLASSIFIER_BUDGET, DETECTOR_BUDGET = 0.02, 0.01
+CLASSIFIER_BUDGET, DETECTOR_BUDGET = 2.0, 1.0  # points: top-1 >= 0.98, cosine >= 0.99
 
 
 def model_data(name: str, calib_n: int, eval_n: int, tmp: Path) -> tuple[Path, Path, Path, bool, list, dict]:
