@@ -167,7 +167,7 @@ def cli(debug: bool) -> None:
               default=None,
               help="How activation ranges are chosen from the calibration data; auto picks one per tensor by the "
                    "output error it causes; mean-minmax averages each sample's extremes. Default: the target's "
-                   "(measured on real models; intel-cpu: mean-minmax, others: minmax).")
+                   "(measured on real models: minmax).")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=128, show_default=True,
               help="Maximum calibration samples.")
 @click.option("--eval", "eval_data", default=None, metavar="PATH",
