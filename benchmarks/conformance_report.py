@@ -55,12 +55,16 @@ def write_markdown(doc: dict[str, Any], path: Path) -> None:
         "",
         "## Pass rate per target",
         "",
-        "| target | cells | pass | rate | left out |",
-        "|---|---|---|---|---|",
+        "| target | cells | pass | rate | left out | not run yet |",
+        "|---|---|---|---|---|---|",
     ]
+    not_run = defaultdict(list)
+    for c in doc.get("not_run", []):
+        not_run[c["target"]].append(c)
     for target, s in doc["summary"].items():
         rate = "-" if s["pass_rate"] is None else f"{100 * s['pass_rate']:.0f} %"
-        lines.append(f"| {target} | {s['cells']} | {s['pass']} | {rate} | {s.get('left_out', '')} |")
+        missing = len(not_run.get(target, [])) if target != "all" else sum(map(len, not_run.values()))
+        lines.append(f"| {target} | {s['cells']} | {s['pass']} | {rate} | {s.get('left_out', '')} | {missing} |")
     columns = sorted({(c["target"], c["precision"]) for c in cells})
     lines += ["", "## Cells (worst-output cosine; **bold** fails)", "",
               "| model | " + " | ".join(f"{t} {p}" for t, p in columns) + " |",
@@ -85,6 +89,15 @@ def write_markdown(doc: dict[str, Any], path: Path) -> None:
         if c["status"] != "pass":
             reason = str(c.get("error", "")).replace("|", "\\|")
             lines.append(f"| {c['model']} | {c['target']} | {c['precision']} | {c['status']} | {reason} |")
+    if not_run:
+        lines += ["", "## Cells not run yet", "",
+                  "Not measured by the runs merged here (each run stores every cell as it finishes; "
+                  "`python benchmarks/conformance.py --resume` continues):", ""]
+        for target, cs in sorted(not_run.items()):
+            by_p = defaultdict(list)
+            for c in cs:
+                by_p[c["precision"]].append(c["model"])
+            lines += [f"- {target} {p}: {', '.join(sorted(ms))}" for p, ms in sorted(by_p.items())]
     lines += _pruning(doc.get("pruning"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
