@@ -115,13 +115,15 @@ def _pruning(prune: dict[str, Any] | None) -> list[str]:
              f"From `benchmarks/prune_onnx.py` ({prune['calib_samples']} calibration inputs for the refit and the "
              f"per-group ratios, {prune['eval_samples']} held-out inputs; no fine-tuning). Agreement is with the "
              "*unpruned* float model; size and speed are ratios to the unpruned int8 build in the same run "
-             "(1 thread). Architectures with seeded-random weights (not trained) have near-equal logits: "
+             "(1 thread, interleaved rounds; the machine was shared and loaded, so MACs x is the steadier "
+             "measure of compute). Architectures with seeded-random weights (not trained) have near-equal logits: "
              "their top-1 is a coin toss, their cosine is what counts.", "",
-             "| model | variant | size x | speedup | float top-1 | float cosine | int8 top-1 | int8 cosine |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | variant | size x | MACs x | speedup | float top-1 | float cosine | int8 top-1 | int8 cosine |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in prune["rows"]:
         model = r["model"] + ("" if r.get("trained", True) else " (random weights)")
-        lines.append(f"| {model} | {r['variant']} | {f(r.get('size_ratio'), '{:.2f}')} | {f(r.get('speedup'), '{:.2f}')} | "
+        lines.append(f"| {model} | {r['variant']} | {f(r.get('size_ratio'), '{:.2f}')} | {f(r.get('macs_ratio'), '{:.2f}')} | "
+                     f"{f(r.get('speedup'), '{:.2f}')} | "
                      f"{f(r.get('pruned_float_top1_agreement'))} | {f(r.get('pruned_float_cosine'), '{:.4f}')} | "
                      f"{f(r.get('int8_top1_agreement_vs_unpruned_float'))} | "
                      f"{f(r.get('int8_cosine_vs_unpruned_float'), '{:.4f}')} |")
