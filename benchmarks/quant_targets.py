@@ -133,7 +133,7 @@ def run_variant(src: Path, out: Path, refs: list, feeds: list, classifier: bool,
 
 
 def target_part(target: str, names: tuple[str, ...], variants: dict[str, dict], tmp: Path, results: dict,
-                calib_n: int = 16, eval_n: int = 32) -> None:
+                calib_n: int = 16, eval_n: int = 32, save=lambda: None) -> None:
     rows, out = [], results.setdefault(target, {})
     for name in names:
         src, cal, ev, classifier, feeds, shapes = model_data(name, calib_n, eval_n, tmp)
@@ -148,6 +148,7 @@ def target_part(target: str, names: tuple[str, ...], variants: dict[str, dict], 
             r = run_variant(src, tmp / f"{target}-{name}-{label}", refs, feeds, classifier, target=target,
                             precision="int8", calib=str(cal), eval_data=str(ev), calib_samples=calib_n, **extra, **kw)
             res[label] = r
+            save()
             goal = r.get("top1_agreement") if classifier else r.get("cosine")
             met = None if goal is None else goal >= (0.98 if classifier else 0.99)
             rows.append([name, label, r.get("cosine"), r.get("top1_agreement"), r.get("fallbacks") or "",
@@ -168,8 +169,10 @@ def main() -> None:
     ap.add_argument("--targets", default="jetson,arm")
     ap.add_argument("--models", default="")
     ap.add_argument("--variants", default="")
+    ap.add_argument("--tag", default="", help="results file suffix (runs in parallel write separate files)")
     args = ap.parse_args()
     results: dict = {}
+    name = "quant_targets" + (f"_{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory() as d:
         for target in args.targets.split(","):
             names = tuple(args.models.split(",")) if args.models else (JETSON_MODELS if target == "jetson"
@@ -177,8 +180,8 @@ def main() -> None:
             variants = JETSON_VARIANTS if target == "jetson" else ARM_VARIANTS
             if args.variants:
                 variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
-            target_part(target, names, variants, Path(d), results)
-    write_json("quant_targets", results)
+            target_part(target, names, variants, Path(d), results, save=lambda: write_json(name, results))
+    write_json(name, results)
 
 
 if __name__ == "__main__":
