@@ -19,6 +19,7 @@ class OrtDecoderSession(DecoderSession):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(self._model_source(), opts, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.input_names = {i.name for i in self.session.get_inputs()}
 
     def _model_source(self) -> "str | bytes":
         return str(self.bundle / self.manifest["methods"]["decode"]["artifact"])
@@ -31,7 +32,9 @@ class OrtDecoderSession(DecoderSession):
     def _step(self, ids: np.ndarray) -> np.ndarray:
         n = len(ids)
         feeds = {"input_ids": ids[None], "attention_mask": np.ones((1, self.position + n), np.int64),
-                 "position_ids": np.arange(self.position, self.position + n, dtype=np.int64)[None], **self.past}
+                 **self.past}
+        if "position_ids" in self.input_names:  # fused attention takes positions from the mask
+            feeds["position_ids"] = np.arange(self.position, self.position + n, dtype=np.int64)[None]
         values = dict(zip(self.outputs, self.session.run(self.outputs, feeds)))
         self.past = {s["name"]: values[s["output"]] for s in self.state_spec}
         return values["logits"][0]
