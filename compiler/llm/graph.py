@@ -158,7 +158,7 @@ def build_decoder(weights: dict[str, np.ndarray], shape: DecoderShape, inv_freq:
         scores = g.op("Where", [visible, scores, g.const("masked", np.array(MASKED, np.float32))])
         probs = g.op("Softmax", [scores], f"{p}.probs", axis=-1)
         ctx = g.op("MatMul", [probs, v5], f"{p}.context")  # [B, kvh, group, S, D]
-        ctx = g.op("Reshape", [ctx, i64(f"{p}.ctx4", [0, h, -1, d])])
+        ctx = g.op("Reshape", [ctx, i64(f"{p}.ctx4", [0, h, -1, d])], f"{p}.context_heads")  # [B, h, S, D]
         ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), i64("merge_heads", [0, 0, h * d])])
         x = g.op("Add", [x, linear(ctx, f"{p}.self_attn.o_proj", f"{p}.o_proj")], f"{p}.attn_residual")
         hn = rms(x, f"{p}.post_attention_layernorm.weight", f"{p}.post_attention_layernorm")

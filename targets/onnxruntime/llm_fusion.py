@@ -9,8 +9,7 @@ onnxruntime runs it fastest as:
 - the attention subgraph (rotary, KV concat, GQA broadcast, mask, softmax) ->
   ``GroupQueryAttention`` with rotary inside, ``seqlens_k``/``total_sequence_length`` from the
   attention mask, and the past/present KV in BNSH layout (so onnxruntime-genai can share one
-  max-length buffer between past and present); Qwen3's per-head q/k norms go in as its
-  ``q_norm_weight``/``k_norm_weight``;
+  max-length buffer between past and present); Qwen3's per-head q/k norms stay in front of it;
 - int8 per-channel ``DequantizeLinear -> MatMul`` (LM head, int8 projections) -> 8-bit
   ``MatMulNBits`` instead of dequantizing the whole matrix every token;
 - the int8 embedding is gathered first and dequantized per row; with tied embeddings it reads
@@ -151,19 +150,19 @@ def _attention(r: _Rewrite, shape, i: int, seqlens: str, total: str, cos: str, s
     p = f"model.layers.{i}"
     proj = {k: r.by_name[f"{p}.{k}_proj"] for k in "qkv"}
     outs = {k: f"{p}.{k}_proj_b" if f"{p}.{k}_proj_b" in r.producer else f"{p}.{k}_proj" for k in "qkv"}
-    fused = _fuse_qkv(r, p, proj, outs)
+    fused = None if shape.qk_norm else _fuse_qkv(r, p, proj, outs)
     qkv = [fused, "", ""] if fused else [outs["q"], outs["k"], outs["v"]]
-    attrs: dict[str, Any] = {}
-    extra: list[str] = []
-    if shape.qk_norm:
-        extra = ["", "", "", "", "", f"{p}.q_norm_weight", f"{p}.k_norm_weight"]
-        attrs["qk_norm_epsilon"] = float(shape.eps)
+    if shape.qk_norm:  # onnxruntime's CPU GQA has no q/k norm inputs: normed heads [B,S,n,D] -> [B,S,n*D]
+        flat = r.const("gqa_flat_heads", np.array([0, 0, -1], np.int64))
+        for j, kind in ((0, "q"), (1, "k")):
+            r.node("Reshape", [f"{p}.{kind}_norm", flat], [f"{p}.{kind}_normed"], f"{p}.{kind}_normed")
+            qkv[j] = f"{p}.{kind}_normed"
     present = [f"present.{i}.key", f"present.{i}.value"]
     drop.update(present)
     r.node("GroupQueryAttention", [*qkv, f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total,
-                                   cos, sin, *extra], [f"{p}.attention", *present], f"{p}.attention", domain=MS,
+                                   cos, sin], [f"{p}.attention", *present], f"{p}.attention", domain=MS,
            num_heads=shape.heads, kv_num_heads=shape.kv_heads, scale=float(shape.head_dim ** -0.5), do_rotary=1,
-           rotary_interleaved=0, local_window_size=-1, **attrs)
+           rotary_interleaved=0, local_window_size=-1)
     o_proj = r.by_name[f"{p}.o_proj"]
     o_proj.input[0] = f"{p}.attention"
     return int(bool(fused))
