@@ -63,9 +63,9 @@ class OrtDecoderSession(DecoderSession):
         binding = self.session.io_binding()
         binding.bind_cpu_input("input_ids", np.ascontiguousarray(ids[None]))
         binding.bind_cpu_input("attention_mask", mask)
+        binding.bind_output("logits")  # first: get_outputs() lists outputs in binding order
         for s in self.state_spec:
             binding.bind_ortvalue_input(s["name"], self.buffers[s["name"]])
             binding.bind_ortvalue_output(s["output"], self.buffers[s["name"]])
-        binding.bind_output("logits")
         self.session.run_with_iobinding(binding)
         return binding.get_outputs()[0].numpy()[0]

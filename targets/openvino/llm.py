@@ -27,6 +27,7 @@ from edgec.targets.base import Artifact, LowerResult
 
 MODEL_XML = "openvino_model.xml"
 KV_PRECISION = {"int8": "u8", "fp16": "f16", "fp32": "f32"}
+KV_DTYPE = {"int8": "uint8", "fp16": "float16", "fp32": "float32"}
 
 
 def lower_llm(model, lm, precision: str, options: dict[str, Any], out_dir: Path, kv_cache: str | None) -> LowerResult:
@@ -45,7 +46,9 @@ def lower_llm(model, lm, precision: str, options: dict[str, Any], out_dir: Path,
             raise EdgecError(f"OpenVINO could not convert the decoder: {str(exc).splitlines()[0]}") from exc
     compressed = restore_compressed_weights(ov_model, lifted)
     sdpa = use_sdpa(ov_model, lm.shape)
-    state = lm.shape.state_tensors()
+    # The cache's precision as the CPU plugin stores it (u8 with per-token scales for int8), so
+    # the bundle's KV-cache bytes are what the run holds.
+    state = lm.shape.state_tensors(KV_DTYPE.get(kv_cache or "fp32", "float32"))
     make_stateful(ov_model, [(s["name"], s["output"]) for s in state])
     runtime = {"INFERENCE_PRECISION_HINT": options.get("ov_precision_hint") or "f32"}
     if kv_cache:
