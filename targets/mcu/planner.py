@@ -9,6 +9,9 @@
    fills/reads through pointers (`edgec_model_input` / `edgec_model_output`).
 4. Offsets: buffers sorted by size (largest first), each placed at the lowest 4-byte
    aligned offset that does not overlap a placed buffer whose lifetime intersects its own.
+   Row in place: a Conv/DepthwiseConv/Pool whose input dies there shares the input's
+   buffer and runs row by row through a small ring of output rows (`rows.py`); the
+   plan keeps such a union only where it lowers the arena (ring included).
 5. Op order: besides the source order, a memory-aware topological order (run next the
    ready op that leaves the least live memory) is planned; the smaller arena wins.
 6. Guard layout: the same buffers placed again with `GUARD_BYTES` after each one, for
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 
 from edgec.targets.mcu.ops import INPLACE_KINDS
 from edgec.targets.mcu.qgraph import QGraph, QOp
+from edgec.targets.mcu.rows import RowSchedule, schedule, worth_it
 
 ALIGN = 4
 GUARD_BYTES = 16
@@ -50,6 +54,12 @@ class Plan:
     naive_bytes: int = 0
     guard_offsets: dict[int, int] = field(default_factory=dict)  # buffer id -> offset in the guard layout
     guard_arena_bytes: int = 0
+    rows: dict[str, RowSchedule] = field(default_factory=dict)  # output tensor -> row-in-place schedule
+
+    @property
+    def ring_bytes(self) -> int:
+        """The row ring the row-in-place ops share (static, outside the arena)."""
+        return max((r.ring_bytes for r in self.rows.values()), default=0)
 
     def where(self, name: str) -> Buffer:
         return self.buffers[self.tensor_buffer[name]]
@@ -77,7 +87,9 @@ def _align(n: int) -> int:
 
 
 def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 0,
-                io_in_arena: bool = False) -> Plan:
+                io_in_arena: bool = False, row_ops: frozenset[str] | None = None, row_all: bool = False) -> Plan:
+    """Plan ``order``; ``row_ops``: output tensors of the ops allowed to run row in place
+    (None: every op that can and where it is `rows.worth_it`, or every op with ``row_all``)."""
     T = g.tensors
     uf = _UF()
     for name in T:
@@ -126,9 +138,13 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
         return life
 
     # 2. in place
+    rows: dict[str, RowSchedule] = {}
     if inplace:
         for op in order:
             if op.kind not in INPLACE_KINDS:
+                if row_ops is None or op.outputs[0] in row_ops:
+                    _row_union(g, op, pos[id(op)], uf, members, klass, lifetimes, io_in_arena, rows,
+                               row_all or row_ops is not None)
                 continue
             y = op.outputs[0]
             groups = members()
@@ -181,7 +197,24 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
         placed.append(b)
         arena = max(arena, off + b.size + guard)
     naive = sum(_align(b.size) for b in used)
-    return Plan(list(order), buffers, tensor_buffer, _align(arena), copies, naive)
+    return Plan(list(order), buffers, tensor_buffer, _align(arena), copies, naive, rows=rows)
+
+
+def _row_union(g, op, i, uf, members, klass, lifetimes, io_in_arena, rows, any_size: bool) -> None:
+    """Share op's input and output buffer when it can run row in place (`rows.py`)."""
+    sched = schedule(g, op)
+    if sched is None or not (any_size or worth_it(g, op, sched)):
+        return
+    x, y = op.inputs[0], op.outputs[0]
+    groups = members()
+    cx, cy = klass(groups[uf.find(x)]), klass(groups[uf.find(y)])
+    # A graph input may be overwritten only when it lives in the arena; outputs never.
+    if any(cy) or cx[1] or cx[2] or (cx[0] and not io_in_arena) or op.inputs.count(x) > 1:
+        return
+    if lifetimes()[uf.find(x)][1] != i:
+        return
+    uf.union(x, y)
+    rows[y] = sched
 
 
 def _memory_aware_order(g: QGraph) -> list[QOp]:
@@ -213,14 +246,45 @@ def _memory_aware_order(g: QGraph) -> list[QOp]:
     return order
 
 
-def plan(g: QGraph, io_in_arena: bool = False) -> Plan:
-    """The smallest-arena plan over the candidate op orders."""
-    candidates = [_plan_order(g, list(g.ops), io_in_arena=io_in_arena)]
+def _ram(p: Plan) -> int:
+    return p.arena_bytes + p.ring_bytes
+
+
+def _prune_rows(g: QGraph, order: list[QOp], io_in_arena: bool, rows: str) -> Plan:
+    """Plan ``order`` with row-in-place ops, dropping each one that does not lower the RAM
+    (arena + ring): each costs a copy of its output and a kernel call per row."""
+    best = _plan_order(g, order, io_in_arena=io_in_arena, row_ops=frozenset() if rows == "off" else None,
+                       row_all=rows == "all")
+    if rows != "auto":
+        return best
+    keep = set(best.rows)
+    for y in sorted(best.rows, key=lambda t: best.rows[t].ring_bytes, reverse=True):
+        trial = _plan_order(g, order, io_in_arena=io_in_arena, row_ops=frozenset(keep - {y}))
+        if _ram(trial) <= _ram(best):
+            best, keep = trial, keep - {y}
+    return best
+
+
+ROW_MODES = ("auto", "all", "off")
+
+
+def plan(g: QGraph, io_in_arena: bool = False, rows: str = "auto") -> Plan:
+    """The smallest-RAM plan over the candidate op orders.
+
+    Args:
+        g: The graph.
+        io_in_arena: Graph inputs/outputs are arena buffers (the pointer API).
+        rows: Row-in-place ops (`rows.py`): "auto" where they lower the RAM, "all" every
+            op that can (tests and the fuzzer), "off" none.
+    """
+    orders = [list(g.ops)]
     alt = _memory_aware_order(g)
     if [id(o) for o in alt] != [id(o) for o in g.ops]:
-        candidates.append(_plan_order(g, alt, io_in_arena=io_in_arena))
-    best = min(candidates, key=lambda p: (p.arena_bytes, candidates.index(p)))
-    guarded = _plan_order(g, best.order, guard=GUARD_BYTES, io_in_arena=io_in_arena)
+        orders.append(alt)
+    candidates = [_prune_rows(g, order, io_in_arena, rows) for order in orders]
+    best = min(candidates, key=lambda p: (_ram(p), candidates.index(p)))
+    guarded = _plan_order(g, best.order, guard=GUARD_BYTES, io_in_arena=io_in_arena,
+                          row_ops=frozenset(best.rows))
     assert guarded.tensor_buffer == best.tensor_buffer, "the guard layout must place the same buffers"
     best.guard_offsets = {bid: b.offset for bid, b in guarded.buffers.items()}
     best.guard_arena_bytes = guarded.arena_bytes
