@@ -144,7 +144,9 @@ def arena_c(plan: Plan) -> list[str]:
 
 
 def op_macs(g: QGraph, op: QOp) -> int:
-    """Multiply-accumulates of one conv/dwconv/fc op (0 for the others)."""
+    """Multiply-accumulates of one conv/dwconv/fc op or fused block (0 for the others)."""
+    if op.kind == "resblock":
+        return sum(op_macs(g, op.attrs[k]) for k in ("c1", "c2", "sc") if op.attrs[k] is not None)
     if op.kind not in ("conv", "dwconv", "fc"):
         return 0
     w, out = g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -281,7 +283,7 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model",
            "#define edgec_scratch (edgec_scratch_buf.bytes)"] if ctx.scratch_bytes else []),
         *([f"/* Output rows of the ops that run row by row in place: {plan.ring_bytes} bytes. */",
            f"static union {{ int32_t align; int8_t bytes[{plan.ring_bytes}]; }} edgec_row_ring;"]
-          if plan.rows else []), "",
+          if plan.ring_bytes else []), "",
         *ctx.params, "",
         *(io_api[1] or [
             "int edgec_model_run(const void *const *inputs, void *const *outputs) {",

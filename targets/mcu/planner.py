@@ -59,7 +59,8 @@ class Plan:
     @property
     def ring_bytes(self) -> int:
         """The row ring the row-in-place ops share (static, outside the arena)."""
-        return max((r.ring_bytes for r in self.rows.values()), default=0)
+        return max([r.ring_bytes for r in self.rows.values()]
+                   + [op.attrs.get("ring_bytes", 0) for op in self.order], default=0)
 
     def where(self, name: str) -> Buffer:
         return self.buffers[self.tensor_buffer[name]]
@@ -142,7 +143,7 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
     if inplace:
         for op in order:
             if op.kind not in INPLACE_KINDS:
-                if row_ops is None or op.outputs[0] in row_ops:
+                if row_ops is None or op.outputs[0] in row_ops or op.attrs.get("inplace"):
                     _row_union(g, op, pos[id(op)], uf, members, klass, lifetimes, io_in_arena, rows,
                                row_all or row_ops is not None)
                 continue
@@ -202,8 +203,9 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
 
 def _row_union(g, op, i, uf, members, klass, lifetimes, io_in_arena, rows, any_size: bool) -> None:
     """Share op's input and output buffer when it can run row in place (`rows.py`)."""
-    sched = schedule(g, op)
-    if sched is None or not (any_size or worth_it(g, op, sched)):
+    fused = op.attrs.get("inplace", False)  # a fused op that checked its own row order
+    sched = None if fused else schedule(g, op)
+    if not fused and (sched is None or not (any_size or worth_it(g, op, sched))):
         return
     x, y = op.inputs[0], op.outputs[0]
     groups = members()
@@ -214,7 +216,8 @@ def _row_union(g, op, i, uf, members, klass, lifetimes, io_in_arena, rows, any_s
     if lifetimes()[uf.find(x)][1] != i:
         return
     uf.union(x, y)
-    rows[y] = sched
+    if sched is not None:
+        rows[y] = sched
 
 
 def _memory_aware_order(g: QGraph) -> list[QOp]:

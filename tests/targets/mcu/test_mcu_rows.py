@@ -1,6 +1,7 @@
-"""Row-by-row in-place ops (targets/mcu/rows.py, kernels/rows.c): the schedules, and
-bit-exactness with LiteRT BUILTIN_REF on edge shapes with every eligible op run in place,
-clean under ASan/UBSan and the arena canaries."""
+"""Row-by-row in-place ops (targets/mcu/rows.py, kernels/rows.c) and fused residual blocks
+(ops/resblock.py): the schedules, and bit-exactness with LiteRT BUILTIN_REF on edge shapes
+(stride 2, padding, odd widths) with every eligible op run in place, clean under
+ASan/UBSan and the arena canaries."""
 
 from __future__ import annotations
 
@@ -49,19 +50,29 @@ def _edge_model():
     return tf.keras.Model(inp, L.Conv2D(4, 1)(x)), (11, 9, 5)
 
 
-@pytest.mark.slow  # TensorFlow conversion
-@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host C compiler")
-def test_row_inplace_bitexact_and_canary_clean(tmp_path):
+def _resnet_model():
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(4)
+    L = tf.keras.layers
+    inp = tf.keras.Input((13, 11, 3), batch_size=1)
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    for filters, stride in ((8, 1), (16, 2), (24, 2)):  # identity, then projection blocks
+        y = L.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
+        y = L.Conv2D(filters, 3, padding="same")(y)
+        if stride != 1:
+            x = L.Conv2D(filters, 1, strides=stride)(x)
+        x = L.ReLU()(L.Add()([x, y]) if filters != 16 else L.Add()([y, x]))  # both operand orders
+    return tf.keras.Model(inp, L.Conv2D(4, 1)(x)), (13, 11, 3)
+
+
+def _check(data: bytes, tmp_path, **options) -> tuple[dict, dict]:
+    """Bit-exact with LiteRT on random and extreme inputs; the ASan/UBSan + canary build agrees."""
     from edgec.runtimes.mcu_runner import MCURunner
+
     from .fuzz_graphs import SAN_FLAGS
 
-    model, shape = _edge_model()
-    data = to_tflite(model, shape, n=8)
-    res, manifest = build_bundle(tflite_handle(data), tmp_path / "b", row_inplace="all")
-    rep = res.report
-    assert rep["row_inplace_ops"] >= 6 and rep["row_ring_bytes"] > 0
-    _, manifest_off = build_bundle(tflite_handle(data), tmp_path / "off", row_inplace="off")
-    assert manifest_off["target_info"]["arena_bytes"] > rep["arena_bytes"]
+    res, manifest = build_bundle(tflite_handle(data), tmp_path / "b", **options)
     c = tmp_path / "b" / "c"
     exe = tmp_path / "run"
     subprocess.run(["gcc", *SAN_FLAGS, "-I", str(c), *map(str, sorted(c.glob("*.c"))),
@@ -85,3 +96,29 @@ def test_row_inplace_bitexact_and_canary_clean(tmp_path):
         assert r.returncode == 0, (r.returncode, r.stderr[-2000:])  # 1000 + op: a broken canary
         np.testing.assert_array_equal(np.frombuffer((tmp_path / "out.bin").read_bytes(), np.int8),
                                       want.reshape(-1))
+    return res.report, res.manifest
+
+
+@pytest.mark.slow  # TensorFlow conversion
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host C compiler")
+def test_row_inplace_bitexact_and_canary_clean(tmp_path):
+    model, shape = _edge_model()
+    data = to_tflite(model, shape, n=8)
+    rep, _ = _check(data, tmp_path, row_inplace="all")
+    assert rep["row_inplace_ops"] >= 6 and rep["row_ring_bytes"] > 0
+    _, manifest_off = build_bundle(tflite_handle(data), tmp_path / "off", row_inplace="off")
+    assert manifest_off["target_info"]["arena_bytes"] > rep["arena_bytes"]
+
+
+@pytest.mark.slow  # TensorFlow conversion
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host C compiler")
+def test_fused_residual_blocks_bitexact_and_smaller(tmp_path):
+    model, shape = _resnet_model()
+    data = to_tflite(model, shape, n=8)
+    rep, manifest = _check(data, tmp_path)
+    layers = [layer["op"] for layer in manifest["layers"]]
+    assert layers.count("RESIDUAL_BLOCK") == 3 and "ADD" not in layers
+    unfused, _ = build_bundle(tflite_handle(data), tmp_path / "u", fuse_blocks=False, row_inplace="off")
+    assert rep["arena_bytes"] + rep["row_ring_bytes"] < 0.7 * unfused.report["arena_bytes"]
+    assert rep["macs"] == unfused.report["macs"]
+
