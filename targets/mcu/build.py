@@ -133,9 +133,9 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
     cpu = opts.get("cpu") or "cortex-m4"
     g = load_graph(model)
     if opts.get("fuse_blocks", True):
-        from edgec.targets.mcu.ops.resblock import fuse_residual_blocks
+        from edgec.targets.mcu.ops.resblock import fuse_expanding_pairs, fuse_residual_blocks
 
-        g = fuse_residual_blocks(g)
+        g = fuse_expanding_pairs(fuse_residual_blocks(g))
     io_in_arena = bool(opts.get("io_in_arena", True))
     plan = planner.plan(g, io_in_arena=io_in_arena, rows=opts.get("row_inplace") or "auto")
     c_dir = out_dir / "c"

@@ -145,7 +145,7 @@ def arena_c(plan: Plan) -> list[str]:
 
 def op_macs(g: QGraph, op: QOp) -> int:
     """Multiply-accumulates of one conv/dwconv/fc op or fused block (0 for the others)."""
-    if op.kind == "resblock":
+    if op.kind in ("resblock", "convpair"):
         return sum(op_macs(g, op.attrs[k]) for k in ("c1", "c2", "sc") if op.attrs[k] is not None)
     if op.kind not in ("conv", "dwconv", "fc"):
         return 0

@@ -1,8 +1,9 @@
 """Row-by-row in-place execution of a windowed op (Conv, DepthwiseConv, MaxPool, AveragePool).
 
 The op's output shares its input's arena buffer (the larger of the two). Output rows are
-computed one at a time by the op's own kernel on a window of input rows (``in_h``,
-``pad_h`` and ``out_h = 1`` adjusted: bit-exact by construction, the same kernel code runs)
+computed one at a time (two for a regular conv of odd width, keeping conv.c's pixel pairs)
+by the op's own kernel on a window of input rows (``in_h``,
+``pad_h`` and ``out_h`` adjusted: bit-exact by construction, the same kernel code runs)
 into a small ring of row buffers, and each row is copied to its place in the shared
 buffer as soon as no later output row reads the input bytes it overwrites. The ring holds
 ``lag + 1`` output rows: for a 3x3 stride-1 depthwise that is 2 rows (the line buffer of
@@ -41,15 +42,16 @@ class RowSchedule:
     in_row: int  # bytes of one input row
     out_row: int  # bytes of one output row
     reverse: bool
-    lag: int  # an output row is copied into the buffer `lag` rows after it is computed
+    lag: int  # a chunk of rows is copied into the buffer `lag` chunks after it is computed
+    group: int = 1  # output rows per kernel call (a chunk)
 
     @property
     def ring_bytes(self) -> int:
-        return (self.lag + 1) * self.out_row
+        return (self.lag + 1) * self.group * self.out_row
 
     def c_fields(self) -> dict[str, int]:
         return {"in_h": self.in_h, "out_h": self.out_h, "stride": self.stride, "pad": self.pad,
-                "extent": self.extent, "reverse": int(self.reverse), "lag": self.lag,
+                "extent": self.extent, "reverse": int(self.reverse), "lag": self.lag, "group": self.group,
                 "in_row": self.in_row, "out_row": self.out_row}
 
 
@@ -64,19 +66,21 @@ def _geometry(g: QGraph, op: QOp) -> tuple[int, int, int, int] | None:
 
 
 def _lag(in_h: int, out_h: int, stride: int, pad: int, extent: int, in_row: int, out_row: int,
-         reverse: bool) -> int | None:
-    rows = list(range(out_h))[::-1] if reverse else list(range(out_h))
+         reverse: bool, group: int = 1) -> int | None:
+    """Chunks of ``group`` output rows (the last may be short), in the driver's order: how
+    many chunks after its own each must wait before it overwrites input rows."""
+    chunks = [(r, min(r + group, out_h)) for r in range(0, out_h, group)]
+    chunks = chunks[::-1] if reverse else chunks
     last_read = [-1] * in_h  # the last step that reads each input row
-    for step, r in enumerate(rows):
-        top = r * stride - pad
-        a, b = max(0, top), min(in_h, top + extent)
+    for step, (r0, r1) in enumerate(chunks):
+        a, b = max(0, r0 * stride - pad), min(in_h, (r1 - 1) * stride - pad + extent)
         if b <= a:
-            return None  # a row of padding only: leave such odd shapes to the plain kernel
+            return None  # rows of padding only: leave such odd shapes to the plain kernel
         for i in range(a, b):
             last_read[i] = max(last_read[i], step)
     lag = 0
-    for step, r in enumerate(rows):
-        lo, hi = r * out_row // in_row, min(in_h, -(-(r + 1) * out_row // in_row))
+    for step, (r0, r1) in enumerate(chunks):
+        lo, hi = r0 * out_row // in_row, min(in_h, -(-r1 * out_row // in_row))
         if lo < hi:
             lag = max(lag, max(last_read[lo:hi]) - step)
     return lag
@@ -96,13 +100,15 @@ def schedule(g: QGraph, op: QOp) -> RowSchedule | None:
     in_h, out_h = x.shape[1], y.shape[1]
     in_row, out_row = x.nbytes // in_h, y.nbytes // out_h
     extent = (k_h - 1) * dil + 1
+    # conv.c computes two pixels per pass: chunks of an even pixel count keep its pairs.
+    group = 2 if op.kind == "conv" and y.shape[2] % 2 and out_h > 1 else 1
     best = None
     for reverse in (False, True):
-        lag = _lag(in_h, out_h, stride, pad, extent, in_row, out_row, reverse)
+        lag = _lag(in_h, out_h, stride, pad, extent, in_row, out_row, reverse, group)
         if lag is None:
             return None
         if best is None or lag < best.lag:
-            best = RowSchedule(in_h, out_h, stride, pad, extent, in_row, out_row, reverse, lag)
+            best = RowSchedule(in_h, out_h, stride, pad, extent, in_row, out_row, reverse, lag, group)
     return best
 
 

@@ -6,17 +6,18 @@
 #include "edgec_kernels.h"
 
 typedef struct {
-    int16_t in_h, out_h, stride, pad, extent, reverse, lag;
+    int16_t in_h, out_h, stride, pad, extent, reverse, lag, group;
     int32_t in_row, out_row;
 } edgec_rows;
 
-/* One output row: the op's kernel on `in_h` input rows from `in`, the first output row
- * starting `pad_h` rows above them. */
-typedef void (*edgec_row_fn)(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int8_t *out);
+/* `out_h` output rows: the op's kernel on `in_h` input rows from `in`, the first output
+ * row's window starting `pad_h` rows above them. */
+typedef void (*edgec_row_fn)(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int32_t out_h,
+                             int8_t *out);
 void edgec_run_rows(const edgec_rows *r, const void *op, edgec_row_fn fn, int8_t *buf, int8_t *ring);
 
 /* Each takes the plain kernel's arguments after the schedule and a ring of
- * (lag + 1) * out_row bytes; `in` and `out` are the same buffer. */
+ * (lag + 1) * group * out_row bytes; `in` and `out` are the same buffer. */
 void edgec_conv_s8_rows(const edgec_rows *r, int8_t *ring, const edgec_conv_params *p, const int8_t *in,
                         const int8_t *w, const int32_t *bias, const int32_t *mult, const int32_t *shift,
                         int8_t *out, int8_t *scratch, int32_t scratch_bytes);

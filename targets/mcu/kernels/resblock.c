@@ -1,4 +1,4 @@
-/* Residual block row by row: the inner activation exists only as a window of k_h rows,
+/* Residual block (or conv pair) row by row: the inner activation exists only as a window of k_h rows,
  * every row computed by the unchanged Conv and Add kernels on a window of input rows
  * (in_h, pad_h and out_h = 1 adjusted), so the result is bit-exact with the unfused ops.
  * Output row r is written after the rows that read the input bytes it overwrites
@@ -15,8 +15,11 @@ static void conv_row(const edgec_conv_w *c, const int8_t *in, int32_t first, int
     const int32_t ext = (p.k_h - 1) * p.dil_h + 1, top = row * p.stride_h - p.pad_h;
     const int32_t a = top < 0 ? 0 : top, b = top + ext < in_h ? top + ext : in_h;
     p.in_h = (int16_t)(b - a), p.pad_h = (int16_t)(a - top), p.out_h = 1;
-    edgec_conv_s8(&p, in + (a - first) * in_row, c->w, c->bias, c->mult, c->shift, out, c->scratch,
-                  c->scratch_bytes);
+    if (c->depthwise)
+        edgec_dwconv_s8(&p, in + (a - first) * in_row, c->w, c->bias, c->mult, c->shift, out, c->scratch);
+    else
+        edgec_conv_s8(&p, in + (a - first) * in_row, c->w, c->bias, c->mult, c->shift, out, c->scratch,
+                      c->scratch_bytes);
 }
 
 void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edgec_conv_w *sc,
@@ -26,9 +29,10 @@ void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edg
     const int32_t x_row = p1->in_w * p1->in_c, y_row = p1->out_w * p1->out_c, o_row = p2->out_w * p2->out_c;
     const int32_t k2 = (p2->k_h - 1) * p2->dil_h + 1;
     int8_t *win = ring, *y2 = ring + k2 * y_row, *s = y2 + o_row;
-    edgec_binary_params q = *add;
+    edgec_binary_params q;
     int32_t first = 0, n = 0, r; /* the window holds rows [first, first + n) of c1's output */
-    q.size = o_row;
+    memset(&q, 0, sizeof q);
+    if (add) q = *add, q.size = o_row;
     for (r = 0; r < p2->out_h; ++r) {
         const int32_t top = r * p2->stride_h - p2->pad_h;
         const int32_t need = top + k2 < p1->out_h ? top + k2 : p1->out_h;
@@ -40,6 +44,10 @@ void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edg
             }
             conv_row(c1, x, 0, p1->in_h, x_row, first + n, win + n * y_row);
             ++n;
+        }
+        if (!add) {
+            conv_row(c2, win, first, p1->out_h, y_row, r, out + r * o_row);
+            continue;
         }
         conv_row(c2, win, first, p1->out_h, y_row, r, y2);
         if (sc) {

@@ -9,17 +9,19 @@ typedef struct {
     int32_t scratch_bytes;
 } conv_op;
 
-static void conv_row(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int8_t *out) {
+static void conv_row(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int32_t out_h,
+                     int8_t *out) {
     const conv_op *o = (const conv_op *)op;
     edgec_conv_params p = *o->p;
-    p.in_h = (int16_t)in_h, p.pad_h = (int16_t)pad_h, p.out_h = 1;
+    p.in_h = (int16_t)in_h, p.pad_h = (int16_t)pad_h, p.out_h = (int16_t)out_h;
     edgec_conv_s8(&p, in, o->w, o->bias, o->mult, o->shift, out, o->scratch, o->scratch_bytes);
 }
 
-static void dwconv_row(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int8_t *out) {
+static void dwconv_row(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int32_t out_h,
+                     int8_t *out) {
     const conv_op *o = (const conv_op *)op;
     edgec_conv_params p = *o->p;
-    p.in_h = (int16_t)in_h, p.pad_h = (int16_t)pad_h, p.out_h = 1;
+    p.in_h = (int16_t)in_h, p.pad_h = (int16_t)pad_h, p.out_h = (int16_t)out_h;
     edgec_dwconv_s8(&p, in, o->w, o->bias, o->mult, o->shift, out, o->scratch);
 }
 

@@ -6,10 +6,11 @@ typedef struct {
     int is_max;
 } pool_op;
 
-static void pool_row(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int8_t *out) {
+static void pool_row(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int32_t out_h,
+                     int8_t *out) {
     const pool_op *o = (const pool_op *)op;
     edgec_pool_params p = *o->p;
-    p.in_h = (int16_t)in_h, p.pad_h = (int16_t)pad_h, p.out_h = 1;
+    p.in_h = (int16_t)in_h, p.pad_h = (int16_t)pad_h, p.out_h = (int16_t)out_h;
     if (o->is_max)
         edgec_maxpool_s8(&p, in, out);
     else

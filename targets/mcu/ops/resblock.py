@@ -1,6 +1,8 @@
 """Residual block fusion: Conv -> Conv (+ a projection Conv of the block input) -> Add runs
 row by row (kernels/resblock.c), so neither the inner activation nor the second conv's
-output ever exists whole, and the block's output overwrites its input in place.
+output ever exists whole, and the block's output overwrites its input in place. The same
+driver runs a channel-expanding Conv -> DepthwiseConv pair (MobileNet's pointwise ->
+depthwise), whose wide intermediate then exists only as k_h rows.
 
 ResNet-8's blocks keep the block input alive across both convs: unfused, the peak is the
 input plus the inner activation plus the second conv's output. Fused, it is the input plus
@@ -38,10 +40,14 @@ def _split_args(call: str) -> list[str]:
 def _conv_struct(sub: QOp, ctx) -> str:
     from edgec.targets.mcu.ops import EMITTERS
 
-    (call,) = [line for line in EMITTERS[sub.kind](sub, ctx) if line.startswith("edgec_conv_s8(")]
-    p, _, w, b, m, s, _, scratch, need = _split_args(call)
+    fn = "edgec_dwconv_s8(" if sub.kind == "dwconv" else "edgec_conv_s8("
+    (call,) = [line for line in EMITTERS[sub.kind](sub, ctx) if line.startswith(fn)]
+    args = _split_args(call)
+    p, _, w, b, m, s, _, scratch = args[:8]
+    need = args[8] if sub.kind == "conv" else "0"
     sym = ctx._unique("cw_" + sub.name.split("/")[-1][-32:])
-    ctx.params.append(f"static const edgec_conv_w {sym} = {{{p}, {w}, {b}, {m}, {s}, {scratch}, {need}}};")
+    ctx.params.append(f"static const edgec_conv_w {sym} = {{{p}, {w}, {b}, {m}, {s}, {scratch}, {need}, "
+                      f"{int(sub.kind == 'dwconv')}}};")
     return sym
 
 
@@ -49,16 +55,15 @@ def emit_resblock(op, ctx) -> list[str]:
     from edgec.targets.mcu.ops import EMITTERS
 
     c1, c2, sc, add = (op.attrs[k] for k in ("c1", "c2", "sc", "add"))
-    (call,) = EMITTERS["add"](add, ctx)
-    add_p = _split_args(call)[0]
+    add_p = _split_args(EMITTERS["add"](add, ctx)[0])[0] if add is not None else "0"
     s1, s2 = _conv_struct(c1, ctx), _conv_struct(c2, ctx)
     s3 = f"&{_conv_struct(sc, ctx)}" if sc is not None else "0"
-    skip_first = int(add.inputs[0] != c2.outputs[0])
+    skip_first = int(add is not None and add.inputs[0] != c2.outputs[0])
     return [f"edgec_resblock_s8(&{s1}, &{s2}, {s3}, {add_p}, {skip_first}, {ctx.ref(op.inputs[0])}, "
             f"{ctx.ref(op.outputs[0], True)}, edgec_row_ring.bytes);"]
 
 
-def _inplace_safe(g: QGraph, c1: QOp, c2: QOp, sc: QOp | None) -> bool:
+def _inplace_safe(g: QGraph, c1: QOp, c2: QOp, sc: QOp | None, identity: bool) -> bool:
     """Whether output row r may overwrite the input's bytes once row r is computed: no
     later row reads them (the driver computes inner rows only as they are needed)."""
     x, y1, out = g.t(c1.inputs[0]), g.t(c1.outputs[0]), g.t(c2.outputs[0])
@@ -81,7 +86,7 @@ def _inplace_safe(g: QGraph, c1: QOp, c2: QOp, sc: QOp | None) -> bool:
         made = max(made, b)
         if sc is not None:
             lo = min(lo, window(sc, r, x.shape[1])[0])
-        elif o_row != x_row:
+        elif identity and o_row != x_row:
             return False
         reads.append(lo)
     return all((r + 1) * o_row <= min(reads[r + 1:], default=x.shape[1]) * x_row for r in range(len(reads)))
@@ -119,14 +124,36 @@ def fuse_residual_blocks(g: QGraph) -> QGraph:
             consts = [t for sub in (c1, c2, sc) if sub is not None for t in sub.inputs[1:]]
             fused = QOp("resblock", add.name, [x, *consts], list(add.outputs),
                         {"c1": c1, "c2": c2, "sc": sc, "add": add, "ring_bytes": ring,
-                         "inplace": _inplace_safe(g, c1, c2, sc)}, "RESIDUAL_BLOCK")
+                         "inplace": _inplace_safe(g, c1, c2, sc, sc is None)}, "RESIDUAL_BLOCK")
             members = {id(c1), id(c2), id(add)} | ({id(sc)} if sc is not None else set())
             ops = [fused if op is add else op for op in ops if id(op) not in members or op is add]
             break
     return g if len(ops) == len(g.ops) else replace(g, ops=ops)
 
 
+def fuse_expanding_pairs(g: QGraph) -> QGraph:
+    """``g`` with every Conv -> DepthwiseConv pair whose intermediate is wider than the
+    Conv's input, and whose output can overwrite that input, as one ``convpair`` op."""
+    ops = list(g.ops)
+    for c2 in [op for op in ops if op.kind == "dwconv" and op.attrs.get("depth_mult", 1) == 1]:
+        c1 = g.producer(c2.inputs[0])
+        if not _is_conv(c1) or not any(op is c1 for op in ops):
+            continue
+        x, y1, y2 = g.t(c1.inputs[0]), g.t(c1.outputs[0]), g.t(c2.outputs[0])
+        if (y1.nbytes <= x.nbytes or len(x.shape) != 4 or x.shape[0] != 1 or y1.name in g.outputs
+                or g.consumers(y1.name) != [c2] or x.name in g.outputs):
+            continue
+        if y2.nbytes > x.nbytes or not _inplace_safe(g, c1, c2, None, False):
+            continue
+        k2 = (g.t(c2.inputs[1]).shape[1] - 1) * c2.attrs["dilation"][0] + 1
+        fused = QOp("convpair", c2.name, [x.name, *c1.inputs[1:], *c2.inputs[1:]], list(c2.outputs),
+                    {"c1": c1, "c2": c2, "sc": None, "add": None, "ring_bytes": k2 * y1.nbytes // y1.shape[1],
+                     "inplace": True}, "CONV_PAIR")
+        ops = [fused if op is c2 else op for op in ops if op is not c1]
+    return g if len(ops) == len(g.ops) else replace(g, ops=ops)
+
+
 RECORDS = (
-    OpRecord("ResidualBlock", kinds=("resblock",), emit=emit_resblock,
+    OpRecord("ResidualBlock", kinds=("resblock", "convpair"), emit=emit_resblock,
              kernels=("conv.c", "elementwise.c", "resblock.c"), headers=("edgec_resblock.h",)),
 )

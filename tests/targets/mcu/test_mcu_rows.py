@@ -57,13 +57,16 @@ def _resnet_model():
     L = tf.keras.layers
     inp = tf.keras.Input((13, 11, 3), batch_size=1)
     x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = L.Conv2D(24, 1, activation="relu")(x)  # expanding pointwise -> depthwise: a conv pair
+    x = L.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
+    x = L.Conv2D(8, 1)(x)
     for filters, stride in ((8, 1), (16, 2), (24, 2)):  # identity, then projection blocks
         y = L.Conv2D(filters, 3, strides=stride, padding="same", activation="relu")(x)
         y = L.Conv2D(filters, 3, padding="same")(y)
         if stride != 1:
             x = L.Conv2D(filters, 1, strides=stride)(x)
         x = L.ReLU()(L.Add()([x, y]) if filters != 16 else L.Add()([y, x]))  # both operand orders
-    return tf.keras.Model(inp, L.Conv2D(4, 1)(x)), (13, 11, 3)
+    return tf.keras.Model(inp, L.Conv2D(4, 1)(x)), (13, 11, 3)  # odd sizes, stride 2 from odd rows
 
 
 def _check(data: bytes, tmp_path, **options) -> tuple[dict, dict]:
@@ -112,12 +115,12 @@ def test_row_inplace_bitexact_and_canary_clean(tmp_path):
 
 @pytest.mark.slow  # TensorFlow conversion
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host C compiler")
-def test_fused_residual_blocks_bitexact_and_smaller(tmp_path):
+def test_fused_blocks_bitexact_and_smaller(tmp_path):
     model, shape = _resnet_model()
     data = to_tflite(model, shape, n=8)
     rep, manifest = _check(data, tmp_path)
     layers = [layer["op"] for layer in manifest["layers"]]
-    assert layers.count("RESIDUAL_BLOCK") == 3 and "ADD" not in layers
+    assert layers.count("RESIDUAL_BLOCK") == 3 and "ADD" not in layers and "CONV_PAIR" in layers
     unfused, _ = build_bundle(tflite_handle(data), tmp_path / "u", fuse_blocks=False, row_inplace="off")
     assert rep["arena_bytes"] + rep["row_ring_bytes"] < 0.7 * unfused.report["arena_bytes"]
     assert rep["macs"] == unfused.report["macs"]
