@@ -152,6 +152,7 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
         "cpu": cpu, "arena_bytes": plan.arena_bytes, "const_bytes": info["const_bytes"],
         "io_bytes": io_bytes, "io_in_arena": io_in_arena, "scratch_bytes": info["scratch_bytes"],
         "row_ring_bytes": plan.ring_bytes, "row_inplace_ops": len(plan.rows),
+        "fused_ops": sum(op.kind in ("resblock", "convpair") for op in plan.order),
         "macs": sum(layer["macs"] for layer in info["layers"]),
         "arena_bytes_without_inplace": planner.greedy_baseline(g, io_in_arena),
         "arena_bytes_sum_of_tensors": plan.naive_bytes, "ops": len(plan.order),
@@ -166,8 +167,7 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
         flash = info["const_bytes"]
     report["flash_bytes"] = flash
     # With the I/O in the arena the caller needs no buffers of its own (pointer API).
-    report["ram_bytes"] = (plan.arena_bytes + (0 if io_in_arena else io_bytes) + info["scratch_bytes"]
-                           + plan.ring_bytes)
+    report["ram_bytes"] = plan.arena_bytes + (0 if io_in_arena else io_bytes) + info["scratch_bytes"]
     check_budgets(g, plan, report["ram_bytes"], flash, opts.get("ram_budget"), opts.get("flash_budget"))
 
     luts = sorted({op.attrs.get("lut_source") for op in g.ops if op.kind == "lut"} - {None})

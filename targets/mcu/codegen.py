@@ -64,6 +64,10 @@ class EmitContext:
         cast = "" if ctype == "int8_t" else f"({ctype} *)(void *)"
         return f"{cast}(edgec_arena.bytes + EDGEC_BUF{b.id})"
 
+    def ring(self, op: QOp) -> str:
+        """The row ring of a row-in-place or fused op (an arena buffer)."""
+        return f"(edgec_arena.bytes + EDGEC_BUF{self.plan.rings[op.outputs[0]]})"
+
     def const_array(self, name: str, ctype: str, values, dedup_key: Any = "name") -> str:
         key = ("name", name) if dedup_key == "name" else dedup_key
         if key is not None and key in self._const_syms:
@@ -192,7 +196,7 @@ def _row_driven(op: QOp, lines: list[str], ctx: EmitContext) -> list[str]:
         raise RuntimeError(f"mcu: the row-in-place {op.kind} expects one {fn} call, got {lines}")
     sym = ctx.param_struct("edgec_rows", ctx.plan.rows[op.outputs[0]].c_fields(), op)
     i = calls[0]
-    call = f"{fn}_rows(&{sym}, edgec_row_ring.bytes, " + lines[i][len(fn) + 1:]
+    call = f"{fn}_rows(&{sym}, {ctx.ring(op)}, " + lines[i][len(fn) + 1:]
     return lines[:i] + [call] + lines[i + 1:]
 
 
@@ -281,9 +285,7 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model",
         *([f"/* im2col columns of the regular convolutions: {ctx.scratch_bytes} bytes. */",
            f"static union {{ int32_t align; int8_t bytes[{ctx.scratch_bytes}]; }} edgec_scratch_buf;",
            "#define edgec_scratch (edgec_scratch_buf.bytes)"] if ctx.scratch_bytes else []),
-        *([f"/* Output rows of the ops that run row by row in place: {plan.ring_bytes} bytes. */",
-           f"static union {{ int32_t align; int8_t bytes[{plan.ring_bytes}]; }} edgec_row_ring;"]
-          if plan.ring_bytes else []), "",
+        "",
         *ctx.params, "",
         *(io_api[1] or [
             "int edgec_model_run(const void *const *inputs, void *const *outputs) {",

@@ -111,7 +111,3 @@ def schedule(g: QGraph, op: QOp) -> RowSchedule | None:
             best = RowSchedule(in_h, out_h, stride, pad, extent, in_row, out_row, reverse, lag, group)
     return best
 
-
-def worth_it(g: QGraph, op: QOp, sched: RowSchedule) -> bool:
-    """The ring is well under the smaller tensor the shared buffer saves."""
-    return sched.ring_bytes * 2 <= min(g.t(op.inputs[0]).nbytes, g.t(op.outputs[0]).nbytes)

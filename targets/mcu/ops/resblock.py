@@ -60,7 +60,7 @@ def emit_resblock(op, ctx) -> list[str]:
     s3 = f"&{_conv_struct(sc, ctx)}" if sc is not None else "0"
     skip_first = int(add is not None and add.inputs[0] != c2.outputs[0])
     return [f"edgec_resblock_s8(&{s1}, &{s2}, {s3}, {add_p}, {skip_first}, {ctx.ref(op.inputs[0])}, "
-            f"{ctx.ref(op.outputs[0], True)}, edgec_row_ring.bytes);"]
+            f"{ctx.ref(op.outputs[0], True)}, {ctx.ring(op)});"]
 
 
 def _inplace_safe(g: QGraph, c1: QOp, c2: QOp, sc: QOp | None, identity: bool) -> bool:
