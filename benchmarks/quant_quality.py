@@ -40,7 +40,7 @@ def _build(model: str, out: Path, **kw) -> dict:
 
     t0 = time.perf_counter()
     try:
-        res = api.build(BuildConfig(model=model, output=out, force=True, **kw))
+        res = api.build(BuildConfig.from_flat(model=model, output=out, force=True, **kw))
     except EdgecError as exc:
         return {"error": str(exc), "seconds": time.perf_counter() - t0}
     return {"manifest": res.manifest, "report": res.report, "seconds": time.perf_counter() - t0}

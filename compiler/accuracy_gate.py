@@ -48,7 +48,7 @@ Attempt = Callable[..., tuple[dict[str, Any], Any, dict[str, Any], Any]]
 
 def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_samples: list, labels,
              classifier: bool, progress: "Progress") -> tuple[dict[str, Any], Any, dict[str, Any], dict[str, Any]]:
-    """Build until the metric's drop is within ``config.max_accuracy_drop``.
+    """Build until the metric's drop is within ``config.gate.max_accuracy_drop``.
 
     Args:
         config: The build config (budget, metric, ``keep_float``).
@@ -68,8 +68,8 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         AccuracyError: No combination of fallbacks met the budget (one line: best drop, the
             fallbacks tried, the most sensitive layers).
     """
-    metric = resolve_metric(config.metric, has_labels=labels is not None, classifier=classifier)
-    budget = float(config.max_accuracy_drop)
+    metric = resolve_metric(config.gate.metric, has_labels=labels is not None, classifier=classifier)
+    budget = float(config.gate.max_accuracy_drop)
     state = FallbackState(keep_float=tuple(config.keep_float))
     steps: list[dict[str, Any]] = []
 

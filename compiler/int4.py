@@ -44,6 +44,21 @@ INT4_OPSET = 21
 MAX_ROWS = 4096  # calibration activation rows per weight for gptq/awq
 GPTQ_DAMP = 0.01
 AWQ_GRID = tuple(i / 10 for i in range(11))
+GROUP_SIZES = (16, 32, 64, 128, 256)
+MODES = ("sym", "asym")
+METHODS = ("rtn", "gptq", "awq")
+
+
+def check_int4_options(group_size: int, mode: str, method: str) -> None:
+    """`ConfigError` unless the options are ones this module implements."""
+    from edgec.compiler.config import one_of
+
+    if group_size not in GROUP_SIZES:
+        raise ConfigError(f"--group-size {group_size}: expected {one_of(GROUP_SIZES)}")
+    if mode not in MODES:
+        raise ConfigError(f"--int4-mode {mode}: expected {one_of(MODES)}")
+    if method not in METHODS:
+        raise ConfigError(f"--int4-method {method}: expected {one_of(METHODS)}")
 
 
 @dataclass
@@ -195,14 +210,7 @@ class Int4Quantizer:
 
     def __init__(self, model: "ModelHandle", calibration: "CalibrationData | None", group_size: int = 128,
                  mode: str = "asym", method: str = "rtn", int8_embeddings: bool = True):
-        from edgec.compiler.config import INT4_GROUP_SIZES, INT4_METHODS, INT4_MODES, one_of
-
-        if group_size not in INT4_GROUP_SIZES:
-            raise ConfigError(f"--group-size {group_size}: expected {one_of(INT4_GROUP_SIZES)}")
-        if mode not in INT4_MODES:
-            raise ConfigError(f"--int4-mode {mode}: expected {one_of(INT4_MODES)}")
-        if method not in INT4_METHODS:
-            raise ConfigError(f"--int4-method {method}: expected {one_of(INT4_METHODS)}")
+        check_int4_options(group_size, mode, method)
         if method != "rtn" and calibration is None:
             raise CalibrationDataError(f"--int4-method {method} needs calibration data: pass --calib (e.g. a .txt "
                                        "of texts), or use --int4-method rtn")
@@ -229,8 +237,9 @@ class Int4Quantizer:
             calibration = load_calibration_data(config.calib, handle.inputs, max_samples=config.calib_samples,
                                                 tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess,
                                                 seed=config.seed)
-        progress.message(f"int4 weights ({config.int4_method}, {config.int4_mode}, group {config.group_size})")
-        q = cls(handle, calibration, config.group_size, config.int4_mode, config.int4_method)
+        opts = config.int4
+        progress.message(f"int4 weights ({opts.method}, {opts.mode}, group {opts.group_size})")
+        q = cls(handle, calibration, opts.group_size, opts.mode, opts.method)
         if q.method == "awq":
             q._awq_model()  # scales are searched once, now, so the manifest lists the pass
         return q

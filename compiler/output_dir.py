@@ -70,6 +70,9 @@ def read_paths(config: Any) -> list[Path]:
     out = []
     values = [getattr(config, f.name) for f in fields(config) if f.name != "output"] if is_dataclass(config) else []
     for v in values:
+        if is_dataclass(v) and not isinstance(v, type):  # an option group (``BuildConfig.gate`` ...)
+            out.extend(read_paths(v))
+            continue
         if not isinstance(v, (str, Path)) or not str(v) or str(v) == "random":
             continue
         text = str(v)

@@ -3,24 +3,21 @@
 ``load -> optimize -> [prune] -> check support -> calibrate -> quantize -> lower -> verify
 -> package``. Each stage is a function of the state (`STAGES`); the support check runs on
 the float graph before calibration, so an unsupported op fails in seconds. Lowering and
-verifying is a `Lowering` object: the build calls it once, and the accuracy gate
+verifying is a `Lowering` object (`compiler/lowering.py`): the build calls it once, and the accuracy gate
 (``--max-accuracy-drop``) calls it again with other quantized models until one fits.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgec import __version__
 from edgec.compiler import bundle as bundle_io
-from edgec.compiler.config import BuildConfig
-from edgec.compiler.manifest import Manifest
+from edgec.compiler.config import BuildConfig, check_option_names
+from edgec.compiler.lowering import Lowering, input_profiles, is_classifier
 from edgec.compiler.model import ModelHandle
-from edgec.compiler.packaging import copy_tokenizer, dependencies, jsonable_options, source_size, write_reference
+from edgec.compiler.packaging import source_size
 from edgec.compiler.output_dir import read_paths
 from edgec.compiler.progress import SILENT, Progress
 from edgec.errors import CalibrationDataError, ConfigError, MissingDependencyError
@@ -55,11 +52,8 @@ def resolve_precision(target, precision: str | None) -> str:
 
 def check_target_options(target, options: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults and reject options the target does not declare."""
+    check_option_names(target, options)
     declared = {o.name: o for o in target.options}
-    unknown = sorted(k for k, v in options.items() if k not in declared and v not in (None, False, ()))
-    if unknown:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise ConfigError(f"{flags} do(es) not apply to target '{target.name}'")
     return {name: options.get(name, o.default) if options.get(name) is not None else o.default
             for name, o in declared.items()}
 
@@ -74,9 +68,9 @@ def build(config: BuildConfig, progress: Progress = SILENT) -> BuildResult:
         raise _unavailable(target, reason)
     precision = resolve_precision(target, config.precision)
     options = check_target_options(target, config.target_options)
-    if config.calib_method is None:  # the target's default, chosen by measurement on real models
+    if config.int8.calib_method is None:  # the target's default, chosen by measurement on real models
         scheme = target.quant_scheme
-        config = dataclasses.replace(config, calib_method=scheme.calib_method if scheme is not None else "minmax")
+        config = config.replace(calib_method=scheme.calib_method if scheme is not None else "minmax")
     writer = bundle_io.BundleWriter(config.output, config.force, reads=read_paths(config))
     try:
         result = _build_into(config, target, precision, options, writer.tmp, progress)
@@ -145,7 +139,7 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
         from edgec.compiler.llm.pipeline import build_llm
 
         return build_llm(config, target, precision, options, tmp, progress)
-    if config.lora or config.kv_cache:
+    if config.llm.lora or config.llm.kv_cache:
         raise ConfigError("--lora and --kv-cache apply to causal-LM folders built as generation bundles "
                           "(an HF *ForCausalLM folder, without --input-shape)")
     state = BuildState(config, target, precision, options, tmp, progress)
@@ -187,7 +181,7 @@ def optimize(state: BuildState) -> None:
         return
     from edgec.compiler.frontends.quantized_onnx import prepare
 
-    state.handle, state.kept_quant = prepare(state.handle, state.config.keep_source_quantization)
+    state.handle, state.kept_quant = prepare(state.handle, state.config.int8.keep_source_quantization)
     state.handle = fix_input_shapes(state.handle, state.config.input_shapes)
     state.progress.message("optimizing the float graph")
     state.handle, info = optimize_graph(state.handle)
@@ -209,7 +203,7 @@ def check_support(state: BuildState) -> None:
     from edgec.targets.base import LowerSpec
 
     spec = LowerSpec(precision=state.precision, float_model=state.handle, options=state.options,
-                     input_profiles=_profiles(state.config), keep_float=state.config.keep_float,
+                     input_profiles=input_profiles(state.config), keep_float=state.config.keep_float,
                      progress=state.progress)
     state.target.check(state.handle, spec).raise_if_unsupported()
 
@@ -229,7 +223,7 @@ def calibrate(state: BuildState) -> None:
         state.passes.append({"name": "quantize", "config": {"source": "kept the model's own Q/DQ scales"}})
     elif handle.format == "onnx" and state.precision in target.calibrated_precisions:
         state.calibration, state.ranges = _calibrate(config, handle, state.progress)
-        state.passes.append({"name": "calibrate", "config": {"method": config.calib_method,
+        state.passes.append({"name": "calibrate", "config": {"method": config.int8.calib_method,
                                                               "samples": len(state.calibration),
                                                               "tensors": len(state.ranges)}})
     elif config.keep_float and state.precision not in target.calibrated_precisions:
@@ -251,7 +245,7 @@ def quantize(state: BuildState) -> None:
     check_int8_passes(config, state.quantizer, target.name, state.precision)
     if state.quantizer is not None:
         state.passes.extend(state.quantizer.passes)
-        if config.max_accuracy_drop is None:
+        if config.gate.max_accuracy_drop is None:
             state.quant, state.quant_summary = state.quantizer.quantize(config.keep_float)
 
 
@@ -260,7 +254,7 @@ def lower_and_verify(state: BuildState) -> None:
     state.eval_samples, state.eval_source, state.labels = _eval_samples(state.config, state.handle,
                                                                         state.calibration)
     lowering = Lowering(state)
-    if state.config.max_accuracy_drop is not None:
+    if state.config.gate.max_accuracy_drop is not None:
         from edgec.compiler.accuracy_gate import run_gate
 
         classifier = is_classifier({"task": state.handle.task,
@@ -291,7 +285,7 @@ def check_accuracy_floor(state: BuildState) -> None:
     if _accuracy_unknown(state):
         state.progress.message(accuracy_floor.ACCURACY_UNKNOWN)
         return
-    if not _quantized(state) or state.config.accept_low_accuracy \
+    if not _quantized(state) or state.config.gate.accept_low_accuracy \
             or state.eval_source in ("synthetic", "example-inputs"):
         return
     classifier = is_classifier({"task": state.handle.task, "model_outputs": [s.to_json() for s in state.handle.outputs]})
@@ -300,102 +294,6 @@ def check_accuracy_floor(state: BuildState) -> None:
 
 
 STAGES = (load, optimize, prune, check_support, calibrate, quantize, lower_and_verify)
-
-
-class Lowering:
-    """Lowers one quantized model (or the float one) into the bundle folder and verifies it.
-
-    The accuracy gate calls it once per candidate; each call starts from an empty bundle
-    folder and the passes as they were before quantization, so the bundle left in place is
-    exactly the one last verified.
-
-    Args:
-        state: The build state after the quantize stage.
-    """
-
-    def __init__(self, state: BuildState):
-        self.state = state
-        self.base_passes = list(state.passes)
-        self.tries = 0
-
-    def __call__(self, quant: ModelHandle | None, keep_float: tuple[str, ...], quant_summary: dict[str, Any] | None,
-                 store: bool = False) -> tuple[dict[str, Any], Any, dict[str, Any], Any]:
-        """Lower ``quant`` (None: the float model), write the manifest, verify.
-
-        Args:
-            quant: The quantized model, or None.
-            keep_float: Node names left in float (for the target's lowering).
-            quant_summary: The quantize pass's config for the manifest, or None.
-            store: Keep every output for the gate's metric.
-
-        Returns:
-            ``(manifest, lowered, accuracy, recorder)``.
-        """
-        from edgec.compiler.quality import OutputRecorder
-        from edgec.targets.base import LowerSpec
-
-        st = self.state
-        handle, target, tmp = st.handle, st.target, st.tmp
-        if self.tries:  # the accuracy gate lowers again: start from an empty bundle folder
-            _clear_dir(tmp)
-        self.tries += 1
-        passes = self.base_passes + ([{"name": "quantize", "config": quant_summary}] if quant_summary else [])
-        spec = LowerSpec(precision=st.precision, float_model=handle, quant_model=quant, calibration=st.calibration,
-                         ranges=st.ranges, options=st.options, input_profiles=_profiles(st.config),
-                         keep_float=keep_float, progress=st.progress)
-        model = quant or handle
-        target.check(model, spec).raise_if_unsupported()
-        st.progress.message(f"lowering for {target.name} ({st.precision})")
-        lowered = target.lower(model, spec, tmp)
-        passes.extend(lowered.passes)
-        st.passes = passes
-        ref = write_reference(handle, tmp, quant)
-        if handle.tokenizer_dir is not None:
-            copy_tokenizer(handle.tokenizer_dir, tmp / "tokenizer")
-        manifest = _manifest(st, lowered, ref)
-        st.progress.message("verifying against the float model")
-        recorder = OutputRecorder(store=store, perplexity=handle.task == "text-generation")
-        accuracy = _verify(target, tmp, manifest, st.eval_samples, st.labels, st.progress, recorder)
-        accuracy.update(recorder.summary())
-        return manifest, lowered, accuracy, recorder
-
-
-def _manifest(st: BuildState, lowered, ref: dict[str, str]) -> dict[str, Any]:
-    handle, config, target, calibration = st.handle, st.config, st.target, st.calibration
-    art = lowered.model_artifact
-    return Manifest(
-        edgec_version=__version__,
-        target=target.name,
-        precision=st.precision,
-        runner=target.runner,
-        artifact={"path": art.path, "kind": art.kind},
-        artifacts=[{"path": a.path, "kind": a.kind, "role": a.role} for a in lowered.artifacts],
-        source={"path": config.model, "sha256": handle.source_sha256, "kind": handle.meta.get("source_kind")},
-        task=handle.task,
-        model_inputs=[s.to_json() for s in handle.inputs],
-        model_outputs=[s.to_json() for s in handle.outputs],
-        inputs=[s.to_json() for s in lowered.inputs],
-        outputs=[s.to_json() for s in lowered.outputs],
-        io_names=_io_names(handle, lowered),
-        reference=ref,
-        tokenizer="tokenizer" if handle.tokenizer_dir is not None else None,
-        passes=st.passes,
-        calibration=({"method": config.calib_method, "samples": len(calibration), "source": calibration.source,
-                      "random": calibration.random} if calibration is not None else None),
-        config=config.manifest_view() | {"precision": st.precision, "target_options": jsonable_options(st.options)},
-        target_info=lowered.manifest,
-        dependencies=dependencies(handle, target),
-    ).to_json()
-
-
-def _io_names(handle: ModelHandle, lowered) -> dict[str, dict[str, str]]:
-    """Artifact I/O name -> model I/O name; every target keeps the model's order."""
-    out = {}
-    for kind, model_specs, art_specs in (("inputs", handle.inputs, lowered.inputs),
-                                         ("outputs", handle.outputs, lowered.outputs)):
-        if len(model_specs) == len(art_specs):
-            out[kind] = {a.name: m.name for a, m in zip(art_specs, model_specs)}
-    return out
 
 
 def package(state: BuildState) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -453,7 +351,7 @@ def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress):
     progress.message(f"loading calibration data from {config.calib}")
     data = load_calibration_data(config.calib, handle.inputs, max_samples=config.calib_samples,
                                  tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed)
-    method = "minmax" if config.calib_method == "auto" else config.calib_method  # auto: see quant_stage
+    method = "minmax" if config.int8.calib_method == "auto" else config.int8.calib_method  # auto: see quant_stage
     ranges = collect_ranges(handle.proto, data.samples, method, progress=progress)
     return data, ranges
 
@@ -480,40 +378,3 @@ def _eval_samples(config: BuildConfig, handle: ModelHandle, calibration) -> tupl
     if handle.example_inputs is not None:
         return [handle.example_inputs], "example-inputs", None
     return [synthetic_feeds(handle.inputs, seed=config.seed + i) for i in range(8)], "synthetic", None
-
-
-def _verify(target, tmp: Path, manifest: dict[str, Any], samples: list[dict], labels, progress: Progress,
-            recorder=None) -> dict[str, Any]:
-    from edgec.runtimes.harness import compare
-    from edgec.runtimes.registry import reference_runner
-
-    runner = target.verify_runner(tmp, manifest)
-    ref = reference_runner(tmp, manifest)
-    with runner, ref, progress.task("verifying", total=len(samples)) as t:
-        got, want = (recorder.wrap(runner, "artifact"), recorder.wrap(ref, "reference")) if recorder else (runner, ref)
-        acc = compare(got, want, samples, labels=labels, classification=is_classifier(manifest),
-                      on_sample=lambda _: t.advance())
-    acc["runner"] = runner.name
-    return acc
-
-
-CLASSIFICATION_TASKS = ("image-classification", "text-classification", "token-classification", "fill-mask",
-                        "text-generation")
-
-
-def is_classifier(manifest: dict[str, Any]) -> bool:
-    """Whether top-1 agreement means something for this model's first output."""
-    task = manifest.get("task")
-    if task is not None:
-        return task in CLASSIFICATION_TASKS
-    out = manifest["model_outputs"][0]
-    return len(out["shape"]) == 2
-
-
-def _clear_dir(folder: Path) -> None:
-    for p in folder.iterdir():
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-
-
-def _profiles(config: BuildConfig) -> dict[str, tuple]:
-    return {n: (s.min, s.opt, s.max) for n, s in config.input_shapes.items() if s.is_profile}

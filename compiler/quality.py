@@ -94,6 +94,22 @@ def _mse(outputs, reference, labels) -> float:
     return -float(np.mean([np.mean((g - w) ** 2) for g, w in (_first(o, r) for o, r in zip(outputs, reference))]))
 
 
+PERPLEXITY_METRIC = "perplexity"  # the gate metric of generation bundles (edgec.compiler.llm.quantize)
+
+
+def check_metric_name(spec: str) -> None:
+    """`ConfigError` unless ``spec`` is ``auto``, a built-in metric, perplexity or ``file.py:fn``.
+
+    Only the form is checked here; the file is imported when the gate runs.
+    """
+    if spec in ("auto", *BUILTIN_METRICS, PERPLEXITY_METRIC):
+        return
+    path, _, fn_name = str(spec).rpartition(":")
+    if not path.endswith(".py") or not fn_name:
+        raise ConfigError(f"--metric '{spec}': expected auto, {', '.join(BUILTIN_METRICS)}, {PERPLEXITY_METRIC} "
+                          "(generation bundles) or file.py:fn")
+
+
 def load_metric_fn(spec: str) -> Callable:
     """``path/to/file.py:fn`` -> the function."""
     path, _, fn_name = spec.rpartition(":")

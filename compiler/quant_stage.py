@@ -3,7 +3,7 @@
 `Int8Quantizer` holds what is needed to (re)quantize the float model, so the accuracy gate
 can ask for variants (nodes kept in float, another calibration method for some tensors)
 without repeating calibration. ``--calib-method auto`` chooses, tensor by tensor in graph
-order, the method (minmax, percentile, entropy, mse) whose range gives the smallest error
+order, the registered observer (minmax, percentile, entropy, mse ... plugins too) whose range gives the smallest error
 at the model's outputs (relative squared error against the float model on up to
 `AUTO_SAMPLES` calibration samples, in onnxruntime); the choice per tensor is recorded in the
 manifest.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgec.compiler.config import CALIB_METHODS
+from edgec.calibration.observers import registered_observers
 
 if TYPE_CHECKING:
     from edgec.calibration import CalibrationData, TensorRange
@@ -116,17 +116,17 @@ class Int8Quantizer:
 
         passes: list[dict[str, Any]] = []
         model = handle
-        base_method = "minmax" if config.calib_method == "auto" else config.calib_method
-        if config.smoothquant is not None:
+        base_method = "minmax" if config.int8.calib_method == "auto" else config.int8.calib_method
+        if config.int8.smoothquant is not None:
             from edgec.compiler.smoothquant import smooth
 
-            progress.message(f"SmoothQuant (alpha {config.smoothquant})")
-            model, info = smooth(handle, calibration.samples, config.smoothquant)
+            progress.message(f"SmoothQuant (alpha {config.int8.smoothquant})")
+            model, info = smooth(handle, calibration.samples, config.int8.smoothquant)
             passes.append({"name": "smoothquant", "config": info})
             if info["smoothed"]:
                 ranges = collect_ranges(model.proto, calibration.samples, base_method)
-        q = cls(model, handle, ranges, scheme, calibration, config.bias_correction, passes)
-        if config.calib_method == "auto":
+        q = cls(model, handle, ranges, scheme, calibration, config.int8.bias_correction, passes)
+        if config.int8.calib_method == "auto":
             progress.message("choosing a calibration method per tensor (auto)")
             info = q.choose_auto()
             passes.append({"name": "calibrate-auto", "config": info})
@@ -137,7 +137,8 @@ class Int8Quantizer:
         if self._alternatives is None:
             from edgec.calibration.collect import collect_ranges_multi
 
-            self._alternatives = collect_ranges_multi(self.model.proto, self.calibration.samples, CALIB_METHODS)
+            self._alternatives = collect_ranges_multi(self.model.proto, self.calibration.samples,
+                                                     registered_observers())
         return self._alternatives
 
     def channel_absmax(self) -> dict[str, np.ndarray]:
@@ -189,7 +190,7 @@ class Int8Quantizer:
         chosen: dict[str, str] = {}
         for t in quantized_tensors(quant.proto, self.ranges):
             current = self.ranges[t]
-            for m in CALIB_METHODS:
+            for m in registered_observers():
                 cand = alt[m].get(t)
                 if cand is None or _same(cand, current):
                     continue
@@ -201,7 +202,7 @@ class Int8Quantizer:
                     chosen[t] = m
                 self.ranges[t] = current
         self.bias_correction = bias_correction
-        counts = {m: 0 for m in CALIB_METHODS}
+        counts = {m: 0 for m in registered_observers()}
         for t in quantized_tensors(quant.proto, self.ranges):
             counts[chosen.get(t, "minmax")] += 1
         return {"samples": len(samples), "methods": counts, "chosen": dict(sorted(chosen.items())),
@@ -219,7 +220,7 @@ class Int8Quantizer:
         if "calib-method" in kinds:
             alt = self.alternatives()
             for t in quantized_tensors(quant.proto, self.ranges):
-                for m in CALIB_METHODS:
+                for m in registered_observers():
                     r = alt[m].get(t)
                     if r is not None and not _same(r, self.ranges[t]):
                         out.append(Fallback("calib-method", t, m))
@@ -230,8 +231,8 @@ def check_int8_passes(config: "BuildConfig", quantizer, target: str, precision: 
     """``--smoothquant`` / ``--bias-correction`` only mean something for edgec's int8 Q/DQ quantizer."""
     from edgec.errors import ConfigError
 
-    asked = [f for f, on in (("--smoothquant", config.smoothquant is not None),
-                             ("--bias-correction", config.bias_correction)) if on]
+    asked = [f for f, on in (("--smoothquant", config.int8.smoothquant is not None),
+                             ("--bias-correction", config.int8.bias_correction)) if on]
     if asked and getattr(quantizer, "kind", None) != "int8":
         raise ConfigError(f"{' and '.join(asked)} apply to int8 builds quantized by edgec (Q/DQ), not to target "
                           f"'{target}' at precision {precision}")

@@ -116,7 +116,7 @@ def verify(bundle: Path, data: str, *, threads: int | None = None, max_samples: 
     (`edgec.compiler.verify_bounds`), and ``failures`` says why not.
     """
     from edgec.calibration import load_calibration_data
-    from edgec.compiler.pipeline import is_classifier
+    from edgec.compiler.lowering import is_classifier
     from edgec.runtimes import io as rio
     from edgec.runtimes.harness import compare
     from edgec.runtimes.registry import reference_runner
@@ -221,6 +221,7 @@ def list_targets() -> list[dict[str, Any]]:
             "note": target.status_note() if reason is None else None,
             "default": name == DEFAULT_TARGET,
             "options": [o.flag for o in cls.options],
+            "calib_method": cls.quant_scheme.calib_method if cls.quant_scheme is not None else None,
         })
     return out
 

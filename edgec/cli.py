@@ -10,12 +10,12 @@ import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import click
 
 from edgec import __version__
-from edgec.compiler.config import CALIB_METHOD_CHOICES, INT4_GROUP_SIZES, INT4_METHODS, INT4_MODES
+from edgec.compiler.config import calib_method_choices, kv_cache_choices
 from edgec.errors import ConfigError
 from edgec.runtimes.registry import REFERENCE_RUNNER
 
@@ -68,6 +68,30 @@ def parse_input_shapes(values: tuple[str, ...]):
         else:
             raise ConfigError(f"--input-shape '{v}': give one shape or three (min:opt:max)")
     return out
+
+
+class RegistryChoice(click.Choice):
+    """A `click.Choice` whose choices are read from a registry when used, so a later registration counts."""
+
+    def __init__(self, names: Callable[[], Sequence[Any]]):
+        self._names = names
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(str(n) for n in self._names())
+
+    @choices.setter
+    def choices(self, _value) -> None:  # click.Choice.__init__ assigns; the registry stays the source
+        pass
+
+
+def _int4_choices(name: str) -> Callable[[], Sequence[Any]]:
+    def names():
+        from edgec.compiler import int4
+
+        return getattr(int4, name)
+    return names
 
 
 # -- shared options --------------------------------------------------------------------
@@ -163,11 +187,10 @@ def cli(debug: bool) -> None:
 @click.option("--calib", default=None, metavar="PATH|random",
               help="Calibration data: .npz (keys = input names, leading sample axis), a folder of .npy/.npz or "
                    "images, a .txt/.jsonl of texts, or 'random' (flagged in the report).")
-@click.option("--calib-method", type=click.Choice(CALIB_METHOD_CHOICES),
-              default=None,
-              help="How activation ranges are chosen from the calibration data; auto picks one per tensor by the "
-                   "output error it causes; mean-minmax averages each sample's extremes. Default: the target's "
-                   "(measured on real models; intel-cpu: mean-minmax, others: minmax).")
+@click.option("--calib-method", type=RegistryChoice(calib_method_choices), default=None,
+              help="How activation ranges are chosen from the calibration data (every registered observer); auto "
+                   "picks one per tensor by the output error it causes. Default: the target's, measured on real "
+                   "models (`edgec targets --json` lists it).")
 @click.option("--calib-samples", type=click.IntRange(min=1), default=128, show_default=True,
               help="Maximum calibration samples.")
 @click.option("--eval", "eval_data", default=None, metavar="PATH",
@@ -191,11 +214,11 @@ def cli(debug: bool) -> None:
                    "model, in points), cosine (100 x mean cosine), mse, or FILE.py:FN with "
                    "FN(outputs: list[dict[str, np.ndarray]], reference_outputs: list[dict[str, np.ndarray]], "
                    "labels: np.ndarray | None) -> float, higher is better; auto: top1 for classifiers, else cosine.")
-@click.option("--group-size", type=click.Choice([str(g) for g in INT4_GROUP_SIZES]), default="128", show_default=True,
+@click.option("--group-size", type=RegistryChoice(_int4_choices("GROUP_SIZES")), default="128", show_default=True,
               help="INT4: block size along the input dimension of MatMul/Gemm weights.")
-@click.option("--int4-mode", type=click.Choice(INT4_MODES), default="asym", show_default=True,
+@click.option("--int4-mode", type=RegistryChoice(_int4_choices("MODES")), default="asym", show_default=True,
               help="INT4: symmetric int4, or asymmetric uint4 with per-block zero points.")
-@click.option("--int4-method", type=click.Choice(INT4_METHODS), default="rtn", show_default=True,
+@click.option("--int4-method", type=RegistryChoice(_int4_choices("METHODS")), default="rtn", show_default=True,
               help="INT4: round-to-nearest, or data-aware GPTQ / AWQ-style scaling (both need --calib).")
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
@@ -211,7 +234,7 @@ def cli(debug: bool) -> None:
 @click.option("--finetune", default=None, metavar="FILE.py:FN", help=FINETUNE_HELP)
 @click.option("--lora", default=None, metavar="ADAPTER_DIR",
               help="Causal LMs: merge this PEFT LoRA adapter (safetensors) before export; the merge is checked.")
-@click.option("--kv-cache", type=click.Choice(["int8", "fp16", "fp32"]), default=None,
+@click.option("--kv-cache", type=RegistryChoice(kv_cache_choices), default=None,
               help="Causal LMs: KV-cache precision (default: the runtime's).")
 @with_target_options
 @json_option
@@ -226,7 +249,7 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
           accept_low_accuracy: bool = False, **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
-    from edgec.compiler.config import BuildConfig
+    from edgec.compiler.config import BuildConfig, GateOptions, Int4Options, Int8Options, LLMOptions, PruneOptions
 
     _, declared = _target_option_decorators()
     parsed_opts = {}
@@ -241,15 +264,15 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
         from edgec.calibration.sources import parse_preprocess
 
         pre = parse_preprocess(preprocess)
-    config = BuildConfig(model=model, output=output, target=target, precision=precision, calib=calib,
-                         calib_method=calib_method, calib_samples=calib_samples, eval_data=eval_data,
-                         input_shapes=parse_input_shapes(input_shapes), task=task, preprocess=pre,
-                         keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts,
-                         max_accuracy_drop=max_accuracy_drop, metric=metric, group_size=int(group_size),
-                         int4_mode=int4_mode, int4_method=int4_method, smoothquant=smoothquant,
-                         bias_correction=bias_correction, prune=prune, finetune=finetune, lora=lora,
-                         kv_cache=kv_cache, keep_source_quantization=keep_source_quantization,
-                         accept_low_accuracy=accept_low_accuracy)
+    config = BuildConfig(
+        model=model, output=output, target=target, precision=precision, calib=calib, calib_samples=calib_samples,
+        eval_data=eval_data, input_shapes=parse_input_shapes(input_shapes), task=task, preprocess=pre,
+        keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts,
+        int8=Int8Options(calib_method=calib_method, smoothquant=smoothquant, bias_correction=bias_correction,
+                         keep_source_quantization=keep_source_quantization),
+        int4=Int4Options(group_size=int(group_size), mode=int4_mode, method=int4_method),
+        gate=GateOptions(max_accuracy_drop=max_accuracy_drop, metric=metric, accept_low_accuracy=accept_low_accuracy),
+        prune=PruneOptions(spec=prune, finetune=finetune), llm=LLMOptions(lora=lora, kv_cache=kv_cache))
     result = api.build(config, _progress(as_json))
     summary = {"bundle": str(result.bundle), "manifest": result.manifest, "report": result.report}
     _emit(summary, as_json, _print_build)
@@ -420,9 +443,11 @@ def prune_cmd(model: str, spec: str, finetune: str | None, calib: str | None, ev
     from edgec import api
     from edgec.compiler.config import BuildConfig
 
+    from edgec.compiler.config import PruneOptions
+
     config = BuildConfig(model=model, output=output, calib=calib, eval_data=eval_data,
-                         input_shapes=parse_input_shapes(input_shapes), task=task, force=force, prune=spec,
-                         finetune=finetune)
+                         input_shapes=parse_input_shapes(input_shapes), task=task, force=force,
+                         prune=PruneOptions(spec=spec, finetune=finetune))
     _emit(api.prune(config, _progress(as_json)), as_json, _print_prune)
 
 

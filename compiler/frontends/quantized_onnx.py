@@ -223,7 +223,7 @@ def kept_source_model(kept: ModelHandle, config, target, precision: str, float_h
     if target.quant_scheme is None or precision not in target.calibrated_precisions:
         raise ConfigError(f"--keep-source-quantization: target '{target.name}' at {precision} does not lower Q/DQ "
                           "ONNX with given scales (it quantizes by itself or is not int8); drop the flag")
-    if config.prune is not None:
+    if config.prune:
         raise ConfigError("--keep-source-quantization cannot be combined with --prune (pruning changes the weights "
                           "the source's scales belong to)")
     out = fix_input_shapes(kept, config.input_shapes)

@@ -37,12 +37,12 @@ def build_llm(config, target, precision: str, options: dict[str, Any], tmp: Path
         able = [n for n in TARGETS.names() if hasattr(TARGETS.target_class(n), "lower_llm")]
         raise ConfigError(f"target '{target.name}' does not build generation (KV-cache) bundles; use "
                           f"{' or '.join(able)}, or pass --input-shape to export one stateless graph")
-    if config.kv_cache and config.kv_cache not in target.kv_cache_precisions:
-        raise ConfigError(f"--kv-cache {config.kv_cache} is not supported by target '{target.name}'")
-    if config.keep_float or config.prune or config.smoothquant is not None or config.bias_correction:
+    if config.llm.kv_cache and config.llm.kv_cache not in target.kv_cache_precisions:
+        raise ConfigError(f"--kv-cache {config.llm.kv_cache} is not supported by target '{target.name}'")
+    if config.keep_float or config.prune or config.int8.smoothquant is not None or config.int8.bias_correction:
         raise ConfigError("--keep-float/--prune/--smoothquant/--bias-correction do not apply to generation bundles")
     progress.message(f"loading {config.model}")
-    lm = load_causal_lm(Path(config.model), Path(config.lora) if config.lora else None, progress)
+    lm = load_causal_lm(Path(config.model), Path(config.llm.lora) if config.llm.lora else None, progress)
     tok = _tokenizer(lm.folder)
     text = _eval_text(config)
     eval_ids = tok.encode(text).ids[:EVAL_TOKENS] if text else []
@@ -62,7 +62,7 @@ def build_llm(config, target, precision: str, options: dict[str, Any], tmp: Path
     if summary:
         passes.append({"name": "quantize", "config": summary})
     progress.message(f"lowering for {target.name} ({precision}, generation)")
-    lowered = target.lower_llm(quant or handle, lm, precision, options, tmp, config.kv_cache)
+    lowered = target.lower_llm(quant or handle, lm, precision, options, tmp, config.llm.kv_cache)
     passes.extend(lowered.passes)
     for f in lm.files:  # tokenizer, chat template and generation config as the source has them
         shutil.copyfile(f, tmp / f.name)
@@ -158,6 +158,6 @@ def _manifest(config, target, precision, options, handle, lm, lowered, passes, t
         "lora": lm.lora, "reference": {"runner": REFERENCE_RUNNER, "path": "reference/model.onnx"},
         "tokenizer": ".", "passes": passes, "calibration": None,
         "config": config.manifest_view() | {"precision": precision, "target_options": _jsonable(options),
-                                            "kv_cache": config.kv_cache, "lora": config.lora},
+                                            "kv_cache": config.llm.kv_cache, "lora": config.llm.lora},
         "target_info": lowered.manifest, "dependencies": _dependencies(handle, target),
     }

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from edgec.compiler.quality import PERPLEXITY_METRIC
 from edgec.errors import ConfigError
 
 CALIB_CHUNK, CALIB_MAX = 64, 16  # calibration samples of 64 tokens for gptq/awq
@@ -43,27 +44,27 @@ def quantize_decoder(config, handle, precision: str, eval_ids: list[int], tok, l
     from edgec.compiler.int4 import Int4Quantizer
 
     if precision == "fp32":
-        if config.max_accuracy_drop is not None:
+        if config.gate.max_accuracy_drop is not None:
             raise ConfigError("--max-accuracy-drop needs a quantized precision (int4 or int8)")
         return None, None, None
-    method = config.int4_method if precision == "int4" else "rtn"
+    method = config.int4.method if precision == "int4" else "rtn"
     calibration = None
     if method != "rtn":
         if len(eval_ids) < CALIB_CHUNK:
             raise ConfigError(f"--int4-method {method} needs calibration text: pass --calib FILE.txt")
         calibration = calibration_samples(handle, eval_ids)
-    progress.message(f"{precision} weights ({method}, {config.int4_mode}, group {config.group_size})")
-    q = Int4Quantizer(handle, calibration, config.group_size, config.int4_mode, method)
+    progress.message(f"{precision} weights ({method}, {config.int4.mode}, group {config.int4.group_size})")
+    q = Int4Quantizer(handle, calibration, config.int4.group_size, config.int4.mode, method)
     if q.method == "awq":
         q._awq_model()
     all_int8 = tuple(q.weights) if precision == "int8" else ()
-    if config.max_accuracy_drop is None or precision == "int8":
-        if config.max_accuracy_drop is not None:
+    if config.gate.max_accuracy_drop is None or precision == "int8":
+        if config.gate.max_accuracy_drop is not None:
             raise ConfigError("--max-accuracy-drop on generation bundles moves int4 layers to int8: use --precision int4")
         quant, summary = q.quantize(int8_nodes=all_int8)
         return quant, _summary(summary, precision), None
-    if config.metric not in ("auto", "perplexity"):
-        raise ConfigError(f"--metric {config.metric}: generation bundles gate on perplexity (--metric perplexity)")
+    if config.gate.metric not in ("auto", PERPLEXITY_METRIC):
+        raise ConfigError(f"--metric {config.gate.metric}: generation bundles gate on perplexity (--metric perplexity)")
     return _gate(config, handle, q, eval_ids, progress)
 
 
@@ -102,9 +103,9 @@ def _gate(config, handle, q, eval_ids: list[int], progress):
         drop = (ppl - float_ppl) / float_ppl * 100.0
         tries.append({"int8_layers": len(moved), "perplexity": ppl, "drop_percent": drop})
         progress.message(f"gate: {len(moved)} layer(s) int8, perplexity {ppl:.3f} (float {float_ppl:.3f})")
-        if drop <= config.max_accuracy_drop or len(moved) == len(ranked):
+        if drop <= config.gate.max_accuracy_drop or len(moved) == len(ranked):
             break
         moved = tuple(ranked[:len(moved) + step])
-    gate = {"metric": "perplexity", "max_drop_percent": config.max_accuracy_drop, "float_perplexity": float_ppl,
-            "met": drop <= config.max_accuracy_drop, "attempts": tries, "int8_layers": sorted(moved)}
+    gate = {"metric": "perplexity", "max_drop_percent": config.gate.max_accuracy_drop, "float_perplexity": float_ppl,
+            "met": drop <= config.gate.max_accuracy_drop, "attempts": tries, "int8_layers": sorted(moved)}
     return quant, _summary(summary, "int4"), gate

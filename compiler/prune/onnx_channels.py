@@ -23,7 +23,7 @@ the normalized L2 norm of their filters), rounded to ``round`` when given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -92,6 +92,7 @@ def prune_channels_onnx(proto: Any, spec: PruneSpec, samples: list[dict[str, np.
     depthwise: list[tuple[int, Layout]] = []  # (node index, layout)
     rewrites: dict[str, np.ndarray] = {}
     consumers: list[tuple[int, Layout]] = []  # regular convs whose input channels may shrink
+    mask_points: list[tuple[int, Layout]] = []  # every node whose input 0 loses channels (convs, Gemm/MatMul)
 
     def new_space(channels: int) -> int:
         s = len(groups.parent)
@@ -125,6 +126,7 @@ def prune_channels_onnx(proto: Any, spec: PruneSpec, samples: list[dict[str, np.
             if lay is not None:
                 slices.append((ins[1], 1, lay, "consumer"))
                 consumers.append((node_index, lay))
+                mask_points.append((node_index, lay))
             s = new_space(w.shape[0])
             producers.setdefault(s, []).append((node.name or node.output[0], ins[1]))
             out = Layout([(s, w.shape[0])])
@@ -190,6 +192,7 @@ def prune_channels_onnx(proto: Any, spec: PruneSpec, samples: list[dict[str, np.
                 and _rank(shapes, ins[0]) == 2:
             trans_b = op == "Gemm" and int(attrs.get("transB", 0))
             slices.append((ins[1], 1 if trans_b else 0, layouts[ins[0]], "features"))
+            mask_points.append((node_index, layouts[ins[0]]))
             continue
         for x in tracked:
             pin(x)
@@ -197,8 +200,52 @@ def prune_channels_onnx(proto: Any, spec: PruneSpec, samples: list[dict[str, np.
         pin(out.name)
     out_layouts = {i: layouts[n.output[0]] for i, n in enumerate(g.node) if n.op_type == "Conv" and n.output[0] in layouts}
     activity = _activity(model, producers, samples) if spec.importance == "activation" and samples else None
-    return _apply(model, spec, groups, producers, slices, depthwise, inits, rewrites, consumers, out_layouts,
-                  activity)
+    free = _free_groups(model, groups, producers, inits, activity)
+    if not any(_kept_count(channels, spec) < channels for _, _, channels, _ in free):
+        raise ConfigError(f"--prune {spec.text}: no channel group of this ONNX graph can be pruned (every conv output "
+                          "reaches a graph output or an op that fixes its channel count)")
+    allocation: dict[str, Any] = {"method": "uniform"}
+    counts = {root: _kept_count(channels, spec) for root, _, channels, _ in free}
+    if spec.allocation == "sensitivity" and samples:
+        from edgec.compiler.prune.onnx_sensitivity import allocate
+
+        counts, allocation = allocate(model, spec, free, groups, slices, mask_points, inits, samples,
+                                      lambda channels, ratio: _kept_count(channels, replace(spec, ratio=ratio)))
+    keep = {}
+    for root, members, channels, order in free:
+        if counts[root] < channels:
+            kept = np.sort(order[:counts[root]])
+            keep.update({m: kept for m in members})
+    pruned, info = _apply(model, keep, groups, slices, depthwise, inits, rewrites, consumers, out_layouts)
+    info["groups_pruned"] = sum(counts[r] < c for r, _, c, _ in free)
+    info["channels_before"] = int(sum(c for r, _, c, _ in free if counts[r] < c))
+    info["channels_after"] = int(sum(counts[r] for r, _, c, _ in free if counts[r] < c))
+    info["allocation"] = allocation
+    return pruned, info
+
+
+def _free_groups(model, groups: _Group, producers, inits, activity) -> list[tuple[int, list[int], int, np.ndarray]]:
+    """``(root, member spaces, channels, channel order by importance)`` of every prunable group."""
+    roots: dict[int, list[int]] = {}
+    for s in groups.parent:
+        roots.setdefault(groups.find(s), []).append(s)
+    pinned_roots = {groups.find(s) for s in groups.pinned}
+    outputs = {n.name or n.output[0]: n.output[0] for n in model.graph.node}
+    free = []
+    for root, members in sorted(roots.items()):
+        channels = groups.size[members[0]]
+        if root in pinned_roots or any(groups.size[m] != channels for m in members):
+            continue
+        importance = np.zeros(channels)
+        for m in members:
+            for node, w in producers.get(m, []):
+                if activity is not None:
+                    norms = activity[outputs[node]].astype(np.float64)
+                else:
+                    norms = np.linalg.norm(inits[w].reshape(inits[w].shape[0], -1).astype(np.float64), axis=1)
+                importance += norms / max(norms.max(), 1e-12)
+        free.append((root, members, channels, np.argsort(-importance, kind="stable")))
+    return free
 
 
 def _activity(model, producers, samples) -> dict[str, np.ndarray]:
@@ -211,42 +258,12 @@ def _activity(model, producers, samples) -> dict[str, np.ndarray]:
     return {n: np.abs(v).mean(axis=tuple(i for i in range(v.ndim) if i != 1)) for n, v in zip(names, values)}
 
 
-def _apply(model, spec: PruneSpec, groups: _Group, producers, slices, depthwise, inits, rewrites, consumers,
-           out_layouts, activity=None):
+def _apply(model, keep: dict[int, np.ndarray], groups: _Group, slices, depthwise, inits, rewrites,
+           consumers, out_layouts) -> tuple[Any, dict[str, Any]]:
+    """A copy of ``model`` keeping the channels ``keep[space]`` of every pruned space."""
     import onnx
     from onnx import numpy_helper
 
-    roots: dict[int, list[int]] = {}
-    for s in groups.parent:
-        roots.setdefault(groups.find(s), []).append(s)
-    pinned_roots = {groups.find(s) for s in groups.pinned}
-    keep: dict[int, np.ndarray] = {}  # space -> kept channel indices
-    layers = before = after = 0
-    for root, members in sorted(roots.items()):
-        channels = groups.size[members[0]]
-        if root in pinned_roots or any(groups.size[m] != channels for m in members):
-            continue
-        importance = np.zeros(channels)
-        outputs = {n.name or n.output[0]: n.output[0] for n in model.graph.node}
-        for m in members:
-            for node, w in producers.get(m, []):
-                if activity is not None:
-                    norms = activity[outputs[node]].astype(np.float64)
-                else:
-                    norms = np.linalg.norm(inits[w].reshape(inits[w].shape[0], -1).astype(np.float64), axis=1)
-                importance += norms / max(norms.max(), 1e-12)
-        n_keep = _kept_count(channels, spec)
-        if n_keep >= channels:
-            continue
-        kept = np.sort(np.argsort(-importance, kind="stable")[:n_keep])
-        for m in members:
-            keep[m] = kept
-        layers += 1
-        before += channels
-        after += n_keep
-    if not keep:
-        raise ConfigError(f"--prune {spec.text}: no channel group of this ONNX graph can be pruned (every conv output "
-                          "reaches a graph output or an op that fixes its channel count)")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
@@ -273,8 +290,8 @@ def _apply(model, spec: PruneSpec, groups: _Group, producers, slices, depthwise,
     # output channels they kept (None: all).
     refit = [(i, _indices(out_layouts[i], keep) if i in out_layouts else None)
              for i, lay in consumers if _indices(lay, keep) is not None]
-    return out, {"groups_pruned": layers, "groups_pinned": len(pinned_roots),
-                 "channels_before": int(before), "channels_after": int(after), "refit_candidates": refit}
+    pinned_roots = {groups.find(s) for s in groups.pinned}
+    return out, {"groups_pinned": len(pinned_roots), "refit_candidates": refit}
 
 
 def _kept_count(channels: int, spec: PruneSpec) -> int:

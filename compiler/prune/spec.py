@@ -4,7 +4,7 @@ Grammar (one spec; options after commas)::
 
     magnitude:0.5[,scope=global|layer]        unstructured, smallest |w| of Conv/Linear weights
     2:4   (any N:M with N < M)                N:M sparsity along each weight's input-channel axis
-    channels:0.3[,importance=magnitude|activation][,round=8]
+    channels:0.3[,importance=magnitude|activation][,round=8][,ratios=sensitivity|uniform]
                                               remove conv output channels / linear neurons
     heads:0.25[,importance=magnitude|activation]
                                               remove attention heads (BERT-like transformers)
@@ -23,6 +23,7 @@ METHODS = ("magnitude", "nm", "channels", "heads")
 STRUCTURED = ("channels", "heads")
 IMPORTANCES = ("magnitude", "activation")
 SCOPES = ("global", "layer")
+ALLOCATIONS = ("sensitivity", "uniform")
 _NM = re.compile(r"^(\d+):(\d+)$")
 _EXAMPLES = "magnitude:0.5, magnitude:0.5,scope=layer, 2:4, channels:0.3, heads:0.25,importance=activation"
 
@@ -43,6 +44,9 @@ class PruneSpec:
         importance: How channels/heads are ranked: ``magnitude`` (weight norms) or
             ``activation`` (mean |activation| on the calibration data).
         round_to: Keep channel counts a multiple of this (channels only; None = exact ratio).
+        allocation: ``sensitivity`` (ONNX sources with calibration data: per-group ratios
+            chosen by measured output error, as many weights removed as the uniform ratio
+            removes) or ``uniform`` (every group cut by ``ratio``).
         text: The spec as the user wrote it (normalized).
     """
 
@@ -53,6 +57,7 @@ class PruneSpec:
     scope: str = "global"
     importance: str = "magnitude"
     round_to: int | None = None
+    allocation: str = "sensitivity"
     text: str = ""
 
     @property
@@ -71,6 +76,7 @@ class PruneSpec:
             d["importance"] = self.importance
         if self.method == "channels":
             d["round_to"] = self.round_to
+            d["ratios"] = self.allocation
         return d
 
 
@@ -109,7 +115,7 @@ def parse_prune_spec(text: str) -> PruneSpec:
         if method not in ("magnitude", "channels", "heads") or not colon:
             raise ConfigError(f"--prune '{text}' is not a pruning spec; use one of: {_EXAMPLES}")
         spec = PruneSpec(method, _ratio(value.strip(), method))
-        allowed = {"magnitude": ("scope",), "channels": ("importance", "round"), "heads": ("importance",)}[method]
+        allowed = {"magnitude": ("scope",), "channels": ("importance", "round", "ratios"), "heads": ("importance",)}[method]
     unknown = sorted(set(kv) - set(allowed))
     if unknown:
         ok = ", ".join(allowed) or "none"
@@ -122,6 +128,10 @@ def parse_prune_spec(text: str) -> PruneSpec:
         if kv["importance"] not in IMPORTANCES:
             raise ConfigError(f"--prune '{text}': importance must be magnitude or activation")
         spec = replace(spec, importance=kv["importance"])
+    if "ratios" in kv:
+        if kv["ratios"] not in ALLOCATIONS:
+            raise ConfigError(f"--prune '{text}': ratios must be sensitivity or uniform")
+        spec = replace(spec, allocation=kv["ratios"])
     if "round" in kv:
         if not kv["round"].isdigit() or int(kv["round"]) < 1:
             raise ConfigError(f"--prune '{text}': round must be a positive integer (e.g. round=8)")
@@ -159,8 +169,7 @@ def request_from_config(config: Any) -> PruneRequest | None:
         ConfigError: ``--finetune`` without ``--prune``, or a spec the model source cannot take
             (structured pruning and fine-tuning need a PyTorch or Hugging Face model).
     """
-    prune = getattr(config, "prune", None)
-    finetune = getattr(config, "finetune", None)
+    prune, finetune = config.prune.spec, config.prune.finetune
     if not prune:
         if finetune:
             raise ConfigError("--finetune needs --prune: it recovers accuracy after pruning")

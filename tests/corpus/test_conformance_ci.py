@@ -60,3 +60,26 @@ def test_fast_subset_conforms(tmp_path):
     bad = [f"{c['model']} {c['target']} {c['precision']}: {c.get('error')}" for c in cells if c["status"] != "pass"]
     assert not bad, "\n".join(bad)
     assert "| intel-cpu |" in docs.read_text()
+
+
+def test_cell_time_limit_and_resume(tmp_path):
+    """A cell over --cell-timeout fails with one line (its process group killed); --resume skips
+    cells measured with the current code version and reruns a worker that died."""
+    import conformance
+
+    out, docs = tmp_path / "c.json", tmp_path / "c.md"
+    common = ["--models", "digits-cnn", "--targets", "onnxruntime", "--precisions", "fp32", "--iters", "0",
+              "--out", str(out), "--docs", str(docs)]
+    assert conformance.main([*common, "--cell-timeout", "1"]) == 0
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert cell["status"] == "fail" and cell["error"].startswith("timed out after 1 s")
+    assert cell["code_version"] == conformance.code_version("onnxruntime")
+    mtime = out.stat().st_mtime_ns
+    assert conformance.main([*common, "--resume"]) == 0  # same version: nothing runs, nothing is written
+    assert out.stat().st_mtime_ns == mtime
+    doc = json.loads(out.read_text())
+    doc["cells"][0]["error"] = "worker died (rc 1): ModuleNotFoundError: No module named 'x'"
+    out.write_text(json.dumps(doc))
+    assert conformance.main([*common, "--resume", "--cell-timeout", "600"]) == 0
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert cell["status"] == "pass", cell

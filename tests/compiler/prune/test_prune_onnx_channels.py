@@ -135,7 +135,7 @@ def test_onnx_source_channels_build_is_smaller_and_reports_accuracy(cli, tiny_cn
     """`--prune channels:0.3` on a plain .onnx (conv -> pool -> Flatten -> Gemm) through the int8 intel-cpu build."""
     args = ["build", tiny_cnn_onnx, "--target", "intel-cpu", "--precision", "int8", "--calib", tiny_calib, "--json"]
     base = cli(*args, "-o", tmp_path / "base")
-    res = cli(*args, "--prune", "channels:0.3", "-o", tmp_path / "pruned")
+    res = cli(*args, "--prune", "channels:0.3,ratios=uniform", "-o", tmp_path / "pruned")
     assert base.code == 0 and res.code == 0, res.err
     p = res.json()["report"]["pruning"]
     assert p["applied_to"] == "onnx" and p["parameters"]["after"] < 0.75 * p["parameters"]["before"]
@@ -145,3 +145,30 @@ def test_onnx_source_channels_build_is_smaller_and_reports_accuracy(cli, tiny_cn
     ref = onnx.load(tmp_path / "pruned" / "reference" / "model.onnx")
     shapes = sorted(tuple(t.dims) for t in ref.graph.initializer if len(t.dims) == 4)
     assert shapes == [(6, 1, 3, 3), (11, 6, 3, 3)]
+
+
+def _rel_error(a, b, samples):
+    return float(np.mean([np.sum((_run(a, s["x"]) - _run(b, s["x"])) ** 2) / np.sum(_run(b, s["x"]) ** 2)
+                          for s in samples]))
+
+
+def test_sensitivity_ratios_spend_the_uniform_budget_where_it_hurts_least():
+    """Trials run on a masked graph: its measured error is the pruned graph's own; the per-group
+    ratios remove at least the uniform ratio's weights with less output error than uniform."""
+    m = _graph()
+    rng = np.random.default_rng(1)
+    calib = [{"x": rng.random((1, 3, 8, 8), np.float32)} for _ in range(8)]
+    held_out = [{"x": rng.random((1, 3, 8, 8), np.float32)} for _ in range(8)]
+    uniform, u_info = prune_channels_onnx(m, parse_prune_spec("channels:0.5,ratios=uniform"), calib)
+    tuned, t_info = prune_channels_onnx(m, parse_prune_spec("channels:0.5"), calib)
+    alloc = t_info["allocation"]
+    assert u_info["allocation"] == {"method": "uniform"} and alloc["method"] == "sensitivity"
+    onnx.checker.check_model(tuned)
+    np.testing.assert_allclose(alloc["output_rel_error_before_refit"], _rel_error(tuned, m, calib), rtol=1e-3)
+    assert alloc["weights_removed"] >= alloc["weights_budget"] > 0
+
+    def size(model):
+        return sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+
+    assert size(tuned) <= size(uniform) * 1.05
+    assert _rel_error(tuned, m, held_out) < _rel_error(uniform, m, held_out)

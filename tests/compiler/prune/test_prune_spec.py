@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgec.compiler.config import BuildConfig
+from edgec.compiler.config import BuildConfig, PruneOptions
 from edgec.compiler.prune import parse_prune_spec, request_from_config
 from edgec.errors import ConfigError
 
@@ -19,6 +19,7 @@ from edgec.errors import ConfigError
     ("channels:0.3", "channels", 0.3, {"importance": "magnitude", "round_to": None}),
     ("CHANNELS:0.3, importance=Activation, round=8", "channels", 0.3, {"importance": "activation", "round_to": 8}),
     ("heads:0.25,importance=activation", "heads", 0.25, {"importance": "activation"}),
+    ("channels:0.3,ratios=uniform", "channels", 0.3, {"allocation": "uniform"}),
 ])
 def test_parse(text, method, ratio, extra):
     s = parse_prune_spec(text)
@@ -41,6 +42,7 @@ def test_parse(text, method, ratio, extra):
     ("magnitude:0.5,scope=row", "scope must be global or layer"),
     ("channels:0.3,importance=taylor", "importance must be magnitude or activation"),
     ("channels:0.3,round=x", "round must be a positive integer"),
+    ("channels:0.3,ratios=even", "ratios must be sensitivity or uniform"),
     ("heads:0.3,scope=layer", "unknown option(s) scope"),
     ("2:4,importance=activation", "unknown option(s) importance"),
     ("magnitude:0.5,scope", "key=value"),
@@ -53,8 +55,8 @@ def test_parse_errors_are_one_line(text, needle):
 
 def test_request_checks_the_source(tiny_cnn_onnx, tiny_cnn_factory, tmp_path):
     def req(model, prune=None, finetune=None):
-        return request_from_config(BuildConfig(model=str(model), output=Path(tmp_path / "o"), prune=prune,
-                                               finetune=finetune))
+        return request_from_config(BuildConfig(model=str(model), output=Path(tmp_path / "o"),
+                                               prune=PruneOptions(prune, finetune)))
 
     assert req(tiny_cnn_onnx) is None
     assert req(tiny_cnn_onnx, "2:4").spec.method == "nm"  # ONNX sources take magnitude and N:M
