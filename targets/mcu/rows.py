@@ -26,7 +26,7 @@ from edgec.targets.mcu.qgraph import QGraph, QOp
 ROW_KERNELS = {"conv": "edgec_conv_s8", "dwconv": "edgec_dwconv_s8",
                "maxpool": "edgec_maxpool_s8", "avgpool": "edgec_avgpool_s8"}
 # The kernel files that driver needs on top of the op's own.
-ROW_FILES = {"conv": ("rows.c", "rows_conv.c"), "dwconv": ("rows.c", "rows_conv.c"),
+ROW_FILES = {"conv": ("rows.c", "rows_conv.c"), "dwconv": ("rows.c", "rows_dwconv.c"),
              "maxpool": ("rows.c", "rows_pool.c"), "avgpool": ("rows.c", "rows_pool.c")}
 
 

@@ -2,17 +2,7 @@
 #ifndef EDGEC_RESBLOCK_H
 #define EDGEC_RESBLOCK_H
 
-#include "edgec_kernels.h"
-
-/* One Conv's (or, with depthwise, DepthwiseConv's) kernel arguments besides its input and
- * output; a depthwise conv's scratch is its pad row. */
-typedef struct {
-    const edgec_conv_params *p;
-    const int8_t *w;
-    const int32_t *bias, *mult, *shift;
-    int8_t *scratch;
-    int32_t scratch_bytes, depthwise;
-} edgec_conv_w;
+#include "edgec_rows.h"
 
 /* out = add(c2(c1(x)), sc ? sc(x) : x) (operands in the Add's order: skip_first puts the
  * skip path first), or out = c2(c1(x)) without add, one output row at a time; out may be

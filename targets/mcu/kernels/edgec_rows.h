@@ -10,6 +10,23 @@ typedef struct {
     int32_t in_row, out_row;
 } edgec_rows;
 
+/* edgec_conv_s8's signature; the generated model adapts edgec_dwconv_s8 to it (a pointer,
+ * so that a model without depthwise convs does not link that kernel). */
+typedef void (*edgec_conv_fn)(const edgec_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+                              const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *scratch,
+                              int32_t scratch_bytes);
+
+/* One Conv's (or DepthwiseConv's) kernel and its arguments besides its input and output;
+ * a depthwise conv's scratch is its pad row. */
+typedef struct {
+    edgec_conv_fn run;
+    const edgec_conv_params *p;
+    const int8_t *w;
+    const int32_t *bias, *mult, *shift;
+    int8_t *scratch;
+    int32_t scratch_bytes;
+} edgec_conv_w;
+
 /* `out_h` output rows: the op's kernel on `in_h` input rows from `in`, the first output
  * row's window starting `pad_h` rows above them. */
 typedef void (*edgec_row_fn)(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int32_t out_h,

@@ -15,11 +15,7 @@ static void conv_row(const edgec_conv_w *c, const int8_t *in, int32_t first, int
     const int32_t ext = (p.k_h - 1) * p.dil_h + 1, top = row * p.stride_h - p.pad_h;
     const int32_t a = top < 0 ? 0 : top, b = top + ext < in_h ? top + ext : in_h;
     p.in_h = (int16_t)(b - a), p.pad_h = (int16_t)(a - top), p.out_h = 1;
-    if (c->depthwise)
-        edgec_dwconv_s8(&p, in + (a - first) * in_row, c->w, c->bias, c->mult, c->shift, out, c->scratch);
-    else
-        edgec_conv_s8(&p, in + (a - first) * in_row, c->w, c->bias, c->mult, c->shift, out, c->scratch,
-                      c->scratch_bytes);
+    c->run(&p, in + (a - first) * in_row, c->w, c->bias, c->mult, c->shift, out, c->scratch, c->scratch_bytes);
 }
 
 void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edgec_conv_w *sc,

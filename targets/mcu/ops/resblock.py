@@ -45,10 +45,22 @@ def _conv_struct(sub: QOp, ctx) -> str:
     args = _split_args(call)
     p, _, w, b, m, s, _, scratch = args[:8]
     need = args[8] if sub.kind == "conv" else "0"
+    run = "edgec_conv_s8"
+    if sub.kind == "dwconv":
+        run = "edgec_dwconv_any"
+        if _DW_ADAPTER not in ctx.params:
+            ctx.params.insert(0, _DW_ADAPTER)
     sym = ctx._unique("cw_" + sub.name.split("/")[-1][-32:])
-    ctx.params.append(f"static const edgec_conv_w {sym} = {{{p}, {w}, {b}, {m}, {s}, {scratch}, {need}, "
-                      f"{int(sub.kind == 'dwconv')}}};")
+    ctx.params.append(f"static const edgec_conv_w {sym} = {{{run}, {p}, {w}, {b}, {m}, {s}, {scratch}, {need}}};")
     return sym
+
+
+# edgec_dwconv_s8 behind edgec_conv_fn (edgec_resblock.h), in the models that use it.
+_DW_ADAPTER = """static void edgec_dwconv_any(const edgec_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
+                             const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *pad, int32_t unused) {
+    (void)unused;
+    edgec_dwconv_s8(p, in, w, bias, mult, shift, out, pad);
+}"""
 
 
 def emit_resblock(op, ctx) -> list[str]:
@@ -155,5 +167,5 @@ def fuse_expanding_pairs(g: QGraph) -> QGraph:
 
 RECORDS = (
     OpRecord("ResidualBlock", kinds=("resblock", "convpair"), emit=emit_resblock,
-             kernels=("conv.c", "elementwise.c", "resblock.c"), headers=("edgec_resblock.h",)),
+             kernels=("conv.c", "elementwise.c", "resblock.c"), headers=("edgec_rows.h", "edgec_resblock.h")),
 )
