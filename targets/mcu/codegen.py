@@ -194,9 +194,8 @@ def _row_driven(op: QOp, lines: list[str], ctx: EmitContext) -> list[str]:
     calls = [i for i, line in enumerate(lines) if line.startswith(fn + "(")]
     if len(calls) != 1:
         raise RuntimeError(f"mcu: the row-in-place {op.kind} expects one {fn} call, got {lines}")
-    sym = ctx.param_struct("edgec_rows", ctx.plan.rows[op.outputs[0]].c_fields(), op)
     i = calls[0]
-    call = f"{fn}_rows(&{sym}, {ctx.ring(op)}, " + lines[i][len(fn) + 1:]
+    call = f"{fn}_rows({ctx.plan.rows[op.outputs[0]].mode}, {ctx.ring(op)}, " + lines[i][len(fn) + 1:]
     return lines[:i] + [call] + lines[i + 1:]
 
 

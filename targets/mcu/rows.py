@@ -32,7 +32,7 @@ ROW_FILES = {"conv": ("rows.c", "rows_conv.c"), "dwconv": ("rows.c", "rows_dwcon
 
 @dataclass(frozen=True)
 class RowSchedule:
-    """How `edgec_rows.c` runs one op in place (the fields of its ``edgec_rows`` struct)."""
+    """How ``rows.c`` runs one op in place."""
 
     in_h: int
     out_h: int
@@ -49,10 +49,10 @@ class RowSchedule:
     def ring_bytes(self) -> int:
         return (self.lag + 1) * self.group * self.out_row
 
-    def c_fields(self) -> dict[str, int]:
-        return {"in_h": self.in_h, "out_h": self.out_h, "stride": self.stride, "pad": self.pad,
-                "extent": self.extent, "reverse": int(self.reverse), "lag": self.lag, "group": self.group,
-                "in_row": self.in_row, "out_row": self.out_row}
+    @property
+    def mode(self) -> int:
+        """The schedule as edgec_rows.h's mode constant (the geometry comes from the params)."""
+        return int(self.reverse) | self.lag << 1 | self.group << 16
 
 
 def _geometry(g: QGraph, op: QOp) -> tuple[int, int, int, int] | None:

@@ -17,18 +17,23 @@ static void pool_row(const void *op, const int8_t *in, int32_t in_h, int32_t pad
         edgec_avgpool_s8(&p, in, out);
 }
 
-void edgec_maxpool_s8_rows(const edgec_rows *r, int8_t *ring, const edgec_pool_params *p, const int8_t *in,
-                           int8_t *out) {
+static void pool_rows(int32_t mode, int8_t *ring, const edgec_pool_params *p, int8_t *out, int is_max) {
     pool_op o;
-    (void)in;
-    o.p = p, o.is_max = 1;
-    edgec_run_rows(r, &o, pool_row, out, ring);
+    edgec_rows r;
+    r.in_h = p->in_h, r.out_h = p->out_h, r.stride = p->stride_h, r.pad = p->pad_h, r.extent = p->k_h;
+    r.in_row = p->in_w * p->c, r.out_row = p->out_w * p->c;
+    o.p = p, o.is_max = is_max;
+    edgec_run_rows(&r, mode, &o, pool_row, out, ring);
 }
 
-void edgec_avgpool_s8_rows(const edgec_rows *r, int8_t *ring, const edgec_pool_params *p, const int8_t *in,
+void edgec_maxpool_s8_rows(int32_t mode, int8_t *ring, const edgec_pool_params *p, const int8_t *in,
                            int8_t *out) {
-    pool_op o;
     (void)in;
-    o.p = p, o.is_max = 0;
-    edgec_run_rows(r, &o, pool_row, out, ring);
+    pool_rows(mode, ring, p, out, 1);
+}
+
+void edgec_avgpool_s8_rows(int32_t mode, int8_t *ring, const edgec_pool_params *p, const int8_t *in,
+                           int8_t *out) {
+    (void)in;
+    pool_rows(mode, ring, p, out, 0);
 }
