@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import print_table, write_json  # noqa: E402
-from tests.security._util import conv_onnx as _conv_onnx  # noqa: E402 - the same models as the tests
+from tests.cli_subprocess import conv_onnx as _conv_onnx  # noqa: E402 - the same models as the tests
 
 CLASSES = ("clean", "internal", "traceback", "wrong-success", "code-executed")
 EDGEC = [sys.executable, "-m", "edgec"]

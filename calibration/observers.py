@@ -220,23 +220,23 @@ class EntropyObserver(HistogramObserver):
     Args:
         num_bins: Histogram bins (2048, as TensorRT and onnxruntime are usually run).
         num_quantized_bins: Levels of the quantized candidate distribution (128).
-        variant: ``onnxruntime``: onnxruntime's search on a signed histogram, same
-            thresholds as its ``EntropyCalibrater`` on the same histogram; ``tensorrt``:
+        variant: ``signed``: onnxruntime's search on a signed histogram, same
+            thresholds as its ``EntropyCalibrater`` on the same histogram; ``magnitude``:
             TensorRT's / pytorch-quantization's search on a histogram of magnitudes. See
             `edgec.calibration.entropy` for why both exist and how they differ.
     """
 
     name = "entropy"
-    variants = ("onnxruntime", "tensorrt")
+    variants = ("signed", "magnitude")  # named by the histogram each search runs on
 
-    def __init__(self, num_bins: int = 2048, num_quantized_bins: int = 128, *, variant: str = "onnxruntime"):
+    def __init__(self, num_bins: int = 2048, num_quantized_bins: int = 128, *, variant: str = "signed"):
         if variant not in self.variants:
             raise ConfigError(f"unknown entropy variant '{variant}'; expected one of: {', '.join(self.variants)}")
         if not (2 <= num_quantized_bins <= num_bins and num_quantized_bins % 2 == 0):
             raise ConfigError(
                 f"num_quantized_bins must be even and in [2, num_bins={num_bins}], got {num_quantized_bins}"
             )
-        super().__init__(num_bins, absolute=variant == "tensorrt")
+        super().__init__(num_bins, absolute=variant == "magnitude")
         self.variant = variant
         self.num_quantized_bins = int(num_quantized_bins)
         self.kl: np.ndarray | None = None
@@ -246,7 +246,7 @@ class EntropyObserver(HistogramObserver):
         if h.limit == 0.0:
             return 0.0, 0.0
         edges = h.edges
-        if self.variant == "tensorrt":
+        if self.variant == "magnitude":
             i, self.kl = entropy_threshold_tensorrt(h.counts, self.num_quantized_bins)
             t = float(edges[i])
             return clip_to_seen(-t, t, h)

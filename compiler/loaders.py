@@ -20,15 +20,17 @@ DEFAULT_SEQ_LEN = 128
 
 def source_kind(model: str) -> str:
     """``onnx``, ``tflite``, ``pt2``, ``keras``, ``savedmodel``, ``hf`` or ``torch`` for a MODEL argument."""
+    from edgec.compiler.frontends.keras import KERAS_SUFFIXES, is_savedmodel
+
     p = Path(model)
     if p.is_dir():
-        return "savedmodel" if (p / "saved_model.pb").is_file() else "hf"
+        return "savedmodel" if is_savedmodel(p) else "hf"
     if ":" in model and model.rsplit(":", 1)[0].endswith(".py"):
         return "torch"
     suffix = p.suffix.lower()
     if suffix in (".onnx", ".tflite", ".pt2"):
         return suffix[1:]
-    if suffix in (".h5", ".hdf5", ".keras"):
+    if suffix in KERAS_SUFFIXES:
         return "keras"
     if not p.exists():
         raise ModelLoadError(f"model '{model}' does not exist")

@@ -40,6 +40,8 @@ class Runner(ABC):
     devices: ClassVar[tuple[str, ...]] = ("host",)
     # Whether `intermediate_tensors` can read tensors inside the artifact (``debug layers --runtime target``).
     exposes_intermediate_tensors: ClassVar[bool] = False
+    # ``module:Class`` of its `edgec.runtimes.generation.DecoderSession`, when it runs generation bundles.
+    decoder_session: ClassVar[str | None] = None
 
     def __init__(self, bundle_dir: Path, manifest: dict[str, Any], *, model_path: str | None = None,
                  threads: int | None = None, device: str = "host", io: str = "artifact"):

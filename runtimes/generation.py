@@ -8,7 +8,7 @@ cache tensors) and ``generation`` (tokenizer files, end-of-sequence ids, chat te
 - ``prefill(ids)`` appends a prompt's tokens and returns their logits ``[len(ids), vocab]``;
 - ``decode(token)`` appends one token and returns its next-token logits ``[vocab]``.
 
-Each runner that runs generation bundles has a session class here in `SESSIONS`.
+Each runner that runs generation bundles names its session class (`Runner.decoder_session`).
 """
 
 from __future__ import annotations
@@ -24,12 +24,6 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import BundleError
-
-SESSIONS = {
-    "onnxruntime": "edgec.runtimes.decoder_onnxruntime:OrtDecoderSession",
-    "openvino": "edgec.runtimes.decoder_openvino:OvDecoderSession",
-}
-
 
 class DecoderSession:
     """Base of the stateful sessions. Subclasses implement `_load` and `_step`."""
@@ -123,8 +117,11 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
 
 def open_session(bundle: Path, threads: int | None = None) -> DecoderSession:
     """The decoder session of the bundle's runner."""
+    from edgec.runtimes.registry import RUNNERS
+
     manifest = read_manifest(bundle)
-    path = SESSIONS.get(manifest["runner"])
+    runner = manifest["runner"]
+    path = RUNNERS.load(runner).decoder_session if runner in RUNNERS else None
     if path is None:
         raise BundleError(f"{bundle}: runner '{manifest['runner']}' has no generation session")
     module, _, cls = path.partition(":")

@@ -19,10 +19,11 @@ import numpy as np
 
 from edgec.errors import BundleError
 from edgec.runtimes.base import Runner
+from edgec.targets.mcu import MCUTarget
 
 
 class MCURunner(Runner):
-    name = "mcu"
+    name = MCUTarget.runner  # the mcu target names the runner of its bundles
     runtime = "edgec-c"
     devices = ("host", "qemu")
     #: QEMU runs only: per-layer instruction counts (``info()["extra"]["profile"]``) and the

@@ -6,13 +6,14 @@ import numpy as np
 
 from edgec.runtimes.base import Runner
 from edgec.runtimes.onnx_graph import make_session
+from edgec.runtimes.registry import REFERENCE_RUNNER
 
 
 class ONNXRuntimeRunner(Runner):
     """Runs an ONNX file of the bundle on onnxruntime's CPU execution provider."""
 
-    name = "onnxruntime"
-    runtime = "onnxruntime"
+    name = runtime = REFERENCE_RUNNER  # the registry's reference runner is this one
+    decoder_session = "edgec.runtimes.decoder_onnxruntime:OrtDecoderSession"
     exposes_intermediate_tensors = True
 
     def _load_impl(self) -> None:

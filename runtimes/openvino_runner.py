@@ -13,6 +13,7 @@ class OpenVINORunner(Runner):
 
     name = "openvino"
     runtime = "openvino"
+    decoder_session = "edgec.runtimes.decoder_openvino:OvDecoderSession"
     exposes_intermediate_tensors = True
 
     def _load_impl(self) -> None:

@@ -3,6 +3,7 @@ kernels it uses, CMakeLists.txt, Makefile and README.md."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,7 +307,10 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model",
     (out_dir / "edgec_weights.c").write_text("\n".join(w_c))
 
     kernel_files = sorted(kernel_files)
-    for f in ["edgec_kernels.h", "edgec_fixedpoint.h", *sorted(kernel_headers), *kernel_files]:
+    # Headers the kernel sources include themselves (internals such as edgec_conv_internal.h).
+    private = {h for f in kernel_files for h in re.findall(r'#include "([^"]+)"', (KERNEL_DIR / f).read_text())}
+    base = ["edgec_kernels.h", "edgec_fixedpoint.h"]
+    for f in [*base, *sorted((kernel_headers | private) - set(base)), *kernel_files]:
         shutil.copyfile(KERNEL_DIR / f, out_dir / f)
     sources = ["edgec_model.c", "edgec_weights.c", *kernel_files]
     _write_build_files(out_dir, sources, ins, outs, plan.arena_bytes)

@@ -12,6 +12,8 @@ from edgec.compiler.model import ModelHandle, TensorSpec
 from edgec.runtimes.standalone import install_harness
 from edgec.targets.base import Artifact, LowerResult, LowerSpec
 
+HARNESS = Path(__file__).resolve().parent / "harness" / "bench_ort.py"  # copied into every bundle
+
 
 def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResult:
     """``model.onnx`` (float, Q/DQ, or int4 with MatMulNBits)."""
@@ -28,7 +30,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResult:
     specs = [TensorSpec(s.name, s.shape, s.dtype, None, None, s.layout) for s in model.inputs]
     outs = [TensorSpec(s.name, s.shape, s.dtype, None, None, s.layout) for s in model.outputs]
     report["nodes"] = len(proto.graph.node)
-    harness = [Artifact(n, "python", "harness") for n in install_harness(out_dir, "bench_ort.py")]
+    harness = [Artifact(n, "python", "harness") for n in install_harness(out_dir, HARNESS)]
     return LowerResult(artifacts=[Artifact("model.onnx", kind, "model"), *harness], inputs=specs, outputs=outs,
                        manifest={"onnxruntime_version": version_of("onnxruntime"), "provider": "CPUExecutionProvider"},
                        report=report, passes=passes)

@@ -12,6 +12,8 @@ from edgec.errors import EdgecError
 from edgec.runtimes.standalone import install_harness
 from edgec.targets.base import Artifact, LowerResult, LowerSpec, SupportReport
 
+HARNESS = Path(__file__).resolve().parent / "harness" / "bench_openvino.py"  # copied into every bundle
+
 
 def _ov():
     return require("openvino", "openvino")
@@ -61,7 +63,7 @@ def lower_to_ir(model: ModelHandle, spec: LowerSpec, out_dir: Path) -> LowerResu
     _strip_nondeterministic(xml)
     inputs = [_spec(s) for s in model.inputs]
     outputs = [_spec(s) for s in model.outputs]
-    harness = [Artifact(n, "python", "harness") for n in install_harness(out_dir, "bench_openvino.py")]
+    harness = [Artifact(n, "python", "harness") for n in install_harness(out_dir, HARNESS)]
     return LowerResult(
         artifacts=[Artifact("model.xml", "openvino-ir", "model"), Artifact("model.bin", "openvino-weights", "weights"),
                    *harness],

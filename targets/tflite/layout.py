@@ -51,13 +51,6 @@ def input_adapter(name: str, onnx_shape: tuple, keras_shape: tuple) -> InputAdap
     raise ValueError(f"onnx2tf changed input '{name}' from {list(onnx_shape)} to {list(keras_shape)}")
 
 
-def to_keras(a: np.ndarray, adapter: InputAdapter) -> np.ndarray:
-    """A model-convention (NCHW) array as the Keras model's input (numpy, same math as the wrapper)."""
-    if adapter.layout == "NHWC" or adapter.perm is not None:
-        a = a.transpose(0, *range(2, a.ndim), 1)
-    return a.reshape(adapter.keras_shape)
-
-
 @dataclass(frozen=True)
 class OutputFix:
     """From a Keras output to the artifact's output."""

@@ -18,12 +18,6 @@ from edgec.targets.base import LowerSpec, SupportReport
 if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
 
-# Ops onnx2tf maps but TFLite has no builtin for; they become pseudo ops or fail later.
-_HINTS = {
-    "Erf": "it is replaced by a polynomial (GELU patterns become TFLite GELU)",
-}
-
-
 @lru_cache(maxsize=1)
 def onnx2tf_ops() -> frozenset[str]:
     """ONNX op types onnx2tf has a converter for (empty when onnx2tf is missing)."""

@@ -1,4 +1,4 @@
-/* Conv2D, DepthwiseConv2D and FullyConnected, int8 NHWC, per-channel requantization.
+/* Conv2D and FullyConnected, int8 NHWC, per-channel requantization (DepthwiseConv2D: dwconv.c).
  *
  * One source, three instruction sets. The inner loops follow the compiler's ACLE feature
  * macros, which `edgec build --cpu` sets through its flags:
@@ -12,91 +12,8 @@
  * The bias every kernel receives is bias + input_offset * sum(weights of the channel),
  * folded at build time, so the hot loops multiply raw int8 values. Regular convolutions
  * copy each receptive field into a column (im2col) whose padded taps hold the input zero
- * point, which then adds exactly nothing; depthwise skips padded taps and subtracts their
- * share of the folded bias, outside the channel loop's hot part. */
-#include <string.h>
-
-#include "edgec_kernels.h"
-#include "edgec_fixedpoint.h"
-
-#if defined(__ARM_FEATURE_MVE)
-#define EDGEC_MVE 1
-#elif defined(__ARM_FEATURE_DSP)
-#include <arm_acle.h>
-#define EDGEC_DSP 1
-#if defined(__OPTIMIZE__) || !defined(__ARM_FP)
-/* The int16-column conv loop (assembly, 13 registers); GCC finds no 13 at -O0 with an FPU. */
-#define EDGEC_DSP_COLS16 1
-#endif
-#endif
-
-/* Requantization of one layer's outputs. */
-typedef struct {
-    const int32_t *bias, *mult, *shift;
-    int32_t per_channel, single_round, out_offset, act_min, act_max;
-} edgec_rq;
-
-static inline int8_t rq_one(const edgec_rq *q, int32_t acc, int32_t c) {
-    const int32_t i = c & -q->per_channel; /* c, or 0 for one per-tensor multiplier */
-    /* LiteRT's FullyConnected rounds once, its Conv/DepthwiseConv twice. The callers pass
-     * constant edgec_rq fields where they can, so this folds to one path. */
-    acc = q->single_round ? edgec_mbqm_single(acc, q->mult[i], q->shift[i]) : edgec_mbqm(acc, q->mult[i], q->shift[i]);
-    return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
-}
-
-#if !defined(EDGEC_MVE)
-static int32_t dot_s8(const int8_t *a, const int8_t *b, int32_t k, int32_t acc) {
-    int32_t i;
-    for (i = 0; i < k; ++i) acc += (int32_t)a[i] * (int32_t)b[i];
-    return acc;
-}
-#endif
-
-#if defined(EDGEC_DSP)
-static inline uint32_t ld32(const int8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4); /* one LDR: ARMv7E-M/ARMv8-M main allow unaligned word loads */
-    return v;
-}
-/* Bytes 0 and 2 / 1 and 3 sign-extended into two int16 halves. Both operands of every
- * SMLAD go through the same pair of extractions, so the byte order never matters. */
-static inline int32_t sx02(uint32_t v) { return __sxtb16((int32_t)v); }
-static inline int32_t sx13(uint32_t v) {
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
-    return r;
-}
-#endif
-
-#if defined(EDGEC_MVE)
-static inline int32x4_t rq_mve(int32x4_t acc, int32x4_t mult, int32x4_t shift) {
-    return edgec_mbqm_mve(acc, mult, shift);
-}
-
-/* Requantize 4 accumulators (bias included) of channels c..c+3 and store them. */
-static inline void rq_store4(const edgec_rq *q, int32x4_t acc, int32_t c, int8_t *out) {
-    if (q->single_round || !q->per_channel) {
-        int32_t a[4], i;
-        vst1q_s32(a, acc);
-        for (i = 0; i < 4; ++i) out[i] = rq_one(q, a[i], c + i);
-        return;
-    }
-    acc = rq_mve(acc, vld1q_s32(q->mult + c), vld1q_s32(q->shift + c));
-    acc = vaddq_n_s32(acc, q->out_offset);
-    acc = vmaxq_s32(acc, vdupq_n_s32(q->act_min));
-    acc = vminq_s32(acc, vdupq_n_s32(q->act_max));
-    vstrbq_s32(out, acc);
-}
-
-static inline int32_t mve_dot(const int8_t *a, const int8_t *b, int32_t k, int32_t acc) {
-    for (; k >= 16; k -= 16, a += 16, b += 16) acc = vmladavaq_s8(acc, vldrbq_s8(a), vldrbq_s8(b));
-    if (k > 0) {
-        const mve_pred16_t p = vctp8q((uint32_t)k);
-        acc = vmladavaq_p_s8(acc, vldrbq_z_s8(a, p), vldrbq_z_s8(b, p), p);
-    }
-    return acc;
-}
-#endif
+ * point, which then adds exactly nothing. */
+#include "edgec_conv_internal.h"
 
 /* out[j * out_stride + n] = requant(bias[n] + w[n, :] . cols[j * k : (j + 1) * k]) for
  * the n_rows weight rows and n_cols columns (n_cols <= 2 except on the scalar path). */
@@ -304,8 +221,9 @@ static void expand2(const int8_t *c0, const int8_t *c1, int32_t k, int32_t *dst)
     }
 }
 
-static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols,
-                          const edgec_rq *rq, int8_t *out, int32_t out_stride) {
+static inline __attribute__((always_inline)) void gemm_conv_dsp_impl(
+    const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols, const edgec_rq *rq, int8_t *out,
+    int32_t out_stride, const int fast) {
     edgec_rq local = *rq;
     const edgec_rq *q = &local;
     int32_t n;
@@ -346,11 +264,140 @@ static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int3
               [x] "+r"(x), [wa] "=&r"(wa), [wb] "=&r"(wb), [t1] "=&r"(t1), [t2] "=&r"(t2), [xv] "=&r"(xv)
             : [end] "r"(end)
             : "cc", "memory");
+        if (fast) {
+            const int32_t m0 = q->mult[n], s0 = q->shift[n], m1 = q->mult[n1], s1 = q->shift[n1];
+            const int32_t off2p1 = 2 * q->out_offset + 1, lo = q->act_min, hi = q->act_max;
+            out[n] = (int8_t)rq_dsp(a00, m0, s0, off2p1, lo, hi, fast);
+            if (n_cols == 2) out[out_stride + n] = (int8_t)rq_dsp(a01, m0, s0, off2p1, lo, hi, fast);
+            if (n1 != n) {
+                out[n1] = (int8_t)rq_dsp(a10, m1, s1, off2p1, lo, hi, fast);
+                if (n_cols == 2) out[out_stride + n1] = (int8_t)rq_dsp(a11, m1, s1, off2p1, lo, hi, fast);
+            }
+            continue;
+        }
         out[n] = rq_one(q, a00, n);
         if (n_cols == 2) out[out_stride + n] = rq_one(q, a01, n);
         if (n1 != n) {
             out[n1] = rq_one(q, a10, n1);
             if (n_cols == 2) out[out_stride + n1] = rq_one(q, a11, n1);
+        }
+    }
+}
+
+static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols,
+                          const edgec_rq *q, int8_t *out, int32_t out_stride) {
+    if (q->fast == 2) {
+        gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 2);
+    } else if (q->fast) {
+        gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 1);
+    } else {
+        gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+    }
+}
+#endif
+
+#if defined(EDGEC_MVE) && defined(__OPTIMIZE__)
+/* Helium regular convolutions, 4 output channels x 2 columns (CMSIS-NN's blocking idea):
+ * each 16-byte weight load feeds two VMLADAVA. The two columns are first interleaved in
+ * 16-byte blocks (zero-padded to a whole block), so one pointer walks both; 8 accumulators
+ * in the 8 even registers VMLADAVA requires, 6 pointers/counters in the odd ones. Needs
+ * an optimizing build (at -O0 r7 is the frame pointer). */
+#define EDGEC_MVE_PAIRS 1
+
+static void interleave2(const int8_t *c0, const int8_t *c1, int32_t k, int8_t *dst) {
+    int32_t i;
+    for (i = 0; i < k; i += 16, dst += 32) {
+        const mve_pred16_t p = vctp8q((uint32_t)(k - i));
+        vstrbq_s8(dst, vldrbq_z_s8(c0 + i, p));
+        vstrbq_s8(dst + 16, vldrbq_z_s8(c1 + i, p));
+    }
+}
+
+static inline void store4(const edgec_rq *q, int32_t a0, int32_t a1, int32_t a2, int32_t a3, int32_t n, int8_t *o) {
+    int32x4_t acc = vdupq_n_s32(a0);
+    acc = vsetq_lane_s32(a1, acc, 1);
+    acc = vsetq_lane_s32(a2, acc, 2);
+    acc = vsetq_lane_s32(a3, acc, 3);
+    rq_store4(q, acc, n, o + n);
+}
+
+/* out[j * out_stride + n] for the n_rows weight rows (k bytes, k % 4 == 0) and the pair
+ * of columns at `pair` (interleave2); n_cols 1 stores column 0 only. */
+static void gemm_conv_mve2(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *pair, int32_t n_cols,
+                           const edgec_rq *q, int8_t *out, int32_t out_stride) {
+    const int32_t blocks = k >> 4, tail = k & 15;
+    int32_t n;
+    for (n = 0; n + 4 <= n_rows; n += 4) {
+        register int32_t a00 __asm__("r0") = q->bias[n];
+        register int32_t a01 __asm__("r2") = a00;
+        register int32_t a10 __asm__("r4") = q->bias[n + 1];
+        register int32_t a11 __asm__("r6") = a10;
+        register int32_t a20 __asm__("r8") = q->bias[n + 2];
+        register int32_t a21 __asm__("r10") = a20;
+        register int32_t a30 __asm__("r12") = q->bias[n + 3];
+        register int32_t a31 __asm__("lr") = a30;
+        register const int8_t *x __asm__("r1") = pair;
+        register const int8_t *w0 __asm__("r3") = w + n * k;
+        register const int8_t *w1 __asm__("r5") = w0 + k;
+        register const int8_t *w2 __asm__("r7") = w1 + k;
+        register const int8_t *w3 __asm__("r9") = w2 + k;
+        register int32_t r __asm__("r11") = blocks;
+        if (r > 0) {
+            /* 128 MACs in 16 instructions. */
+            __asm__ volatile(
+                "1:\n\t"
+                "vldrb.8 q0, [%[x]], #16\n\t"
+                "vldrb.8 q1, [%[x]], #16\n\t"
+                "vldrb.8 q2, [%[w0]], #16\n\t"
+                "vmladava.s8 %[a00], q2, q0\n\t"
+                "vmladava.s8 %[a01], q2, q1\n\t"
+                "vldrb.8 q2, [%[w1]], #16\n\t"
+                "vmladava.s8 %[a10], q2, q0\n\t"
+                "vmladava.s8 %[a11], q2, q1\n\t"
+                "vldrb.8 q2, [%[w2]], #16\n\t"
+                "vmladava.s8 %[a20], q2, q0\n\t"
+                "vmladava.s8 %[a21], q2, q1\n\t"
+                "vldrb.8 q2, [%[w3]], #16\n\t"
+                "vmladava.s8 %[a30], q2, q0\n\t"
+                "vmladava.s8 %[a31], q2, q1\n\t"
+                "subs %[r], %[r], #1\n\t"
+                "bne 1b\n\t"
+                : [a00] "+r"(a00), [a01] "+r"(a01), [a10] "+r"(a10), [a11] "+r"(a11), [a20] "+r"(a20),
+                  [a21] "+r"(a21), [a30] "+r"(a30), [a31] "+r"(a31), [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1),
+                  [w2] "+r"(w2), [w3] "+r"(w3), [r] "+r"(r)
+                :
+                : "q0", "q1", "q2", "cc", "memory");
+        }
+        {
+            int32_t b00 = a00, b01 = a01, b10 = a10, b11 = a11, b20 = a20, b21 = a21, b30 = a30, b31 = a31;
+            if (tail) {
+                /* The columns' last block is zero-padded; the weights' is read predicated. */
+                const mve_pred16_t p = vctp8q((uint32_t)tail);
+                const int8x16_t x0 = vldrbq_s8(x), x1 = vldrbq_s8(x + 16);
+                int8x16_t wv = vldrbq_z_s8(w0, p);
+                b00 = vmladavaq_s8(b00, wv, x0), b01 = vmladavaq_s8(b01, wv, x1);
+                wv = vldrbq_z_s8(w1, p);
+                b10 = vmladavaq_s8(b10, wv, x0), b11 = vmladavaq_s8(b11, wv, x1);
+                wv = vldrbq_z_s8(w2, p);
+                b20 = vmladavaq_s8(b20, wv, x0), b21 = vmladavaq_s8(b21, wv, x1);
+                wv = vldrbq_z_s8(w3, p);
+                b30 = vmladavaq_s8(b30, wv, x0), b31 = vmladavaq_s8(b31, wv, x1);
+            }
+            store4(q, b00, b10, b20, b30, n, out);
+            if (n_cols == 2) store4(q, b01, b11, b21, b31, n, out + out_stride);
+        }
+    }
+    for (; n < n_rows; ++n) {
+        /* The remaining rows, one column at a time over the interleaved blocks. */
+        const int8_t *wr = w + n * k;
+        int32_t j, i;
+        for (j = 0; j < n_cols; ++j) {
+            int32_t acc = q->bias[n];
+            for (i = 0; i < k; i += 16) {
+                const mve_pred16_t p = vctp8q((uint32_t)(k - i));
+                acc = vmladavaq_s8(acc, vldrbq_z_s8(wr + i, p), vldrbq_s8(pair + 2 * i + 16 * j));
+            }
+            out[j * out_stride + n] = rq_one(q, acc, n);
         }
     }
 }
@@ -384,35 +431,58 @@ static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *co
 #endif
 }
 
-#if defined(EDGEC_DSP)
+#if defined(EDGEC_DSP) || defined(EDGEC_MVE_PAIRS)
 #define EDGEC_CONV_COLS 2
 #else
 #define EDGEC_CONV_COLS 1
 #endif
 
+/* Copies and fills of im2col runs, often a few bytes in first layers: one predicated
+ * 16-byte move on Helium instead of a library call. */
+static inline void fill_bytes(int8_t *dst, int32_t v, int32_t n) {
+#if defined(EDGEC_MVE)
+    if (n <= 16) {
+        vstrbq_p_s8(dst, vdupq_n_s8((int8_t)v), vctp8q((uint32_t)n));
+        return;
+    }
+#endif
+    memset(dst, (int8_t)v, (size_t)n);
+}
+
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
+#if defined(EDGEC_MVE)
+    if (n <= 16) {
+        const mve_pred16_t p = vctp8q((uint32_t)n);
+        vstrbq_p_s8(dst, vldrbq_z_s8(src, p), p);
+        return;
+    }
+#endif
+    memcpy(dst, src, (size_t)n);
+}
+
 /* The receptive field of output pixel (oy, ox) as one int8 column of k_h*k_w*in_c. */
 static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int8_t *col) {
     const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
-    const int32_t dil_h = p->dil_h, dil_w = p->dil_w, pad_value = -p->in_offset;
+    const int32_t dil_h = p->dil_h, dil_w = p->dil_w, pad_value = -p->in_offset, row = k_w * in_c;
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
-    /* A kernel row fully inside the image (dilation 1) is one contiguous run of bytes. */
-    const int row_inside = dil_w == 1 && ix0 >= 0 && ix0 + k_w <= in_w;
+    /* With dilation 1 a kernel row is padding, one contiguous run of the image, padding. */
+    const int32_t kx_lo = ix0 < 0 ? -ix0 : 0, kx_hi = in_w - ix0 < k_w ? in_w - ix0 : k_w;
     int32_t ky, kx;
-    for (ky = 0; ky < k_h; ++ky) {
+    for (ky = 0; ky < k_h; ++ky, col += row) {
         const int32_t iy = iy0 + dil_h * ky;
         if (iy < 0 || iy >= in_h) {
-            memset(col, (int8_t)pad_value, (size_t)(k_w * in_c));
-            col += k_w * in_c;
-        } else if (row_inside) {
-            memcpy(col, in_b + (iy * in_w + ix0) * in_c, (size_t)(k_w * in_c));
-            col += k_w * in_c;
+            fill_bytes(col, pad_value, row);
+        } else if (dil_w == 1) {
+            if (kx_lo > 0) fill_bytes(col, pad_value, kx_lo * in_c);
+            copy_bytes(col + kx_lo * in_c, in_b + (iy * in_w + ix0 + kx_lo) * in_c, (kx_hi - kx_lo) * in_c);
+            if (kx_hi < k_w) fill_bytes(col + kx_hi * in_c, pad_value, (k_w - kx_hi) * in_c);
         } else {
-            for (kx = 0; kx < k_w; ++kx, col += in_c) {
+            for (kx = 0; kx < k_w; ++kx) {
                 const int32_t ix = ix0 + dil_w * kx;
                 if (ix < 0 || ix >= in_w) {
-                    memset(col, (int8_t)pad_value, (size_t)in_c);
+                    fill_bytes(col + kx * in_c, pad_value, in_c);
                 } else {
-                    memcpy(col, in_b + (iy * in_w + ix) * in_c, (size_t)in_c);
+                    copy_bytes(col + kx * in_c, in_b + (iy * in_w + ix) * in_c, in_c);
                 }
             }
         }
@@ -438,11 +508,16 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
     const int widen = 0;
 #endif
 #endif
+#if defined(EDGEC_MVE_PAIRS)
+    /* The interleaved column pair takes 2 * k16 more bytes (emitter-sized, as for SIMD32). */
+    const int32_t k16 = (k_pad + 15) & ~15;
+    const int pairs = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 2 * k16;
+#endif
     edgec_rq q;
     int32_t b, pix;
     (void)scratch_bytes;
     q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = 1, q.single_round = 0;
-    q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max;
+    q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max, q.fast = p->rq_fast;
     for (b = 0; b < p->batch; ++b) {
         const int8_t *in_b = in + b * p->in_h * p->in_w * p->in_c;
         for (pix = 0; pix < n_pix; pix += EDGEC_CONV_COLS) {
@@ -450,6 +525,8 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
             const int8_t *cols = in_b + pix * k;
 #if defined(EDGEC_DSP)
             int8_t *staging = widen ? scratch + 4 * k_pad : scratch;
+#elif defined(EDGEC_MVE_PAIRS)
+            int8_t *staging = pairs ? scratch + 2 * k16 : scratch;
 #else
             int8_t *staging = scratch;
 #endif
@@ -458,10 +535,18 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
                 for (j = 0; j < n_cols; ++j) {
                     int8_t *col = staging + j * k_pad;
                     im2col(p, in_b, (pix + j) / p->out_w, (pix + j) % p->out_w, col);
-                    if (k_pad > k) memset(col + k, 0, (size_t)(k_pad - k));
+                    if (k_pad > k) fill_bytes(col + k, 0, k_pad - k);
                 }
                 cols = staging;
             }
+#if defined(EDGEC_MVE_PAIRS)
+            if (pairs) {
+                /* A lone last column is interleaved with itself; only column 0 is stored. */
+                interleave2(cols, n_cols == 2 ? cols + k_pad : cols, k_pad, scratch);
+                gemm_conv_mve2(w, out_c, k_pad, scratch, n_cols, &q, out + pix * out_c, out_c);
+                continue;
+            }
+#endif
 #if defined(EDGEC_DSP_COLS16)
             if (widen) {
                 /* A lone last column is expanded twice; its twin's outputs are not stored. */
@@ -482,137 +567,6 @@ void edgec_fc_s8(const edgec_fc_params *p, const int8_t *in, const int8_t *w, co
     edgec_rq q;
     int32_t b;
     q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = p->per_channel, q.single_round = 1;
-    q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max;
+    q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max, q.fast = 0;
     for (b = 0; b < p->batch; ++b) gemm_fc(w, p->out_n, p->in_k, in + b * p->in_k, &q, out + b * p->out_n);
-}
-
-/* Depthwise. The bias is folded (bias + in_offset * sum of the channel's taps), so
- * acc = bias + sum over all taps of w * x where a padded tap reads the input zero point,
- * which cancels its share of the fold exactly. Each output pixel first gets a table of
- * its taps' input rows (the image or `pad`, in_c bytes of the zero point); the channel
- * loops then run over every tap without a bounds check. */
-#define EDGEC_DW_MAX_TAPS 64
-
-static void dw_pixel(const int8_t *const *taps, int32_t n_taps, const int8_t *w, int32_t out_c,
-                     const edgec_rq *q, int8_t *out) {
-    int32_t c = 0, t;
-#if defined(EDGEC_MVE)
-    const uint32x4_t even = vmulq_n_u32(vidupq_n_u32(0, 1), 2), odd = vaddq_n_u32(even, 1);
-    const int32x4_t vmin = vdupq_n_s32(q->act_min), vmax = vdupq_n_s32(q->act_max);
-    for (; c + 8 <= out_c; c += 8) {
-        /* int16 lanes: VMULLB/VMULLT give the even and the odd channels' int32 products. */
-        int32x4_t ae = vldrwq_gather_shifted_offset_s32(q->bias + c, even);
-        int32x4_t ao = vldrwq_gather_shifted_offset_s32(q->bias + c, odd);
-        const int8_t *wp = w + c;
-        int16x8_t r = vdupq_n_s16(0);
-        for (t = 0; t < n_taps; ++t, wp += out_c) {
-            const int16x8_t xv = vldrbq_s16(taps[t] + c), wv = vldrbq_s16(wp);
-            ae = vaddq_s32(ae, vmullbq_int_s16(xv, wv));
-            ao = vaddq_s32(ao, vmulltq_int_s16(xv, wv));
-        }
-        ae = rq_mve(ae, vldrwq_gather_shifted_offset_s32(q->mult + c, even),
-                    vldrwq_gather_shifted_offset_s32(q->shift + c, even));
-        ao = rq_mve(ao, vldrwq_gather_shifted_offset_s32(q->mult + c, odd),
-                    vldrwq_gather_shifted_offset_s32(q->shift + c, odd));
-        ae = vminq_s32(vmaxq_s32(vaddq_n_s32(ae, q->out_offset), vmin), vmax);
-        ao = vminq_s32(vmaxq_s32(vaddq_n_s32(ao, q->out_offset), vmin), vmax);
-        r = vmovnbq_s32(r, ae);
-        r = vmovntq_s32(r, ao);
-        vstrbq_s16(out + c, r);
-    }
-    for (; c + 4 <= out_c; c += 4) {
-        int32x4_t acc = vld1q_s32(q->bias + c);
-        const int8_t *wp = w + c;
-        for (t = 0; t < n_taps; ++t, wp += out_c)
-            acc = vaddq_s32(acc, vmulq_s32(vldrbq_s32(taps[t] + c), vldrbq_s32(wp)));
-        acc = rq_mve(acc, vld1q_s32(q->mult + c), vld1q_s32(q->shift + c));
-        acc = vminq_s32(vmaxq_s32(vaddq_n_s32(acc, q->out_offset), vmin), vmax);
-        vstrbq_s32(out + c, acc);
-    }
-#elif defined(EDGEC_DSP)
-    for (; c + 4 <= out_c; c += 4) {
-        int32_t a0 = q->bias[c], a1 = q->bias[c + 1], a2 = q->bias[c + 2], a3 = q->bias[c + 3];
-        const int8_t *wp = w + c;
-        for (t = 0; t < n_taps; ++t, wp += out_c) {
-            const uint32_t wv = ld32(wp), xv = ld32(taps[t] + c);
-            int32_t wl = sx02(wv), xl = sx02(xv);
-            a0 = __smlabb(wl, xl, a0);
-            a2 = __smlatt(wl, xl, a2);
-            wl = sx13(wv), xl = sx13(xv);
-            a1 = __smlabb(wl, xl, a1);
-            a3 = __smlatt(wl, xl, a3);
-        }
-        out[c] = rq_one(q, a0, c);
-        out[c + 1] = rq_one(q, a1, c + 1);
-        out[c + 2] = rq_one(q, a2, c + 2);
-        out[c + 3] = rq_one(q, a3, c + 3);
-    }
-#endif
-    for (; c < out_c; ++c) {
-        int32_t acc = q->bias[c];
-        for (t = 0; t < n_taps; ++t) acc += (int32_t)w[t * out_c + c] * (int32_t)taps[t][c];
-        out[c] = rq_one(q, acc, c);
-    }
-}
-
-/* Depth multiplier > 1 or very large windows: skip the padded taps and subtract their
- * share of the folded bias. */
-static void dw_generic(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, const int8_t *w,
-                       const edgec_rq *q, int8_t *out) {
-    const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult, k_w = p->k_w;
-    const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
-    int32_t c, ky, kx;
-    for (c = 0; c < out_c; ++c) {
-        int32_t acc = q->bias[c];
-        for (ky = 0; ky < p->k_h; ++ky) {
-            const int32_t iy = iy0 + p->dil_h * ky;
-            for (kx = 0; kx < k_w; ++kx) {
-                const int32_t ix = ix0 + p->dil_w * kx, wv = w[(ky * k_w + kx) * out_c + c];
-                if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                    acc -= p->in_offset * wv;
-                } else {
-                    acc += wv * in_b[(iy * p->in_w + ix) * in_c + c / dm];
-                }
-            }
-        }
-        out[c] = rq_one(q, acc, c);
-    }
-}
-
-void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
-                     const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *pad) {
-    /* Parameters in locals: the int8 output stores may alias *p. */
-    const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, out_c = p->out_c;
-    const int32_t k_h = p->k_h, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w;
-    const int32_t out_h = p->out_h, out_w = p->out_w, stride_h = p->stride_h, stride_w = p->stride_w;
-    const int32_t pad_h = p->pad_h, pad_w = p->pad_w, batch = p->batch;
-    const int fast = p->depth_mult == 1 && k_h * k_w <= EDGEC_DW_MAX_TAPS;
-    const int8_t *taps[EDGEC_DW_MAX_TAPS];
-    edgec_rq q;
-    int32_t b, oy, ox, ky, kx;
-    q.bias = bias, q.mult = mult, q.shift = shift, q.per_channel = 1, q.single_round = 0;
-    q.out_offset = p->out_offset, q.act_min = p->act_min, q.act_max = p->act_max;
-    if (fast) memset(pad, (int8_t)(-p->in_offset), (size_t)in_c);
-    for (b = 0; b < batch; ++b) {
-        const int8_t *in_b = in + b * in_h * in_w * in_c;
-        for (oy = 0; oy < out_h; ++oy) {
-            const int32_t iy0 = oy * stride_h - pad_h;
-            for (ox = 0; ox < out_w; ++ox, out += out_c) {
-                const int32_t ix0 = ox * stride_w - pad_w;
-                int32_t t = 0;
-                if (!fast) {
-                    dw_generic(p, in_b, oy, ox, w, &q, out);
-                    continue;
-                }
-                for (ky = 0; ky < k_h; ++ky) {
-                    const int32_t iy = iy0 + dil_h * ky;
-                    for (kx = 0; kx < k_w; ++kx, ++t) {
-                        const int32_t ix = ix0 + dil_w * kx;
-                        taps[t] = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) ? pad : in_b + (iy * in_w + ix) * in_c;
-                    }
-                }
-                dw_pixel(taps, t, w, out_c, &q, out);
-            }
-        }
-    }
 }

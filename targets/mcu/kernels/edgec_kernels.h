@@ -12,6 +12,12 @@ typedef struct {
     int16_t batch, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w;
     int16_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, depth_mult;
     int16_t in_offset, out_offset, act_min, act_max;
+    /* Nonzero when every channel's shift is <= -1 and a doubled accumulator either fits in
+     * int32 or saturates to the same int8 (checked at build time): SIMD32 kernels then
+     * requantize with QADD + SMMULR (edgec_conv_internal.h, rq_dsp); 2 when the activation range is
+     * [-128, 127] as well (one SSAT clamps). */
+    int16_t rq_fast;
+    int16_t dw_chunk; /* depthwise weight layout (below): the chunk size, 0 meaning 1 */
 } edgec_conv_params;
 
 typedef struct {
@@ -70,7 +76,13 @@ typedef struct {
 void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w,
                    const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
                    int8_t *scratch, int32_t scratch_bytes);
-/* dwconv's pad holds in_c bytes (the input zero point, written by the kernel). */
+/* dwconv's pad holds in_c bytes (the input zero point, written by the kernel). With depth
+ * multiplier 1 and at most 64 taps, w holds the channels in chunks of p->dw_chunk (8 for
+ * Helium, 4 for SIMD32, 1 for portable kernels; the channels past the last whole chunk form
+ * chunks of 1), each chunk's taps one after another ([tap][channel of the chunk]); with
+ * chunks of 8, bias, mult and shift list each whole chunk's even channels before its odd
+ * ones. Any kernel reads any layout; the CPU's own runs its vector loops.
+ * Otherwise w is [tap][out channel] (TFLite's 1HWC). */
 void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w,
                      const int32_t *bias, const int32_t *mult, const int32_t *shift, int8_t *out,
                      int8_t *pad);

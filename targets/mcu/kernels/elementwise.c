@@ -45,14 +45,21 @@ static void edgec_add_flat(const edgec_binary_params *p, const int8_t *a, const 
     const int32_t mo = p->out_mult, so = p->out_shift, out_off = p->out_offset, lo = p->act_min, hi = p->act_max;
     int32_t i = 0;
 #if defined(__ARM_FEATURE_MVE)
-    const int32x4_t vm1 = vdupq_n_s32(m1), vs1 = vdupq_n_s32(s1), vm2 = vdupq_n_s32(m2), vs2 = vdupq_n_s32(s2);
-    const int32x4_t vmo = vdupq_n_s32(mo), vso = vdupq_n_s32(so), vl = vdupq_n_s32(left);
+    /* Every parameter a scalar operand (VSHL/VQRDMULH/VMLA/VRSHL by a core register): no
+     * vector register holds a constant. edgec_mbqm_mve with the input's left shift folded in. */
+    const int32_t l1 = left + (s1 > 0 ? s1 : 0), r1 = s1 < 0 ? s1 : 0, f1 = s1 < 0;
+    const int32_t l2 = left + (s2 > 0 ? s2 : 0), r2 = s2 < 0 ? s2 : 0, f2 = s2 < 0;
+    const int32_t lo_ = so > 0 ? so : 0, ro = so < 0 ? so : 0, fo = so < 0;
     const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
     for (; i + 4 <= size; i += 4) {
-        const int32x4_t x1 = vshlq_s32(vaddq_n_s32(vldrbq_s32(a + i), off1), vl);
-        const int32x4_t x2 = vshlq_s32(vaddq_n_s32(vldrbq_s32(b + i), off2), vl);
-        int32x4_t r = vaddq_s32(edgec_mbqm_mve(x1, vm1, vs1), edgec_mbqm_mve(x2, vm2, vs2));
-        r = vaddq_n_s32(edgec_mbqm_mve(r, vmo, vso), out_off);
+        int32x4_t x1 = vqrdmulhq_n_s32(vshlq_r_s32(vaddq_n_s32(vldrbq_s32(a + i), off1), l1), m1);
+        int32x4_t x2 = vqrdmulhq_n_s32(vshlq_r_s32(vaddq_n_s32(vldrbq_s32(b + i), off2), l2), m2);
+        int32x4_t r;
+        /* RoundingDivideByPOT: negative values lose one first where a right shift follows. */
+        x1 = vrshlq_n_s32(vmlaq_n_s32(x1, vshrq_n_s32(x1, 31), f1), r1);
+        x2 = vrshlq_n_s32(vmlaq_n_s32(x2, vshrq_n_s32(x2, 31), f2), r2);
+        r = vqrdmulhq_n_s32(vshlq_r_s32(vaddq_s32(x1, x2), lo_), mo);
+        r = vaddq_n_s32(vrshlq_n_s32(vmlaq_n_s32(r, vshrq_n_s32(r, 31), fo), ro), out_off);
         vstrbq_s32(out + i, vminq_s32(vmaxq_s32(r, vlo), vhi));
     }
 #endif

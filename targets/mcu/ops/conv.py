@@ -40,11 +40,25 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
         "in_offset": -x.zp, "out_offset": out.zp,
         "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1],
     }
+    depthwise = op.kind == "dwconv"
+    # Fold the input offset into the bias: sum w*(x - zp) + b = sum w*x + (b - zp * sum w).
+    # Conv's im2col pads with zp and depthwise subtracts the padded taps' share, so the
+    # kernels' hot loops multiply raw int8 values.
+    w_rows = w.data.astype(np.int64).reshape(n_out, -1) if not depthwise else \
+        w.data.astype(np.int64).reshape(-1, n_out).T
+    b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n_out, np.int64)) - x.zp * w_rows.sum(axis=1)
+    chunked = depthwise and fields["depth_mult"] == 1 and kh * kw <= DW_MAX_TAPS
+    if struct == "edgec_conv_params":
+        fast = _rq_fast(shifts, np.abs(b) + 128 * np.abs(w_rows).sum(axis=1))
+        fields["rq_fast"] = 0 if not fast else 2 if tuple(op.attrs["act"]) == (-128, 127) else 1
+        fields["dw_chunk"] = _dw_chunk(ctx.cpu) if chunked else 1
     p = ctx.param_struct(struct, fields, op)
     k = kh * kw * x.shape[3]
     pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
         fields["pad_h"] == fields["pad_w"] == 0 and x.shape[1:3] == out.shape[1:3]
-    if op.kind == "conv" and k % 4:
+    if chunked:
+        wsym, b, mults, shifts = _dw_chunked(op, ctx, w_rows, b, mults, shifts)
+    elif op.kind == "conv" and k % 4:
         # im2col convs read rows of a whole number of words (conv.c's k_pad): zero-pad them.
         k_pad = (k + 3) // 4 * 4
         wpad = np.zeros((n_out, k_pad), np.int8)
@@ -57,13 +71,6 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     if op.kind == "gconv":  # the grouped kernel adds the input offset itself
         bsym = ctx.const_array(op.inputs[2], "int32_t", bias.data) if bias is not None else "0"
         return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
-    # Fold the input offset into the bias: sum w*(x - zp) + b = sum w*x + (b - zp * sum w).
-    # Conv's im2col pads with zp and depthwise subtracts the padded taps' share, so the
-    # kernels' hot loops multiply raw int8 values.
-    depthwise = op.kind == "dwconv"
-    wsum = w.data.astype(np.int64).reshape(n_out, -1).sum(axis=1) if not depthwise else \
-        w.data.astype(np.int64).reshape(-1, n_out).sum(axis=0)
-    b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n_out, np.int64)) - x.zp * wsum
     bsym = ctx.const_array(op.name + "_bias", "int32_t", _wrap_i32(b), dedup_key=None)
     args = f"&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)}"
     if depthwise:
@@ -74,8 +81,9 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     # (1x1 stride-1 convs with whole words read their columns in place).
     k_pad = (k + 3) // 4 * 4
     direct = pointwise and k % 4 == 0
-    simd32 = ctx.cpu in SIMD32_CPUS
-    need = (0 if direct else 2 * k_pad) + (4 * k_pad if simd32 else 0)
+    simd32, mve = ctx.cpu in SIMD32_CPUS, ctx.cpu in MVE_CPUS
+    # Helium: the column pair interleaved in 16-byte blocks (conv.c's interleave2).
+    need = (0 if direct else 2 * k_pad) + (4 * k_pad if simd32 else 0) + (2 * ((k_pad + 15) // 16 * 16) if mve else 0)
     if not need:
         return [f"{fn}({args}, 0, 0);"]
     ctx.scratch_bytes = max(ctx.scratch_bytes, need)
@@ -84,6 +92,37 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
 
 # CPUs whose kernels take conv.c's SIMD32 path (ACLE __ARM_FEATURE_DSP without Helium).
 SIMD32_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33")
+# CPUs whose kernels take conv.c's Helium path (__ARM_FEATURE_MVE).
+MVE_CPUS = ("cortex-m55", "cortex-m85")
+# dwconv.c's EDGEC_DW_MAX_TAPS: larger depthwise windows keep TFLite's weight layout.
+DW_MAX_TAPS = 64
+
+
+def _rq_fast(shifts, acc_bound: np.ndarray) -> bool:
+    """edgec_conv_internal.h's rq_dsp is exact for the layer: every shift <= -1, and a doubled accumulator
+    fits in int32 or the right shift is at most 21 (then a saturated one clamps alike)."""
+    right = -np.asarray(shifts, np.int64)
+    return bool(right.min() >= 1 and (right.max() <= 21 or acc_bound.max() < (1 << 30)))
+
+
+def _dw_chunk(cpu: str) -> int:
+    return 8 if cpu in MVE_CPUS else 4 if cpu in SIMD32_CPUS else 1
+
+
+def _dw_chunked(op, ctx, w_rows: np.ndarray, b, mults, shifts):
+    """Depthwise weights in dwconv.c's channel chunks (edgec_kernels.h): a permutation, no
+    flash cost. Helium kernels also read each whole chunk's bias/mult/shift even channels first."""
+    g = _dw_chunk(ctx.cpu)
+    n = w_rows.shape[0]
+    whole = n - n % g
+    chunks = [w_rows[c:c + g].T.reshape(-1) for c in range(0, whole, g)] + [w_rows[c] for c in range(whole, n)]
+    wsym = ctx.const_array(op.name + "_wchunks", "int8_t", np.concatenate(chunks).astype(np.int8), dedup_key=None)
+    if g == 8:
+        perm = np.arange(n)
+        perm[:whole] = (np.arange(whole) // 8 * 8 + np.tile([0, 2, 4, 6, 1, 3, 5, 7], whole // 8))
+        b = np.asarray(b)[perm]
+        mults, shifts = [mults[i] for i in perm], [shifts[i] for i in perm]
+    return wsym, b, mults, shifts
 
 
 def _wrap_i32(v: np.ndarray) -> np.ndarray:
@@ -247,7 +286,7 @@ def tflite_fc(g, opname, node, ins, outs, opts) -> QOp:
 
 
 RECORDS = (
-    OpRecord("Conv", kinds=("conv", "dwconv"), emit=emit_conv, kernels=("conv.c",),
+    OpRecord("Conv", kinds=("conv", "dwconv"), emit=emit_conv, kernels=("conv.c", "dwconv.c"),
              onnx={"Conv": {1: onnx_conv}}, tflite={"CONV_2D": tflite_conv, "DEPTHWISE_CONV_2D": tflite_conv},
              constraints=(conv_constraints,)),
     # Emitted by the Conv importers for 1 < groups < channels; a kernel of its own so the

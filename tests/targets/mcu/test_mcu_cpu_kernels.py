@@ -39,7 +39,15 @@ def layer_mix() -> dict[str, bytes]:
     mix = tf.keras.Model(inp, L.Dense(10)(x))
     dinp = tf.keras.Input((45,), batch_size=1)
     dense = tf.keras.Model(dinp, L.Dense(21, activation="relu")(dinp))
-    return {"mix": to_tflite(mix, (9, 9, 5)), "dense_per_tensor": to_tflite(dense, (45,), per_tensor=True)}
+    # Depthwise channel chunks (Helium 16 + 8 + 6 single, SIMD32 7x4 + 2), dilated and 5x5
+    # stride-2 windows with interior and border pixels, ReLU6 and full-range clamps.
+    x = L.Conv2D(30, 1)(inp)
+    x = L.DepthwiseConv2D(3, dilation_rate=2, padding="same", activation="relu6")(x)
+    x = L.DepthwiseConv2D(5, strides=2, padding="same")(x)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(L.Conv2D(24, 1)(x))
+    dw = tf.keras.Model(inp, L.Dense(10)(L.Flatten()(x)))
+    return {"mix": to_tflite(mix, (9, 9, 5)), "dense_per_tensor": to_tflite(dense, (45,), per_tensor=True),
+            "dw_chunks": to_tflite(dw, (9, 9, 5))}
 
 
 def _litert(data: bytes, x: np.ndarray) -> np.ndarray:
@@ -58,7 +66,7 @@ def _kernel_asm(bundle: Path, cpu: str) -> str:
 
 
 @pytest.mark.parametrize("cpu", sorted(VARIANT_INSN))
-@pytest.mark.parametrize("model", ["mix", "dense_per_tensor"])
+@pytest.mark.parametrize("model", ["mix", "dense_per_tensor", "dw_chunks"])
 def test_kernel_variant_bitexact_in_qemu(layer_mix, tmp_path, cpu, model):
     from edgec.runtimes.mcu_runner import MCURunner
 

@@ -1,9 +1,8 @@
-/* Conv2D, DepthwiseConv2D and FullyConnected (conv.c). Multipliers are exact powers of two
+/* Conv2D and FullyConnected (conv.c). Multipliers are exact powers of two
  * (EDGEC_HALF with shift 0 = x0.5, shift 1 = x1), so every golden value is worked out by
  * hand. The kernels take the bias with input_offset * sum(weights) folded in, as the
  * emitter writes it; the regular convolution takes weight rows zero-padded to a whole
- * number of words and an im2col scratch of two columns (host build: the portable path);
- * depthwise takes an in_c-byte row for its padded taps. */
+ * number of words and an im2col scratch of two columns (host build: the portable path). */
 #include "edgec_kernels.h"
 #include "edgec_test.h"
 
@@ -44,38 +43,6 @@ static void conv_pad_stride_offsets_per_channel(void) {
     EXPECT_S8(out, want);
 }
 
-static void depthwise_per_channel_filters(void) {
-    /* 3x3x2 input, 2x2 depthwise filters (1HWC): channel 0 sums its window, channel 1
-     * computes 1*a - 1*b + 0*c + 2*d over [[a, b], [c, d]]. */
-    static const edgec_conv_params p = {.batch = 1, .in_h = 3, .in_w = 3, .in_c = 2, .out_h = 2, .out_w = 2,
-                                        .out_c = 2, .k_h = 2, .k_w = 2, .stride_h = 1, .stride_w = 1, .dil_h = 1,
-                                        .dil_w = 1, .depth_mult = 1, .act_min = -128, .act_max = 127};
-    /* channel 0: 1..9; channel 1: [[0, 1, 0], [2, 0, -1], [1, 1, 1]] */
-    static const int8_t in[18] = {1, 0, 2, 1, 3, 0, 4, 2, 5, 0, 6, -1, 7, 1, 8, 1, 9, 1};
-    static const int8_t w[8] = {1, 1, 1, -1, 1, 0, 1, 2};
-    static const int32_t bias[2] = {0, 0};
-    static const int32_t mult[2] = {EDGEC_HALF, EDGEC_HALF}, shift[2] = {1, 1};
-    static const int8_t want[8] = {12, -1, 16, -1, 24, 4, 28, 3};
-    int8_t out[8], pad[2];
-    edgec_dwconv_s8(&p, in, w, bias, mult, shift, out, pad);
-    EXPECT_S8(out, want);
-}
-
-static void depthwise_multiplier_two(void) {
-    /* 1x2x1 input, depth multiplier 2, 1x1 filters x3 and x-1 per output channel. */
-    static const edgec_conv_params p = {.batch = 1, .in_h = 1, .in_w = 2, .in_c = 1, .out_h = 1, .out_w = 2,
-                                        .out_c = 2, .k_h = 1, .k_w = 1, .stride_h = 1, .stride_w = 1, .dil_h = 1,
-                                        .dil_w = 1, .depth_mult = 2, .act_min = -128, .act_max = 127};
-    static const int8_t in[2] = {5, -7};
-    static const int8_t w[2] = {3, -1};
-    static const int32_t bias[2] = {1, 0};
-    static const int32_t mult[2] = {EDGEC_HALF, EDGEC_HALF}, shift[2] = {1, 1};
-    static const int8_t want[4] = {16, -5, -20, 7};
-    int8_t out[4], pad[1];
-    edgec_dwconv_s8(&p, in, w, bias, mult, shift, out, pad);
-    EXPECT_S8(out, want);
-}
-
 /* FullyConnected: one rounding step, round half up (LiteRT's FC int8 kernel). */
 static void fc_batch_rounding_offset_clamp(void) {
     /* W = [[1, 2, 3], [-1, 0, 1]], bias [0, -5]; x0 = [1, 1, 1], x1 = [2, -1, 0].
@@ -110,8 +77,6 @@ static void fc_per_channel_saturates(void) {
 int main(void) {
     RUN_TEST(conv_valid_window_sums);
     RUN_TEST(conv_pad_stride_offsets_per_channel);
-    RUN_TEST(depthwise_per_channel_filters);
-    RUN_TEST(depthwise_multiplier_two);
     RUN_TEST(fc_batch_rounding_offset_clamp);
     RUN_TEST(fc_per_channel_saturates);
     return TESTS_DONE();

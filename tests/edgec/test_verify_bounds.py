@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.security._util import assert_one_line_error, conv_onnx
+from tests.cli_subprocess import assert_one_line_error, conv_onnx
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ def test_pt2_without_sample_inputs_rebuilds_them_from_the_signature(tmp_path):
 
 @pytest.mark.parametrize("kind", ["random-bytes", "broken-zip"])
 def test_junk_pt2_is_one_line_without_torch_logging(tmp_path, kind):
-    from tests.security._util import assert_one_line_error, run_edgec
+    from tests.cli_subprocess import assert_one_line_error, run_edgec
 
     junk = tmp_path / "junk.pt2"
     if kind == "random-bytes":

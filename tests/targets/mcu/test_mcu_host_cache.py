@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.security._util import assert_one_line_error, run_edgec
+from tests.cli_subprocess import assert_one_line_error, run_edgec
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc (the mcu target's host compiler)")
 

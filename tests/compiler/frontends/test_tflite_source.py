@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.frontends.corpus_files import calib_npz, model_file
+from tests.compiler.frontends.corpus_files import calib_npz, model_file
 
 from edgec._deps import has_module
 

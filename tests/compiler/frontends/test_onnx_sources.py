@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.frontends.corpus_files import model_file
+from tests.compiler.frontends.corpus_files import model_file
 
 
 def _float_cnn(batch="N"):

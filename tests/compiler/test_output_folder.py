@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.security._util import EDGEC, assert_one_line_error
+from tests.cli_subprocess import EDGEC, assert_one_line_error
 
 FAST = ("--target", "onnxruntime", "--precision", "fp32")
 

@@ -1,0 +1,110 @@
+/* Internals shared by conv.c and dwconv.c (not part of the kernel API): the instruction
+ * set the ACLE feature macros select, and the requantization helpers. */
+#ifndef EDGEC_CONV_INTERNAL_H
+#define EDGEC_CONV_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "edgec_kernels.h"
+#include "edgec_fixedpoint.h"
+
+#if defined(__ARM_FEATURE_MVE)
+#define EDGEC_MVE 1
+#elif defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#define EDGEC_DSP 1
+#if defined(__OPTIMIZE__) || !defined(__ARM_FP)
+/* The int16-column conv loop (assembly, 13 registers); GCC finds no 13 at -O0 with an FPU. */
+#define EDGEC_DSP_COLS16 1
+#endif
+#endif
+
+/* Requantization of one layer's outputs. */
+typedef struct {
+    const int32_t *bias, *mult, *shift;
+    int32_t per_channel, single_round, out_offset, act_min, act_max;
+    int32_t fast; /* edgec_conv_params.rq_fast */
+} edgec_rq;
+
+static inline int8_t rq_one(const edgec_rq *q, int32_t acc, int32_t c) {
+    const int32_t i = c & -q->per_channel; /* c, or 0 for one per-tensor multiplier */
+    /* LiteRT's FullyConnected rounds once, its Conv/DepthwiseConv twice. The callers pass
+     * constant edgec_rq fields where they can, so this folds to one path. */
+    acc = q->single_round ? edgec_mbqm_single(acc, q->mult[i], q->shift[i]) : edgec_mbqm(acc, q->mult[i], q->shift[i]);
+    return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
+}
+
+#if !defined(EDGEC_MVE)
+static inline int32_t dot_s8(const int8_t *a, const int8_t *b, int32_t k, int32_t acc) {
+    int32_t i;
+    for (i = 0; i < k; ++i) acc += (int32_t)a[i] * (int32_t)b[i];
+    return acc;
+}
+#endif
+
+#if defined(EDGEC_DSP)
+static inline uint32_t ld32(const int8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4); /* one LDR: ARMv7E-M/ARMv8-M main allow unaligned word loads */
+    return v;
+}
+/* Bytes 0 and 2 / 1 and 3 sign-extended into two int16 halves. Both operands of every
+ * SMLAD go through the same pair of extractions, so the byte order never matters. */
+static inline int32_t sx02(uint32_t v) { return __sxtb16((int32_t)v); }
+static inline int32_t sx13(uint32_t v) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+#endif
+
+#if defined(EDGEC_DSP)
+/* edgec_mbqm + offset + clamp for a layer with rq_fast (every shift <= -1). SRDHM(x, m) is
+ * (2x * m + 2^31) >> 32, one SMMULR, while 2x fits; a saturated 2x (|x| >= 2^30) and the
+ * exact product both leave |SRDHM| >= 2^29, which every right shift the build allows (the
+ * accumulator bound or right <= 21) still clamps to the same int8. RoundingDivideByPOT
+ * then is ((r - [r < 0]) >> (right - 1) + 1) >> 1, the offset folded in as 2 * offset. */
+static inline int32_t rq_dsp(int32_t acc, int32_t m, int32_t shift, int32_t off2p1, int32_t lo, int32_t hi,
+                             const int fast) {
+    int32_t r;
+    acc = __qadd(acc, acc);
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(acc), "r"(m));
+    r = (((r + (r >> 31)) >> ~shift) + off2p1) >> 1;
+    if (fast == 2) return __ssat(r, 8); /* activation range [-128, 127] */
+    r = r < lo ? lo : r;
+    return r > hi ? hi : r; /* the caller's byte store narrows it */
+}
+#endif
+
+#if defined(EDGEC_MVE)
+static inline int32x4_t rq_mve(int32x4_t acc, int32x4_t mult, int32x4_t shift) {
+    return edgec_mbqm_mve(acc, mult, shift);
+}
+
+/* Requantize 4 accumulators (bias included) of channels c..c+3 and store them. */
+static inline void rq_store4(const edgec_rq *q, int32x4_t acc, int32_t c, int8_t *out) {
+    if (q->single_round || !q->per_channel) {
+        int32_t a[4], i;
+        vst1q_s32(a, acc);
+        for (i = 0; i < 4; ++i) out[i] = rq_one(q, a[i], c + i);
+        return;
+    }
+    acc = rq_mve(acc, vld1q_s32(q->mult + c), vld1q_s32(q->shift + c));
+    acc = vaddq_n_s32(acc, q->out_offset);
+    acc = vmaxq_s32(acc, vdupq_n_s32(q->act_min));
+    acc = vminq_s32(acc, vdupq_n_s32(q->act_max));
+    vstrbq_s32(out, acc);
+}
+
+static inline int32_t mve_dot(const int8_t *a, const int8_t *b, int32_t k, int32_t acc) {
+    for (; k >= 16; k -= 16, a += 16, b += 16) acc = vmladavaq_s8(acc, vldrbq_s8(a), vldrbq_s8(b));
+    if (k > 0) {
+        const mve_pred16_t p = vctp8q((uint32_t)k);
+        acc = vmladavaq_p_s8(acc, vldrbq_z_s8(a, p), vldrbq_z_s8(b, p), p);
+    }
+    return acc;
+}
+#endif
+
+#endif
