@@ -221,5 +221,7 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
         inputs=io_specs(g, g.inputs, model.inputs),
         outputs=io_specs(g, g.outputs, model.outputs),
         manifest=manifest, report=report,
-        passes=[{"name": "mcu-plan", "config": {"inplace": True, "reorder": True, "align": planner.ALIGN}}],
+        passes=[{"name": "mcu-plan", "config": {"inplace": True, "reorder": True, "align": planner.ALIGN,
+                                                 "row_inplace": opts.get("row_inplace") or "auto",
+                                                 "fuse_blocks": bool(opts.get("fuse_blocks", True))}}],
     )

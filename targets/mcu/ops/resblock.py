@@ -167,5 +167,5 @@ def fuse_expanding_pairs(g: QGraph) -> QGraph:
 
 RECORDS = (
     OpRecord("ResidualBlock", kinds=("resblock", "convpair"), emit=emit_resblock,
-             kernels=("conv.c", "elementwise.c", "resblock.c"), headers=("edgec_rows.h", "edgec_resblock.h")),
+             kernels=("conv.c", "dwconv.c", "elementwise.c", "resblock.c"), headers=("edgec_rows.h", "edgec_resblock.h")),
 )
