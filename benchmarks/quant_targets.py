@@ -21,6 +21,8 @@ seconds. Not a test: prints tables and writes benchmarks/results/quant_targets.j
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 import tempfile
 import time
@@ -122,7 +124,11 @@ def run_variant(src: Path, out: Path, refs: list, feeds: list, classifier: bool,
     try:
         res = api.build(BuildConfig.from_flat(model=str(src), output=out, force=True, accept_low_accuracy=True, **kw))
     except EdgecError as exc:
-        return {"error": str(exc)[:400], "seconds": time.perf_counter() - t0}
+        row = {"error": str(exc)[:400], "seconds": time.perf_counter() - t0}
+        m = re.search(r"cosine ([0-9.]+)", str(exc))  # jetson's own int8 check refused it: keep its measurement
+        if m and "TensorRT's symmetric activations" in str(exc):
+            row["refused_cosine"] = float(m.group(1))
+        return row
     row: dict = {"seconds": time.perf_counter() - t0}
     if refs:
         row |= _scores(_bundle_outputs(out, feeds), refs, classifier)
@@ -133,7 +139,7 @@ def run_variant(src: Path, out: Path, refs: list, feeds: list, classifier: bool,
 
 
 def target_part(target: str, names: tuple[str, ...], variants: dict[str, dict], tmp: Path, results: dict,
-                calib_n: int = 16, eval_n: int = 32) -> None:
+                calib_n: int = 16, eval_n: int = 32, save=lambda: None) -> None:
     rows, out = [], results.setdefault(target, {})
     for name in names:
         src, cal, ev, classifier, feeds, shapes = model_data(name, calib_n, eval_n, tmp)
@@ -148,6 +154,7 @@ def target_part(target: str, names: tuple[str, ...], variants: dict[str, dict], 
             r = run_variant(src, tmp / f"{target}-{name}-{label}", refs, feeds, classifier, target=target,
                             precision="int8", calib=str(cal), eval_data=str(ev), calib_samples=calib_n, **extra, **kw)
             res[label] = r
+            save()
             goal = r.get("top1_agreement") if classifier else r.get("cosine")
             met = None if goal is None else goal >= (0.98 if classifier else 0.99)
             rows.append([name, label, r.get("cosine"), r.get("top1_agreement"), r.get("fallbacks") or "",
@@ -163,13 +170,47 @@ JETSON_VARIANTS = {"before": {"calib_method": "minmax"}, "default": {}, "gated":
 ARM_VARIANTS = {"default": {}, "16x8": {"target_options": {"activations": "int16"}}, "gated": {"gated": True}}
 
 
+def _rows(results: dict) -> dict[str, list]:
+    tables: dict[str, list] = {}
+    for target, models in results.items():
+        for name, variants in models.items():
+            for label, r in variants.items():
+                classifier = "top1_agreement" in r or name in ("pp-lcnet-orientation", "mobilenet_v2", "resnet18")
+                goal = r.get("top1_agreement") if classifier else r.get("cosine")
+                met = None if goal is None else goal >= (0.98 if classifier else 0.99)
+                note = {True: "met", False: "missed"}.get(met) if met is not None else (
+                    f"refused (cosine {r['refused_cosine']})" if "refused_cosine" in r else (r.get("error") or "")[:70])
+                tables.setdefault(target, []).append([name, label, r.get("cosine"), r.get("top1_agreement"),
+                                                      r.get("fallbacks") or "", r.get("seconds"), note])
+    return tables
+
+
+def merge() -> None:
+    """Merge the per-run files (``--tag``) into quant_targets.json and print the tables."""
+    results: dict = {}
+    for f in sorted((Path(__file__).parent / "results").glob("quant_targets_*.json")):
+        for target, models in json.loads(f.read_text()).items():
+            for name, variants in models.items():
+                results.setdefault(target, {}).setdefault(name, {}).update(variants)
+    for target, rows in _rows(results).items():
+        print_table(f"{target} int8 vs float (16 calib / 32 eval samples; goal: detectors cosine >= 0.99, "
+                    "classifiers top-1 >= 0.98)", ["model", "variant", "cosine", "top-1 agr.", "fallbacks used",
+                                                    "build s", "goal"], rows)
+    write_json("quant_targets", results)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="jetson,arm")
     ap.add_argument("--models", default="")
     ap.add_argument("--variants", default="")
+    ap.add_argument("--tag", default="", help="results file suffix (runs in parallel write separate files)")
+    ap.add_argument("--merge", action="store_true", help="only merge the --tag result files and print the tables")
     args = ap.parse_args()
+    if args.merge:
+        return merge()
     results: dict = {}
+    name = "quant_targets" + (f"_{args.tag}" if args.tag else "")
     with tempfile.TemporaryDirectory() as d:
         for target in args.targets.split(","):
             names = tuple(args.models.split(",")) if args.models else (JETSON_MODELS if target == "jetson"
@@ -177,8 +218,8 @@ def main() -> None:
             variants = JETSON_VARIANTS if target == "jetson" else ARM_VARIANTS
             if args.variants:
                 variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
-            target_part(target, names, variants, Path(d), results)
-    write_json("quant_targets", results)
+            target_part(target, names, variants, Path(d), results, save=lambda: write_json(name, results))
+    write_json(name, results)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
+
+import numpy as np
 
 from edgec.errors import ConfigError
 from edgec.targets.tflite.converter_step import representative_dataset, run_converter
@@ -46,12 +49,44 @@ def int8_mode(spec) -> tuple[str, tuple[str, ...], int]:
 
 
 def convert_int16(tf, conv, graph, calib) -> tuple[bytes, dict[str, Any]]:
-    """16x8 full-integer model with float32 I/O (quantized inside the model)."""
+    """16x8 model with float32 I/O (quantized inside the model).
+
+    Ops without a 16x8 kernel (HARD_SWISH in TF 2.x) make the pure 16x8 conversion fail; the
+    converter then runs again with float builtins allowed, as TFLite documents for 16x8, so
+    those ops stay float; the manifest names them.
+    """
+    from edgec.targets.tflite.tools import TFLiteConversionError
+
+    int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
     conv.representative_dataset = representative_dataset(graph, calib)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    data = run_converter(conv, "int8")
-    return data, {"mode": "16x8", "weights": "int8 per-channel symmetric", "activations": "int16 per-tensor symmetric",
-                  "bias": "int64", "calibration_samples": len(calib), "io": "float32"}
+    conv.target_spec.supported_ops = [int16]
+    info = {"mode": "16x8", "weights": "int8 per-channel symmetric", "activations": "int16 per-tensor symmetric",
+            "bias": "int64", "calibration_samples": len(calib), "io": "float32"}
+    try:
+        data = run_converter(conv, "int8")
+    except TFLiteConversionError as exc:
+        if "16x8" not in str(exc):
+            raise
+        conv.target_spec.supported_ops = [int16, tf.lite.OpsSet.TFLITE_BUILTINS]
+        data = run_converter(conv, "int8")
+        info["float_ops"] = float_ops_in(data) or sorted(set(re.findall(r"op: '(\w+)'", str(exc))))
+    return data, info
+
+
+def float_ops_in(data: bytes) -> list[str]:
+    """Op types of the model that compute in float (besides the I/O Quantize/Dequantize)."""
+    from edgec.targets.tflite.tflite_io import interpreter_class
+
+    Interpreter, _ = interpreter_class()
+    interp = Interpreter(model_content=data)
+    dtypes = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
+    out = set()
+    for op in interp._get_ops_details():  # noqa: SLF001 - LiteRT's only per-op view
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        if any(dtypes.get(i) == np.float32 for i in op["outputs"]):
+            out.add(op["op_name"])
+    return sorted(out)
 
 
 def convert_denylisted(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], worst: int

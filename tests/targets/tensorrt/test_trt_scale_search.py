@@ -120,3 +120,20 @@ def test_jetson_int8_build_records_the_search(tmp_path):
     assert set(passes["calibrate-auto"]["methods"]) == {label for label, _, _ in TRT_CALIBRATORS}
     assert res.manifest["calibration"]["method"] == "auto"
     assert res.report["accuracy"]["cosine"] > 0.999
+
+
+def test_one_channel_head_keeps_matching_qdq_pairs_after_legalize():
+    # A per-channel weight scale of one channel (YOLOX's objectness head) carries axis 0; the
+    # QuantizeLinear legalize adds in front of it must carry the same axis, or TensorRT refuses
+    # the pair (found on the ddddocr YOLOX detector).
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="head")]
+    model = handle(make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              {"w": _w(rng, 1, 8, 1, 1), "b": _w(rng, 1)}))
+    samples = _outlier_samples(shape=(1, 8, 4, 4), outlier=1.0)
+    q, _ = quantize_qdq(model, collect_ranges(model.proto, samples, "minmax"), SCHEME)
+    legal, changes = legalize(q.proto)
+    assert changes["weights_requantized"] == 1
+    report = check_qdq(legal)
+    assert report.ok, report.violations

@@ -104,3 +104,25 @@ def test_arm_gate_improves_a_planted_outlier_model(tmp_path):
     with pytest.raises(AccuracyError, match="tried .*rmse/scale"):
         api.build(BuildConfig.from_flat(output=tmp_path / "impossible", max_accuracy_drop=1e-9, metric="cosine", **common))
     assert not (tmp_path / "impossible").exists()
+
+
+def test_16x8_keeps_ops_without_a_16x8_kernel_float(tmp_path):
+    from edgec.calibration.types import CalibrationData
+
+    from .conftest import handle_from_proto
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.5, (4, 4, 1, 1)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("HardSwish", ["c"], ["h"], name="hswish"),
+             helper.make_node("Conv", ["h", "w2"], ["y"], name="conv2")]
+    g = helper.make_graph(nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    model = handle_from_proto(proto, "hs.onnx")
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(8)], "test")
+    built = lower(model, calib, "int8", tmp_path / "hs16", activations="int16")
+    q = built.result.manifest["quantization"]
+    assert q["mode"] == "16x8" and "HARD_SWISH" in q["float_ops"] and "CONV_2D" not in q["float_ops"]
+    assert any(t == np.int16 for t in _tensor_types((built.bundle / "model.tflite").read_bytes()).values())
