@@ -169,7 +169,8 @@ def run_cell(model: dict, target: str, precision: str, calib: Path, evald: Path,
             return cell | {"status": "left-out", "error": why}
     cfg = BuildConfig(model=str(corpus.model_path(model["name"])), output=out, target=target, precision=precision,
                       calib=str(calib), eval_data=str(evald), input_shapes=shapes, force=True,
-                      target_options=options, calib_samples=len(feeds) * 4)
+                      target_options=options, calib_samples=len(feeds) * 4,
+                      task=None if model.get("format") == "hf" else model.get("task"))
     t0 = time.perf_counter()
     try:
         result = build(cfg)
