@@ -13,9 +13,11 @@ qemu-system-arm with ``-icount shift=0`` on M4 (mps2-an386), M33 (mps2-an505) an
     (im2col scratch), painted stack, caller I/O buffers (0 with the pointer API);
     TFLM's arena from the tflite-micro interpreter (RecordingMicroAllocator) as anchor;
   * bit-exactness: QEMU output == host build == LiteRT BUILTIN_REF.
+Coverage: ``--corpus`` runs the real-model corpus's int8 mcu builds through the same
+measurements (``mcu_corpus.py``; ``--corpus all``: every corpus model the mcu can hold).
 
 Usage: python benchmarks/mcu.py [--models ic,kws,vww,ad] [--cpus cortex-m4,...] [--opts -O2,-Os]
-       [--out benchmarks/results/mcu.json]
+       [--corpus all|NAME,...] [--corpus-cpus cortex-m4] [--corpus-opts -O2] [--out benchmarks/results/mcu.json]
 """
 
 from __future__ import annotations
@@ -211,6 +213,9 @@ def main() -> int:
     ap.add_argument("--models", default="ic,kws,vww,ad")
     ap.add_argument("--cpus", default="cortex-m4,cortex-m33,cortex-m55")
     ap.add_argument("--opts", default="-O2,-Os")
+    ap.add_argument("--corpus", default="", help="corpus models for the coverage section ('all': those that fit)")
+    ap.add_argument("--corpus-cpus", default="cortex-m4")
+    ap.add_argument("--corpus-opts", default="-O2")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mcu.json"))
     ap.add_argument("--tflm-arena", help=argparse.SUPPRESS)
     ap.add_argument("--litert-ref", nargs=4, help=argparse.SUPPRESS)
@@ -224,7 +229,7 @@ def main() -> int:
     cf = _conftest()
     rows, tflm = [], {}
     with tempfile.TemporaryDirectory() as td:
-        for name in args.models.split(","):
+        for name in [m for m in args.models.split(",") if m]:
             data = tflite_model(name, cf)
             tflm[name] = {"arena_bytes": tflm_arena(data), "tflite_bytes": len(data)}
             for cpu in args.cpus.split(","):
@@ -261,6 +266,14 @@ def main() -> int:
               "instructions/tick calibrated with a loop of known length", "cmsis_nn_reference": CMSIS_NN,
               "goals": {"instructions_vs_cmsis_nn": GOAL, "ram_vs_tflm": 0.5},
               "tflm": tflm, "tflm_min_code_bytes": TFLM_MIN_CODE, "rows": rows}
+    if not rows and Path(args.out).is_file():  # coverage only: keep the reference-architecture rows written before
+        result = {**json.loads(Path(args.out).read_text()), "corpus": []}
+    if args.corpus:
+        import mcu_corpus
+
+        names = list(mcu_corpus.MODELS) if args.corpus == "all" else args.corpus.split(",")
+        result["corpus"] = mcu_corpus.corpus_rows(names, args.corpus_cpus.split(","), args.corpus_opts.split(","), cf)
+        mcu_corpus.print_table(result["corpus"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, sort_keys=True))
     print(f"wrote {args.out}")

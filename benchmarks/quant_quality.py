@@ -203,11 +203,19 @@ def llama_part(d: Path, results: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="digits,gate,minilm,llama")
+    ap.add_argument("--corpus-models", default=None, help="comma-separated names (default: all)")
+    ap.add_argument("--corpus-calib", type=int, default=16, help="calibration samples per corpus model")
+    ap.add_argument("--corpus-fast", action="store_true",
+                    help="skip the gated builds and NNCF's accuracy control (their previous rows are kept)")
     args = ap.parse_args()
     from quant_corpus import corpus_part
 
+    def corpus(d: Path, results: dict) -> None:
+        corpus_part(d, results, args.corpus_models.split(",") if args.corpus_models else None, args.corpus_calib,
+                    gate=not args.corpus_fast, slow_anchors=not args.corpus_fast)
+
     parts = {"digits": digits_part, "gate": gate_part, "minilm": minilm_part, "llama": llama_part,
-             "corpus": corpus_part}
+             "corpus": corpus}
     import json
 
     from _common import RESULTS

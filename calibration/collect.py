@@ -65,10 +65,13 @@ def collect_ranges(
     return _observe(model, samples, (method,), tensors, progress, observer_kw)[method]
 
 
+ObserverSpec = tuple[str, str, tuple[tuple[str, Any], ...]]  # (label, observer name, observer options)
+
+
 def collect_ranges_multi(model: "onnx.ModelProto", samples: Iterable[dict[str, np.ndarray]],
-                         methods: tuple[str, ...] | None = None,
+                         methods: "tuple[str | ObserverSpec, ...] | None" = None,
                          tensors: list[str] | None = None) -> dict[str, dict[str, TensorRange]]:
-    """``{method: {tensor: TensorRange}}``: `collect_ranges` under several methods in one pass.
+    """``{label: {tensor: TensorRange}}``: `collect_ranges` under several methods in one pass.
 
     Each tensor feeds one observer per method while onnxruntime runs the model once per
     sample; ``--calib-method auto`` and the accuracy gate's per-tensor method switching
@@ -77,7 +80,9 @@ def collect_ranges_multi(model: "onnx.ModelProto", samples: Iterable[dict[str, n
     Args:
         model: Float ONNX model.
         samples: Feeds in the model convention.
-        methods: Observer names (default: every registered observer).
+        methods: Observer names, or ``(label, observer name, ((option, value), ...))``
+            specs for configured observers (TensorRT's symmetric calibrators); default:
+            every registered observer with its default options.
         tensors: Only these tensors (default: every float input and node output).
 
     Raises:
@@ -85,13 +90,21 @@ def collect_ranges_multi(model: "onnx.ModelProto", samples: Iterable[dict[str, n
     """
     from edgec.calibration.observers import observer_names
 
-    return _observe(model, samples, tuple(methods or observer_names()), tensors, None, {})
+    specs = tuple((m, m, ()) if isinstance(m, str) else (m[0], m[1], tuple(m[2]))
+                  for m in (methods or observer_names()))
+    return _observe(model, samples, specs, tensors, None, {})
 
 
-def _observe(model, samples, methods: tuple[str, ...], tensors, progress, observer_kw) -> dict[str, dict[str, TensorRange]]:
-    """The one calibration loop behind `collect_ranges` and `collect_ranges_multi`."""
-    for method in methods:
-        make_observer(method, **observer_kw)  # fail on a bad method before running anything
+def _observe(model, samples, methods: tuple, tensors, progress, observer_kw) -> dict[str, dict[str, TensorRange]]:
+    """The one calibration loop behind `collect_ranges` and `collect_ranges_multi`.
+
+    ``methods`` holds observer names or ``(label, name, options)`` specs; results are keyed by label.
+    """
+    specs = [(m, m, observer_kw) if isinstance(m, str) else (m[0], m[1], {**observer_kw, **dict(m[2])})
+             for m in methods]
+    labels = [label for label, _, _ in specs]
+    for _, method, kw in specs:
+        make_observer(method, **kw)  # fail on a bad method before running anything
     g = model.graph
     init_names = {i.name for i in g.initializer}
     runtime_inputs = [i.name for i in g.input if i.name not in init_names]
@@ -122,7 +135,7 @@ def _observe(model, samples, methods: tuple[str, ...], tensors, progress, observ
         observed_inits = [n for n in g.initializer if n.name in wanted]
 
     order = [*observed_inputs, *(i.name for i in observed_inits), *observed_outputs]
-    observers: dict[str, list[Observer]] = {name: [make_observer(m, **observer_kw) for m in methods] for name in order}
+    observers: dict[str, list[Observer]] = {name: [make_observer(m, **kw) for _, m, kw in specs] for name in order}
     if observed_inits:
         from onnx import numpy_helper
 
@@ -164,9 +177,9 @@ def _observe(model, samples, methods: tuple[str, ...], tensors, progress, observ
     if n_seen == 0:
         raise CalibrationDataError("no calibration samples were given; expected at least one")
 
-    ranges: dict[str, dict[str, TensorRange]] = {m: {} for m in methods}
+    ranges: dict[str, dict[str, TensorRange]] = {m: {} for m in labels}
     for name, per_method in observers.items():
-        for method, obs in zip(methods, per_method):
+        for method, obs in zip(labels, per_method):
             if obs.count == 0:
                 if types.get(name, 1) in FLOAT_TYPES and name in types:
                     ranges[method][name] = TensorRange(0.0, 0.0, obs.name, 0.0)

@@ -98,6 +98,8 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         return (*res, _finish(report, drop, state))
 
     kinds = tuple(k for k in target.fallback_options() if quantizer is not None and k in quantizer.fallback_kinds)
+    if not kinds and quantizer is None and target.gate_moves:
+        return _run_moves(config, target, attempt, metric, labels, (drop, res), report, progress)
     if not kinds:
         why = _no_fallback_reason(target, quantizer)
         raise AccuracyError(f"accuracy drop {drop:.3g} ({metric.unit}) exceeds --max-accuracy-drop {budget:g} and "
@@ -178,6 +180,52 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         f"--max-accuracy-drop {budget:g} not met on target '{target.name}': best drop {b_drop:.3g} ({metric.unit}) "
         f"with {len(b_state.applied)} fallback(s) [{kept}]; most sensitive: {worst}; {cause}; try --precision "
         "fp16/fp32, another --calib-method, more representative --calib data, or a larger budget")
+
+
+def _run_moves(config: "BuildConfig", target, attempt: Attempt, metric, labels, plain: tuple, report: dict[str, Any],
+               progress: "Progress") -> tuple[dict[str, Any], Any, dict[str, Any], dict[str, Any]]:
+    """Re-lower with the target's own moves (`Target.gate_moves`) until one is within budget.
+
+    For targets whose converter quantizes by itself (arm: 16x8, the quantizer's deny-list):
+    each move is measured by the target's runner; the first within budget is kept.
+    """
+    from edgec.errors import EdgecError
+
+    budget = float(config.gate.max_accuracy_drop)
+    best_drop, best_move = plain[0], None
+    worst_ops: list = []
+    for move in target.gate_moves:
+        what = ", ".join(f"{k}={v}" for k, v in move.items())
+        progress.message(f"accuracy drop {best_drop:.3g} > {budget:g}: re-lowering with {what}")
+        step: dict[str, Any] = {"move": dict(move)}
+        report["steps"].append(step)
+        try:
+            manifest, lowered, accuracy, rec = attempt(None, tuple(config.keep_float), None, store=True, options=move)
+        except EdgecError as exc:  # a move the converter cannot build (an op without a 16x8 kernel)
+            step["error"] = str(exc).splitlines()[0][:300]
+            continue
+        d = metric.drop(rec.outputs["artifact"], rec.outputs["reference"], labels)
+        step["target_drop"] = d
+        quant = (manifest.get("target_info") or {}).get("quantization") or {}
+        worst_ops = quant.get("debugger_worst") or worst_ops
+        if d < best_drop:
+            best_drop, best_move = d, move
+        if d <= budget:
+            report.update({"passed": True, "drop": d, "move": dict(move), "fallbacks": [{"kind": "move", **move}],
+                           "float_nodes": quant.get("float_nodes", [])})
+            return manifest, lowered, accuracy, report
+    worst = ", ".join(f"{r['tensor']} ({r['op']}, rmse/scale {r['rmse_over_scale']:.3g})" for r in worst_ops[:3])
+    cause = (f"the error comes from these ops' int8 ranges (TFLite quantization debugger): {worst}" if worst else
+             "no op stands out: the error is spread over the model")
+    report["diagnosis"] = cause
+    tried = "; ".join(f"{', '.join(f'{k}={v}' for k, v in s['move'].items())}: "
+                      + (f"drop {s['target_drop']:.3g}" if "target_drop" in s else f"failed ({s.get('error')})")
+                      for s in report["steps"] if "move" in s)
+    best = ", ".join(f"{k}={v}" for k, v in best_move.items()) if best_move else "plain int8"
+    raise AccuracyError(
+        f"--max-accuracy-drop {budget:g} not met on target '{target.name}': plain int8 drop {plain[0]:.3g} "
+        f"{metric.unit}, best {best_drop:.3g} with {best}; tried {tried}; {cause}; try --precision fp16 or "
+        "int8-dynamic, or a larger budget")
 
 
 def _diagnose(report: dict[str, Any], steps: list[dict[str, Any]], ort_drop: float, target_drop: float,

@@ -189,6 +189,15 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
 _GROUPS = {"int8": Int8Options, "int4": Int4Options, "gate": GateOptions, "prune": PruneOptions, "llm": LLMOptions}
 
 
+def _pop_flat(kwargs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Remove the flat keywords (`FLAT_NAMES`) from ``kwargs``; returns them as ``{group: {field: value}}``."""
+    groups: dict[str, dict[str, Any]] = {}
+    for key in [k for k in kwargs if k in FLAT_NAMES]:
+        group, name = FLAT_NAMES[key]
+        groups.setdefault(group, {})[name] = kwargs.pop(key)
+    return groups
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """Everything `edgec.build` needs; checked against the registries when made.
@@ -255,23 +264,13 @@ class BuildConfig:
 
         Every key of `FLAT_NAMES` goes into its group; the others are `BuildConfig` fields.
         """
-        groups: dict[str, dict[str, Any]] = {}
-        for key in list(kwargs):
-            if key in FLAT_NAMES:
-                group, name = FLAT_NAMES[key]
-                groups.setdefault(group, {})[name] = kwargs.pop(key)
-        for group, values in groups.items():
+        for group, values in _pop_flat(kwargs).items():
             kwargs[group] = _GROUPS[group](**values)
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> "BuildConfig":
         """A copy with ``changes``; keys may be fields or flat names (``calib_method=`` ...)."""
-        groups: dict[str, dict[str, Any]] = {}
-        for key in list(changes):
-            if key in FLAT_NAMES:
-                group, name = FLAT_NAMES[key]
-                groups.setdefault(group, {})[name] = changes.pop(key)
-        for group, values in groups.items():
+        for group, values in _pop_flat(changes).items():
             changes[group] = dataclasses.replace(changes.get(group, getattr(self, group)), **values)
         return dataclasses.replace(self, **changes)
 

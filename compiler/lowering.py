@@ -35,10 +35,12 @@ class Lowering:
     def __init__(self, state: "BuildState"):
         self.state = state
         self.base_passes = list(state.passes)
+        self.base_options = dict(state.options)
         self.tries = 0
 
     def __call__(self, quant: ModelHandle | None, keep_float: tuple[str, ...], quant_summary: dict[str, Any] | None,
-                 store: bool = False) -> tuple[dict[str, Any], Any, dict[str, Any], Any]:
+                 store: bool = False, options: dict[str, Any] | None = None,
+                 ) -> tuple[dict[str, Any], Any, dict[str, Any], Any]:
         """Lower ``quant`` (None: the float model), write the manifest, verify.
 
         Args:
@@ -46,6 +48,7 @@ class Lowering:
             keep_float: Node names left in float (for the target's lowering).
             quant_summary: The quantize pass's config for the manifest, or None.
             store: Keep every output for the gate's metric.
+            options: Target options replacing the build's for this lowering (a gate move).
 
         Returns:
             ``(manifest, lowered, accuracy, recorder)``.
@@ -58,6 +61,7 @@ class Lowering:
         if self.tries:  # the accuracy gate lowers again: start from an empty bundle folder
             _clear_dir(tmp)
         self.tries += 1
+        st.options = {**self.base_options, **(options or {})}
         passes = self.base_passes + ([{"name": "quantize", "config": quant_summary}] if quant_summary else [])
         spec = LowerSpec(precision=st.precision, float_model=handle, quant_model=quant, calibration=st.calibration,
                          ranges=st.ranges, options=st.options, input_profiles=input_profiles(st.config),

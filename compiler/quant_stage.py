@@ -125,6 +125,13 @@ class Int8Quantizer:
             passes.append({"name": "smoothquant", "config": info})
             if info["smoothed"]:
                 ranges = collect_ranges(model.proto, calibration.samples, base_method)
+        if scheme.scale_depthwise_inputs:
+            from edgec.compiler.depthwise_scaling import scale_depthwise_inputs
+
+            model, info = scale_depthwise_inputs(model, calibration.samples)
+            passes.append({"name": "depthwise-input-scaling", "config": {"scaled_depthwise": info["scaled_depthwise"]}})
+            if info["scaled_depthwise"]:
+                ranges = collect_ranges(model.proto, calibration.samples, base_method)
         q = cls(model, handle, ranges, scheme, calibration, config.int8.bias_correction, passes)
         if config.int8.calib_method == "auto":
             progress.message("choosing a calibration method per tensor (auto)")
@@ -138,7 +145,7 @@ class Int8Quantizer:
             from edgec.calibration.collect import collect_ranges_multi
 
             self._alternatives = collect_ranges_multi(self.model.proto, self.calibration.samples,
-                                                     registered_observers())
+                                                      self.scheme.calib_candidates or registered_observers())
         return self._alternatives
 
     def channel_absmax(self) -> dict[str, np.ndarray]:
@@ -190,7 +197,7 @@ class Int8Quantizer:
         chosen: dict[str, str] = {}
         for t in quantized_tensors(quant.proto, self.ranges):
             current = self.ranges[t]
-            for m in registered_observers():
+            for m in alt:
                 cand = alt[m].get(t)
                 if cand is None or _same(cand, current):
                     continue
@@ -202,7 +209,7 @@ class Int8Quantizer:
                     chosen[t] = m
                 self.ranges[t] = current
         self.bias_correction = bias_correction
-        counts = {m: 0 for m in registered_observers()}
+        counts = {m: 0 for m in alt}
         for t in quantized_tensors(quant.proto, self.ranges):
             counts[chosen.get(t, "minmax")] += 1
         return {"samples": len(samples), "methods": counts, "chosen": dict(sorted(chosen.items())),
@@ -220,7 +227,7 @@ class Int8Quantizer:
         if "calib-method" in kinds:
             alt = self.alternatives()
             for t in quantized_tensors(quant.proto, self.ranges):
-                for m in registered_observers():
+                for m in alt:
                     r = alt[m].get(t)
                     if r is not None and not _same(r, self.ranges[t]):
                         out.append(Fallback("calib-method", t, m))

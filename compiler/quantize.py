@@ -37,8 +37,8 @@ FULL_INT_OPS = WEIGHTED_OPS | frozenset({
 # default when the QuantScheme names no `scale_preserving_ops`.
 SCALE_PRESERVING_OPS = frozenset({"MaxPool", "AveragePool", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
                                   "Transpose", "Pad"})
-# Inputs that are parameters, not data: they stay float (Clip's min/max bounds).
-PARAMETER_INPUTS = {"Clip": (1, 2)}
+# Inputs that are parameters, not data: they stay float (Clip's min/max bounds, Resize's roi and scales).
+PARAMETER_INPUTS = {"Clip": (1, 2), "Resize": (1, 2)}
 FUSIBLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 FUSING_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
 # TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh; the default when the

@@ -19,7 +19,7 @@ def build(config: BuildConfig, progress: Progress = SILENT):
 
 
 def prune(config: BuildConfig, progress: Progress = SILENT) -> dict[str, Any]:
-    """Prune ``config.model`` with ``config.prune`` (and ``config.finetune``) into the folder ``config.output``.
+    """Prune ``config.model`` with ``config.prune`` (spec and fine-tune) into the folder ``config.output``.
 
     Writes the pruned float model (``model.onnx``, ``model.safetensors`` for PyTorch sources)
     and ``report.json``; returns the report plus ``output``. See `edgec.compiler.prune`.

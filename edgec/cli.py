@@ -6,98 +6,26 @@ Heavy packages are never imported here: `edgec --help` stays fast.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import click
 
 from edgec import __version__
 from edgec.compiler.config import calib_method_choices, kv_cache_choices
+from edgec.compiler.quality import BUILTIN_METRICS
 from edgec.errors import ConfigError
 from edgec.runtimes.registry import REFERENCE_RUNNER
+from edgec.targets.registry import DEFAULT_TARGET
 
 from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
 from edgec.cli_common import emit as _emit, handle_errors, json_option
+from edgec.cli_options import (FINETUNE_HELP, PRUNE_HELP, RegistryChoice, int4_choices, parse_bytes,
+                                parse_input_shapes, target_option_decorators, threads_option, with_target_options)
 from edgec.cli_output import (_print_bench, _print_build, _print_generation_bench, _print_inspect, _print_layers,
                               _print_prune, _print_targets, _print_verify)
-
-
-# -- value parsers ---------------------------------------------------------------------
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?[bB])?\s*$")
-
-
-def parse_bytes(text: str) -> int:
-    """``256K`` / ``1M`` / ``1.5MiB`` / ``4096`` -> bytes (binary units)."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise ConfigError(f"'{text}' is not a size (examples: 256K, 1M, 4096)")
-    mult = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
-    return int(float(m.group(1)) * mult)
-
-
-def _dims(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        dims = tuple(int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"{flag}: '{text}' is not a shape like 1x3x224x224") from None
-    if not dims or any(d <= 0 for d in dims):
-        raise ConfigError(f"{flag}: '{text}' is not a shape like 1x3x224x224")
-    return dims
-
-
-def parse_input_shapes(values: tuple[str, ...]):
-    """``name=1x3x32x32`` or ``name=MIN:OPT:MAX`` shapes -> ``{name: InputShape}``."""
-    from edgec.compiler.config import InputShape
-
-    out = {}
-    for v in values:
-        name, eq, shape = v.partition("=")
-        if not eq or not name:
-            raise ConfigError(f"--input-shape '{v}' must look like NAME=1x3x224x224 or NAME=MIN:OPT:MAX")
-        parts = shape.split(":")
-        if len(parts) == 1:
-            out[name] = InputShape(_dims(parts[0], "--input-shape"))
-        elif len(parts) == 3:
-            lo, opt, hi = (_dims(p, "--input-shape") for p in parts)
-            if not (len(lo) == len(opt) == len(hi)) or any(a > b or b > c for a, b, c in zip(lo, opt, hi)):
-                raise ConfigError(f"--input-shape {name}: profile shapes must have one rank and min <= opt <= max")
-            out[name] = InputShape(opt, lo, hi)
-        else:
-            raise ConfigError(f"--input-shape '{v}': give one shape or three (min:opt:max)")
-    return out
-
-
-class RegistryChoice(click.Choice):
-    """A `click.Choice` whose choices are read from a registry when used, so a later registration counts."""
-
-    def __init__(self, names: Callable[[], Sequence[Any]]):
-        self._names = names
-        super().__init__(())
-
-    @property
-    def choices(self) -> tuple[str, ...]:
-        return tuple(str(n) for n in self._names())
-
-    @choices.setter
-    def choices(self, _value) -> None:  # click.Choice.__init__ assigns; the registry stays the source
-        pass
-
-
-def _int4_choices(name: str) -> Callable[[], Sequence[Any]]:
-    def names():
-        from edgec.compiler import int4
-
-        return getattr(int4, name)
-    return names
-
-
-# -- shared options --------------------------------------------------------------------
-def threads_option(fn):
-    return click.option("--threads", type=click.IntRange(min=1), default=None,
-                        help="Intra-op threads for the runtime (default: the runtime decides).")(fn)
 
 
 def _progress(as_json: bool):
@@ -109,53 +37,6 @@ def _progress(as_json: bool):
     # exactly one `error: ...` line on failure.
     wanted = sys.stderr.isatty() or os.environ.get("EDGEC_PROGRESS") == "1"
     return Progress(enabled=wanted and not as_json)
-
-
-def _target_option_decorators():
-    """Every target's own options, declared once in the target classes."""
-    from edgec.targets.registry import TARGETS
-
-    seen: dict[str, Any] = {}
-    owners: dict[str, list[str]] = {}
-    for name in TARGETS.names():
-        try:
-            cls = TARGETS.target_class(name)
-        except (ImportError, AttributeError):
-            continue  # `edgec targets` reports the broken target; the others stay usable
-        for opt in cls.options:
-            if opt.name in seen and seen[opt.name] != opt:
-                raise RuntimeError(f"targets declare option {opt.flag} differently")
-            seen[opt.name] = opt
-            owners.setdefault(opt.name, []).append(name)
-    decorators = []
-    for opt_name, opt in sorted(seen.items()):
-        help_text = f"{opt.help} [{', '.join(owners[opt_name])}]"
-        kw: dict[str, Any] = {"help": help_text, "default": None, "multiple": opt.multiple}
-        if opt.kind == "flag":
-            kw.update(is_flag=True, default=False)
-        elif opt.kind == "choice":
-            kw["type"] = click.Choice(opt.choices)
-        elif opt.kind == "int":
-            kw["type"] = int
-        elif opt.kind == "float":
-            kw["type"] = float
-        decorators.append(click.option(opt.flag, opt_name, **kw))
-    return decorators, seen
-
-
-def with_target_options(fn):
-    decorators, _ = _target_option_decorators()
-    for d in decorators:
-        fn = d(fn)
-    return fn
-
-
-PRUNE_HELP = ("Prune before quantizing: magnitude:0.5[,scope=global|layer] (unstructured: smaller compressed, not "
-              "faster), 2:4 (N:M for TensorRT sparse kernels, with jetson --sparsity), channels:0.3 or heads:0.25 "
-              "(structured: a smaller model, faster on every target; importance=magnitude|activation). The bundle's "
-              "reference is the pruned float model; report.json 'pruning' compares it with the unpruned one.")
-FINETUNE_HELP = ("Your training loop FN(model, ctx) run on the pruned PyTorch model before export; ctx.teacher is the "
-                 "unpruned model (see edgec.compiler.prune.distillation_loss).")
 
 
 # -- commands --------------------------------------------------------------------------
@@ -180,7 +61,7 @@ def cli(debug: bool) -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option("--target", "-t", default="intel-cpu", show_default=True,
+@click.option("--target", "-t", default=DEFAULT_TARGET, show_default=True,
               help="Target or alias (see `edgec targets`).")
 @click.option("--precision", "-p", default=None,
               help="fp32, fp16, int8 (and target-specific ones); default: the target's default.")
@@ -209,16 +90,16 @@ def cli(debug: bool) -> None:
               help="Ship a quantized artifact even below the accuracy floor (cosine < 0.98, or top-1 agreement < "
                    "0.9 on classifiers, against the float model on real data); without it such a build fails with "
                    "a per-layer diagnosis.")
-@click.option("--metric", default="auto", show_default=True, metavar="top1|cosine|mse|FILE.py:FN",
+@click.option("--metric", default="auto", show_default=True, metavar="|".join((*BUILTIN_METRICS, "FILE.py:FN")),
               help="Metric of the accuracy gate: top1 (accuracy on the .npz 'labels', else agreement with the float "
                    "model, in points), cosine (100 x mean cosine), mse, or FILE.py:FN with "
                    "FN(outputs: list[dict[str, np.ndarray]], reference_outputs: list[dict[str, np.ndarray]], "
                    "labels: np.ndarray | None) -> float, higher is better; auto: top1 for classifiers, else cosine.")
-@click.option("--group-size", type=RegistryChoice(_int4_choices("GROUP_SIZES")), default="128", show_default=True,
+@click.option("--group-size", type=RegistryChoice(int4_choices("GROUP_SIZES")), default="128", show_default=True,
               help="INT4: block size along the input dimension of MatMul/Gemm weights.")
-@click.option("--int4-mode", type=RegistryChoice(_int4_choices("MODES")), default="asym", show_default=True,
+@click.option("--int4-mode", type=RegistryChoice(int4_choices("MODES")), default="asym", show_default=True,
               help="INT4: symmetric int4, or asymmetric uint4 with per-block zero points.")
-@click.option("--int4-method", type=RegistryChoice(_int4_choices("METHODS")), default="rtn", show_default=True,
+@click.option("--int4-method", type=RegistryChoice(int4_choices("METHODS")), default="rtn", show_default=True,
               help="INT4: round-to-nearest, or data-aware GPTQ / AWQ-style scaling (both need --calib).")
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
@@ -251,7 +132,7 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
     from edgec import api
     from edgec.compiler.config import BuildConfig, GateOptions, Int4Options, Int8Options, LLMOptions, PruneOptions
 
-    _, declared = _target_option_decorators()
+    _, declared = target_option_decorators()
     parsed_opts = {}
     for k, v in target_options.items():
         if v is None or v is False or v == ():

@@ -82,6 +82,12 @@ class QuantScheme:
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
         calib_method: Default calibration method, chosen per target by measurement on the
             real-model corpus (benchmarks/quant_quality.py); ``--calib-method`` overrides it.
+        scale_depthwise_inputs: Move per-channel scales of depthwise-conv inputs into their
+            weights through an inserted ``Mul`` (runtimes with per-tensor activation scales
+            only: TensorRT); see `edgec.compiler.depthwise_scaling`.
+        calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
+            as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
+            calibrators); None: every registered observer with its default options.
     """
 
     activation_symmetric: bool = False
@@ -92,6 +98,8 @@ class QuantScheme:
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
     calib_method: str = "minmax"
+    calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
+    scale_depthwise_inputs: bool = False
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None
@@ -217,6 +225,10 @@ class Target(ABC):
     # float), "calib-method" (another calibration method for a tensor), "bias-correction", "int8"
     # (int8 instead of int4 weights). None: derived from `quant_scheme` by `fallback_options`.
     accuracy_fallbacks: ClassVar[tuple[str, ...] | None] = None
+    # For a target that quantizes with its own converter (no `quant_scheme`): target options the
+    # accuracy gate re-lowers with, in order, when the plain build misses the budget (arm: 16x8,
+    # float ops from the converter's deny-list).
+    gate_moves: ClassVar[tuple[dict[str, Any], ...]] = ()
     # Distributions whose versions the manifest records for a build on this target.
     dependencies: ClassVar[tuple[str, ...]] = ()
     # What pruning buys on this target, per `--prune` method (magnitude, nm, channels,

@@ -38,7 +38,7 @@ def _samples(config: BuildConfig, handle: Any) -> tuple[list[dict], str, Any]:
 
 
 def prune_model(config: BuildConfig, progress: Progress = SILENT) -> dict[str, Any]:
-    """Prune ``config.model`` with ``config.prune`` (and ``config.finetune``) into ``config.output``.
+    """Prune ``config.model`` with ``config.prune`` (spec and fine-tune) into ``config.output``.
 
     Returns:
         The written ``report.json`` content plus ``"output"`` (the folder).

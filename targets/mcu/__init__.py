@@ -46,7 +46,7 @@ class MCUTarget(Target):
     def check(self, model: "ModelHandle", spec: LowerSpec) -> SupportReport:
         from edgec.targets.mcu.build import check_model
 
-        return check_model(self, model)
+        return check_model(self, model, (spec.options or {}).get("flash_budget"))
 
     def lower(self, model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerResult:
         from edgec.targets.mcu.build import lower_model

@@ -21,11 +21,29 @@ def load_graph(model: "ModelHandle") -> QGraph:
         return load_tflite(model.tflite_bytes)
     from edgec.targets.mcu.import_onnx import load_onnx
 
-    return load_onnx(model.proto)
+    nhwc_io = frozenset(s.name for s in [*model.inputs, *model.outputs] if s.layout == "NHWC")
+    return load_onnx(model.proto, nhwc_io)
 
 
-def check_model(target, model: "ModelHandle") -> SupportReport:
-    """Every node the mcu target cannot run, with the reason (runs on the float graph)."""
+def check_weights_fit(model: "ModelHandle", flash_budget: int | None) -> None:
+    """Fail in seconds when the weights alone, one byte each at int8, exceed ``--flash-budget``."""
+    if not flash_budget or model.proto is None:
+        return
+    import numpy as np
+
+    weights = sum(int(np.prod(i.dims)) for i in model.proto.graph.initializer)
+    if weights > flash_budget:
+        raise BudgetError(f"model has {weights / 2**20:.1f} M weights, at least {_fmt_bytes(weights)} of flash at int8, "
+                          f"over the --flash-budget of {_fmt_bytes(flash_budget)}: pick a smaller model or a part "
+                          "with more flash")
+
+
+def check_model(target, model: "ModelHandle", flash_budget: int | None = None) -> SupportReport:
+    """Every node the mcu target cannot run, with the reason (runs on the float graph).
+
+    A model whose weights cannot fit ``flash_budget`` fails first: its ops do not matter then.
+    """
+    check_weights_fit(model, flash_budget)
     report = SupportReport(target.name)
     if model.format == "tflite":
         from edgec.targets.mcu.import_tflite import SUPPORTED, list_ops
@@ -67,13 +85,17 @@ def io_specs(g: QGraph, names: list[str], model_specs) -> list:
     from edgec.compiler.model import TensorSpec
 
     specs = []
+    graph_order = set(g.meta.get("graph_order_io", ()))
     for i, n in enumerate(names):
         t = g.t(n)
-        name = model_specs[i].name if model_specs and i < len(model_specs) and g.source == "tflite" else n.rsplit("#", 1)[0]
+        model_spec = model_specs[i] if model_specs and i < len(model_specs) else None
+        name = model_spec.name if model_spec and g.source == "tflite" else n.rsplit("#", 1)[0]
         quant = t.scale is not None and t.dtype != "float32"
+        # A 4-D tensor kept in the ONNX graph's order has the model's own layout (nothing to transpose).
+        layout = None if len(t.shape) != 4 else (model_spec.layout if model_spec else None) if n in graph_order \
+            else "NHWC"
         specs.append(TensorSpec(name, tuple(int(d) for d in t.shape), t.dtype,
-                                scale=t.s if quant else None, zero_point=t.zp if quant else None,
-                                layout="NHWC" if len(t.shape) == 4 else None))
+                                scale=t.s if quant else None, zero_point=t.zp if quant else None, layout=layout))
     return specs
 
 

@@ -6,6 +6,8 @@ Every float tensor between ops must come out of a DequantizeLinear; the int8 ten
 it is what the C uses. Weights are int8 initializers behind DQ (per-channel scales), biases
 int32. 4-D activations are moved from NCHW to NHWC (weights permuted to match); a Flatten or
 Reshape that leaves 4-D gets a transpose back to NCHW order when the data order matters.
+Tensors next to the Transposes of a TensorFlow-converted graph stay in the graph's own
+order instead, so those Transposes move no data (`onnx_layout`).
 Relu/Clip between an op and its QuantizeLinear become the op's clamp bounds.
 
 This module holds the Q/DQ plumbing and `OnnxContext`, the helpers the per-op importers
@@ -19,7 +21,8 @@ from collections import defaultdict
 import numpy as np
 
 from edgec.errors import ModelLoadError, UnsupportedOpError
-from edgec.targets.mcu.ops import BY_ONNX, onnx_rejection
+from edgec.targets.mcu.onnx_layout import NCHW_OF_NHWC, NHWC_OF_NCHW, plain_tensors
+from edgec.targets.mcu.ops import ANY_LAYOUT_ONNX_OPS, BY_ONNX, onnx_rejection
 from edgec.targets.mcu.ops.record import GraphFacts, NodeView, attrs, nhwc, node_name
 from edgec.targets.mcu.qgraph import QGraph, QOp, QTensor
 from edgec.targets.mcu.qmath import clip_range
@@ -28,7 +31,7 @@ from edgec.targets.mcu.qmath import clip_range
 class OnnxContext:
     """The state of one import: int8 tensors, ops so far, float -> int8 aliases."""
 
-    def __init__(self, proto):
+    def __init__(self, proto, nhwc_io: frozenset[str] = frozenset()):
         self.facts = GraphFacts(proto)
         self.graph = self.facts.graph
         self.opset = self.facts.opset
@@ -41,8 +44,11 @@ class OnnxContext:
         self.tensors: dict[str, QTensor] = {}
         self.ops: list[QOp] = []
         self.alias: dict[str, str] = {}  # float tensor -> int8 tensor it stands for
-        self.rank4: set[str] = set()
+        self.rank4: set[str] = set()  # 4-D int8 tensors stored NHWC (the rest keep the graph's order)
+        self.plain = plain_tensors(self.graph, self.consumers, self.shapes, nhwc_io)
         self.fused: list = []  # Relu/Clip nodes folded into their producer
+        self._pending: list[QOp] = []  # ops to run after the node being imported
+        self._as_nhwc: dict[str, str] = {}
         self._n = 0
 
     # -- helpers for the op importers -------------------------------------------------------
@@ -66,7 +72,21 @@ class OnnxContext:
         if float_name not in self.alias:
             raise UnsupportedOpError(node.op_type, node_name(node), "mcu",
                                      f"input '{float_name}' is not quantized (no DequantizeLinear before it)")
-        return self.alias[float_name]
+        q = self.alias[float_name]
+        if self._needs_nhwc(q, node):
+            if q not in self._as_nhwc:
+                t = self.tensors[q]
+                self._as_nhwc[q] = self.add_tensor(QTensor(self.fresh(q) + "/nhwc", nhwc(t.shape), "int8",
+                                                           t.scale, t.zero_point))
+                self.rank4.add(self._as_nhwc[q])
+                self.add_op("transpose", node, [q], [self._as_nhwc[q]], {"perm": list(NHWC_OF_NCHW)})
+            return self._as_nhwc[q]
+        return q
+
+    def _needs_nhwc(self, q: str, node) -> bool:
+        """A 4-D activation kept in the graph's order, read by an op whose kernel wants NHWC."""
+        t = self.tensors[q]
+        return len(t.shape) == 4 and not t.is_const and q not in self.rank4 and node.op_type not in ANY_LAYOUT_ONNX_OPS
 
     def out_q(self, node, fuse: bool = False) -> tuple[str, tuple[int, int]]:
         """The int8 tensor the node's output is quantized to, and clamp bounds of a fused Relu/Clip."""
@@ -85,6 +105,12 @@ class OnnxContext:
                                      "its output is not quantized (no QuantizeLinear after it)")
         q = qs[0].output[0]
         t = self.tensors[q]
+        if self._needs_nhwc(q, node):  # the kernel writes NHWC; the tensor is kept in the graph's order
+            tmp = self.add_tensor(QTensor(self.fresh(q) + "/nhwc", nhwc(t.shape), "int8", t.scale, t.zero_point))
+            self.rank4.add(tmp)
+            self._pending.append(QOp("transpose", node_name(node), [tmp], [q], {"perm": list(NCHW_OF_NHWC)},
+                                     node.op_type))
+            q = tmp
         return q, clip_range(lo, hi, t.s, t.zp)
 
     def clip_bounds(self, act) -> tuple[float | None, float | None]:
@@ -121,8 +147,10 @@ class OnnxContext:
                 shape = self.shapes.get(x) or self.shapes.get(y)
                 if shape is None:
                     raise ModelLoadError(f"the mcu target needs static shapes; '{x}' has none")
-                self.tensors[y] = QTensor(y, nhwc(shape), "int8", s, np.asarray(zp, np.int64).reshape(-1))
-                if len(shape) == 4:
+                plain = y in self.plain
+                self.tensors[y] = QTensor(y, tuple(shape) if plain else nhwc(shape), "int8", s,
+                                          np.asarray(zp, np.int64).reshape(-1))
+                if len(shape) == 4 and not plain:
                     self.rank4.add(y)
         for node in self.graph.node:
             if node.op_type != "DequantizeLinear":
@@ -166,16 +194,21 @@ class OnnxContext:
             if reason:
                 raise UnsupportedOpError(node.op_type, node_name(node), "mcu", reason)
             BY_ONNX[node.op_type].onnx_importer(node.op_type, self.opset)(self, node)
+            self.ops.extend(self._pending)
+            self._pending.clear()
         for go in self.graph.output:
             if go.name not in self.alias:
                 raise UnsupportedOpError("Output", go.name, "mcu", "graph outputs must come out of DequantizeLinear")
             outputs.append(self.alias[go.name])
-        g = QGraph(self.tensors, self.ops, inputs, outputs, source="onnx")
+        g = QGraph(self.tensors, self.ops, inputs, outputs, source="onnx",
+                   meta={"graph_order_io": sorted(n for n in inputs + outputs
+                                                  if len(self.tensors[n].shape) == 4 and n not in self.rank4)})
         g.prune()
         return g
 
 
-def load_onnx(proto) -> QGraph:
+def load_onnx(proto, nhwc_io: frozenset[str] = frozenset()) -> QGraph:
+    """The QGraph of a Q/DQ ONNX model; ``nhwc_io``: graph inputs/outputs the model declares NHWC."""
     if proto is None:
         raise ModelLoadError("the mcu target needs an ONNX model or an int8 .tflite")
-    return OnnxContext(proto).convert()
+    return OnnxContext(proto, nhwc_io).convert()

@@ -31,7 +31,10 @@ class ONNXRuntimeTarget(Target):
                      "gain is in compressed size",
         "nm": "none expected: no N:M sparse kernels in onnxruntime's CPU execution provider",
     }
-    quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(activation_symmetric=False, placement="weighted")
+    # Depthwise inputs per channel: onnxruntime then runs those convolutions on dequantized inputs, but a
+    # per-tensor scale there cost PP-LCNet cosine 0.997 -> 0.952 (benchmarks/quant_quality.py --parts corpus).
+    quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(activation_symmetric=False, placement="weighted",
+                                                             per_channel_depthwise_inputs=True)
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "
                      "4 int8 activations (faster; onnxruntime's default for fused int4)", kind="choice",

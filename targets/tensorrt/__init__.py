@@ -64,6 +64,20 @@ _UNSUPPORTED_HINTS = {
 }
 
 
+# The per-tensor scale candidates of TensorRT's calibrators (all symmetric, zero point 0):
+# IInt8EntropyCalibrator2's KL search on |x|, IInt8MinMaxCalibrator, the percentile calibrator
+# at 99.99 % / 99.999 % of |x|, and the MSE-optimal threshold (pytorch-quantization's "mse").
+# ``--calib-method auto`` (this target's default) keeps, tensor by tensor, the one whose scale
+# gives the smallest error at the model's outputs (`edgec.compiler.quant_stage`).
+TRT_CALIBRATORS = (
+    ("minmax", "minmax", ()),
+    ("entropy", "entropy", (("variant", "magnitude"),)),
+    ("percentile-99.99", "percentile", (("percentile", 99.99), ("symmetric", True))),
+    ("percentile-99.999", "percentile", (("percentile", 99.999), ("symmetric", True))),
+    ("mse", "mse", (("symmetric", True),)),
+)
+
+
 def engine_availability() -> str | None:
     """None when TensorRT engines can be built and run here; else why not (one line)."""
     from edgec.targets.tensorrt.trt_engine import gpu_available
@@ -97,7 +111,8 @@ class TensorRTTarget(Target):
               "--sparsity (SPARSE_WEIGHTS); TensorRT picks them per layer where faster: measure on the device "
               "with bench_trt.py",
     }
-    quant_scheme = QuantScheme(activation_symmetric=True, placement="weighted", quantize_add=True)
+    quant_scheme = QuantScheme(activation_symmetric=True, placement="weighted", quantize_add=True,
+                               calib_method="auto", calib_candidates=TRT_CALIBRATORS, scale_depthwise_inputs=True)
     supported_ops = TRT_SUPPORTED_OPS
     options = (
         TargetOption("engine", "Also build the TensorRT engine here (needs tensorrt and a CUDA GPU).", kind="flag",

@@ -420,7 +420,9 @@ def legalize(proto, float_weights: bool = True):
                     new_inits.append(numpy_helper.from_array(_dequant(g.const(base), scale, zp, axis), fname))
                 q_inputs = [fname, node.input[1]] + ([node.input[2]] if len(node.input) > 2 and node.input[2] else [])
                 qnode = helper.make_node("QuantizeLinear", q_inputs, [qname], name=f"{_name(node)}_wq")
-                if scale.size > 1:
+                if scale.size > 1 or any(a.name == "axis" for a in node.attribute):
+                    # The pair must match exactly, also for a per-channel scale of one channel
+                    # (a 1-channel head: YOLOX objectness) whose axis is not the default.
                     qnode.attribute.append(helper.make_attribute("axis", axis))
                 new_nodes.append(qnode)
                 node.input[0] = qname

@@ -44,7 +44,18 @@ class TFLiteTarget(Target):
             choices=("int8", "uint8", "float32"),
             default=None,
         ),
+        TargetOption("activations", "int8 activations (default) or int16 (TFLite's 16x8 mode: int16 activations, "
+                     "int8 weights; for transformers and wide-range tensors).", kind="choice",
+                     choices=("int8", "int16"), default=None),
+        TargetOption("float_nodes", "Keep this TFLite op (by output tensor name) in float in an int8 model (the "
+                     "quantizer's deny-list); repeatable.", multiple=True, default=()),
+        TargetOption("float_ops", "Keep the N ops with the largest int8 error (TFLite's quantization debugger) in "
+                     "float.", kind="int", default=None),
     )
+    # The accuracy gate's moves, in order, when plain int8 misses --max-accuracy-drop (see quant_modes):
+    # deny-listing a few ops keeps XNNPACK's int8 kernels for the rest; 16x8 keeps every op integer
+    # but runs on LiteRT's reference kernels; many float ops come last.
+    gate_moves = ({"float_ops": 2}, {"float_ops": 8}, {"activations": "int16"}, {"float_ops": 32})
 
     def availability(self) -> str | None:
         # ai_edge_litert is what the verify runner uses; tflite_runtime is accepted in its place.

@@ -30,6 +30,7 @@ from edgec.targets.base import Artifact, LowerResult, LowerSpec
 from edgec.targets.tflite.converter_step import representative_dataset, run_converter
 from edgec.targets.tflite.graph_passes import prepare_onnx
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
+from edgec.targets.tflite.quant_modes import convert_denylisted, convert_int16, int8_mode
 from edgec.targets.tflite.support import check_model, validate_options
 from edgec.targets.tflite.tflite_io import SIGNATURE, check_samples, float_error, read_io, run_tflite
 from edgec.targets.tflite.tools import captured_output, import_tf
@@ -46,8 +47,12 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
         raise ConfigError(f"target '{target}' has no precision '{precision}' (fp32, fp16, int8, int8-dynamic)")
     if spec.keep_float and precision == "int8":
         raise ConfigError(
-            "--keep-float is not supported by the arm target: a full-integer .tflite has no float "
-            "islands; use --precision int8-dynamic (int8 weights, float activations) or fp16")
+            "--keep-float names ONNX nodes, which the arm target's converter renames: keep TFLite ops in float "
+            "with --float-nodes TENSOR (output tensor names) or --float-ops N (the N worst by the quantization "
+            "debugger), or use --precision int8-dynamic / fp16")
+    activations, float_nodes, float_ops = int8_mode(spec)
+    if precision != "int8" and (activations != "int8" or float_nodes or float_ops):
+        raise ConfigError("--activations / --float-nodes / --float-ops apply to --precision int8 on the arm target")
     if precision == "int8" and (spec.calibration is None or not len(spec.calibration)):
         raise CalibrationDataError("--precision int8 on the arm target needs calibration data (--calib)")
     progress = spec.progress
@@ -73,6 +78,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
 
         conv = graph.converter()
         quant: dict[str, Any] = {"mode": "none"}
+        data = None
         if precision == "fp32":
             data = float_bytes
         else:
@@ -84,16 +90,26 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                 quant = {"mode": "dynamic-range", "weights": "int8 per-channel", "activations": "float"}
             else:
                 calib = list(spec.calibration.samples)
-                conv.representative_dataset = representative_dataset(graph, calib)
-                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
                 io_tf = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_dtype]
-                conv.inference_input_type = io_tf
-                conv.inference_output_type = io_tf
-                quant = {"mode": "full-integer", "weights": "int8 per-channel symmetric",
-                         "activations": "int8 per-tensor asymmetric", "bias": "int32",
-                         "calibration_samples": len(calib), "representative_layout": "NHWC"}
-            say(f"TFLiteConverter: {precision}")
-            data = run_converter(conv, precision)
+                if activations == "int16" or float_nodes or float_ops:
+                    say(f"TFLiteConverter: {precision} ({'16x8' if activations == 'int16' else 'with float ops'})")
+                    if activations == "int16":
+                        data, quant = convert_int16(tf, conv, graph, calib)
+                        io_dtype = "float32"
+                    else:
+                        data, quant = convert_denylisted(tf, conv, graph, calib, io_tf, float_nodes, float_ops)
+                    quant["representative_layout"] = "NHWC"
+                else:
+                    conv.representative_dataset = representative_dataset(graph, calib)
+                    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                    conv.inference_input_type = io_tf
+                    conv.inference_output_type = io_tf
+                    quant = {"mode": "full-integer", "weights": "int8 per-channel symmetric",
+                             "activations": "int8 per-tensor asymmetric", "bias": "int32",
+                             "calibration_samples": len(calib), "representative_layout": "NHWC"}
+            if data is None:
+                say(f"TFLiteConverter: {precision}")
+                data = run_converter(conv, precision)
 
         inputs, outputs, ops = read_io(data, graph)
         if precision == "int8":

@@ -27,3 +27,20 @@ def test_runners_say_whether_they_expose_intermediate_tensors():
 
     exposes = {n for n in RUNNERS.names() if RUNNERS.get(n).exposes_intermediate_tensors}
     assert {"openvino", "onnxruntime"} <= exposes and "mcu" not in exposes
+
+
+def test_shared_modules_name_no_target():
+    """Target names appear in compiler/, calibration/ and runtimes/ only in the registries (one place per fact)."""
+    import re
+    from pathlib import Path
+
+    from edgec.targets.registry import TARGETS
+
+    root = Path(__file__).resolve().parents[2]
+    quoted = re.compile("([\"'])(" + "|".join(map(re.escape, TARGETS.names())) + ")\\1")
+    registries = {root / "runtimes" / "registry.py"}
+    hits = [f"{p.relative_to(root)}:{i}: {line.strip()}"
+            for d in ("compiler", "calibration", "runtimes") for p in sorted((root / d).rglob("*.py"))
+            if p not in registries
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if quoted.search(line)]
+    assert not hits, "target names outside the registries:\n" + "\n".join(hits)

@@ -8,6 +8,7 @@ else the target needs about ops is derived here from the records:
 - ``EMITTERS`` / ``KERNEL_FILES`` / ``KERNEL_HEADERS``: QOp kind -> C emitter and files;
 - ``INPLACE_KINDS``: kinds the planner may run in place;
 - ``LUT_FUNCTIONS``: record name -> float function of the ops computed by table lookup;
+- ``ANY_LAYOUT_ONNX_OPS``: ONNX ops whose importers take 4-D tensors in either layout;
 - ``INTEGER_ONNX_OPS`` / ``SCALE_PRESERVING_ONNX_OPS``: what the mcu `QuantScheme` hands
   the quantizer.
 """
@@ -58,6 +59,7 @@ KERNEL_HEADERS: dict[str, tuple[str, ...]] = {k: r.headers for k, r in BY_KIND.i
 INPLACE_KINDS: frozenset[str] = frozenset(k for k, r in BY_KIND.items() if r.inplace)
 INTEGER_ONNX_OPS: frozenset[str] = frozenset(op for r in RECORDS if r.integer for op in r.onnx)
 SCALE_PRESERVING_ONNX_OPS: frozenset[str] = frozenset(op for r in RECORDS for op in r.keeps_input_qparams)
+ANY_LAYOUT_ONNX_OPS: frozenset[str] = frozenset(op for r in RECORDS if r.any_layout for op in r.onnx)
 LUT_FUNCTIONS: dict[str, Callable] = {r.name: r.lut for r in RECORDS if r.lut is not None}
 
 
@@ -74,4 +76,4 @@ def onnx_rejection(view: NodeView) -> str | None:
 
 
 __all__ = ["RECORDS", "OpRecord", "NodeView", "ONNX_OPS", "TFLITE_OPS", "EMITTERS", "KERNEL_FILES",
-           "KERNEL_HEADERS", "INPLACE_KINDS", "LUT_FUNCTIONS", "INTEGER_ONNX_OPS", "SCALE_PRESERVING_ONNX_OPS", "onnx_rejection"]
+           "KERNEL_HEADERS", "INPLACE_KINDS", "ANY_LAYOUT_ONNX_OPS", "LUT_FUNCTIONS", "INTEGER_ONNX_OPS", "SCALE_PRESERVING_ONNX_OPS", "onnx_rejection"]

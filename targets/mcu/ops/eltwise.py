@@ -164,17 +164,24 @@ def clip_constraints(v) -> str | None:
     return None
 
 
+def _in_graph_order(ctx, name) -> bool:
+    """Whether a tensor's bytes are in the ONNX graph's order (NHWC with C == 1 or H*W == 1 is)."""
+    t = ctx.tensors[name]
+    return name not in ctx.rank4 or t.shape[1] * t.shape[2] == 1 or t.shape[3] == 1
+
+
 def onnx_reshape(ctx, node):
     x = ctx.q_of(node.input[0], node)
     y, _ = ctx.out_q(node)
     xt, yt = ctx.tensors[x], ctx.tensors[y]
     src = x
-    if x in ctx.rank4 and y not in ctx.rank4 and xt.shape[1] * xt.shape[2] > 1 and xt.shape[3] > 1:
+    same_nhwc = x in ctx.rank4 and y in ctx.rank4 and xt.shape == yt.shape  # Identity, no-op reshapes
+    if not same_nhwc and not _in_graph_order(ctx, x):
         nchw = ctx.add_tensor(QTensor(ctx.fresh(x) + "/nchw", (xt.shape[0], xt.shape[3], xt.shape[1], xt.shape[2]),
                                       "int8", xt.scale, xt.zero_point))
         ctx.add_op("transpose", node, [x], [nchw], {"perm": [0, 3, 1, 2]})
         src = nchw
-    if y in ctx.rank4 and x not in ctx.rank4 and yt.shape[1] * yt.shape[2] > 1 and yt.shape[3] > 1:
+    if not same_nhwc and not _in_graph_order(ctx, y):
         mid = ctx.add_tensor(QTensor(ctx.fresh(y) + "/nchw", (yt.shape[0], yt.shape[3], yt.shape[1], yt.shape[2]),
                                      "int8", yt.scale, yt.zero_point))
         ctx.add_op("reshape", node, [src], [mid])
@@ -233,7 +240,7 @@ RECORDS = (
     OpRecord("Reshape", kinds=("reshape",), emit=emit_reshape, kernels=("elementwise.c",),
              onnx={**{op: {1: onnx_reshape} for op in _RESHAPES}, "Identity": {1: onnx_reshape}},
              tflite={"RESHAPE": tflite_reshape, "SQUEEZE": tflite_reshape},
-             keeps_input_qparams=frozenset(_RESHAPES) | {"Identity"}),
+             keeps_input_qparams=frozenset(_RESHAPES) | {"Identity"}, any_layout=True),
     OpRecord("Quantize", kinds=("quantize", "dequantize"), emit=emit_quantize_io, kernels=("float_io.c",),
              tflite={"QUANTIZE": tflite_quantize, "DEQUANTIZE": tflite_quantize}),
 )

@@ -73,6 +73,9 @@ class OpRecord:
             float definition. Such an op needs no kernel of its own: its importers emit a
             ``lut`` op, whose 256-entry table `lut.py` builds from this function (or from
             LiteRT's reference kernel for a .tflite source). Use `lut_importers`.
+        any_layout: The ONNX importers read ``ctx.rank4`` themselves and take 4-D tensors in
+            either layout (NHWC, or the ONNX graph's own order: see `import_onnx`). Other
+            ops get their 4-D inputs in NHWC, transposed first where needed.
     """
 
     name: str
@@ -87,6 +90,7 @@ class OpRecord:
     integer: bool = True
     keeps_input_qparams: frozenset[str] = frozenset()
     lut: Callable[[np.ndarray], np.ndarray] | None = None
+    any_layout: bool = False
 
     def onnx_importer(self, op_type: str, opset: int) -> OnnxImporter | None:
         """The importer for ``op_type`` at ``opset`` (None when the opset is older than all)."""

@@ -6,7 +6,7 @@ import numpy as np
 
 from edgec.targets.mcu.ops.eltwise import requant_fields
 from edgec.targets.mcu.ops.record import NCHW_TO_NHWC_AXIS, OpRecord, attrs
-from edgec.targets.mcu.qgraph import QOp
+from edgec.targets.mcu.qgraph import QOp, QTensor
 
 
 def _pad4(v: list[int], fill: int = 1) -> list[int]:
@@ -103,6 +103,74 @@ def pad_constraints(v) -> str | None:
     return None
 
 
+def onnx_transpose(ctx, node):
+    """A view when both sides store their axes so that no data moves (see `onnx_layout`), else the kernel."""
+    from edgec.targets.mcu.onnx_layout import NHWC_OF_NCHW, physical_perm, transpose_perm
+
+    x = ctx.q_of(node.input[0], node)
+    y, _ = ctx.out_q(node)
+    xt, yt = ctx.tensors[x], ctx.tensors[y]
+    rank = len(xt.shape)
+    perm = transpose_perm(node, rank)
+
+    def axes(name):
+        return NHWC_OF_NCHW if name in ctx.rank4 else tuple(range(rank))
+
+    phys = physical_perm(perm, axes(x), axes(y))
+    moves = [p for p in phys if xt.shape[p] != 1]  # axes of size 1 do not order the bytes
+    src = y
+    if (xt.s, xt.zp) != (yt.s, yt.zp):
+        src = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, "int8", xt.scale, xt.zero_point))
+    if moves == sorted(moves):
+        ctx.add_op("reshape", node, [x], [src])
+    else:
+        ctx.add_op("transpose", node, [x], [src], {"perm": phys})
+    if src != y:
+        ctx.add_op("requant", node, [src], [y], {"act": (-128, 127)})
+
+
+def transpose_constraints(v) -> str | None:
+    shape = v.shape(0)
+    if shape is not None and len(shape) > 4:
+        return f"a {len(shape)}-D transpose (the kernel moves up to 4 dimensions)"
+    return None
+
+
+def onnx_depth_to_space(ctx, node):
+    x = ctx.q_of(node.input[0], node)
+    y, _ = ctx.out_q(node)
+    xt, yt = ctx.tensors[x], ctx.tensors[y]
+    b = int(attrs(node)["blocksize"])
+    if (xt.s, xt.zp) == (yt.s, yt.zp):
+        ctx.add_op("depth_to_space", node, [x], [y], {"block": b})
+        return
+    mid = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, "int8", xt.scale, xt.zero_point))
+    ctx.add_op("depth_to_space", node, [x], [mid], {"block": b})
+    ctx.add_op("requant", node, [mid], [y], {"act": (-128, 127)})
+
+
+def tflite_depth_to_space(g, opname, node, ins, outs, opts) -> QOp:
+    return QOp("depth_to_space", node, ins[:1], outs, {"block": int(opts.blockSize)}, opname)
+
+
+def emit_depth_to_space(op, ctx) -> list[str]:
+    """DCR DepthToSpace of NHWC [N, H, W, b*b*C] is the transpose (0, 2, 1, 3) of [N*H, W, b, b*C]:
+    the transpose kernel, no kernel of its own."""
+    n, h, w, c = ctx.g.t(op.inputs[0]).shape
+    b = op.attrs["block"]
+    p = ctx.param_struct("edgec_transpose_params", {"in_dims": [n * h, w, b, c // b], "perm": [0, 2, 1, 3]}, op)
+    return [f"edgec_transpose_s8(&{p}, {ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
+
+
+def depth_to_space_constraints(v) -> str | None:
+    if v.attr("mode", "DCR") != "DCR":
+        return "mode CRD (only DCR, TensorFlow's order)"
+    shape = v.shape(0)
+    if shape is not None and len(shape) != 4:
+        return "a tensor that is not 4-D"
+    return None
+
+
 def onnx_concat(ctx, node):
     a = attrs(node)
     ins = [ctx.q_of(i, node) for i in node.input]
@@ -139,10 +207,14 @@ RECORDS = (
     OpRecord("Pad", kinds=("pad",), emit=emit_pad, kernels=("shape.c",),
              onnx={"Pad": {2: onnx_pad_v2, 11: onnx_pad_v11}}, tflite={"PAD": tflite_pad, "PADV2": tflite_pad},
              constraints=(pad_constraints,), keeps_input_qparams=frozenset({"Pad"})),
-    # ONNX Transpose is not imported: the importer keeps activations NHWC and inserts the
-    # transposes a layout change needs itself.
+    # The Transposes of TensorFlow-converted graphs mostly become views (onnx_layout).
     OpRecord("Transpose", kinds=("transpose",), emit=emit_transpose, kernels=("shape.c",),
-             tflite={"TRANSPOSE": tflite_transpose}),
+             onnx={"Transpose": {1: onnx_transpose}}, tflite={"TRANSPOSE": tflite_transpose},
+             constraints=(transpose_constraints,), keeps_input_qparams=frozenset({"Transpose"}), any_layout=True),
+    # Runs on the transpose kernel (one transpose of a view).
+    OpRecord("DepthToSpace", kinds=("depth_to_space",), emit=emit_depth_to_space, kernels=("shape.c",),
+             onnx={"DepthToSpace": {1: onnx_depth_to_space}}, tflite={"DEPTH_TO_SPACE": tflite_depth_to_space},
+             constraints=(depth_to_space_constraints,), keeps_input_qparams=frozenset({"DepthToSpace"})),
     OpRecord("Concat", kinds=("concat",), emit=emit_concat, kernels=("shape.c",),
              onnx={"Concat": {1: onnx_concat}}, tflite={"CONCATENATION": tflite_concat}),
 )

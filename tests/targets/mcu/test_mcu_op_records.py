@@ -22,11 +22,12 @@ def test_derived_tables_follow_the_records():
     assert planner.INPLACE_KINDS == {k for r in ops.RECORDS if r.inplace for k in r.kinds}
     assert set(SUPPORTED) == {t for r in ops.RECORDS for t in r.tflite}
     scheme = MCUTarget.quant_scheme
-    # The quantizer's integer ops are exactly the importable ones (no drift: no Transpose or
-    # ConvTranspose, which the ONNX importer cannot read).
+    # The quantizer's integer ops are exactly the importable ones (no drift: no ConvTranspose,
+    # which the ONNX importer cannot read; Transpose since it has an ONNX importer).
     assert scheme.integer_ops == {op for r in ops.RECORDS if r.integer for op in r.onnx}
     assert scheme.integer_ops <= ops.ONNX_OPS
-    assert not {"Transpose", "ConvTranspose"} & scheme.integer_ops
+    assert "ConvTranspose" not in scheme.integer_ops and "Transpose" in scheme.integer_ops
+    assert ops.ANY_LAYOUT_ONNX_OPS == {op for r in ops.RECORDS if r.any_layout for op in r.onnx} >= {"Transpose", "Reshape"}
     assert "AveragePool" in scheme.scale_preserving_ops
 
 

@@ -97,8 +97,9 @@ def test_target_metadata():
     assert t.name == "arm" and t.aliases == ("tflite", "mobile")
     assert t.runner == "litert" and t.quant_scheme is None and t.default_precision == "int8"
     assert t.availability() is None
-    (opt,) = t.options
-    assert opt.name == "io_dtype" and opt.choices == ("int8", "uint8", "float32")
+    opts = {o.name: o for o in t.options}
+    assert set(opts) == {"io_dtype", "activations", "float_nodes", "float_ops"}
+    assert opts["io_dtype"].choices == ("int8", "uint8", "float32") and opts["activations"].choices == ("int8", "int16")
 
 
 def test_keep_float_is_refused_for_full_integer(tmp_path):
@@ -108,7 +109,7 @@ def test_keep_float_is_refused_for_full_integer(tmp_path):
     model = handle_from_proto(proto, "m.onnx")
     calib = CalibrationData([{"x": np.ones((1, 8), np.float32)}], "synthetic")
     spec = LowerSpec("int8", model, calibration=calib, keep_float=("r",))
-    with pytest.raises(ConfigError, match="int8-dynamic"):
+    with pytest.raises(ConfigError, match="--float-nodes"):
         TFLiteTarget().lower(model, spec, tmp_path / "bundle")
 
 

@@ -1,0 +1,154 @@
+"""The arm target's int8 modes beyond plain full-integer: 16x8 and selective float ops.
+
+* ``--activations int16`` (TFLite's 16x8 mode, ``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``):
+  int16 symmetric activations, int8 per-channel weights, int64 bias; 256x finer activation
+  steps for the ranges transformers and detectors need. LiteRT's reference/optimized
+  kernels run it on CPU (XNNPACK does not), so it is slower than int8 but keeps the model
+  integer.
+* ``--float-nodes NAME`` / ``--float-ops N``: the TFLite quantizer's deny-list (what
+  ``tf.lite.experimental.QuantizationDebugger``'s ``denylisted_nodes`` drives): the named
+  ops (by output tensor name), or the ``N`` ops with the largest quantization error
+  measured by the debugger's NumericVerify layers (RMSE over the quantization step, the
+  debugger's ``rmse/scale``), stay in float between Quantize/Dequantize ops. The model is
+  calibrated once; the deny-listed model is quantized from that calibration.
+
+The accuracy gate tries these as moves (`TFLiteTarget.gate_moves`, target data) when the
+plain int8 build misses ``--max-accuracy-drop``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Any
+
+import numpy as np
+
+from edgec.errors import ConfigError
+from edgec.targets.tflite.converter_step import representative_dataset, run_converter
+
+ACTIVATION_MODES = ("int8", "int16")
+
+
+def int8_mode(spec) -> tuple[str, tuple[str, ...], int]:
+    """``(activations, float node names, worst-op count)`` from the target options, checked."""
+    opts = spec.options
+    act = opts.get("activations") or "int8"
+    nodes = tuple(opts.get("float_nodes") or ())
+    n = int(opts.get("float_ops") or 0)
+    if n < 0:
+        raise ConfigError(f"--float-ops must be >= 0, got {n}")
+    if act == "int16" and (nodes or n):
+        raise ConfigError("--activations int16 quantizes every op (16x8); drop --float-nodes/--float-ops, or use "
+                          "int8 activations with them")
+    if act == "int16" and opts.get("io_dtype") not in (None, "float32"):
+        raise ConfigError(f"--io-dtype {opts['io_dtype']} is not available with --activations int16 (16x8 models "
+                          "take float32 or int16 I/O); drop --io-dtype")
+    return act, nodes, n
+
+
+def convert_int16(tf, conv, graph, calib) -> tuple[bytes, dict[str, Any]]:
+    """16x8 model with float32 I/O (quantized inside the model).
+
+    Ops without a 16x8 kernel (HARD_SWISH in TF 2.x) make the pure 16x8 conversion fail; the
+    converter then runs again with float builtins allowed, as TFLite documents for 16x8, so
+    those ops stay float; the manifest names them.
+    """
+    from edgec.targets.tflite.tools import TFLiteConversionError
+
+    int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    conv.representative_dataset = representative_dataset(graph, calib)
+    conv.target_spec.supported_ops = [int16]
+    info = {"mode": "16x8", "weights": "int8 per-channel symmetric", "activations": "int16 per-tensor symmetric",
+            "bias": "int64", "calibration_samples": len(calib), "io": "float32"}
+    try:
+        data = run_converter(conv, "int8")
+    except TFLiteConversionError as exc:
+        if "16x8" not in str(exc):
+            raise
+        conv.target_spec.supported_ops = [int16, tf.lite.OpsSet.TFLITE_BUILTINS]
+        data = run_converter(conv, "int8")
+        info["float_ops"] = float_ops_in(data) or sorted(set(re.findall(r"op: '(\w+)'", str(exc))))
+    return data, info
+
+
+def float_ops_in(data: bytes) -> list[str]:
+    """Op types of the model that compute in float (besides the I/O Quantize/Dequantize)."""
+    from edgec.targets.tflite.tflite_io import interpreter_class
+
+    Interpreter, _ = interpreter_class()
+    interp = Interpreter(model_content=data)
+    dtypes = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
+    out = set()
+    for op in interp._get_ops_details():  # noqa: SLF001 - LiteRT's only per-op view
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        if any(dtypes.get(i) == np.float32 for i in op["outputs"]):
+            out.add(op["op_name"])
+    return sorted(out)
+
+
+def convert_denylisted(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], worst: int
+                       ) -> tuple[bytes, dict[str, Any]]:
+    """int8 model whose deny-listed ops (by output tensor name) stay float."""
+    from tensorflow.lite.python import convert as tfl_convert
+
+    conv.representative_dataset = representative_dataset(graph, calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own way to calibrate once
+    calibrated = run_converter(conv, "int8")
+    ranking: list[dict[str, Any]] = []
+    if worst or nodes:
+        ranking = layer_errors(tfl_convert, calibrated, graph, calib)
+    known = {r["tensor"] for r in ranking} if ranking else None
+    if known is not None:
+        unknown = [n for n in nodes if n not in known]
+        if unknown:
+            raise ConfigError(f"--float-nodes names unknown TFLite tensor(s) {unknown[:3]}; known quantized op "
+                              f"outputs include {sorted(known)[:5]}")
+    deny = list(dict.fromkeys([*nodes, *(r["tensor"] for r in ranking[:worst])]))
+    data = tfl_convert.mlir_quantize(calibrated, input_data_type=io_tf, output_data_type=io_tf,
+                                     denylisted_nodes=deny or None)
+    return bytes(data), {"mode": "full-integer with float ops", "weights": "int8 per-channel symmetric",
+                         "activations": "int8 per-tensor asymmetric", "bias": "int32", "float_nodes": deny,
+                         "calibration_samples": len(calib), "debugger_worst": ranking[:max(worst, 0)]}
+
+
+def layer_errors(tfl_convert, calibrated: bytes, graph, calib) -> list[dict[str, Any]]:
+    """Quantized ops ranked by the debugger's RMSE / scale (worst first)."""
+    import numpy as np
+    import tensorflow as tf
+
+    debug_model = tfl_convert.mlir_quantize(calibrated, enable_numeric_verify=True)
+    order = _input_order(tf, debug_model, graph)
+
+    def gen():
+        for feeds in calib:
+            native = dict(zip(graph.in_keys, graph.to_native(feeds)))
+            yield [np.asarray(native[k]) for k in order]
+
+    dbg = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model, debug_dataset=gen)
+    dbg.run()
+    buf = io.StringIO()
+    dbg.layer_statistics_dump(buf)
+    rows = []
+    for r in csv.DictReader(io.StringIO(buf.getvalue())):
+        scale = float(r["scale"] or 0.0)
+        mse = float(r["mean_squared_error"] or 0.0)
+        err = float(np.sqrt(mse) / scale) if scale > 0 else 0.0
+        rows.append({"tensor": r["tensor_name"], "op": r["op_name"], "rmse_over_scale": err})
+    rows.sort(key=lambda r: (-r["rmse_over_scale"], r["tensor"]))
+    return rows
+
+
+def _input_order(tf, model: bytes, graph) -> list[str]:
+    """Signature input keys in the interpreter's input order (the debugger feeds a list)."""
+    details = tf.lite.Interpreter(model_content=model).get_input_details()
+    keys = list(graph.in_keys)
+    out = []
+    for d in details:
+        name = d["name"]
+        match = [k for k in keys if k in name and k not in out]
+        out.append(max(match, key=len) if match else keys[len(out)])
+    return out

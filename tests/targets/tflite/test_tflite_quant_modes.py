@@ -1,0 +1,128 @@
+"""arm int8 beyond full-integer: 16x8 (int16 activations), deny-listed float ops, the gate's moves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.errors import ConfigError
+from edgec.targets.tflite.tflite_io import interpreter_class
+
+from .conftest import lower
+
+pytestmark = pytest.mark.slow  # TensorFlow conversions (onnx2tf, TFLite converter)
+
+
+def _tensor_types(data: bytes) -> dict[str, type]:
+    Interpreter, _ = interpreter_class()
+    return {d["name"]: d["dtype"] for d in Interpreter(model_content=data).get_tensor_details()}
+
+
+def _max_err(built, evals) -> float:
+    from edgec.compiler.quality import run_onnx
+    from edgec.runtimes.registry import create_runner
+
+    runner = create_runner("litert", built.bundle, built.manifest)
+    refs = run_onnx(built.model.proto, evals)
+    return max(float(np.abs(runner.infer(f)["logits"] - r["logits"]).max()) for f, r in zip(evals, refs))
+
+
+def test_16x8_runs_in_litert_with_int16_activations(cnn, cnn_int8, tmp_session):
+    model, calib, evals = cnn
+    built = lower(model, calib, "int8", tmp_session / "cnn_16x8", activations="int16")
+    q = built.result.manifest["quantization"]
+    assert q["mode"] == "16x8" and q["activations"].startswith("int16")
+    types = _tensor_types((built.bundle / "model.tflite").read_bytes())
+    assert sum(t == np.int16 for t in types.values()) >= 4  # the activations between ops
+    assert not any(t == np.uint8 for t in types.values())
+    # int16 steps are 256x finer than int8's: the error left is the int8 weights', well under int8's
+    # (measured on calibration samples: no clipping of out-of-range values, which both modes share).
+    seen = list(calib.samples[:8])
+    err16, err8 = _max_err(built, seen), _max_err(cnn_int8, seen)
+    assert err16 < 0.5 * err8, (err16, err8)
+
+
+def test_denylist_keeps_named_ops_float(cnn, tmp_session):
+    model, calib, evals = cnn
+    worst = lower(model, calib, "int8", tmp_session / "cnn_float1", float_ops=1)
+    q = worst.result.manifest["quantization"]
+    (name,) = q["float_nodes"]
+    assert q["debugger_worst"][0]["tensor"] == name
+    types = _tensor_types((worst.bundle / "model.tflite").read_bytes())
+    assert types[name] == np.float32
+    assert sum(t == np.int8 for t in types.values()) >= 4  # the rest stays int8
+    named = lower(model, calib, "int8", tmp_session / "cnn_named", float_nodes=(name,))
+    assert named.result.manifest["quantization"]["float_nodes"] == [name]
+    assert _tensor_types((named.bundle / "model.tflite").read_bytes())[name] == np.float32
+    with pytest.raises(ConfigError, match="unknown TFLite tensor"):
+        lower(model, calib, "int8", tmp_session / "cnn_bad", float_nodes=("no_such_tensor",))
+    with pytest.raises(ConfigError, match="16x8"):
+        lower(model, calib, "int8", tmp_session / "cnn_both", float_ops=1, activations="int16")
+
+
+def _outlier_onnx(path):
+    """x -> Conv(1->8) -> Relu -> Conv(8->4) with channel 0 of the first conv x1000, undone in the second."""
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.5, (8, 1, 3, 3)).astype(np.float32)
+    b1 = rng.normal(0, 0.1, 8).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (4, 8, 1, 1)).astype(np.float32)
+    w1[0] *= 1000.0
+    b1[0] *= 1000.0
+    w2[:, 0] /= 1000.0
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu1"),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")]
+    g = helper.make_graph(nodes, "outlier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))])
+    import onnx
+
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), str(path))
+    xs = rng.normal(0, 1, (40, 1, 1, 8, 8)).astype(np.float32)
+    np.savez(path.with_suffix(".calib.npz"), x=xs[:24, 0])
+    np.savez(path.with_suffix(".eval.npz"), x=xs[24:, 0])
+    return path
+
+
+def test_arm_gate_improves_a_planted_outlier_model(tmp_path):
+    from edgec import api
+    from edgec.compiler.config import BuildConfig
+    from edgec.errors import AccuracyError
+
+    src = _outlier_onnx(tmp_path / "outlier.onnx")
+    common = dict(model=str(src), target="arm", precision="int8", calib=str(src.with_suffix(".calib.npz")),
+                  eval_data=str(src.with_suffix(".eval.npz")), force=True)
+    plain = api.build(BuildConfig.from_flat(output=tmp_path / "plain", accept_low_accuracy=True, **common))
+    plain_drop = 100 * (1.0 - plain.report["accuracy"]["cosine"])  # cosine points, the gate's unit
+    assert plain_drop > 5  # the planted channel eats the other channels' int8 levels
+    res = api.build(BuildConfig.from_flat(output=tmp_path / "gated", max_accuracy_drop=0.1, metric="cosine", **common))
+    gate = res.report["accuracy_gate"]
+    assert gate["passed"] and gate["drop"] <= 0.1 < plain_drop and gate["move"]
+    assert 100 * (1.0 - res.report["accuracy"]["cosine"]) <= 0.1
+    # A budget no move meets fails with the moves tried and the debugger's worst ops; no bundle.
+    with pytest.raises(AccuracyError, match="tried .*rmse/scale"):
+        api.build(BuildConfig.from_flat(output=tmp_path / "impossible", max_accuracy_drop=1e-9, metric="cosine", **common))
+    assert not (tmp_path / "impossible").exists()
+
+
+def test_16x8_keeps_ops_without_a_16x8_kernel_float(tmp_path):
+    from edgec.calibration.types import CalibrationData
+
+    from .conftest import handle_from_proto
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.5, (4, 4, 1, 1)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("HardSwish", ["c"], ["h"], name="hswish"),
+             helper.make_node("Conv", ["h", "w2"], ["y"], name="conv2")]
+    g = helper.make_graph(nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    model = handle_from_proto(proto, "hs.onnx")
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(8)], "test")
+    built = lower(model, calib, "int8", tmp_path / "hs16", activations="int16")
+    q = built.result.manifest["quantization"]
+    assert q["mode"] == "16x8" and "HARD_SWISH" in q["float_ops"] and "CONV_2D" not in q["float_ops"]
+    assert any(t == np.int16 for t in _tensor_types((built.bundle / "model.tflite").read_bytes()).values())
