@@ -261,9 +261,10 @@ def code_version(target: str) -> str:
     return h.hexdigest()[:12]
 
 
-def run_one_cell(name: str, target: str, precision: str, args) -> dict[str, Any]:
+def run_one_cell(name: str, target: str, precision: str, args) -> dict[str, Any] | None:
     """One cell in its own process group, killed after ``--cell-timeout`` seconds (a converter
-    that hangs, crashes or leaks takes only its cell down)."""
+    that hangs, crashes or leaks takes only its cell down); None when the worker was stopped
+    from outside (an interrupted run records nothing for it)."""
     import signal
 
     cmd = [sys.executable, __file__, "--worker", name, "--targets", target, "--precisions", precision,
@@ -279,6 +280,8 @@ def run_one_cell(name: str, target: str, precision: str, args) -> dict[str, Any]
         stdout, stderr = proc.communicate()
         why = f"timed out after {args.cell_timeout} s (conformance run's per-cell limit)"
     cells = [json.loads(line[5:]) for line in stdout.splitlines() if line.startswith("CELL ")]
+    if not cells and why is None and proc.returncode in (-signal.SIGTERM, -signal.SIGKILL):
+        return None  # stopped from outside (the run was interrupted): not a result
     cell = cells[0] if cells else {"model": name, "target": target, "precision": precision, "status": "fail"}
     if not cells:
         tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:]
@@ -343,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
                     or (args.rerun_failing and old.get("status") in ("pass", "left-out", "n/a"))):
                 continue  # measured with this code (a crashed worker, e.g. a missing package, reruns)
             t0 = time.perf_counter()
-            cell = run_one_cell(name, target, precision, args) | {"code_version": versions[target]}
+            cell = run_one_cell(name, target, precision, args)
+            if cell is None:
+                continue
+            cell["code_version"] = versions[target]
             print(f"[{name} {target} {precision}] {classify(cell)['status']} in {time.perf_counter() - t0:.0f} s",
                   file=sys.stderr, flush=True)
             _write([cell], args)  # after every cell: a long run stopped early keeps its cells
