@@ -170,6 +170,7 @@ def run_cell(model: dict, target: str, precision: str, calib: Path, evald: Path,
     cfg = BuildConfig(model=str(corpus.model_path(model["name"])), output=out, target=target, precision=precision,
                       calib=str(calib), eval_data=str(evald), input_shapes=shapes, force=True,
                       target_options=options, calib_samples=len(feeds) * 4,
+                      task=None if model.get("format") == "hf" else model.get("task"),
                       # The build's accuracy floor holds classifiers to top-1 agreement, a coin toss
                       # on seeded-random weights: those cells are judged by this script's rules.
                       gate=GateOptions(accept_low_accuracy=not model.get("trained", True)))
