@@ -331,8 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             corpus.entry(name)  # unknown names fail before any work
         versions = {t: code_version(t) for t in args.targets}
-        done = {(c["model"], c["target"], c["precision"]): c for c in _read(args.out)} if args.resume else {}
         for name, target, precision in planned_cells(names, args):
+            # Read before every cell: another run (say, of another target) may have measured it.
+            done = {(c["model"], c["target"], c["precision"]): c for c in _read(args.out)} if args.resume else {}
             old = done.get((name, target, precision))
             if old and not old.get("error", "").startswith("worker died") and (
                     old.get("code_version") == versions[target] or args.only_missing
@@ -369,6 +370,10 @@ def _write_locked(cells: list[dict], args) -> None:
     doc = {"schema": "edgec.conformance/1", "thresholds": {"cosine": COSINE_MIN, "top1_agreement": TOP1_MIN,
                                                              "mcu_flash_bytes": MCU_FLASH, "mcu_ram_bytes": MCU_RAM},
            "summary": summarize(cells), "cells": cells}
+    have = {(c["model"], c["target"], c["precision"]) for c in cells}
+    doc["not_run"] = [{"model": m, "target": t, "precision": p}
+                      for m, t, p in planned_cells([m["name"] for m in corpus.models()], argparse.Namespace(
+                          targets=list(TARGETS), precisions=list(PRECISIONS))) if (m, t, p) not in have]
     prune = RESULTS.with_name("prune_onnx.json")  # benchmarks/prune_onnx.py: --prune channels on corpus CNNs
     if prune.is_file():
         doc["pruning"] = json.loads(prune.read_text())

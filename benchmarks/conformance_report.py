@@ -55,12 +55,16 @@ def write_markdown(doc: dict[str, Any], path: Path) -> None:
         "",
         "## Pass rate per target",
         "",
-        "| target | cells | pass | rate | left out |",
-        "|---|---|---|---|---|",
+        "| target | cells | pass | rate | left out | not run yet |",
+        "|---|---|---|---|---|---|",
     ]
+    not_run = defaultdict(list)
+    for c in doc.get("not_run", []):
+        not_run[c["target"]].append(c)
     for target, s in doc["summary"].items():
         rate = "-" if s["pass_rate"] is None else f"{100 * s['pass_rate']:.0f} %"
-        lines.append(f"| {target} | {s['cells']} | {s['pass']} | {rate} | {s.get('left_out', '')} |")
+        missing = len(not_run.get(target, [])) if target != "all" else sum(map(len, not_run.values()))
+        lines.append(f"| {target} | {s['cells']} | {s['pass']} | {rate} | {s.get('left_out', '')} | {missing} |")
     columns = sorted({(c["target"], c["precision"]) for c in cells})
     lines += ["", "## Cells (worst-output cosine; **bold** fails)", "",
               "| model | " + " | ".join(f"{t} {p}" for t, p in columns) + " |",
@@ -85,6 +89,15 @@ def write_markdown(doc: dict[str, Any], path: Path) -> None:
         if c["status"] != "pass":
             reason = str(c.get("error", "")).replace("|", "\\|")
             lines.append(f"| {c['model']} | {c['target']} | {c['precision']} | {c['status']} | {reason} |")
+    if not_run:
+        lines += ["", "## Cells not run yet", "",
+                  "Not measured by the runs merged here (each run stores every cell as it finishes; "
+                  "`python benchmarks/conformance.py --resume` continues):", ""]
+        for target, cs in sorted(not_run.items()):
+            by_p = defaultdict(list)
+            for c in cs:
+                by_p[c["precision"]].append(c["model"])
+            lines += [f"- {target} {p}: {', '.join(sorted(ms))}" for p, ms in sorted(by_p.items())]
     lines += _pruning(doc.get("pruning"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -102,13 +115,15 @@ def _pruning(prune: dict[str, Any] | None) -> list[str]:
              f"From `benchmarks/prune_onnx.py` ({prune['calib_samples']} calibration inputs for the refit and the "
              f"per-group ratios, {prune['eval_samples']} held-out inputs; no fine-tuning). Agreement is with the "
              "*unpruned* float model; size and speed are ratios to the unpruned int8 build in the same run "
-             "(1 thread). Architectures with seeded-random weights (not trained) have near-equal logits: "
+             "(1 thread, interleaved rounds; the machine was shared and loaded, so MACs x is the steadier "
+             "measure of compute). Architectures with seeded-random weights (not trained) have near-equal logits: "
              "their top-1 is a coin toss, their cosine is what counts.", "",
-             "| model | variant | size x | speedup | float top-1 | float cosine | int8 top-1 | int8 cosine |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | variant | size x | MACs x | speedup | float top-1 | float cosine | int8 top-1 | int8 cosine |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in prune["rows"]:
         model = r["model"] + ("" if r.get("trained", True) else " (random weights)")
-        lines.append(f"| {model} | {r['variant']} | {f(r.get('size_ratio'), '{:.2f}')} | {f(r.get('speedup'), '{:.2f}')} | "
+        lines.append(f"| {model} | {r['variant']} | {f(r.get('size_ratio'), '{:.2f}')} | {f(r.get('macs_ratio'), '{:.2f}')} | "
+                     f"{f(r.get('speedup'), '{:.2f}')} | "
                      f"{f(r.get('pruned_float_top1_agreement'))} | {f(r.get('pruned_float_cosine'), '{:.4f}')} | "
                      f"{f(r.get('int8_top1_agreement_vs_unpruned_float'))} | "
                      f"{f(r.get('int8_cosine_vs_unpruned_float'), '{:.4f}')} |")

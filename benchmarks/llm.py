@@ -7,8 +7,12 @@ Rows (each measured in its own subprocess, so peak RSS is its own; rounds interl
 - edgec onnxruntime int4 (MatMulNBits, explicit KV cache), run by edgec's runner and by
   ``onnxruntime_genai``;
 - onnxruntime-genai's model builder int4 (block 32, GQA), run by ``onnxruntime_genai``.
-  (optimum-intel pins transformers 5.5.4 and cannot share this environment; llama.cpp takes
-  ~6 min to build here: both are left out and named in the JSON.)
+
+Left out, with the reason in the JSON's ``not_run``: optimum-intel (every release that exports
+for OpenVINO 2026 needs ``transformers<5.6``; edgec pins 5.23), llama.cpp (llama-cpp-python
+builds from its sdist: over an hour on 2 loaded cores), and the TinyLlama-1.1B shape (its fp32
+decoder is 4.4 GB: over protobuf's 2 GB limit for the in-memory ONNX, and 3 copies in the
+24 GB this machine shares between 8 sessions).
 
 Models: a SmolLM-135M-shaped Llama with random weights (speed) and the trained small Llama of
 ``examples/py_llama`` (speed and held-out perplexity). Reported: build time, size, load,
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +43,13 @@ SMOLLM = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30
           "num_key_value_heads": 3, "vocab_size": 49152, "max_position_embeddings": 2048, "tie_word_embeddings": True,
           "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+NOT_RUN = {
+    "optimum-intel": "optimum-intel 2.2.0 depends on transformers<5.6,>=4.51 (edgec pins 5.23); pip resolves only "
+                     "1.15.0 (2024), which predates transformers 5 and OpenVINO 2026",
+    "llama.cpp": "llama-cpp-python 0.3.36 sdist build (nice, 1 job) did not finish within the session on 2 loaded cores",
+    "TinyLlama-1.1B shape": "fp32 decoder 4.4 GB > protobuf's 2 GB in-memory ONNX limit; ~13 GB peak in a 24 GB "
+                            "machine shared by 8 sessions",
+}
 
 
 def write_random_llama(folder: Path, shape: dict) -> Path:
@@ -146,8 +158,20 @@ def measure(kind: str, bundle: Path, prompt_tokens: int, new_tokens: int, thread
         ttft, times = run(new_tokens)
         out["ttft_ms"], out["tpot_ms"] = ttft * 1e3, float(np.median(times)) * 1e3
     out["tokens_per_s"] = 1e3 / out["tpot_ms"]
-    out["peak_rss_mb"] = (peak_rss_bytes() or 0) / 2**20
+    out["peak_rss_mb"] = _peak_rss_mb(peak_rss_bytes)
     print(json.dumps(out))
+
+
+def _peak_rss_mb(fallback) -> float:
+    """This process's peak RSS. Linux: VmHWM, which exec resets (getrusage's maxrss keeps the
+    forked parent's peak, so every child would report at least the parent's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return (fallback() or 0) / 2**20
 
 
 def _child(kind: str, bundle: Path, args, ppl: Path | None) -> dict:
@@ -173,7 +197,14 @@ def main() -> None:
     ap.add_argument("--smollm-only", action="store_true", help="only the SmolLM-135M-shaped model")
     ap.add_argument("--skip-int8", action="store_true", help="leave out the intel-cpu int8 rows")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgec-bench-llm"))
+    ap.add_argument("--report-only", type=Path, metavar="JSON", help="recompute the goal rows of a saved run")
     args = ap.parse_args()
+    if args.report_only:
+        saved = json.loads(args.report_only.read_text())
+        saved["goals"] = goal_rows(saved["rows"])
+        _print(saved["rows"], saved["goals"])
+        args.report_only.write_text(json.dumps(saved, indent=2) + "\n")
+        return
     if args.measure:
         measure(args.measure[0], Path(args.measure[1]), args.prompt_tokens, args.new_tokens, args.threads,
                 args.ppl_text)
@@ -217,14 +248,17 @@ def main() -> None:
     _print(table, goals)
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "threads": args.threads,
-            "rounds": args.rounds, "not_run": {"optimum-intel": "pins transformers 5.5.4 (we pin 5.23)",
-                                               "llama.cpp": "6-minute source build on 2 cores"}}
+            "rounds": args.rounds, "load_average": os.getloadavg(), "not_run": NOT_RUN}
     name = "llm_smollm.json" if args.smollm_only else "llm_quick.json" if args.quick else "llm.json"
     (RESULTS / name).write_text(json.dumps({"meta": meta, "rows": table, "goals": goals}, indent=2) + "\n")
 
 
 def goal_rows(table: list[dict]) -> list[dict]:
-    """Per model: the edgec bundle+harness with both TTFT and TPOT best, against the goals and anchors."""
+    """Per model: the edgec bundle+harness closest to the best anchors' TTFT and TPOT (both at once).
+
+    The best anchor TTFT and TPOT may come from two tools; the goal asks one edgec bundle to
+    reach both. Without anchors the issue's absolute figures (quiet machine) are the yardstick.
+    """
     goals = []
     for model in dict.fromkeys(r["model"] for r in table):
         rows = [r for r in table if r["model"] == model and r["ttft_ms"] is not None]
@@ -232,9 +266,10 @@ def goal_rows(table: list[dict]) -> list[dict]:
         ours = [r for r in rows if r["tool"].startswith("edgec")]
         if not ours:
             continue
-        best = min(ours, key=lambda r: max(r["ttft_ms"] / GOAL_TTFT_MS, r["tpot_ms"] / GOAL_TPOT_MS))
         a_ttft = min((r["ttft_ms"] for r in anchors), default=None)
         a_tpot = min((r["tpot_ms"] for r in anchors), default=None)
+        ref_ttft, ref_tpot = a_ttft or GOAL_TTFT_MS, a_tpot or GOAL_TPOT_MS
+        best = min(ours, key=lambda r: max(r["ttft_ms"] / ref_ttft, r["tpot_ms"] / ref_tpot))
         goals.append({"model": model, "bundle": f"{best['tool']} ({best['harness']})", "ttft_ms": best["ttft_ms"],
                       "tpot_ms": best["tpot_ms"], "ttft_goal_met": best["ttft_ms"] <= GOAL_TTFT_MS,
                       "tpot_goal_met": best["tpot_ms"] <= GOAL_TPOT_MS, "best_anchor_ttft_ms": a_ttft,
@@ -260,7 +295,8 @@ def _print(table: list[dict], goals: list[dict]) -> None:
         print(f"goal [{g['model']}] {g['bundle']}: TTFT {_fmt(g['ttft_ms'])} ms "
               f"({'met' if g['ttft_goal_met'] else 'missed'} <= {GOAL_TTFT_MS}), TPOT {_fmt(g['tpot_ms'])} ms "
               f"({'met' if g['tpot_goal_met'] else 'missed'} <= {GOAL_TPOT_MS}); best anchor here: TTFT "
-              f"{_fmt(g['best_anchor_ttft_ms'])} / TPOT {_fmt(g['best_anchor_tpot_ms'])} ms")
+              f"{_fmt(g['best_anchor_ttft_ms'])} / TPOT {_fmt(g['best_anchor_tpot_ms'])} ms -> "
+              f"TTFT {'met' if g['beats_anchor_ttft'] else 'missed'}, TPOT {'met' if g['beats_anchor_tpot'] else 'missed'}")
 
 
 if __name__ == "__main__":

@@ -248,20 +248,21 @@ def main() -> int:
                           f"({r['instr_per_mac']:.2f}/MAC) vs CMSIS-NN {ref / 1e6 if ref else float('nan'):6.2f} M "
                           f"= {r['ratio_vs_cmsis_nn'] or float('nan'):.2f}x  code {r['code_bytes']} B "
                           f"RAM {r['ram_bytes']} B  exact {r['bitexact_litert']}", flush=True)
-    print()
-    hdr = (f"{'model':5}{'cpu':12}{'opt':4}{'instr M':>9}{'/MAC':>6}{'CMSIS M':>8}{'ratio':>6}{'goal':>6}"
-           f"{'code':>7}{'weights':>8}{'arena':>7}{'static':>7}{'stack':>6}{'io':>6}{'RAM':>7}{'TFLM ar':>8}"
-           f"{'RAM x':>6}{'exact':>6}")
-    print(hdr)
-    for r in rows:
-        goal = GOAL.get(r["cpu"])
-        met = "-" if not goal or r["ratio_vs_cmsis_nn"] is None else ("met" if r["ratio_vs_cmsis_nn"] <= goal else "MISS")
-        ta = tflm[r["model"]]["arena_bytes"]
-        print(f"{r['model']:5}{r['cpu']:12}{r['opt']:4}{r['instructions'] / 1e6:9.3f}{r['instr_per_mac']:6.2f}"
-              f"{(r['cmsis_nn_instructions'] or 0) / 1e6:8.2f}{r['ratio_vs_cmsis_nn'] or 0:6.2f}{met:>6}"
-              f"{r['code_bytes']:7}{r['weights_bytes']:8}{r['arena_bytes']:7}{r['static_bytes']:7}"
-              f"{r['stack_bytes'] or 0:6}{r['io_bytes']:6}{r['ram_bytes']:7}{ta or 0:8}"
-              f"{r.get('ram_ratio_vs_tflm_arena', 0):6.2f}{'yes' if r['bitexact_litert'] else 'NO':>6}")
+    if rows:
+        print()
+        hdr = (f"{'model':5}{'cpu':12}{'opt':4}{'instr M':>9}{'/MAC':>6}{'CMSIS M':>8}{'ratio':>6}{'goal':>6}"
+               f"{'code':>7}{'weights':>8}{'arena':>7}{'static':>7}{'stack':>6}{'io':>6}{'RAM':>7}{'TFLM ar':>8}"
+               f"{'RAM x':>6}{'exact':>6}")
+        print(hdr)
+        for r in rows:
+            goal = GOAL.get(r["cpu"])
+            met = "-" if not goal or r["ratio_vs_cmsis_nn"] is None else ("met" if r["ratio_vs_cmsis_nn"] <= goal else "MISS")
+            ta = tflm[r["model"]]["arena_bytes"]
+            print(f"{r['model']:5}{r['cpu']:12}{r['opt']:4}{r['instructions'] / 1e6:9.3f}{r['instr_per_mac']:6.2f}"
+                  f"{(r['cmsis_nn_instructions'] or 0) / 1e6:8.2f}{r['ratio_vs_cmsis_nn'] or 0:6.2f}{met:>6}"
+                  f"{r['code_bytes']:7}{r['weights_bytes']:8}{r['arena_bytes']:7}{r['static_bytes']:7}"
+                  f"{r['stack_bytes'] or 0:6}{r['io_bytes']:6}{r['ram_bytes']:7}{ta or 0:8}"
+                  f"{r.get('ram_ratio_vs_tflm_arena', 0):6.2f}{'yes' if r['bitexact_litert'] else 'NO':>6}")
     result = {"schema": "edgec.mcu-bench/2", "method": "qemu-system-arm -icount shift=0, SysTick ticks x "
               "instructions/tick calibrated with a loop of known length", "cmsis_nn_reference": CMSIS_NN,
               "goals": {"instructions_vs_cmsis_nn": GOAL, "ram_vs_tflm": 0.5},

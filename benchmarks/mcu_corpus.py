@@ -93,13 +93,13 @@ def corpus_rows(names: list[str], cpus: list[str], opts: list[str], cf) -> list[
             except Exception as exc:  # noqa: BLE001 - a model that does not build is a row with its reason
                 rows.append({"model": name, "error": str(exc).strip().splitlines()[0] if str(exc).strip()
                              else type(exc).__name__})
-                print(f"{name:22} build failed: {rows[-1]['error']}", flush=True)
+                print(f"{name:24} build failed: {rows[-1]['error']}", flush=True)
                 continue
             for cpu in cpus:
                 for opt in opts:
                     r = measure(name, bundle, manifest, samples[0], cpu, opt, cf, work)
                     rows.append(r)
-                    print(f"{name:22} {cpu:11} {opt:3} instr {r['instructions'] / 1e6:8.2f} M "
+                    print(f"{name:24} {cpu:11} {opt:3} instr {r['instructions'] / 1e6:8.2f} M "
                           f"({r['instr_per_mac']:.2f}/MAC)  flash {r['flash_bytes']} B  RAM {r['ram_bytes']} B  "
                           f"qemu==host {r['qemu_matches_host']}  max LSB vs ORT {r['max_lsb_vs_onnxruntime']}",
                           flush=True)
@@ -108,13 +108,13 @@ def corpus_rows(names: list[str], cpus: list[str], opts: list[str], cf) -> list[
 
 def print_table(rows: list[dict]) -> None:
     print(f"\ncorpus coverage (int8, edgec-quantized; exact: QEMU == host build)\n"
-          f"{'model':23}{'cpu':12}{'opt':4}{'MACs M':>8}{'instr M':>9}{'/MAC':>6}{'code':>7}{'weights':>9}"
+          f"{'model':24}{'cpu':12}{'opt':4}{'MACs M':>8}{'instr M':>9}{'/MAC':>6}{'code':>7}{'weights':>9}"
           f"{'arena':>8}{'static':>7}{'stack':>6}{'RAM':>8}{'exact':>6}{'LSB/ORT':>8}")
     for r in rows:
         if "error" in r:
-            print(f"{r['model']:23}failed: {r['error']}")
+            print(f"{r['model']:24}failed: {r['error']}")
             continue
-        print(f"{r['model']:23}{r['cpu']:12}{r['opt']:4}{r['macs'] / 1e6:8.2f}{r['instructions'] / 1e6:9.2f}"
+        print(f"{r['model']:24}{r['cpu']:12}{r['opt']:4}{r['macs'] / 1e6:8.2f}{r['instructions'] / 1e6:9.2f}"
               f"{r['instr_per_mac']:6.2f}{r['code_bytes']:7}{r['weights_bytes']:9}{r['arena_bytes']:8}"
               f"{r['static_bytes']:7}{r['stack_bytes'] or 0:6}{r['ram_bytes']:8}"
               f"{'yes' if r['qemu_matches_host'] else 'NO':>6}{r['max_lsb_vs_onnxruntime']:8}")

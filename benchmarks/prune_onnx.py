@@ -90,6 +90,7 @@ def measure(name: str, specs: list[str], iters: int, rounds: int) -> list[dict]:
     latency = {k: float(np.median(v)) for k, v in per.items()}
     for r, _ in runners.values():
         r.close()
+    macs = {label: _macs(res.bundle / "reference" / "model.onnx") for label, (res, _) in built.items()}
     rows, table = [], []
     base = built["unpruned"][0].report
     for label, (res, build_s) in built.items():
@@ -101,18 +102,37 @@ def measure(name: str, specs: list[str], iters: int, rounds: int) -> list[dict]:
                "artifact_bytes": rep["size_bytes"]["artifact"],
                "size_ratio": rep["size_bytes"]["artifact"] / base["size_bytes"]["artifact"],
                "latency_ms_p50": latency[label], "speedup": latency["unpruned"] / latency[label],
+               "macs": macs[label], "macs_ratio": macs[label] / macs["unpruned"],
                "pruned_float_top1_agreement": acc.get("top1_agreement"), "pruned_float_cosine": acc.get("cosine"),
                "int8_top1_agreement_vs_unpruned_float": end_to_end[label]["top1"],
                "int8_cosine_vs_unpruned_float": end_to_end[label]["cosine"],
                "structure": p.get("structure"), "build_s": build_s}
         rows.append(row)
-        table.append([label, row["parameters"], row["artifact_bytes"], row["size_ratio"], row["latency_ms_p50"],
+        table.append([label, row["parameters"], row["artifact_bytes"], row["size_ratio"], row["macs_ratio"],
+                      row["latency_ms_p50"],
                       row["speedup"], row["pruned_float_top1_agreement"], row["pruned_float_cosine"],
                       row["int8_top1_agreement_vs_unpruned_float"], row["int8_cosine_vs_unpruned_float"]])
     print_table(f"{name}, intel-cpu int8, 1 thread, 64 held-out inputs",
-                ["variant", "params", "artifact B", "size x", "p50 ms", "speedup", "float top1 vs unpruned",
+                ["variant", "params", "artifact B", "size x", "MACs x", "p50 ms", "speedup", "float top1 vs unpruned",
                  "float cos", "int8 top1 vs unpruned float", "int8 cos"], table)
     return rows
+
+
+def _macs(path: Path) -> int:
+    """Multiply-accumulates of the Conv/Gemm/MatMul weights of a float ONNX model (a load-free
+    measure of the compute pruning removes; latency on a shared machine is noisy)."""
+    import onnx
+
+    m = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    dims = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+            for vi in (*m.graph.value_info, *m.graph.output)}
+    inits = {t.name: int(np.prod(t.dims)) for t in m.graph.initializer}
+    total = 0
+    for n in m.graph.node:
+        if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and n.input[1] in inits:
+            out = dims.get(n.output[0]) or []
+            total += inits[n.input[1]] * (int(np.prod(out[2:])) if n.op_type == "Conv" and len(out) > 2 else 1)
+    return total
 
 
 def _agreement(got: list[np.ndarray], want: list[np.ndarray]) -> dict[str, float]:

@@ -145,6 +145,22 @@ def clip_bounds_as_minmax(proto) -> int:
     return count
 
 
+def reduce_l2_as_sqrt_sum_square(proto) -> int:
+    """``ReduceL2`` as ``Sqrt(ReduceSumSquare)`` (same axes, keepdims; the same function)."""
+    from onnx import helper
+
+    g = proto.graph
+    count = 0
+    for node in [n for n in g.node if n.op_type == "ReduceL2" and n.domain in ("", "ai.onnx")]:
+        base = node.name or node.output[0]
+        squares = _fresh(g, f"{base}_sum_square")
+        reduce = helper.make_node("ReduceSumSquare", list(node.input), [squares], name=f"{base}_sum_square")
+        reduce.attribute.extend(node.attribute)
+        _replace(g, node, [reduce, helper.make_node("Sqrt", [squares], [node.output[0]], name=base)], [])
+        count += 1
+    return count
+
+
 def nearest_indices(in_size: int, out_size: int, scale: float, ctm: str, nearest_mode: str) -> np.ndarray:
     """The source index of every output position of ONNX Resize(nearest) along one axis."""
     i = np.arange(out_size, dtype=np.float64)

@@ -73,6 +73,12 @@ class _Graph:
         return outs[0] if n_out == 1 else outs
 
 
+def rotary_tables(shape: DecoderShape, inv_freq: np.ndarray, rope_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin ``[max_positions, head_dim/2]`` (float32) of every position's rotary angles."""
+    freqs = np.outer(np.arange(shape.max_positions, dtype=np.float64), inv_freq.astype(np.float64))
+    return (np.cos(freqs) * rope_scale).astype(np.float32), (np.sin(freqs) * rope_scale).astype(np.float32)
+
+
 def build_decoder(weights: dict[str, np.ndarray], shape: DecoderShape, inv_freq: np.ndarray,
                   rope_scale: float = 1.0) -> Any:
     """The decoder ONNX from HF Llama-style weights (``model.layers.{i}...``, ``lm_head.weight``)."""
@@ -83,12 +89,13 @@ def build_decoder(weights: dict[str, np.ndarray], shape: DecoderShape, inv_freq:
     d, kvh, h = shape.head_dim, shape.kv_heads, shape.heads
     group = h // kvh
     one = i64("one", [1])
-    # Rotary tables [max_positions, D/2], gathered by position id.
-    freqs = np.outer(np.arange(shape.max_positions, dtype=np.float64), inv_freq.astype(np.float64))
-    cos_t = g.const("rotary_cos", (np.cos(freqs) * rope_scale).astype(np.float32))
-    sin_t = g.const("rotary_sin", (np.sin(freqs) * rope_scale).astype(np.float32))
-    cos = g.op("Unsqueeze", [g.op("Gather", [cos_t, "position_ids"]), one], "rotary_cos_b")  # [B,1,S,D/2]
-    sin = g.op("Unsqueeze", [g.op("Gather", [sin_t, "position_ids"]), one], "rotary_sin_b")
+    # Rotary tables [max_positions, 1, D/2], gathered by position id. Stored 3-D so the weight
+    # quantizers, which take a Gather on a 2-D constant for an embedding, leave them float.
+    cos_np, sin_np = rotary_tables(shape, inv_freq, rope_scale)
+    cos_t, sin_t = g.const("rotary_cos", cos_np[:, None]), g.const("rotary_sin", sin_np[:, None])
+    to_heads = [0, 2, 1, 3]  # [B,S,1,D/2] -> [B,1,S,D/2]
+    cos = g.op("Transpose", [g.op("Gather", [cos_t, "position_ids"])], "rotary_cos_b", perm=to_heads)
+    sin = g.op("Transpose", [g.op("Gather", [sin_t, "position_ids"])], "rotary_sin_b", perm=to_heads)
     half = i64("rotary_split", [d // 2, d // 2])
 
     # Mask [B,1,1,S,T]: key j is visible to query i when j <= P + i and attention_mask[j] == 1.
@@ -151,7 +158,7 @@ def build_decoder(weights: dict[str, np.ndarray], shape: DecoderShape, inv_freq:
         scores = g.op("Where", [visible, scores, g.const("masked", np.array(MASKED, np.float32))])
         probs = g.op("Softmax", [scores], f"{p}.probs", axis=-1)
         ctx = g.op("MatMul", [probs, v5], f"{p}.context")  # [B, kvh, group, S, D]
-        ctx = g.op("Reshape", [ctx, i64(f"{p}.ctx4", [0, h, -1, d])])
+        ctx = g.op("Reshape", [ctx, i64(f"{p}.ctx4", [0, h, -1, d])], f"{p}.context_heads")  # [B, h, S, D]
         ctx = g.op("Reshape", [g.op("Transpose", [ctx], perm=[0, 2, 1, 3]), i64("merge_heads", [0, 0, h * d])])
         x = g.op("Add", [x, linear(ctx, f"{p}.self_attn.o_proj", f"{p}.o_proj")], f"{p}.attn_residual")
         hn = rms(x, f"{p}.post_attention_layernorm.weight", f"{p}.post_attention_layernorm")

@@ -154,8 +154,12 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
     opts = spec.options or {}
     cpu = opts.get("cpu") or "cortex-m4"
     g = load_graph(model)
+    if opts.get("fuse_blocks", True):
+        from edgec.targets.mcu.ops.resblock import fuse_expanding_pairs, fuse_residual_blocks
+
+        g = fuse_expanding_pairs(fuse_residual_blocks(g))
     io_in_arena = bool(opts.get("io_in_arena", True))
-    plan = planner.plan(g, io_in_arena=io_in_arena)
+    plan = planner.plan(g, io_in_arena=io_in_arena, rows=opts.get("row_inplace") or "auto")
     c_dir = out_dir / "c"
     info = codegen.generate(g, plan, c_dir, cpu=cpu)
     harness = out_dir / "harness"
@@ -169,6 +173,8 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
     report: dict[str, Any] = {
         "cpu": cpu, "arena_bytes": plan.arena_bytes, "const_bytes": info["const_bytes"],
         "io_bytes": io_bytes, "io_in_arena": io_in_arena, "scratch_bytes": info["scratch_bytes"],
+        "row_ring_bytes": plan.ring_bytes, "row_inplace_ops": len(plan.rows),
+        "fused_ops": sum(op.kind in ("resblock", "convpair") for op in plan.order),
         "macs": sum(layer["macs"] for layer in info["layers"]),
         "arena_bytes_without_inplace": planner.greedy_baseline(g, io_in_arena),
         "arena_bytes_sum_of_tensors": plan.naive_bytes, "ops": len(plan.order),
@@ -215,5 +221,7 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
         inputs=io_specs(g, g.inputs, model.inputs),
         outputs=io_specs(g, g.outputs, model.outputs),
         manifest=manifest, report=report,
-        passes=[{"name": "mcu-plan", "config": {"inplace": True, "reorder": True, "align": planner.ALIGN}}],
+        passes=[{"name": "mcu-plan", "config": {"inplace": True, "reorder": True, "align": planner.ALIGN,
+                                                 "row_inplace": opts.get("row_inplace") or "auto",
+                                                 "fuse_blocks": bool(opts.get("fuse_blocks", True))}}],
     )

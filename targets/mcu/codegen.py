@@ -14,6 +14,7 @@ import numpy as np
 from edgec.targets.mcu.ops import EMITTERS, KERNEL_FILES, KERNEL_HEADERS
 from edgec.targets.mcu.planner import GUARD_BYTES, Plan
 from edgec.targets.mcu.qgraph import QGraph, QOp
+from edgec.targets.mcu.rows import ROW_FILES, ROW_KERNELS
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
 _CTYPES = {"int8": "int8_t", "float32": "float", "int32": "int32_t"}
@@ -63,6 +64,10 @@ class EmitContext:
             return f"(({ctype} *)outputs[{b.index}])"
         cast = "" if ctype == "int8_t" else f"({ctype} *)(void *)"
         return f"{cast}(edgec_arena.bytes + EDGEC_BUF{b.id})"
+
+    def ring(self, op: QOp) -> str:
+        """The row ring of a row-in-place or fused op (an arena buffer)."""
+        return f"(edgec_arena.bytes + EDGEC_BUF{self.plan.rings[op.outputs[0]]})"
 
     def const_array(self, name: str, ctype: str, values, dedup_key: Any = "name") -> str:
         key = ("name", name) if dedup_key == "name" else dedup_key
@@ -144,7 +149,9 @@ def arena_c(plan: Plan) -> list[str]:
 
 
 def op_macs(g: QGraph, op: QOp) -> int:
-    """Multiply-accumulates of one conv/dwconv/fc op (0 for the others)."""
+    """Multiply-accumulates of one conv/dwconv/fc op or fused block (0 for the others)."""
+    if op.kind in ("resblock", "convpair"):
+        return sum(op_macs(g, op.attrs[k]) for k in ("c1", "c2", "sc") if op.attrs[k] is not None)
     if op.kind not in ("conv", "dwconv", "fc"):
         return 0
     w, out = g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -182,6 +189,17 @@ def _arena_io_api(g: QGraph, plan: Plan) -> tuple[list[str], list[str], list[str
     return header, head, run
 
 
+def _row_driven(op: QOp, lines: list[str], ctx: EmitContext) -> list[str]:
+    """The op's kernel call turned into its row-in-place twin (`rows.py`, rows.c)."""
+    fn = ROW_KERNELS[op.kind]
+    calls = [i for i, line in enumerate(lines) if line.startswith(fn + "(")]
+    if len(calls) != 1:
+        raise RuntimeError(f"mcu: the row-in-place {op.kind} expects one {fn} call, got {lines}")
+    i = calls[0]
+    call = f"{fn}_rows({ctx.plan.rows[op.outputs[0]].mode}, {ctx.ring(op)}, " + lines[i][len(fn) + 1:]
+    return lines[:i] + [call] + lines[i + 1:]
+
+
 def _c_array(sym: str, ctype: str, arr: np.ndarray) -> str:
     if ctype == "float":
         vals = [repr(float(np.float32(v))) + "f" for v in arr]
@@ -208,6 +226,10 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model",
     for i, op in enumerate(plan.order):
         emit = EMITTERS[op.kind]
         lines = emit(op, ctx)
+        if op.outputs[0] in plan.rows:
+            lines = _row_driven(op, lines, ctx)
+            kernel_files.update(ROW_FILES[op.kind])
+            kernel_headers.add("edgec_rows.h")
         body.append(f"    /* {op.source_op or op.kind}: {op.name.replace('*/', '* /')} */")
         body.append(f"    EDGEC_MARK({i});")
         body.extend("    " + line for line in lines)
@@ -262,7 +284,8 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model",
         *(arena_c(plan) if plan.arena_bytes else ["/* (every tensor lives in the caller's I/O buffers) */"]),
         *([f"/* im2col columns of the regular convolutions: {ctx.scratch_bytes} bytes. */",
            f"static union {{ int32_t align; int8_t bytes[{ctx.scratch_bytes}]; }} edgec_scratch_buf;",
-           "#define edgec_scratch (edgec_scratch_buf.bytes)"] if ctx.scratch_bytes else []), "",
+           "#define edgec_scratch (edgec_scratch_buf.bytes)"] if ctx.scratch_bytes else []),
+        "",
         *ctx.params, "",
         *(io_api[1] or [
             "int edgec_model_run(const void *const *inputs, void *const *outputs) {",

@@ -7,8 +7,14 @@
    write straight into the caller's output buffers; or, with ``io_in_arena``, they are
    arena buffers like the others (their space is reused once they die), which the caller
    fills/reads through pointers (`edgec_model_input` / `edgec_model_output`).
-4. Offsets: buffers sorted by size (largest first), each placed at the lowest 4-byte
-   aligned offset that does not overlap a placed buffer whose lifetime intersects its own.
+4. Offsets: buffers taken in one of several orders (largest first, as TFLM's greedy
+   planner; largest size x lifetime; earliest; longest-lived), each placed at the lowest
+   4-byte aligned offset that does not overlap a placed buffer whose lifetime intersects
+   its own; the smallest arena wins.
+   Row in place: a Conv/DepthwiseConv/Pool whose input dies there shares the input's
+   buffer and runs row by row through a small ring of output rows (`rows.py`); the
+   plan keeps such a union only where it lowers the arena. Rings (of these and of the
+   fused ops, ops/resblock.py) are arena buffers live during their op only.
 5. Op order: besides the source order, a memory-aware topological order (run next the
    ready op that leaves the least live memory) is planned; the smaller arena wins.
 6. Guard layout: the same buffers placed again with `GUARD_BYTES` after each one, for
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 
 from edgec.targets.mcu.ops import INPLACE_KINDS
 from edgec.targets.mcu.qgraph import QGraph, QOp
+from edgec.targets.mcu.rows import RowSchedule, schedule
 
 ALIGN = 4
 GUARD_BYTES = 16
@@ -50,6 +57,13 @@ class Plan:
     naive_bytes: int = 0
     guard_offsets: dict[int, int] = field(default_factory=dict)  # buffer id -> offset in the guard layout
     guard_arena_bytes: int = 0
+    rows: dict[str, RowSchedule] = field(default_factory=dict)  # output tensor -> row-in-place schedule
+    rings: dict[str, int] = field(default_factory=dict)  # output tensor -> its op's row ring buffer
+
+    @property
+    def ring_bytes(self) -> int:
+        """The largest row ring (each is an arena buffer live during its op only)."""
+        return max((self.buffers[b].size for b in self.rings.values()), default=0)
 
     def where(self, name: str) -> Buffer:
         return self.buffers[self.tensor_buffer[name]]
@@ -77,7 +91,9 @@ def _align(n: int) -> int:
 
 
 def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 0,
-                io_in_arena: bool = False) -> Plan:
+                io_in_arena: bool = False, row_ops: frozenset[str] | None = None) -> Plan:
+    """Plan ``order``; ``row_ops``: output tensors of the ops allowed to run row in place
+    (None: every op that can)."""
     T = g.tensors
     uf = _UF()
     for name in T:
@@ -126,9 +142,12 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
         return life
 
     # 2. in place
+    rows: dict[str, RowSchedule] = {}
     if inplace:
         for op in order:
             if op.kind not in INPLACE_KINDS:
+                if row_ops is None or op.outputs[0] in row_ops or op.attrs.get("inplace"):
+                    _row_union(g, op, pos[id(op)], uf, members, klass, lifetimes, io_in_arena, rows)
                 continue
             y = op.outputs[0]
             groups = members()
@@ -165,23 +184,70 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
         buffers[bid] = b
         for m in ms:
             tensor_buffer[m] = bid
+    # The row rings of row-in-place and fused ops: arena buffers live during their op.
+    rings: dict[str, int] = {}
+    for i, op in enumerate(order):
+        y = op.outputs[0]
+        size = rows[y].ring_bytes if y in rows else op.attrs.get("ring_bytes", 0)
+        if size:
+            rings[y] = len(buffers)
+            buffers[len(buffers)] = Buffer(len(buffers), size, i, i)
 
     # 4. offsets
-    placed: list[Buffer] = []
-    arena = 0
     used = [b for b in buffers.values() if b.kind == "arena" and b.last >= 0 and b.first < len(order)]
-    for b in sorted(used, key=lambda b: (-b.size, b.first, b.id)):
-        conflicts = sorted((p for p in placed if not (p.last < b.first or b.last < p.first)), key=lambda p: p.offset)
-        off = 0
-        for p in conflicts:
-            if off + b.size + guard <= p.offset:
-                break
-            off = max(off, _align(p.offset + p.size + guard))
-        b.offset = off
-        placed.append(b)
-        arena = max(arena, off + b.size + guard)
+    arena = min((_place(used, guard, key) for key in _PLACE_ORDERS), key=lambda r: r[0])
+    for b in used:
+        b.offset = arena[1][b.id]
+    arena = arena[0]
     naive = sum(_align(b.size) for b in used)
-    return Plan(list(order), buffers, tensor_buffer, _align(arena), copies, naive)
+    return Plan(list(order), buffers, tensor_buffer, _align(arena), copies, naive, rows=rows, rings=rings)
+
+
+# Orders in which buffers are placed (TFLM's GreedyMemoryPlanner uses the first; the
+# smallest arena over all of them is kept).
+_PLACE_ORDERS = (
+    lambda b: (-b.size, b.first, b.id),
+    lambda b: (-b.size * (b.last - b.first + 1), b.first, b.id),
+    lambda b: (b.first, -b.size, b.id),
+    lambda b: (-(b.last - b.first), -b.size, b.id),
+)
+
+
+def _place(used: list[Buffer], guard: int, key) -> tuple[int, dict[int, int]]:
+    """Each buffer at the lowest aligned offset clear of the placed buffers live with it."""
+    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
+    offsets: dict[int, int] = {}
+    arena = 0
+    for b in sorted(used, key=key):
+        conflicts = sorted(p for p in placed if not (p[3] < b.first or b.last < p[2]))
+        off = 0
+        for p_off, p_size, _, _ in conflicts:
+            if off + b.size + guard <= p_off:
+                break
+            off = max(off, _align(p_off + p_size + guard))
+        offsets[b.id] = off
+        placed.append((off, b.size, b.first, b.last))
+        arena = max(arena, off + b.size + guard)
+    return arena, offsets
+
+
+def _row_union(g, op, i, uf, members, klass, lifetimes, io_in_arena, rows) -> None:
+    """Share op's input and output buffer when it can run row in place (`rows.py`)."""
+    fused = op.attrs.get("inplace", False)  # a fused op that checked its own row order
+    sched = None if fused else schedule(g, op)
+    if not fused and sched is None:
+        return
+    x, y = op.inputs[0], op.outputs[0]
+    groups = members()
+    cx, cy = klass(groups[uf.find(x)]), klass(groups[uf.find(y)])
+    # A graph input may be overwritten only when it lives in the arena; outputs never.
+    if any(cy) or cx[1] or cx[2] or (cx[0] and not io_in_arena) or op.inputs.count(x) > 1:
+        return
+    if lifetimes()[uf.find(x)][1] != i:
+        return
+    uf.union(x, y)
+    if sched is not None:
+        rows[y] = sched
 
 
 def _memory_aware_order(g: QGraph) -> list[QOp]:
@@ -213,14 +279,40 @@ def _memory_aware_order(g: QGraph) -> list[QOp]:
     return order
 
 
-def plan(g: QGraph, io_in_arena: bool = False) -> Plan:
-    """The smallest-arena plan over the candidate op orders."""
-    candidates = [_plan_order(g, list(g.ops), io_in_arena=io_in_arena)]
+def _prune_rows(g: QGraph, order: list[QOp], io_in_arena: bool, rows: str) -> Plan:
+    """Plan ``order`` with row-in-place ops, dropping each one that does not lower the arena
+    (its ring included): each costs a copy of its output and a kernel call per row."""
+    best = _plan_order(g, order, io_in_arena=io_in_arena, row_ops=frozenset() if rows == "off" else None)
+    if rows != "auto":
+        return best
+    keep = set(best.rows)
+    for y in sorted(best.rows, key=lambda t: best.rows[t].ring_bytes, reverse=True):
+        trial = _plan_order(g, order, io_in_arena=io_in_arena, row_ops=frozenset(keep - {y}))
+        if trial.arena_bytes <= best.arena_bytes:
+            best, keep = trial, keep - {y}
+    return best
+
+
+ROW_MODES = ("auto", "all", "off")
+
+
+def plan(g: QGraph, io_in_arena: bool = False, rows: str = "auto") -> Plan:
+    """The smallest-RAM plan over the candidate op orders.
+
+    Args:
+        g: The graph.
+        io_in_arena: Graph inputs/outputs are arena buffers (the pointer API).
+        rows: Row-in-place ops (`rows.py`): "auto" where they lower the RAM, "all" every
+            op that can (tests and the fuzzer), "off" none.
+    """
+    orders = [list(g.ops)]
     alt = _memory_aware_order(g)
     if [id(o) for o in alt] != [id(o) for o in g.ops]:
-        candidates.append(_plan_order(g, alt, io_in_arena=io_in_arena))
+        orders.append(alt)
+    candidates = [_prune_rows(g, order, io_in_arena, rows) for order in orders]
     best = min(candidates, key=lambda p: (p.arena_bytes, candidates.index(p)))
-    guarded = _plan_order(g, best.order, guard=GUARD_BYTES, io_in_arena=io_in_arena)
+    guarded = _plan_order(g, best.order, guard=GUARD_BYTES, io_in_arena=io_in_arena,
+                          row_ops=frozenset(best.rows))
     assert guarded.tensor_buffer == best.tensor_buffer, "the guard layout must place the same buffers"
     best.guard_offsets = {bid: b.offset for bid, b in guarded.buffers.items()}
     best.guard_arena_bytes = guarded.arena_bytes

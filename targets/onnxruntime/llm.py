@@ -23,28 +23,40 @@ def lower_llm(model, lm, precision: str, options: dict[str, Any], out_dir: Path)
     """Write ``model.onnx`` and ``genai_config.json``."""
     from edgec.targets.onnxruntime.lower import to_matmulnbits
 
+    from edgec.compiler.llm.graph import rotary_tables
+    from edgec.targets.onnxruntime.llm_fusion import fuse_decoder
+
     proto, passes, report = model.proto, [], {}
     if precision == "int4":
         level = int(options.get("int4_accuracy_level") or 4)
         proto, n = to_matmulnbits(proto, accuracy_level=level)
         passes.append({"name": "onnxruntime.matmulnbits", "config": {"nodes": n, "accuracy_level": level}})
         report["matmulnbits_nodes"] = n
+    proto, fused = fuse_decoder(proto, lm.shape, *rotary_tables(lm.shape, lm.inv_freq, lm.rope_scale))
+    passes.append({"name": "onnxruntime.fused_decoder", "config": fused})
+    report["fused"] = fused
     (out_dir / MODEL_FILE).write_bytes(proto.SerializeToString(deterministic=True))
-    config = genai_config(lm)
+    graph_inputs = {i.name for i in proto.graph.input}
+    config = genai_config(lm, graph_inputs)
     (out_dir / "genai_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     report["nodes"] = len(proto.graph.node)
     strip = lambda specs: [TensorSpec(s.name, s.shape, s.dtype) for s in specs]  # noqa: E731
     return LowerResult(
         artifacts=[Artifact(MODEL_FILE, "onnx-int4" if precision == "int4" else "onnx", "model"),
                    Artifact("genai_config.json", "onnxruntime-genai-config", "config")],
-        inputs=strip(model.inputs), outputs=strip(model.outputs),
+        inputs=[s for s in strip(model.inputs) if s.name in graph_inputs], outputs=strip(model.outputs),
         manifest={"onnxruntime_version": version_of("onnxruntime"), "provider": "CPUExecutionProvider",
                   "onnxruntime_genai_config": "genai_config.json"},
         report=report, passes=passes, state=lm.shape.state_tensors())
 
 
-def genai_config(lm) -> dict[str, Any]:
-    """onnxruntime-genai's model description of the decoder (greedy search by default)."""
+def genai_config(lm, graph_inputs: set[str]) -> dict[str, Any]:
+    """onnxruntime-genai's model description of the decoder (greedy search by default).
+
+    ``GroupQueryAttention`` reads past and present from one max-length buffer, so the config
+    asks onnxruntime-genai to share it (no copy of the cache per token); positions come from
+    the attention mask, so a fused graph has no ``position_ids`` input.
+    """
     s = lm.shape
     gen_path = lm.folder / "generation_config.json"
     gen = json.loads(gen_path.read_text(encoding="utf-8")) if gen_path.is_file() else {}
@@ -60,7 +72,8 @@ def genai_config(lm) -> dict[str, Any]:
                 "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads, "num_hidden_layers": s.layers,
                 "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
                 "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask",
-                           "position_ids": "position_ids", "past_key_names": "past_key_values.%d.key",
+                           **({"position_ids": "position_ids"} if "position_ids" in graph_inputs else {}),
+                           "past_key_names": "past_key_values.%d.key",
                            "past_value_names": "past_key_values.%d.value"},
                 "outputs": {"logits": "logits", "present_key_names": "present.%d.key",
                             "present_value_names": "present.%d.value"},
@@ -68,6 +81,6 @@ def genai_config(lm) -> dict[str, Any]:
         },
         "search": {"do_sample": False, "early_stopping": True, "length_penalty": 1.0, "max_length": s.max_positions,
                    "min_length": 0, "no_repeat_ngram_size": 0, "num_beams": 1, "num_return_sequences": 1,
-                   "past_present_share_buffer": False, "repetition_penalty": 1.0, "temperature": 1.0, "top_k": 1,
+                   "past_present_share_buffer": "position_ids" not in graph_inputs, "repetition_penalty": 1.0, "temperature": 1.0, "top_k": 1,
                    "top_p": 1.0, "diversity_penalty": 0.0},
     }

@@ -27,20 +27,28 @@ from edgec.targets.base import Artifact, LowerResult
 
 MODEL_XML = "openvino_model.xml"
 KV_PRECISION = {"int8": "u8", "fp16": "f16", "fp32": "f32"}
+KV_DTYPE = {"int8": "uint8", "fp16": "float16", "fp32": "float32"}
 
 
 def lower_llm(model, lm, precision: str, options: dict[str, Any], out_dir: Path, kv_cache: str | None) -> LowerResult:
     ov = require("openvino", "openvino")
     from edgec.targets.openvino.lower import _op_counts, _stable_names, _strip_nondeterministic
 
+    from edgec.targets.openvino.llm_weights import lift_quantized_weights, restore_compressed_weights
+
+    proto, lifted = lift_quantized_weights(model.proto)
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "decoder.onnx"
-        src.write_bytes(model.serialize())
+        src.write_bytes(proto.SerializeToString())
         try:
             ov_model = ov.convert_model(str(src))
         except Exception as exc:  # noqa: BLE001 - the frontend raises its own failure types
             raise EdgecError(f"OpenVINO could not convert the decoder: {str(exc).splitlines()[0]}") from exc
-    state = lm.shape.state_tensors()
+    compressed = restore_compressed_weights(ov_model, lifted)
+    sdpa = use_sdpa(ov_model, lm.shape)
+    # The cache's precision as the CPU plugin stores it (u8 with per-token scales for int8), so
+    # the bundle's KV-cache bytes are what the run holds.
+    state = lm.shape.state_tensors(KV_DTYPE.get(kv_cache or "fp32", "float32"))
     make_stateful(ov_model, [(s["name"], s["output"]) for s in state])
     runtime = {"INFERENCE_PRECISION_HINT": options.get("ov_precision_hint") or "f32"}
     if kv_cache:
@@ -63,9 +71,58 @@ def lower_llm(model, lm, precision: str, options: dict[str, Any], out_dir: Path,
         inputs=ins, outputs=outs,
         manifest={"openvino_version": version_of("openvino"), "device": "CPU", "runtime_config": runtime,
                   "openvino_genai": "LLMPipeline(bundle, 'CPU')"},
-        report={"ir_ops": _op_counts(ov_model)},
-        passes=[{"name": "openvino.make_stateful", "config": {"variables": len(state), "beam_idx": True}}],
+        report={"ir_ops": _op_counts(ov_model), "compressed_weights": compressed},
+        passes=[{"name": "openvino.compressed_weights", "config": compressed},
+                {"name": "openvino.sdpa", "config": {"layers": sdpa}},
+                {"name": "openvino.make_stateful", "config": {"variables": len(state), "beam_idx": True}}],
         state=[s | {"where": "openvino variable"} for s in state])
+
+
+def use_sdpa(ov_model, shape) -> int:
+    """Each layer's attention as one ``ScaledDotProductAttention`` (returns how many layers).
+
+    K/V are repeated to the query heads as Hugging Face's ``repeat_kv`` does, so the CPU plugin
+    recognizes the past-concat -> SDPA pattern of a stateful LLM and runs its fused attention
+    over the KV cache (and ``openvino_genai`` its paged attention).
+    """
+    import numpy as np
+    import openvino.opset13 as ops
+
+    by_name = {name: out for op in ov_model.get_ops() if op.get_type_name() != "Result"
+               for out in op.outputs() for name in out.get_names()}
+    if "visible" not in by_name:
+        return 0
+    mask = ops.squeeze(by_name["visible"], ops.constant(np.array([2], np.int64)))  # [B, 1, S, T]
+    scale = ops.constant(np.array(shape.head_dim ** -0.5, np.float32))
+    group = shape.heads // shape.kv_heads
+    done = 0
+    for i in range(shape.layers):
+        p = f"model.layers.{i}"
+        names = (f"{p}.q_rot", f"present.{i}.key", f"present.{i}.value", f"{p}.context_heads")
+        if not all(n in by_name for n in names):
+            continue
+        q, k, v, ctx = (by_name[n] for n in names)
+        if group > 1:
+            k, v = (_repeat_kv(t, shape.heads, group, shape.head_dim) for t in (k, v))
+        attn = ops.scaled_dot_product_attention(q, k, v, mask, scale, causal=False)
+        ctx.replace(attn.output(0))
+        done += 1
+    ov_model.validate_nodes_and_infer_types()
+    return done
+
+
+def _repeat_kv(t, heads: int, group: int, head_dim: int):
+    """``[B, kv_heads, T, D]`` -> ``[B, heads, T, D]``, each KV head repeated ``group`` times."""
+    import numpy as np
+    import openvino.opset13 as ops
+
+    expanded = ops.unsqueeze(t, ops.constant(np.array([2], np.int64)))  # [B, kvh, 1, T, D]
+    dims = ops.shape_of(expanded, "i64")
+    target = ops.concat([ops.gather(dims, ops.constant(np.array([0, 1], np.int64)), ops.constant(np.int64(0))),
+                         ops.constant(np.array([group], np.int64)),
+                         ops.gather(dims, ops.constant(np.array([3, 4], np.int64)), ops.constant(np.int64(0)))], 0)
+    return ops.reshape(ops.broadcast(expanded, target), ops.constant(np.array([0, heads, -1, head_dim], np.int64)),
+                       True)
 
 
 def make_stateful(ov_model, pairs: list[tuple[str, str]]) -> None:

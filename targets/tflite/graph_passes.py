@@ -108,9 +108,11 @@ def prepare_onnx(model: ModelHandle) -> tuple[Any, list[dict[str, Any]]]:
         passes.append({"name": "fuse-erf-gelu", "config": {"fused": n}})
     from edgec.compiler import rewrites
 
-    # onnx2tf reads Pad values and Clip bounds only when constant, and its nearest Resize
-    # picks other source pixels than ONNX's coordinate modes when downsampling.
-    for rewrite in (rewrites.pad_value_as_where, rewrites.clip_bounds_as_minmax, rewrites.resize_nearest_as_gather):
+    # onnx2tf reads Pad values and Clip bounds only when constant, its nearest Resize picks
+    # other source pixels than ONNX's coordinate modes when downsampling, and it hands
+    # ReduceL2's axes to tf.norm as a list, which tf.norm refuses (sentence-embedding L2 norms).
+    for rewrite in (rewrites.pad_value_as_where, rewrites.clip_bounds_as_minmax, rewrites.resize_nearest_as_gather,
+                    rewrites.reduce_l2_as_sqrt_sum_square):
         n = rewrite(proto, arithmetic=True) if rewrite is rewrites.pad_value_as_where else rewrite(proto)
         if n:
             passes.append({"name": rewrite.__name__.replace("_", "-"), "config": {"rewritten": n}})

@@ -118,9 +118,17 @@ class TFGraph:
         # the Keras model walks every layer's config and metadata (minutes for a 500-layer
         # MobileNetV3, most of an arm build). A plain module holding only the variables the
         # function captures gives the same SavedModel graph in a fraction of the time.
+        # onnx2tf creates some variables outside Keras layers (a strided depthwise conv's
+        # kernel): the function's own variables are tracked too. A function capturing any
+        # other resource keeps the Keras model (an untracked capture makes the converter drop
+        # the signature, and the outputs lose their names).
         if self._holder is None:
-            self._holder = self.tf.Module()
-            self._holder.variables_of_model = list(self.keras.weights)
+            tracked = {id(v): v for v in [*self.keras.weights, *self.concrete.variables]}
+            resources = [t for t in self.concrete.captured_inputs if t.dtype == self.tf.resource]
+            self._holder = self.keras
+            if len(resources) <= len(tracked):
+                self._holder = self.tf.Module()
+                self._holder.variables_of_model = list(tracked.values())
         conv = self.tf.lite.TFLiteConverter.from_concrete_functions([self.concrete], self._holder)
         conv.target_spec.supported_ops = [self.tf.lite.OpsSet.TFLITE_BUILTINS]
         return conv

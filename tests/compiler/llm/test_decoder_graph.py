@@ -66,3 +66,4 @@ def test_decoder_graph_matches_pytorch(tmp_path, family):
     got = np.concatenate(got)
     scale = np.abs(ref).max()
     assert np.abs(got - ref).max() <= 1e-4 * max(scale, 1.0), family
+

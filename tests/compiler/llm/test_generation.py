@@ -61,6 +61,11 @@ def test_manifest_records_methods_state_lora_and_accuracy(bundles, target):
     assert acc["perplexity"] < acc["reference_perplexity"] * 1.03
     assert acc["logit_cosine"] > 0.99
     assert r["export_parity_max_abs_err"] < 1e-3
+    if target == "intel-cpu":  # weights stay u4/i8 in the IR; attention is OpenVINO's SDPA op
+        assert r["target"]["compressed_weights"] == {"matmul": 29, "gather": 1, "float": 0}
+        assert r["target"]["ir_ops"]["ScaledDotProductAttention"] == 4
+    else:  # onnxruntime's fused kernels, as onnxruntime-genai's builder emits
+        assert r["target"]["fused"]["group_query_attention"] == 4 and r["target"]["fused"]["qkv_fused"] == 4
 
 
 def test_openvino_bundle_runs_in_openvino_genai(bundles):

@@ -85,3 +85,14 @@ def test_resize_downsample_by_scales_is_a_strided_slice():
     x = np.random.default_rng(2).standard_normal((1, 2, 8, 8)).astype(np.float32)
     n, m2 = _same_after(m, rewrites.resize_nearest_as_gather, {"x": x})
     assert n == 1 and [nd.op_type for nd in m2.graph.node] == ["Slice", "Slice"]
+
+
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_l2_becomes_sqrt_of_sum_square(keepdims):
+    """onnx2tf hands ReduceL2's axes to tf.norm as a list, which tf.norm refuses (MiniLM's L2 norm)."""
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    m = _model([helper.make_node("ReduceL2", ["x", "axes"], ["y"], keepdims=keepdims)], [("x", [2, 6, 3])],
+               [("y", [2, 1, 3] if keepdims else [2, 3])], [axes])
+    x = np.random.default_rng(0).standard_normal((2, 6, 3)).astype(np.float32)
+    n, m2 = _same_after(m, rewrites.reduce_l2_as_sqrt_sum_square, {"x": x}, atol=1e-6)
+    assert n == 1 and [nd.op_type for nd in m2.graph.node] == ["ReduceSumSquare", "Sqrt"]

@@ -38,7 +38,8 @@ def test_fixed_seeds_cover_every_fuzzed_op():
     for seed in CI_SEEDS:
         seen.update(random_graph(seed)[2])
     assert {"Conv", "Gemm", "MatMul", "Add", "Mul", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool",
-            "Concat", "Pad", "Sigmoid", "Tanh", "Softmax", "PRelu", "HardSwish"} <= seen
+            "Concat", "Pad", "Sigmoid", "Tanh", "Softmax", "PRelu", "HardSwish", "Transpose", "Resize",
+            "DepthToSpace"} <= seen
 
 
 def test_canary_catches_an_overrun_inside_the_arena(tmp_path):
