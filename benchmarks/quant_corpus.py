@@ -151,7 +151,7 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
     ``gate`` / ``slow_anchors``: run the gated build / NNCF's accuracy control (each up to ~20 min
     per detector on a loaded 2-core machine); rows not run keep their previous results.
     """
-    from _common import print_table, time_fn
+    from _common import print_table, time_fn, write_json
     from quant_quality import _build
 
     rows, out = [], results.setdefault("corpus", {})
@@ -199,6 +199,7 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
                 continue
             measure(label, run, time.perf_counter() - t0)
         out[name] = res
+        write_json("quant_quality", results)  # a long run keeps what it measured so far
         key = "top1_agreement" if classifier else "cosine"
         anchor = res.get("nncf default", {}).get(key)
         for label, r in res.items():

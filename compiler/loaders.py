@@ -76,6 +76,8 @@ def _load_model(model: str, *, task: str | None, input_shapes: dict[str, InputSh
     else:
         handle = load_pt2(Path(model), input_shapes=shapes, parity_tol=parity_tol, progress=progress)
     handle.meta["source_kind"] = kind
+    if task is not None and kind != "hf":  # a HF folder's loader already chose its head from the task
+        handle.task = task
     return handle
 
 

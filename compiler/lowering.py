@@ -136,12 +136,16 @@ def _verify(target, tmp: Path, manifest: dict[str, Any], samples: list[dict], la
     return acc
 
 
-CLASSIFICATION_TASKS = ("image-classification", "text-classification", "token-classification", "fill-mask",
+CLASSIFICATION_TASKS = ("classification", "image-classification", "text-classification", "token-classification", "fill-mask",
                         "text-generation")
 
 
 def is_classifier(manifest: dict[str, Any]) -> bool:
-    """Whether top-1 agreement means something for this model's first output."""
+    """Whether top-1 agreement means something for this model's first output.
+
+    The task (``--task``) decides when given; otherwise a 2-D first output is read as class scores,
+    so regressors with 2-D outputs (landmarks, embeddings) need ``--task`` to be scored by cosine only.
+    """
     task = manifest.get("task")
     if task is not None:
         return task in CLASSIFICATION_TASKS

@@ -22,7 +22,7 @@ from edgec.targets.registry import DEFAULT_TARGET
 
 from edgec._quiet import DEBUG as _DEBUG  # noqa: E402 - one flag shared with library code
 from edgec.cli_common import emit as _emit, handle_errors, json_option
-from edgec.cli_options import (FINETUNE_HELP, PRUNE_HELP, RegistryChoice, int4_choices, parse_bytes,
+from edgec.cli_options import (FINETUNE_HELP, PRUNE_HELP, TASK_HELP, RegistryChoice, int4_choices, parse_bytes,
                                 parse_input_shapes, target_option_decorators, threads_option, with_target_options)
 from edgec.cli_output import (_print_bench, _print_build, _print_generation_bench, _print_inspect, _print_layers,
                               _print_prune, _print_targets, _print_verify)
@@ -80,7 +80,7 @@ def cli(debug: bool) -> None:
               help="Image preprocessing, e.g. resize=224x224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,layout=NCHW.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=SHAPE",
               help="Static shape NAME=1x3x224x224, or a profile NAME=MIN:OPT:MAX for dynamic inputs. Repeatable.")
-@click.option("--task", default=None, help="Task of a transformers model (default: from config.json).")
+@click.option("--task", default=None, help=TASK_HELP)
 @click.option("--keep-float", multiple=True, metavar="NODE", help="Leave this node in float. Repeatable.")
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=None, metavar="X",
               help="Accuracy gate: keep the most sensitive layers in higher precision until the --metric drop "
@@ -312,7 +312,7 @@ def layers(bundle: Path, data: str, do_bisect: bool, threshold: float, max_sampl
               help="Data for activation importance, the fine-tune context and the accuracy check (as for build).")
 @click.option("--eval", "eval_data", default=None, metavar="PATH", help="Data for the accuracy check (with labels).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME=SHAPE", help="As for build. Repeatable.")
-@click.option("--task", default=None, help="Task of a transformers model (default: from config.json).")
+@click.option("--task", default=None, help=TASK_HELP)
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
               help="Folder to write: model.onnx, report.json (+ model.safetensors for PyTorch sources).")
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")

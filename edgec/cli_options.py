@@ -133,3 +133,7 @@ PRUNE_HELP = ("Prune before quantizing: magnitude:0.5[,scope=global|layer] (unst
               "reference is the pruned float model; report.json 'pruning' compares it with the unpruned one.")
 FINETUNE_HELP = ("Your training loop FN(model, ctx) run on the pruned PyTorch model before export; ctx.teacher is the "
                  "unpruned model (see edgec.compiler.prune.distillation_loss).")
+TASK_HELP = ("What the model does. For a Hugging Face folder it picks the head (default: from config.json); for any "
+             "model it picks the score: classification tasks (classification, image-classification, "
+             "text-classification, ...) add top-1 agreement, any other (detection, landmarks, regression, "
+             "feature-extraction) is scored by cosine only. Default: a 2-D first output is read as class scores.")

@@ -152,7 +152,8 @@ rest:
     }
 }
 
-/* SIMD32 builds get one copy per requantization variant. */
+/* SIMD32 builds get one copy per requantization variant; optimizing for size, the
+ * ReLU6-style clamps (rq_fast 1) take the general one. */
 static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, const int8_t *w, int32_t out_c,
                      int32_t g, const edgec_rq *q, int8_t *out) {
 #if defined(EDGEC_DSP)
@@ -160,10 +161,12 @@ static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, c
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 2);
         return;
     }
+#if !defined(__OPTIMIZE_SIZE__)
     if (q->fast) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 1);
         return;
     }
+#endif
 #endif
     dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 0);
 }

@@ -87,6 +87,24 @@ def test_kernel_variant_bitexact_in_qemu(layer_mix, tmp_path, cpu, model):
         assert insn in _kernel_asm(tmp_path / "b", cpu)
 
 
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m55"])
+def test_size_optimized_variants_bitexact_in_qemu(layer_mix, tmp_path, cpu):
+    """-Os builds dispatch the requantization variants differently (conv.c, dwconv.c)."""
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    data = layer_mix["dw_chunks"]
+    _, manifest = build_bundle(tflite_handle(data), tmp_path / "b", cpu=cpu)
+    runner = MCURunner(tmp_path / "b", manifest, device="qemu")
+    runner.opt = "-Os"
+    runner.load()
+    spec = runner.native_in[0]
+    x = np.random.default_rng(8).integers(-128, 128, size=[int(d) for d in spec.shape]).astype(np.int8)
+    got = runner.run_native({spec.name: x})[runner.native_out[0].name]
+    want = _litert(data, x)
+    np.testing.assert_array_equal(got.reshape(want.shape), want)
+    assert runner.info()["extra"]["matches_host"] is True
+
+
 def test_profile_per_layer(layer_mix, tmp_path):
     from edgec.runtimes.harness import bench
     from edgec.runtimes.mcu_runner import MCURunner
