@@ -15,6 +15,13 @@
  * point, which then adds exactly nothing. */
 #include "edgec_conv_internal.h"
 
+/* Optimizing for size (-Os), the SIMD32 int8-column GEMM (conv's fallback when the scratch
+ * is too small for int16 columns, and FullyConnected) is the portable C loop: a few hundred
+ * bytes less, the same sums. */
+#if defined(EDGEC_DSP) && !defined(__OPTIMIZE_SIZE__)
+#define EDGEC_DSP_GEMM 1
+#endif
+
 /* out[j * out_stride + n] = requant(bias[n] + w[n, :] . cols[j * k : (j + 1) * k]) for
  * the n_rows weight rows and n_cols columns (n_cols <= 2 except on the scalar path). */
 static inline __attribute__((always_inline)) void gemm_s8(
@@ -33,7 +40,10 @@ static inline __attribute__((always_inline)) void gemm_s8(
     for (j = 0; j < n_cols; ++j) {
         const int8_t *x = cols + j * k;
         int8_t *o = out + j * out_stride;
-        for (n = 0; n + 4 <= n_rows; n += 4) {
+        n = 0;
+#if !defined(__OPTIMIZE_SIZE__)
+        /* Optimizing for size, the one-row loop below takes every row. */
+        for (; n + 4 <= n_rows; n += 4) {
             const int8_t *w0 = w + n * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k, *xp = x;
             int32_t a0 = q->bias[n], a1 = q->bias[n + 1], a2 = q->bias[n + 2], a3 = q->bias[n + 3], r;
             int32x4_t acc;
@@ -81,9 +91,10 @@ static inline __attribute__((always_inline)) void gemm_s8(
             acc = vsetq_lane_s32(a3, acc, 3);
             rq_store4(q, acc, n, o + n);
         }
+#endif
         for (; n < n_rows; ++n) o[n] = rq_one(q, mve_dot(w + n * k, x, k, q->bias[n]), n);
     }
-#elif defined(EDGEC_DSP)
+#elif defined(EDGEC_DSP_GEMM)
     const int32_t k4 = k & ~3;
     if (n_cols == 2) {
         for (n = 0; n + 2 <= n_rows; n += 2) {
@@ -286,25 +297,27 @@ static inline __attribute__((always_inline)) void gemm_conv_dsp_impl(
 
 static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols,
                           const edgec_rq *q, int8_t *out, int32_t out_stride) {
-    /* Optimizing for size, the ReLU6-style clamps (rq_fast 1) take the general variant. */
+    /* Optimizing for size, one copy: every layer takes the general requantization. */
+#if !defined(__OPTIMIZE_SIZE__)
     if (q->fast == 2) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 2);
-#if !defined(__OPTIMIZE_SIZE__)
-    } else if (q->fast) {
-        gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 1);
-#endif
-    } else {
-        gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+        return;
     }
+    if (q->fast) {
+        gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 1);
+        return;
+    }
+#endif
+    gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
 }
 #endif
 
-#if defined(EDGEC_MVE) && defined(__OPTIMIZE__)
+#if defined(EDGEC_MVE) && defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
 /* Helium regular convolutions, 4 output channels x 2 columns (CMSIS-NN's blocking idea):
  * each 16-byte weight load feeds two VMLADAVA. The two columns are first interleaved in
  * 16-byte blocks (zero-padded to a whole block), so one pointer walks both; 8 accumulators
  * in the 8 even registers VMLADAVA requires, 6 pointers/counters in the odd ones. Needs
- * an optimizing build (at -O0 r7 is the frame pointer). */
+ * an optimizing build (at -O0 r7 is the frame pointer); -Os keeps gemm_s8's smaller loop. */
 #define EDGEC_MVE_PAIRS 1
 
 static void interleave2(const int8_t *c0, const int8_t *c1, int32_t k, int8_t *dst) {
@@ -413,7 +426,7 @@ static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *
 }
 
 static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, const edgec_rq *q, int8_t *out) {
-#if defined(EDGEC_DSP) && !defined(__ARM_FP)
+#if defined(EDGEC_DSP_GEMM) && !defined(__ARM_FP)
     /* SIMD32: the column sign-extended once into int16 pairs, on the stack (up to 4 KiB;
      * longer rows take the C loop). Here, not in gemm_s8: a VLA there would cost the conv
      * instance its frame-pointer register. */

@@ -34,6 +34,20 @@ static inline void dw_store8(const edgec_rq *q, int32x4_t e, int32x4_t o, int32_
     r = vmovntq_s32(r, o);
     vstrbq_s16(out, r);
 }
+
+/* One chunk of 8 channels at base (tap offsets offs, its weights w0), channel c first. */
+static inline __attribute__((always_inline)) void dw_chunk8(const int8_t *bc, const intptr_t *offs, int32_t n_taps,
+                                                            const int8_t *w0, const edgec_rq *q, int32_t c,
+                                                            int8_t *out) {
+    int32x4_t e0 = vld1q_s32(q->bias + c), o0 = vld1q_s32(q->bias + c + 4);
+    int32_t t;
+    for (t = 0; t < n_taps; ++t, w0 += 8) {
+        const int16x8_t xv = vldrbq_s16(EDGEC_TAP(bc, offs[t])), wv = vldrbq_s16(w0);
+        e0 = vaddq_s32(e0, vmullbq_int_s16(xv, wv));
+        o0 = vaddq_s32(o0, vmulltq_int_s16(xv, wv));
+    }
+    dw_store8(q, e0, o0, c, out);
+}
 #endif
 
 static inline __attribute__((always_inline)) void dw_pixel_impl(const int8_t *base, const intptr_t *offs,
@@ -49,7 +63,9 @@ static inline __attribute__((always_inline)) void dw_pixel_impl(const int8_t *ba
     if (g != EDGEC_DW_CHUNK) goto rest;
 #if defined(EDGEC_MVE)
     /* int16 lanes: VMULLB/VMULLT give the even and the odd channels' int32 products. Two
-     * chunks at a time share the tap address. */
+     * chunks at a time share the tap address; optimizing for size, the one-chunk loop
+     * below takes them all. */
+#if !defined(__OPTIMIZE_SIZE__)
     for (; c + 16 <= out_c; c += 16) {
         int32x4_t e0 = vld1q_s32(q->bias + c), o0 = vld1q_s32(q->bias + c + 4);
         int32x4_t e1 = vld1q_s32(q->bias + c + 8), o1 = vld1q_s32(q->bias + c + 12);
@@ -85,17 +101,15 @@ static inline __attribute__((always_inline)) void dw_pixel_impl(const int8_t *ba
         dw_store8(q, e0, o0, c, out + c);
         dw_store8(q, e1, o1, c + 8, out + c + 8);
     }
+#endif
+#if defined(__OPTIMIZE_SIZE__)
+    for (; c + 8 <= out_c; c += 8) dw_chunk8(base + c, offs, n_taps, w + c * n_taps, q, c, out + c);
+#else
     if (c + 8 <= out_c) {
-        int32x4_t e0 = vld1q_s32(q->bias + c), o0 = vld1q_s32(q->bias + c + 4);
-        const int8_t *w0 = w + c * n_taps, *bc = base + c;
-        for (t = 0; t < n_taps; ++t, w0 += 8) {
-            const int16x8_t xv = vldrbq_s16(EDGEC_TAP(bc, offs[t])), wv = vldrbq_s16(w0);
-            e0 = vaddq_s32(e0, vmullbq_int_s16(xv, wv));
-            o0 = vaddq_s32(o0, vmulltq_int_s16(xv, wv));
-        }
-        dw_store8(q, e0, o0, c, out + c);
+        dw_chunk8(base + c, offs, n_taps, w + c * n_taps, q, c, out + c);
         c += 8;
     }
+#endif
 #elif defined(EDGEC_DSP)
     /* Locals: the byte stores may alias the fields. */
     const int32_t *bias = q->bias, *mult = q->mult, *shift = q->shift;
@@ -152,21 +166,19 @@ rest:
     }
 }
 
-/* SIMD32 builds get one copy per requantization variant; optimizing for size, the
- * ReLU6-style clamps (rq_fast 1) take the general one. */
+/* SIMD32 builds get one copy per requantization variant; optimizing for size, one copy
+ * (the general requantization) serves every layer. */
 static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, const int8_t *w, int32_t out_c,
                      int32_t g, const edgec_rq *q, int8_t *out) {
-#if defined(EDGEC_DSP)
+#if defined(EDGEC_DSP) && !defined(__OPTIMIZE_SIZE__)
     if (q->fast == 2) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 2);
         return;
     }
-#if !defined(__OPTIMIZE_SIZE__)
     if (q->fast) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 1);
         return;
     }
-#endif
 #endif
     dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 0);
 }

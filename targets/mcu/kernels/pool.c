@@ -3,12 +3,12 @@
 #include "edgec_fixedpoint.h"
 
 /* Up to 16 channels of one window, summed (or maxed) in int32: Helium as four predicated
- * 4-lane vectors, the portable path one channel after another. */
+ * 4-lane vectors, the portable path (also Helium's at -Os) one channel after another. */
 static inline __attribute__((always_inline)) void pool_chunk(const int8_t *base, int32_t row, int32_t pix,
                                                              int32_t n_ky, int32_t n_kx, int32_t n, int32_t *acc,
                                                              const int is_max) {
     int32_t ky, kx;
-#if defined(__ARM_FEATURE_MVE)
+#if defined(__ARM_FEATURE_MVE) && !defined(__OPTIMIZE_SIZE__)
     const mve_pred16_t p0 = vctp32q((uint32_t)n), p1 = vctp32q((uint32_t)(n > 4 ? n - 4 : 0));
     const mve_pred16_t p2 = vctp32q((uint32_t)(n > 8 ? n - 8 : 0)), p3 = vctp32q((uint32_t)(n > 12 ? n - 12 : 0));
     int32x4_t a0 = vdupq_n_s32(is_max ? -128 : 0), a1 = a0, a2 = a0, a3 = a0;
