@@ -301,14 +301,13 @@ static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int3
 #if !defined(__OPTIMIZE_SIZE__)
     if (q->fast == 2) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 2);
-        return;
-    }
-    if (q->fast) {
+    } else if (q->fast) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 1);
-        return;
-    }
+    } else
 #endif
-    gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+    {
+        gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+    }
 }
 #endif
 

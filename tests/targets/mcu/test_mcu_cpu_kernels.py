@@ -46,8 +46,11 @@ def layer_mix() -> dict[str, bytes]:
     x = L.DepthwiseConv2D(5, strides=2, padding="same")(x)
     x = L.DepthwiseConv2D(3, padding="same", activation="relu")(L.Conv2D(24, 1)(x))
     dw = tf.keras.Model(inp, L.Dense(10)(L.Flatten()(x)))
+    # Pools over 20 channels (a 16-channel Helium chunk and a rest), padded borders.
+    x = L.AveragePooling2D(3, strides=2, padding="same")(L.Conv2D(20, 1)(inp))
+    pools = tf.keras.Model(inp, L.MaxPooling2D(2, padding="same")(x))
     return {"mix": to_tflite(mix, (9, 9, 5)), "dense_per_tensor": to_tflite(dense, (45,), per_tensor=True),
-            "dw_chunks": to_tflite(dw, (9, 9, 5))}
+            "dw_chunks": to_tflite(dw, (9, 9, 5)), "pools": to_tflite(pools, (9, 9, 5))}
 
 
 def _litert(data: bytes, x: np.ndarray) -> np.ndarray:
@@ -88,11 +91,14 @@ def test_kernel_variant_bitexact_in_qemu(layer_mix, tmp_path, cpu, model):
 
 
 @pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m55"])
-def test_size_optimized_variants_bitexact_in_qemu(layer_mix, tmp_path, cpu):
-    """-Os builds dispatch the requantization variants differently (conv.c, dwconv.c)."""
+@pytest.mark.parametrize("model", ["mix", "dense_per_tensor", "dw_chunks", "pools"])
+def test_size_optimized_variants_bitexact_in_qemu(layer_mix, tmp_path, cpu, model):
+    """-Os builds take compact loops (one requantization copy, no SIMD32 int8 GEMM, Helium
+    one-row GEMM and one-chunk depthwise, portable pool/add): conv.c, dwconv.c, pool.c,
+    elementwise.c."""
     from edgec.runtimes.mcu_runner import MCURunner
 
-    data = layer_mix["dw_chunks"]
+    data = layer_mix[model]
     _, manifest = build_bundle(tflite_handle(data), tmp_path / "b", cpu=cpu)
     runner = MCURunner(tmp_path / "b", manifest, device="qemu")
     runner.opt = "-Os"
