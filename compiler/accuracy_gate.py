@@ -84,6 +84,10 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
 
     progress.message(f"accuracy gate: {metric.name}, budget {budget:g} ({metric.unit})")
     res, drop, rec, refused = real(state)
+    if quantizer is None and target.gate_moves and drop > budget:
+        report = {"metric": metric.name, "unit": metric.unit, "budget": budget,
+                  "steps": [{"fallbacks": 0, "target_drop": drop} | ({"target_refused": refused} if refused else {})]}
+        return _run_moves(config, target, attempt, metric, labels, (drop, res), report, progress)
     if rec is not None:
         refs = rec.outputs["reference"]
     elif quantizer is not None:
@@ -98,8 +102,6 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         return (*res, _finish(report, drop, state))
 
     kinds = tuple(k for k in target.fallback_options() if quantizer is not None and k in quantizer.fallback_kinds)
-    if not kinds and quantizer is None and target.gate_moves:
-        return _run_moves(config, target, attempt, metric, labels, (drop, res), report, progress)
     if not kinds:
         why = _no_fallback_reason(target, quantizer)
         raise AccuracyError(f"accuracy drop {drop:.3g} ({metric.unit}) exceeds --max-accuracy-drop {budget:g} and "
@@ -223,8 +225,8 @@ def _run_moves(config: "BuildConfig", target, attempt: Attempt, metric, labels, 
                       for s in report["steps"] if "move" in s)
     best = ", ".join(f"{k}={v}" for k, v in best_move.items()) if best_move else "plain int8"
     raise AccuracyError(
-        f"--max-accuracy-drop {budget:g} not met on target '{target.name}': plain int8 drop {plain[0]:.3g} "
-        f"{metric.unit}, best {best_drop:.3g} with {best}; tried {tried}; {cause}; try --precision fp16 or "
+        f"--max-accuracy-drop {budget:g} not met on target '{target.name}': plain int8 "
+        f"{'refused' if math.isinf(plain[0]) else f'drop {plain[0]:.3g}'} {metric.unit}, best {best_drop:.3g} with {best}; tried {tried}; {cause}; try --precision fp16 or "
         "int8-dynamic, or a larger budget")
 
 

@@ -47,14 +47,19 @@ class DecoderSession:
     def reset(self) -> None:
         self.position = 0
 
-    def prefill(self, ids) -> np.ndarray:
+    def _step_last(self, ids: np.ndarray) -> np.ndarray:
+        """Like `_step`, but only the last position's logits ``[1, vocab]`` are needed."""
+        return self._step(ids)[-1:]
+
+    def prefill(self, ids, last_only: bool = False) -> np.ndarray:
+        """Append ``ids``; their logits ``[S, vocab]`` (``[1, vocab]``, the last, with ``last_only``)."""
         ids = np.asarray(ids, np.int64).reshape(-1)
-        logits = self._step(ids)
+        logits = self._step_last(ids) if last_only else self._step(ids)
         self.position += len(ids)
         return logits
 
     def decode(self, token: int) -> np.ndarray:
-        return self.prefill([token])[-1]
+        return self.prefill([token], last_only=True)[-1]
 
     def kv_cache_bytes(self) -> int:
         """Bytes the KV cache holds at the current position."""
@@ -78,7 +83,7 @@ def generate(session: DecoderSession, prompt_ids, max_new_tokens: int, eos_ids=(
     eos = set(int(e) for e in eos_ids)
     session.reset()
     t0 = time.perf_counter()
-    token = int(np.argmax(session.prefill(prompt_ids)[-1]))
+    token = int(np.argmax(session.prefill(prompt_ids, last_only=True)[-1]))
     out = Generation([token], time.perf_counter() - t0, prompt_tokens=len(prompt_ids))
     while len(out.tokens) < max_new_tokens and token not in eos:
         t = time.perf_counter()

@@ -88,11 +88,16 @@ def use_sdpa(ov_model, shape) -> int:
     import numpy as np
     import openvino.opset13 as ops
 
+    from edgec.compiler.llm.graph import MASKED
+
     by_name = {name: out for op in ov_model.get_ops() if op.get_type_name() != "Result"
                for out in op.outputs() for name in out.get_names()}
     if "visible" not in by_name:
         return 0
-    mask = ops.squeeze(by_name["visible"], ops.constant(np.array([2], np.int64)))  # [B, 1, S, T]
+    # Additive float mask [B, 1, S, T]: the CPU plugin's fused attention reads a boolean mask on
+    # a slow generic path (~10x the attention time of a 128-token prefill).
+    visible = ops.squeeze(by_name["visible"], ops.constant(np.array([2], np.int64)))
+    mask = ops.select(visible, ops.constant(np.array(0, np.float32)), ops.constant(np.array(MASKED, np.float32)))
     scale = ops.constant(np.array(shape.head_dim ** -0.5, np.float32))
     group = shape.heads // shape.kv_heads
     done = 0
@@ -112,17 +117,20 @@ def use_sdpa(ov_model, shape) -> int:
 
 
 def _repeat_kv(t, heads: int, group: int, head_dim: int):
-    """``[B, kv_heads, T, D]`` -> ``[B, heads, T, D]``, each KV head repeated ``group`` times."""
+    """``[B, kv_heads, T, D]`` -> ``[B, heads, T, D]``, each KV head repeated ``group`` times.
+
+    Unsqueeze -> bidirectional Broadcast to a constant ``[1, 1, group, 1, 1]`` -> Reshape, each
+    node with one consumer: the multi-query shape the CPU plugin's stateful-SDPA fusion accepts
+    between the KV concat and the SDPA (a ShapeOf branch or a numpy-mode Broadcast defeats it,
+    and the attention then runs decomposed, with the cache concat on a generic kernel).
+    """
     import numpy as np
     import openvino.opset13 as ops
 
     expanded = ops.unsqueeze(t, ops.constant(np.array([2], np.int64)))  # [B, kvh, 1, T, D]
-    dims = ops.shape_of(expanded, "i64")
-    target = ops.concat([ops.gather(dims, ops.constant(np.array([0, 1], np.int64)), ops.constant(np.int64(0))),
-                         ops.constant(np.array([group], np.int64)),
-                         ops.gather(dims, ops.constant(np.array([3, 4], np.int64)), ops.constant(np.int64(0)))], 0)
-    return ops.reshape(ops.broadcast(expanded, target), ops.constant(np.array([0, heads, -1, head_dim], np.int64)),
-                       True)
+    repeated = ops.broadcast(expanded, ops.constant(np.array([1, 1, group, 1, 1], np.int64)),
+                             broadcast_spec="BIDIRECTIONAL")
+    return ops.reshape(repeated, ops.constant(np.array([0, heads, -1, head_dim], np.int64)), True)
 
 
 def make_stateful(ov_model, pairs: list[tuple[str, str]]) -> None:

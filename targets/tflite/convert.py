@@ -25,7 +25,7 @@ import numpy as np
 
 from edgec._deps import version_of
 from edgec.compiler.model import ModelHandle
-from edgec.errors import CalibrationDataError, ConfigError
+from edgec.errors import AccuracyError, CalibrationDataError, ConfigError
 from edgec.targets.base import Artifact, LowerResult, LowerSpec
 from edgec.targets.tflite.converter_step import representative_dataset, run_converter
 from edgec.targets.tflite.graph_passes import prepare_onnx
@@ -113,7 +113,14 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
 
         inputs, outputs, ops = read_io(data, graph)
         if precision == "int8":
-            got = run_tflite(data, graph, samples)
+            try:
+                got = run_tflite(data, graph, samples)
+            except RuntimeError as exc:  # LiteRT's int8 kernels check their inputs (a DIV by int8 zero)
+                why = str(exc).splitlines()[0][:200]
+                raise AccuracyError(
+                    f"the int8 .tflite fails in LiteRT: {why} (an int8 tensor quantized to zero where the kernel "
+                    "divides by it: LayerNorm's variance in transformers); use --activations int16, --float-ops N, "
+                    "--max-accuracy-drop X (tries both), or --precision int8-dynamic") from exc
             from edgec.runtimes.onnxruntime_runner import make_session
 
             sess = make_session(model.proto.SerializeToString(), threads=1)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgec.errors import ConfigError
+from edgec.errors import AccuracyError, ConfigError
 from edgec.targets.tflite.converter_step import representative_dataset, run_converter
 
 ACTIVATION_MODES = ("int8", "int16")
@@ -100,7 +100,11 @@ def convert_denylisted(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], wo
     calibrated = run_converter(conv, "int8")
     ranking: list[dict[str, Any]] = []
     if worst or nodes:
-        ranking = layer_errors(tfl_convert, calibrated, graph, calib)
+        try:
+            ranking = layer_errors(tfl_convert, calibrated, graph, calib)
+        except RuntimeError as exc:  # its int8 kernels refuse the model (an int8 DIV by zero: LayerNorm)
+            raise AccuracyError(f"TFLite's quantization debugger cannot run the int8 model to rank its ops: "
+                                f"{str(exc).splitlines()[-1][:200]}; use --activations int16") from exc
     known = {r["tensor"] for r in ranking} if ranking else None
     if known is not None:
         unknown = [n for n in nodes if n not in known]

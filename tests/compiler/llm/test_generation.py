@@ -80,6 +80,35 @@ def test_openvino_bundle_runs_in_openvino_genai(bundles):
     assert text.strip()
 
 
+def test_cpu_plugin_fuses_attention_with_the_kv_cache(bundles):
+    """The CPU plugin's stateful-SDPA fusion matches the IR: each layer's attention runs as one
+    SDPA node that also appends to the cache (no Softmax/MatMul decomposition, no KV Concat)."""
+    import collections
+
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(bundles["intel-cpu"] / "openvino_model.xml"), "CPU")
+    layers = collections.Counter(op.get_rt_info()["layerType"].astype(str)
+                                 for op in compiled.get_runtime_model().get_ops())
+    assert layers["ScaledDotProductAttention"] == 4
+    assert layers["Softmax"] == 0 and layers["MatMul"] == 0
+    assert layers["Concatenation"] <= 1  # the mask's shape; every past/current K/V concat is fused
+
+
+@pytest.mark.parametrize("target", ["intel-cpu", "onnxruntime"])
+def test_last_only_prefill_equals_the_full_prefills_last_row(bundles, target):
+    from edgec.runtimes.generation import open_session
+
+    session = open_session(bundles[target])
+    ids = list(range(1, 20))
+    full = session.prefill(ids)
+    session.reset()
+    last = session.prefill(ids, last_only=True)
+    assert full.shape[0] == len(ids) and last.shape == (1, full.shape[1])
+    np.testing.assert_allclose(last[0], full[-1], rtol=1e-5, atol=1e-5)
+    assert session.decode(int(np.argmax(last[0]))).shape == (full.shape[1],)
+
+
 def test_onnxruntime_bundle_runs_in_onnxruntime_genai(bundles):
     og = pytest.importorskip("onnxruntime_genai")
     ids, tokens, _ = _edgec_tokens(bundles["onnxruntime"])
