@@ -41,8 +41,10 @@ static inline __attribute__((always_inline)) void gemm_s8(
         const int8_t *x = cols + j * k;
         int8_t *o = out + j * out_stride;
         n = 0;
-#if !defined(__OPTIMIZE_SIZE__)
-        /* Optimizing for size, the one-row loop below takes every row. */
+#if defined(__OPTIMIZE_SIZE__)
+        /* Optimizing for size, FullyConnected takes the one-row loop below for every row. */
+        if (!single_round)
+#endif
         for (; n + 4 <= n_rows; n += 4) {
             const int8_t *w0 = w + n * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k, *xp = x;
             int32_t a0 = q->bias[n], a1 = q->bias[n + 1], a2 = q->bias[n + 2], a3 = q->bias[n + 3], r;
@@ -91,7 +93,6 @@ static inline __attribute__((always_inline)) void gemm_s8(
             acc = vsetq_lane_s32(a3, acc, 3);
             rq_store4(q, acc, n, o + n);
         }
-#endif
         for (; n < n_rows; ++n) o[n] = rq_one(q, mve_dot(w + n * k, x, k, q->bias[n]), n);
     }
 #elif defined(EDGEC_DSP_GEMM)
