@@ -298,15 +298,14 @@ static inline __attribute__((always_inline)) void gemm_conv_dsp_impl(
 
 static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols,
                           const edgec_rq *q, int8_t *out, int32_t out_stride) {
-    /* Optimizing for size, one copy: every layer takes the general requantization. */
-#if !defined(__OPTIMIZE_SIZE__)
+    /* Optimizing for size, the ReLU6-style clamps (rq_fast 1) take the general variant. */
     if (q->fast == 2) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 2);
+#if !defined(__OPTIMIZE_SIZE__)
     } else if (q->fast) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 1);
-    } else
 #endif
-    {
+    } else {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
     }
 }
