@@ -53,7 +53,7 @@ def tflite_to_onnx(handle: ModelHandle) -> ModelHandle:
     """Convert a .tflite handle to a float ONNX handle, checked against LiteRT."""
     data = densify(handle.tflite_bytes or b"")
     proto = convert_flatbuffer(data, handle.source_path)
-    out = ModelHandle.from_onnx(proto, handle.source_path, handle.source_sha256)
+    out = ModelHandle.from_onnx(proto, handle.source_path, handle.source_sha256, task=handle.task)
     in_layout = {s.name: s.layout for s in handle.inputs}
     out_layout = {s.name: s.layout for s in handle.outputs}
     out.inputs = [replace(s, layout=in_layout.get(s.name)) for s in out.inputs]

@@ -17,18 +17,21 @@ if not has_module("tensorflow"):  # checked without importing it: collection sta
 pytestmark = pytest.mark.slow  # TensorFlow conversions (tf2onnx)
 
 
-def _convert(path):
+def _convert(path, task=None):
     from edgec.compiler.frontends.tflite import tflite_to_onnx
     from edgec.compiler.loaders import load_tflite
 
-    return tflite_to_onnx(load_tflite(path))
+    handle = load_tflite(path)
+    handle.task = task
+    return tflite_to_onnx(handle)
 
 
 @pytest.mark.parametrize("name, densified", [("blazeface-short", False),  # fp16 weights (DEQUANTIZE)
                                              ("blazeface-full-sparse", True),  # sparse DENSIFY
                                              ("iris-landmark", False)])  # PRELU
 def test_real_float_tflite_converts_and_agrees_with_litert(name, densified):
-    handle = _convert(model_file(name))
+    handle = _convert(model_file(name), task="landmarks")
+    assert handle.task == "landmarks"  # --task survives the conversion: it decides how the build scores
     info = handle.meta["frontend"]
     assert info["densified"] is densified
     # onnxruntime on the converted graph vs LiteRT's reference kernels on the file: float
