@@ -69,13 +69,10 @@ def model_data(name: str, calib_n: int, eval_n: int, tmp: Path) -> tuple[Path, P
 
 
 def _scores(outs: list, refs: list, classifier: bool) -> dict:
-    from edgec.runtimes.harness import cosine_stats, mean_cosine
+    """quant_corpus's scores, on the first output only (what these runners return)."""
+    import quant_corpus as qc
 
-    row = {"cosine": mean_cosine([cosine_stats(o, r) for o, r in zip(outs, refs)])}
-    if classifier:
-        row["top1_agreement"] = float(np.mean([np.asarray(o).reshape(-1).argmax() == np.asarray(r).reshape(-1).argmax()
-                                               for o, r in zip(outs, refs)]))
-    return row
+    return qc._scores([[np.asarray(o)] for o in outs], [[np.asarray(r)] for r in refs], classifier)
 
 
 def _float_refs(src: Path, feeds: list) -> list:
