@@ -257,8 +257,7 @@ def lower_and_verify(state: BuildState) -> None:
     if state.config.gate.max_accuracy_drop is not None:
         from edgec.compiler.accuracy_gate import run_gate
 
-        classifier = is_classifier({"task": state.handle.task,
-                                    "model_outputs": [s.to_json() for s in state.handle.outputs]})
+        classifier = _is_classifier(state.handle)
         state.manifest, state.lowered, state.accuracy, state.gate = run_gate(
             state.config, state.target, state.quantizer, lowering, state.eval_samples, state.labels, classifier,
             state.progress)
@@ -272,6 +271,10 @@ def _accuracy_unknown(state: BuildState) -> bool:
     """Quantized with random calibration data and verified on it: nothing is known about accuracy."""
     return (state.calibration is not None and state.calibration.random and state.eval_source == "calibration"
             and _quantized(state))
+
+
+def _is_classifier(handle: ModelHandle) -> bool:
+    return is_classifier({"task": handle.task, "model_outputs": [s.to_json() for s in handle.outputs]})
 
 
 def _quantized(state: BuildState) -> bool:
@@ -288,7 +291,7 @@ def check_accuracy_floor(state: BuildState) -> None:
     if not _quantized(state) or state.config.gate.accept_low_accuracy \
             or state.eval_source in ("synthetic", "example-inputs"):
         return
-    classifier = is_classifier({"task": state.handle.task, "model_outputs": [s.to_json() for s in state.handle.outputs]})
+    classifier = _is_classifier(state.handle)
     accuracy_floor.check_floor(state.accuracy, classifier, state.handle, state.quant, state.eval_samples,
                                state.target.name, state.precision)
 
