@@ -26,7 +26,6 @@ RANGE_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "mse": ("mse", {}),
     "entropy": ("entropy", {}),
 }
-RANGE_CHOICES = ("minmax", *RANGE_METHODS)
 # Measured on the corpus (benchmarks/arm_ranges.py, benchmarks/results/arm_ranges.json).
 DEFAULT_RANGES = "percentile"
 
