@@ -29,6 +29,7 @@ from edgec.errors import AccuracyError, ConfigError, UnsupportedOpError
 from edgec.targets.tflite.converter_step import representative_dataset, run_converter
 
 ACTIVATION_MODES = ("int8", "int16")
+MAX_AUTO_SAMPLES = 16  # calibration samples `--ranges auto` scores its candidates on
 
 
 def int8_mode(spec) -> tuple[str, tuple[str, ...], int, str]:
@@ -38,7 +39,7 @@ def int8_mode(spec) -> tuple[str, tuple[str, ...], int, str]:
     opts = spec.options
     act = opts.get("activations") or "int8"
     ranges = opts.get("ranges") or DEFAULT_RANGES
-    if act == "int16" and opts.get("ranges") not in (None, "minmax"):
+    if act == "int16" and opts.get("ranges") not in (None, "auto", "minmax"):
         raise ConfigError("--ranges applies to int8 activations; 16x8 (--activations int16) calibrates with the "
                           "converter's min/max")
     nodes = tuple(opts.get("float_nodes") or ())
@@ -105,21 +106,22 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
                          ranges: str) -> tuple[bytes, dict[str, Any]]:
     """int8 model: calibrated once, activation ranges from ``ranges``, deny-listed ops (by output tensor name) float.
 
-    ``ranges`` is ``minmax`` (the converter's own calibration) or an edgec observer applied to
-    the calibrated model (`edgec.targets.tflite.ranges`).
+    ``ranges`` is ``minmax`` (the converter's own calibration), an edgec observer applied to the
+    calibrated model, or ``auto``: whichever of the two agrees best (`edgec.targets.tflite.ranges`).
     """
     from tensorflow.lite.python import convert as tfl_convert
 
-    from edgec.targets.tflite.ranges import RANGE_METHODS, override_ranges
+    from edgec.targets.tflite.ranges import calibrated_with, choose_ranges
 
     conv.representative_dataset = representative_dataset(graph, calib)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own way to calibrate once
     calibrated = run_converter(conv, "int8")
-    range_info: dict[str, Any] = {"method": "minmax"}
-    if ranges != "minmax":
-        method, kw = RANGE_METHODS[ranges]
-        calibrated, range_info = override_ranges(calibrated, graph, calib, method, **kw)
+    if ranges == "auto":
+        calibrated, range_info = choose_ranges(calibrated, graph, calib, MAX_AUTO_SAMPLES,
+                                               lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)))
+    else:
+        calibrated, range_info = calibrated_with(calibrated, graph, calib, ranges)
     ranking: list[dict[str, Any]] = []
     if worst or nodes:
         try:

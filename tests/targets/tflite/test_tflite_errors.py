@@ -99,7 +99,7 @@ def test_target_metadata():
     assert t.availability() is None
     opts = {o.name: o for o in t.options}
     assert set(opts) == {"io_dtype", "activations", "float_nodes", "float_ops", "ranges"}
-    assert opts["ranges"].choices == ("minmax", "percentile", "mse", "entropy")
+    assert opts["ranges"].choices == ("auto", "minmax", "percentile", "mse", "entropy")
     assert opts["io_dtype"].choices == ("int8", "uint8", "float32") and opts["activations"].choices == ("int8", "int16")
 
 

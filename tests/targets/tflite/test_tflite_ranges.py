@@ -48,7 +48,7 @@ def test_percentile_ranges_ignore_one_calibration_pixel(tmp_path):
     calib = CalibrationData(samples, "test")
     feeds = [{"x": rng.normal(0, 1, (1, 1, 32, 32)).astype(np.float32)} for _ in range(4)]
     minmax = lower(model, calib, "int8", tmp_path / "minmax", ranges="minmax")
-    pct = lower(model, calib, "int8", tmp_path / "pct")  # the default
+    pct = lower(model, calib, "int8", tmp_path / "pct", ranges="percentile")
     r = pct.result.manifest["quantization"]["ranges"]
     assert r["method"] == "percentile" and r["changed"] >= 2
     assert minmax.result.manifest["quantization"]["ranges"] == {"method": "minmax"}
@@ -68,3 +68,17 @@ def test_onnx2tf_strict_mode_runs_only_when_the_fast_conversion_is_off(tmp_path,
     strict = lower(model, calib, "fp32", tmp_path / "strict")
     assert strict.result.report["onnx2tf_strict_mode"] is True
     assert (strict.bundle / "model.tflite").read_bytes() == (fast.bundle / "model.tflite").read_bytes()
+
+
+def test_auto_ranges_keep_the_candidate_closer_to_float(tmp_path):
+    """``auto`` (the default) scores min/max and percentile on the calibration samples and keeps the
+    better; on the sample whose one pixel the percentile clips, that is min/max."""
+    model = _pointwise_model()
+    rng = np.random.default_rng(1)
+    samples = [{"x": rng.normal(0, 1, (1, 1, 32, 32)).astype(np.float32)} for _ in range(16)]
+    samples[0]["x"][0, 0, 5, 7] = 200.0  # within the samples auto scores
+    built = lower(model, CalibrationData(samples, "test"), "int8", tmp_path / "auto")
+    r = built.result.manifest["quantization"]["ranges"]
+    scores = r["auto_scores"]
+    assert set(scores) == {"minmax", "percentile"}
+    assert r["method"] == max(scores, key=scores.get) == "minmax", scores
