@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for name in args.models.split(",") for r in run_model(name, args.calib_samples, args.eval_samples)]
     cols = ["model", "ranges", "cosine_min", "cosine_mean", "top1", "seconds"]
     print_table("arm int8 activation ranges", cols, [[r[c] for c in cols] for r in rows])
-    write_json("arm_ranges.json", {"calib_samples": args.calib_samples, "eval_samples": args.eval_samples,
+    write_json("arm_ranges", {"calib_samples": args.calib_samples, "eval_samples": args.eval_samples,
                                    "rows": rows})
     return 0
 

@@ -111,7 +111,7 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
     """
     from tensorflow.lite.python import convert as tfl_convert
 
-    from edgec.targets.tflite.ranges import calibrated_with, choose_ranges
+    from edgec.targets.tflite.ranges import calibrated_with, choose_ranges, litert_accepts
 
     conv.representative_dataset = representative_dataset(graph, calib)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -137,6 +137,9 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
                               f"outputs include {sorted(known)[:5]}")
     deny = list(dict.fromkeys([*nodes, *(r["tensor"] for r in ranking[:worst])]))
     data = quantize_calibrated(tfl_convert, calibrated, io_tf, deny)
+    if ranges not in ("auto", "minmax") and not litert_accepts(data):  # auto probed its candidates
+        raise ConfigError(f"--ranges {ranges} gives an int8 model LiteRT aborts on (a requantization it cannot "
+                          "represent); use --ranges minmax or auto")
     if not deny:  # plain int8 is integer-only: an op the quantizer left float has no int8 kernel
         left = float_op_outputs(data)
         if left:

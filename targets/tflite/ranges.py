@@ -61,8 +61,11 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     scores: dict[str, float] = {}
     for cand in AUTO_CANDIDATES:
         model, info = calibrated_with(calibrated, graph, samples, cand)
+        data = quantize(model)
+        if cand != "minmax" and not litert_accepts(data):
+            continue
         try:
-            got = run_tflite(quantize(model), graph, check)
+            got = run_tflite(data, graph, check)
         except RuntimeError:  # LiteRT refuses this int8 model (a zero-range divisor): not a candidate
             continue
         scores[cand] = round(_agreement(got, want), 6)
@@ -124,3 +127,33 @@ def override_ranges(calibrated: bytes, graph: TFGraph, samples: list[dict[str, n
         q.max = np.array([hi], np.float32)
     data = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     return data, {"method": method, **observer_kw, "tensors": len(wanted), "changed": changed}
+
+
+_PROBE = """
+import sys
+import numpy as np
+from edgec.targets.tflite.tflite_io import interpreter_class
+interp = interpreter_class()[0](model_path=sys.argv[1], num_threads=1)
+interp.allocate_tensors()
+for d in interp.get_input_details():
+    interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+interp.invoke()
+"""
+
+
+def litert_accepts(data: bytes) -> bool:
+    """Whether LiteRT prepares and runs ``data`` without aborting, checked in a child process.
+
+    Narrower ranges can make an int8 kernel's requantization multiplier exceed 1 where LiteRT
+    CHECKs it (BERT's LayerNorm): that aborts the process instead of raising.
+    """
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="edgec-litert-probe-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(data)
+        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, timeout=600)
+    return proc.returncode == 0
