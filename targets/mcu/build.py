@@ -164,7 +164,7 @@ def patch_and_fuse(g: QGraph, opts: dict, io_in_arena: bool) -> tuple[QGraph, di
     budget = opts.get("ram_budget")
     io_bytes = 0 if io_in_arena else sum(g.t(n).nbytes for n in g.inputs + g.outputs)
     if mode == "on" or mode == "auto" and budget and arena(g) + io_bytes > budget:
-        g, info["patch_inference"] = choose_patch_stage(g, arena)
+        g, info["patch_inference"] = choose_patch_stage(g, arena, budget - io_bytes if mode == "auto" else None)
         info["patch_inference"]["mode"] = mode
     g, info["conv_pool_fused"] = fuse_conv_pools(g, arena)
     return blocks(g), info

@@ -185,6 +185,8 @@ def _input_stages(g: QGraph) -> list[list[QOp]]:
     start = next((i for i, op in enumerate(ops) if set(op.inputs) & set(g.inputs)), None)
     if start is None:
         return []
+    while ops[start].kind in ("quantize", "reshape") and start + 1 < len(ops):  # a float input, a view
+        start += 1
     runs = []
     for end in range(start, len(ops)):
         if not _row_local(g, ops[end]):
@@ -201,17 +203,28 @@ def _est_peak(g: QGraph, stage: Stage) -> int:
     return sum(g.t(n).nbytes for n in ext) + g.t(stage.output).nbytes + stage.scratch_bytes
 
 
-def choose_patch_stage(g: QGraph, arena: Callable[[QGraph], int]) -> tuple[QGraph, dict]:
-    """The input stage (split point and band count) with the smallest planned arena, fewest
-    extra MACs on ties; ``g`` unchanged when no stage lowers the arena."""
+def choose_patch_stage(g: QGraph, arena: Callable[[QGraph], int], budget: int | None = None) -> tuple[QGraph, dict]:
+    """The input stage to patch (split point and band count), ``g`` unchanged when none helps.
+
+    With ``budget`` (arena bytes): the stage with the fewest extra MACs whose planned arena
+    fits it (a firmware build pays for the RAM it needs, no more). Without, or when none
+    fits: the smallest planned arena, fewest extra MACs on ties.
+    """
     base = arena(g)
     stages = [s for run in _input_stages(g) for n in BAND_COUNTS if (s := plan_stage(g, run, n)) is not None]
-    ranked = sorted(stages, key=lambda s: (_est_peak(g, s), s.macs))[:PLANNED]
     best, best_arena = None, base
-    for s in ranked:
-        a = arena(fuse_stage(g, s))
-        if a < best_arena or a == best_arena and best is not None and s.macs < best.macs:
-            best, best_arena = s, a
+    if budget is not None:
+        cheap = sorted((s for s in stages if _est_peak(g, s) <= budget), key=lambda s: (s.macs, _est_peak(g, s)))
+        for s in cheap[:PLANNED]:
+            a = arena(fuse_stage(g, s))
+            if a <= budget and a < base:
+                best, best_arena = s, a
+                break
+    if best is None:
+        for s in sorted(stages, key=lambda s: (_est_peak(g, s), s.macs))[:PLANNED]:
+            a = arena(fuse_stage(g, s))
+            if a < best_arena or a == best_arena and best is not None and s.macs < best.macs:
+                best, best_arena = s, a
     info = {"arena_bytes_without": base, "arena_bytes_with": best_arena, "stage": None}
     if best is None:
         return g, info
