@@ -239,6 +239,7 @@ def main() -> int:
     ap.add_argument("--corpus-opts", default="-O2")
     ap.add_argument("--patch", default="", help="models measured with and without --patch-inference (M4 -O2)")
     ap.add_argument("--patch-corpus", default="", help="corpus models for the patch section ('all': BlazeFace)")
+    ap.add_argument("--patch-bundles", help="reuse the corpus models' edgec mcu bundles from DIR/NAME-bundle")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mcu.json"))
     ap.add_argument("--tflm-arena", help=argparse.SUPPRESS)
     ap.add_argument("--litert-ref", nargs=4, help=argparse.SUPPRESS)
@@ -297,7 +298,8 @@ def main() -> int:
         import mcu_patch
 
         corpus = list(mcu_patch.CORPUS) if args.patch_corpus == "all" else [m for m in args.patch_corpus.split(",") if m]
-        result["patch"] = mcu_patch.patch_rows([m for m in args.patch.split(",") if m], corpus, "cortex-m4", "-O2", cf)
+        result["patch"] = mcu_patch.patch_rows([m for m in args.patch.split(",") if m], corpus, "cortex-m4", "-O2", cf,
+                                             Path(args.patch_bundles) if args.patch_bundles else None)
         mcu_patch.print_table(result["patch"])
     elif "patch" in before:  # not rerun: keep the section
         result["patch"] = before["patch"]

@@ -1,15 +1,16 @@
 """Patch section of ``benchmarks/mcu.py``: ``--patch-inference`` (MCUNetV2's patch-based first
 stage, targets/mcu/ops/patch.py) measured against the same build without it.
 
-Each model is lowered twice for one CPU, ``--patch-inference off`` and ``on`` (Conv+Pool
-fusion is on in both: it never repeats a MAC), and both are run in QEMU on the same input.
+Each model is lowered twice for one CPU, ``--patch-inference off`` and ``on`` (the corpus
+models: ``auto`` under the conformance's 512 KB RAM budget, as conformance builds them;
+Conv+Pool fusion is on in both: it never repeats a MAC), and both are run in QEMU on the
+same random int8 input.
 A row holds the planned arena and the total RAM (arena + static + painted stack) of each,
 the stage chosen (ops, bands, its output shape), the recompute overhead (extra MACs, % of
 the model's MACs), instructions of each, and exactness: the patched output equals the
 unpatched one byte for byte, QEMU equals the host build, and for the MLPerf Tiny .tflite
 models the output equals LiteRT BUILTIN_REF. The BlazeFace corpus models (over 512 KB of
-RAM unpatched) are lowered from their edgec-quantized Q/DQ ONNX (``mcu_corpus.build_int8``
-with the conformance budgets, which patches them: ``--patch-inference auto``).
+RAM unpatched) are lowered from their edgec-quantized Q/DQ ONNX (``mcu_corpus.build_int8``).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from typing import Any
 import numpy as np
 
 CORPUS = ("blazeface-short", "blazeface-full", "blazeface-back")
+RAM_BUDGET = 512 * 1024  # the conformance's mcu RAM: the corpus models are patched as it builds them
 
 
-def _run(handle, out: Path, cpu: str, opt: str, mode: str, cf) -> tuple[dict, Any, dict]:
+def _run(handle, out: Path, cpu: str, opt: str, mode: str, cf, **options) -> tuple[dict, Any, dict]:
     from edgec.runtimes.mcu_runner import MCURunner
     from edgec.targets.mcu import toolchain
 
-    res, manifest = cf.build_bundle(handle, out, cpu=cpu, patch_inference=mode)
+    res, manifest = cf.build_bundle(handle, out, cpu=cpu, patch_inference=mode, **options)
     runner = MCURunner(out, manifest, device="qemu")
     runner.opt = opt
     runner.load()
@@ -44,13 +46,15 @@ def _run(handle, out: Path, cpu: str, opt: str, mode: str, cf) -> tuple[dict, An
             "conv_pool_fused": len(rep["conv_pool_fused"])}, got, feeds
 
 
-def _row(name: str, handle, cpu: str, opt: str, cf, work: Path, data: bytes | None = None) -> dict:
-    """One model off and on; ``data``: its .tflite, for the LiteRT BUILTIN_REF check."""
+def _row(name: str, handle, cpu: str, opt: str, cf, work: Path, data: bytes | None = None, budget=None) -> dict:
+    """One model off and on (``budget``: ``auto`` under that --ram-budget instead of ``on``);
+    ``data``: its .tflite, for the LiteRT BUILTIN_REF check."""
     off, y_off, feeds = _run(handle, work / f"{name}-off", cpu, opt, "off", cf)
-    on, y_on, _ = _run(handle, work / f"{name}-on", cpu, opt, "on", cf)
+    on, y_on, _ = _run(handle, work / f"{name}-on", cpu, opt, "auto" if budget else "on", cf,
+                       **({"ram_budget": budget} if budget else {}))
     stage = on["stage"]
     extra = stage["extra_macs"] if stage else 0
-    row = {"model": name, "cpu": cpu, "opt": opt, "macs": off["macs"],
+    row = {"model": name, "cpu": cpu, "opt": opt, "macs": off["macs"], "mode": "auto" if budget else "on",
            "arena_bytes_off": off["arena_bytes"], "arena_bytes_on": on["arena_bytes"],
            "ram_bytes_off": off["ram_bytes"], "ram_bytes_on": on["ram_bytes"],
            "instructions_off": off["instructions"], "instructions_on": on["instructions"],
@@ -70,7 +74,9 @@ def _row(name: str, handle, cpu: str, opt: str, cf, work: Path, data: bytes | No
     return row
 
 
-def patch_rows(models: list[str], corpus: list[str], cpu: str, opt: str, cf) -> list[dict]:
+def patch_rows(models: list[str], corpus: list[str], cpu: str, opt: str, cf, bundles: Path | None = None) -> list[dict]:
+    """Rows for the MLPerf Tiny ``models`` and the ``corpus`` models; ``bundles``: a folder of
+    earlier ``edgec build --target mcu`` outputs (``NAME-bundle``) reused instead of rebuilding."""
     import mcu
 
     rows = []
@@ -81,7 +87,7 @@ def patch_rows(models: list[str], corpus: list[str], cpu: str, opt: str, cf) -> 
             rows.append(_row(name, cf.tflite_handle(data), cpu, opt, cf, work, data))
         for name in corpus:
             try:
-                rows.append(_corpus_row(name, cpu, opt, cf, work))
+                rows.append(_corpus_row(name, cpu, opt, cf, work, bundles))
             except Exception as exc:  # noqa: BLE001 - a model that does not build is a row with its reason
                 rows.append({"model": name, "error": str(exc).strip().splitlines()[0] if str(exc).strip()
                              else type(exc).__name__})
@@ -89,19 +95,25 @@ def patch_rows(models: list[str], corpus: list[str], cpu: str, opt: str, cf) -> 
     return rows
 
 
-def _corpus_row(name: str, cpu: str, opt: str, cf, work: Path) -> dict:
+def _corpus_row(name: str, cpu: str, opt: str, cf, work: Path, bundles: Path | None) -> dict:
+    import json
+
     import mcu_corpus
     import onnx
 
     from edgec.compiler.model import ModelHandle
 
-    bundle, manifest, _ = mcu_corpus.build_int8(name, work)
+    bundle = bundles / f"{name}-bundle" if bundles else None
+    if bundle is not None and (bundle / "manifest.json").is_file():
+        manifest = json.loads((bundle / "manifest.json").read_text())
+    else:
+        bundle, manifest, _ = mcu_corpus.build_int8(name, work)
     proto = onnx.load(str(bundle / "reference" / "quantized.onnx"))
     h = ModelHandle.from_onnx(proto, "quantized.onnx", "0" * 64)
     layouts = {d["name"]: d.get("layout") for d in manifest["model_inputs"] + manifest["model_outputs"]}
     h.inputs = [replace(s, layout=layouts.get(s.name)) for s in h.inputs]
     h.outputs = [replace(s, layout=layouts.get(s.name)) for s in h.outputs]
-    return _row(name, h, cpu, opt, cf, work)
+    return _row(name, h, cpu, opt, cf, work, budget=RAM_BUDGET)
 
 
 def print_table(rows: list[dict]) -> None:
