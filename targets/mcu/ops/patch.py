@@ -112,6 +112,8 @@ def plan_stage(g: QGraph, ops: list[QOp], bands: int) -> Stage | None:
     for r0, r1 in zip(cuts, cuts[1:]):
         need = {out: (r0, r1)}
         for op in reversed(ops):
+            if op.outputs[0] not in need:
+                return None  # an op whose output the stage never reads
             o0, o1 = need[op.outputs[0]]
             stride, pad, extent = _window(g, op)
             for x in _acts(g, op):
