@@ -97,43 +97,7 @@ static inline __attribute__((always_inline)) void gemm_s8(
     }
 #elif defined(EDGEC_DSP_GEMM)
     const int32_t k4 = k & ~3;
-    if (n_cols == 2) {
-        for (n = 0; n + 2 <= n_rows; n += 2) {
-            const int8_t *w0 = w + n * k, *x0 = cols;
-            int32_t a00 = q->bias[n], a01 = a00, a10 = q->bias[n + 1], a11 = a10, i;
-            for (i = 0; i < k4; i += 4) {
-                const uint32_t wa = ld32(w0 + i), wb = ld32(w0 + k + i);
-                const uint32_t xa = ld32(x0 + i), xb = ld32(x0 + k + i);
-                int32_t wl = sx02(wa), vl = sx02(wb), xl = sx02(xa);
-                a00 = __smlad(wl, xl, a00);
-                a10 = __smlad(vl, xl, a10);
-                xl = sx02(xb);
-                a01 = __smlad(wl, xl, a01);
-                a11 = __smlad(vl, xl, a11);
-                wl = sx13(wa), vl = sx13(wb), xl = sx13(xa);
-                a00 = __smlad(wl, xl, a00);
-                a10 = __smlad(vl, xl, a10);
-                xl = sx13(xb);
-                a01 = __smlad(wl, xl, a01);
-                a11 = __smlad(vl, xl, a11);
-            }
-            if (i < k) {
-                a00 = dot_s8(w0 + i, x0 + i, k - i, a00);
-                a01 = dot_s8(w0 + i, x0 + k + i, k - i, a01);
-                a10 = dot_s8(w0 + k + i, x0 + i, k - i, a10);
-                a11 = dot_s8(w0 + k + i, x0 + k + i, k - i, a11);
-            }
-            out[n] = rq_one(q, a00, n);
-            out[n + 1] = rq_one(q, a10, n + 1);
-            out[out_stride + n] = rq_one(q, a01, n);
-            out[out_stride + n + 1] = rq_one(q, a11, n + 1);
-        }
-        for (; n < n_rows; ++n) {
-            out[n] = rq_one(q, dot_s8(w + n * k, cols, k, q->bias[n]), n);
-            out[out_stride + n] = rq_one(q, dot_s8(w + n * k, cols + k, k, q->bias[n]), n);
-        }
-        return;
-    }
+    (void)n_cols, (void)out_stride; /* FullyConnected: one column */
     /* FullyConnected passes its column sign-extended into int16 pairs (gemm_fc). */
 #if !defined(__ARM_FP)
     const int widen = xs != 0;
@@ -233,6 +197,19 @@ static void expand2(const int8_t *c0, const int8_t *c1, int32_t k, int32_t *dst)
     }
 }
 
+/* The general requantization of a 2 x 2 block (rows n, n1; n1 == n for a lone last row):
+ * out of line, as layers with a left shift are rare. */
+static __attribute__((noinline)) void store_block(const edgec_rq *q, int32_t a00, int32_t a01, int32_t a10,
+                                                  int32_t a11, int32_t n, int32_t n1, int32_t n_cols, int8_t *out,
+                                                  int32_t out_stride) {
+    const int32_t acc[4] = {a00, a10, a01, a11};
+    int32_t i;
+    for (i = 0; i < 2 * n_cols; ++i) {
+        const int32_t row = i & 1 ? n1 : n;
+        if (!(i & 1) || n1 != n) out[(i >> 1) * out_stride + row] = rq_conv(q, acc[i], row);
+    }
+}
+
 static inline __attribute__((always_inline)) void gemm_conv_dsp_impl(
     const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols, const edgec_rq *rq, int8_t *out,
     int32_t out_stride, const int fast) {
@@ -287,12 +264,7 @@ static inline __attribute__((always_inline)) void gemm_conv_dsp_impl(
             }
             continue;
         }
-        out[n] = rq_one(q, a00, n);
-        if (n_cols == 2) out[out_stride + n] = rq_one(q, a01, n);
-        if (n1 != n) {
-            out[n1] = rq_one(q, a10, n1);
-            if (n_cols == 2) out[out_stride + n1] = rq_one(q, a11, n1);
-        }
+        store_block(q, a00, a01, a10, a11, n, n1, n_cols, out, out_stride);
     }
 }
 
@@ -339,9 +311,12 @@ static inline void store4(const edgec_rq *q, int32_t a0, int32_t a1, int32_t a2,
 /* out[j * out_stride + n] for the n_rows weight rows (k bytes, k % 4 == 0) and the pair
  * of columns at `pair` (interleave2); n_cols 1 stores column 0 only. */
 static void gemm_conv_mve2(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *pair, int32_t n_cols,
-                           const edgec_rq *q, int8_t *out, int32_t out_stride) {
+                           const edgec_rq *rq, int8_t *out, int32_t out_stride) {
     const int32_t blocks = k >> 4, tail = k & 15;
+    edgec_rq local = *rq; /* conv: two roundings, per channel (rq_store4's vector path only) */
+    const edgec_rq *q = &local;
     int32_t n;
+    local.single_round = 0, local.per_channel = 1;
     for (n = 0; n + 4 <= n_rows; n += 4) {
         register int32_t a00 __asm__("r0") = q->bias[n];
         register int32_t a01 __asm__("r2") = a00;
@@ -418,10 +393,32 @@ static void gemm_conv_mve2(const int8_t *w, int32_t n_rows, int32_t k, const int
 }
 #endif
 
+#if defined(EDGEC_DSP_COLS16) || defined(EDGEC_MVE_PAIRS)
+#if defined(EDGEC_MVE)
+#define EDGEC_DOT mve_dot
+#else
+#define EDGEC_DOT dot_s8
+#endif
+
+/* conv's fallback on CPUs whose hot loop is gemm_conv_dsp or gemm_conv_mve2 (taken only
+ * when the scratch was sized for another CPU): plain C, out of line. */
+static __attribute__((noinline)) void gemm_plain(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols,
+                                                 int32_t n_cols, const edgec_rq *q, int8_t *out, int32_t out_stride) {
+    int32_t j, n;
+    for (j = 0; j < n_cols; ++j)
+        for (n = 0; n < n_rows; ++n)
+            out[j * out_stride + n] = rq_conv(q, EDGEC_DOT(w + n * k, cols + j * k, k, q->bias[n]), n);
+}
+#endif
+
 /* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
 static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
                       const edgec_rq *q, int8_t *out, int32_t out_stride) {
+#if defined(EDGEC_DSP_COLS16) || defined(EDGEC_MVE_PAIRS)
+    gemm_plain(w, n_rows, k, cols, n_cols, q, out, out_stride);
+#else
     gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0, 0);
+#endif
 }
 
 static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, const edgec_rq *q, int8_t *out) {

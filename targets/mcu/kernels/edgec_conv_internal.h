@@ -35,6 +35,13 @@ static inline int8_t rq_one(const edgec_rq *q, int32_t acc, int32_t c) {
     return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
 }
 
+/* rq_one for a convolution (two roundings, per channel), out of line for the paths that
+ * are not hot: one copy of the long general requantization per file. */
+static __attribute__((noinline, unused)) int8_t rq_conv(const edgec_rq *q, int32_t acc, int32_t c) {
+    acc = edgec_mbqm(acc, q->mult[c], q->shift[c]);
+    return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
+}
+
 #if !defined(EDGEC_MVE)
 static inline int32_t dot_s8(const int8_t *a, const int8_t *b, int32_t k, int32_t acc) {
     int32_t i;
