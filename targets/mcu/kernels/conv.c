@@ -15,6 +15,12 @@
  * point, which then adds exactly nothing. */
 #include "edgec_conv_internal.h"
 
+#if defined(EDGEC_MVE)
+#define EDGEC_DOT mve_dot
+#else
+#define EDGEC_DOT dot_s8
+#endif
+
 /* Optimizing for size (-Os), the SIMD32 int8-column GEMM (conv's fallback when the scratch
  * is too small for int16 columns, and FullyConnected) is the portable C loop: a few hundred
  * bytes less, the same sums. */
@@ -270,15 +276,18 @@ static inline __attribute__((always_inline)) void gemm_conv_dsp_impl(
 
 static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols,
                           const edgec_rq *q, int8_t *out, int32_t out_stride) {
-    /* Optimizing for size, the ReLU6-style clamps (rq_fast 1) take the general variant. */
+    /* Only the variants the model uses (EDGEC_DSP_HAS_VARIANT); optimizing for size, the
+     * ReLU6-style clamps (rq_fast 1) take the general variant. */
     if (q->fast == 2) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 2);
-#if !defined(__OPTIMIZE_SIZE__)
+#if EDGEC_DSP_FAST1
     } else if (q->fast) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 1);
 #endif
+#if EDGEC_DSP_GENERAL
     } else {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+#endif
     }
 }
 #endif
@@ -393,15 +402,11 @@ static void gemm_conv_mve2(const int8_t *w, int32_t n_rows, int32_t k, const int
 }
 #endif
 
-#if defined(EDGEC_DSP_COLS16) || defined(EDGEC_MVE_PAIRS)
-#if defined(EDGEC_MVE)
-#define EDGEC_DOT mve_dot
-#else
-#define EDGEC_DOT dot_s8
-#endif
+#if defined(EDGEC_DSP) || defined(EDGEC_MVE_PAIRS)
 
 /* conv's fallback on CPUs whose hot loop is gemm_conv_dsp or gemm_conv_mve2 (taken only
- * when the scratch was sized for another CPU): plain C, out of line. */
+ * when the scratch was sized for another CPU, or in an -O0 SIMD32 build with an FPU):
+ * plain C, out of line. */
 static __attribute__((noinline)) void gemm_plain(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols,
                                                  int32_t n_cols, const edgec_rq *q, int8_t *out, int32_t out_stride) {
     int32_t j, n;
@@ -414,7 +419,7 @@ static __attribute__((noinline)) void gemm_plain(const int8_t *w, int32_t n_rows
 /* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
 static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
                       const edgec_rq *q, int8_t *out, int32_t out_stride) {
-#if defined(EDGEC_DSP_COLS16) || defined(EDGEC_MVE_PAIRS)
+#if defined(EDGEC_DSP) || defined(EDGEC_MVE_PAIRS)
     gemm_plain(w, n_rows, k, cols, n_cols, q, out, out_stride);
 #else
     gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0, 0);
@@ -422,7 +427,13 @@ static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *
 }
 
 static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, const edgec_rq *q, int8_t *out) {
-#if defined(EDGEC_DSP_GEMM) && !defined(__ARM_FP)
+#if !EDGEC_FC_FAST && (defined(EDGEC_DSP) || defined(EDGEC_MVE))
+    /* FullyConnected is a small part of this model: the short loop. */
+    edgec_rq local = *q;
+    int32_t n;
+    local.single_round = 1;
+    for (n = 0; n < n_rows; ++n) out[n] = rq_one(&local, EDGEC_DOT(w + n * k, cols, k, q->bias[n]), n);
+#elif defined(EDGEC_DSP_GEMM) && !defined(__ARM_FP)
     /* SIMD32: the column sign-extended once into int16 pairs, on the stack (up to 4 KiB;
      * longer rows take the C loop). Here, not in gemm_s8: a VLA there would cost the conv
      * instance its frame-pointer register. */
@@ -515,7 +526,7 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
     /* The int16 columns need 4 * k_pad more bytes; a library built for another CPU may not
      * have sized the scratch for them and then takes the int8 path. */
 #if defined(EDGEC_DSP_COLS16)
-    const int widen = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 4 * k_pad;
+    const int widen = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 4 * k_pad && EDGEC_DSP_HAS_VARIANT(p->rq_fast);
 #else
     const int widen = 0;
 #endif

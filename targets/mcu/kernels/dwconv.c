@@ -175,8 +175,8 @@ rest:
     if (c < out_c) dw_rest(base, offs, n_taps, w, out_c, g, q, out, c);
 }
 
-/* SIMD32 builds get one copy per requantization variant; optimizing for size, one copy
- * (the general requantization) serves every layer. */
+/* SIMD32 builds get one copy per requantization variant the model uses (edgec_config.h);
+ * optimizing for size, one copy (the general requantization) serves every layer. */
 static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, const int8_t *w, int32_t out_c,
                      int32_t g, const edgec_rq *q, int8_t *out) {
 #if defined(EDGEC_DSP) && !defined(__OPTIMIZE_SIZE__)
@@ -184,10 +184,17 @@ static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, c
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 2);
         return;
     }
+#if EDGEC_DSP_FAST1
     if (q->fast) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 1);
         return;
     }
+#endif
+#if !EDGEC_DSP_GENERAL
+    /* No layer of the model needs the general variant: the channel loop serves any. */
+    dw_rest(base, offs, n_taps, w, out_c, g, q, out, 0);
+    return;
+#endif
 #endif
     dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 0);
 }

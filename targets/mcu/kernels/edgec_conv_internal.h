@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "edgec_config.h"
 #include "edgec_kernels.h"
 #include "edgec_fixedpoint.h"
 
@@ -19,6 +20,17 @@
 #define EDGEC_DSP_COLS16 1
 #endif
 #endif
+
+/* The SIMD32 requantization variants of this build: -Os has the general one only. */
+#if defined(__OPTIMIZE_SIZE__)
+#define EDGEC_DSP_FAST1 0
+#define EDGEC_DSP_GENERAL 1
+#else
+#define EDGEC_DSP_FAST1 EDGEC_RQ_FAST1
+#define EDGEC_DSP_GENERAL EDGEC_RQ_GENERAL
+#endif
+/* Whether a layer's rq_fast has its own SIMD32 variant (the general one takes any). */
+#define EDGEC_DSP_HAS_VARIANT(fast) ((fast) == 2 || EDGEC_DSP_GENERAL || (EDGEC_DSP_FAST1 && (fast) == 1))
 
 /* Requantization of one layer's outputs. */
 typedef struct {

@@ -18,9 +18,13 @@ static void conv_row(const edgec_conv_w *c, const int8_t *in, int32_t first, int
     c->run(&p, in + (a - first) * in_row, c->w, c->bias, c->mult, c->shift, out, c->scratch, c->scratch_bytes);
 }
 
-void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edgec_conv_w *sc,
-                       const edgec_binary_params *add, int32_t skip_first, const int8_t *x, int8_t *out,
-                       int8_t *ring) {
+typedef void (*edgec_add_fn)(const edgec_binary_params *, const int8_t *, const int8_t *, int8_t *);
+
+/* The add kernel comes as a pointer (0 for a conv pair), so a pair does not link it. */
+static __attribute__((noinline)) void resblock(const edgec_conv_w *c1, const edgec_conv_w *c2,
+                                               const edgec_conv_w *sc, const edgec_binary_params *add,
+                                               edgec_add_fn add_fn, int32_t skip_first, const int8_t *x,
+                                               int8_t *out, int8_t *ring) {
     const edgec_conv_params *p1 = c1->p, *p2 = c2->p;
     const int32_t x_row = p1->in_w * p1->in_c, y_row = p1->out_w * p1->out_c, o_row = p2->out_w * p2->out_c;
     const int32_t k2 = (p2->k_h - 1) * p2->dil_h + 1;
@@ -52,6 +56,16 @@ void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edg
         } else {
             skip = x + r * o_row;
         }
-        edgec_add_s8(&q, skip_first ? skip : y2, skip_first ? y2 : skip, out + r * o_row);
+        add_fn(&q, skip_first ? skip : y2, skip_first ? y2 : skip, out + r * o_row);
     }
+}
+
+void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edgec_conv_w *sc,
+                       const edgec_binary_params *add, int32_t skip_first, const int8_t *x, int8_t *out,
+                       int8_t *ring) {
+    resblock(c1, c2, sc, add, add ? edgec_add_s8 : 0, skip_first, x, out, ring);
+}
+
+void edgec_convpair_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const int8_t *x, int8_t *out, int8_t *ring) {
+    resblock(c1, c2, 0, 0, 0, 0, x, out, ring);
 }
