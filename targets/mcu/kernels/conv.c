@@ -483,6 +483,21 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
     memcpy(dst, src, (size_t)n);
 }
 
+/* One kernel row of a dilated im2col (row: the input row, ix0: its first tap's column). */
+static EDGEC_COLD __attribute__((noinline)) void im2col_dilated(const edgec_conv_params *p, const int8_t *row,
+                                                                 int32_t ix0, int8_t *col) {
+    const int32_t in_c = p->in_c;
+    int32_t kx;
+    for (kx = 0; kx < p->k_w; ++kx) {
+        const int32_t ix = ix0 + p->dil_w * kx;
+        if (ix < 0 || ix >= p->in_w) {
+            memset(col + kx * in_c, -p->in_offset, (size_t)in_c);
+        } else {
+            memcpy(col + kx * in_c, row + ix * in_c, (size_t)in_c);
+        }
+    }
+}
+
 /* The receptive field of output pixel (oy, ox) as one int8 column of k_h*k_w*in_c. */
 static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int8_t *col) {
     const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
@@ -490,7 +505,7 @@ static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, i
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
     /* With dilation 1 a kernel row is padding, one contiguous run of the image, padding. */
     const int32_t kx_lo = ix0 < 0 ? -ix0 : 0, kx_hi = in_w - ix0 < k_w ? in_w - ix0 : k_w;
-    int32_t ky, kx;
+    int32_t ky;
     for (ky = 0; ky < k_h; ++ky, col += row) {
         const int32_t iy = iy0 + dil_h * ky;
         if (iy < 0 || iy >= in_h) {
@@ -500,14 +515,7 @@ static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, i
             copy_bytes(col + kx_lo * in_c, in_b + (iy * in_w + ix0 + kx_lo) * in_c, (kx_hi - kx_lo) * in_c);
             if (kx_hi < k_w) fill_bytes(col + kx_hi * in_c, pad_value, (k_w - kx_hi) * in_c);
         } else {
-            for (kx = 0; kx < k_w; ++kx) {
-                const int32_t ix = ix0 + dil_w * kx;
-                if (ix < 0 || ix >= in_w) {
-                    fill_bytes(col + kx * in_c, pad_value, in_c);
-                } else {
-                    copy_bytes(col + kx * in_c, in_b + (iy * in_w + ix) * in_c, in_c);
-                }
-            }
+            im2col_dilated(p, in_b + iy * in_w * in_c, ix0, col);
         }
     }
 }

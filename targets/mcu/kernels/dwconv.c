@@ -199,6 +199,7 @@ static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, c
     dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 0);
 }
 
+#if EDGEC_DW_GENERIC
 /* Depth multiplier > 1 or very large windows: skip the padded taps and subtract their
  * share of the folded bias. */
 static EDGEC_COLD __attribute__((noinline)) void dw_generic(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, const int8_t *w,
@@ -222,6 +223,8 @@ static EDGEC_COLD __attribute__((noinline)) void dw_generic(const edgec_conv_par
         out[c] = rq_conv(q, acc, c);
     }
 }
+
+#endif
 
 void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                      const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *pad) {
@@ -250,10 +253,12 @@ void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t 
             for (ox = 0; ox < out_w; ++ox, out += out_c) {
                 const int32_t ix0 = ox * stride_w - pad_w;
                 int32_t t = 0;
+#if EDGEC_DW_GENERIC
                 if (!fast) {
                     dw_generic(p, in_b, oy, ox, w, &q, out);
                     continue;
                 }
+#endif
                 if (row_inside && ix0 >= 0 && ix0 + (k_w - 1) * dil_w < in_w) {
                     dw_pixel(in_b + (iy0 * in_w + ix0) * in_c, inside, n_taps, w, out_c, g, &q, out);
                     continue;

@@ -14,8 +14,18 @@ static void conv_row(const edgec_conv_w *c, const int8_t *in, int32_t first, int
     edgec_conv_params p = *c->p;
     const int32_t ext = (p.k_h - 1) * p.dil_h + 1, top = row * p.stride_h - p.pad_h;
     const int32_t a = top < 0 ? 0 : top, b = top + ext < in_h ? top + ext : in_h;
-    p.in_h = (int16_t)(b - a), p.pad_h = (int16_t)(a - top), p.out_h = 1;
+    p.in_h = (int16_t)(b - a), p.pad_h = (int8_t)(a - top), p.out_h = 1;
     c->run(&p, in + (a - first) * in_row, c->w, c->bias, c->mult, c->shift, out, c->scratch, c->scratch_bytes);
+}
+
+/* dst[0:n] = dst[step:step + n] (overlapping, forward): words while aligned; memmove's
+ * bytes would be most of a small model's library. */
+static void shift_down(int8_t *dst, int32_t step, int32_t n) {
+    const int8_t *src = dst + step;
+    int32_t i = 0;
+    if ((((uintptr_t)dst | (uintptr_t)step) & 3u) == 0)
+        for (; i + 4 <= n; i += 4) memcpy(dst + i, src + i, 4); /* one LDR, one STR */
+    for (; i < n; ++i) dst[i] = src[i];
 }
 
 typedef void (*edgec_add_fn)(const edgec_binary_params *, const int8_t *, const int8_t *, int8_t *);
@@ -39,7 +49,7 @@ static __attribute__((noinline)) void resblock(const edgec_conv_w *c1, const edg
         const int8_t *skip;
         while (first + n < need) {
             if (n == k2) {
-                memmove(win, win + y_row, (size_t)((k2 - 1) * y_row));
+                shift_down(win, y_row, (k2 - 1) * y_row);
                 ++first, --n;
             }
             conv_row(c1, x, 0, p1->in_h, x_row, first + n, win + n * y_row);
