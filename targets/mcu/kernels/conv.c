@@ -21,10 +21,10 @@
 #define EDGEC_DOT dot_s8
 #endif
 
-/* Optimizing for size (-Os), the SIMD32 int8-column GEMM (conv's fallback when the scratch
- * is too small for int16 columns, and FullyConnected) is the portable C loop: a few hundred
- * bytes less, the same sums. */
-#if defined(EDGEC_DSP) && !defined(__OPTIMIZE_SIZE__)
+/* Optimizing for size (-Os), FullyConnected's SIMD32 loops stay only where FullyConnected
+ * is a good part of the model (edgec_config.h); elsewhere the portable C loop: a few
+ * hundred bytes less, the same sums. */
+#if defined(EDGEC_DSP) && (!defined(__OPTIMIZE_SIZE__) || EDGEC_FC_FAST)
 #define EDGEC_DSP_GEMM 1
 #endif
 
@@ -47,8 +47,8 @@ static inline __attribute__((always_inline)) void gemm_s8(
         const int8_t *x = cols + j * k;
         int8_t *o = out + j * out_stride;
         n = 0;
-#if defined(__OPTIMIZE_SIZE__)
-        /* Optimizing for size, FullyConnected takes the one-row loop below for every row. */
+#if defined(__OPTIMIZE_SIZE__) && !EDGEC_FC_FAST
+        /* Optimizing for size, a small FullyConnected takes the one-row loop below. */
         if (!single_round)
 #endif
         for (; n + 4 <= n_rows; n += 4) {
@@ -278,8 +278,11 @@ static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int3
                           const edgec_rq *q, int8_t *out, int32_t out_stride) {
     /* Only the variants the model uses (EDGEC_DSP_HAS_VARIANT); optimizing for size, the
      * ReLU6-style clamps (rq_fast 1) take the general variant. */
-    if (q->fast == 2) {
+    if (0) {
+#if EDGEC_DSP_FAST2
+    } else if (q->fast == 2) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 2);
+#endif
 #if EDGEC_DSP_FAST1
     } else if (q->fast) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 1);

@@ -176,14 +176,16 @@ rest:
 }
 
 /* SIMD32 builds get one copy per requantization variant the model uses (edgec_config.h);
- * optimizing for size, one copy (the general requantization) serves every layer. */
+ * optimizing for size, one copy serves every layer (EDGEC_DSP_FAST2). */
 static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, const int8_t *w, int32_t out_c,
                      int32_t g, const edgec_rq *q, int8_t *out) {
-#if defined(EDGEC_DSP) && !defined(__OPTIMIZE_SIZE__)
+#if defined(EDGEC_DSP)
+#if EDGEC_DSP_FAST2
     if (q->fast == 2) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 2);
         return;
     }
+#endif
 #if EDGEC_DSP_FAST1
     if (q->fast) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 1);

@@ -21,16 +21,20 @@
 #endif
 #endif
 
-/* The SIMD32 requantization variants of this build: -Os has the general one only. */
+/* The SIMD32 requantization variants of this build: those the model uses (edgec_config.h);
+ * optimizing for size, one: rq_fast 2 when every layer has it, else the general one. */
 #if defined(__OPTIMIZE_SIZE__)
+#define EDGEC_DSP_FAST2 (!EDGEC_RQ_FAST1 && !EDGEC_RQ_GENERAL)
 #define EDGEC_DSP_FAST1 0
-#define EDGEC_DSP_GENERAL 1
+#define EDGEC_DSP_GENERAL (!EDGEC_DSP_FAST2)
 #else
+#define EDGEC_DSP_FAST2 1
 #define EDGEC_DSP_FAST1 EDGEC_RQ_FAST1
 #define EDGEC_DSP_GENERAL EDGEC_RQ_GENERAL
 #endif
 /* Whether a layer's rq_fast has its own SIMD32 variant (the general one takes any). */
-#define EDGEC_DSP_HAS_VARIANT(fast) ((fast) == 2 || EDGEC_DSP_GENERAL || (EDGEC_DSP_FAST1 && (fast) == 1))
+#define EDGEC_DSP_HAS_VARIANT(fast) \
+    ((EDGEC_DSP_FAST2 && (fast) == 2) || EDGEC_DSP_GENERAL || (EDGEC_DSP_FAST1 && (fast) == 1))
 
 /* Requantization of one layer's outputs. */
 typedef struct {
