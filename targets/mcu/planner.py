@@ -125,15 +125,21 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
                 uf.union(x, y)
     pos = {id(op): i for i, op in enumerate(order)}
 
+    # Each tensor's first producing and last reading op: a buffer's lifetime spans its
+    # members' (computed once; lifetimes() runs per op, and per pruning trial).
+    made_at: dict[str, int] = {}
+    read_at: dict[str, int] = {}
+    for i, op in enumerate(order):
+        for n in op.outputs:
+            made_at.setdefault(n, i)
+        for n in op.inputs:
+            read_at[n] = i
+
     def lifetimes() -> dict[str, list[int]]:
         life: dict[str, list[int]] = {}
         for root, ms in members().items():
-            first, last = len(order), -1
-            for i, op in enumerate(order):
-                if any(m in op.outputs for m in ms):
-                    first = min(first, i)
-                if any(m in op.inputs for m in ms):
-                    last = max(last, i)
+            first = min((made_at[m] for m in ms if m in made_at), default=len(order))
+            last = max((read_at[m] for m in ms if m in read_at), default=-1)
             if any(m in in_set for m in ms):
                 first = -1
             if any(m in out_set for m in ms):
