@@ -176,11 +176,11 @@ rest:
 }
 
 /* SIMD32 builds get one copy per requantization variant the model uses (edgec_config.h);
- * optimizing for size, one copy serves every layer (EDGEC_DSP_FAST2). */
+ * optimizing for size, one copy serves every layer (EDGEC_DSP_DW_FAST2). */
 static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, const int8_t *w, int32_t out_c,
                      int32_t g, const edgec_rq *q, int8_t *out) {
 #if defined(EDGEC_DSP)
-#if EDGEC_DSP_FAST2
+#if EDGEC_DSP_DW_FAST2
     if (q->fast == 2) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 2);
         return;
@@ -192,7 +192,7 @@ static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, c
         return;
     }
 #endif
-#if !EDGEC_DSP_GENERAL
+#if !EDGEC_DSP_GENERAL && EDGEC_DSP_DW_FAST2
     /* No layer of the model needs the general variant: the channel loop serves any. */
     dw_rest(base, offs, n_taps, w, out_c, g, q, out, 0);
     return;

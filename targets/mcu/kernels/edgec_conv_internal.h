@@ -21,16 +21,19 @@
 #endif
 #endif
 
-/* The SIMD32 requantization variants of this build: those the model uses (edgec_config.h);
- * optimizing for size, one: rq_fast 2 when every layer has it, else the general one. */
+/* The SIMD32 requantization variants of this build: those the model uses (edgec_config.h).
+ * Optimizing for size, conv keeps rq_fast 2 and the general one (only rq_fast 2 when every
+ * layer has it); depthwise one: rq_fast 2 when every layer has it, else the general one. */
 #if defined(__OPTIMIZE_SIZE__)
-#define EDGEC_DSP_FAST2 (!EDGEC_RQ_FAST1 && !EDGEC_RQ_GENERAL)
+#define EDGEC_DSP_FAST2 1
 #define EDGEC_DSP_FAST1 0
-#define EDGEC_DSP_GENERAL (!EDGEC_DSP_FAST2)
+#define EDGEC_DSP_GENERAL (EDGEC_RQ_FAST1 || EDGEC_RQ_GENERAL)
+#define EDGEC_DSP_DW_FAST2 (!EDGEC_DSP_GENERAL)
 #else
 #define EDGEC_DSP_FAST2 1
 #define EDGEC_DSP_FAST1 EDGEC_RQ_FAST1
 #define EDGEC_DSP_GENERAL EDGEC_RQ_GENERAL
+#define EDGEC_DSP_DW_FAST2 1
 #endif
 /* Whether a layer's rq_fast has its own SIMD32 variant (the general one takes any). */
 #define EDGEC_DSP_HAS_VARIANT(fast) \
