@@ -41,9 +41,9 @@ def equalization_pairs(proto) -> list[tuple[Any, Any | None, list]]:
     """``(conv1, relu or None, [conv2 ...])`` whose link a channel scale can cross exactly.
 
     ``conv1`` has constant weights (and bias); its output (or the output of the ``Relu`` that
-    is its only reader) is read only as the data input of convolutions with constant
-    weights, at least one of them not depthwise (a depthwise reader
-    alone is already quantized per channel where the target can), and is no graph output.
+    is its only reader) is no graph output and is read only as the data input of
+    convolutions with constant weights, at least one of them not depthwise (a depthwise
+    reader alone is already quantized per channel where the target can).
     """
     g = proto.graph
     inits = {t.name for t in g.initializer}
