@@ -83,3 +83,15 @@ def test_cell_time_limit_and_resume(tmp_path):
     assert conformance.main([*common, "--resume", "--cell-timeout", "600"]) == 0
     (cell,) = json.loads(out.read_text())["cells"]
     assert cell["status"] == "pass", cell
+
+
+def test_ctc_recognizer_cells_are_held_to_their_decoded_text():
+    """Per-frame indices can agree by cosine while the text a user reads differs."""
+    import conformance
+
+    assert conformance.ctc_text([[0, 5, 5, 0, 5, 7, 7, 0]]) == (5, 5, 7)
+    assert conformance.ctc_text([[3, 3, 3]]) == (3,)
+    cell = {"model": "ddddocr-common-old", "target": "onnxruntime", "precision": "int4", "cosine": 0.999,
+            "text_agreement": 0.75}
+    assert conformance.classify(cell)["status"] == "disagree" and "decoded-text" in cell["error"]
+    assert conformance.classify(cell | {"text_agreement": 1.0})["status"] == "pass"
