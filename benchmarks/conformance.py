@@ -118,11 +118,15 @@ def mcu_cannot_hold(path: Path, shapes: dict[str, tuple[int, ...]]) -> str | Non
 
 
 def ctc_text(frames) -> tuple[int, ...]:
-    """Greedy CTC decoding of per-frame class indices (the recognizer's argmax output): repeats
-    collapse, blank (index 0) drops; the string a user of the OCR model reads."""
+    """Greedy CTC decoding of a recognizer's output: per-frame class scores (float, classes on the
+    last axis) or class indices (integers); repeats collapse, blank (index 0) drops. The string a
+    user of the OCR model reads."""
     import numpy as np
 
-    seq = np.asarray(frames).astype(np.int64).ravel()
+    frames = np.asarray(frames)
+    if frames.dtype.kind == "f":
+        frames = frames.argmax(-1)
+    seq = frames.astype(np.int64).ravel()
     keep = np.ones(len(seq), bool)
     keep[1:] = seq[1:] != seq[:-1]
     return tuple(int(c) for c in seq[keep] if c != 0)
@@ -147,6 +151,8 @@ def agreement(bundle: Path, manifest: dict[str, Any], feeds: list[dict], classif
             feed = {k: v for k, v in feed.items() if k in names}
             got, want = runner.infer(feed), ref.infer(feed)
             for j, (name, w) in enumerate(want.items()):
+                if j == 0 and ctc:
+                    same_text += int(ctc_text(got[name]) == ctc_text(w))
                 g = np.asarray(got[name], np.float64)
                 w = np.asarray(w, np.float64)
                 if g.shape != w.shape:
@@ -154,8 +160,6 @@ def agreement(bundle: Path, manifest: dict[str, Any], feeds: list[dict], classif
                 den = float(np.linalg.norm(g) * np.linalg.norm(w))
                 c = float(g.ravel() @ w.ravel()) / den if den > 0 else float(np.allclose(g, w))
                 cos[name] = min(cos.get(name, 1.0), c)
-                if j == 0 and ctc:
-                    same_text += int(ctc_text(g) == ctc_text(w))
                 if j == 0 and classifier:
                     hits += int(g.reshape(-1, w.shape[-1]).argmax(-1)[0] == w.reshape(-1, w.shape[-1]).argmax(-1)[0])
                     n += 1

@@ -56,7 +56,7 @@ def write_markdown(doc: dict[str, Any], path: Path) -> None:
         f"{t['cosine']['fp32']} (fp32/fp16), >= {t['cosine']['int8']} (int8/int4), and top-1 agreement >= "
         f"{t['top1_agreement']} on trained classifiers (architectures built in code: recorded, not gated, and "
         "built with `--accept-low-accuracy`, since the build's own floor gates top-1 too), and on CTC text "
-        "recognizers (task `ocr-ctc`, whose output is per-frame class indices) the greedy-decoded text equals the "
+        "recognizers (task `ocr-ctc`: per-frame class scores) the greedy-decoded text equals the "
         f"float model's on >= {t['top1_agreement']:.0%} of the samples. "
         f"mcu cells over {t['mcu_flash_bytes'] // 1024} KB flash or "
         f"{t['mcu_ram_bytes'] // 1024} KB RAM are left out, int4 cells without a MatMul/Gemm are n/a (neither "
