@@ -62,6 +62,22 @@ def test_fast_subset_conforms(tmp_path):
     assert "| intel-cpu |" in docs.read_text()
 
 
+
+def test_document_pages_differ_per_sample_and_are_repeatable():
+    """The layout detector's pages: each sample its own page (the old stretched 'documents' set held
+    5 photos, so calibration and evaluation saw the same 5 images), the same page for the same k."""
+    import corpus
+    import numpy as np
+
+    pages = [corpus.data.document_page((200, 152), k) for k in (0, 1, 1000)]
+    assert all(p.shape == (200, 152, 3) and p.dtype == np.uint8 for p in pages)
+    assert np.array_equal(pages[0], corpus.data.document_page((200, 152), 0))
+    assert not np.array_equal(pages[0], pages[1]) and not np.array_equal(pages[0], pages[2])
+    for p in pages:
+        ink = (p.mean(axis=2) < 100).mean()
+        assert 0.005 < ink < 0.5  # text on paper, not a blank page or a photo
+
+
 def test_cell_time_limit_and_resume(tmp_path):
     """A cell over --cell-timeout fails with one line (its process group killed); --resume skips
     cells measured with the current code version and reruns a worker that died."""
