@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgec.targets.mcu.ops import EMITTERS, KERNEL_FILES, KERNEL_HEADERS
+from edgec.targets.mcu.ops.patch import kinds as op_kinds
 from edgec.targets.mcu.planner import GUARD_BYTES, Plan
 from edgec.targets.mcu.qgraph import QGraph, QOp
 from edgec.targets.mcu.rows import ROW_FILES, ROW_KERNELS
@@ -156,6 +157,8 @@ def op_macs(g: QGraph, op: QOp) -> int:
     """Multiply-accumulates of one conv/dwconv/fc op or fused block (0 for the others)."""
     if op.kind in ("resblock", "convpair"):
         return sum(op_macs(g, op.attrs[k]) for k in ("c1", "c2", "sc") if op.attrs[k] is not None)
+    if op.kind == "patch":  # the stage's nominal MACs (its halo recompute is in the report)
+        return sum(op_macs(g, sub) for sub in op.attrs["stage"].ops)
     if op.kind not in ("conv", "dwconv", "fc"):
         return 0
     w, out = g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -241,8 +244,9 @@ def generate(g: QGraph, plan: Plan, out_dir: Path, *, model_name: str = "model",
             body.append(f"    EDGEC_CANARY_CHECK({i});")
         layers.append({"name": op.name.rsplit("#", 1)[0], "op": op.source_op or op.kind, "macs": op_macs(g, op)})
         if op.kind != "reshape" or not ctx.same_buffer(op.inputs[0], op.outputs[0]):
-            kernel_files.update(KERNEL_FILES[op.kind])
-            kernel_headers.update(KERNEL_HEADERS[op.kind])
+            for kind in op_kinds(op):
+                kernel_files.update(KERNEL_FILES[kind])
+                kernel_headers.update(KERNEL_HEADERS[kind])
     body.append(f"    EDGEC_MARK({len(plan.order)});")
 
     ins = [g.t(n) for n in g.inputs]
