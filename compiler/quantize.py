@@ -198,6 +198,10 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             return n.op_type in int_ops
         if n.op_type in WEIGHTED_OPS:
             return True
+        if n.op_type in scheme.int8_input_ops:
+            if n.op_type in ("Add", "Mul"):
+                return qg.is_int8_binary(n, b.inits, shapes, ranges, producer)
+            return bool(qg.int8_op_inputs(n, b.inits)) and qg.in_conv_network(n, producer)
         if n.op_type == "Add" and scheme.quantize_add:
             return qg.is_residual_add(n, b.inits, shapes, ranges) and qg.fed_by_conv(n, producer)
         return False
@@ -218,7 +222,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     for n in nodes:
         if id(n) not in qnodes:
             continue
-        act_inputs = qg.activation_inputs(n, b.inits)
+        act_inputs = (qg.int8_op_inputs(n, b.inits) if not full and n.op_type in scheme.int8_input_ops
+                      else qg.activation_inputs(n, b.inits))
         for i in act_inputs:
             if i in float_tensors and i not in fused:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
@@ -230,6 +235,10 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             for o in n.output:
                 if o in float_tensors and o not in fused:
                     targets.setdefault(o, [])
+
+    unified: dict[str, "TensorRange"] = {}
+    if not full and scheme.unified_scale_ops:
+        unified = _unify_inputs(nodes, qnodes, scheme, targets, producer, ranges, b.inits)
 
     # Quantization parameters, propagating scale-preserving ops and fixed outputs (full mode).
     params: dict[str, QParams] = {}
@@ -252,7 +261,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             if p.op_type in preserving and p.input[0] in params:
                 params[t] = params[p.input[0]]
                 continue
-        r = ranges.get(t)
+        r = unified.get(t) or ranges.get(t)
         if r is None:
             missing.append(t)
             continue
@@ -327,6 +336,45 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         **stats,
     }
     return model.with_proto(proto), summary
+
+
+def _unify_inputs(nodes, qnodes, scheme, targets, producer, ranges, inits) -> "dict[str, TensorRange]":
+    """One shared range for all quantized inputs of each ``scheme.unified_scale_ops`` node (Concat).
+
+    The runtime concatenates int8 data only when every part has the same scale and zero point;
+    the joined range covers each part. The quantizer of the node's own output is then redundant
+    (its readers see the concatenated int8 parts), so it is dropped from ``targets``.
+    """
+    from edgec.calibration.types import TensorRange
+
+    group: dict[str, str] = {}  # tensor -> representative (union-find over shared inputs)
+
+    def find(t: str) -> str:
+        while group.setdefault(t, t) != t:
+            t = group[t]
+        return t
+
+    members = []
+    for n in nodes:
+        if id(n) not in qnodes or n.op_type not in scheme.unified_scale_ops:
+            continue
+        ins = [qg.hoisted_source(i, targets, producer, scheme.hoist_through) for i in qg.int8_op_inputs(n, inits)]
+        if not ins or not all(i in targets and i in ranges for i in ins):
+            continue
+        members.append((n, ins))
+        for i in ins[1:]:
+            group[find(i)] = find(ins[0])
+    joined: dict[str, TensorRange] = {}
+    for _, ins in members:
+        for i in ins:
+            root, r = find(i), ranges[i]
+            j = joined.get(root)
+            joined[root] = r if j is None else TensorRange(min(j.rmin, r.rmin), max(j.rmax, r.rmax), r.method)
+    for n, _ in members:
+        out = n.output[0]
+        if out in targets:
+            del targets[out]
+    return {t: joined[find(t)] for _, ins in members for t in ins}
 
 
 # Smaller tables (position/type embeddings, index constants) are not worth a DQ node.

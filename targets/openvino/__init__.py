@@ -41,7 +41,11 @@ class OpenVINOTarget(Target):
         # mse ranges (cosine vs float, 16 samples: PP-OCRv4 det 0.986 vs minmax 0.973 / mean-minmax 0.968,
         # YOLOX 0.9996 vs 0.9993, PP-LCNet equal) and depthwise inputs per channel: above NNCF's default
         # on every corpus model (benchmarks/quant_quality.py --parts corpus).
-        quantize_embeddings=True, per_channel_depthwise_inputs=True, calib_method="mse")
+        quantize_embeddings=True, per_channel_depthwise_inputs=True, calib_method="mse",
+        # What OpenVINO's CPU plugin runs on int8 data when its inputs are quantized (the ops NNCF's CPU
+        # config quantizes): without Q/DQ they run in f32 between Reorders and requantize round trips.
+        int8_input_ops=frozenset({"Add", "Mul", "Concat", "Resize", "GlobalAveragePool", "ReduceMean", "AveragePool"}),
+        unified_scale_ops=frozenset({"Concat"}))
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("ov_precision_hint", "OpenVINO CPU inference precision for float parts of the model "
                      "(f32 keeps results comparable to the float model; bf16 is faster on CPUs with AMX/avx512_bf16).",
