@@ -238,7 +238,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     unified: dict[str, "TensorRange"] = {}
     if not full and scheme.unified_scale_ops:
-        unified = _unify_inputs(nodes, qnodes, scheme, targets, producer, ranges, b.inits)
+        unified = _through_unified_ops(nodes, keep_float, scheme, targets, producer, ranges, b.inits,
+                                       float_tensors)
 
     # Quantization parameters, propagating scale-preserving ops and fixed outputs (full mode).
     params: dict[str, QParams] = {}
@@ -338,43 +339,54 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     return model.with_proto(proto), summary
 
 
-def _unify_inputs(nodes, qnodes, scheme, targets, producer, ranges, inits) -> "dict[str, TensorRange]":
-    """One shared range for all quantized inputs of each ``scheme.unified_scale_ops`` node (Concat).
+def _through_unified_ops(nodes, keep_float, scheme, targets, producer, ranges, inits,
+                         float_tensors) -> "dict[str, TensorRange]":
+    """Move quantizers up through ``scheme.unified_scale_ops`` nodes (Concat), with one range for all parts.
 
-    The runtime concatenates int8 data only when every part has the same scale and zero point;
-    the joined range covers each part. The quantizer of the node's own output is then redundant
-    (its readers see the concatenated int8 parts), so it is dropped from ``targets``.
+    A Concat whose output a quantized op reads gets its pairs on its inputs instead, all with the
+    union of their ranges: the runtime concatenates int8 parts only when they share a scale, and
+    the Concat then needs no pair of its own. A Concat nobody quantized downstream stays float
+    (a detection head concatenating boxes and scores must not share one scale). Nodes are visited
+    last to first, so nested Concats pass the quantizer on. A part that is a MaxPool (a
+    ``hoist_through`` op) of another part reuses that part's pair (YOLOX's SPP block).
     """
     from edgec.calibration.types import TensorRange
 
-    group: dict[str, str] = {}  # tensor -> representative (union-find over shared inputs)
+    group: dict[str, str] = {}  # tensor -> representative (union-find over shared parts)
 
     def find(t: str) -> str:
         while group.setdefault(t, t) != t:
             t = group[t]
         return t
 
-    members = []
-    for n in nodes:
-        if id(n) not in qnodes or n.op_type not in scheme.unified_scale_ops:
+    parts_of = []
+    for n in reversed(nodes):
+        if n.op_type not in scheme.unified_scale_ops or n.name in keep_float or n.output[0] not in targets:
             continue
-        ins = [qg.hoisted_source(i, targets, producer, scheme.hoist_through) for i in qg.int8_op_inputs(n, inits)]
-        if not ins or not all(i in targets and i in ranges for i in ins):
+        ins = qg.int8_op_inputs(n, inits)
+        if not ins or len(ins) != len([i for i in n.input if i]) or \
+                not all(i in float_tensors and i in ranges for i in ins) or not qg.in_conv_network(n, producer):
             continue
-        members.append((n, ins))
-        for i in ins[1:]:
-            group[find(i)] = find(ins[0])
-    joined: dict[str, TensorRange] = {}
-    for _, ins in members:
+        parts = []
         for i in ins:
-            root, r = find(i), ranges[i]
+            p = producer.get(i)
+            src = p.input[0] if p is not None and p.op_type in scheme.hoist_through and p.input else None
+            t, reader = (src, p) if src in ins else (i, n)
+            targets.setdefault(t, [])
+            if reader not in targets[t]:
+                targets[t].append(reader)
+            parts.append(t)
+        del targets[n.output[0]]
+        parts_of.append(parts)
+        for t in parts[1:]:
+            group[find(t)] = find(parts[0])
+    joined: dict[str, TensorRange] = {}
+    for parts in parts_of:
+        for t in parts:
+            root, r = find(t), ranges[t]
             j = joined.get(root)
             joined[root] = r if j is None else TensorRange(min(j.rmin, r.rmin), max(j.rmax, r.rmax), r.method)
-    for n, _ in members:
-        out = n.output[0]
-        if out in targets:
-            del targets[out]
-    return {t: joined[find(t)] for _, ins in members for t in ins}
+    return {t: joined[find(t)] for parts in parts_of for t in parts}
 
 
 # Smaller tables (position/type embeddings, index constants) are not worth a DQ node.

@@ -80,10 +80,10 @@ class QuantScheme:
             defaults. See docs/quant-scheme.md.
         int8_input_ops: Ops besides Conv/MatMul/Gemm whose activation inputs get Q/DQ in
             ``weighted`` placement, in convolutional networks, because the runtime runs them
-            on int8 data (OpenVINO: Add, Mul gates, Concat, Resize, pools); Add and Mul only
+            on int8 data (OpenVINO: Add, Mul gates, Resize, pools); Add and Mul only
             for two activations that are not a decomposed activation function (x * Sigmoid(x)).
-        unified_scale_ops: Ops whose quantized inputs must share one scale and zero point
-            (Concat in OpenVINO); their own output then needs no Q/DQ.
+        unified_scale_ops: Ops a quantizer on their output moves up through, onto every input,
+            with one shared scale and zero point (Concat in OpenVINO).
         per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
         calib_method: Default calibration method, chosen per target by measurement on the

@@ -44,7 +44,7 @@ class OpenVINOTarget(Target):
         quantize_embeddings=True, per_channel_depthwise_inputs=True, calib_method="mse",
         # What OpenVINO's CPU plugin runs on int8 data when its inputs are quantized (the ops NNCF's CPU
         # config quantizes): without Q/DQ they run in f32 between Reorders and requantize round trips.
-        int8_input_ops=frozenset({"Add", "Mul", "Concat", "Resize", "GlobalAveragePool", "ReduceMean", "AveragePool"}),
+        int8_input_ops=frozenset({"Add", "Mul", "Resize", "GlobalAveragePool", "ReduceMean", "AveragePool"}),
         unified_scale_ops=frozenset({"Concat"}))
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("ov_precision_hint", "OpenVINO CPU inference precision for float parts of the model "

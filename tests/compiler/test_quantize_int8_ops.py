@@ -17,7 +17,7 @@ from edgec.compiler.quantize import quantize_qdq
 from edgec.runtimes.onnxruntime_runner import make_session
 from edgec.targets.base import QuantScheme
 
-SCHEME = QuantScheme(placement="weighted", int8_input_ops=frozenset({"Add", "Mul", "Concat", "GlobalAveragePool"}),
+SCHEME = QuantScheme(placement="weighted", int8_input_ops=frozenset({"Add", "Mul", "GlobalAveragePool"}),
                      unified_scale_ops=frozenset({"Concat"}))
 
 
@@ -104,3 +104,15 @@ def test_transformer_residual_add_stays_float():
              helper.make_node("Add", ["h", "x"], ["y"], name="residual")]
     q, _ = _quantize(_model(nodes, inits, (1, 4, 16), in_shape=(1, 4, 16)))
     assert _dq_inputs(q, "residual") == [None, None]
+
+
+def test_a_concat_nothing_quantized_reads_stays_float():
+    rng = np.random.default_rng(0)
+    inits = [_w(rng, "wbox", 4, 3, 1, 1), _w(rng, "wcls", 2, 3, 1, 1)]
+    nodes = [helper.make_node("Conv", ["x", "wbox"], ["box"], name="box"),
+             helper.make_node("Conv", ["x", "wcls"], ["logit"], name="cls"),
+             helper.make_node("Sigmoid", ["logit"], ["score"], name="sigmoid"),
+             helper.make_node("Concat", ["box", "score"], ["y"], name="head", axis=1)]
+    q, _ = _quantize(_model(nodes, inits, (1, 6, 8, 8)))
+    # boxes (wide range) and scores (0..1) sharing one int8 scale would wipe out the scores
+    assert _dq_inputs(q, "head") == [None, None]
