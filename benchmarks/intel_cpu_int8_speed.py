@@ -106,7 +106,7 @@ def run_model(name: str, tmp: Path, threads: int, rounds: int, iters: int) -> di
 
     _, _, inp, (h, w), _, _, metric = MODELS[name]
     src = _static_onnx(model_file(name), inp, (1, 3, h, w), tmp / f"{name}.onnx")
-    cal, ev = inputs(name, "calib", 16), inputs(name, "eval", 16)
+    cal, ev = inputs(name, "calib", 16), inputs(name, "eval", 32)  # quant_quality.py's corpus protocol
     np.savez(tmp / "calib.npz", **cal)
     np.savez(tmp / "eval.npz", **ev)
     so = ort.SessionOptions()

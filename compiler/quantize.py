@@ -365,7 +365,7 @@ def _through_unified_ops(nodes, keep_float, scheme, targets, producer, ranges, i
             continue
         ins = qg.int8_op_inputs(n, inits)
         if not ins or len(ins) != len([i for i in n.input if i]) or \
-                not all(i in float_tensors and i in ranges for i in ins) or not qg.in_conv_network(n, producer):
+                not all(i in float_tensors and i in ranges for i in ins):
             continue
         parts = []
         for i in ins:
