@@ -3,6 +3,10 @@ residual, where Q/DQ can be hoisted, float tensors and shapes, and graph clean-u
 
 from __future__ import annotations
 
+# Ops with weights that Q/DQ placement is built around.
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
 def activation_inputs(n, inits) -> list[str]:
     if n.op_type in ("Conv", "ConvTranspose", "Gemm"):
         return [n.input[0]] if n.input[0] not in inits else []
@@ -28,17 +32,6 @@ def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors,
             break
         t, reader = src, p
     return t, reader
-
-
-def hoisted_source(t, targets, producer, through) -> str:
-    """Where ``t``'s Q/DQ went when `hoist` moved it above ``through`` ops (``t`` itself if not)."""
-    src = t
-    while src not in targets:
-        p = producer.get(src)
-        if p is None or p.op_type not in through or not p.input:
-            return t
-        src = p.input[0]
-    return src
 
 
 def is_residual_add(n, inits, shapes, ranges) -> bool:
@@ -127,7 +120,6 @@ def ensure_opset(proto, minimum: int) -> None:
 
 # Ops whose only activation input is the first (the rest are sizes, axes or scales).
 FIRST_INPUT_ONLY = frozenset({"Resize", "Upsample", "GlobalAveragePool", "AveragePool", "ReduceMean", "MaxPool"})
-WEIGHTED = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 # How far back two operands of a Mul/Add are searched for a common source: far enough for the
 # decomposed activations (x * Clip(x + 3) / 6, x * Sigmoid(x), GELU), short of a real branch.
 ACTIVATION_PATTERN_HOPS = 4
@@ -155,7 +147,7 @@ def in_conv_network(n, producer) -> bool:
         seen.add(id(p))
         if p.op_type in ("Conv", "ConvTranspose"):
             return True
-        if p.op_type not in WEIGHTED:
+        if p.op_type not in WEIGHTED_OPS:
             stack.extend(i for i in p.input if i)
     return False
 
@@ -171,7 +163,7 @@ def _near_sources(t, producer, inits, hops: int) -> set[str]:
                 continue
             acts = [i for i in p.input if i and i not in inits and
                     getattr(producer.get(i), "op_type", None) != "Constant"]
-            if p.op_type not in WEIGHTED and len(acts) == 1 and acts[0] not in out:
+            if p.op_type not in WEIGHTED_OPS and len(acts) == 1 and acts[0] not in out:
                 nxt.append(acts[0])
         out.update(nxt)
         frontier = nxt

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
     from edgec.targets.base import QuantScheme
 
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+WEIGHTED_OPS = qg.WEIGHTED_OPS  # re-exported: callers import it from here
 # Default for placement "full" when the target's QuantScheme names no `integer_ops`: the ops
 # integer-only runtimes commonly execute on int8 tensors. Targets declare their own set.
 FULL_INT_OPS = WEIGHTED_OPS | frozenset({
