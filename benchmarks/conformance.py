@@ -9,7 +9,9 @@ onnxruntime fp32 on this machine (the model's ``onnxruntime fp32`` cell, same ru
 A cell passes when it builds and agrees: cosine >= 0.99 (fp32/fp16) or >= 0.98 (int8,
 int4) on every output, and top-1 agreement >= 0.95 on trained classifiers (architectures
 with seeded random weights have near-equal logits: their top-1 is recorded, not gated).
-mcu cells the model cannot fit (2 MB flash, 512 KB RAM) are "left out", int4 cells of
+mcu cells the model cannot fit (2 MB flash, 512 KB RAM, after the build's own remedies: with a
+--ram-budget the mcu target runs the first stage patch by patch when the model would not fit
+otherwise, ``--patch-inference auto``) are "left out", int4 cells of
 models without a MatMul/Gemm weight "n/a"; neither is counted.
 
 Each cell runs in its own worker process with a time limit (``--cell-timeout``): a converter
@@ -80,7 +82,9 @@ def left_out(target: str, precision: str, error: str) -> str | None:
 
 def mcu_cannot_hold(path: Path, shapes: dict[str, tuple[int, ...]]) -> str | None:
     """Why an ONNX model cannot fit the mcu budgets whatever its ops: int8 weights over the flash,
-    or one node's int8 input + output activations over the RAM (a lower bound of any arena)."""
+    or one node's int8 input + output activations over the RAM (a lower bound of any arena
+    without patch-based execution; a node of the patched first stage needs less, so this
+    may leave out an ONNX model that patching would fit: .tflite sources are not pre-checked)."""
     import numpy as np
     import onnx
 

@@ -13,11 +13,14 @@ qemu-system-arm with ``-icount shift=0`` on M4 (mps2-an386), M33 (mps2-an505) an
     (im2col scratch), painted stack, caller I/O buffers (0 with the pointer API);
     TFLM's arena from the tflite-micro interpreter (RecordingMicroAllocator) as anchor;
   * bit-exactness: QEMU output == host build == LiteRT BUILTIN_REF.
+Patch: ``--patch`` builds each model with and without ``--patch-inference`` (``mcu_patch.py``:
+RAM, recompute overhead, instructions, exactness; ``--patch-corpus``: the BlazeFace models).
 Coverage: ``--corpus`` runs the real-model corpus's int8 mcu builds through the same
 measurements (``mcu_corpus.py``; ``--corpus all``: every corpus model the mcu can hold).
 
 Usage: python benchmarks/mcu.py [--models ic,kws,vww,ad] [--cpus cortex-m4,...] [--opts -O2,-Os]
        [--corpus all|NAME,...] [--corpus-cpus cortex-m4] [--corpus-opts -O2] [--out benchmarks/results/mcu.json]
+       [--patch ic,kws,vww,ad] [--patch-corpus blazeface-short,blazeface-full,blazeface-back]
 """
 
 from __future__ import annotations
@@ -234,6 +237,9 @@ def main() -> int:
     ap.add_argument("--corpus", default="", help="corpus models for the coverage section ('all': those that fit)")
     ap.add_argument("--corpus-cpus", default="cortex-m4")
     ap.add_argument("--corpus-opts", default="-O2")
+    ap.add_argument("--patch", default="", help="models measured with and without --patch-inference (M4 -O2)")
+    ap.add_argument("--patch-corpus", default="", help="corpus models for the patch section ('all': BlazeFace)")
+    ap.add_argument("--patch-bundles", help="reuse the corpus models' edgec mcu bundles from DIR/NAME-bundle")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mcu.json"))
     ap.add_argument("--tflm-arena", help=argparse.SUPPRESS)
     ap.add_argument("--litert-ref", nargs=4, help=argparse.SUPPRESS)
@@ -285,8 +291,18 @@ def main() -> int:
               "instructions/tick calibrated with a loop of known length", "cmsis_nn_reference": CMSIS_NN,
               "goals": {"instructions_vs_cmsis_nn": GOAL, "ram_vs_tflm": 0.5},
               "tflm": tflm, "tflm_min_code_bytes": TFLM_MIN_CODE, "rows": rows}
-    if not rows and Path(args.out).is_file():  # coverage only: keep the reference-architecture rows written before
-        result = {**json.loads(Path(args.out).read_text()), "corpus": []}
+    before = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    if not rows and before:  # coverage or patch only: keep the reference-architecture rows written before
+        result = {**before, "corpus": before.get("corpus", []) if not args.corpus else []}
+    if args.patch or args.patch_corpus:
+        import mcu_patch
+
+        corpus = list(mcu_patch.CORPUS) if args.patch_corpus == "all" else [m for m in args.patch_corpus.split(",") if m]
+        result["patch"] = mcu_patch.patch_rows([m for m in args.patch.split(",") if m], corpus, "cortex-m4", "-O2", cf,
+                                             Path(args.patch_bundles) if args.patch_bundles else None)
+        mcu_patch.print_table(result["patch"])
+    elif "patch" in before:  # not rerun: keep the section
+        result["patch"] = before["patch"]
     if args.corpus:
         import mcu_corpus
 

@@ -40,6 +40,11 @@ class MCUTarget(Target):
         TargetOption("cpu", "Cortex-M core the C is built and sized for", kind="choice",
                      choices=CPU_CHOICES, default="cortex-m4"),
         TargetOption("ram_budget", "Fail the build when arena + I/O buffers exceed this (e.g. 256K)", kind="bytes"),
+        TargetOption("patch_inference", "Run the first high-resolution stage in bands of rows (MCUNetV2's patches): "
+                     "less RAM for recomputed halo MACs (in the report), bit-exact. auto: only when the model "
+                     "would not fit --ram-budget, with the fewest extra MACs that fit; on: the smallest RAM; "
+                     "off: never", kind="choice", choices=("auto", "on", "off"),
+                     default="auto"),
         TargetOption("flash_budget", "Fail the build when code + constants exceed this (e.g. 1M)", kind="bytes"),
     )
 

@@ -146,6 +146,30 @@ int main(int argc, char **argv) {{
 """)
 
 
+def patch_and_fuse(g: QGraph, opts: dict, io_in_arena: bool) -> tuple[QGraph, dict]:
+    """``g`` with its patch stage (``--patch-inference``), Conv+Pool fusions and fused blocks,
+    each kept only where the planned arena drops; and what they did, for the report."""
+    from edgec.targets.mcu import planner
+    from edgec.targets.mcu.ops.patch import choose_patch_stage, fuse_conv_pools
+    from edgec.targets.mcu.ops.resblock import fuse_expanding_pairs, fuse_residual_blocks
+
+    def blocks(graph: QGraph) -> QGraph:
+        return fuse_expanding_pairs(fuse_residual_blocks(graph)) if opts.get("fuse_blocks", True) else graph
+
+    def arena(graph: QGraph) -> int:
+        return planner.plan(blocks(graph), io_in_arena=io_in_arena, rows=opts.get("row_inplace") or "auto").arena_bytes
+
+    mode = opts.get("patch_inference") or "auto"
+    info: dict[str, Any] = {"patch_inference": {"mode": mode, "stage": None}}
+    budget = opts.get("ram_budget")
+    io_bytes = 0 if io_in_arena else sum(g.t(n).nbytes for n in g.inputs + g.outputs)
+    if mode == "on" or mode == "auto" and budget and arena(g) + io_bytes > budget:
+        g, info["patch_inference"] = choose_patch_stage(g, arena, budget - io_bytes if mode == "auto" else None)
+        info["patch_inference"]["mode"] = mode
+    g, info["conv_pool_fused"] = fuse_conv_pools(g, arena)
+    return blocks(g), info
+
+
 def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerResult:
     import shutil
 
@@ -153,12 +177,8 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
 
     opts = spec.options or {}
     cpu = opts.get("cpu") or "cortex-m4"
-    g = load_graph(model)
-    if opts.get("fuse_blocks", True):
-        from edgec.targets.mcu.ops.resblock import fuse_expanding_pairs, fuse_residual_blocks
-
-        g = fuse_expanding_pairs(fuse_residual_blocks(g))
     io_in_arena = bool(opts.get("io_in_arena", True))
+    g, patching = patch_and_fuse(load_graph(model), opts, io_in_arena)
     plan = planner.plan(g, io_in_arena=io_in_arena, rows=opts.get("row_inplace") or "auto")
     c_dir = out_dir / "c"
     info = codegen.generate(g, plan, c_dir, cpu=cpu)
@@ -177,7 +197,7 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
         "fused_ops": sum(op.kind in ("resblock", "convpair") for op in plan.order),
         "macs": sum(layer["macs"] for layer in info["layers"]),
         "arena_bytes_without_inplace": planner.greedy_baseline(g, io_in_arena),
-        "arena_bytes_sum_of_tensors": plan.naive_bytes, "ops": len(plan.order),
+        "arena_bytes_sum_of_tensors": plan.naive_bytes, "ops": len(plan.order), **patching,
     }
     size = None
     if toolchain.which("arm-none-eabi-gcc") and toolchain.which("arm-none-eabi-size"):

@@ -86,6 +86,43 @@ class _UF:
             self.p[rb] = ra
 
 
+class _Groups(_UF):
+    """A union-find that keeps each group's members and raw lifetime (first op writing a
+    member, last op reading one, whether a member is a graph input/output) as groups merge:
+    the planner asks for them after every union."""
+
+    def __init__(self, names, order: list[QOp], in_set: set[str], out_set: set[str]):
+        super().__init__()
+        self.n = len(order)
+        made: dict[str, int] = {}
+        read: dict[str, int] = {}
+        for i, op in enumerate(order):
+            for t in op.outputs:
+                made.setdefault(t, i)
+            for t in op.inputs:
+                read[t] = i
+        self.groups = {t: [t] for t in names}
+        self.raw = {t: [made.get(t, self.n), read.get(t, -1), t in in_set, t in out_set] for t in names}
+        for t in names:
+            self.find(t)
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        self.p[rb] = ra
+        self.groups[ra].extend(self.groups.pop(rb))
+        x, y = self.raw[ra], self.raw.pop(rb)
+        self.raw[ra] = [min(x[0], y[0]), max(x[1], y[1]), x[2] or y[2], x[3] or y[3]]
+
+    def __getitem__(self, root: str) -> list[int]:
+        """The group's lifetime [first op, last op] (graph inputs from -1, outputs to the end)."""
+        first, last, is_in, is_out = self.raw[root]
+        first = -1 if is_in else first
+        last = self.n if is_out else last
+        return [first, max(last, first)]
+
+
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
@@ -95,21 +132,16 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
     """Plan ``order``; ``row_ops``: output tensors of the ops allowed to run row in place
     (None: every op that can)."""
     T = g.tensors
-    uf = _UF()
-    for name in T:
-        uf.find(name)
     copies: set[str] = set()
     in_set, out_set = set(g.inputs), set(g.outputs)
+    uf = _Groups(T, order, in_set, out_set)
 
     def klass(root_members: list[str]) -> tuple[bool, bool, bool]:
         return (any(m in in_set for m in root_members), any(m in out_set for m in root_members),
                 any(T[m].is_const for m in root_members))
 
     def members() -> dict[str, list[str]]:
-        groups: dict[str, list[str]] = {}
-        for name in T:
-            groups.setdefault(uf.find(name), []).append(name)
-        return groups
+        return uf.groups
 
     # 1. views
     for op in order:
@@ -125,21 +157,8 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
                 uf.union(x, y)
     pos = {id(op): i for i, op in enumerate(order)}
 
-    def lifetimes() -> dict[str, list[int]]:
-        life: dict[str, list[int]] = {}
-        for root, ms in members().items():
-            first, last = len(order), -1
-            for i, op in enumerate(order):
-                if any(m in op.outputs for m in ms):
-                    first = min(first, i)
-                if any(m in op.inputs for m in ms):
-                    last = max(last, i)
-            if any(m in in_set for m in ms):
-                first = -1
-            if any(m in out_set for m in ms):
-                last = len(order)
-            life[root] = [first, max(last, first)]
-        return life
+    def lifetimes() -> _Groups:
+        return uf
 
     # 2. in place
     rows: dict[str, RowSchedule] = {}
@@ -169,7 +188,9 @@ def _plan_order(g: QGraph, order: list[QOp], inplace: bool = True, guard: int = 
     life = lifetimes()
     buffers: dict[int, Buffer] = {}
     tensor_buffer: dict[str, int] = {}
+    rank = {name: i for i, name in enumerate(T)}
     for bid, (root, ms) in enumerate(sorted(members().items())):
+        ms = sorted(ms, key=rank.__getitem__)  # in the graph's tensor order, whatever the merges
         size = max(T[m].nbytes for m in ms)
         b = Buffer(bid, size, life[root][0], life[root][1], tensors=ms)
         cin, cout, cconst = klass(ms)

@@ -15,10 +15,16 @@
  * point, which then adds exactly nothing. */
 #include "edgec_conv_internal.h"
 
-/* Optimizing for size (-Os), the SIMD32 int8-column GEMM (conv's fallback when the scratch
- * is too small for int16 columns, and FullyConnected) is the portable C loop: a few hundred
- * bytes less, the same sums. */
-#if defined(EDGEC_DSP) && !defined(__OPTIMIZE_SIZE__)
+#if defined(EDGEC_MVE)
+#define EDGEC_DOT mve_dot
+#else
+#define EDGEC_DOT dot_s8
+#endif
+
+/* Optimizing for size (-Os), FullyConnected's SIMD32 loops stay only where FullyConnected
+ * is a good part of the model (edgec_config.h); elsewhere the portable C loop: a few
+ * hundred bytes less, the same sums. */
+#if defined(EDGEC_DSP) && (!defined(__OPTIMIZE_SIZE__) || EDGEC_FC_FAST)
 #define EDGEC_DSP_GEMM 1
 #endif
 
@@ -41,8 +47,8 @@ static inline __attribute__((always_inline)) void gemm_s8(
         const int8_t *x = cols + j * k;
         int8_t *o = out + j * out_stride;
         n = 0;
-#if defined(__OPTIMIZE_SIZE__)
-        /* Optimizing for size, FullyConnected takes the one-row loop below for every row. */
+#if defined(__OPTIMIZE_SIZE__) && !EDGEC_FC_FAST
+        /* Optimizing for size, a small FullyConnected takes the one-row loop below. */
         if (!single_round)
 #endif
         for (; n + 4 <= n_rows; n += 4) {
@@ -97,43 +103,7 @@ static inline __attribute__((always_inline)) void gemm_s8(
     }
 #elif defined(EDGEC_DSP_GEMM)
     const int32_t k4 = k & ~3;
-    if (n_cols == 2) {
-        for (n = 0; n + 2 <= n_rows; n += 2) {
-            const int8_t *w0 = w + n * k, *x0 = cols;
-            int32_t a00 = q->bias[n], a01 = a00, a10 = q->bias[n + 1], a11 = a10, i;
-            for (i = 0; i < k4; i += 4) {
-                const uint32_t wa = ld32(w0 + i), wb = ld32(w0 + k + i);
-                const uint32_t xa = ld32(x0 + i), xb = ld32(x0 + k + i);
-                int32_t wl = sx02(wa), vl = sx02(wb), xl = sx02(xa);
-                a00 = __smlad(wl, xl, a00);
-                a10 = __smlad(vl, xl, a10);
-                xl = sx02(xb);
-                a01 = __smlad(wl, xl, a01);
-                a11 = __smlad(vl, xl, a11);
-                wl = sx13(wa), vl = sx13(wb), xl = sx13(xa);
-                a00 = __smlad(wl, xl, a00);
-                a10 = __smlad(vl, xl, a10);
-                xl = sx13(xb);
-                a01 = __smlad(wl, xl, a01);
-                a11 = __smlad(vl, xl, a11);
-            }
-            if (i < k) {
-                a00 = dot_s8(w0 + i, x0 + i, k - i, a00);
-                a01 = dot_s8(w0 + i, x0 + k + i, k - i, a01);
-                a10 = dot_s8(w0 + k + i, x0 + i, k - i, a10);
-                a11 = dot_s8(w0 + k + i, x0 + k + i, k - i, a11);
-            }
-            out[n] = rq_one(q, a00, n);
-            out[n + 1] = rq_one(q, a10, n + 1);
-            out[out_stride + n] = rq_one(q, a01, n);
-            out[out_stride + n + 1] = rq_one(q, a11, n + 1);
-        }
-        for (; n < n_rows; ++n) {
-            out[n] = rq_one(q, dot_s8(w + n * k, cols, k, q->bias[n]), n);
-            out[out_stride + n] = rq_one(q, dot_s8(w + n * k, cols + k, k, q->bias[n]), n);
-        }
-        return;
-    }
+    (void)n_cols, (void)out_stride; /* FullyConnected: one column */
     /* FullyConnected passes its column sign-extended into int16 pairs (gemm_fc). */
 #if !defined(__ARM_FP)
     const int widen = xs != 0;
@@ -233,6 +203,19 @@ static void expand2(const int8_t *c0, const int8_t *c1, int32_t k, int32_t *dst)
     }
 }
 
+/* The general requantization of a 2 x 2 block (rows n, n1; n1 == n for a lone last row):
+ * out of line, as layers with a left shift are rare. */
+static __attribute__((noinline)) void store_block(const edgec_rq *q, int32_t a00, int32_t a01, int32_t a10,
+                                                  int32_t a11, int32_t n, int32_t n1, int32_t n_cols, int8_t *out,
+                                                  int32_t out_stride) {
+    const int32_t acc[4] = {a00, a10, a01, a11};
+    int32_t i;
+    for (i = 0; i < 2 * n_cols; ++i) {
+        const int32_t row = i & 1 ? n1 : n;
+        if (!(i & 1) || n1 != n) out[(i >> 1) * out_stride + row] = rq_conv(q, acc[i], row);
+    }
+}
+
 static inline __attribute__((always_inline)) void gemm_conv_dsp_impl(
     const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols, const edgec_rq *rq, int8_t *out,
     int32_t out_stride, const int fast) {
@@ -287,26 +270,27 @@ static inline __attribute__((always_inline)) void gemm_conv_dsp_impl(
             }
             continue;
         }
-        out[n] = rq_one(q, a00, n);
-        if (n_cols == 2) out[out_stride + n] = rq_one(q, a01, n);
-        if (n1 != n) {
-            out[n1] = rq_one(q, a10, n1);
-            if (n_cols == 2) out[out_stride + n1] = rq_one(q, a11, n1);
-        }
+        store_block(q, a00, a01, a10, a11, n, n1, n_cols, out, out_stride);
     }
 }
 
 static void gemm_conv_dsp(const int8_t *w, int32_t n_rows, int32_t k, const int32_t *cols, int32_t n_cols,
                           const edgec_rq *q, int8_t *out, int32_t out_stride) {
-    /* Optimizing for size, the ReLU6-style clamps (rq_fast 1) take the general variant. */
-    if (q->fast == 2) {
+    /* Only the variants the model uses (EDGEC_DSP_HAS_VARIANT); optimizing for size, the
+     * ReLU6-style clamps (rq_fast 1) take the general variant. */
+    if (0) {
+#if EDGEC_DSP_FAST2
+    } else if (q->fast == 2) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 2);
-#if !defined(__OPTIMIZE_SIZE__)
+#endif
+#if EDGEC_DSP_FAST1
     } else if (q->fast) {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 1);
 #endif
+#if EDGEC_DSP_GENERAL
     } else {
         gemm_conv_dsp_impl(w, n_rows, k, cols, n_cols, q, out, out_stride, 0);
+#endif
     }
 }
 #endif
@@ -339,9 +323,12 @@ static inline void store4(const edgec_rq *q, int32_t a0, int32_t a1, int32_t a2,
 /* out[j * out_stride + n] for the n_rows weight rows (k bytes, k % 4 == 0) and the pair
  * of columns at `pair` (interleave2); n_cols 1 stores column 0 only. */
 static void gemm_conv_mve2(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *pair, int32_t n_cols,
-                           const edgec_rq *q, int8_t *out, int32_t out_stride) {
+                           const edgec_rq *rq, int8_t *out, int32_t out_stride) {
     const int32_t blocks = k >> 4, tail = k & 15;
+    edgec_rq local = *rq; /* conv: two roundings, per channel (rq_store4's vector path only) */
+    const edgec_rq *q = &local;
     int32_t n;
+    local.single_round = 0, local.per_channel = 1;
     for (n = 0; n + 4 <= n_rows; n += 4) {
         register int32_t a00 __asm__("r0") = q->bias[n];
         register int32_t a01 __asm__("r2") = a00;
@@ -418,14 +405,38 @@ static void gemm_conv_mve2(const int8_t *w, int32_t n_rows, int32_t k, const int
 }
 #endif
 
+#if defined(EDGEC_DSP) || defined(EDGEC_MVE_PAIRS)
+
+/* conv's fallback on CPUs whose hot loop is gemm_conv_dsp or gemm_conv_mve2 (taken only
+ * when the scratch was sized for another CPU, or in an -O0 SIMD32 build with an FPU):
+ * plain C, out of line. */
+static __attribute__((noinline)) void gemm_plain(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols,
+                                                 int32_t n_cols, const edgec_rq *q, int8_t *out, int32_t out_stride) {
+    int32_t j, n;
+    for (j = 0; j < n_cols; ++j)
+        for (n = 0; n < n_rows; ++n)
+            out[j * out_stride + n] = rq_conv(q, EDGEC_DOT(w + n * k, cols + j * k, k, q->bias[n]), n);
+}
+#endif
+
 /* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
 static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
                       const edgec_rq *q, int8_t *out, int32_t out_stride) {
+#if defined(EDGEC_DSP) || defined(EDGEC_MVE_PAIRS)
+    gemm_plain(w, n_rows, k, cols, n_cols, q, out, out_stride);
+#else
     gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0, 0);
+#endif
 }
 
 static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, const edgec_rq *q, int8_t *out) {
-#if defined(EDGEC_DSP_GEMM) && !defined(__ARM_FP)
+#if !EDGEC_FC_FAST && (defined(EDGEC_DSP) || defined(EDGEC_MVE))
+    /* FullyConnected is a small part of this model: the short loop. */
+    edgec_rq local = *q;
+    int32_t n;
+    local.single_round = 1;
+    for (n = 0; n < n_rows; ++n) out[n] = rq_one(&local, EDGEC_DOT(w + n * k, cols, k, q->bias[n]), n);
+#elif defined(EDGEC_DSP_GEMM) && !defined(__ARM_FP)
     /* SIMD32: the column sign-extended once into int16 pairs, on the stack (up to 4 KiB;
      * longer rows take the C loop). Here, not in gemm_s8: a VLA there would cost the conv
      * instance its frame-pointer register. */
@@ -475,6 +486,21 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
     memcpy(dst, src, (size_t)n);
 }
 
+/* One kernel row of a dilated im2col (row: the input row, ix0: its first tap's column). */
+static EDGEC_COLD __attribute__((noinline)) void im2col_dilated(const edgec_conv_params *p, const int8_t *row,
+                                                                 int32_t ix0, int8_t *col) {
+    const int32_t in_c = p->in_c;
+    int32_t kx;
+    for (kx = 0; kx < p->k_w; ++kx) {
+        const int32_t ix = ix0 + p->dil_w * kx;
+        if (ix < 0 || ix >= p->in_w) {
+            memset(col + kx * in_c, -p->in_offset, (size_t)in_c);
+        } else {
+            memcpy(col + kx * in_c, row + ix * in_c, (size_t)in_c);
+        }
+    }
+}
+
 /* The receptive field of output pixel (oy, ox) as one int8 column of k_h*k_w*in_c. */
 static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, int8_t *col) {
     const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
@@ -482,7 +508,7 @@ static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, i
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
     /* With dilation 1 a kernel row is padding, one contiguous run of the image, padding. */
     const int32_t kx_lo = ix0 < 0 ? -ix0 : 0, kx_hi = in_w - ix0 < k_w ? in_w - ix0 : k_w;
-    int32_t ky, kx;
+    int32_t ky;
     for (ky = 0; ky < k_h; ++ky, col += row) {
         const int32_t iy = iy0 + dil_h * ky;
         if (iy < 0 || iy >= in_h) {
@@ -492,14 +518,7 @@ static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, i
             copy_bytes(col + kx_lo * in_c, in_b + (iy * in_w + ix0 + kx_lo) * in_c, (kx_hi - kx_lo) * in_c);
             if (kx_hi < k_w) fill_bytes(col + kx_hi * in_c, pad_value, (k_w - kx_hi) * in_c);
         } else {
-            for (kx = 0; kx < k_w; ++kx) {
-                const int32_t ix = ix0 + dil_w * kx;
-                if (ix < 0 || ix >= in_w) {
-                    fill_bytes(col + kx * in_c, pad_value, in_c);
-                } else {
-                    copy_bytes(col + kx * in_c, in_b + (iy * in_w + ix) * in_c, in_c);
-                }
-            }
+            im2col_dilated(p, in_b + iy * in_w * in_c, ix0, col);
         }
     }
 }
@@ -518,7 +537,7 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
     /* The int16 columns need 4 * k_pad more bytes; a library built for another CPU may not
      * have sized the scratch for them and then takes the int8 path. */
 #if defined(EDGEC_DSP_COLS16)
-    const int widen = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 4 * k_pad;
+    const int widen = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 4 * k_pad && EDGEC_DSP_HAS_VARIANT(p->rq_fast);
 #else
     const int widen = 0;
 #endif

@@ -50,6 +50,24 @@ static inline __attribute__((always_inline)) void dw_chunk8(const int8_t *bc, co
 }
 #endif
 
+/* Channels c.. of dw_pixel one at a time: the tail past the last whole chunk, or every
+ * channel for a layout of another CPU. Out of line: one copy for every variant. */
+static __attribute__((noinline)) void dw_rest(const int8_t *base, const intptr_t *offs, int32_t n_taps,
+                                              const int8_t *w, int32_t out_c, int32_t g, const edgec_rq *q,
+                                              int8_t *out, int32_t c) {
+    const int32_t whole = out_c - out_c % g;
+    int32_t t;
+    for (; c < out_c; ++c) {
+        /* Channel c's weights (stride g in its chunk) and its place in bias/mult/shift. */
+        const int32_t j = c < whole ? c % g : 0, stride = c < whole ? g : 1;
+        const int32_t at = g == 8 && c < whole ? c - j + (j >> 1) + ((j & 1) << 2) : c;
+        const int8_t *wp = w + (c - j) * n_taps + j, *bc = base + c;
+        int32_t acc = q->bias[at];
+        for (t = 0; t < n_taps; ++t) acc += (int32_t)wp[t * stride] * (int32_t)*EDGEC_TAP(bc, offs[t]);
+        out[c] = rq_conv(q, acc, at);
+    }
+}
+
 static inline __attribute__((always_inline)) void dw_pixel_impl(const int8_t *base, const intptr_t *offs,
                                                                  const int32_t n_taps, const int8_t *w,
                                                                  int32_t out_c, int32_t g, const edgec_rq *q,
@@ -57,8 +75,7 @@ static inline __attribute__((always_inline)) void dw_pixel_impl(const int8_t *ba
     /* Channels below `whole` sit in chunks of g; the vector loops need g to be this CPU's
      * chunk (a bundle for another CPU, e.g. built on the host for checking, takes the
      * portable loop at the end). */
-    const int32_t whole = out_c - out_c % g;
-    int32_t c = 0, t;
+    int32_t c = 0;
     (void)fast;
     if (g != EDGEC_DW_CHUNK) goto rest;
 #if defined(EDGEC_MVE)
@@ -148,44 +165,46 @@ static inline __attribute__((always_inline)) void dw_pixel_impl(const int8_t *ba
             out[c + 3] = (int8_t)rq_dsp(a3, mult[c + 3], shift[c + 3], off2p1, lo, hi, fast);
             continue;
         }
-        out[c] = rq_one(q, a0, c);
-        out[c + 1] = rq_one(q, a1, c + 1);
-        out[c + 2] = rq_one(q, a2, c + 2);
-        out[c + 3] = rq_one(q, a3, c + 3);
+        out[c] = rq_conv(q, a0, c);
+        out[c + 1] = rq_conv(q, a1, c + 1);
+        out[c + 2] = rq_conv(q, a2, c + 2);
+        out[c + 3] = rq_conv(q, a3, c + 3);
     }
 #endif
 rest:
-    for (; c < out_c; ++c) {
-        /* Channel c's weights (stride g in its chunk) and its place in bias/mult/shift. */
-        const int32_t j = c < whole ? c % g : 0, stride = c < whole ? g : 1;
-        const int32_t at = g == 8 && c < whole ? c - j + (j >> 1) + ((j & 1) << 2) : c;
-        const int8_t *wp = w + (c - j) * n_taps + j, *bc = base + c;
-        int32_t acc = q->bias[at];
-        for (t = 0; t < n_taps; ++t) acc += (int32_t)wp[t * stride] * (int32_t)*EDGEC_TAP(bc, offs[t]);
-        out[c] = rq_one(q, acc, at);
-    }
+    if (c < out_c) dw_rest(base, offs, n_taps, w, out_c, g, q, out, c);
 }
 
-/* SIMD32 builds get one copy per requantization variant; optimizing for size, one copy
- * (the general requantization) serves every layer. */
+/* SIMD32 builds get one copy per requantization variant the model uses (edgec_config.h);
+ * optimizing for size, one copy serves every layer (EDGEC_DSP_DW_FAST2). */
 static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, const int8_t *w, int32_t out_c,
                      int32_t g, const edgec_rq *q, int8_t *out) {
-#if defined(EDGEC_DSP) && !defined(__OPTIMIZE_SIZE__)
+#if defined(EDGEC_DSP)
+#if EDGEC_DSP_DW_FAST2
     if (q->fast == 2) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 2);
         return;
     }
+#endif
+#if EDGEC_DSP_FAST1
     if (q->fast) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 1);
         return;
     }
 #endif
+#if !EDGEC_DSP_GENERAL && EDGEC_DSP_DW_FAST2
+    /* No layer of the model needs the general variant: the channel loop serves any. */
+    dw_rest(base, offs, n_taps, w, out_c, g, q, out, 0);
+    return;
+#endif
+#endif
     dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 0);
 }
 
+#if EDGEC_DW_GENERIC
 /* Depth multiplier > 1 or very large windows: skip the padded taps and subtract their
  * share of the folded bias. */
-static void dw_generic(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, const int8_t *w,
+static EDGEC_COLD __attribute__((noinline)) void dw_generic(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, int32_t ox, const int8_t *w,
                        const edgec_rq *q, int8_t *out) {
     const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult, k_w = p->k_w;
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
@@ -203,9 +222,11 @@ static void dw_generic(const edgec_conv_params *p, const int8_t *in_b, int32_t o
                 }
             }
         }
-        out[c] = rq_one(q, acc, c);
+        out[c] = rq_conv(q, acc, c);
     }
 }
+
+#endif
 
 void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w, const int32_t *bias,
                      const int32_t *mult, const int32_t *shift, int8_t *out, int8_t *pad) {
@@ -234,10 +255,12 @@ void edgec_dwconv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t 
             for (ox = 0; ox < out_w; ++ox, out += out_c) {
                 const int32_t ix0 = ox * stride_w - pad_w;
                 int32_t t = 0;
+#if EDGEC_DW_GENERIC
                 if (!fast) {
                     dw_generic(p, in_b, oy, ox, w, &q, out);
                     continue;
                 }
+#endif
                 if (row_inside && ix0 >= 0 && ix0 + (k_w - 1) * dil_w < in_w) {
                     dw_pixel(in_b + (iy0 * in_w + ix0) * in_c, inside, n_taps, w, out_c, g, &q, out);
                     continue;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "edgec_config.h"
 #include "edgec_kernels.h"
 #include "edgec_fixedpoint.h"
 
@@ -20,6 +21,24 @@
 #endif
 #endif
 
+/* The SIMD32 requantization variants of this build: those the model uses (edgec_config.h).
+ * Optimizing for size, conv keeps rq_fast 2 and the general one (only rq_fast 2 when every
+ * layer has it); depthwise one: rq_fast 2 when every layer has it, else the general one. */
+#if defined(__OPTIMIZE_SIZE__)
+#define EDGEC_DSP_FAST2 1
+#define EDGEC_DSP_FAST1 0
+#define EDGEC_DSP_GENERAL (EDGEC_RQ_FAST1 || EDGEC_RQ_GENERAL)
+#define EDGEC_DSP_DW_FAST2 (!EDGEC_DSP_GENERAL)
+#else
+#define EDGEC_DSP_FAST2 1
+#define EDGEC_DSP_FAST1 EDGEC_RQ_FAST1
+#define EDGEC_DSP_GENERAL EDGEC_RQ_GENERAL
+#define EDGEC_DSP_DW_FAST2 1
+#endif
+/* Whether a layer's rq_fast has its own SIMD32 variant (the general one takes any). */
+#define EDGEC_DSP_HAS_VARIANT(fast) \
+    ((EDGEC_DSP_FAST2 && (fast) == 2) || EDGEC_DSP_GENERAL || (EDGEC_DSP_FAST1 && (fast) == 1))
+
 /* Requantization of one layer's outputs. */
 typedef struct {
     const int32_t *bias, *mult, *shift;
@@ -32,6 +51,13 @@ static inline int8_t rq_one(const edgec_rq *q, int32_t acc, int32_t c) {
     /* LiteRT's FullyConnected rounds once, its Conv/DepthwiseConv twice. The callers pass
      * constant edgec_rq fields where they can, so this folds to one path. */
     acc = q->single_round ? edgec_mbqm_single(acc, q->mult[i], q->shift[i]) : edgec_mbqm(acc, q->mult[i], q->shift[i]);
+    return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
+}
+
+/* rq_one for a convolution (two roundings, per channel), out of line for the paths that
+ * are not hot: one copy of the long general requantization per file. */
+static __attribute__((noinline, unused)) int8_t rq_conv(const edgec_rq *q, int32_t acc, int32_t c) {
+    acc = edgec_mbqm(acc, q->mult[c], q->shift[c]);
     return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
 }
 

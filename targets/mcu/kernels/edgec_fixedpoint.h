@@ -7,6 +7,15 @@
 #define EDGEC_INT32_MAX ((int32_t)0x7fffffff)
 #define EDGEC_INT32_MIN ((int32_t)(-0x7fffffff - 1))
 
+/* Kernels whose time is small next to the convolutions' (softmax, pooling, the layer
+ * loop): GCC and Clang optimize cold functions for size, so an -O2 build spends its bytes
+ * on the hot loops only. */
+#if defined(__GNUC__)
+#define EDGEC_COLD __attribute__((cold))
+#else
+#define EDGEC_COLD
+#endif
+
 static inline int32_t edgec_clamp(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }

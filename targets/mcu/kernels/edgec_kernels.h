@@ -9,15 +9,16 @@
 #include <stdint.h>
 
 typedef struct {
-    int16_t batch, in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w;
-    int16_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, depth_mult;
+    int16_t in_h, in_w, in_c, out_h, out_w, out_c;
     int16_t in_offset, out_offset, act_min, act_max;
+    /* The small fields in bytes (one struct per layer in flash; the emitter checks the range). */
+    int8_t batch, k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, depth_mult;
     /* Nonzero when every channel's shift is <= -1 and a doubled accumulator either fits in
      * int32 or saturates to the same int8 (checked at build time): SIMD32 kernels then
      * requantize with QADD + SMMULR (edgec_conv_internal.h, rq_dsp); 2 when the activation range is
      * [-128, 127] as well (one SSAT clamps). */
-    int16_t rq_fast;
-    int16_t dw_chunk; /* depthwise weight layout (below): the chunk size, 0 meaning 1 */
+    int8_t rq_fast;
+    int8_t dw_chunk; /* depthwise weight layout (below): the chunk size, 0 meaning 1 */
 } edgec_conv_params;
 
 typedef struct {

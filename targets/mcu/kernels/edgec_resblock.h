@@ -11,5 +11,7 @@
 void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edgec_conv_w *sc,
                        const edgec_binary_params *add, int32_t skip_first, const int8_t *x, int8_t *out,
                        int8_t *ring);
+/* edgec_resblock_s8 without add (out = c2(c1(x))), which leaves the Add kernel unlinked. */
+void edgec_convpair_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const int8_t *x, int8_t *out, int8_t *ring);
 
 #endif

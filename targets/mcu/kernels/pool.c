@@ -83,15 +83,15 @@ static inline __attribute__((always_inline)) void edgec_pool(const edgec_pool_pa
     }
 }
 
-void edgec_maxpool_s8(const edgec_pool_params *p, const int8_t *in, int8_t *out) {
+EDGEC_COLD void edgec_maxpool_s8(const edgec_pool_params *p, const int8_t *in, int8_t *out) {
     edgec_pool(p, in, out, 1);
 }
 
-void edgec_avgpool_s8(const edgec_pool_params *p, const int8_t *in, int8_t *out) {
+EDGEC_COLD void edgec_avgpool_s8(const edgec_pool_params *p, const int8_t *in, int8_t *out) {
     edgec_pool(p, in, out, 0);
 }
 
-void edgec_mean_s8(const edgec_mean_params *p, const int8_t *in, int8_t *out) {
+EDGEC_COLD void edgec_mean_s8(const edgec_mean_params *p, const int8_t *in, int8_t *out) {
     int32_t o, r, i;
     for (o = 0; o < p->outer; ++o) {
         const int8_t *base = in + o * p->reduce * p->inner;

@@ -14,13 +14,27 @@ static void conv_row(const edgec_conv_w *c, const int8_t *in, int32_t first, int
     edgec_conv_params p = *c->p;
     const int32_t ext = (p.k_h - 1) * p.dil_h + 1, top = row * p.stride_h - p.pad_h;
     const int32_t a = top < 0 ? 0 : top, b = top + ext < in_h ? top + ext : in_h;
-    p.in_h = (int16_t)(b - a), p.pad_h = (int16_t)(a - top), p.out_h = 1;
+    p.in_h = (int16_t)(b - a), p.pad_h = (int8_t)(a - top), p.out_h = 1;
     c->run(&p, in + (a - first) * in_row, c->w, c->bias, c->mult, c->shift, out, c->scratch, c->scratch_bytes);
 }
 
-void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edgec_conv_w *sc,
-                       const edgec_binary_params *add, int32_t skip_first, const int8_t *x, int8_t *out,
-                       int8_t *ring) {
+/* dst[0:n] = dst[step:step + n] (overlapping, forward): words while aligned; memmove's
+ * bytes would be most of a small model's library. */
+static void shift_down(int8_t *dst, int32_t step, int32_t n) {
+    const int8_t *src = dst + step;
+    int32_t i = 0;
+    if ((((uintptr_t)dst | (uintptr_t)step) & 3u) == 0)
+        for (; i + 4 <= n; i += 4) memcpy(dst + i, src + i, 4); /* one LDR, one STR */
+    for (; i < n; ++i) dst[i] = src[i];
+}
+
+typedef void (*edgec_add_fn)(const edgec_binary_params *, const int8_t *, const int8_t *, int8_t *);
+
+/* The add kernel comes as a pointer (0 for a conv pair), so a pair does not link it. */
+static __attribute__((noinline)) void resblock(const edgec_conv_w *c1, const edgec_conv_w *c2,
+                                               const edgec_conv_w *sc, const edgec_binary_params *add,
+                                               edgec_add_fn add_fn, int32_t skip_first, const int8_t *x,
+                                               int8_t *out, int8_t *ring) {
     const edgec_conv_params *p1 = c1->p, *p2 = c2->p;
     const int32_t x_row = p1->in_w * p1->in_c, y_row = p1->out_w * p1->out_c, o_row = p2->out_w * p2->out_c;
     const int32_t k2 = (p2->k_h - 1) * p2->dil_h + 1;
@@ -35,7 +49,7 @@ void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edg
         const int8_t *skip;
         while (first + n < need) {
             if (n == k2) {
-                memmove(win, win + y_row, (size_t)((k2 - 1) * y_row));
+                shift_down(win, y_row, (k2 - 1) * y_row);
                 ++first, --n;
             }
             conv_row(c1, x, 0, p1->in_h, x_row, first + n, win + n * y_row);
@@ -52,6 +66,16 @@ void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edg
         } else {
             skip = x + r * o_row;
         }
-        edgec_add_s8(&q, skip_first ? skip : y2, skip_first ? y2 : skip, out + r * o_row);
+        add_fn(&q, skip_first ? skip : y2, skip_first ? y2 : skip, out + r * o_row);
     }
+}
+
+void edgec_resblock_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const edgec_conv_w *sc,
+                       const edgec_binary_params *add, int32_t skip_first, const int8_t *x, int8_t *out,
+                       int8_t *ring) {
+    resblock(c1, c2, sc, add, add ? edgec_add_s8 : 0, skip_first, x, out, ring);
+}
+
+void edgec_convpair_s8(const edgec_conv_w *c1, const edgec_conv_w *c2, const int8_t *x, int8_t *out, int8_t *ring) {
+    resblock(c1, c2, 0, 0, 0, 0, x, out, ring);
 }

@@ -4,7 +4,7 @@
 static void conv_row(const void *op, const int8_t *in, int32_t in_h, int32_t pad_h, int32_t out_h, int8_t *out) {
     const edgec_conv_w *o = (const edgec_conv_w *)op;
     edgec_conv_params p = *o->p;
-    p.in_h = (int16_t)in_h, p.pad_h = (int16_t)pad_h, p.out_h = (int16_t)out_h;
+    p.in_h = (int16_t)in_h, p.pad_h = (int8_t)pad_h, p.out_h = (int16_t)out_h;
     edgec_conv_s8(&p, in, o->w, o->bias, o->mult, o->shift, out, o->scratch, o->scratch_bytes);
 }
 

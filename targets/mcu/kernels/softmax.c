@@ -56,7 +56,7 @@ static int32_t edgec_clz32(uint32_t x) {
     return n;
 }
 
-void edgec_softmax_s8(const edgec_softmax_params *p, const int8_t *in, int8_t *out) {
+EDGEC_COLD void edgec_softmax_s8(const edgec_softmax_params *p, const int8_t *in, int8_t *out) {
     int32_t i, c;
     for (i = 0; i < p->outer; ++i) {
         const int8_t *x = in + i * p->depth;

@@ -48,10 +48,13 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
         w.data.astype(np.int64).reshape(-1, n_out).T
     b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n_out, np.int64)) - x.zp * w_rows.sum(axis=1)
     chunked = depthwise and fields["depth_mult"] == 1 and kh * kw <= DW_MAX_TAPS
+    ctx.dw_generic |= depthwise and not chunked
     if struct == "edgec_conv_params":
         fast = _rq_fast(shifts, np.abs(b) + 128 * np.abs(w_rows).sum(axis=1))
         fields["rq_fast"] = 0 if not fast else 2 if tuple(op.attrs["act"]) == (-128, 127) else 1
         fields["dw_chunk"] = _dw_chunk(ctx.cpu) if chunked else 1
+    if struct == "edgec_conv_params":
+        _check_byte_fields(op, fields)
     p = ctx.param_struct(struct, fields, op)
     k = kh * kw * x.shape[3]
     pointwise = (kh, kw) == (1, 1) and fields["stride_h"] == fields["stride_w"] == 1 and \
@@ -96,6 +99,19 @@ SIMD32_CPUS = ("cortex-m4", "cortex-m7", "cortex-m33")
 MVE_CPUS = ("cortex-m55", "cortex-m85")
 # dwconv.c's EDGEC_DW_MAX_TAPS: larger depthwise windows keep TFLite's weight layout.
 DW_MAX_TAPS = 64
+
+
+# edgec_conv_params fields kept in int8 (edgec_kernels.h).
+_BYTE_FIELDS = ("batch", "k_h", "k_w", "stride_h", "stride_w", "dil_h", "dil_w", "pad_h", "pad_w", "depth_mult")
+
+
+def _check_byte_fields(op: QOp, fields: dict) -> None:
+    big = {k: int(fields[k]) for k in _BYTE_FIELDS if not -128 <= int(fields[k]) <= 127}
+    if big:
+        from edgec.errors import UnsupportedOpError
+
+        raise UnsupportedOpError(op.source_op or op.kind, op.name, "mcu",
+                                 f"{', '.join(f'{k} {v}' for k, v in big.items())} over the mcu kernels' 127")
 
 
 def _rq_fast(shifts, acc_bound: np.ndarray) -> bool:

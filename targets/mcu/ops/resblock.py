@@ -71,6 +71,9 @@ def emit_resblock(op, ctx) -> list[str]:
     s1, s2 = _conv_struct(c1, ctx), _conv_struct(c2, ctx)
     s3 = f"&{_conv_struct(sc, ctx)}" if sc is not None else "0"
     skip_first = int(add is not None and add.inputs[0] != c2.outputs[0])
+    if add is None:  # a conv pair: its own entry, so that the Add kernel is not linked in
+        return [f"edgec_convpair_s8(&{s1}, &{s2}, {ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)}, "
+                f"{ctx.ring(op)});"]
     return [f"edgec_resblock_s8(&{s1}, &{s2}, {s3}, {add_p}, {skip_first}, {ctx.ref(op.inputs[0])}, "
             f"{ctx.ref(op.outputs[0], True)}, {ctx.ring(op)});"]
 

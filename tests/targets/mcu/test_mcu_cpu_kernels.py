@@ -127,3 +127,27 @@ def test_profile_per_layer(layer_mix, tmp_path):
     # The marks sit between the layers: their sum is the whole run less call overhead.
     total = result["extra"]["instructions"]
     assert 0.9 * total < sum(r["instructions"] for r in rows) <= total
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m55"])
+def test_left_out_variants_keep_the_bits(layer_mix, tmp_path, cpu):
+    """edgec_config.h leaves out the kernel variants no layer takes (a smaller -O2 build); a
+    layer whose variant is left out anyway takes a general loop with the same bits."""
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    data = layer_mix["mix"]
+    _, manifest = build_bundle(tflite_handle(data), tmp_path / "b", cpu=cpu)
+    config = tmp_path / "b" / "c" / "edgec_config.h"
+    # mix: a depth multiplier of 2 (the generic depthwise loop) and a classifier's small dense.
+    assert "#define EDGEC_DW_GENERIC 1" in config.read_text()
+    assert "#define EDGEC_FC_FAST 0" in config.read_text()
+    spec_x = np.random.default_rng(9).integers(-128, 128, size=(1, 9, 9, 5)).astype(np.int8)
+    want = _litert(data, spec_x)
+    for knobs in ({"EDGEC_RQ_FAST1": 0, "EDGEC_RQ_GENERAL": 0, "EDGEC_FC_FAST": 0},
+                  {"EDGEC_RQ_FAST1": 1, "EDGEC_RQ_GENERAL": 1, "EDGEC_FC_FAST": 1}):
+        config.write_text("\n".join(["#ifndef EDGEC_CONFIG_H", "#define EDGEC_CONFIG_H", "#define EDGEC_DW_GENERIC 1",
+                                     *(f"#define {k} {v}" for k, v in knobs.items()), "#endif", ""]))
+        runner = MCURunner(tmp_path / "b", manifest, device="qemu").load()
+        got = runner.run_native({runner.native_in[0].name: spec_x})[runner.native_out[0].name]
+        np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=str(knobs))
+        assert runner.info()["extra"]["matches_host"] is True
