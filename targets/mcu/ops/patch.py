@@ -218,8 +218,11 @@ def choose_patch_stage(g: QGraph, arena: Callable[[QGraph], int], budget: int | 
     stages = [s for run in _input_stages(g) for n in BAND_COUNTS if (s := plan_stage(g, run, n)) is not None]
     best, best_arena = None, base
     if budget is not None:
-        cheap = sorted((s for s in stages if _est_peak(g, s) <= budget), key=lambda s: (s.macs, _est_peak(g, s)))
-        for s in cheap[:PLANNED]:
+        # The earliest start first: a later start's estimate misses the peak before it.
+        pos = {id(op): i for i, op in enumerate(g.ops)}
+        cheap = sorted((s for s in stages if _est_peak(g, s) <= budget),
+                       key=lambda s: (pos[id(s.ops[0])], s.macs, _est_peak(g, s)))
+        for s in cheap[:3 * PLANNED]:
             a = arena(fuse_stage(g, s))
             if a <= budget and a < base:
                 best, best_arena = s, a
