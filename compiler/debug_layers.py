@@ -38,6 +38,15 @@ DEFAULT_THRESHOLD_DB = 20.0
 SKIP_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Constant", "Shape"})
 
 
+def _unquantized(name: str, producer: dict) -> str:
+    """The tensor a chain of QuantizeLinear/DequantizeLinear ending in ``name`` started from."""
+    p = producer.get(name)
+    while p is not None and p.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        name = p.input[0]
+        p = producer.get(name)
+    return name
+
+
 def _cap(x: float) -> float:
     if math.isnan(x):  # a NaN or Inf in the tensor: the worst, never a small error
         return -SQNR_CAP
@@ -65,6 +74,7 @@ def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]
     producer_q = {o: n for n in quant_proto.graph.node for o in n.output}
     q_inits = {t.name for t in quant_proto.graph.initializer}
     pairs: list[dict[str, Any]] = []  # one per compared node
+    rescaled: set[tuple[str, str]] = set()
     for n in quant_proto.graph.node:
         if n.op_type in SKIP_OPS or n.name not in fnodes:
             continue
@@ -79,6 +89,8 @@ def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]
             p = producer_q.get(qi)
             if p is not None and p.op_type == "DequantizeLinear" and p.input[0] in q_inits:
                 continue  # a weight
+            if qi != fi and _unquantized(qi, producer_q) != fi:
+                rescaled.add((qi, fi))  # equalized or depthwise-scaled: x / s per channel, not the float x
             ins.append((qi, fi))
         reads_dq = any(producer_q.get(i) is not None and producer_q[i].op_type == "DequantizeLinear" for i in n.input)
         pairs.append({"node": n.name, "op": n.op_type, "out": outs[0], "ins": ins, "quantized": reads_dq
@@ -106,7 +118,8 @@ def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]
                 missing.add(qn)
                 continue
             if np.size(fv[fnm]) == np.size(qv[qn]):
-                stats.setdefault((qn, fnm), ErrorStats()).add(fv[fnm], qv[qn])
+                kind = _ChannelAlignedStats if (qn, fnm) in rescaled else ErrorStats
+                stats.setdefault((qn, fnm), kind()).add(fv[fnm], qv[qn])
     rows = []
     for p in pairs:
         st = stats.get(p["out"])
@@ -121,6 +134,34 @@ def compare_layers(float_proto, quant_proto, samples: list[dict[str, np.ndarray]
                      "input_sqnr_db": _round(in_sqnr), "added_db": _round(in_sqnr - _cap(out_sqnr)),
                      "added_noise": _noise(out_sqnr) - _noise(in_sqnr)})
     return rows
+
+
+class _ChannelAlignedStats:
+    """SQNR of a tensor the quantized model holds rescaled per channel (``x / s``, axis 1).
+
+    Each channel of the quantized tensor is first fitted to the float one by least squares
+    (which recovers ``s``); what the fit leaves is the quantization noise.
+    """
+
+    def __init__(self) -> None:
+        self.ff = self.fq = self.qq = 0.0
+
+    def add(self, reference, got) -> "_ChannelAlignedStats":
+        f = np.asarray(reference, np.float64)
+        q = np.asarray(got, np.float64).reshape(f.shape)
+        red = tuple(i for i in range(f.ndim) if i != min(1, f.ndim - 1))
+        self.ff, self.fq, self.qq = (self.ff + (f * f).sum(red), self.fq + (f * q).sum(red),
+                                     self.qq + (q * q).sum(red))
+        return self
+
+    @property
+    def sqnr_db(self) -> float:
+        ff, fq, qq = (np.asarray(v, np.float64) for v in (self.ff, self.fq, self.qq))
+        noise = float(np.sum(ff - np.where(qq > 0, fq * fq / np.maximum(qq, 1e-300), 0.0)))
+        sig = float(np.sum(ff))
+        if noise <= 0.0:
+            return math.inf
+        return -math.inf if sig == 0.0 else 10.0 * math.log10(sig / noise)
 
 
 def _noise(sqnr_db: float) -> float:

@@ -125,6 +125,13 @@ class Int8Quantizer:
             passes.append({"name": "smoothquant", "config": info})
             if info["smoothed"]:
                 ranges = collect_ranges(model.proto, calibration.samples, base_method)
+        if scheme.equalize_conv_pairs:
+            from edgec.compiler.equalize import equalize
+
+            model, info = equalize(model, calibration.samples)
+            passes.append({"name": "equalize-conv-pairs", "config": info})
+            if info["equalized"]:
+                ranges = collect_ranges(model.proto, calibration.samples, base_method)
         if scheme.scale_depthwise_inputs:
             from edgec.compiler.depthwise_scaling import scale_depthwise_inputs
 
@@ -132,7 +139,12 @@ class Int8Quantizer:
             passes.append({"name": "depthwise-input-scaling", "config": {"scaled_depthwise": info["scaled_depthwise"]}})
             if info["scaled_depthwise"]:
                 ranges = collect_ranges(model.proto, calibration.samples, base_method)
-        q = cls(model, handle, ranges, scheme, calibration, config.int8.bias_correction, passes)
+        bias_correction = config.int8.bias_correction
+        because = sorted({n.op_type for n in model.proto.graph.node} & scheme.bias_correction_ops)
+        if because and not bias_correction:
+            bias_correction = True  # the target's rule: see `QuantScheme.bias_correction_ops`
+            passes.append({"name": "bias-correction-default", "config": {"ops": because}})
+        q = cls(model, handle, ranges, scheme, calibration, bias_correction, passes)
         if config.int8.calib_method == "auto":
             progress.message("choosing a calibration method per tensor (auto)")
             info = q.choose_auto()

@@ -55,6 +55,11 @@ class TargetOption:
         return "--" + self.name.replace("_", "-")
 
 
+# Recurrent cells: int8 Q/DQ leaves them in float, but they amplify the error of the int8 layers
+# in front of them (ddddocr's CRNN: LSTM input SQNR 18.7 dB -> output 12.5 dB).
+RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
+
+
 @dataclass(frozen=True)
 class QuantScheme:
     """How the pipeline's quantizer should place and shape Q/DQ for a target.
@@ -85,6 +90,12 @@ class QuantScheme:
         scale_depthwise_inputs: Move per-channel scales of depthwise-conv inputs into their
             weights through an inserted ``Mul`` (runtimes with per-tensor activation scales
             only: TensorRT); see `edgec.compiler.depthwise_scaling`.
+        equalize_conv_pairs: Move each channel's spread of a Conv -> [Relu] -> Conv link
+            into the second conv's weights before quantizing (activation-range cross-layer
+            equalization; see `edgec.compiler.equalize`), for per-tensor activation scales.
+        bias_correction_ops: Op types whose presence turns bias correction on by default:
+            recurrent cells (LSTM) amplify the small per-channel mean shift of an int8 CNN in
+            front of them on every time step.
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -100,6 +111,8 @@ class QuantScheme:
     calib_method: str = "minmax"
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
     scale_depthwise_inputs: bool = False
+    equalize_conv_pairs: bool = False
+    bias_correction_ops: frozenset[str] = frozenset()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None

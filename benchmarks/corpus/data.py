@@ -73,11 +73,80 @@ def _source(recipe: dict, k: int) -> np.ndarray:
         dy, dx = (int(v) for v in rng.integers(-15, 16, size=2))
         t, le = max(0, top + dy), max(0, left + dx)
         return img[t:t + size, le:le + size]
+    if kind == "pages":
+        return document_page(recipe["size"], k)
     names = DOCUMENTS if kind == "documents" else NATURAL
     img = photo(names[k % len(names)])
     if recipe.get("rotate"):
         img = np.rot90(img, k % 4)
     return img
+
+
+def document_page(size: tuple[int, int], k: int) -> np.ndarray:
+    """Sample ``k`` of a rendered document page, RGB uint8 [H, W, 3]: what a layout detector reads.
+
+    Paper with a title, paragraphs of real sentences, and (by sample) a figure (a scikit-image
+    photo with a caption), a ruled table, a header and a footer line, in one or two columns.
+    """
+    from PIL import Image, ImageDraw
+
+    h, w = size
+    rng = np.random.default_rng(4000 + k)
+    page = Image.new("RGB", (w, h), tuple(int(v) for v in rng.integers(235, 256, 3)))
+    draw = ImageDraw.Draw(page)
+    ink = tuple(int(v) for v in rng.integers(0, 50, 3))
+    lines = sentences()
+    margin = int(w * (0.06 + 0.04 * rng.random()))
+    body = font(int(rng.integers(11, 16)))
+    line_h = int(body.size * 1.5)
+    y = margin
+    if rng.random() < 0.7:  # header
+        draw.text((margin, y // 2), lines[int(rng.integers(len(lines)))][:40], fill=(110, 110, 110), font=font(10))
+    title = font(int(rng.integers(20, 30)))
+    draw.text((margin, y), lines[int(rng.integers(len(lines)))][:32].title(), fill=ink, font=title)
+    y += int(title.size * 2)
+    cols = 2 if rng.random() < 0.4 else 1
+    col_w = (w - 2 * margin - (cols - 1) * margin // 2) // cols
+    for c in range(cols):
+        x0, yy = margin + c * (col_w + margin // 2), y
+        while yy < h - margin - line_h:
+            block = rng.random()
+            if block < 0.15 and yy < h * 0.6:  # a figure with a caption
+                fh = int(min(col_w * 0.7, h * 0.25))
+                img = photo(NATURAL[int(rng.integers(len(NATURAL)))])
+                page.paste(Image.fromarray(img).resize((col_w, fh), Image.BILINEAR), (x0, yy))
+                yy += fh + 4
+                draw.text((x0, yy), "Figure %d. " % (k % 9 + 1) + lines[int(rng.integers(len(lines)))][:30],
+                          fill=ink, font=font(10))
+                yy += line_h * 2
+            elif block < 0.27 and yy < h * 0.7:  # a ruled table
+                rows, ncol = int(rng.integers(3, 7)), int(rng.integers(2, 5))
+                cw = col_w // ncol
+                for r in range(rows + 1):
+                    draw.line([(x0, yy + r * line_h), (x0 + cw * ncol, yy + r * line_h)], fill=ink, width=1)
+                for j in range(ncol + 1):
+                    draw.line([(x0 + j * cw, yy), (x0 + j * cw, yy + rows * line_h)], fill=ink, width=1)
+                for r in range(rows):
+                    for j in range(ncol):
+                        draw.text((x0 + j * cw + 3, yy + r * line_h + 2), str(int(rng.integers(10, 9999))),
+                                  fill=ink, font=body)
+                yy += rows * line_h + line_h
+            else:  # a paragraph
+                words = " ".join(lines[int(rng.integers(len(lines)))] for _ in range(4)).split()
+                text = ""
+                for word in words:
+                    if draw.textlength(text + " " + word, font=body) > col_w:
+                        draw.text((x0, yy), text, fill=ink, font=body)
+                        yy += line_h
+                        text = word
+                        if yy >= h - margin - line_h:
+                            break
+                    else:
+                        text = (text + " " + word).strip()
+                yy += line_h
+    if rng.random() < 0.7:  # footer: a page number
+        draw.text((w // 2, h - margin // 2 - 10), str(int(rng.integers(1, 300))), fill=ink, font=font(10))
+    return np.asarray(page)
 
 
 def photo_sample(recipe: dict, k: int) -> np.ndarray:
@@ -108,6 +177,28 @@ def imagenet_batch(n: int, size: int = 224, offset: int = 0) -> np.ndarray:
     """``n`` natural photos, ImageNet-normalized NCHW [n, 3, size, size]."""
     recipe = {"size": [size, size], "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
     return np.concatenate([photo_sample(recipe, offset + k) for k in range(n)])
+
+
+def labelled_crops(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random square crops (30-100 % of the short side, random flip) of the natural photos,
+    ImageNet-normalized NCHW [n, 3, size, size], and which photo each came from (int64 [n])."""
+    rng = np.random.default_rng(seed)
+    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+    photos = [photo(name) for name in NATURAL]
+    xs, ys = [], []
+    for _ in range(n):
+        c = int(rng.integers(len(NATURAL)))
+        img = photos[c]
+        ih, iw = img.shape[:2]
+        s = int(min(ih, iw) * (0.3 + 0.7 * rng.random()))
+        top, left = int(rng.integers(0, ih - s + 1)), int(rng.integers(0, iw - s + 1))
+        crop = img[top:top + s, left:left + s]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        x = _resize(np.ascontiguousarray(crop), size, size).astype(np.float32) / 255.0
+        xs.append(((x - mean) / std).transpose(2, 0, 1))
+        ys.append(c)
+    return np.ascontiguousarray(np.stack(xs), dtype=np.float32), np.asarray(ys, np.int64)
 
 
 def font(size: int, mono: bool = False):

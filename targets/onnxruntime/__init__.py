@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from edgec.targets.base import LowerResult, LowerSpec, QuantScheme, Target, TargetOption
+from edgec.targets.base import RECURRENT_OPS, LowerResult, LowerSpec, QuantScheme, Target, TargetOption
 
 if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
@@ -33,8 +33,10 @@ class ONNXRuntimeTarget(Target):
     }
     # Depthwise inputs per channel: onnxruntime then runs those convolutions on dequantized inputs, but a
     # per-tensor scale there cost PP-LCNet cosine 0.997 -> 0.952 (benchmarks/quant_quality.py --parts corpus).
-    quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(activation_symmetric=False, placement="weighted",
-                                                             per_channel_depthwise_inputs=True)
+    # Conv pairs equalized (blazeface-short 0.949 -> 0.983); bias correction in front of an LSTM (ddddocr CRNN).
+    quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
+        activation_symmetric=False, placement="weighted", per_channel_depthwise_inputs=True,
+        equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS)
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "
                      "4 int8 activations (faster; onnxruntime's default for fused int4)", kind="choice",

