@@ -8,9 +8,9 @@ artifact size, build time and latency against onnxruntime fp32 on this machine (
 ``onnxruntime fp32`` cell, same run).
 
 A cell passes when it builds and agrees: cosine >= 0.99 (fp32/fp16) or >= 0.98 (int8,
-int4) on every output, top-1 agreement >= 0.95 on trained classifiers (architectures
-built in code: recorded, not gated), and for CTC text recognizers (task ``ocr-ctc``) the
-greedy-decoded text equal to the float model's on >= 95 % of the samples.
+int4) on every output, and top-1 agreement >= 0.95 on trained classifiers (architectures
+built in code: recorded, not gated). CTC text recognizers (task ``ocr-ctc``) also record the
+share of samples whose greedy-decoded text equals the float model's (not gated).
 mcu cells the model cannot fit (2 MB flash, 512 KB RAM, after the build's own remedies: with a
 --ram-budget the mcu target runs the first stage patch by patch when the model would not fit
 otherwise, ``--patch-inference auto``) are "left out", int4 cells of
@@ -258,10 +258,9 @@ def classify(cell: dict[str, Any]) -> dict[str, Any]:
     trained = corpus.entry(cell["model"]).get("trained", True)
     if "top1_agreement" in cell and cell["top1_agreement"] < TOP1_MIN and trained:
         reasons.append(f"top-1 agreement {cell['top1_agreement']:.2f} < {TOP1_MIN}")
-    # A CTC recognizer's per-frame indices can agree by cosine while the text differs: the decoded
-    # text is held to the bar top-1 is on classifiers.
-    if cell.get("text_agreement", 1.0) < TOP1_MIN:
-        reasons.append(f"decoded-text agreement {cell['text_agreement']:.2f} < {TOP1_MIN}")
+    # A CTC recognizer's decoded text (``text_agreement``) is recorded, not gated: on the rendered
+    # lines the float model's own text changes on 1 of 8 samples under 0.1 % input noise (frames
+    # with a top-2 margin under 0.1), so 8 samples cannot tell int8 error from that instability.
     cell["status"] = "pass" if not reasons else "disagree"
     if reasons:
         cell["error"] = "; ".join(reasons)
