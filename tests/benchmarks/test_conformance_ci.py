@@ -138,3 +138,19 @@ def test_cell_time_limit_and_resume(tmp_path):
     assert conformance.main([*common, "--resume", "--cell-timeout", "600"]) == 0
     (cell,) = json.loads(out.read_text())["cells"]
     assert cell["status"] == "pass", cell
+
+
+def test_ctc_recognizer_text_is_decoded_from_per_frame_scores():
+    """Per-frame scores can agree by cosine while the text a user reads differs: the cell records it."""
+    import conformance
+    import numpy as np
+
+    assert conformance.ctc_text([[0, 5, 5, 0, 5, 7, 7, 0]]) == (5, 5, 7)
+    assert conformance.ctc_text([[3, 3, 3]]) == (3,)
+    scores = np.zeros((5, 1, 4), np.float32)  # [frames, batch, classes], as ddddocr's recognizers give
+    scores[[0, 1, 2, 3, 4], 0, [2, 2, 0, 2, 3]] = 1.0
+    assert conformance.ctc_text(scores) == (2, 2, 3)
+    cell = {"model": "ddddocr-common-old", "target": "onnxruntime", "precision": "int4", "cosine": 0.999,
+            "text_agreement": 0.75}
+    assert conformance.classify(cell)["status"] == "pass"  # recorded, not gated (see classify)
+    assert conformance.classify(cell | {"cosine": 0.97})["status"] == "disagree"
