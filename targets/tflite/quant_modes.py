@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgec.errors import AccuracyError, ConfigError, UnsupportedOpError
+from edgec.errors import AccuracyError, ConfigError
 from edgec.targets.tflite.converter_step import representative_dataset, run_converter
 
 ACTIVATION_MODES = ("int8", "int16")
@@ -145,17 +145,16 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
     if ranges not in ("auto", "minmax") and not litert_accepts(data):  # auto probed its candidates
         raise ConfigError(f"--ranges {ranges} gives an int8 model LiteRT aborts on (a requantization it cannot "
                           "represent); use --ranges minmax or auto")
-    if not deny:  # plain int8 is integer-only: an op the quantizer left float has no int8 kernel
-        left = float_op_outputs(data)
-        if left:
-            op, tensor = left[0]
-            raise UnsupportedOpError(op, tensor, "arm", "TFLite has no int8 kernel for it; use --precision "
-                                     "int8-dynamic or fp16, or --float-nodes TENSOR to keep it float in int8")
+    # Ops the quantizer leaves float (no int8 kernel: a Neg in an attention mask) run in LiteRT
+    # as they are; the manifest names them.
+    left = sorted({op for op, _ in float_op_outputs(data)}) if not deny else []
     info = {"mode": "full-integer with float ops" if deny else "full-integer", "weights": "int8 per-channel symmetric",
             "activations": "int8 per-tensor asymmetric", "bias": "int32", "ranges": range_info,
             "calibration_samples": len(calib)}
     if deny:
         info.update(float_nodes=deny, debugger_worst=ranking[:max(worst, 0)])
+    if left:
+        info.update(mode="int8 with float ops", float_ops=left)
     return data, info
 
 
