@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-CORPUS = ("blazeface-short", "blazeface-full", "blazeface-back")
+CORPUS = ("blazeface-short", "blazeface-full", "blazeface-full-sparse", "blazeface-back")
 RAM_BUDGET = 512 * 1024  # the conformance's mcu RAM: the corpus models are patched as it builds them
 
 

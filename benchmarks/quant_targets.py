@@ -8,7 +8,8 @@ target, the same calibration (16 crops) and evaluation data (32 disjoint crops):
   MSE, chosen by measured output error), ``gated`` = ``--max-accuracy-drop`` (1 cosine point on
   detectors, 2 top-1 points on classifiers). The bundle's model.onnx is run in onnxruntime (CPU),
   as the target verifies it when no GPU is present.
-* arm: ``default`` full-integer int8 (TFLite converter), ``16x8`` (int16 activations, int8
+* arm: ``minmax`` full-integer int8 with the TFLite converter's own min/max ranges (the old default),
+  ``default`` full-integer int8 (percentile ranges, `edgec.targets.tflite.ranges`), ``16x8`` (int16 activations, int8
   weights), ``gated`` (``--max-accuracy-drop``: int16 activations, then the debugger's
   deny-list). The bundle's model.tflite is run in LiteRT.
 
@@ -167,7 +168,8 @@ def target_part(target: str, names: tuple[str, ...], variants: dict[str, dict], 
 
 
 JETSON_VARIANTS = {"before": {"calib_method": "minmax"}, "default": {}, "gated": {"gated": True}}
-ARM_VARIANTS = {"default": {}, "16x8": {"target_options": {"activations": "int16"}}, "gated": {"gated": True}}
+ARM_VARIANTS = {"minmax": {"target_options": {"ranges": "minmax"}}, "default": {},
+                "16x8": {"target_options": {"activations": "int16"}}, "gated": {"gated": True}}
 
 
 def _rows(results: dict) -> dict[str, list]:

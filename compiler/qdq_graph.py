@@ -3,6 +3,10 @@ residual, where Q/DQ can be hoisted, float tensors and shapes, and graph clean-u
 
 from __future__ import annotations
 
+# Ops with weights that Q/DQ placement is built around.
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+
+
 def activation_inputs(n, inits) -> list[str]:
     if n.op_type in ("Conv", "ConvTranspose", "Gemm"):
         return [n.input[0]] if n.input[0] not in inits else []
@@ -112,3 +116,89 @@ def ensure_opset(proto, minimum: int) -> None:
             converted = onnx.version_converter.convert_version(proto, minimum)
             proto.CopyFrom(converted)
             return
+
+
+# Ops whose only activation input is the first (the rest are sizes, axes or scales).
+FIRST_INPUT_ONLY = frozenset({"Resize", "Upsample", "GlobalAveragePool", "AveragePool", "ReduceMean", "MaxPool"})
+# How far back two operands of a Mul/Add are searched for a common source: far enough for the
+# decomposed activations (x * Clip(x + 3) / 6, x * Sigmoid(x), GELU), short of a real branch.
+ACTIVATION_PATTERN_HOPS = 4
+CONV_SEARCH_NODES = 64
+
+
+def int8_op_inputs(n, inits) -> list[str]:
+    """The activation inputs an int8 element-wise/pooling/resize op reads (parameters excluded)."""
+    if n.op_type in FIRST_INPUT_ONLY:
+        return [n.input[0]] if n.input and n.input[0] not in inits else []
+    return [i for i in n.input if i and i not in inits]
+
+
+def in_conv_network(n, producer) -> bool:
+    """Whether the nearest weighted ops above ``n`` include a Conv (a CNN, not a transformer block).
+
+    Transformer residual streams and LayerNorm statistics carry outlier channels that per-tensor
+    int8 ruins (see `fed_by_conv`); a CNN's element-wise ops do not.
+    """
+    seen, stack = set(), [i for i in n.input if i]
+    while stack and len(seen) < CONV_SEARCH_NODES:
+        p = producer.get(stack.pop())
+        if p is None or id(p) in seen:
+            continue
+        seen.add(id(p))
+        if p.op_type in ("Conv", "ConvTranspose"):
+            return True
+        if p.op_type not in WEIGHTED_OPS:
+            stack.extend(i for i in p.input if i)
+    return False
+
+
+def _near_sources(t, producer, inits, hops: int) -> set[str]:
+    """``t`` and what it is a one-input function of, up to ``hops`` ops back (constants aside)."""
+    out, frontier = {t}, [t]
+    for _ in range(hops):
+        nxt = []
+        for x in frontier:
+            p = producer.get(x)
+            if p is None:
+                continue
+            acts = [i for i in p.input if i and i not in inits and
+                    getattr(producer.get(i), "op_type", None) != "Constant"]
+            if p.op_type not in WEIGHTED_OPS and len(acts) == 1 and acts[0] not in out:
+                nxt.append(acts[0])
+        out.update(nxt)
+        frontier = nxt
+    return out
+
+
+def is_activation_pattern(n, producer, inits) -> bool:
+    """Whether a two-operand op combines one tensor with a one-input function of it (x * Sigmoid(x)).
+
+    Those are decomposed activations the runtime fuses back into one op (Swish, HSwish, GELU);
+    a Q/DQ pair between their parts would stop that fusion. A squeeze-excite gate
+    (x * HardSigmoid(Conv(...))) reaches its other operand only through a weighted op, and
+    x + x * gate only through a two-input op, so neither is one.
+    """
+    ins = [i for i in n.input if i]
+    if len(ins) != 2:
+        return False
+    a, b = (_near_sources(i, producer, inits, ACTIVATION_PATTERN_HOPS) for i in ins)
+    return bool(a & b)
+
+
+def is_int8_binary(n, inits, shapes, ranges, producer) -> bool:
+    """An Add/Mul of two activations a CNN runtime can run in int8 (residual sums, FPN sums, SE gates).
+
+    Shapes may broadcast (a [1, C, 1, 1] gate over [1, C, H, W]) as long as the ranks match (an
+    unknown shape, as after a Resize by scales, is no objection);
+    masks and sentinels (ranges beyond `MAX_QUANTIZABLE_MAGNITUDE`) stay float.
+    """
+    if len(n.input) != 2 or any(i in inits for i in n.input):
+        return False
+    a, b = (shapes.get(i) for i in n.input)
+    if a is not None and b is not None and len(a) != len(b):
+        return False
+    for i in n.input:
+        r = ranges.get(i)
+        if r is None or max(abs(r.rmin), abs(r.rmax)) > MAX_QUANTIZABLE_MAGNITUDE:
+            return False
+    return in_conv_network(n, producer) and not is_activation_pattern(n, producer, inits)

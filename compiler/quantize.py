@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
     from edgec.targets.base import QuantScheme
 
-WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+WEIGHTED_OPS = qg.WEIGHTED_OPS  # re-exported: callers import it from here
 # Default for placement "full" when the target's QuantScheme names no `integer_ops`: the ops
 # integer-only runtimes commonly execute on int8 tensors. Targets declare their own set.
 FULL_INT_OPS = WEIGHTED_OPS | frozenset({
@@ -198,6 +198,10 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             return n.op_type in int_ops
         if n.op_type in WEIGHTED_OPS:
             return True
+        if n.op_type in scheme.int8_input_ops:
+            if n.op_type in ("Add", "Mul"):
+                return qg.is_int8_binary(n, b.inits, shapes, ranges, producer)
+            return bool(qg.int8_op_inputs(n, b.inits)) and qg.in_conv_network(n, producer)
         if n.op_type == "Add" and scheme.quantize_add:
             return qg.is_residual_add(n, b.inits, shapes, ranges) and qg.fed_by_conv(n, producer)
         return False
@@ -218,7 +222,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     for n in nodes:
         if id(n) not in qnodes:
             continue
-        act_inputs = qg.activation_inputs(n, b.inits)
+        act_inputs = (qg.int8_op_inputs(n, b.inits) if not full and n.op_type in scheme.int8_input_ops
+                      else qg.activation_inputs(n, b.inits))
         for i in act_inputs:
             if i in float_tensors and i not in fused:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
@@ -230,6 +235,11 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             for o in n.output:
                 if o in float_tensors and o not in fused:
                     targets.setdefault(o, [])
+
+    unified: dict[str, "TensorRange"] = {}
+    if not full and scheme.unified_scale_ops:
+        unified = _through_unified_ops(nodes, keep_float, scheme, targets, producer, ranges, b.inits,
+                                       float_tensors)
 
     # Quantization parameters, propagating scale-preserving ops and fixed outputs (full mode).
     params: dict[str, QParams] = {}
@@ -252,7 +262,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             if p.op_type in preserving and p.input[0] in params:
                 params[t] = params[p.input[0]]
                 continue
-        r = ranges.get(t)
+        r = unified.get(t) or ranges.get(t)
         if r is None:
             missing.append(t)
             continue
@@ -327,6 +337,56 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         **stats,
     }
     return model.with_proto(proto), summary
+
+
+def _through_unified_ops(nodes, keep_float, scheme, targets, producer, ranges, inits,
+                         float_tensors) -> "dict[str, TensorRange]":
+    """Move quantizers up through ``scheme.unified_scale_ops`` nodes (Concat), with one range for all parts.
+
+    A Concat whose output a quantized op reads gets its pairs on its inputs instead, all with the
+    union of their ranges: the runtime concatenates int8 parts only when they share a scale, and
+    the Concat then needs no pair of its own. A Concat nobody quantized downstream stays float
+    (a detection head concatenating boxes and scores must not share one scale). Nodes are visited
+    last to first, so nested Concats pass the quantizer on. A part that is a MaxPool (a
+    ``hoist_through`` op) of another part reuses that part's pair (YOLOX's SPP block).
+    """
+    from edgec.calibration.types import TensorRange
+
+    group: dict[str, str] = {}  # tensor -> representative (union-find over shared parts)
+
+    def find(t: str) -> str:
+        while group.setdefault(t, t) != t:
+            t = group[t]
+        return t
+
+    parts_of = []
+    for n in reversed(nodes):
+        if n.op_type not in scheme.unified_scale_ops or n.name in keep_float or n.output[0] not in targets:
+            continue
+        ins = qg.int8_op_inputs(n, inits)
+        if not ins or len(ins) != len([i for i in n.input if i]) or \
+                not all(i in float_tensors and i in ranges for i in ins):
+            continue
+        parts = []
+        for i in ins:
+            p = producer.get(i)
+            src = p.input[0] if p is not None and p.op_type in scheme.hoist_through and p.input else None
+            t, reader = (src, p) if src in ins else (i, n)
+            targets.setdefault(t, [])
+            if reader not in targets[t]:
+                targets[t].append(reader)
+            parts.append(t)
+        del targets[n.output[0]]
+        parts_of.append(parts)
+        for t in parts[1:]:
+            group[find(t)] = find(parts[0])
+    joined: dict[str, TensorRange] = {}
+    for parts in parts_of:
+        for t in parts:
+            root, r = find(t), ranges[t]
+            j = joined.get(root)
+            joined[root] = r if j is None else TensorRange(min(j.rmin, r.rmin), max(j.rmax, r.rmax), r.method)
+    return {t: joined[find(t)] for parts in parts_of for t in parts}
 
 
 # Smaller tables (position/type embeddings, index constants) are not worth a DQ node.

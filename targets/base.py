@@ -83,6 +83,12 @@ class QuantScheme:
         fixed_output_params: ``(op_type, scale, zero_point)`` for ops whose int8 output
             parameters the runtime fixes (Softmax ``1/256, -128``); None: the quantizer's
             defaults. See docs/quant-scheme.md.
+        int8_input_ops: Ops besides Conv/MatMul/Gemm whose activation inputs get Q/DQ in
+            ``weighted`` placement, in convolutional networks, because the runtime runs them
+            on int8 data (OpenVINO: Add, Mul gates, Resize, pools); Add and Mul only
+            for two activations that are not a decomposed activation function (x * Sigmoid(x)).
+        unified_scale_ops: Ops a quantizer on their output moves up through, onto every input,
+            with one shared scale and zero point (Concat in OpenVINO).
         per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
         calib_method: Default calibration method, chosen per target by measurement on the
@@ -120,6 +126,8 @@ class QuantScheme:
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None
+    int8_input_ops: frozenset[str] = frozenset()
+    unified_scale_ops: frozenset[str] = frozenset()
 
 
 @dataclass

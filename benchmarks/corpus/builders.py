@@ -89,7 +89,8 @@ def _module(builder: str):
 
 def _code_key(builder: str) -> str:
     h = hashlib.sha256(builder.encode())
-    for f in ("architectures.py", "builders.py"):
+    # An architecture's weights also depend on the photos it is fine-tuned and calibrated on.
+    for f in ("builders.py", *(("architectures.py", "data.py") if builder.startswith("arch:") else ())):
         h.update((HERE / f).read_bytes())
     return h.hexdigest()[:16]
 

@@ -179,6 +179,28 @@ def imagenet_batch(n: int, size: int = 224, offset: int = 0) -> np.ndarray:
     return np.concatenate([photo_sample(recipe, offset + k) for k in range(n)])
 
 
+def labelled_crops(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random square crops (30-100 % of the short side, random flip) of the natural photos,
+    ImageNet-normalized NCHW [n, 3, size, size], and which photo each came from (int64 [n])."""
+    rng = np.random.default_rng(seed)
+    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+    photos = [photo(name) for name in NATURAL]
+    xs, ys = [], []
+    for _ in range(n):
+        c = int(rng.integers(len(NATURAL)))
+        img = photos[c]
+        ih, iw = img.shape[:2]
+        s = int(min(ih, iw) * (0.3 + 0.7 * rng.random()))
+        top, left = int(rng.integers(0, ih - s + 1)), int(rng.integers(0, iw - s + 1))
+        crop = img[top:top + s, left:left + s]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        x = _resize(np.ascontiguousarray(crop), size, size).astype(np.float32) / 255.0
+        xs.append(((x - mean) / std).transpose(2, 0, 1))
+        ys.append(c)
+    return np.ascontiguousarray(np.stack(xs), dtype=np.float32), np.asarray(ys, np.int64)
+
+
 def font(size: int, mono: bool = False):
     from PIL import ImageFont
 

@@ -43,7 +43,11 @@ class OpenVINOTarget(Target):
         # on every corpus model (benchmarks/quant_quality.py --parts corpus). Conv pairs equalized
         # (blazeface-short 0.901 -> 0.948); bias correction in front of an LSTM (ddddocr CRNN 0.975 -> 0.993).
         quantize_embeddings=True, per_channel_depthwise_inputs=True, calib_method="mse",
-        equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS)
+        equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS,
+        # What OpenVINO's CPU plugin runs on int8 data when its inputs are quantized (the ops NNCF's CPU
+        # config quantizes): without Q/DQ they run in f32 between Reorders and requantize round trips.
+        int8_input_ops=frozenset({"Add", "Mul", "Resize", "GlobalAveragePool", "ReduceMean", "AveragePool"}),
+        unified_scale_ops=frozenset({"Concat"}))
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("ov_precision_hint", "OpenVINO CPU inference precision for float parts of the model "
                      "(f32 keeps results comparable to the float model; bf16 is faster on CPUs with AMX/avx512_bf16).",

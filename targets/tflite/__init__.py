@@ -51,6 +51,10 @@ class TFLiteTarget(Target):
                      "quantizer's deny-list); repeatable.", multiple=True, default=()),
         TargetOption("float_ops", "Keep the N ops with the largest int8 error (TFLite's quantization debugger) in "
                      "float.", kind="int", default=None),
+        TargetOption("ranges", "int8 activation ranges: auto (default: minmax or percentile, whichever int8 model "
+                     "agrees best with float on the calibration data), minmax (the TFLite converter's own), "
+                     "percentile (99.99), mse or entropy (edgec's observers on the calibrated model).", kind="choice",
+                     choices=("auto", "minmax", "percentile", "mse", "entropy"), default=None),
     )
     # The accuracy gate's moves, in order, when plain int8 misses --max-accuracy-drop (see quant_modes):
     # deny-listing a few ops keeps XNNPACK's int8 kernels for the rest; 16x8 keeps every op integer

@@ -27,15 +27,18 @@ from edgec._deps import version_of
 from edgec.compiler.model import ModelHandle
 from edgec.errors import AccuracyError, CalibrationDataError, ConfigError
 from edgec.targets.base import Artifact, LowerResult, LowerSpec
-from edgec.targets.tflite.converter_step import representative_dataset, run_converter
+from edgec.targets.tflite.converter_step import run_converter
 from edgec.targets.tflite.graph_passes import prepare_onnx
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
-from edgec.targets.tflite.quant_modes import convert_denylisted, convert_int16, int8_mode
+from edgec.targets.tflite.quant_modes import convert_full_integer, convert_int16, int8_mode
 from edgec.targets.tflite.support import check_model, validate_options
 from edgec.targets.tflite.tflite_io import SIGNATURE, check_samples, float_error, read_io, run_tflite
 from edgec.targets.tflite.tools import captured_output, import_tf
 
 TEMPLATES = Path(__file__).parent / "templates"
+# A float .tflite off onnxruntime by more than this share of an output's peak took a wrong
+# transpose (a layout guess), not float rounding; onnx2tf then converts again in strict mode.
+FLOAT_REL_TOL = 1e-3
 
 
 def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm") -> LowerResult:
@@ -50,30 +53,48 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
             "--keep-float names ONNX nodes, which the arm target's converter renames: keep TFLite ops in float "
             "with --float-nodes TENSOR (output tensor names) or --float-ops N (the N worst by the quantization "
             "debugger), or use --precision int8-dynamic / fp16")
-    activations, float_nodes, float_ops = int8_mode(spec)
-    if precision != "int8" and (activations != "int8" or float_nodes or float_ops):
-        raise ConfigError("--activations / --float-nodes / --float-ops apply to --precision int8 on the arm target")
+    activations, float_nodes, float_ops, ranges = int8_mode(spec)
+    if precision != "int8" and (activations != "int8" or float_nodes or float_ops or spec.options.get("ranges")):
+        raise ConfigError("--activations / --float-nodes / --float-ops / --ranges apply to --precision int8 on the arm "
+                          "target")
     if precision == "int8" and (spec.calibration is None or not len(spec.calibration)):
         raise CalibrationDataError("--precision int8 on the arm target needs calibration data (--calib)")
     progress = spec.progress
     say = progress.message if progress is not None else (lambda _t: None)
 
-    proto, passes = prepare_onnx(model)
+    converted, passes = model, []
+    if precision == "int8" and activations == "int8":
+        # int8 activations are per tensor here: a Conv -> [Relu] -> Conv link whose channels
+        # differ 100x in range gets the spread moved into the weights first (same function).
+        from edgec.compiler.equalize import equalize
+
+        converted, info = equalize(model, list(spec.calibration.samples))
+        passes.append({"name": "equalize-conv-pairs", "config": info})
+    proto, prepared = prepare_onnx(converted)
+    passes += prepared
     tf = import_tf()
     samples = check_samples(model, spec)
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgec-tflite-") as tmp:
-        say("onnx2tf: ONNX -> TensorFlow")
-        keras_model = run_onnx2tf(proto, Path(tmp), [s.name for s in model.inputs if s.layout == "NHWC"])
-        with captured_output():
-            graph = TFGraph(tf, keras_model, model, samples)
-        say("TFLiteConverter: float32")
-        float_bytes = run_converter(graph.converter(), "fp32")
-        err = float_error(model.proto.SerializeToString(), float_bytes, graph, samples)
+        # onnx2tf's strict mode re-runs the partial model at every Reshape/MatMul to check the
+        # transposes it picked (two thirds of a ViT's conversion); its guesses are checked here
+        # instead, against onnxruntime, and strict mode runs only when they are wrong.
+        for strict in (False, True):
+            say(f"onnx2tf: ONNX -> TensorFlow{' (strict mode)' if strict else ''}")
+            keras_model = run_onnx2tf(proto, Path(tmp) / f"strict{int(strict)}",
+                                      [s.name for s in model.inputs if s.layout == "NHWC"], strict=strict)
+            with captured_output():
+                graph = TFGraph(tf, keras_model, model, samples)
+            say("TFLiteConverter: float32")
+            float_bytes = run_converter(graph.converter(), "fp32")
+            err, rel = float_error(model.proto.SerializeToString(), float_bytes, graph, samples)
+            if rel <= FLOAT_REL_TOL:
+                break
+        report["onnx2tf_strict_mode"] = strict
         report["float_tflite_max_abs_err"] = err
         report["float_tflite_samples"] = len(samples)
         report["float_tflite_bytes"] = len(float_bytes)
-        passes.append({"name": "onnx2tf", "config": {"version": version_of("onnx2tf"),
+        passes.append({"name": "onnx2tf", "config": {"version": version_of("onnx2tf"), "strict_mode": strict,
                                                      "replace_to_pseudo_operators": ["erf"]}})
 
         conv = graph.converter()
@@ -91,22 +112,15 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
             else:
                 calib = list(spec.calibration.samples)
                 io_tf = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_dtype]
-                if activations == "int16" or float_nodes or float_ops:
-                    say(f"TFLiteConverter: {precision} ({'16x8' if activations == 'int16' else 'with float ops'})")
-                    if activations == "int16":
-                        data, quant = convert_int16(tf, conv, graph, calib)
-                        io_dtype = "float32"
-                    else:
-                        data, quant = convert_denylisted(tf, conv, graph, calib, io_tf, float_nodes, float_ops)
-                    quant["representative_layout"] = "NHWC"
+                if activations == "int16":
+                    say(f"TFLiteConverter: {precision} (16x8)")
+                    data, quant = convert_int16(tf, conv, graph, calib)
+                    io_dtype = "float32"
                 else:
-                    conv.representative_dataset = representative_dataset(graph, calib)
-                    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                    conv.inference_input_type = io_tf
-                    conv.inference_output_type = io_tf
-                    quant = {"mode": "full-integer", "weights": "int8 per-channel symmetric",
-                             "activations": "int8 per-tensor asymmetric", "bias": "int32",
-                             "calibration_samples": len(calib), "representative_layout": "NHWC"}
+                    with_float = ", with float ops" if float_nodes or float_ops else ""
+                    say(f"TFLiteConverter: {precision} ({ranges} ranges{with_float})")
+                    data, quant = convert_full_integer(tf, conv, graph, calib, io_tf, float_nodes, float_ops, ranges)
+                quant["representative_layout"] = "NHWC"
             if data is None:
                 say(f"TFLiteConverter: {precision}")
                 data = run_converter(conv, precision)
@@ -118,8 +132,8 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
             except RuntimeError as exc:  # LiteRT's int8 kernels check their inputs (a DIV by int8 zero)
                 why = str(exc).splitlines()[0][:200]
                 raise AccuracyError(
-                    f"the int8 .tflite fails in LiteRT: {why} (an int8 tensor quantized to zero where the kernel "
-                    "divides by it: LayerNorm's variance in transformers); use --activations int16, --float-ops N, "
+                    f"the int8 .tflite fails in LiteRT: {why} (a kernel refuses its int8 quantization parameters, "
+                    "e.g. a LayerNorm variance quantized to zero); use --activations int16, --float-ops N, "
                     "--max-accuracy-drop X (tries both), or --precision int8-dynamic") from exc
             from edgec.runtimes.onnxruntime_runner import make_session
 

@@ -32,23 +32,32 @@ def run_converter(conv, what: str) -> bytes:
             err = exc
     if err is None:
         return bytes(data)
-    text = f"{err}\n{log[0] if log else ''}"
+    raise converter_error(err, log[0] if log else "", what) from err
+
+
+def quantizer_error(err: Exception) -> Exception:
+    """The one-line edgec error for a failure of the MLIR quantizer on a calibrated model."""
+    return converter_error(err, "", "int8")
+
+
+def converter_error(err: Exception, log: str, what: str) -> Exception:
+    text = f"{err}\n{log}"
     for rx in _FLEX_RE:
         m = rx.search(text)
         if m:
             op = m.group(1)
             return_hint = ("TFLite has no builtin kernel for it and LiteRT runs builtin ops only; "
                            "re-export the model without it (e.g. another opset) or replace it")
-            raise UnsupportedOpError(op, f"tf.{op}", "arm", return_hint) from err
+            return UnsupportedOpError(op, f"tf.{op}", "arm", return_hint)
     if what == "int8":
         for rx in _QUANT_RE:
             m = rx.search(text)
             if m:
-                raise UnsupportedOpError(
+                return UnsupportedOpError(
                     m.group(1), m.group(1), "arm",
-                    "TFLite has no int8 kernel for it; use --precision int8-dynamic or fp16") from err
+                    "TFLite has no int8 kernel for it; use --precision int8-dynamic or fp16")
     first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
-    raise TFLiteConversionError(f"TFLiteConverter ({what}) failed: {first[:300]}") from err
+    return TFLiteConversionError(f"TFLiteConverter ({what}) failed: {first[:300]}")
 
 
 def representative_dataset(graph: TFGraph, samples: list[dict[str, np.ndarray]]):

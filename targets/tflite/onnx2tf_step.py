@@ -144,12 +144,18 @@ class TFGraph:
         return out
 
 
-def run_onnx2tf(proto, work: Path, channels_last_inputs: list[str] | None = None) -> Any:
-    """onnx2tf -> Keras model, in ``work`` (cwd restored), output captured."""
+def run_onnx2tf(proto, work: Path, channels_last_inputs: list[str] | None = None, strict: bool = True) -> Any:
+    """onnx2tf -> Keras model, in ``work`` (cwd restored), output captured.
+
+    ``strict=False`` skips onnx2tf's strict mode, which checks the transposes it picks
+    around every Reshape/MatMul/Transpose by running the partial Keras model built so far
+    (quadratic in the node count: most of a transformer's conversion).
+    """
     # onnx2tf downloads sample images for its own checks of 4-D RGB models unless this file
     # is in the working folder; offline, the download fails. Any values do: it only runs
     # the ONNX model on them to pick transposes.
     rng = np.random.default_rng(0)
+    work.mkdir(parents=True, exist_ok=True)
     np.save(work / CALIB_SAMPLE_FILE, rng.random((20, 128, 128, 3), dtype=np.float32))
     with in_dir(work), captured_output() as log:
         try:
@@ -168,6 +174,7 @@ def run_onnx2tf(proto, work: Path, channels_last_inputs: list[str] | None = None
                 non_verbose=True,
                 not_use_onnxsim=True,  # we ran onnxslim; onnxsim is not a dependency
                 replace_to_pseudo_operators=["erf"],
+                disable_strict_mode=not strict,
                 # Inputs already channels-last (TensorFlow sources): keep them as they are
                 # instead of guessing NCHW (a [1, 64, 64, 1] image is not N=1, C=64).
                 keep_nwc_or_nhwc_or_ndhwc_input_names=channels_last_inputs or None,

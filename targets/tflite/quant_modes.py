@@ -25,16 +25,23 @@ from typing import Any
 
 import numpy as np
 
-from edgec.errors import AccuracyError, ConfigError
+from edgec.errors import AccuracyError, ConfigError, UnsupportedOpError
 from edgec.targets.tflite.converter_step import representative_dataset, run_converter
 
 ACTIVATION_MODES = ("int8", "int16")
+MAX_AUTO_SAMPLES = 16  # calibration samples `--ranges auto` scores its candidates on
 
 
-def int8_mode(spec) -> tuple[str, tuple[str, ...], int]:
-    """``(activations, float node names, worst-op count)`` from the target options, checked."""
+def int8_mode(spec) -> tuple[str, tuple[str, ...], int, str]:
+    """``(activations, float node names, worst-op count, range method)`` from the target options, checked."""
+    from edgec.targets.tflite.ranges import DEFAULT_RANGES
+
     opts = spec.options
     act = opts.get("activations") or "int8"
+    ranges = opts.get("ranges") or DEFAULT_RANGES
+    if act == "int16" and opts.get("ranges") not in (None, "auto", "minmax"):
+        raise ConfigError("--ranges applies to int8 activations; 16x8 (--activations int16) calibrates with the "
+                          "converter's min/max")
     nodes = tuple(opts.get("float_nodes") or ())
     n = int(opts.get("float_ops") or 0)
     if n < 0:
@@ -45,7 +52,7 @@ def int8_mode(spec) -> tuple[str, tuple[str, ...], int]:
     if act == "int16" and opts.get("io_dtype") not in (None, "float32"):
         raise ConfigError(f"--io-dtype {opts['io_dtype']} is not available with --activations int16 (16x8 models "
                           "take float32 or int16 I/O); drop --io-dtype")
-    return act, nodes, n
+    return act, nodes, n, ranges
 
 
 def convert_int16(tf, conv, graph, calib) -> tuple[bytes, dict[str, Any]]:
@@ -75,29 +82,51 @@ def convert_int16(tf, conv, graph, calib) -> tuple[bytes, dict[str, Any]]:
 
 def float_ops_in(data: bytes) -> list[str]:
     """Op types of the model that compute in float (besides the I/O Quantize/Dequantize)."""
+    return sorted({op for op, _ in float_op_outputs(data)})
+
+
+def float_op_outputs(data: bytes) -> list[tuple[str, str]]:
+    """``(op type, output tensor name)`` of every op that computes in float (not Quantize/Dequantize).
+
+    An op counts when it reads and writes float: a Cast of an int32 attention mask to float
+    feeds the quantizer, it computes nothing in float.
+    """
     from edgec.targets.tflite.tflite_io import interpreter_class
 
     Interpreter, _ = interpreter_class()
     interp = Interpreter(model_content=data)
-    dtypes = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
-    out = set()
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    out = []
     for op in interp._get_ops_details():  # noqa: SLF001 - LiteRT's only per-op view
         if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
             continue
-        if any(dtypes.get(i) == np.float32 for i in op["outputs"]):
-            out.add(op["op_name"])
-    return sorted(out)
+        floats = [details[i]["name"] for i in op["outputs"] if i in details and details[i]["dtype"] == np.float32]
+        reads_float = any(i in details and details[i]["dtype"] == np.float32 for i in op["inputs"])
+        if floats and reads_float:
+            out.append((op["op_name"], floats[0]))
+    return out
 
 
-def convert_denylisted(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], worst: int
-                       ) -> tuple[bytes, dict[str, Any]]:
-    """int8 model whose deny-listed ops (by output tensor name) stay float."""
+def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], worst: int,
+                         ranges: str) -> tuple[bytes, dict[str, Any]]:
+    """int8 model: calibrated once, activation ranges from ``ranges``, deny-listed ops (by output tensor name) float.
+
+    ``ranges`` is ``minmax`` (the converter's own calibration), an edgec observer applied to the
+    calibrated model, or ``auto``: whichever of the two agrees best (`edgec.targets.tflite.ranges`).
+    """
     from tensorflow.lite.python import convert as tfl_convert
+
+    from edgec.targets.tflite.ranges import calibrated_with, choose_ranges, litert_accepts
 
     conv.representative_dataset = representative_dataset(graph, calib)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own way to calibrate once
     calibrated = run_converter(conv, "int8")
+    if ranges == "auto":
+        calibrated, range_info = choose_ranges(calibrated, graph, calib, MAX_AUTO_SAMPLES,
+                                               lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)))
+    else:
+        calibrated, range_info = calibrated_with(calibrated, graph, calib, ranges)
     ranking: list[dict[str, Any]] = []
     if worst or nodes:
         try:
@@ -112,11 +141,33 @@ def convert_denylisted(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], wo
             raise ConfigError(f"--float-nodes names unknown TFLite tensor(s) {unknown[:3]}; known quantized op "
                               f"outputs include {sorted(known)[:5]}")
     deny = list(dict.fromkeys([*nodes, *(r["tensor"] for r in ranking[:worst])]))
-    data = tfl_convert.mlir_quantize(calibrated, input_data_type=io_tf, output_data_type=io_tf,
-                                     denylisted_nodes=deny or None)
-    return bytes(data), {"mode": "full-integer with float ops", "weights": "int8 per-channel symmetric",
-                         "activations": "int8 per-tensor asymmetric", "bias": "int32", "float_nodes": deny,
-                         "calibration_samples": len(calib), "debugger_worst": ranking[:max(worst, 0)]}
+    data = quantize_calibrated(tfl_convert, calibrated, io_tf, deny)
+    if ranges not in ("auto", "minmax") and not litert_accepts(data):  # auto probed its candidates
+        raise ConfigError(f"--ranges {ranges} gives an int8 model LiteRT aborts on (a requantization it cannot "
+                          "represent); use --ranges minmax or auto")
+    if not deny:  # plain int8 is integer-only: an op the quantizer left float has no int8 kernel
+        left = float_op_outputs(data)
+        if left:
+            op, tensor = left[0]
+            raise UnsupportedOpError(op, tensor, "arm", "TFLite has no int8 kernel for it; use --precision "
+                                     "int8-dynamic or fp16, or --float-nodes TENSOR to keep it float in int8")
+    info = {"mode": "full-integer with float ops" if deny else "full-integer", "weights": "int8 per-channel symmetric",
+            "activations": "int8 per-tensor asymmetric", "bias": "int32", "ranges": range_info,
+            "calibration_samples": len(calib)}
+    if deny:
+        info.update(float_nodes=deny, debugger_worst=ranking[:max(worst, 0)])
+    return data, info
+
+
+def quantize_calibrated(tfl_convert, calibrated: bytes, io_tf, deny: list[str]) -> bytes:
+    """The converter's MLIR quantizer on a calibrated model; its failures become one-line errors."""
+    from edgec.targets.tflite.converter_step import quantizer_error
+
+    try:
+        return bytes(tfl_convert.mlir_quantize(calibrated, input_data_type=io_tf, output_data_type=io_tf,
+                                               denylisted_nodes=deny or None))
+    except Exception as exc:  # noqa: BLE001 - mapped to the converter's one-line errors
+        raise quantizer_error(exc) from exc
 
 
 def layer_errors(tfl_convert, calibrated: bytes, graph, calib) -> list[dict[str, Any]]:

@@ -108,16 +108,18 @@ def check_samples(model: ModelHandle, spec: LowerSpec) -> list[dict[str, np.ndar
     return [synthetic_feeds(model.inputs, seed=i) for i in range(4)]
 
 
-def float_error(proto_bytes: bytes, data: bytes, graph: TFGraph, samples) -> float:
-    """Max abs error of a float .tflite against onnxruntime on ``samples``."""
+def float_error(proto_bytes: bytes, data: bytes, graph: TFGraph, samples) -> tuple[float, float]:
+    """``(max abs error, max error relative to each output's peak)`` of a float .tflite against onnxruntime."""
     from edgec.runtimes.onnxruntime_runner import make_session
 
     sess = make_session(proto_bytes, threads=1)
     names = [o.name for o in sess.get_outputs()]
     got = run_tflite(data, graph, samples)
-    err = 0.0
+    err = rel = 0.0
     for feeds, row in zip(samples, got):
         want = sess.run(names, feeds)
         for w, g in zip(want, row):
-            err = max(err, float(np.abs(np.asarray(g, np.float64).reshape(w.shape) - w).max(initial=0.0)))
-    return err
+            e = float(np.abs(np.asarray(g, np.float64).reshape(w.shape) - w).max(initial=0.0))
+            err = max(err, e)
+            rel = max(rel, e / max(float(np.abs(w).max(initial=0.0)), 1e-6))
+    return err, rel

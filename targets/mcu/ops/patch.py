@@ -34,6 +34,8 @@ from edgec.targets.mcu.qgraph import QGraph, QOp
 WINDOWED = ("conv", "dwconv", "maxpool", "avgpool", "pad")
 ELEMENTWISE = ("add", "mul", "requant", "lut")
 BAND_COUNTS = (2, 3, 4, 6, 8, 12, 16)
+# Ops before the first row-local one that the first stage may start after.
+PREFIX = 4
 # Stages planned for real per search (the rest are ranked by their estimated peak only).
 PLANNED = 6
 
@@ -182,20 +184,20 @@ def fuse_stage(g: QGraph, stage: Stage) -> QGraph:
 
 
 def _input_stages(g: QGraph) -> list[list[QOp]]:
-    """Closed runs of row-local ops from the first op that reads a graph input."""
+    """Closed runs of row-local ops from the first op that reads a graph input, or from one
+    of the `PREFIX` ops after it (past a float input's quantize, views, layout transposes)."""
     ops = g.ops
-    start = next((i for i, op in enumerate(ops) if set(op.inputs) & set(g.inputs)), None)
-    if start is None:
+    first = next((i for i, op in enumerate(ops) if set(op.inputs) & set(g.inputs)), None)
+    if first is None:
         return []
-    while ops[start].kind in ("quantize", "reshape") and start + 1 < len(ops):  # a float input, a view
-        start += 1
     runs = []
-    for end in range(start, len(ops)):
-        if not _row_local(g, ops[end]):
-            break
-        run = ops[start:end + 1]
-        if len(run) > 1 and _closed(g, run) and any(op.kind in WINDOWED for op in run):
-            runs.append(run)
+    for start in range(first, min(first + PREFIX + 1, len(ops))):
+        for end in range(start, len(ops)):
+            if not _row_local(g, ops[end]):
+                break
+            run = ops[start:end + 1]
+            if len(run) > 1 and _closed(g, run) and any(op.kind in WINDOWED for op in run):
+                runs.append(run)
     return runs
 
 
@@ -216,8 +218,11 @@ def choose_patch_stage(g: QGraph, arena: Callable[[QGraph], int], budget: int | 
     stages = [s for run in _input_stages(g) for n in BAND_COUNTS if (s := plan_stage(g, run, n)) is not None]
     best, best_arena = None, base
     if budget is not None:
-        cheap = sorted((s for s in stages if _est_peak(g, s) <= budget), key=lambda s: (s.macs, _est_peak(g, s)))
-        for s in cheap[:PLANNED]:
+        # The earliest start first: a later start's estimate misses the peak before it.
+        pos = {id(op): i for i, op in enumerate(g.ops)}
+        cheap = sorted((s for s in stages if _est_peak(g, s) <= budget),
+                       key=lambda s: (pos[id(s.ops[0])], s.macs, _est_peak(g, s)))
+        for s in cheap[:3 * PLANNED]:
             a = arena(fuse_stage(g, s))
             if a <= budget and a < base:
                 best, best_arena = s, a
