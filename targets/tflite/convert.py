@@ -62,7 +62,16 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
     progress = spec.progress
     say = progress.message if progress is not None else (lambda _t: None)
 
-    proto, passes = prepare_onnx(model)
+    converted, passes = model, []
+    if precision == "int8" and activations == "int8":
+        # int8 activations are per tensor here: a Conv -> [Relu] -> Conv link whose channels
+        # differ 100x in range gets the spread moved into the weights first (same function).
+        from edgec.compiler.equalize import equalize
+
+        converted, info = equalize(model, list(spec.calibration.samples))
+        passes.append({"name": "equalize-conv-pairs", "config": info})
+    proto, prepared = prepare_onnx(converted)
+    passes += prepared
     tf = import_tf()
     samples = check_samples(model, spec)
     report: dict[str, Any] = {}
@@ -123,8 +132,8 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
             except RuntimeError as exc:  # LiteRT's int8 kernels check their inputs (a DIV by int8 zero)
                 why = str(exc).splitlines()[0][:200]
                 raise AccuracyError(
-                    f"the int8 .tflite fails in LiteRT: {why} (an int8 tensor quantized to zero where the kernel "
-                    "divides by it: LayerNorm's variance in transformers); use --activations int16, --float-ops N, "
+                    f"the int8 .tflite fails in LiteRT: {why} (a kernel refuses its int8 quantization parameters, "
+                    "e.g. a LayerNorm variance quantized to zero); use --activations int16, --float-ops N, "
                     "--max-accuracy-drop X (tries both), or --precision int8-dynamic") from exc
             from edgec.runtimes.onnxruntime_runner import make_session
 

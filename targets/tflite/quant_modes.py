@@ -86,7 +86,11 @@ def float_ops_in(data: bytes) -> list[str]:
 
 
 def float_op_outputs(data: bytes) -> list[tuple[str, str]]:
-    """``(op type, output tensor name)`` of every op that computes in float (not Quantize/Dequantize)."""
+    """``(op type, output tensor name)`` of every op that computes in float (not Quantize/Dequantize).
+
+    An op counts when it reads and writes float: a Cast of an int32 attention mask to float
+    feeds the quantizer, it computes nothing in float.
+    """
     from edgec.targets.tflite.tflite_io import interpreter_class
 
     Interpreter, _ = interpreter_class()
@@ -97,7 +101,8 @@ def float_op_outputs(data: bytes) -> list[tuple[str, str]]:
         if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
             continue
         floats = [details[i]["name"] for i in op["outputs"] if i in details and details[i]["dtype"] == np.float32]
-        if floats:
+        reads_float = any(i in details and details[i]["dtype"] == np.float32 for i in op["inputs"])
+        if floats and reads_float:
             out.append((op["op_name"], floats[0]))
     return out
 

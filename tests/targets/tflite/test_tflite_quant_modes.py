@@ -61,8 +61,11 @@ def test_denylist_keeps_named_ops_float(cnn, tmp_session):
         lower(model, calib, "int8", tmp_session / "cnn_both", float_ops=1, activations="int16")
 
 
-def _outlier_onnx(path):
-    """x -> Conv(1->8) -> Relu -> Conv(8->4) with channel 0 of the first conv x1000, undone in the second."""
+def _outlier_onnx(path, act: str = "LeakyRelu"):
+    """x -> Conv(1->8) -> act -> Conv(8->4) with channel 0 of the first conv x1000, undone in the second.
+
+    Through a ``Relu`` the arm target's cross-layer equalization moves the spread into the
+    weights; through ``LeakyRelu`` it stays for the gate to win back."""
     rng = np.random.default_rng(0)
     w1 = rng.normal(0, 0.5, (8, 1, 3, 3)).astype(np.float32)
     b1 = rng.normal(0, 0.1, 8).astype(np.float32)
@@ -71,7 +74,7 @@ def _outlier_onnx(path):
     b1[0] *= 1000.0
     w2[:, 0] /= 1000.0
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[1, 1, 1, 1], name="conv1"),
-             helper.make_node("Relu", ["h"], ["r"], name="relu1"),
+             helper.make_node(act, ["h"], ["r"], name="relu1"),
              helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2")]
     g = helper.make_graph(nodes, "outlier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
@@ -104,6 +107,20 @@ def test_arm_gate_improves_a_planted_outlier_model(tmp_path):
     with pytest.raises(AccuracyError, match="tried .*rmse/scale"):
         api.build(BuildConfig.from_flat(output=tmp_path / "impossible", max_accuracy_drop=1e-9, metric="cosine", **common))
     assert not (tmp_path / "impossible").exists()
+
+
+def test_arm_int8_equalizes_a_conv_relu_conv_outlier(tmp_path):
+    """The planted 1000x channel through a Relu: equalized before conversion, plain int8 agrees."""
+    from edgec import api
+    from edgec.compiler.config import BuildConfig
+
+    src = _outlier_onnx(tmp_path / "outlier.onnx", act="Relu")
+    res = api.build(BuildConfig.from_flat(model=str(src), target="arm", precision="int8", output=tmp_path / "eq",
+                                          calib=str(src.with_suffix(".calib.npz")),
+                                          eval_data=str(src.with_suffix(".eval.npz")), force=True))
+    eq = [p for p in res.manifest["passes"] if p["name"] == "equalize-conv-pairs"]
+    assert eq and eq[0]["config"]["equalized"] == 1
+    assert res.report["accuracy"]["cosine"] > 0.99  # 0.93 without the equalization (the gate test's plain build)
 
 
 def test_16x8_keeps_ops_without_a_16x8_kernel_float(tmp_path):
