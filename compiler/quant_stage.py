@@ -141,9 +141,15 @@ class Int8Quantizer:
                 ranges = collect_ranges(model.proto, calibration.samples, base_method)
         bias_correction = config.int8.bias_correction
         because = sorted({n.op_type for n in model.proto.graph.node} & scheme.bias_correction_ops)
-        if because and not bias_correction:
-            bias_correction = True  # the target's rule: see `QuantScheme.bias_correction_ops`
-            passes.append({"name": "bias-correction-default", "config": {"ops": because}})
+        if because:  # the target's rule: see `QuantScheme.bias_correction_ops`
+            rule: dict[str, Any] = {"ops": because}
+            if not bias_correction:
+                bias_correction = rule["bias_correction"] = True
+            method = scheme.calib_method_with_ops
+            if method and config.int8.calib_method == scheme.calib_method and method != base_method:
+                ranges = collect_ranges(model.proto, calibration.samples, method)  # not asked for by the user
+                rule["calib_method"] = method
+            passes.append({"name": "recurrent-recipe", "config": rule})
         q = cls(model, handle, ranges, scheme, calibration, bias_correction, passes)
         if config.int8.calib_method == "auto":
             progress.message("choosing a calibration method per tensor (auto)")

@@ -102,6 +102,9 @@ class QuantScheme:
         bias_correction_ops: Op types whose presence turns bias correction on by default:
             recurrent cells (LSTM) amplify the small per-channel mean shift of an int8 CNN in
             front of them on every time step.
+        calib_method_with_ops: The default calibration method when one of
+            ``bias_correction_ops`` is present (None: ``calib_method``): the cell amplifies the
+            int8 noise of its input too, which ranges chosen by output error keep lowest.
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -119,6 +122,7 @@ class QuantScheme:
     scale_depthwise_inputs: bool = False
     equalize_conv_pairs: bool = False
     bias_correction_ops: frozenset[str] = frozenset()
+    calib_method_with_ops: str | None = None
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None

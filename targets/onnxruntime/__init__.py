@@ -33,10 +33,11 @@ class ONNXRuntimeTarget(Target):
     }
     # Depthwise inputs per channel: onnxruntime then runs those convolutions on dequantized inputs, but a
     # per-tensor scale there cost PP-LCNet cosine 0.997 -> 0.952 (benchmarks/quant_quality.py --parts corpus).
-    # Conv pairs equalized (blazeface-short 0.949 -> 0.983); bias correction in front of an LSTM (ddddocr CRNN).
+    # Conv pairs equalized (blazeface-short 0.949 -> 0.983). In front of an LSTM, bias correction and mse
+    # ranges (ddddocr CRNN, worst sample: minmax 0.849, minmax + bias correction ~0.98, mse + it 0.987).
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
         activation_symmetric=False, placement="weighted", per_channel_depthwise_inputs=True,
-        equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS)
+        equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS, calib_method_with_ops="mse")
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "
                      "4 int8 activations (faster; onnxruntime's default for fused int4)", kind="choice",

@@ -156,9 +156,12 @@ def test_bias_correction_is_on_by_default_in_front_of_an_lstm(tmp_path):
     cfg = BuildConfig(model="m.onnx", output=tmp_path / "b", target="onnxruntime", precision="int8")
     for target in ("onnxruntime", "intel-cpu"):
         scheme = get_target(target).quant_scheme
-        q = Int8Quantizer.create(cfg, model, calib, collect_ranges(model.proto, samples), scheme, SILENT)
+        resolved = cfg.replace(calib_method=scheme.calib_method)  # what the pipeline does with no --calib-method
+        q = Int8Quantizer.create(resolved, model, calib, collect_ranges(model.proto, samples), scheme, SILENT)
         assert q.bias_correction is True
-        assert {"name": "bias-correction-default", "config": {"ops": ["LSTM"]}} in q.passes
+        rule = next(p["config"] for p in q.passes if p["name"] == "recurrent-recipe")
+        assert rule["ops"] == ["LSTM"] and rule["bias_correction"] is True
+        assert rule.get("calib_method") == ("mse" if target == "onnxruntime" else None)  # intel-cpu: mse already
     import dataclasses
 
     plain = dataclasses.replace(get_target("onnxruntime").quant_scheme, bias_correction_ops=frozenset())
