@@ -98,7 +98,7 @@ def test_debug_layers_compares_an_equalized_input_channel_by_channel(tmp_path):
     assert 25.0 < rows["pw"]["input_sqnr_db"] < 80.0, rows["pw"]
 
 
-@pytest.mark.parametrize("target", ["onnxruntime", "intel-cpu"])
+@pytest.mark.parametrize("target", ["onnxruntime", "intel-cpu", "mcu", "jetson"])
 def test_default_int8_build_equalizes_and_agrees(target, tmp_path):
     pytest.importorskip("openvino") if target == "intel-cpu" else None
     import onnx
