@@ -188,6 +188,21 @@ def random_native(specs, rng) -> dict[str, np.ndarray]:
     return feeds
 
 
+def assert_qemu_matches_litert(bundle, manifest, data: bytes, seed: int) -> None:
+    """The bundle run in QEMU on random int8 input == LiteRT BUILTIN_REF, and == its host build."""
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    runner = MCURunner(bundle, manifest, device="qemu").load()
+    ref = litert_reference(data)
+    feeds = random_native(runner.native_in, np.random.default_rng(seed))
+    ref.set_tensor(ref.get_input_details()[0]["index"], next(iter(feeds.values())))
+    ref.invoke()
+    want = ref.get_tensor(ref.get_output_details()[0]["index"])
+    got = next(iter(runner.run_native(feeds).values()))
+    np.testing.assert_array_equal(got.reshape(want.shape), want)
+    assert runner.info()["extra"]["matches_host"] is True
+
+
 # -- ONNX (Q/DQ) models -------------------------------------------------------------------------
 
 

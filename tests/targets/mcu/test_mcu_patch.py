@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import pytest
 
-from .conftest import HAVE_QEMU, QEMU_SKIP, build_bundle, litert_reference, random_native, to_tflite, tflite_handle
+from .conftest import HAVE_QEMU, QEMU_SKIP, assert_qemu_matches_litert, build_bundle, to_tflite, tflite_handle
 from .test_mcu_rows import _check
 
 
@@ -104,17 +103,7 @@ def test_conv_pool_fused_bitexact_and_smaller(conv_pool_tflite, tmp_path):
 @pytest.mark.parametrize("which", ["patch", "conv_pool"])
 def test_patch_and_conv_pool_bitexact_in_qemu(patch_tflite, conv_pool_tflite, tmp_path, cpu, which):
     """Each CPU's kernels on bands of rows: QEMU == LiteRT BUILTIN_REF."""
-    from edgec.runtimes.mcu_runner import MCURunner
-
     data = patch_tflite if which == "patch" else conv_pool_tflite
     res, manifest = build_bundle(tflite_handle(data), tmp_path / "b", cpu=cpu, patch_inference="on")
     assert res.report["patch_inference"]["stage"] or res.report["conv_pool_fused"]
-    runner = MCURunner(tmp_path / "b", manifest, device="qemu").load()
-    ref = litert_reference(data)
-    feeds = random_native(runner.native_in, np.random.default_rng(3))
-    ref.set_tensor(ref.get_input_details()[0]["index"], next(iter(feeds.values())))
-    ref.invoke()
-    want = ref.get_tensor(ref.get_output_details()[0]["index"])
-    got = next(iter(runner.run_native(feeds).values()))
-    np.testing.assert_array_equal(got.reshape(want.shape), want)
-    assert runner.info()["extra"]["matches_host"] is True
+    assert_qemu_matches_litert(tmp_path / "b", manifest, data, seed=3)

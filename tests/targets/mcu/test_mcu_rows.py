@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from .conftest import HAVE_QEMU, QEMU_SKIP, build_bundle, litert_reference, random_native, to_tflite, tflite_handle
+from .conftest import HAVE_QEMU, QEMU_SKIP, assert_qemu_matches_litert, build_bundle, litert_reference, random_native, to_tflite, tflite_handle
 
 
 def _lag(in_h, out_h, stride, pad, k, in_row, out_row):
@@ -139,16 +139,6 @@ def resnet_tflite() -> bytes:
 @pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m4", "cortex-m55"])
 def test_fused_and_row_inplace_bitexact_in_qemu(resnet_tflite, tmp_path, cpu):
     """Each CPU's kernels under the row drivers: QEMU == LiteRT BUILTIN_REF."""
-    from edgec.runtimes.mcu_runner import MCURunner
-
     res, manifest = build_bundle(tflite_handle(resnet_tflite), tmp_path / "b", cpu=cpu, row_inplace="all")
     assert res.report["row_inplace_ops"] >= 2
-    runner = MCURunner(tmp_path / "b", manifest, device="qemu").load()
-    ref = litert_reference(resnet_tflite)
-    feeds = random_native(runner.native_in, np.random.default_rng(2))
-    ref.set_tensor(ref.get_input_details()[0]["index"], next(iter(feeds.values())))
-    ref.invoke()
-    want = ref.get_tensor(ref.get_output_details()[0]["index"])
-    got = next(iter(runner.run_native(feeds).values()))
-    np.testing.assert_array_equal(got.reshape(want.shape), want)
-    assert runner.info()["extra"]["matches_host"] is True
+    assert_qemu_matches_litert(tmp_path / "b", manifest, resnet_tflite, seed=2)
