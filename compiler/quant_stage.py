@@ -117,39 +117,39 @@ class Int8Quantizer:
         passes: list[dict[str, Any]] = []
         model = handle
         base_method = "minmax" if config.int8.calib_method == "auto" else config.int8.calib_method
+        method, stale = base_method, False  # ranges are collected once, after the passes that change the model
         if config.int8.smoothquant is not None:
             from edgec.compiler.smoothquant import smooth
 
             progress.message(f"SmoothQuant (alpha {config.int8.smoothquant})")
             model, info = smooth(handle, calibration.samples, config.int8.smoothquant)
             passes.append({"name": "smoothquant", "config": info})
-            if info["smoothed"]:
-                ranges = collect_ranges(model.proto, calibration.samples, base_method)
+            stale = stale or bool(info["smoothed"])
         if scheme.equalize_conv_pairs:
             from edgec.compiler.equalize import equalize
 
             model, info = equalize(model, calibration.samples)
             passes.append({"name": "equalize-conv-pairs", "config": info})
-            if info["equalized"]:
-                ranges = collect_ranges(model.proto, calibration.samples, base_method)
+            stale = stale or bool(info["equalized"])
         if scheme.scale_depthwise_inputs:
             from edgec.compiler.depthwise_scaling import scale_depthwise_inputs
 
             model, info = scale_depthwise_inputs(model, calibration.samples)
             passes.append({"name": "depthwise-input-scaling", "config": {"scaled_depthwise": info["scaled_depthwise"]}})
-            if info["scaled_depthwise"]:
-                ranges = collect_ranges(model.proto, calibration.samples, base_method)
+            stale = stale or bool(info["scaled_depthwise"])
         bias_correction = config.int8.bias_correction
         because = sorted({n.op_type for n in model.proto.graph.node} & scheme.bias_correction_ops)
         if because:  # the target's rule: see `QuantScheme.bias_correction_ops`
             rule: dict[str, Any] = {"ops": because}
             if not bias_correction:
                 bias_correction = rule["bias_correction"] = True
-            method = scheme.calib_method_with_ops
-            if method and config.int8.calib_method == scheme.calib_method and method != base_method:
-                ranges = collect_ranges(model.proto, calibration.samples, method)  # not asked for by the user
+            with_ops = scheme.calib_method_with_ops
+            if with_ops and config.int8.calib_method == scheme.calib_method and with_ops != base_method:
+                method, stale = with_ops, True  # not asked for by the user
                 rule["calib_method"] = method
             passes.append({"name": "recurrent-recipe", "config": rule})
+        if stale:
+            ranges = collect_ranges(model.proto, calibration.samples, method)
         q = cls(model, handle, ranges, scheme, calibration, bias_correction, passes)
         if config.int8.calib_method == "auto":
             progress.message("choosing a calibration method per tensor (auto)")
