@@ -45,6 +45,11 @@ def is_residual_add(n, inits, shapes, ranges) -> bool:
     a, b = (shapes.get(i) for i in n.input)
     if a is None or b is None or a != b:
         return False
+    return _sane_ranges(n, ranges)
+
+
+def _sane_ranges(n, ranges) -> bool:
+    """Every input of ``n`` has a calibrated range within `MAX_QUANTIZABLE_MAGNITUDE` (no masks or sentinels)."""
     for i in n.input:
         r = ranges.get(i)
         if r is None or max(abs(r.rmin), abs(r.rmax)) > MAX_QUANTIZABLE_MAGNITUDE:
@@ -197,8 +202,4 @@ def is_int8_binary(n, inits, shapes, ranges, producer) -> bool:
     a, b = (shapes.get(i) for i in n.input)
     if a is not None and b is not None and len(a) != len(b):
         return False
-    for i in n.input:
-        r = ranges.get(i)
-        if r is None or max(abs(r.rmin), abs(r.rmax)) > MAX_QUANTIZABLE_MAGNITUDE:
-            return False
-    return in_conv_network(n, producer) and not is_activation_pattern(n, producer, inits)
+    return _sane_ranges(n, ranges) and in_conv_network(n, producer) and not is_activation_pattern(n, producer, inits)
