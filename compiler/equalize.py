@@ -110,12 +110,7 @@ def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]]) -> tupl
 
     def put(node, k: int, value: np.ndarray) -> None:
         """A fresh initializer for ``node.input[k]``: constants may be shared (tf2onnx's zero biases)."""
-        base, i = f"{node.input[k]}_equalized", 1
-        name = base
-        while name in taken:
-            i += 1
-            name = f"{base}_{i}"
-        taken.add(name)
+        name = _fresh(node.input[k], taken)
         inits[name] = numpy_helper.from_array(value.astype(np.float32), name)
         proto.graph.initializer.append(inits[name])
         node.input[k] = name
@@ -151,25 +146,27 @@ def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]]) -> tupl
     return model.with_proto(proto), {"equalized": len(done), "nodes": done, "alpha": ALPHA}
 
 
+def _fresh(base: str, taken: set[str]) -> str:
+    """``{base}_equalized`` (``_2``, ``_3``... when taken), now taken."""
+    name, i = f"{base}_equalized", 1
+    while name in taken:
+        i += 1
+        name = f"{base}_equalized_{i}"
+    taken.add(name)
+    return name
+
+
 def _rename_rescaled(g, conv, relu, taken: set[str]) -> None:
     """New names for the tensors (and nodes) whose values the scale changed.
 
     ``edgec debug layers`` pairs nodes and tensors of the quantized model with the float
     reference by name; these now hold ``x / s``, not the reference's values.
     """
-    def fresh(base: str) -> str:
-        name, i = f"{base}_equalized", 1
-        while name in taken:
-            i += 1
-            name = f"{base}_equalized_{i}"
-        taken.add(name)
-        return name
-
     for node in (conv, relu):
         if node is None:
             continue
         old = node.output[0]
-        new = fresh(old)
+        new = _fresh(old, taken)
         node.output[0] = new
         if node.name:
             node.name = f"{node.name}_equalized"  # node names are their own namespace (unique already)
