@@ -30,6 +30,7 @@ from typing import Callable
 
 from edgec.targets.mcu.ops.record import OpRecord
 from edgec.targets.mcu.qgraph import QGraph, QOp
+from edgec.targets.mcu.rows import _geometry
 
 WINDOWED = ("conv", "dwconv", "maxpool", "avgpool", "pad")
 ELEMENTWISE = ("add", "mul", "requant", "lut")
@@ -42,11 +43,10 @@ PLANNED = 6
 
 def _window(g: QGraph, op: QOp) -> tuple[int, int, int]:
     """(stride, top pad, rows one output row reads) along H of the op's first input."""
-    if op.kind in ("conv", "dwconv"):
-        k = g.t(op.inputs[1]).shape[1]
-        return op.attrs["stride"][0], op.attrs["pad"][0], (k - 1) * op.attrs["dilation"][0] + 1
-    if op.kind in ("maxpool", "avgpool"):
-        return op.attrs["stride"][0], op.attrs["pad"][0], op.attrs["kernel"][0]
+    geo = _geometry(g, op)  # conv, dwconv, pools: the row-in-place schedule's own geometry
+    if geo is not None:
+        stride, pad, dil, k_h = geo
+        return stride, pad, (k_h - 1) * dil + 1
     if op.kind == "pad":
         return 1, op.attrs["pads"][1][0], 1
     return 1, 0, 1
