@@ -53,7 +53,6 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
         fast = _rq_fast(shifts, np.abs(b) + 128 * np.abs(w_rows).sum(axis=1))
         fields["rq_fast"] = 0 if not fast else 2 if tuple(op.attrs["act"]) == (-128, 127) else 1
         fields["dw_chunk"] = _dw_chunk(ctx.cpu) if chunked else 1
-    if struct == "edgec_conv_params":
         _check_byte_fields(op, fields)
     p = ctx.param_struct(struct, fields, op)
     k = kh * kw * x.shape[3]
