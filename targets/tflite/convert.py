@@ -32,7 +32,8 @@ from edgec.targets.tflite.graph_passes import prepare_onnx
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
 from edgec.targets.tflite.quant_modes import convert_full_integer, convert_int16, int8_mode
 from edgec.targets.tflite.support import check_model, validate_options
-from edgec.targets.tflite.tflite_io import SIGNATURE, check_samples, float_error, read_io, run_tflite
+from edgec.targets.tflite.tflite_io import (SIGNATURE, check_samples, float_error, read_io, reference_outputs,
+                                             run_tflite)
 from edgec.targets.tflite.tools import captured_output, import_tf
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -74,6 +75,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
     passes += prepared
     tf = import_tf()
     samples = check_samples(model, spec)
+    want = reference_outputs(model.proto.SerializeToString(), samples)
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgec-tflite-") as tmp:
         # onnx2tf's strict mode re-runs the partial model at every Reshape/MatMul to check the
@@ -87,7 +89,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                 graph = TFGraph(tf, keras_model, model, samples)
             say("TFLiteConverter: float32")
             float_bytes = run_converter(graph.converter(), "fp32")
-            err, rel = float_error(model.proto.SerializeToString(), float_bytes, graph, samples)
+            err, rel = float_error(want, float_bytes, graph, samples)
             if rel <= FLOAT_REL_TOL:
                 break
         report["onnx2tf_strict_mode"] = strict
@@ -135,13 +137,8 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                     f"the int8 .tflite fails in LiteRT: {why} (a kernel refuses its int8 quantization parameters, "
                     "e.g. a LayerNorm variance quantized to zero); use --activations int16, --float-ops N, "
                     "--max-accuracy-drop X (tries both), or --precision int8-dynamic") from exc
-            from edgec.runtimes.onnxruntime_runner import make_session
-
-            sess = make_session(model.proto.SerializeToString(), threads=1)
-            errs = []
-            for feeds, row in zip(samples, got):
-                for w, g in zip(sess.run(None, feeds), row):
-                    errs.append(float(np.abs(g.reshape(w.shape) - w).max(initial=0.0)))
+            errs = [float(np.abs(g.reshape(w.shape) - w).max(initial=0.0))
+                    for w_row, row in zip(want, got) for w, g in zip(w_row, row)]
             report["int8_tflite_max_abs_err"] = max(errs) if errs else None
 
     out_dir.mkdir(parents=True, exist_ok=True)

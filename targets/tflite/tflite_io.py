@@ -108,18 +108,24 @@ def check_samples(model: ModelHandle, spec: LowerSpec) -> list[dict[str, np.ndar
     return [synthetic_feeds(model.inputs, seed=i) for i in range(4)]
 
 
-def float_error(proto_bytes: bytes, data: bytes, graph: TFGraph, samples) -> tuple[float, float]:
-    """``(max abs error, max error relative to each output's peak)`` of a float .tflite against onnxruntime."""
-    from edgec.runtimes.onnxruntime_runner import make_session
+def float_error(want: list[list[np.ndarray]], data: bytes, graph: TFGraph, samples) -> tuple[float, float]:
+    """``(max abs error, max error relative to each output's peak)`` of a .tflite against ``want``.
 
-    sess = make_session(proto_bytes, threads=1)
-    names = [o.name for o in sess.get_outputs()]
+    ``want``: onnxruntime's outputs on ``samples`` (`reference_outputs`).
+    """
     got = run_tflite(data, graph, samples)
     err = rel = 0.0
-    for feeds, row in zip(samples, got):
-        want = sess.run(names, feeds)
-        for w, g in zip(want, row):
+    for w_row, row in zip(want, got):
+        for w, g in zip(w_row, row):
             e = float(np.abs(np.asarray(g, np.float64).reshape(w.shape) - w).max(initial=0.0))
             err = max(err, e)
             rel = max(rel, e / max(float(np.abs(w).max(initial=0.0)), 1e-6))
     return err, rel
+
+
+def reference_outputs(proto_bytes: bytes, samples) -> list[list[np.ndarray]]:
+    """onnxruntime's outputs (all, in the model's order) on each of ``samples``."""
+    from edgec.runtimes.onnxruntime_runner import make_session
+
+    sess = make_session(proto_bytes, threads=1)
+    return [sess.run(None, feeds) for feeds in samples]
