@@ -23,13 +23,12 @@ import argparse
 import dataclasses
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_json  # noqa: E402
+from _common import print_table, time_fn, write_json  # noqa: E402
 from quant_corpus import MODELS, _scores, _static_onnx, inputs, model_file  # noqa: E402
 
 # Runtime-model layers that hold or move data rather than compute (not counted as f32/int8 work).
@@ -92,12 +91,7 @@ def _latencies(runs: dict, x, rounds: int, iters: int) -> dict[str, float]:
     per: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(rounds):
         for k, fn in runs.items():
-            ts = []
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                fn(x)
-                ts.append(time.perf_counter() - t0)
-            per[k].append(float(np.median(ts)) * 1e3)
+            per[k].append(time_fn(lambda: fn(x), iters, 0)["p50"])
     return {k: float(np.median(v)) for k, v in per.items()}
 
 
