@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, time_fn, write_json  # noqa: E402
-from quant_corpus import MODELS, _scores, _static_onnx, inputs, model_file  # noqa: E402
+from quant_corpus import MODELS, _ov_float, _scores, _static_onnx, inputs, model_file  # noqa: E402
 
 # Runtime-model layers that hold or move data rather than compute (not counted as f32/int8 work).
 NOT_COMPUTE = {"Const", "Input", "Output", "Parameter", "Result", "Reorder", "Reshape"}
@@ -55,9 +55,8 @@ def _edgec_ir(src: Path, calib: Path, evald: Path, out: Path, before: bool) -> P
 
 def _nncf_ir(src: Path, cal: dict, inp: str):
     import nncf
-    import openvino as ov
 
-    return nncf.quantize(ov.convert_model(str(src)), nncf.Dataset([{inp: x[None]} for x in cal[inp]]))
+    return nncf.quantize(_ov_float(src), nncf.Dataset([{inp: x[None]} for x in cal[inp]]))
 
 
 def _compile(model, threads: int):
