@@ -36,20 +36,20 @@ NOT_COMPUTE = {"Const", "Input", "Output", "Parameter", "Result", "Reorder", "Re
 
 
 def _edgec_ir(src: Path, calib: Path, evald: Path, out: Path, before: bool) -> Path:
-    from edgec import api
-    from edgec.compiler.config import BuildConfig
     from edgec.targets.openvino import OpenVINOTarget
+    from quant_quality import _build
 
     scheme = OpenVINOTarget.quant_scheme
     if before:  # the placement before int8 element-wise ops: only Conv/MatMul/Gemm and conv-fed residual Adds
         OpenVINOTarget.quant_scheme = dataclasses.replace(scheme, int8_input_ops=frozenset(),
                                                           unified_scale_ops=frozenset())
     try:
-        api.build(BuildConfig.from_flat(model=str(src), output=out, force=True, target="intel-cpu", precision="int8",
-                                        calib=str(calib), eval_data=str(evald), calib_samples=16,
-                                        accept_low_accuracy=True))
+        r = _build(str(src), out, target="intel-cpu", precision="int8", calib=str(calib), eval_data=str(evald),
+                   calib_samples=16, accept_low_accuracy=True)
     finally:
         OpenVINOTarget.quant_scheme = scheme
+    if "error" in r:
+        raise RuntimeError(r["error"])
     return out / "model.xml"
 
 
