@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgec.targets.mcu.ops.record import OpRecord, attrs, node_name
+from edgec.targets.mcu.ops.record import OpRecord, attrs
 from edgec.targets.mcu.qgraph import QOp, QTensor
 from edgec.targets.mcu.qmath import f32, fused_act, quantize_multiplier, same_pad
 
