@@ -96,10 +96,11 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     one fold and its int8 model is scored on the other (both ways), so a range that fits
     its own samples' extremes is not rewarded for that (scored in-sample, fer's emotion
     classifier kept percentile ranges that flipped one of 8 photos; min/max flipped none).
-    The score: top-1 agreement on the held-out samples first for a classifier, then the worst
-    cosine against onnxruntime over samples and outputs (the sample a clipped range breaks
-    decides; on BlazeFace the means of both candidates are within 0.002, the worst samples
-    are not). The winner's ranges then come from every sample. Under 4 samples the
+    The score: top-1 agreement on the held-out samples first for a classifier, then each
+    fold's worst cosine against onnxruntime over samples and outputs, averaged over the folds
+    (the sample a clipped range breaks decides; on BlazeFace the means of both candidates are
+    within 0.002, the worst samples are not; a sample whose extreme the other fold never saw
+    breaks both candidates alike, and the other fold decides). The winner's ranges then come from every sample. Under 4 samples the
     candidates are scored on the samples they were calibrated on.
     """
     from edgec.runtimes.onnxruntime_runner import make_session
@@ -113,7 +114,7 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     scores: dict[str, float] = {}
     top1: dict[str, float] = {}
     for cand in AUTO_CANDIDATES:
-        got, ref = [], []
+        got, ref, worst = [], [], []
         for fit, held in folds:
             model = _fold_ranges(calibrated, graph, fit, cand) if len(folds) > 1 else \
                 calibrated_with(calibrated, graph, fit, cand)[0]
@@ -121,12 +122,14 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
             if cand != "minmax" and not litert_accepts(data):
                 break
             try:
-                got += run_tflite(data, graph, held)
+                fold_got = run_tflite(data, graph, held)
             except RuntimeError:  # LiteRT refuses this int8 model (a zero-range divisor): not a candidate
                 break
-            ref += [want[id(f)] for f in held]
+            fold_want = [want[id(f)] for f in held]
+            worst.append(_agreement(fold_got, fold_want))
+            got, ref = got + fold_got, ref + fold_want
         else:
-            scores[cand] = round(_agreement(got, ref), 6)
+            scores[cand] = round(float(np.mean(worst)), 6)
             key: tuple[float, ...] = (scores[cand],)
             if classifier:
                 top1[cand] = round(top1_agreement(got, ref), 6)
