@@ -117,7 +117,23 @@ def test_padded_maxpool_runs_in_xnnpack(tmp_path, ranges):
     from edgec.compiler.quality import run_onnx
     from edgec.runtimes.registry import create_runner
 
+    from edgec.targets.tflite.tflite_io import xnnpack_refused_ops
+
+    assert xnnpack_refused_ops((built.bundle / "model.tflite").read_bytes()) == []
     runner = create_runner("litert", built.bundle, built.manifest)  # XNNPACK: the default resolver
     for f, ref in zip(feeds, run_onnx(model.proto, feeds)):
         got, want = runner.infer(f)["y"].ravel(), ref["y"].ravel()
         assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.99
+
+
+def test_xnnpack_refusal_names_the_op(tmp_path, monkeypatch):
+    """Without the padding fix the stem's conv gets a ~1e36 output scale: the build fails with one line
+    that names the conv XNNPACK cannot prepare and its requantization scale."""
+    import edgec.targets.tflite.ranges as ranges
+    from edgec.errors import AccuracyError
+
+    monkeypatch.setattr(ranges, "pool_padding_ranges", lambda data: (data, 0))
+    rng = np.random.default_rng(2)
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)], "test")
+    with pytest.raises(AccuracyError, match=r"XNNPACK cannot prepare CONV_2D '.*' \(requantization scale"):
+        lower(_conv_relu_maxpool_model(), calib, "int8", tmp_path / "refused", ranges="minmax")
