@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from edgec.targets.base import QuantScheme
 
 AUTO_SAMPLES = 16
+MIN_SPREAD_SAMPLES = 4
 
 
 def quantized_tensors(qproto, ranges: dict[str, Any]) -> list[str]:
@@ -66,14 +67,23 @@ def quantized_layers(qproto) -> list[tuple[str, str]]:
 
 
 def _rel_error(outs: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> float:
-    num = den = 0.0
-    for o, r in zip(outs, refs):
-        for k, w in r.items():
-            w = np.asarray(w, np.float64)
-            d = np.asarray(o[k], np.float64) - w
-            num += float((d * d).sum())
-            den += float((w * w).sum())
-    return num / max(den, 1e-30)
+    """Mean over outputs of each output's squared error relative to its spread between samples.
+
+    Each output counts alike: a detector's box regressors (anchor offsets in the hundreds) would
+    otherwise drown its scores. The spread is per element around its mean over the samples (a
+    constant offset does not hide the error), or around the overall mean with fewer than
+    `MIN_SPREAD_SAMPLES` samples.
+    """
+    if not refs:
+        return 0.0
+    errs = []
+    for k in refs[0]:
+        w = np.stack([np.asarray(r[k], np.float64) for r in refs])
+        d = np.stack([np.asarray(o[k], np.float64) for o in outs]) - w
+        centre = w.mean(axis=0, keepdims=True) if len(w) >= MIN_SPREAD_SAMPLES else w.mean()
+        den = float(((w - centre) ** 2).sum()) or float((w * w).sum())
+        errs.append(float((d * d).sum()) / max(den, 1e-30))
+    return float(np.mean(errs))
 
 
 class Int8Quantizer:

@@ -37,7 +37,7 @@ SLACKS = (0.0, 0.5, 2.0)
 # REFINE_EVALS, more on cheap models, as many as REFINE_ELEMENTS activation values computed
 # allow (a deterministic stand-in for time: about a minute of onnxruntime on one core), each
 # node counting NODE_ELEMENTS for re-quantizing and loading the model. Capped at REFINE_MAX.
-REFINE_EVALS = 12
+REFINE_EVALS = 4
 REFINE_ELEMENTS = 4e9
 NODE_ELEMENTS = 3e5
 REFINE_MAX = 300
