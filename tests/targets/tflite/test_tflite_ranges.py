@@ -70,15 +70,54 @@ def test_onnx2tf_strict_mode_runs_only_when_the_fast_conversion_is_off(tmp_path,
     assert (strict.bundle / "model.tflite").read_bytes() == (fast.bundle / "model.tflite").read_bytes()
 
 
-def test_auto_ranges_keep_the_candidate_closer_to_float(tmp_path):
-    """``auto`` (the default) scores min/max and percentile on the calibration samples and keeps the
-    better; on the sample whose one pixel the percentile clips, that is min/max."""
+def test_auto_ranges_score_candidates_on_held_out_samples(tmp_path):
+    """``auto`` (the default) fits each candidate's ranges on one half of the calibration samples and
+    scores it on the other. One pixel of one sample 200x the rest: min/max fitted on that half spans it
+    and loses the other half's detail, so the held-out score keeps percentile (scored in-sample, the
+    sample with the pixel decided for min/max)."""
     model = _pointwise_model()
     rng = np.random.default_rng(1)
     samples = [{"x": rng.normal(0, 1, (1, 1, 32, 32)).astype(np.float32)} for _ in range(16)]
-    samples[0]["x"][0, 0, 5, 7] = 200.0  # within the samples auto scores
+    samples[0]["x"][0, 0, 5, 7] = 200.0
     built = lower(model, CalibrationData(samples, "test"), "int8", tmp_path / "auto")
     r = built.result.manifest["quantization"]["ranges"]
     scores = r["auto_scores"]
-    assert set(scores) == {"minmax", "percentile"}
-    assert r["method"] == max(scores, key=scores.get) == "minmax", scores
+    assert set(scores) == {"minmax", "percentile"} and r["auto_scored_on"].startswith("held-out")
+    assert r["method"] == max(scores, key=scores.get) == "percentile", scores
+    assert "auto_top1" not in r  # a 4-D output is no classifier
+
+
+def _conv_relu_maxpool_model():
+    """x [1,3,16,16] -> Conv3x3 -> Relu -> MaxPool(3, stride 2, pads 1) -> Conv1x1: resnet/shufflenet's stem."""
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (4, 8, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["p", "w2"], ["y"])]
+    g = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    return handle_from_proto(proto, "stem.onnx")
+
+
+@pytest.mark.parametrize("ranges", ["minmax", "percentile"])
+def test_padded_maxpool_runs_in_xnnpack(tmp_path, ranges):
+    """onnx2tf pads a MaxPool with the lowest float; calibrated as is, the conv before it got a scale of
+    ~1e36 and XNNPACK refused the model ("failed to create XNNPACK runtime", resnet18). The padding
+    now takes its input's range; the int8 model runs in LiteRT's default (XNNPACK) and agrees."""
+    model = _conv_relu_maxpool_model()
+    rng = np.random.default_rng(2)
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)], "test")
+    built = lower(model, calib, "int8", tmp_path / ranges, ranges=ranges)
+    assert built.result.manifest["quantization"]["ranges"]["pool_pads_clamped"] == 1
+    feeds = [{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(4)]
+    from edgec.compiler.quality import run_onnx
+    from edgec.runtimes.registry import create_runner
+
+    runner = create_runner("litert", built.bundle, built.manifest)  # XNNPACK: the default resolver
+    for f, ref in zip(feeds, run_onnx(model.proto, feeds)):
+        got, want = runner.infer(f)["y"].ravel(), ref["y"].ravel()
+        assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.99
