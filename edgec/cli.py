@@ -96,7 +96,7 @@ def cli(debug: bool) -> None:
                    "FN(outputs: list[dict[str, np.ndarray]], reference_outputs: list[dict[str, np.ndarray]], "
                    "labels: np.ndarray | None) -> float, higher is better; auto: top1 for classifiers, else cosine.")
 @click.option("--group-size", type=RegistryChoice(int4_choices("GROUP_SIZES")), default=None,
-              help="INT4: block size along the input dimension of MatMul/Gemm weights [default: 64 for the "
+              help="INT4: block size along the input dimension of MatMul/Gemm weights [default: 32 for the "
                    "calibrated recipe, 128 for rtn].")
 @click.option("--int4-mode", type=RegistryChoice(int4_choices("MODES")), default="asym", show_default=True,
               help="INT4: symmetric int4, or asymmetric uint4 with per-block zero points.")
