@@ -100,8 +100,9 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     fold's worst cosine against onnxruntime over samples and outputs, averaged over the folds
     (the sample a clipped range breaks decides; on BlazeFace the means of both candidates are
     within 0.002, the worst samples are not; a sample whose extreme the other fold never saw
-    breaks both candidates alike, and the other fold decides). The winner's ranges then come from every sample. Under 4 samples the
-    candidates are scored on the samples they were calibrated on.
+    breaks both candidates alike, and the other fold decides). The winner's ranges then come
+    from every sample. Under 4 samples the candidates are scored on the samples they were
+    calibrated on.
     """
     from edgec.runtimes.onnxruntime_runner import make_session
     from edgec.targets.tflite.tflite_io import run_tflite

@@ -87,13 +87,16 @@ def test_auto_ranges_score_candidates_on_held_out_samples(tmp_path):
     assert "auto_top1" not in r  # a 4-D output is no classifier
 
 
-def _conv_relu_maxpool_model():
-    """x [1,3,16,16] -> Conv3x3 -> Relu -> MaxPool(3, stride 2, pads 1) -> Conv1x1: resnet/shufflenet's stem."""
+def _conv_relu_maxpool_model(relu: bool = True):
+    """x [1,3,16,16] -> Conv3x3 -> [Relu] -> MaxPool(3, stride 2, pads 1) -> Conv1x1: resnet/shufflenet's stem.
+
+    With the Relu the arm target pads with zeros before onnx2tf (`rewrites.maxpool_pads_as_zero_pad`);
+    without it onnx2tf pads with the lowest float (PADV2), whose range `pool_padding_ranges` fixes."""
     rng = np.random.default_rng(0)
     w1 = rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32)
     w2 = rng.normal(0, 0.5, (4, 8, 1, 1)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Relu" if relu else "Identity", ["h"], ["r"]),
              helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
              helper.make_node("Conv", ["p", "w2"], ["y"])]
     g = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
@@ -108,7 +111,7 @@ def test_padded_maxpool_runs_in_xnnpack(tmp_path, ranges):
     """onnx2tf pads a MaxPool with the lowest float; calibrated as is, the conv before it got a scale of
     ~1e36 and XNNPACK refused the model ("failed to create XNNPACK runtime", resnet18). The padding
     now takes its input's range; the int8 model runs in LiteRT's default (XNNPACK) and agrees."""
-    model = _conv_relu_maxpool_model()
+    model = _conv_relu_maxpool_model(relu=False)
     rng = np.random.default_rng(2)
     calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)], "test")
     built = lower(model, calib, "int8", tmp_path / ranges, ranges=ranges)
@@ -117,7 +120,39 @@ def test_padded_maxpool_runs_in_xnnpack(tmp_path, ranges):
     from edgec.compiler.quality import run_onnx
     from edgec.runtimes.registry import create_runner
 
+    from edgec.targets.tflite.tflite_io import xnnpack_refused_ops
+
+    assert xnnpack_refused_ops((built.bundle / "model.tflite").read_bytes()) == []
     runner = create_runner("litert", built.bundle, built.manifest)  # XNNPACK: the default resolver
     for f, ref in zip(feeds, run_onnx(model.proto, feeds)):
         got, want = runner.infer(f)["y"].ravel(), ref["y"].ravel()
         assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.99
+
+
+def test_xnnpack_refusal_names_the_op(tmp_path, monkeypatch):
+    """Without the padding fix the stem's conv gets a ~1e36 output scale: the build fails with one line
+    that names the conv XNNPACK cannot prepare and its requantization scale."""
+    import edgec.targets.tflite.ranges as ranges
+    from edgec.errors import AccuracyError
+
+    monkeypatch.setattr(ranges, "pool_padding_ranges", lambda data: (data, 0))
+    rng = np.random.default_rng(2)
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)], "test")
+    with pytest.raises(AccuracyError, match=r"XNNPACK cannot prepare CONV_2D '.*' \(requantization scale"):
+        lower(_conv_relu_maxpool_model(relu=False), calib, "int8", tmp_path / "refused", ranges="minmax")
+
+
+def test_padded_maxpool_after_relu_runs_in_16x8(tmp_path):
+    """16x8 kept onnx2tf's float pad value (PADV2 refused: INT16 != FLOAT32); zeros after the Relu convert."""
+    model = _conv_relu_maxpool_model()
+    rng = np.random.default_rng(2)
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)], "test")
+    built = lower(model, calib, "int8", tmp_path / "16x8", activations="int16")
+    assert {"name": "maxpool-pads-as-zero-pad", "config": {"rewritten": 1}} in built.result.passes
+    from edgec.compiler.quality import run_onnx
+    from edgec.runtimes.registry import create_runner
+
+    f = {"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)}
+    got = create_runner("litert", built.bundle, built.manifest).infer(f)["y"].ravel()
+    want = run_onnx(model.proto, [f])[0]["y"].ravel()
+    assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.999
