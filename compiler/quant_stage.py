@@ -66,7 +66,8 @@ def quantized_layers(qproto) -> list[tuple[str, str]]:
     return out
 
 
-def _rel_error(outs: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> float:
+def relative_error(outs: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> float:
+    """Squared error of every output against ``refs``, relative to the reference's energy."""
     num = den = 0.0
     for o, r in zip(outs, refs):
         for k, w in r.items():
@@ -107,6 +108,7 @@ class Int8Quantizer:
         self.passes = passes if passes is not None else []
         self._alternatives: dict[str, dict[str, TensorRange]] | None = None
         self._channel_absmax: dict[str, np.ndarray] | None = None
+        self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
 
     @classmethod
     def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
@@ -197,7 +199,7 @@ class Int8Quantizer:
         if self.bias_correction if bias_correction is None else bias_correction:
             from edgec.compiler.bias_correction import correct_bias
 
-            quant, info = correct_bias(self.reference, quant, self.calibration.samples)
+            quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs)
             summary["bias_correction"] = info
         return quant, summary
 
@@ -211,7 +213,7 @@ class Int8Quantizer:
         refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
         self.ranges = dict(alt["minmax"])
         quant, _ = self.quantize()
-        best_err = _rel_error(run_onnx(quant.proto, samples), refs)
+        best_err = relative_error(run_onnx(quant.proto, samples), refs)
         chosen: dict[str, str] = {}
         for t in quantized_tensors(quant.proto, self.ranges):
             current = self.ranges[t]
@@ -221,7 +223,7 @@ class Int8Quantizer:
                     continue
                 self.ranges[t] = cand
                 q, _ = self.quantize()
-                err = _rel_error(run_onnx(q.proto, samples), refs)
+                err = relative_error(run_onnx(q.proto, samples), refs)
                 if err < best_err * (1 - 1e-6):
                     best_err, current = err, cand
                     chosen[t] = m

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 MAX_MEASURED = 24
 SCREEN_LAYERS = 8
 SCREEN_SAMPLES = 16
+# With more candidates than `SCREEN_KEEP`, each is first measured on 1/`SCREEN_SAMPLE_SHARE` of
+# the samples (at least `SCREEN_MIN_SAMPLES`), and only the best `SCREEN_KEEP` on all of them.
+SCREEN_KEEP = 6
+SCREEN_SAMPLE_SHARE = 4
+SCREEN_MIN_SAMPLES = 2
 PASS_THROUGH = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Relu"})
 
 
@@ -81,34 +86,92 @@ class FallbackState:
         over = tuple((t, m) for t, m in self.overrides if t != fb.key) + ((fb.key, fb.value),)
         return replace(self, overrides=over, applied=(*self.applied, fb))
 
+    def key(self) -> tuple:
+        """What the quantized model depends on (the order fallbacks were added in does not matter)."""
+        return (tuple(sorted(set(self.keep_float))), tuple(sorted(self.overrides)), tuple(sorted(set(self.int8_nodes))),
+                self.bias_correction)
+
     def quantize(self, quantizer):
         kw = {"bias_correction": True} if self.bias_correction else {}
         return quantizer.quantize(self.keep_float, dict(self.overrides), self.int8_nodes, **kw)
 
 
-def rank(quantizer, state: FallbackState, kinds: tuple[str, ...], samples, reference_outputs, labels,
-         metric: "Metric", progress: "Progress | None" = None) -> tuple[float, list[Fallback]]:
+class Evaluator:
+    """The onnxruntime drop of a fallback state on the gate's samples; each state is measured once.
+
+    States that quantize to the same model (the same fallbacks in another order, or a ranked
+    candidate the gate then tries on top of the same state) reuse the first measurement.
+
+    Args:
+        quantizer: `Int8Quantizer` / `Int4Quantizer`.
+        samples: Evaluation feeds.
+        reference_outputs: The float model's outputs on ``samples``.
+        labels: Labels of ``samples`` or None.
+        metric: The gate's `Metric`.
+    """
+
+    def __init__(self, quantizer, samples, reference_outputs, labels, metric: "Metric"):
+        self.quantizer, self.samples, self.refs, self.labels, self.metric = \
+            quantizer, list(samples), list(reference_outputs), labels, metric
+        self._drops: dict[tuple, tuple[float, float]] = {}
+        self.runs = self.samples_run = 0
+
+    def measure(self, state: "FallbackState", n: int | None = None) -> tuple[float, float]:
+        """``(metric drop, relative output error)`` of ``state`` on the first ``n`` samples (all: None)."""
+        from edgec.compiler.quality import run_onnx
+        from edgec.compiler.quant_stage import relative_error
+
+        n = len(self.samples) if n is None else min(n, len(self.samples))
+        key = (state.key(), n)
+        if key not in self._drops:
+            q, _ = state.quantize(self.quantizer)
+            outs = run_onnx(q.proto, self.samples[:n])
+            self.runs, self.samples_run = self.runs + 1, self.samples_run + n
+            labels = self.labels[:n] if self.labels is not None else None
+            self._drops[key] = (self.metric.drop(outs, self.refs[:n], labels), relative_error(outs, self.refs[:n]))
+        return self._drops[key]
+
+    def drop(self, state: "FallbackState") -> float:
+        """The metric's drop of ``state`` on every sample."""
+        return self.measure(state)[0]
+
+    def work(self) -> dict[str, int]:
+        return {"onnxruntime_runs": self.runs, "samples_run": self.samples_run}
+
+
+def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
+         progress: "Progress | None" = None) -> tuple[float, list[Fallback]]:
     """The onnxruntime drop of ``state`` and the candidate fallbacks that lower it, best first.
 
-    Only the best method per tensor is kept for ``calib-method`` candidates.
+    Only the best method per tensor is kept for ``calib-method`` candidates. With many
+    candidates and samples, every candidate is first measured on a screen of
+    `SCREEN_SAMPLE_SHARE` of the samples (by the metric, then the output error: a coarse
+    metric such as top-1 on few samples ties often), and only the `SCREEN_KEEP` best are
+    measured on all of them; the gate keeps a fallback only by its full measurement.
     """
     from edgec.compiler.progress import SILENT
-    from edgec.compiler.quality import run_onnx
 
+    quantizer, samples = evaluator.quantizer, evaluator.samples
+    base = evaluator.drop(state)
     quant, _ = state.quantize(quantizer)
-    base = metric.drop(run_onnx(quant.proto, samples), reference_outputs, labels)
     cands = [c for c in quantizer.candidates(quant, kinds)
              if not (c.kind == "keep-float" and c.key in state.keep_float)
              and not (c.kind == "int8" and c.key in state.int8_nodes)
              and not (c.kind == "bias-correction" and state.bias_correction)]
     if len(cands) > MAX_MEASURED:
         cands = screen(quantizer.reference.proto, quant.proto, cands, samples[:SCREEN_SAMPLES])
+    k = max(SCREEN_MIN_SAMPLES, len(samples) // SCREEN_SAMPLE_SHARE)
+    if len(cands) > SCREEN_KEEP and k < len(samples):
+        with (progress or SILENT).task(f"screening fallbacks on {k} samples", total=len(cands)) as task:
+            on_screen = []
+            for c in cands:
+                on_screen.append((evaluator.measure(state.plus(c), k), c.key, c))
+                task.advance()
+        cands = [c for *_, c in sorted(on_screen, key=lambda t: (t[0], t[1]))[:SCREEN_KEEP]]
     scored: list[Fallback] = []
     with (progress or SILENT).task("measuring layer sensitivity", total=len(cands)) as task:
         for c in cands:
-            q, _ = state.plus(c).quantize(quantizer)
-            d = metric.drop(run_onnx(q.proto, samples), reference_outputs, labels)
-            scored.append(replace(c, drop=d, base=base))
+            scored.append(replace(c, drop=evaluator.drop(state.plus(c)), base=base))
             task.advance()
     best_per_tensor: dict[tuple[str, str], Fallback] = {}
     for c in scored:
