@@ -100,7 +100,9 @@ class Evaluator:
     """The onnxruntime drop of a fallback state on the gate's samples; each state is measured once.
 
     States that quantize to the same model (the same fallbacks in another order, or a ranked
-    candidate the gate then tries on top of the same state) reuse the first measurement.
+    candidate the gate then tries on top of the same state) reuse the first measurement. A
+    state measured on a screen of samples with ``keep=True`` keeps its session and outputs, so
+    measuring it on every sample later runs only the remaining ones.
 
     Args:
         quantizer: `Int8Quantizer` / `Int4Quantizer`.
@@ -114,29 +116,48 @@ class Evaluator:
         self.quantizer, self.samples, self.refs, self.labels, self.metric = \
             quantizer, list(samples), list(reference_outputs), labels, metric
         self._drops: dict[tuple, tuple[float, float]] = {}
-        self.runs = self.samples_run = 0
+        self._kept: dict[tuple, tuple[Any, list]] = {}  # state key -> (session, outputs of the first samples)
+        self._last: tuple[tuple, Any] | None = None  # the last quantized model
+        self.sessions = self.samples_run = 0
 
-    def measure(self, state: "FallbackState", n: int | None = None) -> tuple[float, float]:
+    def quantized(self, state: "FallbackState"):
+        """``state``'s quantized model (the last one is kept: ranking asks again for the state it measured)."""
+        if self._last is None or self._last[0] != state.key():
+            self._last = (state.key(), state.quantize(self.quantizer)[0])
+        return self._last[1]
+
+    def measure(self, state: "FallbackState", n: int | None = None, keep: bool = False) -> tuple[float, float]:
         """``(metric drop, relative output error)`` of ``state`` on the first ``n`` samples (all: None)."""
-        from edgec.compiler.quality import run_onnx
+        from edgec.compiler.quality import ort_session, run_onnx
         from edgec.compiler.quant_stage import relative_error
 
         n = len(self.samples) if n is None else min(n, len(self.samples))
         key = (state.key(), n)
         if key not in self._drops:
-            q, _ = state.quantize(self.quantizer)
-            outs = run_onnx(q.proto, self.samples[:n])
-            self.runs, self.samples_run = self.runs + 1, self.samples_run + n
+            sess, outs = self._kept.pop(state.key(), (None, []))
+            if sess is None:
+                sess = ort_session(self.quantized(state).proto)
+                self.sessions += 1
+            if len(outs) < n:
+                self.samples_run += n - len(outs)
+                outs = outs + run_onnx(None, self.samples[len(outs):n], session=sess)
+            outs = outs[:n]
+            if keep and n < len(self.samples):
+                self._kept[state.key()] = (sess, outs)
             labels = self.labels[:n] if self.labels is not None else None
             self._drops[key] = (self.metric.drop(outs, self.refs[:n], labels), relative_error(outs, self.refs[:n]))
         return self._drops[key]
+
+    def release(self, state: "FallbackState") -> None:
+        """Drop the session kept for ``state``."""
+        self._kept.pop(state.key(), None)
 
     def drop(self, state: "FallbackState") -> float:
         """The metric's drop of ``state`` on every sample."""
         return self.measure(state)[0]
 
     def work(self) -> dict[str, int]:
-        return {"onnxruntime_runs": self.runs, "samples_run": self.samples_run}
+        return {"onnxruntime_sessions": self.sessions, "samples_run": self.samples_run}
 
 
 def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
@@ -153,7 +174,7 @@ def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
 
     quantizer, samples = evaluator.quantizer, evaluator.samples
     base = evaluator.drop(state)
-    quant, _ = state.quantize(quantizer)
+    quant = evaluator.quantized(state)
     cands = [c for c in quantizer.candidates(quant, kinds)
              if not (c.kind == "keep-float" and c.key in state.keep_float)
              and not (c.kind == "int8" and c.key in state.int8_nodes)
@@ -163,11 +184,14 @@ def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
     k = max(SCREEN_MIN_SAMPLES, len(samples) // SCREEN_SAMPLE_SHARE)
     if len(cands) > SCREEN_KEEP and k < len(samples):
         with (progress or SILENT).task(f"screening fallbacks on {k} samples", total=len(cands)) as task:
-            on_screen = []
-            for c in cands:
-                on_screen.append((evaluator.measure(state.plus(c), k), c.key, c))
+            on_screen: list[tuple] = []
+            for c in cands:  # the best SCREEN_KEEP keep their sessions for the full measurement
+                on_screen = sorted([*on_screen, (evaluator.measure(state.plus(c), k, keep=True), c.key, c)],
+                                   key=lambda t: (t[0], t[1]))
+                for *_, out in on_screen[SCREEN_KEEP:]:
+                    evaluator.release(state.plus(out))
                 task.advance()
-        cands = [c for *_, c in sorted(on_screen, key=lambda t: (t[0], t[1]))[:SCREEN_KEEP]]
+        cands = [c for *_, c in on_screen[:SCREEN_KEEP]]
     scored: list[Fallback] = []
     with (progress or SILENT).task("measuring layer sensitivity", total=len(cands)) as task:
         for c in cands:

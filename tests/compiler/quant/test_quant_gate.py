@@ -171,10 +171,12 @@ def test_rank_screens_on_few_samples_and_measures_each_state_once(digits_models)
     conv3 = node_names(digits_models["outlier"], "Conv")[2]
     assert base > 3 and ranked and ranked[0].drop < base
     assert conv3 in {fb.key for fb in ranked[:2]}  # keep conv3 in float, or recalibrate its input
-    full_runs = sum(1 for (_, n) in ev._drops if n == len(samples))
-    assert full_runs <= 1 + SCREEN_KEEP and ev.samples_run < ev.runs * len(samples)
-    runs = ev.runs
-    assert ev.drop(FallbackState().plus(ranked[0])) == ranked[0].drop and ev.runs == runs  # measured once
+    full = sum(1 for (_, n) in ev._drops if n == len(samples))
+    screened = len(ev._drops) - full
+    assert screened > SCREEN_KEEP and full <= 1 + SCREEN_KEEP and ev.samples_run < ev.sessions * len(samples)
+    assert ev.sessions == 1 + screened and not ev._kept  # the best screened keep their sessions, then free them
+    runs = ev.sessions
+    assert ev.drop(FallbackState().plus(ranked[0])) == ranked[0].drop and ev.sessions == runs  # measured once
 
 
 def test_bias_correction_variants_share_the_float_outputs(digits_models):
