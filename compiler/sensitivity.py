@@ -129,7 +129,7 @@ class Evaluator:
     def measure(self, state: "FallbackState", n: int | None = None, keep: bool = False) -> tuple[float, float]:
         """``(metric drop, relative output error)`` of ``state`` on the first ``n`` samples (all: None)."""
         from edgec.compiler.quality import ort_session, run_onnx
-        from edgec.compiler.quant_stage import relative_error
+        from edgec.compiler.quant_stage import _rel_error
 
         n = len(self.samples) if n is None else min(n, len(self.samples))
         key = (state.key(), n)
@@ -145,7 +145,7 @@ class Evaluator:
             if keep and n < len(self.samples):
                 self._kept[state.key()] = (sess, outs)
             labels = self.labels[:n] if self.labels is not None else None
-            self._drops[key] = (self.metric.drop(outs, self.refs[:n], labels), relative_error(outs, self.refs[:n]))
+            self._drops[key] = (self.metric.drop(outs, self.refs[:n], labels), _rel_error(outs, self.refs[:n]))
         return self._drops[key]
 
     def release(self, state: "FallbackState") -> None:

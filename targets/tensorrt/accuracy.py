@@ -141,10 +141,12 @@ def diagnose(float_proto, qdq_proto, feeds_list, top: int = 3) -> list[dict[str,
 
 
 def accuracy_gate(float_proto, qdq_proto, samples, inputs, output_names, bound: float = MAX_NRMSE,
-                  max_samples: int = MAX_SAMPLES) -> dict[str, Any]:
+                  max_samples: int = MAX_SAMPLES, accept: bool = False) -> dict[str, Any]:
     """Compare the Q/DQ model with the float one; raise `AccuracyError` above ``bound``.
 
-    Returns the report section: per-output errors, the bound and the sample count.
+    Returns the report section: per-output errors, the bound and the sample count. With
+    ``accept`` (``--accept-low-accuracy``) an error above the bound is reported in it
+    (``accepted_below_bound``: the message) instead of raised.
     """
     feeds = fit_batches(list(samples)[:max_samples], inputs)
     if not feeds:
@@ -165,8 +167,12 @@ def accuracy_gate(float_proto, qdq_proto, samples, inputs, output_names, bound: 
         parts.append(f"'{r['tensor']}' into {users} (range [{r['min']:.4g}, {r['max']:.4g}], symmetric int8 error "
                      f"{r['symmetric_error']:.1%} of its spread, asymmetric would be {r['asymmetric_error']:.1%})")
     fix_node = culprits[0]["consumers"][0] if culprits and culprits[0]["consumers"] else "NODE"
-    raise AccuracyError(
+    message = (
         f"int8 is not accurate enough with TensorRT's symmetric activations: output '{worst_name}' has normalized "
         f"RMS error {worst['nrmse']:.3f} against the float model (bound {bound}, cosine {worst['cosine']:.4f}, "
         f"{len(feeds)} calibration samples, onnxruntime); worst tensors: {'; '.join(parts) or 'none found'}; fix: "
-        f"--keep-float {fix_node} (leave that node in float), or --precision fp16")
+        f"--keep-float {fix_node} (leave that node in float), or --precision fp16, or --accept-low-accuracy")
+    if accept:
+        result["accepted_below_bound"] = message
+        return result
+    raise AccuracyError(message)
