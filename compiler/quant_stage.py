@@ -207,6 +207,18 @@ class Int8Quantizer:
             summary["bias_correction"] = info
         return quant, summary
 
+    def _upgrade_opset(self) -> None:
+        """Convert the float model to Q/DQ's opset once, not in every `quantize` of a search (same model)."""
+        from edgec.compiler.qdq_graph import QDQ_MIN_OPSET, ensure_opset
+
+        if any(op.domain in ("", "ai.onnx") and op.version < QDQ_MIN_OPSET for op in self.model.proto.opset_import):
+            import onnx
+
+            proto = onnx.ModelProto()
+            proto.CopyFrom(self.model.proto)
+            ensure_opset(proto, QDQ_MIN_OPSET)
+            self.model = self.model.with_proto(proto)
+
     def choose_auto(self) -> dict[str, Any]:
         """Pick each quantized tensor's method: local screen, few output measurements (`scale_screen`)."""
         from edgec.compiler.quality import ort_session, run_onnx
@@ -215,6 +227,7 @@ class Int8Quantizer:
         alt = self.alternatives()
         samples = list(self.calibration.samples[:AUTO_SAMPLES])
         bias_correction, self.bias_correction = self.bias_correction, False  # applied once, at the end
+        self._upgrade_opset()
         refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
         base = self.ranges = dict(alt["minmax"])
         quant, _ = self.quantize()

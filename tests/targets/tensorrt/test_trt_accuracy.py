@@ -30,13 +30,13 @@ def test_gate_fails_on_offset_activation_naming_tensor_node_and_fix(tmp_path):
     with pytest.raises(AccuracyError) as exc:
         gate(m, quantize(m, s, tmp_path), s)
     msg = str(exc.value)
-    assert "symmetric" in msg and "output 'y'" in msg and "bound 0.2" in msg
+    assert "symmetric" in msg and "output 'y'" in msg and "bound 0.25" in msg
     assert "'o1' into 'conv2'" in msg  # the post-sigmoid + 50 tensor and the node it feeds
     assert "--keep-float conv2" in msg and "--precision fp16" in msg and "--accept-low-accuracy" in msg
     assert "\n" not in msg
     # --accept-low-accuracy: the same measurement, reported instead of raised.
     res = gate(m, quantize(m, s, tmp_path), s, accept=True)
-    assert res["accepted_below_bound"] == msg and res["outputs"]["y"]["nrmse"] > 0.2
+    assert res["accepted_below_bound"] == msg and res["outputs"]["y"]["nrmse"] > 0.25
 
 
 def test_bound_is_configurable(cnn_qdq):

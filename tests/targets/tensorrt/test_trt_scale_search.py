@@ -160,7 +160,7 @@ def test_screen_judges_each_tensor_by_its_own_histogram():
     assert screened({"x": local}, alt, 1e9)["x"] == "minmax"
 
 
-def _chain(depth=8, seed=0):
+def _chain(depth=8, seed=0, opset=17):
     """``depth`` Conv 1x1 + Relu layers: one quantized tensor per layer."""
     rng = np.random.default_rng(seed)
     nodes, inits, src = [], {}, "x"
@@ -171,7 +171,7 @@ def _chain(depth=8, seed=0):
         src = f"r{k}"
     nodes.append(helper.make_node("Identity", [src], ["y"], name="out"))
     return make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
-                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], inits)
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], inits, opset=opset)
 
 
 def test_auto_costs_a_bounded_number_of_model_runs():
@@ -203,3 +203,16 @@ def test_auto_is_never_worse_than_minmax_everywhere():
     # min/max on every tensor is one of the measured candidates.
     assert info["relative_output_error"] <= info["screen_errors"]["minmax"]
     assert sum(info["methods"].values()) >= 8
+
+
+def test_auto_upgrades_an_old_opset_once_with_the_same_result():
+    # Q/DQ needs opset 13; the search converts the model once instead of in every candidate's quantize.
+    model = handle(_chain(depth=3, opset=11))
+    samples = _outlier_samples(outlier=30.0)
+    q = Int8Quantizer(model, model, collect_ranges(model.proto, samples, "minmax"), SCHEME,
+                      CalibrationData(samples, "test"))
+    q.choose_auto()
+    assert q.model.proto.opset_import[0].version == 13 and model.proto.opset_import[0].version == 11
+    a, _ = q.quantize()
+    b, _ = quantize_qdq(model, q.ranges, SCHEME)
+    assert a.proto.SerializeToString() == b.proto.SerializeToString()
