@@ -13,7 +13,8 @@ built in code: recorded, not gated). CTC text recognizers (task ``ocr-ctc``) als
 share of samples whose greedy-decoded text equals the float model's (not gated).
 mcu cells the model cannot fit (2 MB flash, 512 KB RAM, after the build's own remedies: with a
 --ram-budget the mcu target runs the first stage patch by patch when the model would not fit
-otherwise, ``--patch-inference auto``) are "left out", int4 cells of
+otherwise, ``--patch-inference auto``; only weights over the flash and graph I/O over the RAM
+are ruled out before building) are "left out", int4 cells of
 models without a MatMul/Gemm weight "n/a"; neither is counted.
 
 Each cell runs in its own worker process with a time limit (``--cell-timeout``): a converter
@@ -86,10 +87,12 @@ def left_out(target: str, precision: str, error: str) -> str | None:
 
 
 def mcu_cannot_hold(path: Path, shapes: dict[str, tuple[int, ...]]) -> str | None:
-    """Why an ONNX model cannot fit the mcu budgets whatever its ops: int8 weights over the flash,
-    or one node's int8 input + output activations over the RAM (a lower bound of any arena
-    without patch-based execution; a node of the patched first stage needs less, so this
-    may leave out an ONNX model that patching would fit: .tflite sources are not pre-checked)."""
+    """Why an ONNX model cannot fit the mcu budgets whatever the build does: int8 weights over
+    the flash, or its int8 graph inputs (or outputs) alone over the RAM (every plan holds
+    them whole). Everything else the build decides with its own remedies: a node's input and
+    output over the RAM may still fit patch by patch (``--patch-inference auto``), and a
+    budget the build cannot meet fails it naming ``--ram-budget`` (a left-out cell).
+    .tflite sources are not pre-checked."""
     import numpy as np
     import onnx
 
@@ -103,25 +106,13 @@ def mcu_cannot_hold(path: Path, shapes: dict[str, tuple[int, ...]]) -> str | Non
     weights = sum(int(np.prod(i.dims)) for i in proto.graph.initializer)
     if weights > MCU_FLASH:
         return f"left out: {weights / 2**20:.1f} MB of int8 weights > {MCU_FLASH // 2**20} MB flash"
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto)
-    except Exception:  # noqa: BLE001 - no estimate; the build decides
-        return None
-    g = proto.graph
-    inits = {i.name for i in g.initializer}
-    size = {}
-    for vi in (*g.input, *g.value_info, *g.output):
-        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
-        if dims and all(dims):
-            size[vi.name] = int(np.prod(dims))
-    worst, node = 0, None
-    for n in g.node:
-        b = sum(size.get(t, 0) for t in (*n.input, *n.output) if t not in inits)
-        if b > worst:
-            worst, node = b, n
-    if worst > MCU_RAM:
-        return (f"left out: node '{node.name or node.output[0]}' ({node.op_type}) alone needs {worst // 1024} KB of "
-                f"int8 activations > {MCU_RAM // 1024} KB RAM")
+    inits = {i.name for i in proto.graph.initializer}
+    for kind, values in (("inputs", proto.graph.input), ("outputs", proto.graph.output)):
+        dims = [[d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in values if vi.name not in inits]
+        if all(d and all(d) for d in dims):
+            total = sum(int(np.prod(d)) for d in dims)
+            if total > MCU_RAM:
+                return (f"left out: the int8 graph {kind} alone need {total // 1024} KB > {MCU_RAM // 1024} KB RAM")
     return None
 
 

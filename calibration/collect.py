@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from edgec.calibration.observers import Observer, make_observer
+from edgec.calibration.histogram import GrowingHistogram
+from edgec.calibration.observers import HistogramObserver, Observer, make_observer
 from edgec.calibration.types import TensorRange
 from edgec.runtimes.onnx_graph import FLOAT_TYPES, mark_outputs, typed_copy
 from edgec.errors import CalibrationDataError, ConfigError
@@ -70,7 +71,9 @@ ObserverSpec = tuple[str, str, tuple[tuple[str, Any], ...]]  # (label, observer 
 
 def collect_ranges_multi(model: "onnx.ModelProto", samples: Iterable[dict[str, np.ndarray]],
                          methods: "tuple[str | ObserverSpec, ...] | None" = None,
-                         tensors: list[str] | None = None) -> dict[str, dict[str, TensorRange]]:
+                         tensors: list[str] | None = None,
+                         histograms: "dict[str, GrowingHistogram] | None" = None,
+                         ) -> dict[str, dict[str, TensorRange]]:
     """``{label: {tensor: TensorRange}}``: `collect_ranges` under several methods in one pass.
 
     Each tensor feeds one observer per method while onnxruntime runs the model once per
@@ -84,6 +87,9 @@ def collect_ranges_multi(model: "onnx.ModelProto", samples: Iterable[dict[str, n
             specs for configured observers (TensorRT's symmetric calibrators); default:
             every registered observer with its default options.
         tensors: Only these tensors (default: every float input and node output).
+        histograms: When given, filled with ``{tensor: GrowingHistogram}`` (one histogram
+            observer's, signed when there is one) so callers can measure each range's own
+            quantization error without another pass (`edgec.compiler.scale_screen`).
 
     Raises:
         CalibrationDataError, ConfigError: as `collect_ranges`.
@@ -92,10 +98,32 @@ def collect_ranges_multi(model: "onnx.ModelProto", samples: Iterable[dict[str, n
 
     specs = tuple((m, m, ()) if isinstance(m, str) else (m[0], m[1], tuple(m[2]))
                   for m in (methods or observer_names()))
-    return _observe(model, samples, specs, tensors, None, {})
+    return _observe(model, samples, specs, tensors, None, {}, histograms)
 
 
-def _observe(model, samples, methods: tuple, tensors, progress, observer_kw) -> dict[str, dict[str, TensorRange]]:
+def _share_histograms(observers: list[Observer]) -> tuple[list[Observer], list[HistogramObserver]]:
+    """Observers of one tensor keeping equal histograms share one, so each is built once.
+
+    Returns the observers to update and the followers whose min/max/count are read from the
+    shared histogram after the pass (TensorRT's calibrators keep three identical magnitude
+    histograms per tensor; building each costs as much as the model run).
+    """
+    leaders: dict[tuple[int, bool], HistogramObserver] = {}
+    update, followers = [], []
+    for obs in observers:
+        if isinstance(obs, HistogramObserver) and type(obs)._update is HistogramObserver._update:
+            key = (obs.hist.num_bins, obs.hist.absolute)
+            if key in leaders:
+                obs.hist = leaders[key].hist
+                followers.append(obs)
+                continue
+            leaders[key] = obs
+        update.append(obs)
+    return update, followers
+
+
+def _observe(model, samples, methods: tuple, tensors, progress, observer_kw,
+             histograms: "dict[str, GrowingHistogram] | None" = None) -> dict[str, dict[str, TensorRange]]:
     """The one calibration loop behind `collect_ranges` and `collect_ranges_multi`.
 
     ``methods`` holds observer names or ``(label, name, options)`` specs; results are keyed by label.
@@ -136,12 +164,13 @@ def _observe(model, samples, methods: tuple, tensors, progress, observer_kw) -> 
 
     order = [*observed_inputs, *(i.name for i in observed_inits), *observed_outputs]
     observers: dict[str, list[Observer]] = {name: [make_observer(m, **kw) for _, m, kw in specs] for name in order}
+    shared = {name: _share_histograms(obs) for name, obs in observers.items()}
     if observed_inits:
         from onnx import numpy_helper
 
         for init in observed_inits:
             value = numpy_helper.to_array(init)
-            for obs in observers[init.name]:
+            for obs in shared[init.name][0]:
                 obs.update(value)
 
     mark_outputs(aug, observed_outputs, types)
@@ -164,11 +193,11 @@ def _observe(model, samples, methods: tuple, tensors, progress, observer_kw) -> 
             except Exception as exc:  # InvalidArgument / Fail from onnxruntime
                 raise CalibrationDataError(f"onnxruntime failed on calibration sample {k}: {exc}") from exc
             for name in observed_inputs:
-                for obs in observers[name]:
+                for obs in shared[name][0]:
                     obs.update(feed[name])
             for name, value in zip(fetch, results):
                 if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-                    for obs in observers[name]:
+                    for obs in shared[name][0]:
                         obs.update(value)
             del results
             n_seen += 1
@@ -177,6 +206,15 @@ def _observe(model, samples, methods: tuple, tensors, progress, observer_kw) -> 
     if n_seen == 0:
         raise CalibrationDataError("no calibration samples were given; expected at least one")
 
+    for _, followers in shared.values():
+        for obs in followers:
+            obs.min, obs.max, obs.count = obs.hist.min, obs.hist.max, obs.hist.total
+    if histograms is not None:
+        for name, per_method in observers.items():
+            hists = sorted((o for o in per_method if isinstance(o, HistogramObserver) and o.count),
+                           key=lambda o: o.hist.absolute)
+            if hists:
+                histograms[name] = hists[0].hist
     ranges: dict[str, dict[str, TensorRange]] = {m: {} for m in labels}
     for name, per_method in observers.items():
         for method, obs in zip(labels, per_method):

@@ -65,7 +65,8 @@ class Lowering:
         passes = self.base_passes + ([{"name": "quantize", "config": quant_summary}] if quant_summary else [])
         spec = LowerSpec(precision=st.precision, float_model=handle, quant_model=quant, calibration=st.calibration,
                          ranges=st.ranges, options=st.options, input_profiles=input_profiles(st.config),
-                         keep_float=keep_float, progress=st.progress)
+                         keep_float=keep_float, progress=st.progress,
+                         accept_low_accuracy=st.config.gate.accept_low_accuracy)
         model = quant or handle
         target.check(model, spec).raise_if_unsupported()
         st.progress.message(f"lowering for {target.name} ({st.precision})")

@@ -113,6 +113,10 @@ def drop_unused_initializers(g) -> None:
     g.input.extend(graph_in)
 
 
+# Per-axis QuantizeLinear/DequantizeLinear need opset 13.
+QDQ_MIN_OPSET = 13
+
+
 def ensure_opset(proto, minimum: int) -> None:
     import onnx
 

@@ -2,11 +2,12 @@
 
 `Int8Quantizer` holds what is needed to (re)quantize the float model, so the accuracy gate
 can ask for variants (nodes kept in float, another calibration method for some tensors)
-without repeating calibration. ``--calib-method auto`` chooses, tensor by tensor in graph
-order, the registered observer (minmax, percentile, entropy, mse ... plugins too) whose range gives the smallest error
-at the model's outputs (relative squared error against the float model on up to
-`AUTO_SAMPLES` calibration samples, in onnxruntime); the choice per tensor is recorded in the
-manifest.
+without repeating calibration. ``--calib-method auto`` chooses, tensor by tensor,
+among the registered observers' ranges (minmax, percentile, entropy, mse ... plugins too): each
+tensor's candidates are judged by their own quantization error, and a handful of whole-model
+assignments plus a fixed budget of single-tensor switches are measured at the model's outputs
+(relative squared error against the float model on up to `AUTO_SAMPLES` calibration samples,
+in onnxruntime; `edgec.compiler.scale_screen`); the choice per tensor is recorded in the manifest.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ if TYPE_CHECKING:
     from edgec.targets.base import QuantScheme
 
 AUTO_SAMPLES = 16
-# Ranges closer than this (relative) are the same choice: no need to try them.
-SAME_RANGE_RTOL = 0.02
+MIN_SPREAD_SAMPLES = 4
 
 
 def quantized_tensors(qproto, ranges: dict[str, Any]) -> list[str]:
@@ -67,19 +67,23 @@ def quantized_layers(qproto) -> list[tuple[str, str]]:
 
 
 def _rel_error(outs: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> float:
-    num = den = 0.0
-    for o, r in zip(outs, refs):
-        for k, w in r.items():
-            w = np.asarray(w, np.float64)
-            d = np.asarray(o[k], np.float64) - w
-            num += float((d * d).sum())
-            den += float((w * w).sum())
-    return num / max(den, 1e-30)
+    """Mean over outputs of each output's squared error relative to its spread between samples.
 
-
-def _same(a: "TensorRange", b: "TensorRange") -> bool:
-    span = max(abs(a.rmax - a.rmin), 1e-12)
-    return abs(a.rmin - b.rmin) <= SAME_RANGE_RTOL * span and abs(a.rmax - b.rmax) <= SAME_RANGE_RTOL * span
+    Each output counts alike: a detector's box regressors (anchor offsets in the hundreds) would
+    otherwise drown its scores. The spread is per element around its mean over the samples (a
+    constant offset does not hide the error), or around the overall mean with fewer than
+    `MIN_SPREAD_SAMPLES` samples.
+    """
+    if not refs:
+        return 0.0
+    errs = []
+    for k in refs[0]:
+        w = np.stack([np.asarray(r[k], np.float64) for r in refs])
+        d = np.stack([np.asarray(o[k], np.float64) for o in outs]) - w
+        centre = w.mean(axis=0, keepdims=True) if len(w) >= MIN_SPREAD_SAMPLES else w.mean()
+        den = float(((w - centre) ** 2).sum()) or float((w * w).sum())
+        errs.append(float((d * d).sum()) / max(den, 1e-30))
+    return float(np.mean(errs))
 
 
 class Int8Quantizer:
@@ -106,6 +110,7 @@ class Int8Quantizer:
         self.bias_correction = bias_correction
         self.passes = passes if passes is not None else []
         self._alternatives: dict[str, dict[str, TensorRange]] | None = None
+        self._histograms: dict[str, Any] = {}
         self._channel_absmax: dict[str, np.ndarray] | None = None
 
     @classmethod
@@ -163,7 +168,8 @@ class Int8Quantizer:
             from edgec.calibration.collect import collect_ranges_multi
 
             self._alternatives = collect_ranges_multi(self.model.proto, self.calibration.samples,
-                                                      self.scheme.calib_candidates or registered_observers())
+                                                      self.scheme.calib_candidates or registered_observers(),
+                                                      histograms=self._histograms)
         return self._alternatives
 
     def channel_absmax(self) -> dict[str, np.ndarray]:
@@ -201,40 +207,56 @@ class Int8Quantizer:
             summary["bias_correction"] = info
         return quant, summary
 
+    def _upgrade_opset(self) -> None:
+        """Convert the float model to Q/DQ's opset once, not in every `quantize` of a search (same model)."""
+        from edgec.compiler.qdq_graph import QDQ_MIN_OPSET, ensure_opset
+
+        if any(op.domain in ("", "ai.onnx") and op.version < QDQ_MIN_OPSET for op in self.model.proto.opset_import):
+            import onnx
+
+            proto = onnx.ModelProto()
+            proto.CopyFrom(self.model.proto)
+            ensure_opset(proto, QDQ_MIN_OPSET)
+            self.model = self.model.with_proto(proto)
+
     def choose_auto(self) -> dict[str, Any]:
-        """Pick each quantized tensor's method by the output error it causes (greedy, graph order)."""
+        """Pick each quantized tensor's method: local screen, few output measurements (`scale_screen`)."""
         from edgec.compiler.quality import ort_session, run_onnx
+        from edgec.compiler.scale_screen import local_errors, refine_budget, search
 
         alt = self.alternatives()
         samples = list(self.calibration.samples[:AUTO_SAMPLES])
         bias_correction, self.bias_correction = self.bias_correction, False  # applied once, at the end
+        self._upgrade_opset()
         refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
-        self.ranges = dict(alt["minmax"])
+        base = self.ranges = dict(alt["minmax"])
         quant, _ = self.quantize()
-        best_err = _rel_error(run_onnx(quant.proto, samples), refs)
-        chosen: dict[str, str] = {}
-        for t in quantized_tensors(quant.proto, self.ranges):
-            current = self.ranges[t]
-            for m in alt:
-                cand = alt[m].get(t)
-                if cand is None or _same(cand, current):
-                    continue
-                self.ranges[t] = cand
-                q, _ = self.quantize()
-                err = _rel_error(run_onnx(q.proto, samples), refs)
-                if err < best_err * (1 - 1e-6):
-                    best_err, current = err, cand
-                    chosen[t] = m
-                self.ranges[t] = current
+        tensors = quantized_tensors(quant.proto, base)
+
+        def evaluate(choice: dict[str, str]) -> float:
+            self.ranges = {**base, **{t: alt[m][t] for t, m in choice.items()}}
+            q, _ = self.quantize()
+            return _rel_error(run_onnx(q.proto, samples), refs)
+
+        local = local_errors(self._histograms, alt, tensors, self.scheme.activation_symmetric)
+        # Activation values one evaluation computes: what the refinement budget is counted in.
+        per_sample = sum(h.total for t, h in self._histograms.items() if t in local) / max(len(self.calibration), 1)
+        budget = refine_budget(per_sample * len(samples), len(quant.proto.graph.node))
+        found = search(alt, local, tensors, evaluate, budget)
+        chosen = {t: m for t, m in found["choice"].items() if m != "minmax"}
+        self.ranges = {**base, **{t: alt[m][t] for t, m in chosen.items()}}
         self.bias_correction = bias_correction
         counts = {m: 0 for m in alt}
-        for t in quantized_tensors(quant.proto, self.ranges):
+        for t in tensors:
             counts[chosen.get(t, "minmax")] += 1
         return {"samples": len(samples), "methods": counts, "chosen": dict(sorted(chosen.items())),
-                "relative_output_error": best_err}
+                "relative_output_error": found["error"], "screened": found["picked"],
+                "screen_errors": found["screen"], "output_evaluations": found["evaluations"],
+                "refine_budget": budget}
 
     def candidates(self, quant: "ModelHandle", kinds: tuple[str, ...]) -> list:
         """Fallbacks the accuracy gate may try on ``quant`` (see `edgec.compiler.sensitivity`)."""
+        from edgec.compiler.scale_screen import same_range
         from edgec.compiler.sensitivity import Fallback
 
         out = []
@@ -247,7 +269,7 @@ class Int8Quantizer:
             for t in quantized_tensors(quant.proto, self.ranges):
                 for m in alt:
                     r = alt[m].get(t)
-                    if r is not None and not _same(r, self.ranges[t]):
+                    if r is not None and not same_range(r, self.ranges[t]):
                         out.append(Fallback("calib-method", t, m))
         return out
 

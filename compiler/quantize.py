@@ -165,7 +165,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
-    qg.ensure_opset(proto, 13)
+    qg.ensure_opset(proto, qg.QDQ_MIN_OPSET)
     g = proto.graph
     nodes = list(g.node)
     names = {n.name for n in nodes}

@@ -263,3 +263,50 @@ def _stride(idx: np.ndarray) -> int | None:
 def _is_repeat(idx: np.ndarray, in_size: int) -> bool:
     f = idx.size / in_size
     return f >= 1 and math.isclose(f, round(f)) and np.array_equal(idx, np.arange(idx.size) // int(round(f)))
+
+
+def maxpool_pads_as_zero_pad(proto) -> int:
+    """A padded ``MaxPool`` of a ``Relu`` (or ``Clip`` from >= 0) as ``Pad`` with zeros, then an unpadded ``MaxPool``.
+
+    Every pooling window holds a real value (pads < kernel) and they are all >= 0, so zeros in
+    place of ONNX's implicit -inf padding leave every max unchanged. Converters that spell the
+    padding out write the lowest float instead, which no int8/int16 range can hold (onnx2tf:
+    a PADV2 of -3.4e38 before ResNet's and ShuffleNet's stem pool).
+    """
+    from onnx import helper, numpy_helper
+
+    g = proto.graph
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 11:  # Pad takes its pads as an input from opset 11
+        return 0
+    consts = _constants(g)
+    producer = {o: n for n in g.node for o in n.output}
+    count = 0
+    for node in [n for n in g.node if n.op_type == "MaxPool" and len(n.output) == 1]:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        kernel, pads = list(attrs.get("kernel_shape", [])), list(attrs.get("pads", []))
+        plain = attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") and not attrs.get("ceil_mode", 0) and \
+            all(d == 1 for d in attrs.get("dilations", [1]))
+        if not plain or not any(pads) or len(pads) != 2 * len(kernel) or \
+                any(p >= k for p, k in zip(pads, kernel * 2)) or not _non_negative(producer.get(node.input[0]), consts):
+            continue
+        base = node.name or node.output[0]
+        n_sp = len(kernel)
+        pads_name, padded = _fresh(g, f"{base}_zero_pads"), _fresh(g, f"{base}_zero_padded")
+        pad = helper.make_node("Pad", [node.input[0], pads_name], [padded], name=f"{base}_zero_pad", mode="constant")
+        pool = helper.make_node("MaxPool", [padded], list(node.output), name=node.name)
+        pool.attribute.extend(a for a in node.attribute if a.name != "pads")
+        full = np.array([0, 0, *pads[:n_sp], 0, 0, *pads[n_sp:]], np.int64)
+        _replace(g, node, [pad, pool], [numpy_helper.from_array(full, pads_name)])
+        count += 1
+    return count
+
+
+def _non_negative(node, consts: dict[str, np.ndarray]) -> bool:
+    if node is None:
+        return False
+    if node.op_type == "Relu":
+        return True
+    if node.op_type == "Clip" and len(node.input) > 1 and node.input[1] in consts:
+        return float(np.asarray(consts[node.input[1]]).max()) >= 0.0
+    return False

@@ -145,6 +145,8 @@ class LowerSpec:
         input_profiles: ``{input: (min, opt, max)}`` shapes for dynamic inputs.
         keep_float: Node names the user asked to leave in float.
         progress: Where long steps report progress.
+        accept_low_accuracy: The user accepts an artifact below the accuracy floor
+            (``--accept-low-accuracy``): a target's own accuracy check warns instead of failing.
     """
 
     precision: str
@@ -156,6 +158,7 @@ class LowerSpec:
     input_profiles: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     keep_float: tuple[str, ...] = ()
     progress: "Progress | None" = None
+    accept_low_accuracy: bool = False
 
 
 @dataclass(frozen=True)

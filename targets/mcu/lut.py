@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def float_table(fn: str, s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.ndarray:
-    """The table of op record ``fn``'s float function, rounded half to even."""
+def float_table(fn: str, s_in: float, zp_in: int, s_out: float, zp_out: int, args: tuple = ()) -> np.ndarray:
+    """The table of op record ``fn``'s float function (with its extra ``args``), rounded half to even."""
     from edgec.targets.mcu.ops import LUT_FUNCTIONS
 
     q = np.arange(-128, 128, dtype=np.int32)
     x = (q - zp_in).astype(np.float32) * np.float32(s_in)
-    y = LUT_FUNCTIONS[fn](x.astype(np.float64))
+    y = LUT_FUNCTIONS[fn](x.astype(np.float64), *args)
     return np.clip(np.rint(y.astype(np.float32) / np.float32(s_out)) + zp_out, -128, 127).astype(np.int8)
 
 
@@ -91,4 +91,4 @@ def lut_table(op, x, out, source: str) -> np.ndarray:
             op.attrs["lut_source"] = "litert-reference"
             return t
     op.attrs["lut_source"] = "float"
-    return float_table(fn, x.s, x.zp, out.s, out.zp)
+    return float_table(fn, x.s, x.zp, out.s, out.zp, tuple(op.attrs.get("args", ())))

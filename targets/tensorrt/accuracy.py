@@ -12,11 +12,18 @@ samples and computes, per output, the normalized RMS error
 (the error relative to how much the output varies between inputs, so a constant offset,
 per element or per channel, does not hide it; with fewer than 4 samples the mean is over
 all elements). When
-any output exceeds `MAX_NRMSE` (0.2: the Q/DQ error is a fifth of the signal's spread,
-cosine of centred outputs about 0.98), the build fails naming the activation tensors with
+any output exceeds `MAX_NRMSE`, the build fails naming the activation tensors with
 the largest symmetric-quantization error (measured on the float model's values with the
-Q/DQ model's scales) and the nodes they feed, with the fix: ``--keep-float NODE`` or
-``--precision fp16``.
+Q/DQ model's scales) and the nodes they feed, with the fix: ``--keep-float NODE``,
+``--precision fp16`` or ``--accept-low-accuracy`` (then the error is a warning).
+
+`MAX_NRMSE` is 0.25 (cosine of centred outputs about 0.97). It was 0.2, and real models that
+agree with float at cosine 0.993-0.9996 on every output sat at 0.201-0.210 (BlazeFace full
+range, the ddddocr recognizer, MobileNetV2, jetson int8 conformance): the spread in the
+denominator is estimated per element from 16 calibration samples, which alone moves the
+ratio by about 18 % (sqrt(1 / (2 (n - 1)))), so a bound at 0.2 refused them on sampling
+noise. A broken symmetric tensor (values in [50, 51] on a grid of 0.4) measures 0.6; the
+accuracy floor (cosine, top-1) still judges what passes.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import numpy as np
 from edgec.errors import AccuracyError
 from edgec.targets.tensorrt.qdq_rules import activation_qparams
 
-MAX_NRMSE = 0.2
+MAX_NRMSE = 0.25
 MAX_SAMPLES = 16
 MIN_SPREAD_SAMPLES = 4
 
@@ -141,10 +148,12 @@ def diagnose(float_proto, qdq_proto, feeds_list, top: int = 3) -> list[dict[str,
 
 
 def accuracy_gate(float_proto, qdq_proto, samples, inputs, output_names, bound: float = MAX_NRMSE,
-                  max_samples: int = MAX_SAMPLES) -> dict[str, Any]:
+                  max_samples: int = MAX_SAMPLES, accept: bool = False) -> dict[str, Any]:
     """Compare the Q/DQ model with the float one; raise `AccuracyError` above ``bound``.
 
-    Returns the report section: per-output errors, the bound and the sample count.
+    Returns the report section: per-output errors, the bound and the sample count. With
+    ``accept`` (``--accept-low-accuracy``) an error above the bound is reported in it
+    (``accepted_below_bound``: the message) instead of raised.
     """
     feeds = fit_batches(list(samples)[:max_samples], inputs)
     if not feeds:
@@ -165,8 +174,12 @@ def accuracy_gate(float_proto, qdq_proto, samples, inputs, output_names, bound: 
         parts.append(f"'{r['tensor']}' into {users} (range [{r['min']:.4g}, {r['max']:.4g}], symmetric int8 error "
                      f"{r['symmetric_error']:.1%} of its spread, asymmetric would be {r['asymmetric_error']:.1%})")
     fix_node = culprits[0]["consumers"][0] if culprits and culprits[0]["consumers"] else "NODE"
-    raise AccuracyError(
+    message = (
         f"int8 is not accurate enough with TensorRT's symmetric activations: output '{worst_name}' has normalized "
         f"RMS error {worst['nrmse']:.3f} against the float model (bound {bound}, cosine {worst['cosine']:.4f}, "
         f"{len(feeds)} calibration samples, onnxruntime); worst tensors: {'; '.join(parts) or 'none found'}; fix: "
-        f"--keep-float {fix_node} (leave that node in float), or --precision fp16")
+        f"--keep-float {fix_node} (leave that node in float), or --precision fp16, or --accept-low-accuracy")
+    if accept:
+        result["accepted_below_bound"] = message
+        return result
+    raise AccuracyError(message)

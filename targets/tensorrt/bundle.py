@@ -120,7 +120,7 @@ def _qdq_model(model, spec: LowerSpec, target) -> tuple[Any, dict, dict]:
     if spec.calibration is not None and len(spec.calibration):
         gate = accuracy.accuracy_gate(spec.float_model.proto, proto, spec.calibration.samples,
                                       spec.float_model.inputs, [o.name for o in spec.float_model.outputs],
-                                      bound=target.int8_error_bound)
+                                      bound=target.int8_error_bound, accept=spec.accept_low_accuracy)
     return proto, {"legalize": changes, "check": report.to_json()}, gate
 
 
@@ -221,6 +221,8 @@ def lower(target, model, spec: LowerSpec, out_dir: Path) -> LowerResult:
         proto, qdq_info, gate = _qdq_model(model, spec, target)
         passes.append({"name": "trt-legalize-qdq", "config": qdq_info["legalize"]})
         warnings += [n for n in qdq_info["check"]["notes"] if "residual Add" in n]
+        if gate.get("accepted_below_bound"):
+            warnings.append(f"accepted with --accept-low-accuracy: {gate['accepted_below_bound']}")
     else:
         proto = (spec.float_model.proto if spec.float_model is not None else model.proto)
     if dynamic:

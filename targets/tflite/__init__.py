@@ -52,7 +52,7 @@ class TFLiteTarget(Target):
         TargetOption("float_ops", "Keep the N ops with the largest int8 error (TFLite's quantization debugger) in "
                      "float.", kind="int", default=None),
         TargetOption("ranges", "int8 activation ranges: auto (default: minmax or percentile, whichever int8 model "
-                     "agrees best with float on the calibration data), minmax (the TFLite converter's own), "
+                     "agrees best with float on held-out calibration samples), minmax (the TFLite converter's own), "
                      "percentile (99.99), mse or entropy (edgec's observers on the calibrated model).", kind="choice",
                      choices=("auto", "minmax", "percentile", "mse", "entropy"), default=None),
     )

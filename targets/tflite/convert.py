@@ -33,7 +33,7 @@ from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
 from edgec.targets.tflite.quant_modes import convert_full_integer, convert_int16, int8_mode
 from edgec.targets.tflite.support import check_model, validate_options
 from edgec.targets.tflite.tflite_io import (SIGNATURE, check_samples, float_error, read_io, reference_outputs,
-                                             run_tflite)
+                                             run_tflite, xnnpack_refused_ops)
 from edgec.targets.tflite.tools import captured_output, import_tf
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -138,6 +138,12 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                 got = run_tflite(data, graph, samples)
             except RuntimeError as exc:  # LiteRT's int8 kernels check their inputs (a DIV by int8 zero)
                 why = str(exc).splitlines()[0][:200]
+                refused = xnnpack_refused_ops(data)
+                if refused:
+                    raise AccuracyError(
+                        f"the int8 .tflite fails in LiteRT: XNNPACK cannot prepare {refused[0]}, outside its "
+                        f"[2^-32, 256) ({len(refused)} op(s)): an activation range of 1e30+ or a zero-scale "
+                        "weight; rebuild with --ranges percentile or --activations int16") from exc
                 raise AccuracyError(
                     f"the int8 .tflite fails in LiteRT: {why} (a kernel refuses its int8 quantization parameters, "
                     "e.g. a LayerNorm variance quantized to zero); use --activations int16, --float-ops N, "

@@ -123,8 +123,13 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
     conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own way to calibrate once
     calibrated = run_converter(conv, "int8")
     if ranges == "auto":
+        from edgec.compiler.lowering import is_classifier
+
+        outputs = [s.to_json() for s in graph.model.outputs]
+        classifier = is_classifier({"task": graph.model.task, "model_outputs": outputs})
         calibrated, range_info = choose_ranges(calibrated, graph, calib, MAX_AUTO_SAMPLES,
-                                               lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)))
+                                               lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)),
+                                               classifier=classifier)
     else:
         calibrated, range_info = calibrated_with(calibrated, graph, calib, ranges)
     ranking: list[dict[str, Any]] = []

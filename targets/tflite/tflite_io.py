@@ -129,3 +129,34 @@ def reference_outputs(proto_bytes: bytes, samples) -> list[list[np.ndarray]]:
 
     sess = make_session(proto_bytes, threads=1)
     return [sess.run(None, feeds) for feeds in samples]
+
+
+# XNNPACK's int8 convolutions take a requantization scale (input scale x weight scale / output
+# scale) in [2^-32, 256); outside it the delegate fails when it builds its runtime ("failed to
+# create XNNPACK runtime"), after it has claimed the nodes, so LiteRT does not fall back.
+XNNPACK_REQUANT_RANGE = (2.0 ** -32, 256.0)
+_MATMUL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
+
+def xnnpack_refused_ops(data: bytes) -> list[str]:
+    """``"OP 'output tensor' (requantization scale S)"`` for each int8 op XNNPACK cannot prepare."""
+    Interpreter, _ = interpreter_class()
+    interp = Interpreter(model_content=data)
+    det = {d["index"]: d for d in interp.get_tensor_details()}
+    lo, hi = XNNPACK_REQUANT_RANGE
+    found = []
+    for op in interp._get_ops_details():  # noqa: SLF001 - LiteRT's only per-op view
+        ins = [i for i in op["inputs"] if i >= 0]
+        if op["op_name"] not in _MATMUL_OPS or len(ins) < 2 or not len(op["outputs"]):
+            continue
+        x, w, y = det[ins[0]], det[ins[1]], det[op["outputs"][0]]
+        if op["op_name"] == "TRANSPOSE_CONV":
+            x, w = det[ins[2]], det[ins[1]]
+        scales = [d["quantization_parameters"]["scales"] for d in (x, w, y)]
+        if any(not len(s) for s in scales) or x["dtype"] != np.int8:
+            continue
+        req = scales[0][0] * scales[1] / scales[2][0]
+        bad = req[(req < lo) | (req >= hi)]
+        if len(bad):
+            found.append(f"{op['op_name']} '{y['name']}' (requantization scale {float(bad[0]):.3g})")
+    return found

@@ -389,6 +389,7 @@ static void gemm_conv_mve2(const int8_t *w, int32_t n_rows, int32_t k, const int
             if (n_cols == 2) store4(q, b01, b11, b21, b31, n, out + out_stride);
         }
     }
+#if !EDGEC_OWN_LAYOUT || EDGEC_CONV_TAIL
     for (; n < n_rows; ++n) {
         /* The remaining rows, one column at a time over the interleaved blocks. */
         const int8_t *wr = w + n * k;
@@ -402,10 +403,19 @@ static void gemm_conv_mve2(const int8_t *w, int32_t n_rows, int32_t k, const int
             out[j * out_stride + n] = rq_one(q, acc, n);
         }
     }
+#endif
 }
 #endif
 
-#if defined(EDGEC_DSP) || defined(EDGEC_MVE_PAIRS)
+/* Whether gemm_conv_dsp or gemm_conv_mve2 takes every regular conv of the model: the
+ * bundle's own layout and scratch sizes, and a build that has those loops. */
+#if EDGEC_OWN_LAYOUT && (defined(EDGEC_DSP_COLS16) || defined(EDGEC_MVE_PAIRS))
+#define EDGEC_CONV_VECTOR_ONLY 1
+#else
+#define EDGEC_CONV_VECTOR_ONLY 0
+#endif
+
+#if (defined(EDGEC_DSP) || defined(EDGEC_MVE_PAIRS)) && !EDGEC_CONV_VECTOR_ONLY
 
 /* conv's fallback on CPUs whose hot loop is gemm_conv_dsp or gemm_conv_mve2 (taken only
  * when the scratch was sized for another CPU, or in an -O0 SIMD32 build with an FPU):
@@ -420,6 +430,7 @@ static __attribute__((noinline)) void gemm_plain(const int8_t *w, int32_t n_rows
 #endif
 
 /* The two instances: conv (two roundings, per channel) and FullyConnected (one rounding). */
+#if !EDGEC_CONV_VECTOR_ONLY
 static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, int32_t n_cols,
                       const edgec_rq *q, int8_t *out, int32_t out_stride) {
 #if defined(EDGEC_DSP) || defined(EDGEC_MVE_PAIRS)
@@ -428,6 +439,7 @@ static void gemm_conv(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *
     gemm_s8(w, n_rows, k, cols, n_cols, q, out, out_stride, 0, 0);
 #endif
 }
+#endif
 
 static void gemm_fc(const int8_t *w, int32_t n_rows, int32_t k, const int8_t *cols, const edgec_rq *q, int8_t *out) {
 #if !EDGEC_FC_FAST && (defined(EDGEC_DSP) || defined(EDGEC_MVE))
@@ -487,8 +499,9 @@ static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
 }
 
 /* One kernel row of a dilated im2col (row: the input row, ix0: its first tap's column). */
-static EDGEC_COLD __attribute__((noinline)) void im2col_dilated(const edgec_conv_params *p, const int8_t *row,
-                                                                 int32_t ix0, int8_t *col) {
+static EDGEC_COLD __attribute__((noinline, unused)) void im2col_dilated(const edgec_conv_params *p,
+                                                                         const int8_t *row, int32_t ix0,
+                                                                         int8_t *col) {
     const int32_t in_c = p->in_c;
     int32_t kx;
     for (kx = 0; kx < p->k_w; ++kx) {
@@ -513,7 +526,7 @@ static void im2col(const edgec_conv_params *p, const int8_t *in_b, int32_t oy, i
         const int32_t iy = iy0 + dil_h * ky;
         if (iy < 0 || iy >= in_h) {
             fill_bytes(col, pad_value, row);
-        } else if (dil_w == 1) {
+        } else if (dil_w == 1 || !EDGEC_CONV_DILATED) {
             if (kx_lo > 0) fill_bytes(col, pad_value, kx_lo * in_c);
             copy_bytes(col + kx_lo * in_c, in_b + (iy * in_w + ix0 + kx_lo) * in_c, (kx_hi - kx_lo) * in_c);
             if (kx_hi < k_w) fill_bytes(col + kx_hi * in_c, pad_value, (k_w - kx_hi) * in_c);
@@ -537,7 +550,8 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
     /* The int16 columns need 4 * k_pad more bytes; a library built for another CPU may not
      * have sized the scratch for them and then takes the int8 path. */
 #if defined(EDGEC_DSP_COLS16)
-    const int widen = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 4 * k_pad && EDGEC_DSP_HAS_VARIANT(p->rq_fast);
+    const int widen = EDGEC_CONV_VECTOR_ONLY ||
+                      (scratch_bytes >= (direct ? 0 : 2 * k_pad) + 4 * k_pad && EDGEC_DSP_HAS_VARIANT(p->rq_fast));
 #else
     const int widen = 0;
 #endif
@@ -545,7 +559,7 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
 #if defined(EDGEC_MVE_PAIRS)
     /* The interleaved column pair takes 2 * k16 more bytes (emitter-sized, as for SIMD32). */
     const int32_t k16 = (k_pad + 15) & ~15;
-    const int pairs = scratch_bytes >= (direct ? 0 : 2 * k_pad) + 2 * k16;
+    const int pairs = EDGEC_CONV_VECTOR_ONLY || scratch_bytes >= (direct ? 0 : 2 * k_pad) + 2 * k16;
 #endif
     edgec_rq q;
     int32_t b, pix;
@@ -590,7 +604,9 @@ void edgec_conv_s8(const edgec_conv_params *p, const int8_t *in, const int8_t *w
                 continue;
             }
 #endif
+#if !EDGEC_CONV_VECTOR_ONLY
             gemm_conv(w, out_c, k_pad, cols, n_cols, &q, out + pix * out_c, out_c);
+#endif
         }
         out += n_pix * out_c;
     }

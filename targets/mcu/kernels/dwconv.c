@@ -19,6 +19,9 @@
 #define EDGEC_DW_CHUNK 1
 #endif
 #define EDGEC_TAP(p, off) ((const int8_t *)((uintptr_t)(p) + (uintptr_t)(off)))
+/* Whether some channel takes dw_rest: always in portable C (its only loop); with the vector
+ * loops, for a part chunk or another CPU's layout only. */
+#define EDGEC_DW_REST (EDGEC_ISA == 0 || !EDGEC_OWN_LAYOUT || EDGEC_DW_TAIL)
 
 #if defined(EDGEC_MVE)
 /* Requantize one chunk of 8 channels: e holds the even channels, o the odd (the chunk's
@@ -52,9 +55,9 @@ static inline __attribute__((always_inline)) void dw_chunk8(const int8_t *bc, co
 
 /* Channels c.. of dw_pixel one at a time: the tail past the last whole chunk, or every
  * channel for a layout of another CPU. Out of line: one copy for every variant. */
-static __attribute__((noinline)) void dw_rest(const int8_t *base, const intptr_t *offs, int32_t n_taps,
-                                              const int8_t *w, int32_t out_c, int32_t g, const edgec_rq *q,
-                                              int8_t *out, int32_t c) {
+static __attribute__((noinline, unused)) void dw_rest(const int8_t *base, const intptr_t *offs, int32_t n_taps,
+                                                      const int8_t *w, int32_t out_c, int32_t g,
+                                                      const edgec_rq *q, int8_t *out, int32_t c) {
     const int32_t whole = out_c - out_c % g;
     int32_t t;
     for (; c < out_c; ++c) {
@@ -76,8 +79,10 @@ static inline __attribute__((always_inline)) void dw_pixel_impl(const int8_t *ba
      * chunk (a bundle for another CPU, e.g. built on the host for checking, takes the
      * portable loop at the end). */
     int32_t c = 0;
-    (void)fast;
+    (void)fast, (void)g;
+#if EDGEC_DW_REST
     if (g != EDGEC_DW_CHUNK) goto rest;
+#endif
 #if defined(EDGEC_MVE)
     /* int16 lanes: VMULLB/VMULLT give the even and the odd channels' int32 products. Two
      * chunks at a time share the tap address; optimizing for size, the one-chunk loop
@@ -171,8 +176,10 @@ static inline __attribute__((always_inline)) void dw_pixel_impl(const int8_t *ba
         out[c + 3] = rq_conv(q, a3, c + 3);
     }
 #endif
+#if EDGEC_DW_REST
 rest:
     if (c < out_c) dw_rest(base, offs, n_taps, w, out_c, g, q, out, c);
+#endif
 }
 
 /* SIMD32 builds get one copy per requantization variant the model uses (edgec_config.h);
@@ -180,19 +187,21 @@ rest:
 static void dw_pixel(const int8_t *base, const intptr_t *offs, int32_t n_taps, const int8_t *w, int32_t out_c,
                      int32_t g, const edgec_rq *q, int8_t *out) {
 #if defined(EDGEC_DSP)
+    /* With the bundle's own config the variants cover every layer: the last one takes the
+     * rest without a test. */
 #if EDGEC_DSP_DW_FAST2
-    if (q->fast == 2) {
+    if (q->fast == 2 || (EDGEC_OWN_LAYOUT && !EDGEC_DSP_FAST1 && !EDGEC_DSP_GENERAL)) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 2);
         return;
     }
 #endif
 #if EDGEC_DSP_FAST1
-    if (q->fast) {
+    if (q->fast || (EDGEC_OWN_LAYOUT && !EDGEC_DSP_GENERAL)) {
         dw_pixel_impl(base, offs, n_taps, w, out_c, g, q, out, 1);
         return;
     }
 #endif
-#if !EDGEC_DSP_GENERAL && EDGEC_DSP_DW_FAST2
+#if !EDGEC_DSP_GENERAL && EDGEC_DSP_DW_FAST2 && !EDGEC_OWN_LAYOUT
     /* No layer of the model needs the general variant: the channel loop serves any. */
     dw_rest(base, offs, n_taps, w, out_c, g, q, out, 0);
     return;

@@ -23,4 +23,6 @@
 #define EDGEC_DW_GENERIC 1
 #endif
 
+/* The rest (EDGEC_BUNDLE_ISA, EDGEC_DW_TAIL, EDGEC_CONV_TAIL, EDGEC_CONV_DILATED) default in
+ * edgec_conv_internal.h to the build that keeps every loop. */
 #endif

@@ -21,6 +21,34 @@
 #endif
 #endif
 
+/* The kernels' instruction set (ops/conv.py's kernel_isa) and the one the bundle's weight
+ * layouts and scratch sizes were made for (edgec_config.h; -1 when unknown). When they are
+ * the same, every layer takes this build's vector loops, and the loops for other layouts
+ * (a bundle built on the host for checking) are left out. */
+#if defined(EDGEC_MVE)
+#define EDGEC_ISA 2
+#elif defined(EDGEC_DSP)
+#define EDGEC_ISA 1
+#else
+#define EDGEC_ISA 0
+#endif
+#ifndef EDGEC_BUNDLE_ISA
+#define EDGEC_BUNDLE_ISA (-1)
+#endif
+#define EDGEC_OWN_LAYOUT (EDGEC_BUNDLE_ISA == EDGEC_ISA)
+/* Shapes some layer has (edgec_config.h; a bundle's own config may rule them out): a
+ * chunked depthwise layer ending in a part chunk, a regular conv whose output channels
+ * are not a multiple of 4, a dilated regular conv. */
+#ifndef EDGEC_DW_TAIL
+#define EDGEC_DW_TAIL 1
+#endif
+#ifndef EDGEC_CONV_TAIL
+#define EDGEC_CONV_TAIL 1
+#endif
+#ifndef EDGEC_CONV_DILATED
+#define EDGEC_CONV_DILATED 1
+#endif
+
 /* The SIMD32 requantization variants of this build: those the model uses (edgec_config.h).
  * Optimizing for size, conv keeps rq_fast 2 and the general one (only rq_fast 2 when every
  * layer has it); depthwise one: rq_fast 2 when every layer has it, else the general one. */

@@ -49,6 +49,9 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     b = (bias.data.astype(np.int64) if bias is not None else np.zeros(n_out, np.int64)) - x.zp * w_rows.sum(axis=1)
     chunked = depthwise and fields["depth_mult"] == 1 and kh * kw <= DW_MAX_TAPS
     ctx.dw_generic |= depthwise and not chunked
+    ctx.dw_tail |= chunked and n_out % _dw_chunk(ctx.cpu) != 0
+    ctx.conv_tail |= op.kind == "conv" and n_out % 4 != 0
+    ctx.conv_dilated |= op.kind == "conv" and fields["dil_w"] > 1
     if struct == "edgec_conv_params":
         fast = _rq_fast(shifts, np.abs(b) + 128 * np.abs(w_rows).sum(axis=1))
         fields["rq_fast"] = 0 if not fast else 2 if tuple(op.attrs["act"]) == (-128, 127) else 1
@@ -118,6 +121,12 @@ def _rq_fast(shifts, acc_bound: np.ndarray) -> bool:
     fits in int32 or the right shift is at most 21 (then a saturated one clamps alike)."""
     right = -np.asarray(shifts, np.int64)
     return bool(right.min() >= 1 and (right.max() <= 21 or acc_bound.max() < (1 << 30)))
+
+
+def kernel_isa(cpu: str) -> int:
+    """The kernels' instruction set for ``cpu`` (edgec_conv_internal.h's EDGEC_ISA): 2 Helium,
+    1 SIMD32, 0 portable C. The bundle's layouts and scratch sizes are made for it."""
+    return 2 if cpu in MVE_CPUS else 1 if cpu in SIMD32_CPUS else 0
 
 
 def _dw_chunk(cpu: str) -> int:

@@ -197,12 +197,14 @@ class GraphFacts:
         return ((q - zp) * s).astype(np.float32)
 
 
-def lut_importers(name: str, onnx_op: str, tflite_op: str | None) -> dict:
-    """``onnx``/``tflite`` importers of an element-wise op computed by table lookup."""
+def lut_importers(name: str, onnx_op: str, tflite_op: str | None,
+                  onnx_args: Callable[[Any], tuple[float, ...]] | None = None) -> dict:
+    """``onnx``/``tflite`` importers of an element-wise op computed by table lookup;
+    ``onnx_args`` reads the float function's extra arguments from the node's attributes."""
     def onnx_lut(ctx, node):
         x = ctx.q_of(node.input[0], node)
         y, _ = ctx.out_q(node)
-        ctx.add_op("lut", node, [x], [y], {"fn": name})
+        ctx.add_op("lut", node, [x], [y], {"fn": name, "args": onnx_args(node) if onnx_args else ()})
 
     def tflite_lut(g, opname, node, ins, outs, opts):
         return QOp("lut", node, ins[:1], outs, {"fn": name, "tflite_op": opname}, opname)

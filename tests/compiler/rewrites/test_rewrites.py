@@ -96,3 +96,19 @@ def test_reduce_l2_becomes_sqrt_of_sum_square(keepdims):
     x = np.random.default_rng(0).standard_normal((2, 6, 3)).astype(np.float32)
     n, m2 = _same_after(m, rewrites.reduce_l2_as_sqrt_sum_square, {"x": x}, atol=1e-6)
     assert n == 1 and [nd.op_type for nd in m2.graph.node] == ["ReduceSumSquare", "Sqrt"]
+
+
+@pytest.mark.parametrize("pads", [[1, 1, 1, 1], [0, 1, 2, 1]])
+def test_padded_maxpool_of_relu_becomes_zero_pad(pads):
+    pool = dict(kernel_shape=[3, 3], strides=[2, 2], pads=pads)
+    m = _model([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("MaxPool", ["r"], ["y"], **pool)],
+               [("x", [1, 2, 9, 9])], [("y", [1, 2, 5, 5])])
+    x = np.random.default_rng(0).normal(size=(1, 2, 9, 9)).astype(np.float32)
+    n, m2 = _same_after(m, rewrites.maxpool_pads_as_zero_pad, {"x": x})
+    assert n == 1 and [node.op_type for node in m2.graph.node] == ["Relu", "Pad", "MaxPool"]
+
+
+def test_padded_maxpool_of_signed_values_is_left_alone():
+    m = _model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+               [("x", [1, 2, 9, 9])], [("y", [1, 2, 9, 9])])
+    assert rewrites.maxpool_pads_as_zero_pad(m) == 0

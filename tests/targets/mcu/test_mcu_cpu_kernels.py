@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import HAVE_QEMU, QEMU_SKIP, build_bundle, litert_reference, tflite_handle, to_tflite
+from .conftest import (HAVE_QEMU, QEMU_SKIP, assert_qemu_matches_litert, build_bundle, litert_reference,
+                       tflite_handle, to_tflite)
 
 pytestmark = [pytest.mark.qemu, pytest.mark.skipif(not HAVE_QEMU, reason=QEMU_SKIP)]
 
@@ -60,12 +61,13 @@ def _litert(data: bytes, x: np.ndarray) -> np.ndarray:
     return it.get_tensor(it.get_output_details()[0]["index"])
 
 
-def _kernel_asm(bundle: Path, cpu: str) -> str:
+def _kernel_asm(bundle: Path, cpu: str, source: str = "conv.c") -> str:
     from edgec.targets.mcu import toolchain
 
+    asm = bundle / (source[:-2] + ".s")
     subprocess.run([shutil.which("arm-none-eabi-gcc"), *toolchain.arm_flags(cpu, "-O2"), "-I", str(bundle / "c"),
-                    "-S", str(bundle / "c" / "conv.c"), "-o", str(bundle / "conv.s")], check=True)
-    return (bundle / "conv.s").read_text()
+                    "-S", str(bundle / "c" / source), "-o", str(asm)], check=True)
+    return asm.read_text()
 
 
 @pytest.mark.parametrize("cpu", sorted(VARIANT_INSN))
@@ -151,3 +153,21 @@ def test_left_out_variants_keep_the_bits(layer_mix, tmp_path, cpu):
         got = runner.run_native({runner.native_in[0].name: spec_x})[runner.native_out[0].name]
         np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=str(knobs))
         assert runner.info()["extra"]["matches_host"] is True
+
+
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m55"])
+def test_own_layout_leaves_out_the_fallbacks(tflite_models, tmp_path, cpu):
+    """A model whose depthwise channels fill whole vector chunks, whose convs have 4k output
+    channels and no dilation says so in edgec_config.h, with the instruction set its layouts
+    are for: built for that CPU, conv.c and dwconv.c leave out the loops for other layouts,
+    part chunks and dilated rows, and the output stays LiteRT's (the host build, another
+    instruction set, keeps them: matches_host)."""
+    data = tflite_models["ds_cnn_kws"]
+    _, manifest = build_bundle(tflite_handle(data), tmp_path / "b", cpu=cpu)
+    config = (tmp_path / "b" / "c" / "edgec_config.h").read_text()
+    for knob in ("DW_TAIL 0", "CONV_TAIL 0", "CONV_DILATED 0", f"BUNDLE_ISA {2 if cpu == 'cortex-m55' else 1}"):
+        assert f"#define EDGEC_{knob}\n" in config
+    asm = _kernel_asm(tmp_path / "b", cpu) + _kernel_asm(tmp_path / "b", cpu, "dwconv.c")
+    for fallback in ("dw_rest", "gemm_plain", "im2col_dilated"):
+        assert f"{fallback}:" not in asm and f"{fallback}.constprop.0:" not in asm
+    assert_qemu_matches_litert(tmp_path / "b", manifest, data, seed=11)

@@ -1,4 +1,4 @@
-"""The two ops added as one record each (HardSwish, PRelu): bit-exact against LiteRT's
+"""Ops added as one record each (HardSwish, PRelu, HardSigmoid): bit-exact against LiteRT's
 reference kernels on converter-made int8 .tflite, within 1 LSB of onnxruntime on the
 Q/DQ ONNX that edgec's own quantizer makes."""
 
@@ -49,13 +49,16 @@ def _torch(name):
     torch.manual_seed(0)
     if name == "hardswish":
         return nn.Sequential(nn.Conv2d(3, 4, 1), nn.Hardswish()), (1, 3, 6, 6)
+    if name == "hardsigmoid":  # exported with alpha 1/6 (ONNX's default is 0.2)
+        return nn.Sequential(nn.Conv2d(3, 4, 1), nn.Hardsigmoid()), (1, 3, 6, 6)
     prelu = nn.PReLU(4)
     with torch.no_grad():
         prelu.weight.uniform_(-0.5, 1.5)
     return nn.Sequential(nn.Conv2d(3, 4, 1), prelu), (1, 3, 6, 6)
 
 
-@pytest.mark.parametrize("name,op_type", [("hardswish", "HardSwish"), ("prelu", "PRelu")])
+@pytest.mark.parametrize("name,op_type", [("hardswish", "HardSwish"), ("prelu", "PRelu"),
+                                          ("hardsigmoid", "HardSigmoid")])
 def test_qdq_onnx_within_one_lsb_of_onnxruntime(tmp_path, name, op_type):
     import io
 

@@ -30,10 +30,13 @@ def test_gate_fails_on_offset_activation_naming_tensor_node_and_fix(tmp_path):
     with pytest.raises(AccuracyError) as exc:
         gate(m, quantize(m, s, tmp_path), s)
     msg = str(exc.value)
-    assert "symmetric" in msg and "output 'y'" in msg and "bound 0.2" in msg
+    assert "symmetric" in msg and "output 'y'" in msg and "bound 0.25" in msg
     assert "'o1' into 'conv2'" in msg  # the post-sigmoid + 50 tensor and the node it feeds
-    assert "--keep-float conv2" in msg and "--precision fp16" in msg
+    assert "--keep-float conv2" in msg and "--precision fp16" in msg and "--accept-low-accuracy" in msg
     assert "\n" not in msg
+    # --accept-low-accuracy: the same measurement, reported instead of raised.
+    res = gate(m, quantize(m, s, tmp_path), s, accept=True)
+    assert res["accepted_below_bound"] == msg and res["outputs"]["y"]["nrmse"] > 0.25
 
 
 def test_bound_is_configurable(cnn_qdq):
@@ -58,3 +61,21 @@ def test_fit_batches_concatenates_to_static_batch():
     assert [b["x"].shape for b in out] == [(2, 2)] * 3
     assert out[-1]["x"][:, 0].tolist() == [4, 4]  # last batch padded with the last sample
     assert accuracy.fit_batches(samples, [TensorSpec("x", (1, 2), "float32")]) == samples
+
+
+def test_accept_low_accuracy_reaches_the_jetson_gate(tmp_path):
+    import onnx
+
+    from edgec import api
+    from edgec.compiler.config import BuildConfig
+
+    m = offset()
+    onnx.save(m, tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.concatenate([s["x"] for s in samples_for(m, n=8)]))
+    flat = dict(model=str(tmp_path / "m.onnx"), target="jetson", precision="int8", calib=str(tmp_path / "calib.npz"),
+                calib_method="minmax", force=True)
+    with pytest.raises(AccuracyError):
+        api.build(BuildConfig.from_flat(output=tmp_path / "a", **flat))
+    res = api.build(BuildConfig.from_flat(output=tmp_path / "b", accept_low_accuracy=True, **flat))
+    assert "accepted_below_bound" in res.report["target"]["int8_gate"]
+    assert any(w.startswith("accepted with --accept-low-accuracy") for w in res.report["target"]["warnings"])

@@ -70,15 +70,89 @@ def test_onnx2tf_strict_mode_runs_only_when_the_fast_conversion_is_off(tmp_path,
     assert (strict.bundle / "model.tflite").read_bytes() == (fast.bundle / "model.tflite").read_bytes()
 
 
-def test_auto_ranges_keep_the_candidate_closer_to_float(tmp_path):
-    """``auto`` (the default) scores min/max and percentile on the calibration samples and keeps the
-    better; on the sample whose one pixel the percentile clips, that is min/max."""
+def test_auto_ranges_score_candidates_on_held_out_samples(tmp_path):
+    """``auto`` (the default) fits each candidate's ranges on one half of the calibration samples and
+    scores it on the other. One pixel of one sample 200x the rest: min/max fitted on that half spans it
+    and loses the other half's detail, so the held-out score keeps percentile (scored in-sample, the
+    sample with the pixel decided for min/max)."""
     model = _pointwise_model()
     rng = np.random.default_rng(1)
     samples = [{"x": rng.normal(0, 1, (1, 1, 32, 32)).astype(np.float32)} for _ in range(16)]
-    samples[0]["x"][0, 0, 5, 7] = 200.0  # within the samples auto scores
+    samples[0]["x"][0, 0, 5, 7] = 200.0
     built = lower(model, CalibrationData(samples, "test"), "int8", tmp_path / "auto")
     r = built.result.manifest["quantization"]["ranges"]
     scores = r["auto_scores"]
-    assert set(scores) == {"minmax", "percentile"}
-    assert r["method"] == max(scores, key=scores.get) == "minmax", scores
+    assert set(scores) == {"minmax", "percentile"} and r["auto_scored_on"].startswith("held-out")
+    assert r["method"] == max(scores, key=scores.get) == "percentile", scores
+    assert "auto_top1" not in r  # a 4-D output is no classifier
+
+
+def _conv_relu_maxpool_model(relu: bool = True):
+    """x [1,3,16,16] -> Conv3x3 -> [Relu] -> MaxPool(3, stride 2, pads 1) -> Conv1x1: resnet/shufflenet's stem.
+
+    With the Relu the arm target pads with zeros before onnx2tf (`rewrites.maxpool_pads_as_zero_pad`);
+    without it onnx2tf pads with the lowest float (PADV2), whose range `pool_padding_ranges` fixes."""
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (4, 8, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu" if relu else "Identity", ["h"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["p", "w2"], ["y"])]
+    g = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    return handle_from_proto(proto, "stem.onnx")
+
+
+@pytest.mark.parametrize("ranges", ["minmax", "percentile"])
+def test_padded_maxpool_runs_in_xnnpack(tmp_path, ranges):
+    """onnx2tf pads a MaxPool with the lowest float; calibrated as is, the conv before it got a scale of
+    ~1e36 and XNNPACK refused the model ("failed to create XNNPACK runtime", resnet18). The padding
+    now takes its input's range; the int8 model runs in LiteRT's default (XNNPACK) and agrees."""
+    model = _conv_relu_maxpool_model(relu=False)
+    rng = np.random.default_rng(2)
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)], "test")
+    built = lower(model, calib, "int8", tmp_path / ranges, ranges=ranges)
+    assert built.result.manifest["quantization"]["ranges"]["pool_pads_clamped"] == 1
+    feeds = [{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(4)]
+    from edgec.compiler.quality import run_onnx
+    from edgec.runtimes.registry import create_runner
+
+    from edgec.targets.tflite.tflite_io import xnnpack_refused_ops
+
+    assert xnnpack_refused_ops((built.bundle / "model.tflite").read_bytes()) == []
+    runner = create_runner("litert", built.bundle, built.manifest)  # XNNPACK: the default resolver
+    for f, ref in zip(feeds, run_onnx(model.proto, feeds)):
+        got, want = runner.infer(f)["y"].ravel(), ref["y"].ravel()
+        assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.99
+
+
+def test_xnnpack_refusal_names_the_op(tmp_path, monkeypatch):
+    """Without the padding fix the stem's conv gets a ~1e36 output scale: the build fails with one line
+    that names the conv XNNPACK cannot prepare and its requantization scale."""
+    import edgec.targets.tflite.ranges as ranges
+    from edgec.errors import AccuracyError
+
+    monkeypatch.setattr(ranges, "pool_padding_ranges", lambda data: (data, 0))
+    rng = np.random.default_rng(2)
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)], "test")
+    with pytest.raises(AccuracyError, match=r"XNNPACK cannot prepare CONV_2D '.*' \(requantization scale"):
+        lower(_conv_relu_maxpool_model(relu=False), calib, "int8", tmp_path / "refused", ranges="minmax")
+
+
+def test_padded_maxpool_after_relu_runs_in_16x8(tmp_path):
+    """16x8 kept onnx2tf's float pad value (PADV2 refused: INT16 != FLOAT32); zeros after the Relu convert."""
+    model = _conv_relu_maxpool_model()
+    rng = np.random.default_rng(2)
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(8)], "test")
+    built = lower(model, calib, "int8", tmp_path / "16x8", activations="int16")
+    assert {"name": "maxpool-pads-as-zero-pad", "config": {"rewritten": 1}} in built.result.passes
+    from edgec.compiler.quality import run_onnx
+    from edgec.runtimes.registry import create_runner
+
+    f = {"x": rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)}
+    got = create_runner("litert", built.bundle, built.manifest).infer(f)["y"].ravel()
+    want = run_onnx(model.proto, [f])[0]["y"].ravel()
+    assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.999
