@@ -29,6 +29,7 @@ from edgec.errors import AccuracyError, CalibrationDataError, ConfigError
 from edgec.targets.base import RECURRENT_OPS, Artifact, LowerResult, LowerSpec
 from edgec.targets.tflite.converter_step import run_converter
 from edgec.targets.tflite.graph_passes import prepare_onnx
+from edgec.targets.tflite.int8_floor import hold_the_bar, pinned
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
 from edgec.targets.tflite.quant_modes import convert_full_integer, convert_int16, int8_mode
 from edgec.targets.tflite.support import check_model, validate_options
@@ -127,6 +128,10 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                     with_float = ", with float ops" if float_nodes or float_ops else ""
                     say(f"TFLiteConverter: {precision} ({ranges} ranges{with_float})")
                     data, quant = convert_full_integer(tf, conv, graph, calib, io_tf, float_nodes, float_ops, ranges)
+                    if not pinned(spec):
+                        data, quant, is16 = hold_the_bar(tf, graph, calib, samples, want, data, quant, model, spec,
+                                                         say)
+                        io_dtype = "float32" if is16 else io_dtype
                 quant["representative_layout"] = "NHWC"
             if data is None:
                 say(f"TFLiteConverter: {precision}")

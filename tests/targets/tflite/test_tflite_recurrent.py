@@ -45,7 +45,8 @@ def crnn(tmp_session):
 
 def test_lstm_int8_unrolled_full_integer_agrees_with_float(crnn, tmp_session):
     model, calib, evals = crnn
-    built = lower(model, calib, "int8", tmp_session / "crnn_int8")
+    # int8 activations pinned: the automatic 16x8 fallback (int8_floor) stays out of this test.
+    built = lower(model, calib, "int8", tmp_session / "crnn_int8", activations="int8")
     r = built.result
     onnx2tf = next(p for p in r.passes if p["name"] == "onnx2tf")
     assert onnx2tf["config"]["unroll_rnn"] is True
@@ -53,7 +54,7 @@ def test_lstm_int8_unrolled_full_integer_agrees_with_float(crnn, tmp_session):
     # every op is an int8 builtin and nothing is left in float.
     assert "WHILE" not in r.report["ops"] and "FULLY_CONNECTED" in r.report["ops"]
     q = r.manifest["quantization"]
-    assert q["mode"] == "full-integer" and "float_ops" not in q
+    assert q["mode"] == "full-integer" and "float_ops" not in q, q
     assert r.outputs[0].dtype == "int8"
     with LiteRTRunner(built.bundle, built.manifest, threads=1) as runner:
         acc = compare(runner, _OrtReference(built.model), evals)
