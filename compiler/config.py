@@ -76,14 +76,16 @@ class Int4Options:
     """Weight-only int4 (`edgec.compiler.int4`).
 
     Attributes:
-        group_size: Block size along the input dimension.
+        group_size: Block size along the input dimension (None: the method's own, see
+            `edgec.compiler.int4`).
         mode: ``sym`` (int4, zero point 0) or ``asym`` (uint4 with zero points).
-        method: ``rtn``, ``gptq`` or ``awq`` (the last two need ``calib``).
+        method: ``auto`` (calibrated with ``calib``, else ``rtn``), ``rtn``, ``gptq`` or ``awq``
+            (the last two need ``calib``).
     """
 
-    group_size: int = 128
+    group_size: int | None = None
     mode: str = "asym"
-    method: str = "rtn"
+    method: str = "auto"
 
     def __post_init__(self) -> None:
         from edgec.compiler.int4 import check_int4_options

@@ -86,21 +86,29 @@ def equalization_pairs(proto) -> list[tuple[Any, Any | None, list]]:
     return pairs
 
 
-def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]]) -> tuple["ModelHandle", dict[str, Any]]:
-    """The equalized float model (same function) and a summary for the manifest."""
+def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]], streams: bool = False
+             ) -> tuple["ModelHandle", dict[str, Any]]:
+    """The equalized float model (same function) and a summary for the manifest.
+
+    ``streams``: also residual streams (`edgec.compiler.equalize_stream`), for targets whose
+    every activation is quantized per tensor.
+    """
     import onnx
     from onnx import numpy_helper
 
     from edgec.calibration.channels import collect_channel_absmax
 
+    from edgec.compiler.equalize_stream import rescale_stream, stream_groups, stream_scales
+
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
     pairs = equalization_pairs(proto)
-    if not pairs:
+    groups = stream_groups(proto) if streams else []
+    if not pairs and not groups:
         return model, {"equalized": 0}
     read = {(relu or conv).output[0]: (conv, readers) for conv, relu, readers in pairs}
     relu_of = {conv.output[0]: relu for conv, relu, _ in pairs if relu is not None}
-    absmax = collect_channel_absmax(proto, samples, list(read))
+    absmax = collect_channel_absmax(proto, samples, list(read) + [t for st in groups for t in st["tensors"]])
     inits = {t.name: t for t in proto.graph.initializer}
 
     def get(name: str) -> np.ndarray:
@@ -115,7 +123,17 @@ def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]]) -> tupl
         proto.graph.initializer.append(inits[name])
         node.input[k] = name
 
-    done = []
+    done, streamed = [], 0
+    # Streams first: they rescale the pointwise convs' rows, which the pairs' weight columns then see.
+    # A pair's own tensor (a depthwise output) keeps its values: the stream's readers undo the scale.
+    for st in groups:
+        s = stream_scales(st, absmax, get, ALPHA, FLOOR)
+        if s is None:
+            continue
+        rescale_stream(st, s, absmax, get, put)
+        streamed += 1
+        members = set(st["tensors"])
+        _rename_rescaled(proto.graph, [n for n in proto.graph.node if n.output and n.output[0] in members], taken)
     for t, (conv, readers) in read.items():
         r = absmax[t].astype(np.float64)
         top = float(r.max(initial=0.0))
@@ -139,11 +157,14 @@ def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]]) -> tupl
                 mult = w2.shape[0] // s.size  # output channel o reads input channel o // multiplier
                 put(c, 1, w2 * np.repeat(s, mult).reshape([-1] + [1] * (w2.ndim - 1)))
         done.append(conv.name or conv.output[0])
-        _rename_rescaled(proto.graph, conv, relu_of.get(conv.output[0]), taken)
+        _rename_rescaled(proto.graph, [conv, relu_of.get(conv.output[0])], taken)
     from edgec.compiler.qdq_graph import drop_unused_initializers
 
     drop_unused_initializers(proto.graph)
-    return model.with_proto(proto), {"equalized": len(done), "nodes": done, "alpha": ALPHA}
+    info = {"equalized": len(done), "nodes": done, "alpha": ALPHA}
+    if streams:
+        info["streams"] = streamed
+    return model.with_proto(proto), info
 
 
 def _fresh(base: str, taken: set[str]) -> str:
@@ -156,13 +177,13 @@ def _fresh(base: str, taken: set[str]) -> str:
     return name
 
 
-def _rename_rescaled(g, conv, relu, taken: set[str]) -> None:
+def _rename_rescaled(g, nodes, taken: set[str]) -> None:
     """New names for the tensors (and nodes) whose values the scale changed.
 
     ``edgec debug layers`` pairs nodes and tensors of the quantized model with the float
     reference by name; these now hold ``x / s``, not the reference's values.
     """
-    for node in (conv, relu):
+    for node in nodes:
         if node is None:
             continue
         old = node.output[0]

@@ -207,3 +207,37 @@ def is_int8_binary(n, inits, shapes, ranges, producer) -> bool:
     if a is not None and b is not None and len(a) != len(b):
         return False
     return _sane_ranges(n, ranges) and in_conv_network(n, producer) and not is_activation_pattern(n, producer, inits)
+
+
+def clip_dead_relu_ranges(g, ranges: dict, keep_float=()) -> tuple[dict, list[str]]:
+    """Ranges of ``Add -> Relu`` inputs without the part the ``Relu`` zeroes anyway.
+
+    In ``relu(a + b)`` with ``b`` quantized (so ``b <= rmax_b``), any ``a < -rmax_b`` gives 0, as
+    does ``a = -rmax_b``: clamping ``a`` at ``-rmax_b`` changes no output. Residual blocks
+    ``x + conv(...) -> Relu`` (BlazeFace) put the pointwise conv's output there, and its
+    negative tail is often twice the stream's largest value: the clamp gives ``a`` up to 2x
+    finer int8 steps for free (blazeface-back, onnxruntime int8, worst-sample cosine 0.930 ->
+    0.944; blazeface-short 0.983 -> 0.987). Only a tensor the ``Add`` alone reads is clamped.
+
+    Returns:
+        The new ranges and the clamped tensors' names.
+    """
+    import dataclasses
+
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+    out, clamped = dict(ranges), []
+    for n in g.node:
+        after = readers.get(n.output[0], []) if n.op_type == "Add" else []
+        if len(n.input) != 2 or n.input[0] == n.input[1] or len(after) != 1 or after[0].op_type != "Relu" or \
+                n.output[0] in outputs or n.name in keep_float or after[0].name in keep_float:
+            continue
+        for a, b in (n.input, n.input[::-1]):
+            if a in ranges and b in ranges and a not in outputs and len(readers.get(a, [])) == 1 and \
+                    -ranges[b].rmax > out[a].rmin:
+                out[a] = dataclasses.replace(out[a], rmin=min(-ranges[b].rmax, 0.0))
+                clamped.append(a)
+    return out, clamped

@@ -133,9 +133,9 @@ class Int8Quantizer:
         if scheme.equalize_conv_pairs:
             from edgec.compiler.equalize import equalize
 
-            model, info = equalize(model, calibration.samples)
+            model, info = equalize(model, calibration.samples, streams=scheme.equalize_streams)
             passes.append({"name": "equalize-conv-pairs", "config": info})
-            stale = stale or bool(info["equalized"])
+            stale = stale or bool(info["equalized"] or info.get("streams"))
         if scheme.scale_depthwise_inputs:
             from edgec.compiler.depthwise_scaling import scale_depthwise_inputs
 

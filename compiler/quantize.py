@@ -173,6 +173,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     if unknown:
         raise ConfigError(f"--keep-float names unknown node(s) {unknown}; see `edgec inspect MODEL` for node names")
 
+    ranges, dead_clamped = qg.clip_dead_relu_ranges(g, ranges, keep_float)
     b = _Builder(proto)
     full = scheme.placement == "full"
     if scheme.placement not in ("full", "weighted"):
@@ -336,6 +337,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         "keep_float": sorted(keep_float),
         **stats,
     }
+    if dead_clamped:
+        summary["relu_dead_ranges_clamped"] = len(dead_clamped)
     return model.with_proto(proto), summary
 
 

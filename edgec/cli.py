@@ -95,12 +95,14 @@ def cli(debug: bool) -> None:
                    "model, in points), cosine (100 x mean cosine), mse, or FILE.py:FN with "
                    "FN(outputs: list[dict[str, np.ndarray]], reference_outputs: list[dict[str, np.ndarray]], "
                    "labels: np.ndarray | None) -> float, higher is better; auto: top1 for classifiers, else cosine.")
-@click.option("--group-size", type=RegistryChoice(int4_choices("GROUP_SIZES")), default="128", show_default=True,
-              help="INT4: block size along the input dimension of MatMul/Gemm weights.")
+@click.option("--group-size", type=RegistryChoice(int4_choices("GROUP_SIZES")), default=None,
+              help="INT4: block size along the input dimension of MatMul/Gemm weights [default: 32 for the "
+                   "calibrated recipe, 128 for rtn].")
 @click.option("--int4-mode", type=RegistryChoice(int4_choices("MODES")), default="asym", show_default=True,
               help="INT4: symmetric int4, or asymmetric uint4 with per-block zero points.")
-@click.option("--int4-method", type=RegistryChoice(int4_choices("METHODS")), default="rtn", show_default=True,
-              help="INT4: round-to-nearest, or data-aware GPTQ / AWQ-style scaling (both need --calib).")
+@click.option("--int4-method", type=RegistryChoice(int4_choices("METHODS")), default="auto", show_default=True,
+              help="INT4: auto = calibrated with --calib (GPTQ act-order, error-aware scales, the most sensitive "
+                   "layers int8), else round-to-nearest; or rtn, gptq, awq (the last two need --calib).")
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
 @click.option("--bias-correction", is_flag=True, help="INT8: correct per-channel output bias shifts (CNNs).")
@@ -123,8 +125,8 @@ def cli(debug: bool) -> None:
 def build(model: str, target: str, precision: str | None, calib: str | None, calib_method: str | None, calib_samples: int,
           eval_data: str | None, preprocess: str | None, input_shapes: tuple[str, ...], task: str | None,
           keep_float: tuple[str, ...], parity_tol: float, output: Path, force: bool, as_json: bool,
-          max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str = "128",
-          int4_mode: str = "asym", int4_method: str = "rtn", smoothquant: float | None = None,
+          max_accuracy_drop: float | None = None, metric: str = "auto", group_size: str | None = None,
+          int4_mode: str = "asym", int4_method: str = "auto", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
           lora: str | None = None, kv_cache: str | None = None, keep_source_quantization: bool = False,
           accept_low_accuracy: bool = False, **target_options: Any) -> None:
@@ -151,7 +153,8 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
         keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts,
         int8=Int8Options(calib_method=calib_method, smoothquant=smoothquant, bias_correction=bias_correction,
                          keep_source_quantization=keep_source_quantization),
-        int4=Int4Options(group_size=int(group_size), mode=int4_mode, method=int4_method),
+        int4=Int4Options(group_size=None if group_size is None else int(group_size), mode=int4_mode,
+                         method=int4_method),
         gate=GateOptions(max_accuracy_drop=max_accuracy_drop, metric=metric, accept_low_accuracy=accept_low_accuracy),
         prune=PruneOptions(spec=prune, finetune=finetune), llm=LLMOptions(lora=lora, kv_cache=kv_cache))
     result = api.build(config, _progress(as_json))

@@ -99,6 +99,9 @@ class QuantScheme:
         equalize_conv_pairs: Move each channel's spread of a Conv -> [Relu] -> Conv link
             into the second conv's weights before quantizing (activation-range cross-layer
             equalization; see `edgec.compiler.equalize`), for per-tensor activation scales.
+        equalize_streams: Also one channel scale per residual stream (the tensors ``Add``,
+            ``Relu``, ``MaxPool`` and zero ``Pad`` tie together; `edgec.compiler.equalize_stream`),
+            for targets whose every activation is per tensor (full-integer int8).
         bias_correction_ops: Op types whose presence turns bias correction on by default:
             recurrent cells (LSTM) amplify the small per-channel mean shift of an int8 CNN in
             front of them on every time step.
@@ -121,6 +124,7 @@ class QuantScheme:
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
     scale_depthwise_inputs: bool = False
     equalize_conv_pairs: bool = False
+    equalize_streams: bool = False
     bias_correction_ops: frozenset[str] = frozenset()
     calib_method_with_ops: str | None = None
     integer_ops: frozenset[str] | None = None

@@ -48,15 +48,16 @@ def quantize_decoder(config, handle, precision: str, eval_ids: list[int], tok, l
             raise ConfigError("--max-accuracy-drop needs a quantized precision (int4 or int8)")
         return None, None, None
     method = config.int4.method if precision == "int4" else "rtn"
+    if method == "auto":  # generation bundles keep the data-free default; their gate measures perplexity
+        method = "rtn"
     calibration = None
     if method != "rtn":
         if len(eval_ids) < CALIB_CHUNK:
             raise ConfigError(f"--int4-method {method} needs calibration text: pass --calib FILE.txt")
         calibration = calibration_samples(handle, eval_ids)
-    progress.message(f"{precision} weights ({method}, {config.int4.mode}, group {config.int4.group_size})")
     q = Int4Quantizer(handle, calibration, config.int4.group_size, config.int4.mode, method)
-    if q.method == "awq":
-        q._awq_model()
+    progress.message(f"{precision} weights ({method}, {config.int4.mode}, group {q.group_size})")
+    q.prepare()
     all_int8 = tuple(q.weights) if precision == "int8" else ()
     if config.gate.max_accuracy_drop is None or precision == "int8":
         if config.gate.max_accuracy_drop is not None:

@@ -35,7 +35,8 @@ class MCUTarget(Target):
         "nm": "none expected: dense C kernels",
     }
     quant_scheme = QuantScheme(placement="full", integer_ops=INTEGER_ONNX_OPS,
-                               scale_preserving_ops=SCALE_PRESERVING_ONNX_OPS, equalize_conv_pairs=True)
+                               scale_preserving_ops=SCALE_PRESERVING_ONNX_OPS, equalize_conv_pairs=True,
+                               equalize_streams=True)
     options = (
         TargetOption("cpu", "Cortex-M core the C is built and sized for", kind="choice",
                      choices=CPU_CHOICES, default="cortex-m4"),

@@ -28,7 +28,7 @@ def test_int4_messages_match_their_checks():
 
     with pytest.raises(ConfigError, match=r"--group-size 8: expected 16, 32, 64, 128 or 256"):
         Int4Quantizer(None, None, group_size=8)
-    with pytest.raises(ConfigError, match=r"--int4-method nope: expected rtn, gptq or awq"):
+    with pytest.raises(ConfigError, match=r"--int4-method nope: expected auto, rtn, gptq or awq"):
         Int4Quantizer(None, None, method="nope")
     with pytest.raises(ConfigError, match=r"--group-size 8: expected 16, 32, 64, 128 or 256"):
         Int4Options(group_size=8)
