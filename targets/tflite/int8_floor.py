@@ -9,9 +9,12 @@ pinned no int8 mode (``--activations``, ``--float-nodes``, ``--float-ops``), the
 model is scored on the check samples (worst sample, worst output) and, below the bar,
 converted again as 16x8; the better of the two ships and the manifest records both scores.
 
-The bar is the accuracy floor's cosine, and 0.99 for transformers (attention: Softmax
-and MatMul), which issue 13 holds to 0.99 at int8 or a failed build: a transformer below
-it after the fallback fails with one line unless ``--accept-low-accuracy``.
+The check covers the models whose int8 loss is structural: transformers (attention:
+Softmax and MatMul), which issue 13 holds to cosine 0.99 at int8 or a failed build (a
+transformer below it after the fallback fails with one line unless
+``--accept-low-accuracy``), and recurrent models (LSTM/GRU/RNN) at the accuracy floor's
+0.98. CNNs keep full-integer int8 on XNNPACK's kernels (their loss is a range choice,
+`ranges`, and the accuracy floor judges them).
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ from typing import Any
 
 from edgec.errors import AccuracyError, EdgecError
 
-BAR = 0.98  # edgec.compiler.accuracy_floor.MIN_COSINE, scored here on the worst sample
+RECURRENT_BAR = 0.98  # edgec.compiler.accuracy_floor.MIN_COSINE, scored here on the worst sample
 TRANSFORMER_BAR = 0.99
 
 
-def is_transformer(model) -> bool:
-    """Attention in the graph: a Softmax next to MatMuls (ViT, BERT, Whisper)."""
+def bar_for(model) -> float | None:
+    """The worst-sample cosine a transformer (0.99) or recurrent model (0.98) must hold; None: no check."""
+    from edgec.targets.base import RECURRENT_OPS
+
     ops = {n.op_type for n in model.proto.graph.node}
-    return "Softmax" in ops and "MatMul" in ops
+    if "Softmax" in ops and "MatMul" in ops:  # attention: ViT, BERT, Whisper
+        return TRANSFORMER_BAR
+    return RECURRENT_BAR if ops & RECURRENT_OPS else None
 
 
 def pinned(spec) -> bool:
@@ -44,7 +51,9 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
     from edgec.targets.tflite.ranges import _agreement
     from edgec.targets.tflite.tflite_io import run_tflite
 
-    bar = TRANSFORMER_BAR if is_transformer(model) else BAR
+    bar = bar_for(model)
+    if bar is None:
+        return data, quant, False
     int8_score, why = _score(run_tflite, _agreement, data, graph, samples, want)
     if int8_score is not None and int8_score >= bar:
         quant["check_worst_cosine"] = round(int8_score, 6)
