@@ -309,6 +309,8 @@ def main() -> int:
         names = list(mcu_corpus.MODELS) if args.corpus == "all" else args.corpus.split(",")
         result["corpus"] = mcu_corpus.corpus_rows(names, args.corpus_cpus.split(","), args.corpus_opts.split(","), cf)
         mcu_corpus.print_table(result["corpus"])
+    elif "corpus" in before:  # not rerun: keep the section
+        result["corpus"] = before["corpus"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, sort_keys=True))
     print(f"wrote {args.out}")

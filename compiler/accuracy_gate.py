@@ -28,7 +28,7 @@ import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from edgec.compiler.quality import resolve_metric, run_onnx
-from edgec.compiler.sensitivity import FallbackState, rank
+from edgec.compiler.sensitivity import Evaluator, FallbackState, rank
 from edgec.errors import AccuracyError
 
 if TYPE_CHECKING:
@@ -107,8 +107,7 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         raise AccuracyError(f"accuracy drop {drop:.3g} ({metric.unit}) exceeds --max-accuracy-drop {budget:g} and "
                             f"{why}")
     n = min(len(eval_samples), SENSITIVITY_MAX_SAMPLES)
-    s_samples, s_refs = eval_samples[:n], refs[:n]
-    s_labels = labels[:n] if labels is not None else None
+    evaluator = Evaluator(quantizer, eval_samples[:n], refs[:n], labels[:n] if labels is not None else None, metric)
     progress.message(f"accuracy drop {drop:.3g} > {budget:g}: ranking {', '.join(kinds)} fallbacks in onnxruntime")
     best = (drop, state, res)
     tries, pending, ranked_all = 0, False, []
@@ -118,6 +117,7 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         progress.message(f"re-lowering with {len(st.applied)} fallback(s)")
         r, d, _, refused = real(st)
         tries, pending = tries + 1, False
+        report["work"] = {**evaluator.work(), "target_builds": tries + 1}
         step["target_drop"] = d
         if refused:
             step["target_refused"] = refused
@@ -125,21 +125,17 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
             best = (d, st, r)
         return r, d
 
-    def ort_drop(st: FallbackState) -> float:
-        q, _ = st.quantize(quantizer)
-        return metric.drop(run_onnx(q.proto, s_samples), s_refs, s_labels)
-
     # Cheap moves (another range for one tensor, bias correction) before float fallbacks;
     # a move is kept only when it lowers the onnxruntime drop of everything kept so far, so
     # fallbacks that interact badly are never stacked.
-    current = ort_drop(state)
+    current = evaluator.drop(state)
     report["onnxruntime_drop"] = current
     phases = [p for p in ((k for k in kinds if k in CHEAP_KINDS), (k for k in kinds if k not in CHEAP_KINDS))]
     for phase in (tuple(p) for p in phases):
         if not phase:
             continue
         for _ in range(MAX_ROUNDS):
-            _, ranked = rank(quantizer, state, phase, s_samples, s_refs, s_labels, metric, progress)
+            _, ranked = rank(evaluator, state, phase, progress)
             if not report.get("sensitivity") and ranked:
                 report["sensitivity"] = [fb.to_json() for fb in ranked[:REPORT_TOP]]
             ranked_all += ranked
@@ -148,7 +144,7 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
                 if fb.kind == "int8" and fb.key in state.keep_float:
                     continue  # already in float
                 cand = state.plus(fb)
-                d = ort_drop(cand)
+                d = evaluator.drop(cand)
                 step: dict[str, Any] = {"fallbacks": len(cand.applied), "added": fb.describe(), "onnxruntime_drop": d}
                 steps.append(step)
                 if d >= current - IMPROVEMENT_EPS:
@@ -170,6 +166,7 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         res, drop = try_target(state, steps[-1])
         if drop <= budget:
             return (*res, _finish(report, drop, state))
+    report["work"] = {**evaluator.work(), "target_builds": tries + 1}
     ranked = sorted(ranked_all, key=lambda fb: fb.drop)
     b_drop, b_state, _ = best
     if math.isinf(b_drop):

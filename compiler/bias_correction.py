@@ -36,9 +36,13 @@ def _channel_mean(values: list[np.ndarray], op: str) -> np.ndarray:
     return np.concatenate(stacked, 0).mean(0)
 
 
-def correct_bias(float_model: "ModelHandle", quant: "ModelHandle",
-                 samples: list[dict[str, np.ndarray]]) -> tuple["ModelHandle", dict[str, Any]]:
-    """The Q/DQ model with corrected biases, and a summary (layers, mean |shift| removed)."""
+def correct_bias(float_model: "ModelHandle", quant: "ModelHandle", samples: list[dict[str, np.ndarray]],
+                 float_cache: dict | None = None) -> tuple["ModelHandle", dict[str, Any]]:
+    """The Q/DQ model with corrected biases, and a summary (layers, mean |shift| removed).
+
+    ``float_cache``: a dict kept by the caller across calls with the same float model and
+    samples (the accuracy gate's variants), so the float model's layer outputs are computed once.
+    """
     import onnx
 
     from edgec.runtimes.onnx_graph import make_session, run, with_outputs
@@ -50,13 +54,19 @@ def correct_bias(float_model: "ModelHandle", quant: "ModelHandle",
     layers = _bias_layers(proto, float_model.proto)
     if not layers or not samples:
         return quant, {"layers": 0}
-    f_aug = with_outputs(float_model.proto, [f for _, _, f in layers])  # float outputs of every layer
-    f_out = run(f_aug, samples, outputs=[f for _, _, f in layers], session=make_session(f_aug, optimize=False))
+    key = tuple(f for _, _, f in layers)
+    if float_cache is not None and key in float_cache:
+        f_out, f_final = float_cache[key]
+    else:
+        f_aug = with_outputs(float_model.proto, list(key))  # float outputs of every layer
+        f_out = run(f_aug, samples, outputs=list(key), session=make_session(f_aug, optimize=False))
+        f_final = run(float_model.proto, samples)
+        if float_cache is not None:
+            float_cache[key] = f_out, f_final
     inits = {t.name: t for t in g.initializer}
     producer = {o: n for n in g.node for o in n.output}
     nodes = {n.name: n for n in g.node}
     outputs = [o.name for o in g.output]
-    f_final = run(float_model.proto, samples)
 
     def run_q(extra: list[str]) -> list[dict[str, np.ndarray]]:
         aug = with_outputs(proto, extra)

@@ -146,21 +146,17 @@ def stream_scales(stream: dict[str, Any], absmax: dict[str, np.ndarray], weight,
         ins = [sizes[i] for i in _data_inputs(n)]
         if any(k != sizes[n.output[0]] for k in ins) if n.op_type != "Pad" else ins[0] > sizes[n.output[0]]:
             return None
-    channels = max(sizes.values())
-    r = np.zeros(channels)
-    for t in stream["tensors"]:
-        r[:sizes[t]] = np.maximum(r[:sizes[t]], absmax[t])
     for c in stream["readers"]:
         shape, n = weight(c.input[1]).shape, sizes[c.input[0]]
         if not (_group(c) == 1 and shape[1] == n) and not (_group(c) == n and shape[1] == 1 and shape[0] % n == 0):
             return None
     if any(weight(p.input[1]).shape[0] != sizes[p.output[0]] for p in stream["producers"]):
         return None
-    top = float(r.max(initial=0.0))
+    top = max(float(absmax[t].max(initial=0.0)) for t in stream["tensors"])
     if top <= 0:
         return None
     logs = [np.log(np.maximum(absmax[t], floor * top)) for t in stream["tensors"]]
-    u = _least_noise(logs, channels)
+    u = _least_noise(logs, max(sizes.values()))
     return np.exp(alpha * (u - u.mean()))
 
 

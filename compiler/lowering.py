@@ -37,6 +37,10 @@ class Lowering:
         self.base_passes = list(state.passes)
         self.base_options = dict(state.options)
         self.tries = 0
+        # The float reference's outputs on the evaluation samples, from the first verification:
+        # the float model does not change between the gate's candidates, so later ones replay them.
+        self.reference_outputs: list[dict[str, Any]] | None = None
+        self.reference_info: dict[str, Any] | None = None
 
     def __call__(self, quant: ModelHandle | None, keep_float: tuple[str, ...], quant_summary: dict[str, Any] | None,
                  store: bool = False, options: dict[str, Any] | None = None,
@@ -79,8 +83,12 @@ class Lowering:
         manifest = _manifest(st, lowered, ref)
         st.progress.message("verifying against the float model")
         recorder = OutputRecorder(store=store, perplexity=handle.task == "text-generation")
-        accuracy = _verify(target, tmp, manifest, st.eval_samples, st.labels, st.progress, recorder)
+        replay = _Replay(self.reference_outputs, self.reference_info) if self.reference_outputs is not None else None
+        accuracy = _verify(target, tmp, manifest, st.eval_samples, st.labels, st.progress, recorder, replay)
         accuracy.update(recorder.summary())
+        if store and self.reference_outputs is None and recorder.ppl is None:
+            self.reference_outputs = recorder.outputs["reference"]
+            self.reference_info = {"name": accuracy["reference"]}
         return manifest, lowered, accuracy, recorder
 
 
@@ -122,13 +130,34 @@ def _io_names(handle: ModelHandle, lowered) -> dict[str, dict[str, str]]:
     return out
 
 
+class _Replay:
+    """A reference runner that returns the outputs recorded by an earlier verification, in order."""
+
+    def __init__(self, outputs: list[dict[str, Any]], info: dict[str, Any]):
+        self._outputs, self._info, self._next = outputs, info, 0
+
+    def infer(self, feeds):
+        out = self._outputs[self._next]
+        self._next += 1
+        return out
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def _verify(target, tmp: Path, manifest: dict[str, Any], samples: list[dict], labels, progress: Progress,
-            recorder=None) -> dict[str, Any]:
+            recorder=None, replay: _Replay | None = None) -> dict[str, Any]:
     from edgec.runtimes.harness import compare
     from edgec.runtimes.registry import reference_runner
 
     runner = target.verify_runner(tmp, manifest)
-    ref = reference_runner(tmp, manifest)
+    ref = replay or reference_runner(tmp, manifest)
     with runner, ref, progress.task("verifying", total=len(samples)) as t:
         got, want = (recorder.wrap(runner, "artifact"), recorder.wrap(ref, "reference")) if recorder else (runner, ref)
         acc = compare(got, want, samples, labels=labels, classification=is_classifier(manifest),

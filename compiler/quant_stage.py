@@ -112,6 +112,7 @@ class Int8Quantizer:
         self._alternatives: dict[str, dict[str, TensorRange]] | None = None
         self._histograms: dict[str, Any] = {}
         self._channel_absmax: dict[str, np.ndarray] | None = None
+        self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
 
     @classmethod
     def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
@@ -203,7 +204,7 @@ class Int8Quantizer:
         if self.bias_correction if bias_correction is None else bias_correction:
             from edgec.compiler.bias_correction import correct_bias
 
-            quant, info = correct_bias(self.reference, quant, self.calibration.samples)
+            quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs)
             summary["bias_correction"] = info
         return quant, summary
 

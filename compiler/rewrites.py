@@ -310,3 +310,63 @@ def _non_negative(node, consts: dict[str, np.ndarray]) -> bool:
     if node.op_type == "Clip" and len(node.input) > 1 and node.input[1] in consts:
         return float(np.asarray(consts[node.input[1]]).max()) >= 0.0
     return False
+
+
+def hardswish_pattern_as_op(proto) -> int:
+    """``x * Clip(x + 3, 0, 6) / 6`` (paddle2onnx's HardSwish; or ``* (1/6)``) as one ``HardSwish`` (opset 14+).
+
+    The same function; a converter that lowers op by op otherwise keeps four tensors where
+    one activation was (each requantized in an int8 model: PicoDet on TFLite). Models below
+    opset 14 (where HardSwish appeared) are moved to 14; no op changes meaning from 13 to 14
+    for inference.
+    """
+    from onnx import helper
+
+    g = proto.graph
+    consts = _constants(g)
+    users: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    producer = {o: n for n in g.node for o in n.output}
+    graph_out = {o.name for o in g.output}
+
+    def scalar(name: str, want: float) -> bool:
+        v = consts.get(name)
+        return v is not None and v.size == 1 and abs(float(v.reshape(())) - want) <= 1e-6 * max(1.0, abs(want))
+
+    def sole(node) -> bool:  # its output feeds only the next node of the pattern
+        return len(users.get(node.output[0], [])) == 1 and node.output[0] not in graph_out
+
+    def other(node, name: str) -> str:
+        return node.input[1] if node.input[0] == name else node.input[0]
+
+    matches = []
+    for last in g.node:
+        if last.op_type not in ("Div", "Mul") or len(last.input) != 2:
+            continue
+        scale = last.input[1]
+        if not (scalar(scale, 6.0) if last.op_type == "Div" else scalar(scale, 1.0 / 6.0)):
+            continue
+        mul = producer.get(last.input[0])
+        if mul is None or mul.op_type != "Mul" or not sole(mul):
+            continue
+        for clip_in in mul.input:
+            clip = producer.get(clip_in)
+            if clip is None or clip.op_type != "Clip" or not sole(clip) or len(clip.input) < 3 or \
+                    not scalar(clip.input[1], 0.0) or not scalar(clip.input[2], 6.0):
+                continue
+            add, x = producer.get(clip.input[0]), other(mul, clip_in)
+            if add is not None and add.op_type == "Add" and sole(add) and x in add.input and \
+                    scalar(other(add, x), 3.0):
+                matches.append((last, mul, clip, add, x))
+                break
+    for last, mul, clip, add, x in matches:
+        for node in (add, clip, mul):
+            g.node.remove(node)
+        _replace(g, last, [helper.make_node("HardSwish", [x], [last.output[0]], name=last.name or last.output[0])], [])
+    if matches:
+        for o in proto.opset_import:
+            if o.domain in ("", "ai.onnx") and o.version < 14:
+                o.version = 14
+    return len(matches)

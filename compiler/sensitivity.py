@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 MAX_MEASURED = 24
 SCREEN_LAYERS = 8
 SCREEN_SAMPLES = 16
+# With more candidates than `SCREEN_KEEP`, each is first measured on 1/`SCREEN_SAMPLE_SHARE` of
+# the samples (at least `SCREEN_MIN_SAMPLES`), and only the best `SCREEN_KEEP` on all of them.
+SCREEN_KEEP = 6
+SCREEN_SAMPLE_SHARE = 4
+SCREEN_MIN_SAMPLES = 2
 PASS_THROUGH = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Relu"})
 
 
@@ -81,34 +86,116 @@ class FallbackState:
         over = tuple((t, m) for t, m in self.overrides if t != fb.key) + ((fb.key, fb.value),)
         return replace(self, overrides=over, applied=(*self.applied, fb))
 
+    def key(self) -> tuple:
+        """What the quantized model depends on (the order fallbacks were added in does not matter)."""
+        return (tuple(sorted(set(self.keep_float))), tuple(sorted(self.overrides)), tuple(sorted(set(self.int8_nodes))),
+                self.bias_correction)
+
     def quantize(self, quantizer):
         kw = {"bias_correction": True} if self.bias_correction else {}
         return quantizer.quantize(self.keep_float, dict(self.overrides), self.int8_nodes, **kw)
 
 
-def rank(quantizer, state: FallbackState, kinds: tuple[str, ...], samples, reference_outputs, labels,
-         metric: "Metric", progress: "Progress | None" = None) -> tuple[float, list[Fallback]]:
+class Evaluator:
+    """The onnxruntime drop of a fallback state on the gate's samples; each state is measured once.
+
+    States that quantize to the same model (the same fallbacks in another order, or a ranked
+    candidate the gate then tries on top of the same state) reuse the first measurement. A
+    state measured on a screen of samples with ``keep=True`` keeps its session and outputs, so
+    measuring it on every sample later runs only the remaining ones.
+
+    Args:
+        quantizer: `Int8Quantizer` / `Int4Quantizer`.
+        samples: Evaluation feeds.
+        reference_outputs: The float model's outputs on ``samples``.
+        labels: Labels of ``samples`` or None.
+        metric: The gate's `Metric`.
+    """
+
+    def __init__(self, quantizer, samples, reference_outputs, labels, metric: "Metric"):
+        self.quantizer, self.samples, self.refs, self.labels, self.metric = \
+            quantizer, list(samples), list(reference_outputs), labels, metric
+        self._drops: dict[tuple, tuple[float, float]] = {}
+        self._kept: dict[tuple, tuple[Any, list]] = {}  # state key -> (session, outputs of the first samples)
+        self._last: tuple[tuple, Any] | None = None  # the last quantized model
+        self.sessions = self.samples_run = 0
+
+    def quantized(self, state: "FallbackState"):
+        """``state``'s quantized model (the last one is kept: ranking asks again for the state it measured)."""
+        if self._last is None or self._last[0] != state.key():
+            self._last = (state.key(), state.quantize(self.quantizer)[0])
+        return self._last[1]
+
+    def measure(self, state: "FallbackState", n: int | None = None, keep: bool = False) -> tuple[float, float]:
+        """``(metric drop, relative output error)`` of ``state`` on the first ``n`` samples (all: None)."""
+        from edgec.compiler.quality import ort_session, run_onnx
+        from edgec.compiler.quant_stage import _rel_error
+
+        n = len(self.samples) if n is None else min(n, len(self.samples))
+        key = (state.key(), n)
+        if key not in self._drops:
+            sess, outs = self._kept.pop(state.key(), (None, []))
+            if sess is None:
+                sess = ort_session(self.quantized(state).proto)
+                self.sessions += 1
+            if len(outs) < n:
+                self.samples_run += n - len(outs)
+                outs = outs + run_onnx(None, self.samples[len(outs):n], session=sess)
+            outs = outs[:n]
+            if keep and n < len(self.samples):
+                self._kept[state.key()] = (sess, outs)
+            labels = self.labels[:n] if self.labels is not None else None
+            self._drops[key] = (self.metric.drop(outs, self.refs[:n], labels), _rel_error(outs, self.refs[:n]))
+        return self._drops[key]
+
+    def release(self, state: "FallbackState") -> None:
+        """Drop the session kept for ``state``."""
+        self._kept.pop(state.key(), None)
+
+    def drop(self, state: "FallbackState") -> float:
+        """The metric's drop of ``state`` on every sample."""
+        return self.measure(state)[0]
+
+    def work(self) -> dict[str, int]:
+        return {"onnxruntime_sessions": self.sessions, "samples_run": self.samples_run}
+
+
+def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
+         progress: "Progress | None" = None) -> tuple[float, list[Fallback]]:
     """The onnxruntime drop of ``state`` and the candidate fallbacks that lower it, best first.
 
-    Only the best method per tensor is kept for ``calib-method`` candidates.
+    Only the best method per tensor is kept for ``calib-method`` candidates. With many
+    candidates and samples, every candidate is first measured on a screen of
+    `SCREEN_SAMPLE_SHARE` of the samples (by the metric, then the output error: a coarse
+    metric such as top-1 on few samples ties often), and only the `SCREEN_KEEP` best are
+    measured on all of them; the gate keeps a fallback only by its full measurement.
     """
     from edgec.compiler.progress import SILENT
-    from edgec.compiler.quality import run_onnx
 
-    quant, _ = state.quantize(quantizer)
-    base = metric.drop(run_onnx(quant.proto, samples), reference_outputs, labels)
+    quantizer, samples = evaluator.quantizer, evaluator.samples
+    base = evaluator.drop(state)
+    quant = evaluator.quantized(state)
     cands = [c for c in quantizer.candidates(quant, kinds)
              if not (c.kind == "keep-float" and c.key in state.keep_float)
              and not (c.kind == "int8" and c.key in state.int8_nodes)
              and not (c.kind == "bias-correction" and state.bias_correction)]
     if len(cands) > MAX_MEASURED:
         cands = screen(quantizer.reference.proto, quant.proto, cands, samples[:SCREEN_SAMPLES])
+    k = max(SCREEN_MIN_SAMPLES, len(samples) // SCREEN_SAMPLE_SHARE)
+    if len(cands) > SCREEN_KEEP and k < len(samples):
+        with (progress or SILENT).task(f"screening fallbacks on {k} samples", total=len(cands)) as task:
+            on_screen: list[tuple] = []
+            for c in cands:  # the best SCREEN_KEEP keep their sessions for the full measurement
+                on_screen = sorted([*on_screen, (evaluator.measure(state.plus(c), k, keep=True), c.key, c)],
+                                   key=lambda t: (t[0], t[1]))
+                for *_, out in on_screen[SCREEN_KEEP:]:
+                    evaluator.release(state.plus(out))
+                task.advance()
+        cands = [c for *_, c in on_screen[:SCREEN_KEEP]]
     scored: list[Fallback] = []
     with (progress or SILENT).task("measuring layer sensitivity", total=len(cands)) as task:
         for c in cands:
-            q, _ = state.plus(c).quantize(quantizer)
-            d = metric.drop(run_onnx(q.proto, samples), reference_outputs, labels)
-            scored.append(replace(c, drop=d, base=base))
+            scored.append(replace(c, drop=evaluator.drop(state.plus(c)), base=base))
             task.advance()
     best_per_tensor: dict[tuple[str, str], Fallback] = {}
     for c in scored:

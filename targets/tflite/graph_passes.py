@@ -118,9 +118,11 @@ def prepare_onnx(model: ModelHandle) -> tuple[Any, list[dict[str, Any]]]:
     # onnx2tf reads Pad values and Clip bounds only when constant, its nearest Resize picks
     # other source pixels than ONNX's coordinate modes when downsampling, and it hands
     # ReduceL2's axes to tf.norm as a list, which tf.norm refuses (sentence-embedding L2 norms).
-    # It pads a MaxPool with the lowest float, which int8/int16 ranges cannot hold (zeros can, after a Relu).
+    # It pads a MaxPool with the lowest float, which int8/int16 ranges cannot hold (zeros can, after a Relu),
+    # and lowers paddle2onnx's decomposed HardSwish op by op (four int8 tensors instead of one HARD_SWISH).
     for rewrite in (rewrites.pad_value_as_where, rewrites.clip_bounds_as_minmax, rewrites.resize_nearest_as_gather,
-                    rewrites.reduce_l2_as_sqrt_sum_square, rewrites.maxpool_pads_as_zero_pad):
+                    rewrites.reduce_l2_as_sqrt_sum_square, rewrites.maxpool_pads_as_zero_pad,
+                    rewrites.hardswish_pattern_as_op):
         n = rewrite(proto, arithmetic=True) if rewrite is rewrites.pad_value_as_where else rewrite(proto)
         if n:
             passes.append({"name": rewrite.__name__.replace("_", "-"), "config": {"rewritten": n}})

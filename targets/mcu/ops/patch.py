@@ -1,5 +1,6 @@
 """Patch-based execution (MCUNetV2's idea) and Conv+Pool fusion: a stage of row-local ops
-(Conv, DepthwiseConv, pools, Pad, Add/Mul, requantize, lookup tables) runs band by band.
+(Conv, DepthwiseConv, pools, Pad, Add/Mul, requantize, lookup tables, channel Concat) runs
+band by band.
 
 A *stage* is a run of ops whose intermediate tensors are used inside it only. Its output
 rows are cut into bands (patches spanning the full width: every kernel already runs on a
@@ -34,6 +35,8 @@ from edgec.targets.mcu.rows import _geometry
 
 WINDOWED = ("conv", "dwconv", "maxpool", "avgpool", "pad")
 ELEMENTWISE = ("add", "mul", "requant", "lut")
+# A Concat along the channels (NHWC axis 3) joins its inputs row by row (SqueezeNet's fire modules).
+ROW_JOIN = ("concat",)
 BAND_COUNTS = (2, 3, 4, 6, 8, 12, 16)
 # Ops before the first row-local one that the first stage may start after.
 PREFIX = 4
@@ -58,7 +61,7 @@ def _acts(g: QGraph, op: QOp) -> list[str]:
 
 
 def _row_local(g: QGraph, op: QOp) -> bool:
-    if op.kind not in WINDOWED + ELEMENTWISE or len(op.outputs) != 1:
+    if op.kind not in WINDOWED + ELEMENTWISE + ROW_JOIN or len(op.outputs) != 1:
         return False
     y = g.t(op.outputs[0])
     tensors = [y] + [g.t(n) for n in _acts(g, op)]
@@ -68,6 +71,9 @@ def _row_local(g: QGraph, op: QOp) -> bool:
         return False
     if op.kind == "pad" and (len(op.attrs["pads"]) != 4 or tuple(op.attrs["pads"][0]) != (0, 0)):
         return False
+    if op.kind in ROW_JOIN:  # channels joined: every input has the output's rows and columns
+        return op.attrs.get("axis") == 3 and len(tensors) == len(op.inputs) + 1 and \
+            all(t.shape[:3] == y.shape[:3] for t in tensors)
     # Element-wise ops without broadcasting: a band is a contiguous run of whole rows.
     return op.kind in WINDOWED or all(t.shape == y.shape for t in tensors)
 
@@ -150,7 +156,9 @@ def plan_stage(g: QGraph, ops: list[QOp], bands: int) -> Stage | None:
                 a, b = max(0, top), min(g.t(x).shape[1], (o1 - 1) * stride - pad + extent)
                 row += [b - a, a - top, o1 - o0, (a - (need[x][0] if x in inner else 0)) * _row_bytes(g, x)]
             else:
-                row += [(o1 - o0) * (g.t(y).nbytes // g.t(y).shape[1]), 0, 0]
+                # The call's size: bytes, or for a Concat its `outer` (pixels of the band).
+                per_row = g.t(y).shape[2] if op.kind in ROW_JOIN else g.t(y).nbytes // g.t(y).shape[1]
+                row += [(o1 - o0) * per_row, 0, 0]
                 row += [(o0 - (need[x][0] if x in inner else 0)) * _row_bytes(g, x) for x in _acts(g, op)]
             row.append((o0 - (need[y][0] if y in inner else 0)) * _row_bytes(g, y))
         table.append(tuple(row))
@@ -318,6 +326,15 @@ def emit_patch(op: QOp, ctx) -> list[str]:
 
     body, col = [], 0
     for sub, lines in zip(stage.ops, calls):
+        if sub.kind in ROW_JOIN:
+            # One edgec_concat_part_s8(in, out, outer, ...) per input: band pointers and outer.
+            acts, out = _acts(g, sub), sub.outputs[0]
+            outer, first, col = f"q[{col}]", col + 3, col + 4 + len(acts)
+            for i, (x, line) in enumerate(zip(acts, lines, strict=True)):
+                fn, args = line[:line.index("(")], _split_args(line)
+                args[:3] = [f"{where(x)} + q[{first + i}]", f"{where(out)} + q[{first + len(acts)}]", outer]
+                body.append(f"        {fn}({', '.join(args)});")
+            continue
         if len(lines) != 1:
             raise RuntimeError(f"mcu patch stage: {sub.kind} emitted {len(lines)} statements, expected one call")
         call = lines[0]

@@ -78,8 +78,13 @@ def pool_constraints(v) -> str | None:
     k = v.attr("kernel_shape")
     if k is None or len(k) != 2:
         return "only 2-D pooling"
-    if v.attr("ceil_mode", 0) or any(d != 1 for d in v.attr("dilations", [1, 1])):
-        return "ceil_mode or dilations"
+    if any(d != 1 for d in v.attr("dilations", [1, 1])):
+        return "dilations"
+    # ceil_mode adds a last row/column whose windows run past the bottom/right edge: the kernel
+    # reads a window's real taps only, which is MaxPool's result there. AveragePool's divisor
+    # with count_include_pad would count the padding differently: not taken.
+    if v.attr("ceil_mode", 0) and v.op_type != "MaxPool":
+        return "AveragePool with ceil_mode"
     if v.attr("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return "auto_pad SAME (write explicit pads)"
     return None

@@ -139,3 +139,69 @@ def test_screen_keeps_the_worst_layer_and_its_input(digits_models):
                  next(c.output[0] for c in h.proto.graph.node if c.op_type == "Conv" and c.name ==
                       node_names(digits_models["outlier"], "Conv")[1]))
     assert relu2 in {c.key for c in kept[:4] if c.kind == "calib-method"}
+
+
+def _digits_quantizer(digits_models, bias_correction=False):
+    from edgec.calibration import collect_ranges, load_calibration_data
+    from edgec.compiler.loaders import load_model
+    from edgec.compiler.optimize import optimize
+    from edgec.compiler.quant_stage import Int8Quantizer
+    from edgec.targets.openvino import OpenVINOTarget
+
+    h, _ = optimize(load_model(str(digits_models["outlier"])))
+    data = load_calibration_data(str(digits_models["calib"]), h.inputs, max_samples=16)
+    return Int8Quantizer(h, h, collect_ranges(h.proto, data.samples), OpenVINOTarget.quant_scheme, data,
+                         bias_correction=bias_correction)
+
+
+def test_rank_screens_on_few_samples_and_measures_each_state_once(digits_models):
+    """The gate's ranking: a screen on a quarter of the samples keeps the culprit; no state runs twice."""
+    import numpy as np
+
+    from edgec.compiler.quality import resolve_metric, run_onnx
+    from edgec.compiler.sensitivity import SCREEN_KEEP, Evaluator, FallbackState, rank
+
+    q = _digits_quantizer(digits_models)
+    ev_data = np.load(digits_models["eval"])
+    samples = [{"image": ev_data["image"][i:i + 1]} for i in range(64)]
+    labels = ev_data["labels"][:64]
+    ev = Evaluator(q, samples, run_onnx(q.reference.proto, samples), labels,
+                   resolve_metric("top1", has_labels=True, classifier=True))
+    base, ranked = rank(ev, FallbackState(), ("keep-float", "calib-method"))
+    conv3 = node_names(digits_models["outlier"], "Conv")[2]
+    assert base > 3 and ranked and ranked[0].drop < base
+    assert conv3 in {fb.key for fb in ranked[:2]}  # keep conv3 in float, or recalibrate its input
+    full = sum(1 for (_, n) in ev._drops if n == len(samples))
+    screened = len(ev._drops) - full
+    assert screened > SCREEN_KEEP and full <= 1 + SCREEN_KEEP and ev.samples_run < ev.sessions * len(samples)
+    assert ev.sessions == 1 + screened and not ev._kept  # the best screened keep their sessions, then free them
+    runs = ev.sessions
+    assert ev.drop(FallbackState().plus(ranked[0])) == ranked[0].drop and ev.sessions == runs  # measured once
+
+
+def test_bias_correction_variants_share_the_float_outputs(digits_models):
+    from edgec.compiler.bias_correction import correct_bias
+
+    q = _digits_quantizer(digits_models, bias_correction=True)
+    first, _ = q.quantize()
+    assert q._bias_float_outputs  # filled by the first variant, reused by the next ones
+    again, _ = q.quantize()
+    plain, _ = q.quantize(bias_correction=False)
+    fresh, _ = correct_bias(q.reference, plain, q.calibration.samples)
+    assert first.proto.SerializeToString() == again.proto.SerializeToString() == fresh.proto.SerializeToString()
+
+
+def test_cosine_metric_scores_the_worst_output():
+    """A detector's second head can lose what its first output keeps: the gate sees the worst one."""
+    import numpy as np
+
+    from edgec.compiler.quality import resolve_metric
+
+    rng = np.random.default_rng(0)
+    ref = [{"boxes": rng.normal(size=64), "scores": rng.normal(size=16)} for _ in range(4)]
+    out = [{"boxes": r["boxes"], "scores": r["scores"] + rng.normal(scale=0.5, size=16)} for r in ref]
+    cos = resolve_metric("cosine", has_labels=False, classifier=False)
+    want = np.mean([o["scores"] @ r["scores"] / np.linalg.norm(o["scores"]) / np.linalg.norm(r["scores"])
+                    for o, r in zip(out, ref)])
+    assert cos.drop(out, ref) == pytest.approx(100 * (1 - want))
+    assert cos.drop([{**o, "scores": r["scores"]} for o, r in zip(out, ref)], ref) == pytest.approx(0, abs=1e-9)

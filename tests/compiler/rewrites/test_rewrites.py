@@ -112,3 +112,26 @@ def test_padded_maxpool_of_signed_values_is_left_alone():
     m = _model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
                [("x", [1, 2, 9, 9])], [("y", [1, 2, 9, 9])])
     assert rewrites.maxpool_pads_as_zero_pad(m) == 0
+
+
+@pytest.mark.parametrize("last", ["Div", "Mul"])
+def test_decomposed_hardswish_becomes_one_op(last):
+    """paddle2onnx's ``x * Clip(x + 3, 0, 6) / 6`` (opset 13) -> ``HardSwish`` (opset 14)."""
+    c = lambda n, v: numpy_helper.from_array(np.array(v, np.float32), n)  # noqa: E731
+    nodes = [helper.make_node("Add", ["x", "three"], ["a"]), helper.make_node("Clip", ["a", "zero", "six"], ["c"]),
+             helper.make_node("Mul", ["c", "x"], ["m"]),
+             helper.make_node(last, ["m", "six" if last == "Div" else "sixth"], ["y"])]
+    m = _model(nodes, [("x", [1, 2, 4, 4])], [("y", [1, 2, 4, 4])],
+               [c("three", 3.0), c("zero", 0.0), c("six", 6.0), c("sixth", 1 / 6)])
+    m.opset_import[0].version = 13
+    x = np.linspace(-8, 8, 32, dtype=np.float32).reshape(1, 2, 4, 4)
+    n, m2 = _same_after(m, rewrites.hardswish_pattern_as_op, {"x": x}, atol=1e-6)
+    assert n == 1 and [node.op_type for node in m2.graph.node] == ["HardSwish"] and m2.opset_import[0].version == 14
+
+
+def test_hardswish_pattern_with_a_shared_intermediate_is_left_alone():
+    c = lambda n, v: numpy_helper.from_array(np.array(v, np.float32), n)  # noqa: E731
+    nodes = [helper.make_node("Add", ["x", "three"], ["a"]), helper.make_node("Clip", ["a", "zero", "six"], ["c"]),
+             helper.make_node("Mul", ["x", "c"], ["m"]), helper.make_node("Div", ["m", "six"], ["y"])]
+    m = _model(nodes, [("x", [1, 4])], [("y", [1, 4]), ("c", [1, 4])], [c("three", 3.0), c("zero", 0.0), c("six", 6.0)])
+    assert rewrites.hardswish_pattern_as_op(m) == 0

@@ -218,7 +218,8 @@ def _torch_models() -> dict:
             self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
             self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU())
             self.pw = nn.Sequential(nn.Conv2d(8, 12, 1), nn.ReLU())
-            self.pool = nn.MaxPool2d(2)
+            # SqueezeNet's pool: the last window row/column runs past the edge (ceil_mode).
+            self.pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)
             self.head = nn.Linear(12 * 4 * 5, 6)
 
         def forward(self, x):

@@ -96,8 +96,8 @@ def test_kernel_variant_bitexact_in_qemu(layer_mix, tmp_path, cpu, model):
 @pytest.mark.parametrize("model", ["mix", "dense_per_tensor", "dw_chunks", "pools"])
 def test_size_optimized_variants_bitexact_in_qemu(layer_mix, tmp_path, cpu, model):
     """-Os builds take compact loops (one requantization copy, no SIMD32 int8 GEMM, Helium
-    one-row GEMM and one-chunk depthwise, portable pool/add): conv.c, dwconv.c, pool.c,
-    elementwise.c."""
+    one-row FullyConnected, portable pool; Helium's conv column pairs, two-chunk depthwise
+    and vector Add stay): conv.c, dwconv.c, pool.c, elementwise.c."""
     from edgec.runtimes.mcu_runner import MCURunner
 
     data = layer_mix[model]

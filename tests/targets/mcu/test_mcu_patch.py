@@ -32,6 +32,23 @@ def _patch_model():
     return tf.keras.Model(inp, L.Conv2D(4, 1)(x)), (29, 23, 3)
 
 
+def _fire_model():
+    """SqueezeNet's fire modules at high resolution: a squeeze conv feeding 1x1 and 3x3
+    expands joined by a channel Concat, then an overlapping stride-2 MaxPool."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(7)
+    L = tf.keras.layers
+    inp = tf.keras.Input((26, 17, 3), batch_size=1)
+    x = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    for squeeze in (4, 6):
+        s = L.Conv2D(squeeze, 1, activation="relu")(x)
+        x = L.Concatenate()([L.Conv2D(8, 1, activation="relu")(s),
+                             L.Conv2D(8, 3, padding="same", activation="relu")(s)])
+    x = L.MaxPooling2D(3, strides=2)(x)
+    return tf.keras.Model(inp, L.Conv2D(4, 1)(x)), (26, 17, 3)
+
+
 def _conv_pool_model():
     import tensorflow as tf
 
@@ -49,6 +66,12 @@ def _conv_pool_model():
 @pytest.fixture(scope="module")
 def patch_tflite() -> bytes:
     model, shape = _patch_model()
+    return to_tflite(model, shape, n=8)
+
+
+@pytest.fixture(scope="module")
+def fire_tflite() -> bytes:
+    model, shape = _fire_model()
     return to_tflite(model, shape, n=8)
 
 
@@ -85,6 +108,22 @@ def test_patch_stage_bitexact_smaller_and_reported(patch_tflite, tmp_path):
     assert fits.report["patch_inference"]["stage"] is None
     tight, _ = build_bundle(tflite_handle(patch_tflite), tmp_path / "tight", ram_budget=rep["ram_bytes"])
     assert tight.report["patch_inference"]["stage"] == info["stage"]
+
+
+@pytest.mark.slow  # TensorFlow conversion
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs a host C compiler")
+def test_patch_stage_through_concat(fire_tflite, tmp_path):
+    """Both fire modules' Concats run band by band inside the stage (none is left as a layer
+    of its own), bit-exact on the host (ASan, canaries) and in QEMU on M4."""
+    rep, manifest = _check(fire_tflite, tmp_path, patch_inference="on")
+    info = rep["patch_inference"]
+    assert info["stage"] is not None and info["stage"]["ops"] >= 9
+    assert rep["arena_bytes"] < info["arena_bytes_without"]
+    assert "CONCATENATION" not in [layer["op"] for layer in manifest["layers"]]
+    if HAVE_QEMU:
+        res, manifest = build_bundle(tflite_handle(fire_tflite), tmp_path / "m4", cpu="cortex-m4", patch_inference="on")
+        assert res.report["patch_inference"]["stage"] == info["stage"]
+        assert_qemu_matches_litert(tmp_path / "m4", manifest, fire_tflite, seed=4)
 
 
 @pytest.mark.slow  # TensorFlow conversion

@@ -1,4 +1,4 @@
-"""ONNX passes before onnx2tf (no TensorFlow): every association of the Erf-GELU fuses into one ``Gelu``."""
+"""ONNX rewrites before onnx2tf that decide which TFLite ops an int8 model gets."""
 
 from __future__ import annotations
 
@@ -6,42 +6,27 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgec.targets.tflite.graph_passes import fuse_erf_gelu
+from edgec.calibration.types import CalibrationData
+
+from .conftest import handle_from_proto, lower
+
+pytestmark = pytest.mark.slow  # TensorFlow conversions (onnx2tf, TFLite converter)
 
 
-def _gelu_graph(order: str):
-    """``x -> Erf-GELU -> y`` with the three Mul associations exporters write."""
-    consts = [numpy_helper.from_array(np.array(v, np.float32), n)
-              for n, v in (("sqrt2", 2 ** 0.5), ("one", 1.0), ("half", 0.5))]
-    nodes = [helper.make_node("Div", ["x", "sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
-             helper.make_node("Add", ["e", "one"], ["a"])]
-    if order == "x_then_half":  # (x * (1 + erf)) * 0.5: TorchScript export
-        nodes += [helper.make_node("Mul", ["x", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["y"])]
-    elif order == "half_x_first":  # (x * 0.5) * (1 + erf)
-        nodes += [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Mul", ["h", "a"], ["y"])]
-    else:  # x * ((1 + erf) * 0.5): torch's dynamo exporter (DeiT, DistilBERT, Whisper)
-        nodes += [helper.make_node("Mul", ["a", "half"], ["m"]), helper.make_node("Mul", ["x", "m"], ["y"])]
-    g = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], consts)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
-
-
-@pytest.mark.parametrize("order", ["x_then_half", "half_x_first", "x_times_half_sum"])
-def test_every_erf_gelu_association_fuses_and_keeps_the_function(order):
-    """An unfused Erf becomes onnx2tf's pseudo-Erf, an int8 DIV LiteRT refuses on wide MLPs."""
-    import onnxruntime as ort
-
-    proto = _gelu_graph(order)
-    x = np.linspace(-4, 4, 16, dtype=np.float32).reshape(2, 8)
-    want = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[0]
-    assert fuse_erf_gelu(proto) == 1
-    assert [n.op_type for n in proto.graph.node] == ["Gelu"]
-    got = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[0]
-    np.testing.assert_allclose(got, want, atol=1e-5)
-
-
-def test_erf_gelu_with_a_wrong_constant_is_left_alone():
-    proto = _gelu_graph("x_times_half_sum")
-    proto.graph.initializer[2].CopyFrom(numpy_helper.from_array(np.array(0.25, np.float32), "half"))
-    assert fuse_erf_gelu(proto) == 0
-    assert "Gelu" not in {n.op_type for n in proto.graph.node}
+def test_decomposed_hardswish_becomes_one_int8_hard_swish(tmp_path):
+    """paddle2onnx's ``x * Clip(x + 3, 0, 6) / 6`` after a conv: one HARD_SWISH in the int8 model, not
+    ADD/MUL/MUL with an int8 tensor each (PicoDet: 95 ADD and 120 MUL)."""
+    rng = np.random.default_rng(0)
+    c = lambda n, v: numpy_helper.from_array(np.asarray(v, np.float32), n)  # noqa: E731
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"]),
+             helper.make_node("Add", ["h", "three"], ["a"]), helper.make_node("Clip", ["a", "zero", "six"], ["cl"]),
+             helper.make_node("Mul", ["h", "cl"], ["m"]), helper.make_node("Div", ["m", "six"], ["y"])]
+    g = helper.make_graph(nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [c("w", rng.normal(0, 1, (4, 3, 1, 1))), c("three", 3.0), c("zero", 0.0), c("six", 6.0)])
+    model = handle_from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), "hs.onnx")
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32)} for _ in range(8)], "test")
+    built = lower(model, calib, "int8", tmp_path / "hs")
+    ops = built.result.report["ops"]
+    assert ops.get("HARD_SWISH") == 1 and "MUL" not in ops and "ADD" not in ops, ops
+    assert {"name": "hardswish-pattern-as-op", "config": {"rewritten": 1}} in built.result.passes
