@@ -72,11 +72,12 @@ def ov_outputs(model, feeds: list[dict]) -> list[list[np.ndarray]]:
 
 
 def ov_weight_bits(model) -> tuple[int, int]:
-    """(stored bits, elements) of the compressed weights of an OpenVINO model: each low-bit constant
-    (values and zero points) and the scale multiplied in after it."""
+    """(stored bits, elements) of the compressed MatMul weights of an OpenVINO model: each low-bit
+    constant (values and zero points) and the scale multiplied in after it (embedding tables, which
+    NNCF also compresses, are left out, as edgec's figure leaves them out)."""
     bits = elements = 0
     for op in model.get_ordered_ops():
-        if op.get_type_name() != "Multiply":
+        if op.get_type_name() != "Multiply" or not _feeds_matmul(op):
             continue
         srcs = [op.input_value(i).get_node() for i in range(2)]
         const = next((s for s in srcs if s.get_type_name() == "Constant"), None)
@@ -91,6 +92,14 @@ def ov_weight_bits(model) -> tuple[int, int]:
         bits += sum(int(np.prod(c.get_output_shape(0))) * c.get_output_element_type(0).bitwidth for c in lows)
         bits += int(np.prod(const.get_output_shape(0))) * const.get_output_element_type(0).bitwidth
     return bits, elements
+
+
+def _feeds_matmul(node) -> bool:
+    for target in node.output(0).get_target_inputs():
+        user = target.get_node()
+        if user.get_type_name() == "MatMul" or (user.get_type_name() in ("Reshape", "Convert") and _feeds_matmul(user)):
+            return True
+    return False
 
 
 def _low_bit_constants(node) -> list:
