@@ -26,9 +26,10 @@ import numpy as np
 from edgec._deps import version_of
 from edgec.compiler.model import ModelHandle
 from edgec.errors import AccuracyError, CalibrationDataError, ConfigError
-from edgec.targets.base import Artifact, LowerResult, LowerSpec
+from edgec.targets.base import RECURRENT_OPS, Artifact, LowerResult, LowerSpec
 from edgec.targets.tflite.converter_step import run_converter
 from edgec.targets.tflite.graph_passes import prepare_onnx
+from edgec.targets.tflite.int8_floor import hold_the_bar, pinned
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
 from edgec.targets.tflite.quant_modes import convert_full_integer, convert_int16, int8_mode
 from edgec.targets.tflite.support import check_model, validate_options
@@ -75,6 +76,10 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
         passes.append({"name": "equalize-conv-pairs", "config": info})
     proto, prepared = prepare_onnx(converted)
     passes += prepared
+    # A recurrent cell stays a WHILE loop unless unrolled, and TFLiteConverter's full-integer
+    # calibration crashes the process on the loop (SIGSEGV, ddddocr's CRNN). Unrolled over its
+    # static time steps, the cell is FullyConnected/Logistic/Tanh/Mul/Add ops that quantize.
+    unroll = precision == "int8" and any(n.op_type in RECURRENT_OPS for n in proto.graph.node)
     tf = import_tf()
     samples = check_samples(model, spec)
     want = reference_outputs(model.proto.SerializeToString(), samples)
@@ -86,7 +91,8 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
         for strict in (False, True):
             say(f"onnx2tf: ONNX -> TensorFlow{' (strict mode)' if strict else ''}")
             keras_model = run_onnx2tf(proto, Path(tmp) / f"strict{int(strict)}",
-                                      [s.name for s in model.inputs if s.layout == "NHWC"], strict=strict)
+                                      [s.name for s in model.inputs if s.layout == "NHWC"], strict=strict,
+                                      unroll_rnn=unroll)
             with captured_output():
                 graph = TFGraph(tf, keras_model, model, samples)
             say("TFLiteConverter: float32")
@@ -99,7 +105,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
         report["float_tflite_samples"] = len(samples)
         report["float_tflite_bytes"] = len(float_bytes)
         passes.append({"name": "onnx2tf", "config": {"version": version_of("onnx2tf"), "strict_mode": strict,
-                                                     "replace_to_pseudo_operators": ["erf"]}})
+                                                     "replace_to_pseudo_operators": ["erf"], "unroll_rnn": unroll}})
 
         conv = graph.converter()
         quant: dict[str, Any] = {"mode": "none"}
@@ -124,6 +130,10 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                     with_float = ", with float ops" if float_nodes or float_ops else ""
                     say(f"TFLiteConverter: {precision} ({ranges} ranges{with_float})")
                     data, quant = convert_full_integer(tf, conv, graph, calib, io_tf, float_nodes, float_ops, ranges)
+                    if not pinned(spec):
+                        data, quant, is16 = hold_the_bar(tf, graph, calib, samples, want, data, quant, model, spec,
+                                                         say)
+                        io_dtype = "float32" if is16 else io_dtype
                 quant["representative_layout"] = "NHWC"
             if data is None:
                 say(f"TFLiteConverter: {precision}")

@@ -10,10 +10,13 @@ from edgec.errors import ConfigError
 
 
 def fuse_erf_gelu(proto) -> int:
-    """Replace ``x * 0.5 * (1 + erf(x / sqrt2))`` (both Mul orders) by one ``Gelu`` node, in place.
+    """Replace ``x * 0.5 * (1 + erf(x / sqrt2))`` (every Mul association) by one ``Gelu`` node, in place.
 
     onnx2tf maps ``Gelu`` to ``tf.nn.gelu``, which TFLite lowers to its GELU builtin (float
-    and int8 kernels). Returns the number of patterns fused.
+    and int8 kernels). An Erf left unfused becomes onnx2tf's pseudo-Erf, whose
+    ``1 / (1 + p|x|)`` is an int8 DIV: on a wide MLP activation its divisor's step exceeds 1,
+    the divisor quantizes to the zero point and LiteRT refuses the model (div.cc). Returns
+    the number of patterns fused.
     """
     from onnx import helper, numpy_helper
 
@@ -55,9 +58,13 @@ def fuse_erf_gelu(proto) -> int:
         if m1 is None or m1.op_type != "Mul":
             continue
         m1_other = other(m1, add.output[0])
-        if m1_other == x:  # (x * (1 + erf)) * 0.5
+        if m1_other == x or scalar(m1_other, 0.5):
+            # (x * (1 + erf)) * 0.5, or x * ((1 + erf) * 0.5) (torch's dynamo exporter)
             m2 = only(m1.output[0])
-            if m2 is None or m2.op_type != "Mul" or not scalar(other(m2, m1.output[0]), 0.5):
+            if m2 is None or m2.op_type != "Mul":
+                continue
+            m2_other = other(m2, m1.output[0])
+            if not (scalar(m2_other, 0.5) if m1_other == x else m2_other == x):
                 continue
             chain, out = [div, erf, add, m1, m2], m2.output[0]
         else:  # (x * 0.5) * (1 + erf)

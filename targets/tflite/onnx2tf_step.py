@@ -144,12 +144,14 @@ class TFGraph:
         return out
 
 
-def run_onnx2tf(proto, work: Path, channels_last_inputs: list[str] | None = None, strict: bool = True) -> Any:
+def run_onnx2tf(proto, work: Path, channels_last_inputs: list[str] | None = None, strict: bool = True,
+                unroll_rnn: bool = False) -> Any:
     """onnx2tf -> Keras model, in ``work`` (cwd restored), output captured.
 
     ``strict=False`` skips onnx2tf's strict mode, which checks the transposes it picks
     around every Reshape/MatMul/Transpose by running the partial Keras model built so far
-    (quadratic in the node count: most of a transformer's conversion).
+    (quadratic in the node count: most of a transformer's conversion). ``unroll_rnn``
+    unrolls LSTM/GRU/RNN over their (static) time steps instead of a WHILE loop.
     """
     # onnx2tf downloads sample images for its own checks of 4-D RGB models unless this file
     # is in the working folder; offline, the download fails. Any values do: it only runs
@@ -178,6 +180,7 @@ def run_onnx2tf(proto, work: Path, channels_last_inputs: list[str] | None = None
                 # Inputs already channels-last (TensorFlow sources): keep them as they are
                 # instead of guessing NCHW (a [1, 64, 64, 1] image is not N=1, C=64).
                 keep_nwc_or_nhwc_or_ndhwc_input_names=channels_last_inputs or None,
+                enable_rnn_unroll=unroll_rnn,
             )
             err = None
         except SystemExit as exc:  # onnx2tf calls sys.exit(1) after logging an error

@@ -38,11 +38,6 @@ def unsupported_hint(op_type: str, domain: str, opset: int | None) -> str:
             "decomposes into supported ops, or replace it in the model")
 
 
-# TFLiteConverter's full-integer quantization of onnx2tf's unrolled recurrent cells kills
-# the process (SIGSEGV, seen on ddddocr's CRNN recognizer): refuse before converting.
-_NO_FULL_INTEGER = {"LSTM", "GRU", "RNN"}
-
-
 def check_model(model: "ModelHandle", spec: LowerSpec, target: str) -> SupportReport:
     """Unsupported nodes (op not mappable by onnx2tf) and configuration errors."""
     report = SupportReport(target)
@@ -59,10 +54,6 @@ def check_model(model: "ModelHandle", spec: LowerSpec, target: str) -> SupportRe
         if custom or node.op_type not in ops:
             report.unsupported.append((node.name or node.output[0], node.op_type,
                                        unsupported_hint(node.op_type, node.domain, opset)))
-        elif spec.precision == "int8" and node.op_type in _NO_FULL_INTEGER:
-            report.unsupported.append((node.name or node.output[0], node.op_type,
-                                       "TFLiteConverter crashes quantizing it to full integer; use --precision "
-                                       "int8-dynamic (int8 weights, float activations) or fp16"))
     return report
 
 

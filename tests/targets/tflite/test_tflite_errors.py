@@ -112,27 +112,3 @@ def test_keep_float_is_refused_for_full_integer(tmp_path):
     spec = LowerSpec("int8", model, calibration=calib, keep_float=("r",))
     with pytest.raises(ConfigError, match="--float-nodes"):
         TFLiteTarget().lower(model, spec, tmp_path / "bundle")
-
-
-def test_int8_lstm_fails_with_one_line_before_converting(tmp_path):
-    """A recurrent cell at full-integer int8 is refused by name (TFLiteConverter would crash the process)."""
-    import numpy as np
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from edgec import api
-    from edgec.compiler.config import BuildConfig
-    from edgec.errors import UnsupportedOpError
-
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((1, 16, 3)).astype(np.float32), "W")
-    r = numpy_helper.from_array(rng.standard_normal((1, 16, 4)).astype(np.float32), "R")
-    g = helper.make_graph([helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="rnn", hidden_size=4)], "lstm",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 1, 3])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 1, 1, 4])], [w, r])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "m.onnx")
-    with pytest.raises(UnsupportedOpError) as exc:
-        api.build(BuildConfig(model=str(tmp_path / "m.onnx"), output=tmp_path / "out", target="arm",
-                              precision="int8", calib="random"))
-    msg = str(exc.value)
-    assert "LSTM" in msg and "'rnn'" in msg and "int8-dynamic" in msg and "\n" not in msg

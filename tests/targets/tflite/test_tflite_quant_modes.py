@@ -143,3 +143,53 @@ def test_16x8_keeps_ops_without_a_16x8_kernel_float(tmp_path):
     q = built.result.manifest["quantization"]
     assert q["mode"] == "16x8" and "HARD_SWISH" in q["float_ops"] and "CONV_2D" not in q["float_ops"]
     assert any(t == np.int16 for t in _tensor_types((built.bundle / "model.tflite").read_bytes()).values())
+
+
+def _outlier_mlp():
+    """x -> MatMul -> h -> MatMul -> y (and Softmax(y)) where one channel of h is 100x the others and y ignores it.
+
+    Per-tensor int8 spends h's 256 steps on the outlier (a step of ~2 against values of ~3):
+    y is mostly rounding noise. int16's 65536 steps keep the small channels. The Softmax next
+    to MatMuls makes it a transformer to the arm target (bar 0.99).
+    """
+    from edgec.calibration.types import CalibrationData
+
+    from .conftest import handle_from_proto
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((8, 16)).astype(np.float32)
+    w1[:, 15] *= 100.0
+    w2 = rng.standard_normal((16, 4)).astype(np.float32)
+    w2[15] = 0.0
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"]),
+                           helper.make_node("Softmax", ["y"], ["p"])],
+                          "outlier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4]),
+                           helper.make_tensor_value_info("p", TensorProto.FLOAT, [1, 4])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    samples = [{"x": rng.standard_normal((1, 8)).astype(np.float32)} for _ in range(24)]
+    return handle_from_proto(proto, "outlier.onnx"), CalibrationData(samples[:16], "synthetic"), samples[16:]
+
+
+def test_int8_below_the_bar_ships_16x8_with_both_scores(tmp_session):
+    """Default int8 of a transformer (no mode pinned): full-integer misses cosine 0.99 on the check samples, 16x8
+    holds it."""
+    from edgec.runtimes.harness import compare
+    from edgec.runtimes.litert_runner import LiteRTRunner
+
+    from .test_tflite_cnn import _OrtReference
+
+    model, calib, evals = _outlier_mlp()
+    built = lower(model, calib, "int8", tmp_session / "outlier_auto")
+    q = built.result.manifest["quantization"]
+    assert q["mode"] == "16x8", q
+    fb = q["fallback"]
+    assert fb["bar"] == 0.99 and fb["full_integer_worst_cosine"] < 0.99 <= fb["16x8_worst_cosine"]
+    assert built.result.manifest["io_dtype"] == "float32"
+    with LiteRTRunner(built.bundle, built.manifest, threads=1) as runner:
+        acc = compare(runner, _OrtReference(built.model), evals, classification=False)
+    assert acc["cosine"] > 0.99, acc
+    # Pinned int8 activations keep full-integer (the accuracy gate's and the user's choice).
+    pinned = lower(model, calib, "int8", tmp_session / "outlier_int8", activations="int8")
+    assert pinned.result.manifest["quantization"]["mode"] == "full-integer"

@@ -1,0 +1,102 @@
+"""arm int8 that holds its accuracy: full-integer first, 16x8 when full-integer misses the bar.
+
+Full-integer int8 runs every op on XNNPACK's int8 kernels, but per-tensor int8 activations
+lose too much on some real models: measured worst-sample cosine against float, DeiT-tiny
+0.88, ddddocr's CRNN 0.94 (the LSTM amplifies the CNN's int8 noise; with the CNN float
+the unrolled int8 LSTM holds 0.995). TFLite's 16x8 mode (int16 activations, int8 weights)
+holds them (ddddocr 0.989) at the cost of LiteRT's reference kernels. So when the user
+pinned no int8 mode (``--activations``, ``--float-nodes``, ``--float-ops``), the int8
+model is scored on the check samples (worst sample, worst output) and, below the bar,
+converted again as 16x8; the better of the two ships and the manifest records both scores.
+
+The check covers the models whose int8 loss is structural: transformers (attention:
+Softmax and MatMul), which issue 13 holds to cosine 0.99 at int8 or a failed build (a
+transformer below it after the fallback fails with one line unless
+``--accept-low-accuracy``), and recurrent models (LSTM/GRU/RNN) at the accuracy floor's
+0.98. CNNs keep full-integer int8 on XNNPACK's kernels (their loss is a range choice,
+`ranges`, and the accuracy floor judges them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgec.errors import AccuracyError, EdgecError
+
+RECURRENT_BAR = 0.98  # edgec.compiler.accuracy_floor.MIN_COSINE, scored here on the worst sample
+TRANSFORMER_BAR = 0.99
+
+
+def bar_for(model) -> float | None:
+    """The worst-sample cosine a transformer (0.99) or recurrent model (0.98) must hold; None: no check."""
+    from edgec.targets.base import RECURRENT_OPS
+
+    ops = {n.op_type for n in model.proto.graph.node}
+    if "Softmax" in ops and "MatMul" in ops:  # attention: ViT, BERT, Whisper
+        return TRANSFORMER_BAR
+    return RECURRENT_BAR if ops & RECURRENT_OPS else None
+
+
+def pinned(spec) -> bool:
+    """The user (or an accuracy-gate move) chose the int8 mode or int8 I/O: no automatic fallback."""
+    o = spec.options
+    return bool(o.get("activations") or o.get("float_nodes") or o.get("float_ops")
+                or o.get("io_dtype") not in (None, "float32"))
+
+
+def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, Any], model, spec,
+                 say) -> tuple[bytes, dict[str, Any], bool]:
+    """``(model bytes, quantization info, is 16x8)``: the int8 model, or its 16x8 rebuild when that scores better."""
+    from edgec.targets.tflite.quant_modes import convert_int16
+    from edgec.targets.tflite.ranges import _agreement
+    from edgec.targets.tflite.tflite_io import run_tflite
+
+    bar = bar_for(model)
+    if bar is None:
+        return data, quant, False
+    int8_score, why = _score(run_tflite, _agreement, data, graph, samples, want)
+    if int8_score is not None and int8_score >= bar:
+        quant["check_worst_cosine"] = round(int8_score, 6)
+        return data, quant, False
+    say(f"TFLiteConverter: int8 (16x8: full-integer {_fmt(int8_score, why)} < {bar})")
+    conv = graph.converter()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    try:
+        data16, quant16 = convert_int16(tf, conv, graph, calib)
+        score16, why16 = _score(run_tflite, _agreement, data16, graph, samples, want)
+    except EdgecError as exc:  # an op without a 16x8 kernel or calibration
+        data16, score16, why16 = None, None, str(exc).splitlines()[0][:160]
+    fallback = {"bar": bar, "full_integer_worst_cosine": _round(int8_score), "16x8_worst_cosine": _round(score16),
+                "samples": len(samples)}
+    if why or why16:
+        fallback["errors"] = {k: v for k, v in (("full_integer", why), ("16x8", why16)) if v}
+    use16 = score16 is not None and (int8_score is None or score16 > int8_score)
+    best = score16 if use16 else int8_score
+    if best is None:
+        raise AccuracyError(f"the int8 .tflite fails in LiteRT: {why}; its 16x8 rebuild: {why16}; use --float-ops N "
+                            "or --precision int8-dynamic")
+    if bar == TRANSFORMER_BAR and best < bar and not spec.accept_low_accuracy:
+        raise AccuracyError(
+            f"arm int8 of this transformer stays under cosine {bar} against float on the calibration samples "
+            f"(worst sample: full-integer {_fmt(int8_score, why)}, 16x8 {_fmt(score16, why16)}); use --max-accuracy-drop "
+            "X, --float-ops N, --precision int8-dynamic or fp16, or --accept-low-accuracy")
+    if use16:
+        quant16.update(fallback=fallback, check_worst_cosine=round(score16, 6))
+        return data16, quant16, True
+    quant.update(fallback=fallback, check_worst_cosine=_round(int8_score))
+    return data, quant, False
+
+
+def _score(run_tflite, agreement, data, graph, samples, want) -> tuple[float | None, str | None]:
+    try:
+        return agreement(run_tflite(data, graph, samples), want), None
+    except RuntimeError as exc:  # LiteRT refuses the model (an int8 DIV by its zero point)
+        return None, str(exc).splitlines()[0][:160]
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+def _fmt(score: float | None, why: str | None) -> str:
+    return f"{score:.4f}" if score is not None else f"fails in LiteRT ({why})"
