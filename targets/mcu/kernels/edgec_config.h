@@ -22,6 +22,10 @@
 #ifndef EDGEC_DW_GENERIC
 #define EDGEC_DW_GENERIC 1
 #endif
+/* Conv/depthwise requantization rounds once (a model imported from Q/DQ ONNX). */
+#ifndef EDGEC_CONV_SINGLE_ROUNDING
+#define EDGEC_CONV_SINGLE_ROUNDING 0
+#endif
 
 /* The rest (EDGEC_BUNDLE_ISA, EDGEC_DW_TAIL, EDGEC_CONV_TAIL, EDGEC_CONV_DILATED) default in
  * edgec_conv_internal.h to the build that keeps every loop. */

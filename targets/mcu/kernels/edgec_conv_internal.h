@@ -78,14 +78,14 @@ static inline int8_t rq_one(const edgec_rq *q, int32_t acc, int32_t c) {
     const int32_t i = c & -q->per_channel; /* c, or 0 for one per-tensor multiplier */
     /* LiteRT's FullyConnected rounds once, its Conv/DepthwiseConv twice. The callers pass
      * constant edgec_rq fields where they can, so this folds to one path. */
-    acc = q->single_round ? edgec_mbqm_single(acc, q->mult[i], q->shift[i]) : edgec_mbqm(acc, q->mult[i], q->shift[i]);
+    acc = q->single_round ? edgec_mbqm_single(acc, q->mult[i], q->shift[i]) : edgec_mbqm_conv(acc, q->mult[i], q->shift[i]);
     return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
 }
 
 /* rq_one for a convolution (two roundings, per channel), out of line for the paths that
  * are not hot: one copy of the long general requantization per file. */
 static __attribute__((noinline, unused)) int8_t rq_conv(const edgec_rq *q, int32_t acc, int32_t c) {
-    acc = edgec_mbqm(acc, q->mult[c], q->shift[c]);
+    acc = edgec_mbqm_conv(acc, q->mult[c], q->shift[c]);
     return (int8_t)edgec_clamp(acc + q->out_offset, q->act_min, q->act_max);
 }
 
@@ -122,6 +122,12 @@ static inline int32_t sx13(uint32_t v) {
 static inline int32_t rq_dsp(int32_t acc, int32_t m, int32_t shift, int32_t off2p1, int32_t lo, int32_t hi,
                              const int fast) {
     int32_t r;
+#if EDGEC_CONV_SINGLE_ROUNDING
+    r = edgec_mbqm_single(acc, m, shift) + (off2p1 >> 1);
+    if (fast == 2) return __ssat(r, 8);
+    r = r < lo ? lo : r;
+    return r > hi ? hi : r;
+#endif
     acc = __qadd(acc, acc);
     __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(acc), "r"(m));
     r = (((r + (r >> 31)) >> ~shift) + off2p1) >> 1;
@@ -133,7 +139,14 @@ static inline int32_t rq_dsp(int32_t acc, int32_t m, int32_t shift, int32_t off2
 
 #if defined(EDGEC_MVE)
 static inline int32x4_t rq_mve(int32x4_t acc, int32x4_t mult, int32x4_t shift) {
+#if EDGEC_CONV_SINGLE_ROUNDING
+    int32_t a[4], m[4], e[4], i;
+    vst1q_s32(a, acc), vst1q_s32(m, mult), vst1q_s32(e, shift);
+    for (i = 0; i < 4; ++i) a[i] = edgec_mbqm_single(a[i], m[i], e[i]);
+    return vld1q_s32(a);
+#else
     return edgec_mbqm_mve(acc, mult, shift);
+#endif
 }
 
 /* Requantize 4 accumulators (bias included) of channels c..c+3 and store them. */

@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "edgec_config.h"
+
 #define EDGEC_INT32_MAX ((int32_t)0x7fffffff)
 #define EDGEC_INT32_MIN ((int32_t)(-0x7fffffff - 1))
 
@@ -86,6 +88,19 @@ static inline int32_t edgec_mbqm_single(int32_t x, int32_t m, int32_t shift) {
         const int64_t prod = (int64_t)x * (int64_t)m + ((int64_t)1 << (total - 1));
         return (int32_t)(prod >> total);
     }
+}
+
+/* A convolution's (conv, depthwise, grouped) requantization: LiteRT's two roundings, or,
+ * for a model imported from Q/DQ ONNX (EDGEC_CONV_SINGLE_ROUNDING), one rounding as the
+ * source's QuantizeLinear has it (and LiteRT built with TFLITE_SINGLE_ROUNDING). The second
+ * rounding step moves up to 2^-right LSB and shifts outputs by one where a value lies that
+ * close to .5; a deep int8 detector (BlazeFace) amplifies those into a lost output. */
+static inline int32_t edgec_mbqm_conv(int32_t x, int32_t m, int32_t shift) {
+#if EDGEC_CONV_SINGLE_ROUNDING
+    return edgec_mbqm_single(x, m, shift);
+#else
+    return edgec_mbqm(x, m, shift);
+#endif
 }
 
 /* SaturatingRoundingMultiplyByPOT for a positive exponent: saturating x * 2^e. */

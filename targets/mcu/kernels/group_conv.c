@@ -33,7 +33,7 @@ void edgec_group_conv_s8(const edgec_group_conv_params *p, const int8_t *in, con
                         }
                     }
                     if (bias) acc += bias[oc];
-                    acc = edgec_mbqm(acc, mult[oc], shift[oc]) + p->out_offset;
+                    acc = edgec_mbqm_conv(acc, mult[oc], shift[oc]) + p->out_offset;
                     *out++ = (int8_t)edgec_clamp(acc, p->act_min, p->act_max);
                 }
             }

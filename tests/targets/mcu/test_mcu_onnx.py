@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import build_bundle, onnx_handle
+from .conftest import build_bundle, onnx_handle, random_native
 
 
 @pytest.mark.parametrize("name", ["onnx_ds_cnn", "onnx_residual", "onnx_mlp", "onnx_concat_pad"])
@@ -49,3 +49,67 @@ def test_onnx_unsupported_op(tmp_path):
     with pytest.raises(UnsupportedOpError, match=r"op Erf \(node 'my_erf'\) is not supported by target 'mcu'"):
         MCUTarget().check(h, LowerSpec("int8", h)).raise_if_unsupported()
     assert onnx  # imported for the helper
+
+
+
+def _qdq_conv(group: int):
+    """x -> Q -> DQ -> Conv (3x3, int8 per-channel weights) -> Q -> DQ, with scales whose
+    requantization multiplier is 0.33: LiteRT's first rounding is then to half an LSB."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    c = 8
+    w = rng.integers(-12, 13, size=(c, c // group, 3, 3)).astype(np.int8)
+    init = [numpy_helper.from_array(a, n) for a, n in [
+        (np.float32(0.05), "xs"), (np.int8(0), "xz"), (w, "w"), (np.full(c, 0.02, np.float32), "ws"),
+        (np.zeros(c, np.int8), "wz"), (rng.integers(-300, 300, size=c).astype(np.int32), "b"),
+        (np.full(c, 0.001, np.float32), "bs"), (np.zeros(c, np.int32), "bz"), (np.float32(0.003), "ys"),
+        (np.int8(0), "yz")]]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+             helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd", "bd"], ["yf"], pads=[1, 1, 1, 1], group=group, name="conv"),
+             helper.make_node("QuantizeLinear", ["yf", "ys", "yz"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 10, 10])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, 10, 10])], init)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("cpu,group", [("cortex-m4", 1), ("cortex-m4", 8), ("cortex-m55", 1), ("cortex-m55", 8)])
+def test_qdq_onnx_conv_rounds_once(tmp_path, cpu, group):
+    """A Q/DQ ONNX model's convolutions requantize with one rounding, as its QuantizeLinear
+    does (LiteRT's second rounding flips outputs by one LSB, which a deep int8 detector such
+    as BlazeFace amplifies into a lost output): the C equals onnxruntime, on the host and in
+    QEMU (the M4 SIMD32 and M55 Helium requantization)."""
+    import onnxruntime as ort
+
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    from .conftest import HAVE_QEMU, QEMU_SKIP
+
+    proto = _qdq_conv(group)
+    h = onnx_handle(proto)
+    res, manifest = build_bundle(h, tmp_path / "b", cpu=cpu)
+    assert "#define EDGEC_CONV_SINGLE_ROUNDING 1" in (tmp_path / "b/c/edgec_config.h").read_text()
+    host = MCURunner(tmp_path / "b", manifest).load()
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # QuantizeLinear's own rounding
+    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(5)
+    same = total = 0
+    for _ in range(4):
+        feeds = {"x": rng.uniform(-1, 1, size=(1, 8, 10, 10)).astype(np.float32)}
+        want, got = sess.run(None, feeds)[0], host.infer(feeds)["y"]
+        same += int((np.rint(want / 0.003) == np.rint(got / 0.003)).sum())
+        total += want.size
+    assert same / total >= 0.995, f"{same}/{total} equal to onnxruntime"
+    if not HAVE_QEMU:
+        pytest.skip(QEMU_SKIP)
+    qemu = MCURunner(tmp_path / "b", manifest, device="qemu").load()
+    native = random_native(host.native_in, np.random.default_rng(0))
+    want_native = host.run_native(native)
+    for k, v in qemu.run_native(native).items():
+        np.testing.assert_array_equal(v, want_native[k])
