@@ -124,13 +124,11 @@ static inline int32_t rq_dsp(int32_t acc, int32_t m, int32_t shift, int32_t off2
     int32_t r;
 #if EDGEC_CONV_SINGLE_ROUNDING
     r = edgec_mbqm_single(acc, m, shift) + (off2p1 >> 1);
-    if (fast == 2) return __ssat(r, 8);
-    r = r < lo ? lo : r;
-    return r > hi ? hi : r;
-#endif
+#else
     acc = __qadd(acc, acc);
     __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(acc), "r"(m));
     r = (((r + (r >> 31)) >> ~shift) + off2p1) >> 1;
+#endif
     if (fast == 2) return __ssat(r, 8); /* activation range [-128, 127] */
     r = r < lo ? lo : r;
     return r > hi ? hi : r; /* the caller's byte store narrows it */
