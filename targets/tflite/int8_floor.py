@@ -99,4 +99,4 @@ def _round(x: float | None) -> float | None:
 
 
 def _fmt(score: float | None, why: str | None) -> str:
-    return f"{score:.4f}" if score is not None else f"fails in LiteRT ({why})"
+    return f"{score:.4f}" if score is not None else f"failed: {why}"
