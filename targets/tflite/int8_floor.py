@@ -59,10 +59,8 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
         quant["check_worst_cosine"] = round(int8_score, 6)
         return data, quant, False
     say(f"TFLiteConverter: int8 (16x8: full-integer {_fmt(int8_score, why)} < {bar})")
-    conv = graph.converter()
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
-        data16, quant16 = convert_int16(tf, conv, graph, calib)
+        data16, quant16 = convert_int16(tf, graph, calib)
         score16, why16 = _score(run_tflite, _agreement, data16, graph, samples, want)
     except EdgecError as exc:  # an op without a 16x8 kernel or calibration
         data16, score16, why16 = None, None, str(exc).splitlines()[0][:160]
