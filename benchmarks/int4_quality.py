@@ -134,11 +134,14 @@ def edgec_row(handle, calibration, method: str, group: int, feeds, ref) -> dict:
 def nncf_row(float_path: Path, calib_feeds, label: str, group: int, feeds, ref, **kw) -> dict:
     import nncf
     import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
 
     model = ov.convert_model(str(float_path))
+    # a weight whose input size the group does not divide takes a smaller group, as edgec does
+    kw["advanced_parameters"] = AdvancedCompressionParameters(group_size_fallback_mode=GroupSizeFallbackMode.ADJUST)
     names = {p.get_any_name() for p in model.inputs}
     t0 = time.perf_counter()
-    data = nncf.Dataset([{k: v for k, v in f.items() if k in names} for f in calib_feeds]) if kw else None
+    data = nncf.Dataset([{k: v for k, v in f.items() if k in names} for f in calib_feeds]) if calib_feeds else None
     comp = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=group, dataset=data,
                                  **kw)
     seconds = time.perf_counter() - t0
