@@ -124,7 +124,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                 io_tf = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_dtype]
                 if activations == "int16":
                     say(f"TFLiteConverter: {precision} (16x8)")
-                    data, quant = convert_int16(tf, conv, graph, calib)
+                    data, quant = convert_int16(tf, graph, calib)
                     io_dtype = "float32"
                 else:
                     with_float = ", with float ops" if float_nodes or float_ops else ""

@@ -55,7 +55,7 @@ def int8_mode(spec) -> tuple[str, tuple[str, ...], int, str]:
     return act, nodes, n, ranges
 
 
-def convert_int16(tf, conv, graph, calib) -> tuple[bytes, dict[str, Any]]:
+def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
     """16x8 model with float32 I/O (quantized inside the model).
 
     Ops without a 16x8 kernel (HARD_SWISH in TF 2.x) make the pure 16x8 conversion fail; the
@@ -65,8 +65,17 @@ def convert_int16(tf, conv, graph, calib) -> tuple[bytes, dict[str, Any]]:
     from edgec.targets.tflite.tools import TFLiteConversionError
 
     int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-    conv.representative_dataset = representative_dataset(graph, calib)
-    conv.target_spec.supported_ops = [int16]
+
+    def converter(ops):
+        # A fresh converter per try: one whose convert() failed fails again on reuse
+        # ("'NoneType' object has no attribute 'node'", DeiT's retry with float builtins).
+        conv = graph.converter()
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative_dataset(graph, calib)
+        conv.target_spec.supported_ops = ops
+        return conv
+
+    conv = converter([int16])
     info = {"mode": "16x8", "weights": "int8 per-channel symmetric", "activations": "int16 per-tensor symmetric",
             "bias": "int64", "calibration_samples": len(calib), "io": "float32"}
     try:
@@ -74,8 +83,7 @@ def convert_int16(tf, conv, graph, calib) -> tuple[bytes, dict[str, Any]]:
     except TFLiteConversionError as exc:
         if "16x8" not in str(exc):
             raise
-        conv.target_spec.supported_ops = [int16, tf.lite.OpsSet.TFLITE_BUILTINS]
-        data = run_converter(conv, "int8")
+        data = run_converter(converter([int16, tf.lite.OpsSet.TFLITE_BUILTINS]), "int8")
         info["float_ops"] = float_ops_in(data) or sorted(set(re.findall(r"op: '(\w+)'", str(exc))))
     return data, info
 

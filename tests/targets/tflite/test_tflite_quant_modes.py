@@ -193,3 +193,25 @@ def test_int8_below_the_bar_ships_16x8_with_both_scores(tmp_session):
     # Pinned int8 activations keep full-integer (the accuracy gate's and the user's choice).
     pinned = lower(model, calib, "int8", tmp_session / "outlier_int8", activations="int8")
     assert pinned.result.manifest["quantization"]["mode"] == "full-integer"
+
+
+def test_16x8_retries_with_float_builtins_on_a_fresh_converter(tmp_session):
+    """A comparison has no 16x8 kernel: the pure 16x8 conversion fails, the retry with float builtins
+    (a new converter: a failed one fails again on reuse, DeiT) keeps it float and names it."""
+    from edgec.calibration.types import CalibrationData
+
+    from .conftest import handle_from_proto
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w")
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
+    tenth = numpy_helper.from_array(np.array(0.1, np.float32), "tenth")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Greater", ["h", "zero"], ["pos"]),
+             helper.make_node("Mul", ["h", "tenth"], ["leak"]), helper.make_node("Where", ["pos", "h", "leak"], ["y"])]
+    g = helper.make_graph(nodes, "where", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [w, zero, tenth])
+    model = handle_from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), "w.onnx")
+    calib = CalibrationData([{"x": rng.standard_normal((1, 8)).astype(np.float32)} for _ in range(8)], "synthetic")
+    built = lower(model, calib, "int8", tmp_session / "where_16x8", activations="int16")
+    q = built.result.manifest["quantization"]
+    assert q["mode"] == "16x8" and q.get("float_ops"), q
