@@ -10,3 +10,13 @@ def node_names(onnx_path: Path, op: str) -> list[str]:
     import onnx
 
     return [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type == op]
+
+
+def run_first_output(proto, samples) -> "np.ndarray":
+    """The model's first output on each sample (onnxruntime), concatenated along axis 0."""
+    import numpy as np
+
+    from edgec.compiler.quality import ort_session
+
+    s = ort_session(proto)
+    return np.concatenate([s.run(None, x)[0] for x in samples])

@@ -7,6 +7,8 @@ import numpy as np
 
 from edgec.calibration import collect_ranges
 
+from ._quant_util import run_first_output as _run
+
 
 def _block():
     """x -> Relu (the skip, <= ~3) -> 1x1 conv whose channel 0 reaches -60 -> Add(skip) -> Relu -> 1x1 conv."""
@@ -33,13 +35,6 @@ def _block():
 def _samples(n: int, seed: int) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
     return [{"x": rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32)} for _ in range(n)]
-
-
-def _run(proto, samples) -> np.ndarray:
-    from edgec.compiler.quality import ort_session
-
-    s = ort_session(proto)
-    return np.concatenate([s.run(None, x)[0] for x in samples])
 
 
 def test_the_dead_tail_is_clamped_and_int8_gets_finer(monkeypatch):

@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgec.runtimes.metrics import cosine as _cosine
+
+from ._quant_util import run_first_output as _run
+
 OUTLIER = 300.0  # BlazeFace's last depthwise conv: one channel ~140x the median channel's range
 
 
@@ -41,18 +45,6 @@ def _dw_pw_model(relu: bool):
 def _samples(n: int, seed: int) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
     return [{"x": rng.normal(0, 1, (1, 8, 12, 12)).astype(np.float32)} for _ in range(n)]
-
-
-def _run(proto, samples) -> np.ndarray:
-    from edgec.compiler.quality import ort_session
-
-    s = ort_session(proto)
-    return np.concatenate([s.run(None, x)[0] for x in samples])
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 @pytest.mark.parametrize("relu", [False, True])

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgec.runtimes.metrics import cosine as _cosine
+
+from ._quant_util import run_first_output as _run
+
 OUTLIER = 30.0  # one stream channel this much wider than the others, from the first conv on
 
 
@@ -53,18 +57,6 @@ def _stream_model():
 def _samples(n: int, seed: int) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
     return [{"x": rng.normal(0, 1, (1, 4, 12, 12)).astype(np.float32)} for _ in range(n)]
-
-
-def _run(proto, samples) -> np.ndarray:
-    from edgec.compiler.quality import ort_session
-
-    s = ort_session(proto)
-    return np.concatenate([s.run(None, x)[0] for x in samples])
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def test_one_stream_is_found_through_add_relu_maxpool_and_pad():
