@@ -113,6 +113,8 @@ class Int8Quantizer:
         self._histograms: dict[str, Any] = {}
         self._channel_absmax: dict[str, np.ndarray] | None = None
         self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
+        self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
+        self._auto: dict[str, Any] = {}  # what ``auto`` measured: local errors, outputs, budget
 
     @classmethod
     def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
@@ -154,13 +156,18 @@ class Int8Quantizer:
                 method, stale = with_ops, True  # not asked for by the user
                 rule["calib_method"] = method
             passes.append({"name": "recurrent-recipe", "config": rule})
-        if stale:
+        auto = config.int8.calib_method == "auto"
+        if stale and not auto:  # auto takes every method's ranges, min/max too, from its own pass
             ranges = collect_ranges(model.proto, calibration.samples, method)
         q = cls(model, handle, ranges, scheme, calibration, bias_correction, passes)
-        if config.int8.calib_method == "auto":
+        if auto:
             progress.message("choosing a calibration method per tensor (auto)")
             info = q.choose_auto()
             passes.append({"name": "calibrate-auto", "config": info})
+        if scheme.float_fallback_ops:
+            info = q.float_fallback(progress)
+            if info is not None:
+                passes.append({"name": "float-fallback", "config": info})
         return q
 
     def alternatives(self) -> "dict[str, dict[str, TensorRange]]":
@@ -170,8 +177,29 @@ class Int8Quantizer:
 
             self._alternatives = collect_ranges_multi(self.model.proto, self.calibration.samples,
                                                       self.scheme.calib_candidates or registered_observers(),
+                                                      tensors=self._readable_tensors(),
                                                       histograms=self._histograms)
         return self._alternatives
+
+    def _readable_tensors(self) -> list[str] | None:
+        """The tensors whose ranges a ``weighted`` placement can read (None: every tensor).
+
+        Q/DQ then sits only on the activation inputs of weighted ops, Adds and the scheme's
+        int8-input ops; with no hoisting or unified scales no other range is ever read, and
+        each tensor's histograms cost about as much as the model run (PicoDet: half its tensors
+        are conv outputs that feed only an activation function).
+        """
+        from edgec.compiler import qdq_graph as qg
+
+        s = self.scheme
+        if s.placement != "weighted" or s.hoist_through or s.unified_scale_ops:
+            return None
+        proto = self.model.proto
+        floats, _ = qg.float_tensors(proto)
+        inits = {t.name for t in proto.graph.initializer}
+        ops = qg.WEIGHTED_OPS | set(s.int8_input_ops) | {"Add"}
+        return list(dict.fromkeys(i for n in proto.graph.node if n.op_type in ops for i in n.input
+                                  if i and i in floats and i not in inits))
 
     def channel_absmax(self) -> dict[str, np.ndarray]:
         """Per-channel ranges of depthwise-conv inputs, when the scheme quantizes them per channel (cached)."""
@@ -194,6 +222,7 @@ class Int8Quantizer:
         """
         from edgec.compiler.quantize import quantize_qdq
 
+        keep_float = tuple(dict.fromkeys((*self.fallback_float, *keep_float)))
         ranges = self.ranges
         if overrides:
             alt = self.alternatives()
@@ -234,10 +263,16 @@ class Int8Quantizer:
         quant, _ = self.quantize()
         tensors = quantized_tensors(quant.proto, base)
 
+        best: list = [float("inf"), None]  # the best choice's outputs, for `float_fallback`
+
         def evaluate(choice: dict[str, str]) -> float:
             self.ranges = {**base, **{t: alt[m][t] for t, m in choice.items()}}
             q, _ = self.quantize()
-            return _rel_error(run_onnx(q.proto, samples), refs)
+            outs = run_onnx(q.proto, samples)
+            err = _rel_error(outs, refs)
+            if err < best[0]:
+                best[:] = [err, outs]
+            return err
 
         local = local_errors(self._histograms, alt, tensors, self.scheme.activation_symmetric)
         # Activation values one evaluation computes: what the refinement budget is counted in.
@@ -247,6 +282,8 @@ class Int8Quantizer:
         chosen = {t: m for t, m in found["choice"].items() if m != "minmax"}
         self.ranges = {**base, **{t: alt[m][t] for t, m in chosen.items()}}
         self.bias_correction = bias_correction
+        self._auto = {"local": local, "budget": budget, "samples": samples, "refs": refs,
+                      "outputs": best[1] if best[0] == found["error"] else None}
         counts = {m: 0 for m in alt}
         for t in tensors:
             counts[chosen.get(t, "minmax")] += 1
@@ -254,6 +291,49 @@ class Int8Quantizer:
                 "relative_output_error": found["error"], "screened": found["picked"],
                 "screen_errors": found["screen"], "output_evaluations": found["evaluations"],
                 "refine_budget": budget}
+
+    def float_fallback(self, progress: "Progress") -> dict[str, Any] | None:
+        """The scheme's cheap fallback (`edgec.compiler.float_fallback`); None when it has no candidate.
+
+        Sets `fallback_float`, which every later `quantize` keeps in float (the gate starts from it).
+        """
+        from edgec.compiler import float_fallback as ff
+        from edgec.compiler.quality import ort_session, run_onnx
+        from edgec.compiler.scale_screen import REFINE_EVALS
+
+        quant, _ = self.quantize(bias_correction=False)
+        ops = self.scheme.float_fallback_ops
+        cands = [n for n, op in quantized_layers(quant.proto) if op in ops]
+        if not cands:
+            return None
+        samples = self._auto.get("samples") or list(self.calibration.samples[:AUTO_SAMPLES])
+        refs = self._auto.get("refs") or run_onnx(self.reference.proto, samples,
+                                                  session=ort_session(self.reference.proto))
+        outs = self._auto.get("outputs")
+        local = self._auto.get("local", {})
+        inputs = {n.name: list(n.input) for n in self.model.proto.graph.node}
+
+        def local_error(node: str) -> float:  # the node's worst-quantized input: most to gain first
+            errs = [min(local[t].values()) for t in inputs.get(node, ()) if t in local]
+            return max(errs, default=0.0)
+
+        cands.sort(key=lambda n: -local_error(n))
+        bias_correction, self.bias_correction = self.bias_correction, False  # as in the auto search
+
+        def evaluate(nodes: tuple[str, ...]) -> float:
+            q, _ = self.quantize(nodes)
+            return ff.worst_cosine(run_onnx(q.proto, samples), refs)
+
+        bar = self.scheme.float_fallback_cosine
+        base = ff.worst_cosine(outs, refs) if outs is not None else None
+        if base is None or base < bar:
+            progress.message(f"looking for the few {'/'.join(ops)} nodes that carry most of the int8 error")
+        budget = max(self._auto.get("budget", ff.MAX_SINGLE), REFINE_EVALS)  # compute-bounded like auto's
+        found = ff.search(cands, evaluate, bar, base, max_single=min(ff.MAX_SINGLE, budget))
+        self.bias_correction = bias_correction
+        self.fallback_float = tuple(found["kept_float"])
+        return {"ops": list(ops), "bar_worst_cosine": bar, "candidates": len(cands), "samples": len(samples),
+                **{k: v for k, v in found.items() if k != "alone"}}
 
     def candidates(self, quant: "ModelHandle", kinds: tuple[str, ...]) -> list:
         """Fallbacks the accuracy gate may try on ``quant`` (see `edgec.compiler.sensitivity`)."""

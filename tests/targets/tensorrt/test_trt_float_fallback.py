@@ -1,0 +1,102 @@
+"""jetson int8's cheap fallback: residual Adds whose symmetric int8 error dominates run in fp16."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from edgec.calibration import CalibrationData
+from edgec.compiler import float_fallback as ff
+from edgec.compiler.progress import Progress
+from edgec.compiler.quality import run_onnx
+from edgec.compiler.quant_stage import Int8Quantizer
+from edgec.targets.tensorrt import TensorRTTarget
+from edgec.targets.tensorrt.qdq_rules import check_qdq, legalize
+
+from .trt_models import _w, handle, make_model
+
+SCHEME = TensorRTTarget.quant_scheme
+
+
+def test_search_keeps_what_helps_never_worse_and_skips_a_good_model():
+    effect = {"a": 0.06, "b": 0.02, "c": -0.05, "d": 0.0}  # worst-cosine gain of each node kept float
+    calls = []
+
+    def evaluate(nodes):
+        calls.append(nodes)
+        return min(1.0, 0.92 + sum(effect[n] for n in nodes))
+
+    found = ff.search(list(effect), evaluate, bar=0.99)
+    assert found["kept_float"] == ["a", "b"]  # best first; c (harmful) and d (no gain) left quantized
+    assert found["worst_cosine"] == 1.0 and found["worst_cosine_before"] == 0.92
+    assert found["evaluations"] == len(calls) == 1 + 4 + 1  # plain, each alone, a+b
+    # Already above the bar: nothing measured beyond the plain model, nothing kept.
+    calls.clear()
+    found = ff.search(list(effect), lambda nodes: 0.995, bar=0.99)
+    assert found["kept_float"] == [] and found["evaluations"] == 1
+    # Nothing helps: the plain model is what comes back.
+    found = ff.search(list(effect), lambda nodes: 0.9 - 0.01 * len(nodes), bar=0.99)
+    assert found["kept_float"] == [] and found["worst_cosine"] == 0.9
+    # At most half the candidates go to float, and only the first max_single are tried.
+    found = ff.search(list("abcdefgh"), lambda nodes: 0.5 + 0.01 * len(nodes), bar=0.99, max_single=3)
+    assert len(found["alone"]) == 3 and len(found["kept_float"]) == 3
+
+
+def _residual(seed=0):
+    """x -> 1x1 conv ``s`` (channel 0 about 1000x channel 1) + 1x1 conv ``b`` -> Add -> Mul by [1e-4, 1].
+
+    The output reads channel 1 of the sum: per-tensor symmetric int8 on the Add's input ``s``
+    (its scale set by channel 0) leaves channel 1 a level or two; in fp16 it is exact.
+    """
+    rng = np.random.default_rng(seed)
+    w1 = _w(rng, 2, 4, 1, 1)
+    w1[0] *= 1000.0
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["s"], name="conv_s"),
+             helper.make_node("Conv", ["x", "w2"], ["b"], name="conv_b"),
+             helper.make_node("Add", ["s", "b"], ["y"], name="add"),
+             helper.make_node("Mul", ["y", "c"], ["z"], name="mul")]
+    return make_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                      [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2, 8, 8])],
+                      {"w1": w1, "w2": _w(rng, 2, 4, 1, 1), "c": np.array([1e-4, 1.0], np.float32).reshape(1, 2, 1, 1)})
+
+
+def _samples(n=8, seed=1):
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal((1, 4, 8, 8)).astype(np.float32)} for _ in range(n)]
+
+
+def test_residual_add_input_error_goes_to_fp16():
+    model = handle(_residual())
+    samples = _samples()
+    q = Int8Quantizer(model, model, {}, SCHEME, CalibrationData(samples, "test"))
+    q.choose_auto()
+    info = q.float_fallback(Progress())
+    assert info["kept_float"] == ["add"] and info["candidates"] == 1
+    assert info["worst_cosine_before"] < 0.9 and info["worst_cosine"] > 0.99, info
+    quant, summary = q.quantize()  # every later quantization keeps it
+    assert "add" in summary["keep_float"]
+    refs = run_onnx(model.proto, samples)
+    assert ff.worst_cosine(run_onnx(quant.proto, samples), refs) > 0.99
+    legal = legalize(quant.proto)[0]
+    report = check_qdq(legal)
+    assert report.ok and {"conv_s", "conv_b"} <= set(report.quantized_nodes)
+    producers = {o: n.op_type for n in legal.graph.node for o in n.output}
+    add = next(n for n in legal.graph.node if n.name == "add")
+    assert all(producers[i] == "Conv" for i in add.input)  # no Q/DQ: TensorRT runs it in fp16
+
+
+def test_jetson_build_records_the_fallback(tmp_path):
+    from edgec import api
+    from edgec.compiler.config import BuildConfig
+
+    onnx.save(_residual(), tmp_path / "r.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.concatenate([s["x"] for s in _samples(12)]))
+    res = api.build(BuildConfig.from_flat(model=str(tmp_path / "r.onnx"), output=tmp_path / "b", target="jetson",
+                                          precision="int8", calib=str(tmp_path / "calib.npz"), force=True))
+    passes = {p["name"]: p["config"] for p in res.manifest["passes"]}
+    assert passes["float-fallback"]["kept_float"] == ["add"]
+    assert passes["float-fallback"]["ops"] == ["Add"]
+    assert passes["quantize"]["keep_float"] == ["add"]
+    assert passes["calibrate"]["tensors"] > 0  # counted after auto's own collection pass
+    assert res.report["accuracy"]["cosine"] > 0.99
