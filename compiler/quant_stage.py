@@ -320,13 +320,16 @@ class Int8Quantizer:
         cands.sort(key=lambda n: -local_error(n))
         bias_correction, self.bias_correction = self.bias_correction, False  # as in the auto search
 
-        def evaluate(nodes: tuple[str, ...]) -> float:
+        def score(outs: list) -> tuple[float, float]:
+            return _rel_error(outs, refs), ff.worst_cosine(outs, refs)
+
+        def evaluate(nodes: tuple[str, ...]) -> tuple[float, float]:
             q, _ = self.quantize(nodes)
-            return ff.worst_cosine(run_onnx(q.proto, samples), refs)
+            return score(run_onnx(q.proto, samples))
 
         bar = self.scheme.float_fallback_cosine
-        base = ff.worst_cosine(outs, refs) if outs is not None else None
-        if base is None or base < bar:
+        base = score(outs) if outs is not None else None
+        if base is None or base[1] < bar:
             progress.message(f"looking for the few {'/'.join(ops)} nodes that carry most of the int8 error")
         budget = max(self._auto.get("budget", ff.MAX_SINGLE), REFINE_EVALS)  # compute-bounded like auto's
         found = ff.search(cands, evaluate, bar, base, max_single=min(ff.MAX_SINGLE, budget))

@@ -20,27 +20,27 @@ SCHEME = TensorRTTarget.quant_scheme
 
 
 def test_search_keeps_what_helps_never_worse_and_skips_a_good_model():
-    effect = {"a": 0.06, "b": 0.02, "c": -0.05, "d": 0.0}  # worst-cosine gain of each node kept float
+    gain = {"a": 0.5, "b": 0.2, "c": -0.3, "d": 0.001}  # share of the output error each node in float removes
     calls = []
 
     def evaluate(nodes):
         calls.append(nodes)
-        return min(1.0, 0.92 + sum(effect[n] for n in nodes))
+        err = 0.1 * np.prod([1.0 - gain[n] for n in nodes])
+        return err, 1.0 - err
 
-    found = ff.search(list(effect), evaluate, bar=0.99)
-    assert found["kept_float"] == ["a", "b"]  # best first; c (harmful) and d (no gain) left quantized
-    assert found["worst_cosine"] == 1.0 and found["worst_cosine_before"] == 0.92
-    assert found["evaluations"] == len(calls) == 1 + 4 + 1  # plain, each alone, a+b
+    found = ff.search(list(gain), evaluate, bar=0.99)
+    assert found["kept_float"] == ["a", "b"]  # best first; c (harmful) and d (under MIN_GAIN) left quantized
+    assert found["error"] == 0.1 * 0.5 * 0.8 and found["error_before"] == 0.1
+    assert found["evaluations"] == len(calls) == 1 + 4 + 1  # plain, each alone, a+b (then half are float)
     # Already above the bar: nothing measured beyond the plain model, nothing kept.
-    calls.clear()
-    found = ff.search(list(effect), lambda nodes: 0.995, bar=0.99)
+    found = ff.search(list(gain), lambda nodes: (0.001, 0.995), bar=0.99)
     assert found["kept_float"] == [] and found["evaluations"] == 1
     # Nothing helps: the plain model is what comes back.
-    found = ff.search(list(effect), lambda nodes: 0.9 - 0.01 * len(nodes), bar=0.99)
-    assert found["kept_float"] == [] and found["worst_cosine"] == 0.9
+    found = ff.search(list(gain), lambda nodes: (0.1 + 0.01 * len(nodes), 0.9), bar=0.99)
+    assert found["kept_float"] == [] and found["error"] == 0.1
     # At most half the candidates go to float, and only the first max_single are tried.
-    found = ff.search(list("abcdefgh"), lambda nodes: 0.5 + 0.01 * len(nodes), bar=0.99, max_single=3)
-    assert len(found["alone"]) == 3 and len(found["kept_float"]) == 3
+    found = ff.search(list("abcdefgh"), lambda nodes: (0.5 ** len(nodes), 0.5), bar=0.99, max_single=3)
+    assert found["evaluations"] == 1 + 3 + 2 and len(found["kept_float"]) == 3
 
 
 def _residual(seed=0):
