@@ -7,7 +7,8 @@ among the registered observers' ranges (minmax, percentile, entropy, mse ... plu
 tensor's candidates are judged by their own quantization error, and a handful of whole-model
 assignments plus a fixed budget of single-tensor switches are measured at the model's outputs
 (relative squared error against the float model on up to `AUTO_SAMPLES` calibration samples,
-in onnxruntime; `edgec.compiler.scale_screen`); the choice per tensor is recorded in the manifest.
+fewer on large models (`auto_samples`), in onnxruntime; `edgec.compiler.scale_screen`); the
+choice per tensor is recorded in the manifest.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from edgec.targets.base import QuantScheme
 
 AUTO_SAMPLES = 16
+# Fewer samples (down to AUTO_MIN_SAMPLES) where one evaluation on AUTO_SAMPLES would compute
+# more than AUTO_ELEMENTS activation values: PicoDet at 800x608 took 27 s per evaluation on 16.
+AUTO_MIN_SAMPLES = 8
+AUTO_ELEMENTS = 8e8
 MIN_SPREAD_SAMPLES = 4
 
 
@@ -64,6 +69,12 @@ def quantized_layers(qproto) -> list[tuple[str, str]]:
         if any(i in dq_out for i in n.input):
             out.append((n.name, n.op_type))
     return out
+
+
+def auto_samples(histograms: dict[str, Any], calibrated: int) -> int:
+    """How many calibration samples ``auto`` measures each candidate on (see `AUTO_ELEMENTS`)."""
+    per_sample = sum(h.total for h in histograms.values()) / max(calibrated, 1)
+    return max(AUTO_MIN_SAMPLES, min(AUTO_SAMPLES, int(AUTO_ELEMENTS / max(per_sample, 1.0))))
 
 
 def _rel_error(outs: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> float:
@@ -255,7 +266,7 @@ class Int8Quantizer:
         from edgec.compiler.scale_screen import local_errors, refine_budget, search
 
         alt = self.alternatives()
-        samples = list(self.calibration.samples[:AUTO_SAMPLES])
+        samples = list(self.calibration.samples[:auto_samples(self._histograms, len(self.calibration))])
         bias_correction, self.bias_correction = self.bias_correction, False  # applied once, at the end
         self._upgrade_opset()
         refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
@@ -313,7 +324,7 @@ class Int8Quantizer:
         local = self._auto.get("local", {})
         inputs = {n.name: list(n.input) for n in self.model.proto.graph.node}
 
-        def local_error(node: str) -> float:  # the node's worst-quantized input: most to gain first
+        def local_error(node: str) -> float:  # the node's worst-quantized input: most useful in fp16 first
             errs = [min(local[t].values()) for t in inputs.get(node, ()) if t in local]
             return max(errs, default=0.0)
 
@@ -321,7 +332,7 @@ class Int8Quantizer:
         bias_correction, self.bias_correction = self.bias_correction, False  # as in the auto search
 
         def score(outs: list) -> tuple[float, float]:
-            return _rel_error(outs, refs), ff.worst_cosine(outs, refs)
+            return ff.cosine_error(outs, refs), ff.worst_cosine(outs, refs)
 
         def evaluate(nodes: tuple[str, ...]) -> tuple[float, float]:
             q, _ = self.quantize(nodes)
@@ -331,8 +342,8 @@ class Int8Quantizer:
         base = score(outs) if outs is not None else None
         if base is None or base[1] < bar:
             progress.message(f"looking for the few {'/'.join(ops)} nodes that carry most of the int8 error")
-        budget = max(self._auto.get("budget", ff.MAX_SINGLE), REFINE_EVALS)  # compute-bounded like auto's
-        found = ff.search(cands, evaluate, bar, base, max_single=min(ff.MAX_SINGLE, budget))
+        budget = max(self._auto.get("budget", ff.MAX_BACK), REFINE_EVALS)  # compute-bounded like auto's
+        found = ff.search(cands, evaluate, bar, base, max_back=min(ff.MAX_BACK, budget))
         self.bias_correction = bias_correction
         self.fallback_float = tuple(found["kept_float"])
         return {"ops": list(ops), "bar_worst_cosine": bar, "candidates": len(cands), "samples": len(samples),

@@ -19,8 +19,8 @@ from .trt_models import _w, handle, make_model
 SCHEME = TensorRTTarget.quant_scheme
 
 
-def test_search_keeps_what_helps_never_worse_and_skips_a_good_model():
-    gain = {"a": 0.5, "b": 0.2, "c": -0.3, "d": 0.001}  # share of the output error each node in float removes
+def test_search_takes_the_fp16_gain_gives_back_idle_layers_never_worse():
+    gain = {"a": 0.5, "b": 0.2, "c": 0.0, "d": 0.001}  # share of the output error each node in fp16 removes
     calls = []
 
     def evaluate(nodes):
@@ -29,18 +29,19 @@ def test_search_keeps_what_helps_never_worse_and_skips_a_good_model():
         return err, 1.0 - err
 
     found = ff.search(list(gain), evaluate, bar=0.99)
-    assert found["kept_float"] == ["a", "b"]  # best first; c (harmful) and d (under MIN_GAIN) left quantized
+    assert found["kept_float"] == ["a", "b"]  # c and d go back to int8: within KEEP_SHARE of the gain
     assert found["error"] == 0.1 * 0.5 * 0.8 and found["error_before"] == 0.1
-    assert found["evaluations"] == len(calls) == 1 + 4 + 1  # plain, each alone, a+b (then half are float)
+    assert found["evaluations"] == len(calls) == 1 + 1 + 4  # plain, all in fp16, each tried back (not the last)
+    assert calls[1] == ("a", "b", "c", "d") and calls[2] == ("a", "b", "c")  # the last candidate first
     # Already above the bar: nothing measured beyond the plain model, nothing kept.
     found = ff.search(list(gain), lambda nodes: (0.001, 0.995), bar=0.99)
     assert found["kept_float"] == [] and found["evaluations"] == 1
-    # Nothing helps: the plain model is what comes back.
+    # fp16 does not help: the plain model is what comes back.
     found = ff.search(list(gain), lambda nodes: (0.1 + 0.01 * len(nodes), 0.9), bar=0.99)
-    assert found["kept_float"] == [] and found["error"] == 0.1
-    # At most half the candidates go to float, and only the first max_single are tried.
-    found = ff.search(list("abcdefgh"), lambda nodes: (0.5 ** len(nodes), 0.5), bar=0.99, max_single=3)
-    assert found["evaluations"] == 1 + 3 + 2 and len(found["kept_float"]) == 3
+    assert found["kept_float"] == [] and found["error"] == 0.1 and found["evaluations"] == 2
+    # At most max_back nodes are tried back.
+    found = ff.search(list("abcdefgh"), lambda nodes: (0.1 * 0.5 ** len(nodes), 0.5), bar=0.99, max_back=3)
+    assert found["evaluations"] == 1 + 1 + 3 and found["kept_float"] == list("abcde")  # within the share
 
 
 def _residual(seed=0):
