@@ -37,7 +37,8 @@ def _as_tflite_rounds(proto):
     q.CopyFrom(proto)
     for t in q.graph.initializer:
         if t.name in ("dw", "pw"):
-            t.CopyFrom(numpy_helper.from_array(tflite_int8_weights(numpy_helper.to_array(t)).astype(np.float32), t.name))
+            q8 = tflite_int8_weights(numpy_helper.to_array(t)).astype(np.float32)
+            t.CopyFrom(numpy_helper.from_array(q8, t.name))
     return q
 
 
