@@ -77,9 +77,10 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
     proto, prepared = prepare_onnx(converted)
     passes += prepared
     corrected = False
-    if precision == "int8":
+    if precision == "int8" and not (float_nodes or float_ops):
         # Conv biases cancel the mean shift of TFLite's int8 weight rounding (`weight_rounding`);
         # the graph onnx2tf converts is then not the float model, and its float check says so.
+        # A deny-listed conv keeps float weights, for which the correction would be the error.
         from edgec.targets.tflite.weight_rounding import correct_conv_biases
 
         info = correct_conv_biases(proto, list(spec.calibration.samples))

@@ -13,6 +13,9 @@ TFLite rounds them exactly as simulated. On PP-LCNet's 32 evaluation photos (flo
 activations, int8 weights): mean cosine 0.99885 -> 0.99962, worst 0.9917 -> 0.9950, the flip
 gone.
 
+Not applied when ops are deny-listed to float (``--float-ops``/``--float-nodes``): a float conv
+computes with its float weights, and the correction would be its error.
+
 Zero padding at the borders makes the true shift slightly smaller than ``sum(dw * E[x])``;
 it is ignored (the spatial mean over a 7x7 map is still mostly interior).
 """
