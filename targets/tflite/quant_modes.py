@@ -62,6 +62,8 @@ def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
     converter then runs again with float builtins allowed, as TFLite documents for 16x8, so
     those ops stay float; the manifest names them.
     """
+    from edgec.targets.tflite.int16_fixes import (float_islands, quantize_16x8_without_index_fixups,
+                                                  zero_constants_take_output_scale)
     from edgec.targets.tflite.tools import TFLiteConversionError
 
     int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
@@ -81,50 +83,21 @@ def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
     try:
         data = run_converter(conv, "int8")
     except TFLiteConversionError as exc:
-        # No 16x8 kernel, or an integer tensor the 16x8 quantizer wants a range for (onnx2tf's
-        # int64 index arithmetic before a Gather: MiniLM's "Failed for tensor Cast").
-        if "16x8" not in str(exc) and "Max and min for dynamic tensors" not in str(exc):
+        if "Max and min for dynamic tensors" in str(exc):  # onnx2tf's int64 Gather index fix-up (MiniLM)
+            data, fixups = quantize_16x8_without_index_fixups(tf, graph, calib, allow_float=True)
+            info.update(fixups)
+        elif "16x8" in str(exc):
+            data = run_converter(converter([int16, tf.lite.OpsSet.TFLITE_BUILTINS]), "int8")
+        else:
             raise
-        data = run_converter(converter([int16, tf.lite.OpsSet.TFLITE_BUILTINS]), "int8")
         info["float_ops"] = float_ops_in(data) or sorted(set(re.findall(r"op: '(\w+)'", str(exc))))
     data, fixed = zero_constants_take_output_scale(data)
     if fixed:
         info["zero_constants_rescaled"] = fixed
+    data, islands = float_islands(data)
+    if islands:
+        info["float_ops"] = sorted({*info.get("float_ops", []), *islands})
     return data, info
-
-
-def zero_constants_take_output_scale(data: bytes) -> tuple[bytes, int]:
-    """``(model, how many)``: each all-zero quantized constant gets its consumer's output scale instead of 0.
-
-    The quantizer gives a constant that is all zeros (a LayerNorm's zero beta, which onnx2tf
-    folds to a scalar 0: every seeded-weight transformer) the scale 0. LiteRT's int16 SUB
-    derives a requantization multiplier from each input's scale and CHECK-fails on 0, which
-    aborts the process in prepare (DeiT-tiny 16x8). Zeros are exact at any scale; the
-    consumer's output scale keeps the multipliers in range.
-    """
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model_from_bytearray(data)
-    fixed = 0
-    for sub in model.subgraphs:
-        for op in sub.operators:
-            outs = [sub.tensors[i].quantization for i in op.outputs if i >= 0]
-            scale = next((q.scale for q in outs if q is not None and q.scale is not None and len(q.scale) == 1
-                          and float(q.scale[0]) > 0), None)
-            if scale is None:
-                continue
-            for i in op.inputs:
-                t = sub.tensors[i] if i >= 0 else None
-                q = t.quantization if t is not None else None
-                buf = model.buffers[t.buffer].data if t is not None else None
-                if (q is None or q.scale is None or len(q.scale) != 1 or float(q.scale[0]) != 0.0 or buf is None
-                        or not len(buf) or np.any(np.asarray(buf))):
-                    continue
-                q.scale = np.array(scale, np.float32)
-                fixed += 1
-    if not fixed:
-        return data, 0
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), fixed
 
 
 def float_ops_in(data: bytes) -> list[str]:

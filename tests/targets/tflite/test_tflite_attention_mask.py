@@ -74,3 +74,26 @@ def test_mask_rewrite_leaves_other_patterns_alone(kw):
     proto = _attention(**kw)
     assert attention_mask_as_row_min(proto) == 0
     assert "Add" in [n.op_type for n in proto.graph.node]
+
+
+@pytest.mark.slow  # TensorFlow conversions (onnx2tf, TFLite converter)
+def test_tiny_bert_16x8_converts_runs_and_holds(bert, tmp_session):
+    """A BERT as HF exports it, in 16x8: the mask is rewritten, the token ids' int64 index fix-up is dropped
+    (the 16x8 quantizer failed on it), LayerNorm's zero beta gets a scale (LiteRT aborted on scale 0) and its
+    SQUARED_DIFFERENCE runs float (no int16 kernel); the model agrees with float."""
+    from edgec.runtimes.harness import compare
+    from edgec.runtimes.litert_runner import LiteRTRunner
+
+    from .conftest import lower
+    from .test_tflite_cnn import _OrtReference
+
+    model, calib, evals = bert
+    built = lower(model, calib, "int8", tmp_session / "bert_16x8", activations="int16")
+    r = built.result
+    assert any(p["name"] == "attention-mask-as-row-min" for p in r.passes)
+    q = r.manifest["quantization"]
+    assert q["mode"] == "16x8" and q["index_fixups_removed"] >= 1 and q["zero_constants_rescaled"] >= 1, q
+    assert "SQUARED_DIFFERENCE" in q["float_ops"], q
+    with LiteRTRunner(built.bundle, built.manifest, threads=1) as runner:
+        acc = compare(runner, _OrtReference(built.model), evals, classification=False)
+    assert acc["cosine"] > 0.99, acc
