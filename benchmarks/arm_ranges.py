@@ -44,14 +44,11 @@ def prepared(name: str, n_cal: int, n_eval: int):
 
 
 def scores(got, want) -> dict[str, float]:
+    from edgec.runtimes.metrics import check_cosine
+
     cos, hits = [], 0
     for g_row, w_row in zip(got, want):
-        per = []
-        for g, w in zip(g_row, w_row):
-            g, w = np.asarray(g, np.float64).ravel(), np.asarray(w, np.float64).ravel()
-            if w.size > 1:
-                per.append(float(g @ w) / max(float(np.linalg.norm(g) * np.linalg.norm(w)), 1e-30))
-        cos.append(min(per))
+        cos.append(min(check_cosine(g, w) for g, w in zip(g_row, w_row) if np.size(w) > 1))
         hits += int(np.argmax(g_row[0]) == np.argmax(w_row[0]))
     return {"cosine_min": min(cos), "cosine_mean": float(np.mean(cos)), "top1": hits / len(want)}
 

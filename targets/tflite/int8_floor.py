@@ -48,13 +48,14 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
                  say) -> tuple[bytes, dict[str, Any], bool]:
     """``(model bytes, quantization info, is 16x8)``: the int8 model, or its 16x8 rebuild when that scores better."""
     from edgec.targets.tflite.quant_modes import convert_int16
-    from edgec.targets.tflite.ranges import _agreement, litert_accepts
+    from edgec.runtimes.metrics import worst_cosine
+    from edgec.targets.tflite.ranges import litert_accepts
     from edgec.targets.tflite.tflite_io import run_tflite
 
     bar = bar_for(model)
     if bar is None:
         return data, quant, False
-    int8_score, why = _score(run_tflite, _agreement, data, graph, samples, want)
+    int8_score, why = _score(run_tflite, worst_cosine, data, graph, samples, want)
     if int8_score is not None and int8_score >= bar:
         quant["check_worst_cosine"] = round(int8_score, 6)
         return data, quant, False
@@ -62,7 +63,7 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
     try:
         data16, quant16 = convert_int16(tf, graph, calib)
         # A 16x8 kernel may CHECK-fail and abort the process (DeiT): probed in a child first.
-        score16, why16 = (_score(run_tflite, _agreement, data16, graph, samples, want) if litert_accepts(data16)
+        score16, why16 = (_score(run_tflite, worst_cosine, data16, graph, samples, want) if litert_accepts(data16)
                           else (None, "LiteRT aborts on the 16x8 model"))
     except EdgecError as exc:  # an op without a 16x8 kernel or calibration
         data16, score16, why16 = None, None, str(exc).splitlines()[0][:160]

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgec.runtimes.metrics import worst_cosine
 from edgec.targets.tflite.onnx2tf_step import TFGraph
 from edgec.targets.tflite.tflite_io import SIGNATURE, interpreter_class
 
@@ -129,7 +130,7 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
             except RuntimeError:  # LiteRT refuses this int8 model (a zero-range divisor): not a candidate
                 break
             fold_want = [want[id(f)] for f in held]
-            worst.append(_agreement(fold_got, fold_want))
+            worst.append(worst_cosine(fold_got, fold_want))
             got, ref = got + fold_got, ref + fold_want
         else:
             scores[cand] = round(float(np.mean(worst)), 6)
@@ -162,18 +163,6 @@ def top1_agreement(got, want) -> float:
                                  np.asarray(w[0]).reshape(len(w[0]), -1).argmax(-1)))
             for g, w in zip(got, want)]
     return float(np.mean(hits)) if hits else 0.0
-
-
-def _agreement(got, want) -> float:
-    per_sample = []
-    for g_row, w_row in zip(got, want):
-        cos = []
-        for g, w in zip(g_row, w_row):
-            g, w = np.asarray(g, np.float64).ravel(), np.asarray(w, np.float64).ravel()
-            den = float(np.linalg.norm(g) * np.linalg.norm(w))
-            cos.append(float(g @ w) / den if den > 0 else float(np.allclose(g, w)))
-        per_sample.append(min(cos))
-    return float(min(per_sample))
 
 
 def override_ranges(calibrated: bytes, graph: TFGraph, samples: list[dict[str, np.ndarray]],
