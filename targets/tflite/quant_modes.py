@@ -126,10 +126,7 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
 
     from edgec.targets.tflite.ranges import calibrated_with, choose_ranges, litert_accepts
 
-    conv.representative_dataset = representative_dataset(graph, calib)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own way to calibrate once
-    calibrated = run_converter(conv, "int8")
+    calibrated = calibrate(tf, conv, graph, calib)
     quantized = None  # the int8 model `choose_ranges` built from the final ranges, if it did
     if ranges == "auto":
         from edgec.compiler.lowering import is_classifier
@@ -172,6 +169,15 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
     if left:
         info.update(mode="int8 with float ops", float_ops=left)
     return data, info
+
+
+def calibrate(tf, conv, graph, calib) -> bytes:
+    """The converter's calibration alone: the float model with each tensor's min/max over ``calib``
+    recorded, which `quantize_calibrated` reads (``conv``: optimizations set)."""
+    conv.representative_dataset = representative_dataset(graph, calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own way to calibrate once
+    return run_converter(conv, "int8")
 
 
 def quantize_calibrated(tfl_convert, calibrated: bytes, io_tf, deny: list[str]) -> bytes:
