@@ -46,12 +46,13 @@ def pinned(spec) -> bool:
 def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, Any], model, spec,
                  say) -> tuple[bytes, dict[str, Any], bool]:
     """``(model bytes, quantization info, is 16x8)``: the int8 model, or its 16x8 rebuild when that scores better."""
+    from edgec.runtimes.metrics import worst_cosine
     from edgec.targets.tflite.quant_modes import convert_int16
-    from edgec.targets.tflite.ranges import _agreement, litert_accepts
+    from edgec.targets.tflite.ranges import litert_accepts
     from edgec.targets.tflite.tflite_io import run_tflite
 
     bar = bar_for(model)
-    int8_score, why = _score(run_tflite, _agreement, data, graph, samples, want)
+    int8_score, why = _score(run_tflite, worst_cosine, data, graph, samples, want)
     # The check samples are the calibration samples the ranges were fitted on; `--ranges auto` also
     # scored the chosen ranges on held-out folds, which is what unseen inputs see (BlazeFace-short:
     # in-sample 0.98+, on 32 other photos 0.952). Below the floor, that score decides too.
@@ -65,7 +66,7 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
     try:
         data16, quant16 = convert_int16(tf, graph, calib)
         # A 16x8 kernel may CHECK-fail and abort the process (DeiT): probed in a child first.
-        score16, why16 = (_score(run_tflite, _agreement, data16, graph, samples, want) if litert_accepts(data16)
+        score16, why16 = (_score(run_tflite, worst_cosine, data16, graph, samples, want) if litert_accepts(data16)
                           else (None, "LiteRT aborts on the 16x8 model"))
     except EdgecError as exc:  # an op without a 16x8 kernel or calibration
         data16, score16, why16 = None, None, str(exc).splitlines()[0][:160]
