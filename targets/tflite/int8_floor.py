@@ -65,12 +65,13 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
 
     ``graph16()``: ``(graph, bias correction info)`` the 16x8 rebuild converts (default: ``graph``).
     """
+    from edgec.runtimes.metrics import worst_cosine
     from edgec.targets.tflite.quant_modes import convert_int16
-    from edgec.targets.tflite.ranges import _agreement, litert_accepts
+    from edgec.targets.tflite.ranges import litert_accepts
     from edgec.targets.tflite.tflite_io import run_tflite
 
     bar = bar_for(model)
-    int8_score, why = _score(run_tflite, _agreement, data, graph, samples, want)
+    int8_score, why = _score(run_tflite, worst_cosine, data, graph, samples, want)
     # The check samples are the calibration samples the ranges were fitted on; `--ranges auto` also
     # scored the chosen ranges on held-out folds, which is what unseen inputs see (BlazeFace-short:
     # in-sample 0.98+, on 32 other photos 0.952). Below the floor, that score decides too.
@@ -87,7 +88,7 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
         if corr and corr.get("layers"):
             quant16["weight_rounding_bias_correction"] = corr
         # A 16x8 kernel may CHECK-fail and abort the process (DeiT): probed in a child first.
-        score16, why16 = (_score(run_tflite, _agreement, data16, graph, samples, want) if litert_accepts(data16)
+        score16, why16 = (_score(run_tflite, worst_cosine, data16, graph, samples, want) if litert_accepts(data16)
                           else (None, "LiteRT aborts on the 16x8 model"))
     except EdgecError as exc:  # an op without a 16x8 kernel or calibration
         data16, score16, why16 = None, None, str(exc).splitlines()[0][:160]
