@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgec.compiler import bundle as bundle_io
-from edgec.compiler.config import BuildConfig, check_option_names
+from edgec.compiler.config import CHOOSING_CALIB_METHODS, BuildConfig, check_option_names
 from edgec.compiler.lowering import Lowering, input_profiles, is_classifier
 from edgec.compiler.model import ModelHandle
 from edgec.compiler.packaging import source_size
@@ -354,7 +354,8 @@ def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress):
     progress.message(f"loading calibration data from {config.calib}")
     data = load_calibration_data(config.calib, handle.inputs, max_samples=config.calib_samples,
                                  tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed)
-    method = "minmax" if config.int8.calib_method == "auto" else config.int8.calib_method  # auto: see quant_stage
+    # auto, held-out: min/max first, the choice is made in quant_stage
+    method = "minmax" if config.int8.calib_method in CHOOSING_CALIB_METHODS else config.int8.calib_method
     ranges = collect_ranges(handle.proto, data.samples, method, progress=progress)
     return data, ranges
 

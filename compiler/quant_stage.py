@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgec.calibration.observers import registered_observers
+from edgec.compiler.config import CHOOSING_CALIB_METHODS, HELD_OUT_CALIB_METHOD
 
 if TYPE_CHECKING:
     from edgec.calibration import CalibrationData, TensorRange
@@ -122,7 +123,7 @@ class Int8Quantizer:
 
         passes: list[dict[str, Any]] = []
         model = handle
-        base_method = "minmax" if config.int8.calib_method == "auto" else config.int8.calib_method
+        base_method = "minmax" if config.int8.calib_method in CHOOSING_CALIB_METHODS else config.int8.calib_method
         method, stale = base_method, False  # ranges are collected once, after the passes that change the model
         if config.int8.smoothquant is not None:
             from edgec.compiler.smoothquant import smooth
@@ -161,7 +162,29 @@ class Int8Quantizer:
             progress.message("choosing a calibration method per tensor (auto)")
             info = q.choose_auto()
             passes.append({"name": "calibrate-auto", "config": info})
+        elif config.int8.calib_method == HELD_OUT_CALIB_METHOD:
+            progress.message("choosing a calibration method on held-out samples")
+            passes.append({"name": "calibrate-held-out", "config": q.choose_held_out()})
         return q
+
+    def choose_held_out(self) -> dict[str, Any]:
+        """One observer for the whole model: `edgec.compiler.held_out_ranges` (``--calib-method held-out``)."""
+        from edgec.calibration import collect_ranges
+        from edgec.compiler.held_out_ranges import choose_held_out
+        from edgec.compiler.lowering import is_classifier
+
+        def quantize(ranges: "dict[str, TensorRange]") -> "ModelHandle":
+            self.ranges = ranges
+            return self.quantize()[0]
+
+        chosen = self.ranges
+        classifier = is_classifier({"task": self.reference.task,
+                                    "model_outputs": [s.to_json() for s in self.reference.outputs]})
+        method, info = choose_held_out(self.model.proto, self.reference.proto, list(self.calibration.samples),
+                                       self.scheme.held_out_methods, quantize, classifier)
+        self.ranges = chosen if method == "minmax" else collect_ranges(self.model.proto, self.calibration.samples,
+                                                                       method)
+        return info
 
     def alternatives(self) -> "dict[str, dict[str, TensorRange]]":
         """Ranges of every tensor under every calibration method (one pass, cached)."""

@@ -111,6 +111,8 @@ class QuantScheme:
         calib_method_with_ops: The default calibration method when one of
             ``bias_correction_ops`` is present (None: ``calib_method``): the cell amplifies the
             int8 noise of its input too, which ranges chosen by output error keep lowest.
+        held_out_methods: The observers ``--calib-method held-out`` chooses one of, for the whole
+            model, on held-out calibration samples (`edgec.compiler.held_out_ranges`).
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -126,6 +128,7 @@ class QuantScheme:
     per_channel_depthwise_inputs: bool = False
     calib_method: str = "minmax"
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
+    held_out_methods: tuple[str, ...] = ("minmax", "percentile")
     scale_depthwise_inputs: bool = False
     equalize_conv_pairs: bool = False
     equalize_streams: bool = False
