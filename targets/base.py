@@ -75,6 +75,9 @@ class QuantScheme:
         hoist_through: Ops (precision-preserving: MaxPool, Reshape ...) that a ``weighted``
             input's Q/DQ moves above, so the runtime runs them in int8 and the producer
             (Conv+Relu) can emit int8 directly — what OpenVINO's CPU plugin fuses best.
+        hoist_shared_sources: Also hoist above a ``hoist_through`` op whose input other weighted
+            ops read (per tensor): the op reads their pair (OpenVINO then runs a residual MaxPool
+            in int8 instead of dequantizing and requantizing around it).
         quantize_embeddings: Store large Gather tables (word embeddings) as int8 + DQ.
         integer_ops: ONNX op types the target runs on int8 (``full`` placement); None:
             the quantizer's default set. An integer-only target derives it from its ops.
@@ -124,6 +127,7 @@ class QuantScheme:
     quantize_add: bool = True
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
+    hoist_shared_sources: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
     calib_method: str = "minmax"

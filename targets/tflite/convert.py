@@ -77,10 +77,9 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
     proto, prepared = prepare_onnx(converted)
     passes += prepared
     corrected = False
-    if precision == "int8" and not (float_nodes or float_ops):
-        # Conv biases cancel the mean shift of TFLite's int8 weight rounding (`weight_rounding`);
+    if precision == "int8" and activations == "int16":
+        # 16x8: conv biases cancel the mean shift of TFLite's int8 weight rounding (`weight_rounding`);
         # the graph onnx2tf converts is then not the float model, and its float check says so.
-        # A deny-listed conv keeps float weights, for which the correction would be the error.
         from edgec.targets.tflite.weight_rounding import correct_conv_biases
 
         info = correct_conv_biases(proto, list(spec.calibration.samples))
@@ -143,9 +142,28 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                     say(f"TFLiteConverter: {precision} ({ranges} ranges{with_float})")
                     data, quant = convert_full_integer(tf, conv, graph, calib, io_tf, float_nodes, float_ops, ranges)
                     if not pinned(spec):
+                        def corrected_graph():
+                            """The 16x8 fallback's graph: a copy of ``proto`` with `correct_conv_biases`, converted."""
+                            from edgec.targets.tflite.weight_rounding import correct_conv_biases
+
+                            proto16 = type(proto)()
+                            proto16.CopyFrom(proto)
+                            info = correct_conv_biases(proto16, calib)
+                            if not info["layers"]:
+                                return graph, info
+                            say("onnx2tf: ONNX -> TensorFlow (16x8, weight-rounding bias correction)")
+                            keras16 = run_onnx2tf(proto16, Path(tmp) / "corrected",
+                                                  [s.name for s in model.inputs if s.layout == "NHWC"], strict=strict,
+                                                  unroll_rnn=unroll)
+                            with captured_output():
+                                return TFGraph(tf, keras16, model, samples), info
+
                         data, quant, is16 = hold_the_bar(tf, graph, calib, samples, want, data, quant, model, spec,
-                                                         say)
+                                                         say, corrected_graph)
                         io_dtype = "float32" if is16 else io_dtype
+                        if is16 and quant.get("weight_rounding_bias_correction", {}).get("layers"):
+                            passes.append({"name": "weight-rounding-bias-correction",
+                                           "config": quant.pop("weight_rounding_bias_correction")})
                 quant["representative_layout"] = "NHWC"
             if data is None:
                 say(f"TFLiteConverter: {precision}")
