@@ -113,6 +113,10 @@ class QuantScheme:
             int8 noise of its input too, which ranges chosen by output error keep lowest.
         held_out_methods: The observers ``--calib-method held-out`` chooses one of, for the whole
             model, on held-out calibration samples (`edgec.compiler.held_out_ranges`).
+        float_fallback_ops: Op types a default int8 build may leave without Q/DQ (the runtime
+            runs them in float/fp16) where the int8 error concentrates, when the model's worst
+            calibration sample is under ``float_fallback_cosine`` (`edgec.compiler.float_fallback`).
+        float_fallback_cosine: The worst-sample cosine below which that fallback is searched.
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -139,6 +143,8 @@ class QuantScheme:
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None
     int8_input_ops: frozenset[str] = frozenset()
     unified_scale_ops: frozenset[str] = frozenset()
+    float_fallback_ops: tuple[str, ...] = ()
+    float_fallback_cosine: float = 0.99
 
 
 @dataclass
