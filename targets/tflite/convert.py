@@ -28,7 +28,7 @@ from edgec.compiler.model import ModelHandle
 from edgec.errors import AccuracyError, CalibrationDataError, ConfigError
 from edgec.targets.base import RECURRENT_OPS, Artifact, LowerResult, LowerSpec
 from edgec.targets.tflite.converter_step import run_converter
-from edgec.targets.tflite.graph_passes import prepare_onnx
+from edgec.targets.tflite.graph_passes import fuse_erf_gelu, prepare_onnx
 from edgec.targets.tflite.int8_floor import hold_the_bar, pinned
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
 from edgec.targets.tflite.quant_modes import convert_full_integer, convert_int16, int8_mode
@@ -74,7 +74,9 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
 
         converted, info = equalize(model, list(spec.calibration.samples))
         passes.append({"name": "equalize-conv-pairs", "config": info})
-    proto, prepared = prepare_onnx(converted)
+    # Erf-GELU is fused after the bias correction: onnxruntime has no Gelu before opset 20, and
+    # the correction and its float check run the prepared graph in onnxruntime.
+    proto, prepared = prepare_onnx(converted, gelu=False)
     passes += prepared
     corrected = False
     if precision == "int8" and activations == "int16":
@@ -86,14 +88,17 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
         corrected = bool(info["layers"])
         if corrected:
             passes.append({"name": "weight-rounding-bias-correction", "config": info})
+    samples = check_samples(model, spec)
+    want = reference_outputs(model.proto.SerializeToString(), samples)
+    float_want = reference_outputs(proto.SerializeToString(), samples) if corrected else want
+    n = fuse_erf_gelu(proto)
+    if n:
+        passes.append({"name": "fuse-erf-gelu", "config": {"fused": n}})
     # A recurrent cell stays a WHILE loop unless unrolled, and TFLiteConverter's full-integer
     # calibration crashes the process on the loop (SIGSEGV, ddddocr's CRNN). Unrolled over its
     # static time steps, the cell is FullyConnected/Logistic/Tanh/Mul/Add ops that quantize.
     unroll = precision == "int8" and any(n.op_type in RECURRENT_OPS for n in proto.graph.node)
     tf = import_tf()
-    samples = check_samples(model, spec)
-    want = reference_outputs(model.proto.SerializeToString(), samples)
-    float_want = reference_outputs(proto.SerializeToString(), samples) if corrected else want
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgec-tflite-") as tmp:
         # onnx2tf's strict mode re-runs the partial model at every Reshape/MatMul to check the
