@@ -14,10 +14,7 @@ split into two folds, each candidate's ranges come from one fold and its Q/DQ mo
 in onnxruntime on the other (both ways), so a range fitted to its own samples' extremes is
 not rewarded for that. The score is the worst cosine against float over the held-out
 samples and outputs, averaged over the folds; classifiers compare top-1 agreement first.
-The winner's ranges then come from every sample. Where the target equalizes residual
-streams (`QuantScheme.equalize_streams`), the model without that equalization is a candidate
-too: it lifts BlazeFace, but costs fer's mini-Xception (mcu worst cosine 0.9927 and one of 8
-photos flipped, against 0.9995 and none without it). The per-tensor ``auto`` search scores the
+The winner's ranges then come from every sample. The per-tensor ``auto`` search scores the
 mean error instead, which the one sample that breaks a detector hardly moves.
 """
 
@@ -57,22 +54,21 @@ def _top1(got: list[dict[str, np.ndarray]], want: list[dict[str, np.ndarray]]) -
     return top1_agreement(np.stack([np.ravel(w[name]) for w in want]), np.stack([np.ravel(g[name]) for g in got]))
 
 
-def choose_held_out(models: dict[str, Any], reference_proto, samples: list, methods: tuple[str, ...],
-                    quantize: Callable[[str, "dict[str, TensorRange]"], Any], classifier: bool = False,
-                    ) -> tuple[tuple[str, str], dict[str, Any]]:
-    """The (model variant, method) whose Q/DQ model agrees best on held-out samples.
+def choose_held_out(model_proto, reference_proto, samples: list, methods: tuple[str, ...],
+                    quantize: Callable[["dict[str, TensorRange]"], Any], classifier: bool = False,
+                    ) -> tuple[str, dict[str, Any]]:
+    """The method of ``methods`` whose Q/DQ model (``quantize(ranges).proto``) agrees best on held-out samples.
 
     Args:
-        models: Float model variants to quantize (``{label: proto}``, e.g. with and without
-            residual-stream equalization), in order of preference on a tie.
+        model_proto: The float model the ranges are collected on (after equalization).
         reference_proto: The float model the quantized one is compared with.
         samples: Calibration samples (model-input feeds).
         methods: Registered observer names to choose from.
-        quantize: Builds the Q/DQ model of a variant for a ranges dict: ``quantize(label, ranges)``.
+        quantize: Builds the Q/DQ model for a ranges dict.
         classifier: Compare top-1 agreement first.
 
     Returns:
-        The winning ``(variant, method)`` and the report (scores per candidate, how it was scored).
+        The winning method and the report (scores per method, how it was scored).
     """
     from edgec.calibration import collect_ranges
     from edgec.compiler.quality import ort_session, run_onnx
@@ -84,29 +80,25 @@ def choose_held_out(models: dict[str, Any], reference_proto, samples: list, meth
     want_of = {id(s): w for s, w in zip(pool, want)}
     scores: dict[str, float] = {}
     top1: dict[str, float] = {}
-    best: tuple[tuple[float, ...], tuple[str, str]] | None = None
-    for variant, proto in models.items():
-        for method in methods:
-            label = method if len(models) == 1 else f"{variant}/{method}"
-            worst, got_all, want_all = [], [], []
-            for fit, held in folds:
-                quant = quantize(variant, collect_ranges(proto, fit, method))
-                got = run_onnx(quant.proto, held)
-                ref = [want_of[id(s)] for s in held]
-                worst.append(held_out_cosine(got, ref))
-                got_all, want_all = got_all + got, want_all + ref
-            scores[label] = round(float(np.mean(worst)), 6)
-            key: tuple[float, ...] = (scores[label],)
-            if classifier:
-                top1[label] = round(_top1(got_all, want_all), 6)
-                key = (top1[label], scores[label])
-            if best is None or key > best[0]:
-                best = (key, (variant, method))
+    best: tuple[tuple[float, ...], str] | None = None
+    for method in methods:
+        worst, got_all, want_all = [], [], []
+        for fit, held in folds:
+            quant = quantize(collect_ranges(model_proto, fit, method))
+            got = run_onnx(quant.proto, held)
+            ref = [want_of[id(s)] for s in held]
+            worst.append(held_out_cosine(got, ref))
+            got_all, want_all = got_all + got, want_all + ref
+        scores[method] = round(float(np.mean(worst)), 6)
+        key: tuple[float, ...] = (scores[method],)
+        if classifier:
+            top1[method] = round(_top1(got_all, want_all), 6)
+            key = (top1[method], scores[method])
+        if best is None or key > best[0]:
+            best = (key, method)
     assert best is not None
-    info: dict[str, Any] = {"method": best[1][1], "scores": scores,
+    info: dict[str, Any] = {"method": best[1], "scores": scores,
                             "scored_on": f"held-out, 2 folds of {len(pool)}" if held_out else "calibration samples"}
-    if len(models) > 1:
-        info["variant"] = best[1][0]
     if classifier:
         info["top1"] = top1
     return best[1], info

@@ -132,16 +132,12 @@ class Int8Quantizer:
             model, info = smooth(handle, calibration.samples, config.int8.smoothquant)
             passes.append({"name": "smoothquant", "config": info})
             stale = stale or bool(info["smoothed"])
-        variants: dict[str, "ModelHandle"] = {}  # float models `--calib-method held-out` also weighs
         if scheme.equalize_conv_pairs:
             from edgec.compiler.equalize import equalize
 
-            unequalized = model
             model, info = equalize(model, calibration.samples, streams=scheme.equalize_streams)
             passes.append({"name": "equalize-conv-pairs", "config": info})
             stale = stale or bool(info["equalized"] or info.get("streams"))
-            if info.get("streams") and config.int8.calib_method == HELD_OUT_CALIB_METHOD:
-                variants["without-streams"] = equalize(unequalized, calibration.samples, streams=False)[0]
         if scheme.scale_depthwise_inputs:
             from edgec.compiler.depthwise_scaling import scale_depthwise_inputs
 
@@ -168,31 +164,26 @@ class Int8Quantizer:
             passes.append({"name": "calibrate-auto", "config": info})
         elif config.int8.calib_method == HELD_OUT_CALIB_METHOD:
             progress.message("choosing a calibration method on held-out samples")
-            passes.append({"name": "calibrate-held-out", "config": q.choose_held_out(variants)})
+            passes.append({"name": "calibrate-held-out", "config": q.choose_held_out()})
         return q
 
-    def choose_held_out(self, variants: "dict[str, ModelHandle] | None" = None) -> dict[str, Any]:
-        """One observer for the whole model, and one of ``variants`` of the float model (the current one
-        first): `edgec.compiler.held_out_ranges` (``--calib-method held-out``)."""
+    def choose_held_out(self) -> dict[str, Any]:
+        """One observer for the whole model: `edgec.compiler.held_out_ranges` (``--calib-method held-out``)."""
         from edgec.calibration import collect_ranges
         from edgec.compiler.held_out_ranges import choose_held_out
         from edgec.compiler.lowering import is_classifier
 
-        models = {"as-is": self.model, **(variants or {})}
-
-        def quantize(variant: str, ranges: "dict[str, TensorRange]") -> "ModelHandle":
-            self.model, self.ranges = models[variant], ranges
+        def quantize(ranges: "dict[str, TensorRange]") -> "ModelHandle":
+            self.ranges = ranges
             return self.quantize()[0]
 
-        chosen = self.ranges  # min/max on the model as it is (the held-out method's first ranges)
+        chosen = self.ranges
         classifier = is_classifier({"task": self.reference.task,
                                     "model_outputs": [s.to_json() for s in self.reference.outputs]})
-        (variant, method), info = choose_held_out({k: m.proto for k, m in models.items()}, self.reference.proto,
-                                                  list(self.calibration.samples), self.scheme.held_out_methods,
-                                                  quantize, classifier)
-        self.model = models[variant]
-        self.ranges = chosen if (variant, method) == ("as-is", "minmax") else collect_ranges(
-            self.model.proto, self.calibration.samples, method)
+        method, info = choose_held_out(self.model.proto, self.reference.proto, list(self.calibration.samples),
+                                       self.scheme.held_out_methods, quantize, classifier)
+        self.ranges = chosen if method == "minmax" else collect_ranges(self.model.proto, self.calibration.samples,
+                                                                       method)
         return info
 
     def alternatives(self) -> "dict[str, dict[str, TensorRange]]":

@@ -94,21 +94,3 @@ def test_held_out_cosine_scores_tiny_outputs_over_all_samples():
     both = np.array([0.8, 0.2, 0.2, 0.8]) @ np.array([0.9, 0.1, 0.2, 0.8])
     assert np.isclose(held_out_cosine(got, want), both / np.linalg.norm([0.8, 0.2, 0.2, 0.8])
                       / np.linalg.norm([0.9, 0.1, 0.2, 0.8]))
-
-
-def test_held_out_weighs_the_model_without_stream_equalization():
-    from .test_quant_equalize_stream import _samples as stream_samples
-    from .test_quant_equalize_stream import _stream_model
-
-    model = ModelHandle.from_onnx(_stream_model(), "s.onnx", "0" * 64)
-    samples = stream_samples(16, 0)
-    q = Int8Quantizer.create(_config(), model, CalibrationData(samples, "test"),
-                             collect_ranges(model.proto, samples, "minmax"), SCHEME, SILENT)
-    info = next(p["config"] for p in q.passes if p["name"] == "calibrate-held-out")
-    assert set(info["scores"]) == {f"{v}/{m}" for v in ("as-is", "without-streams") for m in SCHEME.held_out_methods}
-    assert f"{info['variant']}/{info['method']}" == max(info["scores"], key=info["scores"].get)
-    # The stream's OUTLIER-wide channel costs full-integer int8 most: equalizing it wins here.
-    assert info["variant"] == "as-is"
-    from edgec.compiler.equalize import equalize
-
-    assert q.model.proto.SerializeToString() == equalize(model, samples, streams=True)[0].proto.SerializeToString()
