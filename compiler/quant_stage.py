@@ -134,7 +134,8 @@ class Int8Quantizer:
         if scheme.equalize_conv_pairs:
             from edgec.compiler.equalize import equalize
 
-            model, info = equalize(model, calibration.samples, streams=scheme.equalize_streams)
+            model, info = equalize(model, calibration.samples, streams=scheme.equalize_streams,
+                                   min_spread=scheme.equalize_min_spread)
             passes.append({"name": "equalize-conv-pairs", "config": info})
             stale = stale or bool(info["equalized"] or info.get("streams"))
         if scheme.scale_depthwise_inputs:
@@ -154,6 +155,15 @@ class Int8Quantizer:
                 method, stale = with_ops, True  # not asked for by the user
                 rule["calib_method"] = method
             passes.append({"name": "recurrent-recipe", "config": rule})
+        deep = scheme.bias_correction_residual_adds
+        if deep and not bias_correction:  # the target's rule: see `QuantScheme.bias_correction_residual_adds`
+            from edgec.compiler.qdq_graph import conv_residual_adds
+
+            count = conv_residual_adds(handle.proto)
+            if count >= deep:
+                bias_correction = True
+                passes.append({"name": "deep-residual-recipe", "config": {"residual_adds": count,
+                                                                          "bias_correction": True}})
         if stale:
             ranges = collect_ranges(model.proto, calibration.samples, method)
         q = cls(model, handle, ranges, scheme, calibration, bias_correction, passes)
