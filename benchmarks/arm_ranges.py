@@ -44,14 +44,11 @@ def prepared(name: str, n_cal: int, n_eval: int):
 
 
 def scores(got, want) -> dict[str, float]:
+    from edgec.runtimes.metrics import check_cosine
+
     cos, hits = [], 0
     for g_row, w_row in zip(got, want):
-        per = []
-        for g, w in zip(g_row, w_row):
-            g, w = np.asarray(g, np.float64).ravel(), np.asarray(w, np.float64).ravel()
-            if w.size > 1:
-                per.append(float(g @ w) / max(float(np.linalg.norm(g) * np.linalg.norm(w)), 1e-30))
-        cos.append(min(per))
+        cos.append(min(check_cosine(g, w) for g, w in zip(g_row, w_row) if np.size(w) > 1))
         hits += int(np.argmax(g_row[0]) == np.argmax(w_row[0]))
     return {"cosine_min": min(cos), "cosine_mean": float(np.mean(cos)), "top1": hits / len(want)}
 
@@ -60,9 +57,9 @@ def run_model(name: str, n_cal: int, n_eval: int) -> list[dict]:
     from tensorflow.lite.python import convert as tfl_convert
 
     from edgec.runtimes.onnxruntime_runner import make_session
-    from edgec.targets.tflite.converter_step import representative_dataset, run_converter
     from edgec.targets.tflite.graph_passes import prepare_onnx
     from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
+    from edgec.targets.tflite.quant_modes import calibrate, quantize_calibrated
     from edgec.targets.tflite.ranges import RANGE_METHODS, override_ranges
     from edgec.targets.tflite.tflite_io import run_tflite
     from edgec.targets.tflite.tools import captured_output, import_tf
@@ -76,10 +73,7 @@ def run_model(name: str, n_cal: int, n_eval: int) -> list[dict]:
             graph = TFGraph(tf, keras, h, cal[:2])
         conv = graph.converter()
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative_dataset(graph, cal)
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        conv._experimental_calibrate_only = True  # noqa: SLF001
-        calibrated = run_converter(conv, "int8")
+        calibrated = calibrate(tf, conv, graph, cal)
         sess = make_session(h.proto.SerializeToString(), threads=1)
         want = [sess.run(None, f) for f in ev]
         rows = []
@@ -89,7 +83,7 @@ def run_model(name: str, n_cal: int, n_eval: int) -> list[dict]:
             if method != "minmax":
                 obs, kw = RANGE_METHODS[method]
                 model, _ = override_ranges(calibrated, graph, cal, obs, **kw)
-            data = bytes(tfl_convert.mlir_quantize(model, input_data_type=tf.float32, output_data_type=tf.float32))
+            data = quantize_calibrated(tfl_convert, model, tf.float32, [])
             row = {"model": name, "ranges": method, **scores(run_tflite(data, graph, ev), want),
                    "seconds": round(time.perf_counter() - t0, 1)}
             print(row, flush=True)

@@ -131,19 +131,13 @@ def ctc_text(frames) -> tuple[int, ...]:
     return tuple(int(c) for c in seq[keep] if c != 0)
 
 
-def _cosine(g, w) -> float:
-    import numpy as np
-
-    den = float(np.linalg.norm(g) * np.linalg.norm(w))
-    return float(g.ravel() @ w.ravel()) / den if den > 0 else float(np.allclose(g, w))
-
-
 def agreement(bundle: Path, manifest: dict[str, Any], feeds: list[dict], classifier: bool,
               labels, ctc: bool = False) -> dict[str, Any]:
     """Cosine of every output (worst output, worst sample) and top-1 agreement against the float model;
     for a CTC recognizer (``ctc``), the share of samples whose decoded text equals the float model's."""
     import numpy as np
 
+    from edgec.runtimes.metrics import check_cosine
     from edgec.runtimes.registry import reference_runner
     from edgec.targets.registry import get_target
 
@@ -168,14 +162,14 @@ def agreement(bundle: Path, manifest: dict[str, Any], feeds: list[dict], classif
                     small.setdefault(name, ([], []))[0].append(g.ravel())
                     small[name][1].append(w.ravel())
                 else:
-                    cos[name] = min(cos.get(name, 1.0), _cosine(g, w))
+                    cos[name] = min(cos.get(name, 1.0), check_cosine(g, w))
                 if j == 0 and classifier:
                     hits += int(g.reshape(-1, w.shape[-1]).argmax(-1)[0] == w.reshape(-1, w.shape[-1]).argmax(-1)[0])
                     n += 1
                     if labels is not None:
                         lab_hits += int(g.reshape(-1, w.shape[-1]).argmax(-1)[0] == labels[i])
     for name, (gs, ws) in small.items():
-        cos[name] = _cosine(np.concatenate(gs), np.concatenate(ws))
+        cos[name] = check_cosine(np.concatenate(gs), np.concatenate(ws))
     out: dict[str, Any] = {"cosine": min(cos.values()), "cosine_per_output": cos}
     if classifier:
         out["top1_agreement"] = hits / max(n, 1)

@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus  # noqa: E402
 from _common import print_table, write_json  # noqa: E402
 
+from edgec.runtimes.metrics import worst_cosine  # noqa: E402
+
 CALIB_N, EVAL_N, EVAL_OFFSET = 16, 8, 1000  # as benchmarks/conformance.py
 
 
@@ -52,15 +54,6 @@ def float_graph(name: str):
     h, _ = prepare(h, False)
     h = fix_input_shapes(h, shapes)
     return optimize(h)[0]
-
-
-def worst_cosine(got: list[list[np.ndarray]], want: list[list[np.ndarray]]) -> float:
-    worst = 1.0
-    for gs, ws in zip(got, want):
-        for g, w in zip(gs, ws):
-            g, w = np.asarray(g, np.float64).ravel(), np.asarray(w, np.float64).ravel()
-            worst = min(worst, float(g @ w / (np.linalg.norm(g) * np.linalg.norm(w))))
-    return worst
 
 
 def ov_outputs(model, feeds: list[dict]) -> list[list[np.ndarray]]:

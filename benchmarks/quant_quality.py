@@ -203,16 +203,24 @@ def llama_part(d: Path, results: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="digits,gate,minilm,llama")
-    ap.add_argument("--corpus-models", default=None, help="comma-separated names (default: all)")
+    ap.add_argument("--corpus-models", default=None, help="comma-separated corpus names (default: all but heavy)")
     ap.add_argument("--corpus-calib", type=int, default=16, help="calibration samples per corpus model")
-    ap.add_argument("--corpus-fast", action="store_true",
-                    help="skip the gated builds and NNCF's accuracy control (their previous rows are kept)")
+    ap.add_argument("--corpus-eval", type=int, default=16, help="evaluation samples per corpus model")
+    ap.add_argument("--corpus-methods", default="edgec default,nncf default,ort quantize_static",
+                    help="comma-separated: edgec default, edgec gated, nncf default, nncf accuracy control, "
+                         "ort quantize_static (methods not run keep their previous rows)")
+    ap.add_argument("--corpus-heavy", action="store_true", help="also the models that take minutes per method")
+    ap.add_argument("--corpus-resume", action="store_true", help="skip models that already have every method")
+    ap.add_argument("--corpus-rounds", type=int, default=5, help="interleaved latency rounds")
+    ap.add_argument("--corpus-iters", type=int, default=10, help="runs per method and round")
     args = ap.parse_args()
     from quant_corpus import corpus_part
 
     def corpus(d: Path, results: dict) -> None:
         corpus_part(d, results, args.corpus_models.split(",") if args.corpus_models else None, args.corpus_calib,
-                    gate=not args.corpus_fast, slow_anchors=not args.corpus_fast)
+                    args.corpus_eval, tuple(m.strip() for m in args.corpus_methods.split(",")),
+                    heavy=args.corpus_heavy, rounds=args.corpus_rounds, iters=args.corpus_iters,
+                    resume=args.corpus_resume)
 
     parts = {"digits": digits_part, "gate": gate_part, "minilm": minilm_part, "llama": llama_part,
              "corpus": corpus}

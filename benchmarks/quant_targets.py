@@ -96,6 +96,33 @@ def _bundle_outputs(out: Path, feeds: list) -> list:
     return [np.asarray(runner.infer(f)[first]) for f in feeds]
 
 
+def _bundle_agreement(out: Path, feeds: list, classifier: bool) -> dict:
+    """Every output of the bundle against the bundle's float reference model, per sample: ``cosine`` (mean over
+    samples of the worst output), ``worst_cosine`` (worst sample), ``top1_agreement`` on the first output."""
+    from edgec.compiler.bundle import read_manifest
+    from edgec.runtimes.metrics import cosine
+    from edgec.runtimes.registry import reference_runner
+    from edgec.targets.registry import get_target
+
+    manifest = read_manifest(out)
+    names = {d["name"] for d in manifest["model_inputs"]}
+    per_sample, hits = [], []
+    with get_target(manifest["target"]).verify_runner(out, manifest) as runner, \
+            reference_runner(out, manifest) as ref:
+        for feed in feeds:
+            feed = {k: v for k, v in feed.items() if k in names}
+            got, want = runner.infer(feed), ref.infer(feed)
+            per_sample.append(min(cosine(np.asarray(got[k], np.float64).ravel(), np.asarray(w, np.float64).ravel())
+                                  for k, w in want.items()))
+            first = next(iter(want))
+            hits.append(np.asarray(got[first]).reshape(-1).argmax() == np.asarray(want[first]).reshape(-1).argmax())
+    row = {"cosine": float(np.mean(per_sample)), "worst_cosine": float(np.min(per_sample)),
+           "samples": len(per_sample)}
+    if classifier:
+        row["top1_agreement"] = float(np.mean(hits))
+    return row
+
+
 def _fallbacks(report: dict, manifest: dict) -> str:
     gate = report.get("accuracy_gate") or {}
     parts = []
@@ -103,6 +130,8 @@ def _fallbacks(report: dict, manifest: dict) -> str:
         if p.get("name") == "calibrate-auto":
             used = {k: v for k, v in p["config"]["methods"].items() if v}
             parts.append("ranges " + ",".join(f"{k}:{v}" for k, v in used.items()))
+        if p.get("name") == "float-fallback" and p["config"].get("kept_float"):
+            parts.append(f"{len(p['config']['kept_float'])} fp16 {'/'.join(p['config']['ops'])} (default)")
     q = (manifest.get("target_info") or {}).get("quantization") or {}
     if q.get("activations", "").startswith("int16"):
         parts.append("16x8")
@@ -115,7 +144,8 @@ def _fallbacks(report: dict, manifest: dict) -> str:
     return "; ".join(parts) or "none"
 
 
-def run_variant(src: Path, out: Path, refs: list, feeds: list, classifier: bool, **kw) -> dict:
+def run_variant(src: Path, out: Path, refs: list, feeds: list, classifier: bool, all_outputs: bool = False,
+                **kw) -> dict:
     from edgec import api
     from edgec.compiler.bundle import read_manifest
     from edgec.compiler.config import BuildConfig
@@ -131,7 +161,9 @@ def run_variant(src: Path, out: Path, refs: list, feeds: list, classifier: bool,
             row["refused_cosine"] = float(m.group(1))
         return row
     row: dict = {"seconds": time.perf_counter() - t0}
-    if refs:
+    if all_outputs:  # every output, against the bundle's own float reference (.tflite sources included)
+        row |= _bundle_agreement(out, feeds, classifier)
+    elif refs:
         row |= _scores(_bundle_outputs(out, feeds), refs, classifier)
     else:  # edgec's own verification against the float model (HF text models)
         row["cosine"] = res.report["accuracy"]["cosine"]
@@ -140,11 +172,11 @@ def run_variant(src: Path, out: Path, refs: list, feeds: list, classifier: bool,
 
 
 def target_part(target: str, names: tuple[str, ...], variants: dict[str, dict], tmp: Path, results: dict,
-                calib_n: int = 16, eval_n: int = 32, save=lambda: None) -> None:
+                calib_n: int = 16, eval_n: int = 32, save=lambda: None, all_outputs: bool = False) -> None:
     rows, out = [], results.setdefault(target, {})
     for name in names:
         src, cal, ev, classifier, feeds, shapes = model_data(name, calib_n, eval_n, tmp)
-        refs = _float_refs(src, feeds)
+        refs = [] if all_outputs else _float_refs(src, feeds)
         res = out.setdefault(name, {})
         for label, kw in variants.items():
             kw = dict(kw)
@@ -152,19 +184,21 @@ def target_part(target: str, names: tuple[str, ...], variants: dict[str, dict], 
                 kw |= {"max_accuracy_drop": CLASSIFIER_BUDGET if classifier else DETECTOR_BUDGET,
                        "metric": "top1" if classifier else "cosine"}
             extra = ({"input_shapes": shapes} if shapes else {}) | ({"task": TASKS[name]} if name in TASKS else {})
-            r = run_variant(src, tmp / f"{target}-{name}-{label}", refs, feeds, classifier, target=target,
-                            precision="int8", calib=str(cal), eval_data=str(ev), calib_samples=calib_n, **extra, **kw)
+            r = run_variant(src, tmp / f"{target}-{name}-{label}", refs, feeds, classifier, all_outputs,
+                            target=target, precision="int8", calib=str(cal), eval_data=str(ev), calib_samples=calib_n,
+                            **extra, **kw)
             res[label] = r
             save()
             goal = r.get("top1_agreement") if classifier else r.get("cosine")
             met = None if goal is None else goal >= (0.98 if classifier else 0.99)
-            rows.append([name, label, r.get("cosine"), r.get("top1_agreement"), r.get("fallbacks") or "",
-                         r.get("seconds"), {True: "met", False: "missed", None: (r.get("error") or "")[:60]}[met]])
-            print_table(f"{target} int8 vs float (partial)", ["model", "variant", "cosine", "top-1 agr.",
+            rows.append([name, label, r.get("cosine"), r.get("worst_cosine"), r.get("top1_agreement"),
+                         r.get("fallbacks") or "", r.get("seconds"),
+                         {True: "met", False: "missed", None: (r.get("error") or "")[:60]}[met]])
+            print_table(f"{target} int8 vs float (partial)", ["model", "variant", "cosine", "worst", "top-1 agr.",
                         "fallbacks used", "build s", "goal"], rows[-1:])
     print_table(f"{target} int8 vs float (16 calib / 32 eval samples; goal: detectors cosine >= 0.99, classifiers "
-                "top-1 >= 0.98)", ["model", "variant", "cosine", "top-1 agr.", "fallbacks used", "build s", "goal"],
-                rows)
+                "top-1 >= 0.98)", ["model", "variant", "cosine", "worst", "top-1 agr.", "fallbacks used", "build s",
+                                   "goal"], rows)
 
 
 JETSON_VARIANTS = {"before": {"calib_method": "minmax"}, "default": {}, "gated": {"gated": True}}
@@ -182,8 +216,9 @@ def _rows(results: dict) -> dict[str, list]:
                 met = None if goal is None else goal >= (0.98 if classifier else 0.99)
                 note = {True: "met", False: "missed"}.get(met) if met is not None else (
                     f"refused (cosine {r['refused_cosine']})" if "refused_cosine" in r else (r.get("error") or "")[:70])
-                tables.setdefault(target, []).append([name, label, r.get("cosine"), r.get("top1_agreement"),
-                                                      r.get("fallbacks") or "", r.get("seconds"), note])
+                tables.setdefault(target, []).append([name, label, r.get("cosine"), r.get("worst_cosine"),
+                                                      r.get("top1_agreement"), r.get("fallbacks") or "",
+                                                      r.get("seconds"), note])
     return tables
 
 
@@ -196,8 +231,8 @@ def merge() -> None:
                 results.setdefault(target, {}).setdefault(name, {}).update(variants)
     for target, rows in _rows(results).items():
         print_table(f"{target} int8 vs float (16 calib / 32 eval samples; goal: detectors cosine >= 0.99, "
-                    "classifiers top-1 >= 0.98)", ["model", "variant", "cosine", "top-1 agr.", "fallbacks used",
-                                                    "build s", "goal"], rows)
+                    "classifiers top-1 >= 0.98)", ["model", "variant", "cosine", "worst", "top-1 agr.",
+                                                   "fallbacks used", "build s", "goal"], rows)
     write_json("quant_targets", results)
 
 
@@ -208,6 +243,8 @@ def main() -> None:
     ap.add_argument("--variants", default="")
     ap.add_argument("--tag", default="", help="results file suffix (runs in parallel write separate files)")
     ap.add_argument("--merge", action="store_true", help="only merge the --tag result files and print the tables")
+    ap.add_argument("--all-outputs", action="store_true",
+                    help="score every output against the bundle's float reference, with the worst sample's cosine")
     args = ap.parse_args()
     if args.merge:
         return merge()
@@ -220,7 +257,8 @@ def main() -> None:
             variants = JETSON_VARIANTS if target == "jetson" else ARM_VARIANTS
             if args.variants:
                 variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
-            target_part(target, names, variants, Path(d), results, save=lambda: write_json(name, results))
+            target_part(target, names, variants, Path(d), results, save=lambda: write_json(name, results),
+                        all_outputs=args.all_outputs)
     write_json(name, results)
 
 

@@ -20,15 +20,20 @@ def activation_inputs(n, inits) -> list[str]:
 MAX_QUANTIZABLE_MAGNITUDE = 1e4
 
 
-def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes):
-    """Move a weighted input's Q/DQ above single-use precision-preserving producers."""
+def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes, shares=None):
+    """Move a weighted input's Q/DQ above single-use precision-preserving producers.
+
+    ``shares(src, p)``: whether ``p`` may read a pair on ``src`` although other nodes read ``src``
+    too (their own pair on ``src``, shared), not only when ``p`` is its single reader.
+    """
     while through:
         p = producer.get(t)
         if p is None or p.op_type not in through or id(p) in qnodes or t in graph_outputs \
                 or len(consumers.get(t, [])) != 1:
             break
         src = p.input[0]
-        if src not in float_tensors or src not in ranges or len(consumers.get(src, [])) != 1:
+        if src not in float_tensors or src not in ranges or (
+                len(consumers.get(src, [])) != 1 and not (shares is not None and shares(src, p))):
             break
         t, reader = src, p
     return t, reader

@@ -212,6 +212,14 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     qnodes = {id(n) for n in nodes if is_quant_node(n)}
 
+    def shares_pair(src, p) -> bool:
+        # Every other reader of ``src`` is a weighted op quantizing it per tensor: ``p`` (a MaxPool on a
+        # residual branch) reads their pair and runs in int8, instead of a float pool between a
+        # dequantize and a second requantize of the same tensor.
+        return all(id(c) in qnodes and c.op_type in WEIGHTED_OPS and c.input[0] == src
+                   and not (scheme.per_channel_depthwise_inputs and is_depthwise(c, b.inits))
+                   for c in consumers.get(src, []) if c is not p)
+
     # Which activation tensors get a Q/DQ pair, and which consumers read the DQ output.
     fused: set[str] = set()
     if full:
@@ -231,7 +239,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         for i in act_inputs:
             if i in float_tensors and i not in fused:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
-                                                          graph_outputs, float_tensors, ranges, qnodes)
+                                                          graph_outputs, float_tensors, ranges, qnodes,
+                                                          shares_pair if scheme.hoist_shared_sources else None)
                 targets.setdefault(t, [])
                 if reader not in targets[t]:
                     targets[t].append(reader)

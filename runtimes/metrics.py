@@ -33,6 +33,30 @@ def cosine(a, b) -> float:
     return float(np.dot(a, b) / (na * nb))
 
 
+def check_cosine(a, b) -> float:
+    """`cosine` as a worst-case check scores it, where the lowest score decides.
+
+    A zero array against another scores `np.allclose` (1.0 when the other is zero up to
+    rounding noise: an output that should be empty and is), and a non-finite one 0.0
+    instead of NaN, which ``min`` and ``<`` would pass over.
+    """
+    a, b = _flat(a), _flat(b)
+    if not _all_finite(a, b):
+        return 0.0
+    den = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / den if den > 0 else float(np.allclose(a, b))
+
+
+def worst_cosine(got, want) -> float:
+    """The lowest `check_cosine` over samples and each sample's outputs.
+
+    Args:
+        got: per sample, its outputs (arrays, in the order of ``want``'s).
+        want: per sample, the reference outputs.
+    """
+    return min((check_cosine(g, w) for g_row, w_row in zip(got, want) for g, w in zip(g_row, w_row)), default=1.0)
+
+
 # A sample whose reference output is this small relative to the largest in the set carries
 # no signal (a detector's map of an image without objects: values ~1e-8). Its cosine would
 # compare rounding noise with rounding noise, so it is scored by its absolute error instead.

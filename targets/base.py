@@ -81,6 +81,9 @@ class QuantScheme:
         hoist_through: Ops (precision-preserving: MaxPool, Reshape ...) that a ``weighted``
             input's Q/DQ moves above, so the runtime runs them in int8 and the producer
             (Conv+Relu) can emit int8 directly — what OpenVINO's CPU plugin fuses best.
+        hoist_shared_sources: Also hoist above a ``hoist_through`` op whose input other weighted
+            ops read (per tensor): the op reads their pair (OpenVINO then runs a residual MaxPool
+            in int8 instead of dequantizing and requantizing around it).
         quantize_embeddings: Store large Gather tables (word embeddings) as int8 + DQ.
         integer_ops: ONNX op types the target runs on int8 (``full`` placement); None:
             the quantizer's default set. An integer-only target derives it from its ops.
@@ -123,6 +126,12 @@ class QuantScheme:
         calib_method_with_ops: The default calibration method when one of
             ``bias_correction_ops`` is present (None: ``calib_method``): the cell amplifies the
             int8 noise of its input too, which ranges chosen by output error keep lowest.
+        held_out_methods: The observers ``--calib-method held-out`` chooses one of, for the whole
+            model, on held-out calibration samples (`edgec.compiler.held_out_ranges`).
+        float_fallback_ops: Op types a default int8 build may leave without Q/DQ (the runtime
+            runs them in float/fp16) where the int8 error concentrates, when the model's worst
+            calibration sample is under ``float_fallback_cosine`` (`edgec.compiler.float_fallback`).
+        float_fallback_cosine: The worst-sample cosine below which that fallback is searched.
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -134,10 +143,12 @@ class QuantScheme:
     float_residual_adds: bool = False
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
+    hoist_shared_sources: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
     calib_method: str = "minmax"
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
+    held_out_methods: tuple[str, ...] = ("minmax", "percentile")
     scale_depthwise_inputs: bool = False
     equalize_conv_pairs: bool = False
     equalize_min_spread: float = 4.0
@@ -150,6 +161,8 @@ class QuantScheme:
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None
     int8_input_ops: frozenset[str] = frozenset()
     unified_scale_ops: frozenset[str] = frozenset()
+    float_fallback_ops: tuple[str, ...] = ()
+    float_fallback_cosine: float = 0.99
 
 
 @dataclass

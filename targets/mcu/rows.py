@@ -55,14 +55,24 @@ class RowSchedule:
         return int(self.reverse) | self.lag << 1 | self.group << 16
 
 
-def _geometry(g: QGraph, op: QOp) -> tuple[int, int, int, int] | None:
-    """(stride_h, pad_top, dil_h, k_h) of a windowed op, or None."""
+def row_window(g: QGraph, op: QOp) -> tuple[int, int, int] | None:
+    """``(stride_h, pad_top, extent)`` of a windowed op (Conv, DepthwiseConv, pools), or None.
+
+    ``extent`` is the input rows one output row reads: ``(k_h - 1) * dil_h + 1``.
+    """
     if op.kind in ("conv", "dwconv"):
-        w = g.t(op.inputs[1])
-        return op.attrs["stride"][0], op.attrs["pad"][0], op.attrs["dilation"][0], w.shape[1]
-    if op.kind in ("maxpool", "avgpool"):
-        return op.attrs["stride"][0], op.attrs["pad"][0], 1, op.attrs["kernel"][0]
-    return None
+        k_h, dil = g.t(op.inputs[1]).shape[1], op.attrs["dilation"][0]
+    elif op.kind in ("maxpool", "avgpool"):
+        k_h, dil = op.attrs["kernel"][0], 1
+    else:
+        return None
+    return op.attrs["stride"][0], op.attrs["pad"][0], (k_h - 1) * dil + 1
+
+
+def input_rows(o0: int, o1: int, stride: int, pad: int, extent: int, in_h: int) -> tuple[int, int]:
+    """The input rows ``[a, b)`` that output rows ``[o0, o1)`` read, clipped to the input's
+    ``in_h`` rows (``b <= a``: the rows read are padding only)."""
+    return max(0, o0 * stride - pad), min(in_h, (o1 - 1) * stride - pad + extent)
 
 
 def _lag(in_h: int, out_h: int, stride: int, pad: int, extent: int, in_row: int, out_row: int,
@@ -73,7 +83,7 @@ def _lag(in_h: int, out_h: int, stride: int, pad: int, extent: int, in_row: int,
     chunks = chunks[::-1] if reverse else chunks
     last_read = [-1] * in_h  # the last step that reads each input row
     for step, (r0, r1) in enumerate(chunks):
-        a, b = max(0, r0 * stride - pad), min(in_h, (r1 - 1) * stride - pad + extent)
+        a, b = input_rows(r0, r1, stride, pad, extent, in_h)
         if b <= a:
             return None  # rows of padding only: leave such odd shapes to the plain kernel
         for i in range(a, b):
@@ -90,16 +100,15 @@ def schedule(g: QGraph, op: QOp) -> RowSchedule | None:
     """The in-place row schedule of ``op`` (batch 1, NHWC), or None when it has none."""
     if op.kind not in ROW_KERNELS or op.attrs.get("depth_mult", 1) != 1 and op.kind == "dwconv":
         return None
-    geo = _geometry(g, op)
+    geo = row_window(g, op)
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     if geo is None or len(x.shape) != 4 or len(y.shape) != 4 or x.shape[0] != 1 or y.shape[0] != 1:
         return None
     if x.dtype != "int8" or y.dtype != "int8":
         return None
-    stride, pad, dil, k_h = geo
+    stride, pad, extent = geo
     in_h, out_h = x.shape[1], y.shape[1]
     in_row, out_row = x.nbytes // in_h, y.nbytes // out_h
-    extent = (k_h - 1) * dil + 1
     # conv.c computes two pixels per pass: chunks of an even pixel count keep its pairs.
     group = 2 if op.kind == "conv" and y.shape[2] % 2 and out_h > 1 else 1
     best = None

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import AccuracyError
+from edgec.runtimes.metrics import cosine
 from edgec.targets.tensorrt.qdq_rules import activation_qparams
 
 MAX_NRMSE = 0.25
@@ -80,12 +81,6 @@ def run_model(proto_or_bytes, feeds_list, extra_outputs=()) -> list[dict[str, np
     return [dict(zip(names, sess.run(names, f))) for f in feeds_list]
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    return 1.0 if na == nb == 0 else (0.0 if na == 0 or nb == 0 else float(a @ b / (na * nb)))
-
-
 def output_errors(float_out: list[dict], qdq_out: list[dict], names) -> dict[str, dict[str, float]]:
     """Per output: nrmse (see the module docstring), cosine and max abs error over all samples."""
     res = {}
@@ -97,7 +92,7 @@ def output_errors(float_out: list[dict], qdq_out: list[dict], names) -> dict[str
         # than MIN_SPREAD_SAMPLES samples, the spread over all elements.
         centre = f.mean(axis=0, keepdims=True) if len(f) >= MIN_SPREAD_SAMPLES else f.mean()
         den = np.linalg.norm(f - centre) or np.linalg.norm(f) or 1.0
-        res[n] = {"nrmse": float(np.linalg.norm(q - f) / den), "cosine": _cos(q, f),
+        res[n] = {"nrmse": float(np.linalg.norm(q - f) / den), "cosine": cosine(q, f),
                   "max_abs_err": float(np.abs(q - f).max(initial=0.0))}
     return res
 

@@ -62,6 +62,8 @@ def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
     converter then runs again with float builtins allowed, as TFLite documents for 16x8, so
     those ops stay float; the manifest names them.
     """
+    from edgec.targets.tflite.int16_fixes import (float_islands, quantize_16x8_without_index_fixups,
+                                                  zero_constants_take_output_scale)
     from edgec.targets.tflite.tools import TFLiteConversionError
 
     int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
@@ -81,10 +83,20 @@ def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
     try:
         data = run_converter(conv, "int8")
     except TFLiteConversionError as exc:
-        if "16x8" not in str(exc):
+        if "Max and min for dynamic tensors" in str(exc):  # onnx2tf's int64 Gather index fix-up (MiniLM)
+            data, fixups = quantize_16x8_without_index_fixups(tf, graph, calib, allow_float=True)
+            info.update(fixups)
+        elif "16x8" in str(exc):
+            data = run_converter(converter([int16, tf.lite.OpsSet.TFLITE_BUILTINS]), "int8")
+        else:
             raise
-        data = run_converter(converter([int16, tf.lite.OpsSet.TFLITE_BUILTINS]), "int8")
         info["float_ops"] = float_ops_in(data) or sorted(set(re.findall(r"op: '(\w+)'", str(exc))))
+    data, fixed = zero_constants_take_output_scale(data)
+    if fixed:
+        info["zero_constants_rescaled"] = fixed
+    data, islands = float_islands(data)
+    if islands:
+        info["float_ops"] = sorted({*info.get("float_ops", []), *islands})
     return data, info
 
 
@@ -126,18 +138,16 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
 
     from edgec.targets.tflite.ranges import calibrated_with, choose_ranges, litert_accepts
 
-    conv.representative_dataset = representative_dataset(graph, calib)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own way to calibrate once
-    calibrated = run_converter(conv, "int8")
+    calibrated = calibrate(tf, conv, graph, calib)
+    quantized = None  # the int8 model `choose_ranges` built from the final ranges, if it did
     if ranges == "auto":
         from edgec.compiler.lowering import is_classifier
 
         outputs = [s.to_json() for s in graph.model.outputs]
         classifier = is_classifier({"task": graph.model.task, "model_outputs": outputs})
-        calibrated, range_info = choose_ranges(calibrated, graph, calib, MAX_AUTO_SAMPLES,
-                                               lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)),
-                                               classifier=classifier)
+        calibrated, range_info, quantized = choose_ranges(
+            calibrated, graph, calib, MAX_AUTO_SAMPLES,
+            lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)), classifier=classifier)
     else:
         calibrated, range_info = calibrated_with(calibrated, graph, calib, ranges)
     ranking: list[dict[str, Any]] = []
@@ -154,7 +164,9 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
             raise ConfigError(f"--float-nodes names unknown TFLite tensor(s) {unknown[:3]}; known quantized op "
                               f"outputs include {sorted(known)[:5]}")
     deny = list(dict.fromkeys([*nodes, *(r["tensor"] for r in ranking[:worst])]))
-    data = quantize_calibrated(tfl_convert, calibrated, io_tf, deny)
+    # The quantizer is deterministic: the candidate's int8 model is the one this would build.
+    data = quantized if quantized is not None and deny == list(nodes) else \
+        quantize_calibrated(tfl_convert, calibrated, io_tf, deny)
     if ranges not in ("auto", "minmax") and not litert_accepts(data):  # auto probed its candidates
         raise ConfigError(f"--ranges {ranges} gives an int8 model LiteRT aborts on (a requantization it cannot "
                           "represent); use --ranges minmax or auto")
@@ -169,6 +181,15 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
     if left:
         info.update(mode="int8 with float ops", float_ops=left)
     return data, info
+
+
+def calibrate(tf, conv, graph, calib) -> bytes:
+    """The converter's calibration alone: the float model with each tensor's min/max over ``calib``
+    recorded, which `quantize_calibrated` reads (``conv``: optimizations set)."""
+    conv.representative_dataset = representative_dataset(graph, calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    conv._experimental_calibrate_only = True  # noqa: SLF001 - the debugger's own way to calibrate once
+    return run_converter(conv, "int8")
 
 
 def quantize_calibrated(tfl_convert, calibrated: bytes, io_tf, deny: list[str]) -> bytes:

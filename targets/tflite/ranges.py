@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgec.runtimes.metrics import worst_cosine
 from edgec.targets.tflite.onnx2tf_step import TFGraph
 from edgec.targets.tflite.tflite_io import SIGNATURE, interpreter_class
 
@@ -89,8 +90,12 @@ def pool_padding_ranges(calibrated: bytes) -> tuple[bytes, int]:
 
 
 def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quantize,
-                  classifier: bool = False) -> tuple[bytes, dict[str, Any]]:
+                  classifier: bool = False) -> tuple[bytes, dict[str, Any], bytes | None]:
     """``auto``: the candidate whose int8 model (``quantize(calibrated)``) agrees best with float on held-out samples.
+
+    Returns ``(calibrated model with the winner's ranges, range info, its int8 model)``; the
+    int8 model is None where the winner's ranges come from other samples than it was scored
+    with (the folds), so it was never quantized from them.
 
     The first ``scored`` samples are split into two folds; each candidate's ranges come from
     one fold and its int8 model is scored on the other (both ways), so a range that fits
@@ -112,13 +117,16 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     folds = [(pool[0::2], pool[1::2]), (pool[1::2], pool[0::2])] if len(pool) >= 4 else [(list(samples), pool)]
     want = {id(f): sess.run(None, f) for f in pool}
     best: tuple[tuple[float, ...], str] | None = None
+    built: dict[str, tuple] = {}  # single fold: each candidate's (calibrated model, range info, int8 model)
     scores: dict[str, float] = {}
     top1: dict[str, float] = {}
     for cand in AUTO_CANDIDATES:
         got, ref, worst = [], [], []
         for fit, held in folds:
-            model = _fold_ranges(calibrated, graph, fit, cand) if len(folds) > 1 else \
-                calibrated_with(calibrated, graph, fit, cand)[0]
+            if len(folds) > 1:
+                model = _fold_ranges(calibrated, graph, fit, cand)
+            else:
+                model, info = calibrated_with(calibrated, graph, fit, cand)
             data = quantize(model)
             # min/max of one fold is not the converter's own calibration either: BERT's LayerNorm
             # aborts LiteRT on it as on percentile ranges, so every fold's model is probed.
@@ -129,8 +137,10 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
             except RuntimeError:  # LiteRT refuses this int8 model (a zero-range divisor): not a candidate
                 break
             fold_want = [want[id(f)] for f in held]
-            worst.append(_agreement(fold_got, fold_want))
+            worst.append(worst_cosine(fold_got, fold_want))
             got, ref = got + fold_got, ref + fold_want
+            if len(folds) == 1:  # ranges from every sample: the final model if this candidate wins
+                built[cand] = (model, info, data)
         else:
             scores[cand] = round(float(np.mean(worst)), 6)
             key: tuple[float, ...] = (scores[cand],)
@@ -140,13 +150,16 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
             if best is None or key > best[0]:
                 best = (key, cand)
     if best is None:
-        return calibrated, {"method": "minmax", "auto": "every candidate failed in LiteRT"}
-    model, info = calibrated_with(calibrated, graph, samples, best[1])
+        return calibrated, {"method": "minmax", "auto": "every candidate failed in LiteRT"}, None
+    if best[1] in built:
+        model, info, data = built[best[1]]
+    else:
+        (model, info), data = calibrated_with(calibrated, graph, samples, best[1]), None
     info["auto_scores"] = scores
     if classifier:
         info["auto_top1"] = top1
     info["auto_scored_on"] = f"held-out, 2 folds of {len(pool)}" if len(folds) > 1 else "calibration samples"
-    return model, info
+    return model, info, data
 
 
 def _fold_ranges(calibrated: bytes, graph: TFGraph, fit, cand: str) -> bytes:
@@ -162,18 +175,6 @@ def top1_agreement(got, want) -> float:
                                  np.asarray(w[0]).reshape(len(w[0]), -1).argmax(-1)))
             for g, w in zip(got, want)]
     return float(np.mean(hits)) if hits else 0.0
-
-
-def _agreement(got, want) -> float:
-    per_sample = []
-    for g_row, w_row in zip(got, want):
-        cos = []
-        for g, w in zip(g_row, w_row):
-            g, w = np.asarray(g, np.float64).ravel(), np.asarray(w, np.float64).ravel()
-            den = float(np.linalg.norm(g) * np.linalg.norm(w))
-            cos.append(float(g @ w) / den if den > 0 else float(np.allclose(g, w)))
-        per_sample.append(min(cos))
-    return float(min(per_sample))
 
 
 def override_ranges(calibrated: bytes, graph: TFGraph, samples: list[dict[str, np.ndarray]],

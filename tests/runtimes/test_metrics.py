@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edgec.runtimes.metrics import ErrorStats, cosine, nrmse, sqnr_db, top1_agreement
+from edgec.runtimes.metrics import ErrorStats, check_cosine, cosine, nrmse, sqnr_db, top1_agreement, worst_cosine
 
 
 def test_metrics_on_known_arrays():
@@ -31,3 +31,16 @@ def test_nan_and_inf_never_read_as_small_errors():
         assert top1_agreement(ref[None], bad[None]) == 0.0
         stats = ErrorStats().add(ref, ref).add(ref, bad)
         assert math.isnan(stats.sqnr_db) and math.isnan(stats.cosine) and stats.max_abs_err == math.inf
+
+
+def test_worst_case_check_scores():
+    """`check_cosine`: an empty output against rounding noise agrees; a non-finite one scores 0, so
+    ``min`` cannot pass over it (as it passes over NaN); `worst_cosine` is the lowest over samples and outputs."""
+    ref = np.array([3.0, 4.0])
+    assert check_cosine(ref, -ref) == pytest.approx(-1.0) and check_cosine(ref.astype(np.float32), ref) == 1.0
+    assert check_cosine(np.zeros(2), np.array([1e-9, 0.0])) == 1.0 and check_cosine(np.zeros(2), ref) == 0.0
+    assert check_cosine(ref, np.array([np.nan, 1.0])) == 0.0 and check_cosine(np.array([np.inf, 1.0]), ref) == 0.0
+    got = [[ref, ref], [ref, np.array([4.0, 3.0])], [np.array([np.nan, 1.0]), ref]]
+    want = [[ref, ref]] * 3
+    assert worst_cosine(got[:1], want) == 1.0 and worst_cosine(got[:2], want) == pytest.approx(24 / 25)
+    assert worst_cosine(got, want) == 0.0

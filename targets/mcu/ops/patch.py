@@ -31,7 +31,7 @@ from typing import Callable
 
 from edgec.targets.mcu.ops.record import OpRecord
 from edgec.targets.mcu.qgraph import QGraph, QOp
-from edgec.targets.mcu.rows import _geometry
+from edgec.targets.mcu.rows import input_rows, row_window
 
 WINDOWED = ("conv", "dwconv", "maxpool", "avgpool", "pad")
 ELEMENTWISE = ("add", "mul", "requant", "lut")
@@ -46,10 +46,9 @@ PLANNED = 6
 
 def _window(g: QGraph, op: QOp) -> tuple[int, int, int]:
     """(stride, top pad, rows one output row reads) along H of the op's first input."""
-    geo = _geometry(g, op)  # conv, dwconv, pools: the row-in-place schedule's own geometry
+    geo = row_window(g, op)  # conv, dwconv, pools: the row-in-place schedule's own geometry
     if geo is not None:
-        stride, pad, dil, k_h = geo
-        return stride, pad, (k_h - 1) * dil + 1
+        return geo
     if op.kind == "pad":
         return 1, op.attrs["pads"][1][0], 1
     return 1, 0, 1
@@ -125,8 +124,7 @@ def plan_stage(g: QGraph, ops: list[QOp], bands: int) -> Stage | None:
             o0, o1 = need[op.outputs[0]]
             stride, pad, extent = _window(g, op)
             for x in _acts(g, op):
-                top = o0 * stride - pad
-                a, b = max(0, top), min(g.t(x).shape[1], (o1 - 1) * stride - pad + extent)
+                a, b = input_rows(o0, o1, stride, pad, extent, g.t(x).shape[1])
                 if b <= a:
                     return None
                 lo, hi = need.get(x, (a, b))
@@ -150,10 +148,10 @@ def plan_stage(g: QGraph, ops: list[QOp], bands: int) -> Stage | None:
             o0, o1 = need[y]
             stride, pad, extent = _window(g, op)
             macs += (o1 - o0) * _macs_per_row(g, op)
-            top = o0 * stride - pad
             if op.kind in WINDOWED:
                 x = op.inputs[0]
-                a, b = max(0, top), min(g.t(x).shape[1], (o1 - 1) * stride - pad + extent)
+                a, b = input_rows(o0, o1, stride, pad, extent, g.t(x).shape[1])
+                top = o0 * stride - pad  # a - top: the band's rows of top padding
                 row += [b - a, a - top, o1 - o0, (a - (need[x][0] if x in inner else 0)) * _row_bytes(g, x)]
             else:
                 # The call's size: bytes, or for a Concat its `outer` (pixels of the band).

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 from edgec.targets.mcu.ops.record import OpRecord
 from edgec.targets.mcu.qgraph import QGraph, QOp
+from edgec.targets.mcu.rows import input_rows, row_window
 
 
 def _split_args(call: str) -> list[str]:
@@ -87,9 +88,7 @@ def _inplace_safe(g: QGraph, c1: QOp, c2: QOp, sc: QOp | None, identity: bool) -
     x_row, o_row = x.nbytes // x.shape[1], out.nbytes // out.shape[1]
 
     def window(conv: QOp, row: int, in_h: int) -> tuple[int, int]:
-        k = (g.t(conv.inputs[1]).shape[1] - 1) * conv.attrs["dilation"][0] + 1
-        top = row * conv.attrs["stride"][0] - conv.attrs["pad"][0]
-        return max(0, top), min(in_h, top + k)
+        return input_rows(row, row + 1, *row_window(g, conv), in_h)
 
     reads: list[int] = []  # the lowest input row each output row's step reads
     made = 0
@@ -134,7 +133,7 @@ def fuse_residual_blocks(g: QGraph) -> QGraph:
                     or g.consumers(main) != [add] or len(g.consumers(x)) != 2 or g.t(x).shape[0] != 1):
                 continue
             y1, y2 = g.t(c1.outputs[0]), g.t(main)
-            k2 = (g.t(c2.inputs[1]).shape[1] - 1) * c2.attrs["dilation"][0] + 1
+            k2 = row_window(g, c2)[2]  # the inner rows one output row reads
             ring = k2 * y1.nbytes // y1.shape[1] + (2 if sc is not None else 1) * y2.nbytes // y2.shape[1]
             consts = [t for sub in (c1, c2, sc) if sub is not None for t in sub.inputs[1:]]
             fused = QOp("resblock", add.name, [x, *consts], list(add.outputs),
@@ -160,7 +159,7 @@ def fuse_expanding_pairs(g: QGraph) -> QGraph:
             continue
         if y2.nbytes > x.nbytes or not _inplace_safe(g, c1, c2, None, False):
             continue
-        k2 = (g.t(c2.inputs[1]).shape[1] - 1) * c2.attrs["dilation"][0] + 1
+        k2 = row_window(g, c2)[2]  # the inner rows one output row reads
         fused = QOp("convpair", c2.name, [x.name, *c1.inputs[1:], *c2.inputs[1:]], list(c2.outputs),
                     {"c1": c1, "c2": c2, "sc": None, "add": None, "ring_bytes": k2 * y1.nbytes // y1.shape[1],
                      "inplace": True}, "CONV_PAIR")

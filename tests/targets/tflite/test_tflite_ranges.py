@@ -79,12 +79,28 @@ def test_auto_ranges_score_candidates_on_held_out_samples(tmp_path):
     rng = np.random.default_rng(1)
     samples = [{"x": rng.normal(0, 1, (1, 1, 32, 32)).astype(np.float32)} for _ in range(16)]
     samples[0]["x"][0, 0, 5, 7] = 200.0
-    built = lower(model, CalibrationData(samples, "test"), "int8", tmp_path / "auto")
+    # int8 activations pinned: unpinned, this model's int8 is under the floor and ships 16x8 (int8_floor).
+    built = lower(model, CalibrationData(samples, "test"), "int8", tmp_path / "auto", activations="int8")
     r = built.result.manifest["quantization"]["ranges"]
     scores = r["auto_scores"]
     assert set(scores) == {"minmax", "percentile"} and r["auto_scored_on"].startswith("held-out")
     assert r["method"] == max(scores, key=scores.get) == "percentile", scores
     assert "auto_top1" not in r  # a 4-D output is no classifier
+
+
+def test_auto_ranges_on_few_samples_keep_the_winners_int8_model(tmp_path):
+    """Under 4 samples ``auto`` scores each candidate on the samples its ranges come from, so the
+    winner's int8 model is the final one and is kept, not quantized again: its bytes are those of a
+    build that names the winning ranges."""
+    model = _pointwise_model()
+    rng = np.random.default_rng(2)
+    calib = CalibrationData([{"x": rng.normal(0, 1, (1, 1, 32, 32)).astype(np.float32)} for _ in range(3)], "test")
+    auto = lower(model, calib, "int8", tmp_path / "auto")
+    r = auto.result.manifest["quantization"]["ranges"]
+    assert r["auto_scored_on"] == "calibration samples", r
+    named = lower(model, calib, "int8", tmp_path / "named", ranges=r["method"])
+    read = lambda b: (b.bundle / b.result.model_artifact.path).read_bytes()  # noqa: E731
+    assert read(auto) == read(named)
 
 
 def _conv_relu_maxpool_model(relu: bool = True):
