@@ -58,6 +58,9 @@ class TargetOption:
 # Recurrent cells: int8 Q/DQ leaves them in float, but they amplify the error of the int8 layers
 # in front of them (ddddocr's CRNN: LSTM input SQNR 18.7 dB -> output 12.5 dB).
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
+# For a deep residual stream on the weighted-placement CPU targets: residual Adds in float and
+# every depthwise -> pointwise link equalized (with bias correction; `QuantScheme.deep_residual_adds`).
+DEEP_RESIDUAL_OVERRIDES = (("float_residual_adds", True), ("equalize_min_spread", 1.0))
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,12 @@ class QuantScheme:
         bias_correction_ops: Op types whose presence turns bias correction on by default:
             recurrent cells (LSTM) amplify the small per-channel mean shift of an int8 CNN in
             front of them on every time step.
-        bias_correction_residual_adds: Bias correction on by default for a model with at least
-            this many residual Adds of conv blocks (None: never): the int8 rounding of each
-            block shifts the residual stream's per-channel mean a little, and over a deep stream
-            (BlazeFace: 16-31 blocks) the shifts build up; NNCF's default corrects biases too.
+        deep_residual_adds: Models with at least this many residual Adds of conv blocks get
+            ``deep_residual_overrides`` and bias correction by default (None: no model). Over a
+            deep residual stream (BlazeFace: 16-31 blocks) each block's int8 rounding and small
+            per-channel mean shift build up; a few blocks (ResNet, MobileNetV2) do not need it.
+        deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
+            (``float_residual_adds``, ``equalize_min_spread``).
         calib_method_with_ops: The default calibration method when one of
             ``bias_correction_ops`` is present (None: ``calib_method``): the cell amplifies the
             int8 noise of its input too, which ranges chosen by output error keep lowest.
@@ -155,7 +160,8 @@ class QuantScheme:
     equalize_streams: bool = False
     bias_correction_ops: frozenset[str] = frozenset()
     calib_method_with_ops: str | None = None
-    bias_correction_residual_adds: int | None = None
+    deep_residual_adds: int | None = None
+    deep_residual_overrides: tuple[tuple[str, Any], ...] = ()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from edgec.targets.base import RECURRENT_OPS, LowerResult, LowerSpec, QuantScheme, Target, TargetOption
+from edgec.targets.base import (DEEP_RESIDUAL_OVERRIDES, RECURRENT_OPS, LowerResult, LowerSpec, QuantScheme, Target,
+                                TargetOption)
 
 if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
@@ -38,9 +39,9 @@ class ONNXRuntimeTarget(Target):
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
         activation_symmetric=False, placement="weighted", per_channel_depthwise_inputs=True,
         equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS, calib_method_with_ops="mse",
-        # Residual Adds in float and every depthwise -> pointwise link equalized: BlazeFace's deep
-        # residual streams (blazeface-back worst-sample cosine 0.944 -> 0.992); see QuantScheme.
-        float_residual_adds=True, equalize_min_spread=1.0, bias_correction_residual_adds=16)
+        # Deep residual streams (BlazeFace, 16-31 blocks): residual Adds in float, every depthwise ->
+        # pointwise link equalized, bias correction (blazeface-back worst-sample cosine 0.944 -> 0.985).
+        deep_residual_adds=16, deep_residual_overrides=DEEP_RESIDUAL_OVERRIDES)
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "
                      "4 int8 activations (faster; onnxruntime's default for fused int4)", kind="choice",

@@ -1,7 +1,7 @@
 """Deep residual streams on the Q/DQ targets (intel-cpu, onnxruntime): residual Adds in float
-(`QuantScheme.float_residual_adds`) and bias correction for deep streams
-(`QuantScheme.bias_correction_residual_adds`); real onnxruntime and OpenVINO runs of a
-BlazeFace-style two-block model."""
+(`QuantScheme.float_residual_adds`), every depthwise -> pointwise link equalized and bias correction,
+for models with `QuantScheme.deep_residual_adds` residual blocks; real onnxruntime and OpenVINO runs
+of a BlazeFace-style two-block model."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def test_float_residual_adds_keep_the_stream_unrounded(target):
     model = ModelHandle.from_onnx(_stream_model(), "stream.onnx", "0" * 64)
     calib, evals = _samples(16, 1), _samples(8, 2)
     ranges = collect_ranges(model.proto, calib, "minmax")
-    scheme = get_target(target).quant_scheme
-    assert scheme.float_residual_adds
+    scheme = dataclasses.replace(get_target(target).quant_scheme, **dict(get_target(target).quant_scheme.deep_residual_overrides))
+    assert scheme.float_residual_adds and not get_target(target).quant_scheme.float_residual_adds
     ref = _run(model.proto, evals)
     out = {}
     for name, s in (("float adds", scheme), ("int8 adds", dataclasses.replace(scheme, float_residual_adds=False))):
@@ -69,21 +69,30 @@ def test_deep_residual_stream_turns_bias_correction_on():
         calib_method="minmax")
     ranges = collect_ranges(model.proto, calib, "minmax")
     base = get_target("onnxruntime").quant_scheme
+    assert base.deep_residual_adds > 2  # this two-block model is not deep for the real target
     for needed, on in ((2, True), (3, False)):
-        scheme = dataclasses.replace(base, bias_correction_residual_adds=needed)
+        scheme = dataclasses.replace(base, deep_residual_adds=needed)
         q = Int8Quantizer.create(cfg, model, data, ranges, scheme, SILENT)
         recipe = [p for p in q.passes if p["name"] == "deep-residual-recipe"]
-        assert q.bias_correction is on and bool(recipe) is on, q.passes
+        assert q.bias_correction is on and bool(recipe) is on and q.scheme.float_residual_adds is on, q.passes
         if on:
-            assert recipe[0]["config"] == {"residual_adds": 2, "bias_correction": True}
-            _, summary = q.quantize()
-            assert "bias_correction" in summary
+            assert recipe[0]["config"] == {"residual_adds": 2, "bias_correction": True, "float_residual_adds": True,
+                                           "equalize_min_spread": 1.0}
+            eq = next(p for p in q.passes if p["name"] == "equalize-conv-pairs")
+            assert eq["config"]["min_spread"] == 1.0
+            quant, summary = q.quantize()
+            assert "bias_correction" in summary and _add_inputs_from_dq(quant.proto) == 0
 
 
-def test_intel_cpu_build_runs_float_residual_adds_in_openvino(tmp_path):
+def test_intel_cpu_build_runs_float_residual_adds_in_openvino(tmp_path, monkeypatch):
     """The Q/DQ model with float Adds between int8 convs lowers to OpenVINO IR and agrees with float."""
     pytest.importorskip("openvino")
     import onnx
+
+    from edgec.targets.openvino import OpenVINOTarget
+
+    monkeypatch.setattr(OpenVINOTarget, "quant_scheme", dataclasses.replace(OpenVINOTarget.quant_scheme,
+                                                                            deep_residual_adds=2))
 
     from edgec.api import build
     from edgec.compiler.config import BuildConfig
@@ -97,8 +106,9 @@ def test_intel_cpu_build_runs_float_residual_adds_in_openvino(tmp_path):
     out = tmp_path / "b"
     result = build(BuildConfig(model=str(src), output=out, target="intel-cpu", precision="int8", calib=str(calib),
                                force=True))
-    quant = next(p for p in result.manifest["passes"] if p["name"] == "quantize")
-    assert quant["config"]["scheme"]["float_residual_adds"] is True
+    passes = {p["name"]: p["config"] for p in result.manifest["passes"]}
+    assert passes["quantize"]["scheme"]["float_residual_adds"] is True and "bias_correction" in passes["quantize"]
+    assert passes["deep-residual-recipe"]["residual_adds"] == 2
     runner = get_target("intel-cpu").verify_runner(out, result.manifest)
     ref = reference_runner(out, result.manifest)
     with runner, ref:
