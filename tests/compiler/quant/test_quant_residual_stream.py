@@ -37,8 +37,9 @@ def test_float_residual_adds_keep_the_stream_unrounded(target):
     model = ModelHandle.from_onnx(_stream_model(), "stream.onnx", "0" * 64)
     calib, evals = _samples(16, 1), _samples(8, 2)
     ranges = collect_ranges(model.proto, calib, "minmax")
-    scheme = dataclasses.replace(get_target(target).quant_scheme, **dict(get_target(target).quant_scheme.deep_residual_overrides))
-    assert scheme.float_residual_adds and not get_target(target).quant_scheme.float_residual_adds
+    base = get_target(target).quant_scheme
+    scheme = dataclasses.replace(base, **dict(base.deep_residual_overrides))
+    assert scheme.float_residual_adds and not base.float_residual_adds
     ref = _run(model.proto, evals)
     out = {}
     for name, s in (("float adds", scheme), ("int8 adds", dataclasses.replace(scheme, float_residual_adds=False))):
