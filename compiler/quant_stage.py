@@ -186,7 +186,7 @@ class Int8Quantizer:
             progress.message("choosing a calibration method on held-out samples")
             passes.append({"name": "calibrate-held-out", "config": q.choose_held_out()})
         if scheme.float_fallback_ops:
-            info = q.float_fallback(progress)
+            info = q.float_fallback(progress, tuple(config.keep_float))
             if info is not None:
                 passes.append({"name": "float-fallback", "config": info})
         return q
@@ -332,16 +332,17 @@ class Int8Quantizer:
                 "screen_errors": found["screen"], "output_evaluations": found["evaluations"],
                 "refine_budget": budget}
 
-    def float_fallback(self, progress: "Progress") -> dict[str, Any] | None:
+    def float_fallback(self, progress: "Progress", keep_float: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """The scheme's cheap fallback (`edgec.compiler.float_fallback`); None when it has no candidate.
 
-        Sets `fallback_float`, which every later `quantize` keeps in float (the gate starts from it).
+        Measured on top of the user's ``keep_float``. Sets `fallback_float`, which every later
+        `quantize` keeps in float (the gate starts from it).
         """
         from edgec.compiler import float_fallback as ff
         from edgec.compiler.quality import ort_session, run_onnx
         from edgec.compiler.scale_screen import REFINE_EVALS
 
-        quant, _ = self.quantize(bias_correction=False)
+        quant, _ = self.quantize(keep_float, bias_correction=False)
         ops = self.scheme.float_fallback_ops
         cands = [n for n, op in quantized_layers(quant.proto) if op in ops]
         if not cands:
@@ -349,7 +350,7 @@ class Int8Quantizer:
         samples = self._auto.get("samples") or list(self.calibration.samples[:AUTO_SAMPLES])
         refs = self._auto.get("refs") or run_onnx(self.reference.proto, samples,
                                                   session=ort_session(self.reference.proto))
-        outs = self._auto.get("outputs")
+        outs = None if keep_float else self._auto.pop("outputs", None)  # auto measured without them
         local = self._auto.get("local", {})
         inputs = {n.name: list(n.input) for n in self.model.proto.graph.node}
 
@@ -364,7 +365,7 @@ class Int8Quantizer:
             return ff.cosine_error(outs, refs), ff.worst_cosine(outs, refs)
 
         def evaluate(nodes: tuple[str, ...]) -> tuple[float, float]:
-            q, _ = self.quantize(nodes)
+            q, _ = self.quantize((*keep_float, *nodes))
             return score(run_onnx(q.proto, samples))
 
         bar = self.scheme.float_fallback_cosine
@@ -375,8 +376,7 @@ class Int8Quantizer:
         found = ff.search(cands, evaluate, bar, base, max_back=min(ff.MAX_BACK, budget))
         self.bias_correction = bias_correction
         self.fallback_float = tuple(found["kept_float"])
-        return {"ops": list(ops), "bar_worst_cosine": bar, "candidates": len(cands), "samples": len(samples),
-                **{k: v for k, v in found.items() if k != "alone"}}
+        return {"ops": list(ops), "bar_worst_cosine": bar, "candidates": len(cands), "samples": len(samples), **found}
 
     def candidates(self, quant: "ModelHandle", kinds: tuple[str, ...]) -> list:
         """Fallbacks the accuracy gate may try on ``quant`` (see `edgec.compiler.sensitivity`)."""

@@ -41,7 +41,7 @@ def test_search_takes_the_fp16_gain_gives_back_idle_layers_never_worse():
     assert found["kept_float"] == [] and found["error"] == 0.1 and found["evaluations"] == 2
     # At most max_back nodes are tried back.
     found = ff.search(list("abcdefgh"), lambda nodes: (0.1 * 0.5 ** len(nodes), 0.5), bar=0.99, max_back=3)
-    assert found["evaluations"] == 1 + 1 + 3 and found["kept_float"] == list("abcde")  # within the share
+    assert found["evaluations"] == 1 + 1 + 3 and found["kept_float"] == list("abcdef")  # f: over the share
 
 
 def _residual(seed=0):
@@ -101,3 +101,39 @@ def test_jetson_build_records_the_fallback(tmp_path):
     assert passes["quantize"]["keep_float"] == ["add"]
     assert passes["calibrate"]["tensors"] > 0  # counted after auto's own collection pass
     assert res.report["accuracy"]["cosine"] > 0.99
+
+
+def test_auto_build_calibrates_once_and_only_readable_tensors(tmp_path, monkeypatch):
+    """``auto`` takes min/max from its own multi-observer pass: no second (or third) min/max pass,
+    and no histograms for tensors no Q/DQ can read (the Add output, the Mul output)."""
+    from edgec import api
+    from edgec.calibration import collect
+    from edgec.compiler.config import BuildConfig
+
+    passes = []
+    observe = collect._observe
+
+    def counting(model, samples, methods, tensors, *args, **kw):
+        passes.append((tuple(m if isinstance(m, str) else m[0] for m in methods), tensors))
+        return observe(model, samples, methods, tensors, *args, **kw)
+
+    monkeypatch.setattr(collect, "_observe", counting)
+    onnx.save(_residual(), tmp_path / "r.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.concatenate([s["x"] for s in _samples(12)]))
+    api.build(BuildConfig.from_flat(model=str(tmp_path / "r.onnx"), output=tmp_path / "b", target="jetson",
+                                    precision="int8", calib=str(tmp_path / "calib.npz"), force=True))
+    assert len(passes) == 1, passes
+    methods, tensors = passes[0]
+    assert len(methods) == 5 and sorted(tensors) == ["b", "s", "x"]
+
+
+def test_auto_measures_fewer_samples_only_on_large_models():
+    from edgec.compiler.quant_stage import AUTO_MIN_SAMPLES, AUTO_SAMPLES, auto_samples
+
+    class H:
+        def __init__(self, total):
+            self.total = total
+
+    assert auto_samples({"a": H(16 * 1e6)}, 16) == AUTO_SAMPLES  # 1e6 values a sample: all 16
+    assert auto_samples({"a": H(16 * 1e8), "b": H(16 * 1e8)}, 16) == AUTO_MIN_SAMPLES  # 2e8: 4 fit, 8 kept
+    assert AUTO_MIN_SAMPLES < auto_samples({"a": H(16 * 6e7)}, 16) < AUTO_SAMPLES
