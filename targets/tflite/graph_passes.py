@@ -178,8 +178,8 @@ def _constants(g) -> dict[str, Any]:
     return consts
 
 
-def prepare_onnx(model: ModelHandle) -> tuple[Any, list[dict[str, Any]]]:
-    """Static-shape, slimmed, GELU-fused copy of the model's proto, and the passes run."""
+def prepare_onnx(model: ModelHandle, gelu: bool = True) -> tuple[Any, list[dict[str, Any]]]:
+    """Static-shape, slimmed copy of the model's proto (GELU fused unless ``gelu=False``), and the passes run."""
     import onnx
 
     for s in model.inputs:
@@ -199,7 +199,7 @@ def prepare_onnx(model: ModelHandle) -> tuple[Any, list[dict[str, Any]]]:
             passes.append({"name": "onnxslim", "config": {"version": version_of("onnxslim")}})
     except Exception as exc:  # slimming is an optimization; the unslimmed graph still converts
         passes.append({"name": "onnxslim", "config": {"skipped": type(exc).__name__}})
-    n = fuse_erf_gelu(proto)
+    n = fuse_erf_gelu(proto) if gelu else 0
     if n:
         passes.append({"name": "fuse-erf-gelu", "config": {"fused": n}})
     n = attention_mask_as_row_min(proto)

@@ -97,3 +97,4 @@ def test_tiny_bert_16x8_converts_runs_and_holds(bert, tmp_session):
     with LiteRTRunner(built.bundle, built.manifest, threads=1) as runner:
         acc = compare(runner, _OrtReference(built.model), evals, classification=False)
     assert acc["cosine"] > 0.99, acc
+
