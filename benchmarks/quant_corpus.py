@@ -341,9 +341,19 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
         res["run"] = {"load_average": round(os.getloadavg()[0], 2), "threads": 1, "rounds": rounds, "iters": iters,
                       "calib_samples": calib_n, "eval_samples": eval_n, "float": "source" if float_path != (
                           next(iter(bundles.values())) / "reference" / "model.onnx") else "edgec front end",
-                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": _code_commit()}
         _save_row(results, name, res)
     print_corpus_table(results, names)
+
+
+def _code_commit() -> str:
+    import subprocess
+
+    git = ["git", "-C", str(Path(__file__).resolve().parent)]
+    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no", "--", "compiler", "targets",
+                                 "calibration", "runtimes"], capture_output=True, text=True).stdout.strip()
+    return head + ("+changes" if dirty else "")
 
 
 def _save_row(results: dict, name: str, res: dict) -> None:

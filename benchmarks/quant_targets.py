@@ -130,6 +130,8 @@ def _fallbacks(report: dict, manifest: dict) -> str:
         if p.get("name") == "calibrate-auto":
             used = {k: v for k, v in p["config"]["methods"].items() if v}
             parts.append("ranges " + ",".join(f"{k}:{v}" for k, v in used.items()))
+        if p.get("name") == "float-fallback" and p["config"].get("kept_float"):
+            parts.append(f"{len(p['config']['kept_float'])} fp16 {'/'.join(p['config']['ops'])} (default)")
     q = (manifest.get("target_info") or {}).get("quantization") or {}
     if q.get("activations", "").startswith("int16"):
         parts.append("16x8")

@@ -18,6 +18,9 @@ from edgec.errors import ConfigError
 from edgec.targets.registry import DEFAULT_TARGET
 
 AUTO_CALIB_METHOD = "auto"  # one observer per tensor, chosen by the output error it causes (quant_stage)
+HELD_OUT_CALIB_METHOD = "held-out"  # one observer for the whole model, chosen on held-out samples (held_out_ranges)
+# Pseudo-methods that choose among the observers: their first ranges are min/max.
+CHOOSING_CALIB_METHODS = (AUTO_CALIB_METHOD, HELD_OUT_CALIB_METHOD)
 
 
 def one_of(values) -> str:
@@ -27,10 +30,10 @@ def one_of(values) -> str:
 
 
 def calib_method_choices() -> tuple[str, ...]:
-    """Every registered observer (at call time, so plugins count) plus ``auto``."""
+    """Every registered observer (at call time, so plugins count) plus ``auto`` and ``held-out``."""
     from edgec.calibration.observers import registered_observers
 
-    return (*registered_observers(), AUTO_CALIB_METHOD)
+    return (*registered_observers(), *CHOOSING_CALIB_METHODS)
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class Int8Options:
     """How int8 (calibrated) precisions are quantized.
 
     Attributes:
-        calib_method: Observer for activation ranges (a registered name or ``auto``); None:
+        calib_method: Observer for activation ranges (a registered name, ``auto`` or ``held-out``); None:
             the target's default (`QuantScheme.calib_method`).
         smoothquant: SmoothQuant migration strength alpha in [0, 1]; None disables it.
         bias_correction: Correct the int8 model's per-channel output bias on calibration data.

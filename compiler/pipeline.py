@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgec.compiler import bundle as bundle_io
-from edgec.compiler.config import BuildConfig, check_option_names
+from edgec.compiler.config import CHOOSING_CALIB_METHODS, BuildConfig, check_option_names
 from edgec.compiler.lowering import Lowering, input_profiles, is_classifier
 from edgec.compiler.model import ModelHandle
 from edgec.compiler.packaging import source_size
@@ -222,7 +222,10 @@ def calibrate(state: BuildState) -> None:
         state.quant = kept_source_model(state.kept_quant, config, target, state.precision, handle)
         state.passes.append({"name": "quantize", "config": {"source": "kept the model's own Q/DQ scales"}})
     elif handle.format == "onnx" and state.precision in target.calibrated_precisions:
-        state.calibration, state.ranges = _calibrate(config, handle, state.progress)
+        # ``auto`` with edgec's quantizer collects every method's ranges (min/max too) in one pass
+        # of its own, on the model as its passes leave it: a min/max pass here would be thrown away.
+        deferred = config.int8.calib_method == "auto" and target.quant_scheme is not None
+        state.calibration, state.ranges = _calibrate(config, handle, state.progress, collect=not deferred)
         state.passes.append({"name": "calibrate", "config": {"method": config.int8.calib_method,
                                                               "samples": len(state.calibration),
                                                               "tensors": len(state.ranges)}})
@@ -241,6 +244,9 @@ def quantize(state: BuildState) -> None:
         state.quantizer = Int8Quantizer.create(config, state.handle, state.calibration, state.ranges,
                                                target.quant_scheme, state.progress)
         state.ranges = state.quantizer.ranges
+        calibrate_pass = next((p for p in state.passes if p["name"] == "calibrate"), None)
+        if calibrate_pass is not None and not calibrate_pass["config"]["tensors"]:  # deferred to auto
+            calibrate_pass["config"]["tensors"] = len(state.ranges)
         state.progress.message(f"quantizing to int8 ({target.quant_scheme.placement} Q/DQ placement)")
     check_int8_passes(config, state.quantizer, target.name, state.precision)
     if state.quantizer is not None:
@@ -344,7 +350,7 @@ def package(state: BuildState) -> tuple[dict[str, Any], dict[str, Any]]:
     return bundle_io.canonical(manifest), bundle_io.canonical(report)
 
 
-def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress):
+def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress, collect: bool = True):
     from edgec.calibration import collect_ranges, load_calibration_data
 
     if not config.calib:
@@ -354,7 +360,10 @@ def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress):
     progress.message(f"loading calibration data from {config.calib}")
     data = load_calibration_data(config.calib, handle.inputs, max_samples=config.calib_samples,
                                  tokenizer_dir=handle.tokenizer_dir, preprocess=config.preprocess, seed=config.seed)
-    method = "minmax" if config.int8.calib_method == "auto" else config.int8.calib_method  # auto: see quant_stage
+    if not collect:
+        return data, {}
+    # auto, held-out: min/max first, the choice is made in quant_stage
+    method = "minmax" if config.int8.calib_method in CHOOSING_CALIB_METHODS else config.int8.calib_method
     ranges = collect_ranges(handle.proto, data.samples, method, progress=progress)
     return data, ranges
 

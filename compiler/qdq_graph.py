@@ -20,15 +20,20 @@ def activation_inputs(n, inits) -> list[str]:
 MAX_QUANTIZABLE_MAGNITUDE = 1e4
 
 
-def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes):
-    """Move a weighted input's Q/DQ above single-use precision-preserving producers."""
+def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes, shares=None):
+    """Move a weighted input's Q/DQ above single-use precision-preserving producers.
+
+    ``shares(src, p)``: whether ``p`` may read a pair on ``src`` although other nodes read ``src``
+    too (their own pair on ``src``, shared), not only when ``p`` is its single reader.
+    """
     while through:
         p = producer.get(t)
         if p is None or p.op_type not in through or id(p) in qnodes or t in graph_outputs \
                 or len(consumers.get(t, [])) != 1:
             break
         src = p.input[0]
-        if src not in float_tensors or src not in ranges or len(consumers.get(src, [])) != 1:
+        if src not in float_tensors or src not in ranges or (
+                len(consumers.get(src, [])) != 1 and not (shares is not None and shares(src, p))):
             break
         t, reader = src, p
     return t, reader
@@ -72,6 +77,17 @@ def fed_by_conv(n, producer) -> bool:
         if p is not None and p.op_type in ("Conv", "ConvTranspose"):
             return True
     return False
+
+
+def conv_residual_adds(proto) -> int:
+    """How many Adds join two same-shape activations with one of them from a Conv (residual blocks)."""
+    g = proto.graph
+    inits = {t.name for t in g.initializer}
+    _, shapes = float_tensors(proto)
+    producer = {o: n for n in g.node for o in n.output}
+    return sum(1 for n in g.node if n.op_type == "Add" and len(n.input) == 2 and not any(i in inits for i in n.input)
+               and shapes.get(n.input[0]) is not None and shapes.get(n.input[0]) == shapes.get(n.input[1])
+               and fed_by_conv(n, producer))
 
 
 def float_tensors(proto) -> tuple[set[str], dict[str, tuple]]:

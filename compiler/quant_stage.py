@@ -7,7 +7,8 @@ among the registered observers' ranges (minmax, percentile, entropy, mse ... plu
 tensor's candidates are judged by their own quantization error, and a handful of whole-model
 assignments plus a fixed budget of single-tensor switches are measured at the model's outputs
 (relative squared error against the float model on up to `AUTO_SAMPLES` calibration samples,
-in onnxruntime; `edgec.compiler.scale_screen`); the choice per tensor is recorded in the manifest.
+fewer on large models (`auto_samples`), in onnxruntime; `edgec.compiler.scale_screen`); the
+choice per tensor is recorded in the manifest.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgec.calibration.observers import registered_observers
+from edgec.compiler.config import CHOOSING_CALIB_METHODS, HELD_OUT_CALIB_METHOD
 
 if TYPE_CHECKING:
     from edgec.calibration import CalibrationData, TensorRange
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
     from edgec.targets.base import QuantScheme
 
 AUTO_SAMPLES = 16
+# Fewer samples (down to AUTO_MIN_SAMPLES) where one evaluation on AUTO_SAMPLES would compute
+# more than AUTO_ELEMENTS activation values: PicoDet at 800x608 took 27 s per evaluation on 16.
+AUTO_MIN_SAMPLES = 8
+AUTO_ELEMENTS = 8e8
 MIN_SPREAD_SAMPLES = 4
 
 
@@ -64,6 +70,12 @@ def quantized_layers(qproto) -> list[tuple[str, str]]:
         if any(i in dq_out for i in n.input):
             out.append((n.name, n.op_type))
     return out
+
+
+def auto_samples(histograms: dict[str, Any], calibrated: int) -> int:
+    """How many calibration samples ``auto`` measures each candidate on (see `AUTO_ELEMENTS`)."""
+    per_sample = sum(h.total for h in histograms.values()) / max(calibrated, 1)
+    return max(AUTO_MIN_SAMPLES, min(AUTO_SAMPLES, int(AUTO_ELEMENTS / max(per_sample, 1.0))))
 
 
 def _rel_error(outs: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> float:
@@ -113,6 +125,8 @@ class Int8Quantizer:
         self._histograms: dict[str, Any] = {}
         self._channel_absmax: dict[str, np.ndarray] | None = None
         self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
+        self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
+        self._auto: dict[str, Any] = {}  # what ``auto`` measured: local errors, outputs, budget
 
     @classmethod
     def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
@@ -122,7 +136,8 @@ class Int8Quantizer:
 
         passes: list[dict[str, Any]] = []
         model = handle
-        base_method = "minmax" if config.int8.calib_method == "auto" else config.int8.calib_method
+        scheme, deep_recipe = deep_residual_scheme(scheme, handle)
+        base_method = "minmax" if config.int8.calib_method in CHOOSING_CALIB_METHODS else config.int8.calib_method
         method, stale = base_method, False  # ranges are collected once, after the passes that change the model
         if config.int8.smoothquant is not None:
             from edgec.compiler.smoothquant import smooth
@@ -134,7 +149,8 @@ class Int8Quantizer:
         if scheme.equalize_conv_pairs:
             from edgec.compiler.equalize import equalize
 
-            model, info = equalize(model, calibration.samples, streams=scheme.equalize_streams)
+            model, info = equalize(model, calibration.samples, streams=scheme.equalize_streams,
+                                   min_spread=scheme.equalize_min_spread)
             passes.append({"name": "equalize-conv-pairs", "config": info})
             stale = stale or bool(info["equalized"] or info.get("streams"))
         if scheme.scale_depthwise_inputs:
@@ -154,14 +170,45 @@ class Int8Quantizer:
                 method, stale = with_ops, True  # not asked for by the user
                 rule["calib_method"] = method
             passes.append({"name": "recurrent-recipe", "config": rule})
-        if stale:
+        if deep_recipe is not None:
+            passes.append(deep_recipe)
+            if not bias_correction:
+                bias_correction = deep_recipe["config"]["bias_correction"] = True
+        auto = config.int8.calib_method == "auto"
+        if stale and not auto:  # auto takes every method's ranges, min/max too, from its own pass
             ranges = collect_ranges(model.proto, calibration.samples, method)
         q = cls(model, handle, ranges, scheme, calibration, bias_correction, passes)
-        if config.int8.calib_method == "auto":
+        if auto:
             progress.message("choosing a calibration method per tensor (auto)")
             info = q.choose_auto()
             passes.append({"name": "calibrate-auto", "config": info})
+        elif config.int8.calib_method == HELD_OUT_CALIB_METHOD:
+            progress.message("choosing a calibration method on held-out samples")
+            passes.append({"name": "calibrate-held-out", "config": q.choose_held_out()})
+        if scheme.float_fallback_ops:
+            info = q.float_fallback(progress, tuple(config.keep_float))
+            if info is not None:
+                passes.append({"name": "float-fallback", "config": info})
         return q
+
+    def choose_held_out(self) -> dict[str, Any]:
+        """One observer for the whole model: `edgec.compiler.held_out_ranges` (``--calib-method held-out``)."""
+        from edgec.calibration import collect_ranges
+        from edgec.compiler.held_out_ranges import choose_held_out
+        from edgec.compiler.lowering import is_classifier
+
+        def quantize(ranges: "dict[str, TensorRange]") -> "ModelHandle":
+            self.ranges = ranges
+            return self.quantize()[0]
+
+        chosen = self.ranges
+        classifier = is_classifier({"task": self.reference.task,
+                                    "model_outputs": [s.to_json() for s in self.reference.outputs]})
+        method, info = choose_held_out(self.model.proto, self.reference.proto, list(self.calibration.samples),
+                                       self.scheme.held_out_methods, quantize, classifier)
+        self.ranges = chosen if method == "minmax" else collect_ranges(self.model.proto, self.calibration.samples,
+                                                                       method)
+        return info
 
     def alternatives(self) -> "dict[str, dict[str, TensorRange]]":
         """Ranges of every tensor under every calibration method (one pass, cached)."""
@@ -170,8 +217,29 @@ class Int8Quantizer:
 
             self._alternatives = collect_ranges_multi(self.model.proto, self.calibration.samples,
                                                       self.scheme.calib_candidates or registered_observers(),
+                                                      tensors=self._readable_tensors(),
                                                       histograms=self._histograms)
         return self._alternatives
+
+    def _readable_tensors(self) -> list[str] | None:
+        """The tensors whose ranges a ``weighted`` placement can read (None: every tensor).
+
+        Q/DQ then sits only on the activation inputs of weighted ops, Adds and the scheme's
+        int8-input ops; with no hoisting or unified scales no other range is ever read, and
+        each tensor's histograms cost about as much as the model run (PicoDet: half its tensors
+        are conv outputs that feed only an activation function).
+        """
+        from edgec.compiler import qdq_graph as qg
+
+        s = self.scheme
+        if s.placement != "weighted" or s.hoist_through or s.unified_scale_ops:
+            return None
+        proto = self.model.proto
+        floats, _ = qg.float_tensors(proto)
+        inits = {t.name for t in proto.graph.initializer}
+        ops = qg.WEIGHTED_OPS | set(s.int8_input_ops) | {"Add"}
+        return list(dict.fromkeys(i for n in proto.graph.node if n.op_type in ops for i in n.input
+                                  if i and i in floats and i not in inits))
 
     def channel_absmax(self) -> dict[str, np.ndarray]:
         """Per-channel ranges of depthwise-conv inputs, when the scheme quantizes them per channel (cached)."""
@@ -194,6 +262,7 @@ class Int8Quantizer:
         """
         from edgec.compiler.quantize import quantize_qdq
 
+        keep_float = tuple(dict.fromkeys((*self.fallback_float, *keep_float)))
         ranges = self.ranges
         if overrides:
             alt = self.alternatives()
@@ -226,7 +295,7 @@ class Int8Quantizer:
         from edgec.compiler.scale_screen import local_errors, refine_budget, search
 
         alt = self.alternatives()
-        samples = list(self.calibration.samples[:AUTO_SAMPLES])
+        samples = list(self.calibration.samples[:auto_samples(self._histograms, len(self.calibration))])
         bias_correction, self.bias_correction = self.bias_correction, False  # applied once, at the end
         self._upgrade_opset()
         refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
@@ -234,10 +303,16 @@ class Int8Quantizer:
         quant, _ = self.quantize()
         tensors = quantized_tensors(quant.proto, base)
 
+        best: list = [float("inf"), None]  # the best choice's outputs, for `float_fallback`
+
         def evaluate(choice: dict[str, str]) -> float:
             self.ranges = {**base, **{t: alt[m][t] for t, m in choice.items()}}
             q, _ = self.quantize()
-            return _rel_error(run_onnx(q.proto, samples), refs)
+            outs = run_onnx(q.proto, samples)
+            err = _rel_error(outs, refs)
+            if err < best[0]:
+                best[:] = [err, outs]
+            return err
 
         local = local_errors(self._histograms, alt, tensors, self.scheme.activation_symmetric)
         # Activation values one evaluation computes: what the refinement budget is counted in.
@@ -247,6 +322,8 @@ class Int8Quantizer:
         chosen = {t: m for t, m in found["choice"].items() if m != "minmax"}
         self.ranges = {**base, **{t: alt[m][t] for t, m in chosen.items()}}
         self.bias_correction = bias_correction
+        self._auto = {"local": local, "budget": budget, "samples": samples, "refs": refs,
+                      "outputs": best[1] if best[0] == found["error"] else None}
         counts = {m: 0 for m in alt}
         for t in tensors:
             counts[chosen.get(t, "minmax")] += 1
@@ -254,6 +331,52 @@ class Int8Quantizer:
                 "relative_output_error": found["error"], "screened": found["picked"],
                 "screen_errors": found["screen"], "output_evaluations": found["evaluations"],
                 "refine_budget": budget}
+
+    def float_fallback(self, progress: "Progress", keep_float: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """The scheme's cheap fallback (`edgec.compiler.float_fallback`); None when it has no candidate.
+
+        Measured on top of the user's ``keep_float``. Sets `fallback_float`, which every later
+        `quantize` keeps in float (the gate starts from it).
+        """
+        from edgec.compiler import float_fallback as ff
+        from edgec.compiler.quality import ort_session, run_onnx
+        from edgec.compiler.scale_screen import REFINE_EVALS
+
+        quant, _ = self.quantize(keep_float, bias_correction=False)
+        ops = self.scheme.float_fallback_ops
+        cands = [n for n, op in quantized_layers(quant.proto) if op in ops]
+        if not cands:
+            return None
+        samples = self._auto.get("samples") or list(self.calibration.samples[:AUTO_SAMPLES])
+        refs = self._auto.get("refs") or run_onnx(self.reference.proto, samples,
+                                                  session=ort_session(self.reference.proto))
+        outs = None if keep_float else self._auto.pop("outputs", None)  # auto measured without them
+        local = self._auto.get("local", {})
+        inputs = {n.name: list(n.input) for n in self.model.proto.graph.node}
+
+        def local_error(node: str) -> float:  # the node's worst-quantized input: most useful in fp16 first
+            errs = [min(local[t].values()) for t in inputs.get(node, ()) if t in local]
+            return max(errs, default=0.0)
+
+        cands.sort(key=lambda n: -local_error(n))
+        bias_correction, self.bias_correction = self.bias_correction, False  # as in the auto search
+
+        def score(outs: list) -> tuple[float, float]:
+            return ff.cosine_error(outs, refs), ff.worst_cosine(outs, refs)
+
+        def evaluate(nodes: tuple[str, ...]) -> tuple[float, float]:
+            q, _ = self.quantize((*keep_float, *nodes))
+            return score(run_onnx(q.proto, samples))
+
+        bar = self.scheme.float_fallback_cosine
+        base = score(outs) if outs is not None else None
+        if base is None or base[1] < bar:
+            progress.message(f"looking for the few {'/'.join(ops)} nodes that carry most of the int8 error")
+        budget = max(self._auto.get("budget", ff.MAX_BACK), REFINE_EVALS)  # compute-bounded like auto's
+        found = ff.search(cands, evaluate, bar, base, max_back=min(ff.MAX_BACK, budget))
+        self.bias_correction = bias_correction
+        self.fallback_float = tuple(found["kept_float"])
+        return {"ops": list(ops), "bar_worst_cosine": bar, "candidates": len(cands), "samples": len(samples), **found}
 
     def candidates(self, quant: "ModelHandle", kinds: tuple[str, ...]) -> list:
         """Fallbacks the accuracy gate may try on ``quant`` (see `edgec.compiler.sensitivity`)."""
@@ -273,6 +396,22 @@ class Int8Quantizer:
                     if r is not None and not same_range(r, self.ranges[t]):
                         out.append(Fallback("calib-method", t, m))
         return out
+
+
+def deep_residual_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["QuantScheme", dict | None]:
+    """``scheme`` with its ``deep_residual_overrides`` when the model's residual stream is deep, and the pass entry."""
+    if not scheme.deep_residual_adds or handle.proto is None:
+        return scheme, None
+    import dataclasses
+
+    from edgec.compiler.qdq_graph import conv_residual_adds
+
+    count = conv_residual_adds(handle.proto)
+    if count < scheme.deep_residual_adds:
+        return scheme, None
+    overrides = dict(scheme.deep_residual_overrides)
+    return dataclasses.replace(scheme, **overrides), {"name": "deep-residual-recipe",
+                                                     "config": {"residual_adds": count, **overrides}}
 
 
 def check_int8_passes(config: "BuildConfig", quantizer, target: str, precision: str) -> None:

@@ -195,6 +195,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     def is_quant_node(n) -> bool:
         if n.name in keep_float:
             return False
+        if not full and scheme.float_residual_adds and n.op_type == "Add" and \
+                qg.is_residual_add(n, b.inits, shapes, ranges) and qg.fed_by_conv(n, producer):
+            return False
         if full:
             return n.op_type in int_ops
         if n.op_type in WEIGHTED_OPS:
@@ -208,6 +211,14 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         return False
 
     qnodes = {id(n) for n in nodes if is_quant_node(n)}
+
+    def shares_pair(src, p) -> bool:
+        # Every other reader of ``src`` is a weighted op quantizing it per tensor: ``p`` (a MaxPool on a
+        # residual branch) reads their pair and runs in int8, instead of a float pool between a
+        # dequantize and a second requantize of the same tensor.
+        return all(id(c) in qnodes and c.op_type in WEIGHTED_OPS and c.input[0] == src
+                   and not (scheme.per_channel_depthwise_inputs and is_depthwise(c, b.inits))
+                   for c in consumers.get(src, []) if c is not p)
 
     # Which activation tensors get a Q/DQ pair, and which consumers read the DQ output.
     fused: set[str] = set()
@@ -228,7 +239,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         for i in act_inputs:
             if i in float_tensors and i not in fused:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
-                                                          graph_outputs, float_tensors, ranges, qnodes)
+                                                          graph_outputs, float_tensors, ranges, qnodes,
+                                                          shares_pair if scheme.hoist_shared_sources else None)
                 targets.setdefault(t, [])
                 if reader not in targets[t]:
                     targets[t].append(reader)
@@ -333,6 +345,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     summary = {
         "scheme": {"placement": scheme.placement, "activation_symmetric": scheme.activation_symmetric,
                    "per_channel": scheme.per_channel, "quantize_add": scheme.quantize_add,
+                   "float_residual_adds": scheme.float_residual_adds,
                    "quantize_embeddings": scheme.quantize_embeddings},
         "keep_float": sorted(keep_float),
         **stats,

@@ -36,7 +36,7 @@ class MCUTarget(Target):
     }
     quant_scheme = QuantScheme(placement="full", integer_ops=INTEGER_ONNX_OPS,
                                scale_preserving_ops=SCALE_PRESERVING_ONNX_OPS, equalize_conv_pairs=True,
-                               equalize_streams=True)
+                               equalize_streams=True, calib_method="held-out")
     options = (
         TargetOption("cpu", "Cortex-M core the C is built and sized for", kind="choice",
                      choices=CPU_CHOICES, default="cortex-m4"),

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from edgec.targets.base import RECURRENT_OPS, LowerResult, LowerSpec, QuantScheme, Target, TargetOption
+from edgec.targets.base import (DEEP_RESIDUAL_OVERRIDES, RECURRENT_OPS, LowerResult, LowerSpec, QuantScheme, Target,
+                                TargetOption)
 
 if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
@@ -38,12 +39,19 @@ class OpenVINOTarget(Target):
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
         activation_symmetric=False, placement="weighted",
         hoist_through=("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"),
+        # A residual MaxPool reads its input's pair (iris-landmark: 1.37x NNCF's latency from 4 f32
+        # pools, each between a dequantize and a requantize).
+        hoist_shared_sources=True,
         # mse ranges (cosine vs float, 16 samples: PP-OCRv4 det 0.986 vs minmax 0.973 / mean-minmax 0.968,
         # YOLOX 0.9996 vs 0.9993, PP-LCNet equal) and depthwise inputs per channel: above NNCF's default
         # on every corpus model (benchmarks/quant_quality.py --parts corpus). Conv pairs equalized
         # (blazeface-short 0.901 -> 0.948); bias correction in front of an LSTM (ddddocr CRNN 0.975 -> 0.993).
         quantize_embeddings=True, per_channel_depthwise_inputs=True, calib_method="mse",
         equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS,
+        # BlazeFace's 16-31 residual blocks: the int8 rounding of the residual Adds' inputs and of the
+        # depthwise outputs builds up (blazeface-back worst-sample cosine 0.962 -> 0.990, NNCF 0.978;
+        # blazeface-short 0.967 -> 0.981). Shallower models keep int8 Adds (faster in the CPU plugin).
+        deep_residual_adds=16, deep_residual_overrides=DEEP_RESIDUAL_OVERRIDES,
         # What OpenVINO's CPU plugin runs on int8 data when its inputs are quantized (the ops NNCF's CPU
         # config quantizes): without Q/DQ they run in f32 between Reorders and requantize round trips.
         int8_input_ops=frozenset({"Add", "Mul", "Resize", "GlobalAveragePool", "ReduceMean", "AveragePool"}),

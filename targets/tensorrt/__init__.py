@@ -78,6 +78,12 @@ TRT_CALIBRATORS = (
 )
 
 
+# TensorRT runs a layer whose inputs carry no Q/DQ in fp16: a default int8 build leaves the Q/DQ of
+# these ops out where its symmetric int8 error concentrates (`edgec.compiler.float_fallback`): the
+# residual Adds of BlazeFace, whose wide residual stream meets a narrow branch.
+TRT_FP16_FALLBACK_OPS = ("Add",)
+
+
 def engine_availability() -> str | None:
     """None when TensorRT engines can be built and run here; else why not (one line)."""
     from edgec.targets.tensorrt.trt_engine import gpu_available
@@ -113,7 +119,7 @@ class TensorRTTarget(Target):
     }
     quant_scheme = QuantScheme(activation_symmetric=True, placement="weighted", quantize_add=True,
                                calib_method="auto", calib_candidates=TRT_CALIBRATORS, scale_depthwise_inputs=True,
-                               equalize_conv_pairs=True)
+                               equalize_conv_pairs=True, float_fallback_ops=TRT_FP16_FALLBACK_OPS)
     supported_ops = TRT_SUPPORTED_OPS
     options = (
         TargetOption("engine", "Also build the TensorRT engine here (needs tensorrt and a CUDA GPU).", kind="flag",

@@ -28,7 +28,7 @@ from edgec.compiler.model import ModelHandle
 from edgec.errors import AccuracyError, CalibrationDataError, ConfigError
 from edgec.targets.base import RECURRENT_OPS, Artifact, LowerResult, LowerSpec
 from edgec.targets.tflite.converter_step import run_converter
-from edgec.targets.tflite.graph_passes import prepare_onnx
+from edgec.targets.tflite.graph_passes import fuse_erf_gelu, prepare_onnx
 from edgec.targets.tflite.int8_floor import hold_the_bar, pinned
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
 from edgec.targets.tflite.quant_modes import convert_full_integer, convert_int16, int8_mode
@@ -74,27 +74,31 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
 
         converted, info = equalize(model, list(spec.calibration.samples))
         passes.append({"name": "equalize-conv-pairs", "config": info})
-    proto, prepared = prepare_onnx(converted)
+    # Erf-GELU is fused after the bias correction: onnxruntime has no Gelu before opset 20, and
+    # the correction and its float check run the prepared graph in onnxruntime.
+    proto, prepared = prepare_onnx(converted, gelu=False)
     passes += prepared
     corrected = False
-    if precision == "int8" and not (float_nodes or float_ops):
-        # Conv biases cancel the mean shift of TFLite's int8 weight rounding (`weight_rounding`);
+    if precision == "int8" and activations == "int16":
+        # 16x8: conv biases cancel the mean shift of TFLite's int8 weight rounding (`weight_rounding`);
         # the graph onnx2tf converts is then not the float model, and its float check says so.
-        # A deny-listed conv keeps float weights, for which the correction would be the error.
         from edgec.targets.tflite.weight_rounding import correct_conv_biases
 
         info = correct_conv_biases(proto, list(spec.calibration.samples))
         corrected = bool(info["layers"])
         if corrected:
             passes.append({"name": "weight-rounding-bias-correction", "config": info})
+    samples = check_samples(model, spec)
+    want = reference_outputs(model.proto.SerializeToString(), samples)
+    float_want = reference_outputs(proto.SerializeToString(), samples) if corrected else want
+    n = fuse_erf_gelu(proto)
+    if n:
+        passes.append({"name": "fuse-erf-gelu", "config": {"fused": n}})
     # A recurrent cell stays a WHILE loop unless unrolled, and TFLiteConverter's full-integer
     # calibration crashes the process on the loop (SIGSEGV, ddddocr's CRNN). Unrolled over its
     # static time steps, the cell is FullyConnected/Logistic/Tanh/Mul/Add ops that quantize.
     unroll = precision == "int8" and any(n.op_type in RECURRENT_OPS for n in proto.graph.node)
     tf = import_tf()
-    samples = check_samples(model, spec)
-    want = reference_outputs(model.proto.SerializeToString(), samples)
-    float_want = reference_outputs(proto.SerializeToString(), samples) if corrected else want
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="edgec-tflite-") as tmp:
         # onnx2tf's strict mode re-runs the partial model at every Reshape/MatMul to check the
@@ -143,9 +147,28 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                     say(f"TFLiteConverter: {precision} ({ranges} ranges{with_float})")
                     data, quant = convert_full_integer(tf, conv, graph, calib, io_tf, float_nodes, float_ops, ranges)
                     if not pinned(spec):
+                        def corrected_graph():
+                            """The 16x8 fallback's graph: a copy of ``proto`` with `correct_conv_biases`, converted."""
+                            from edgec.targets.tflite.weight_rounding import correct_conv_biases
+
+                            proto16 = type(proto)()
+                            proto16.CopyFrom(proto)
+                            info = correct_conv_biases(proto16, calib)
+                            if not info["layers"]:
+                                return graph, info
+                            say("onnx2tf: ONNX -> TensorFlow (16x8, weight-rounding bias correction)")
+                            keras16 = run_onnx2tf(proto16, Path(tmp) / "corrected",
+                                                  [s.name for s in model.inputs if s.layout == "NHWC"], strict=strict,
+                                                  unroll_rnn=unroll)
+                            with captured_output():
+                                return TFGraph(tf, keras16, model, samples), info
+
                         data, quant, is16 = hold_the_bar(tf, graph, calib, samples, want, data, quant, model, spec,
-                                                         say)
+                                                         say, corrected_graph)
                         io_dtype = "float32" if is16 else io_dtype
+                        if is16 and quant.get("weight_rounding_bias_correction", {}).get("layers"):
+                            passes.append({"name": "weight-rounding-bias-correction",
+                                           "config": quant.pop("weight_rounding_bias_correction")})
                 quant["representative_layout"] = "NHWC"
             if data is None:
                 say(f"TFLiteConverter: {precision}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from edgec._deps import version_of
 from edgec.compiler.model import ModelHandle
 from edgec.errors import ConfigError
@@ -18,13 +20,10 @@ def fuse_erf_gelu(proto) -> int:
     the divisor quantizes to the zero point and LiteRT refuses the model (div.cc). Returns
     the number of patterns fused.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     g = proto.graph
-    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t"):
-            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    consts = _constants(g)
     consumers: dict[str, list] = {}
     for n in g.node:
         for i in n.input:
@@ -89,8 +88,98 @@ def fuse_erf_gelu(proto) -> int:
     return len(replace)
 
 
-def prepare_onnx(model: ModelHandle) -> tuple[Any, list[dict[str, Any]]]:
-    """Static-shape, slimmed, GELU-fused copy of the model's proto, and the passes run."""
+# A masked score sits this far under its row's lowest score: its Softmax weight is at most
+# exp(-20) = 2e-9 of an unmasked one's, under float32's resolution, so the rewrite is exact.
+MASK_MARGIN = 20.0
+# A fill at or below this masks (finfo.min, -inf, older exports' -1e4): its Softmax weight is 0 in float32.
+_MASK_FILL_AT_MOST = -1e3
+
+
+def attention_mask_as_row_min(proto) -> int:
+    """Rewrite ``Softmax(scores + Where(mask, 0, finfo.min))`` as ``Softmax(Where(mask, scores, min(scores) - 20))``.
+
+    Hugging Face exports fill masked attention positions with the lowest float. Calibration
+    puts -3.4e38 into the range of the mask and of ``scores + mask``, so an int8 or int16
+    activation scale of 1e36 rounds every real score to zero (MiniLM: cosine 0.165).
+    Filling with the row's lowest score minus `MASK_MARGIN` gives Softmax the same result
+    (masked weights under float32's resolution) while the tensor's range stays within the
+    scores' own range plus 20. Each ``Add`` whose only consumer is a last-axis ``Softmax``
+    is rewritten; returns how many.
+    """
+    from onnx import helper, numpy_helper
+
+    g = proto.graph
+    consts = _constants(g)
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outs = {o.name for o in g.output}
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+
+    def scalar(name: str) -> float | None:
+        c = consts.get(name)
+        return float(c.reshape(-1)[0]) if c is not None and c.size == 1 else None
+
+    fills = {}  # Where output -> (cond, masked value goes to the else branch)
+    for n in g.node:
+        if n.op_type != "Where" or len(n.input) != 3:
+            continue
+        a, b = scalar(n.input[1]), scalar(n.input[2])
+        if a == 0.0 and b is not None and b <= _MASK_FILL_AT_MOST:
+            fills[n.output[0]] = (n.input[0], True)
+        elif b == 0.0 and a is not None and a <= _MASK_FILL_AT_MOST:
+            fills[n.output[0]] = (n.input[0], False)
+    replace: dict[int, list] = {}
+    for n in g.node:
+        if n.op_type != "Add" or len(n.input) != 2 or n.output[0] in graph_outs:
+            continue
+        mask = next((i for i in n.input if i in fills), None)
+        users = consumers.get(n.output[0], [])
+        if mask is None or len(users) != 1 or users[0].op_type != "Softmax":
+            continue
+        axis = next((a.i for a in users[0].attribute if a.name == "axis"), -1)
+        if axis != -1:
+            continue
+        scores = n.input[1] if n.input[0] == mask else n.input[0]
+        cond, keep_then = fills[mask]
+        base = f"{n.name or n.output[0]}_mask"
+        low, fill, margin, axes = f"{base}_row_min", f"{base}_fill", f"{base}_margin", f"{base}_axes"
+        g.initializer.append(numpy_helper.from_array(np.array(MASK_MARGIN, np.float32), margin))
+        if opset >= 18:
+            g.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), axes))
+            reduce = helper.make_node("ReduceMin", [scores, axes], [low], name=low, keepdims=1)
+        else:
+            reduce = helper.make_node("ReduceMin", [scores], [low], name=low, axes=[-1], keepdims=1)
+        sub = helper.make_node("Sub", [low, margin], [fill], name=fill)
+        branches = [scores, fill] if keep_then else [fill, scores]
+        where = helper.make_node("Where", [cond, *branches], [n.output[0]], name=base)
+        replace[id(n)] = [reduce, sub, where]
+    if not replace:
+        return 0
+    nodes = []
+    for n in g.node:
+        nodes.extend(replace.get(id(n), [n]))
+    used = {i for n in nodes for i in n.input} | graph_outs
+    nodes = [n for n in nodes if not (n.output[0] in fills and n.output[0] not in used)]
+    del g.node[:]
+    g.node.extend(nodes)
+    return len(replace)
+
+
+def _constants(g) -> dict[str, Any]:
+    """Initializers and ``Constant`` node values by name."""
+    from onnx import numpy_helper
+
+    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].HasField("t"):
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return consts
+
+
+def prepare_onnx(model: ModelHandle, gelu: bool = True) -> tuple[Any, list[dict[str, Any]]]:
+    """Static-shape, slimmed copy of the model's proto (GELU fused unless ``gelu=False``), and the passes run."""
     import onnx
 
     for s in model.inputs:
@@ -110,9 +199,12 @@ def prepare_onnx(model: ModelHandle) -> tuple[Any, list[dict[str, Any]]]:
             passes.append({"name": "onnxslim", "config": {"version": version_of("onnxslim")}})
     except Exception as exc:  # slimming is an optimization; the unslimmed graph still converts
         passes.append({"name": "onnxslim", "config": {"skipped": type(exc).__name__}})
-    n = fuse_erf_gelu(proto)
+    n = fuse_erf_gelu(proto) if gelu else 0
     if n:
         passes.append({"name": "fuse-erf-gelu", "config": {"fused": n}})
+    n = attention_mask_as_row_min(proto)
+    if n:
+        passes.append({"name": "attention-mask-as-row-min", "config": {"rewritten": n, "margin": MASK_MARGIN}})
     from edgec.compiler import rewrites
 
     # onnx2tf reads Pad values and Clip bounds only when constant, its nearest Resize picks

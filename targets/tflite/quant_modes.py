@@ -62,6 +62,8 @@ def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
     converter then runs again with float builtins allowed, as TFLite documents for 16x8, so
     those ops stay float; the manifest names them.
     """
+    from edgec.targets.tflite.int16_fixes import (float_islands, quantize_16x8_without_index_fixups,
+                                                  zero_constants_take_output_scale)
     from edgec.targets.tflite.tools import TFLiteConversionError
 
     int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
@@ -81,10 +83,20 @@ def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
     try:
         data = run_converter(conv, "int8")
     except TFLiteConversionError as exc:
-        if "16x8" not in str(exc):
+        if "Max and min for dynamic tensors" in str(exc):  # onnx2tf's int64 Gather index fix-up (MiniLM)
+            data, fixups = quantize_16x8_without_index_fixups(tf, graph, calib, allow_float=True)
+            info.update(fixups)
+        elif "16x8" in str(exc):
+            data = run_converter(converter([int16, tf.lite.OpsSet.TFLITE_BUILTINS]), "int8")
+        else:
             raise
-        data = run_converter(converter([int16, tf.lite.OpsSet.TFLITE_BUILTINS]), "int8")
         info["float_ops"] = float_ops_in(data) or sorted(set(re.findall(r"op: '(\w+)'", str(exc))))
+    data, fixed = zero_constants_take_output_scale(data)
+    if fixed:
+        info["zero_constants_rescaled"] = fixed
+    data, islands = float_islands(data)
+    if islands:
+        info["float_ops"] = sorted({*info.get("float_ops", []), *islands})
     return data, info
 
 

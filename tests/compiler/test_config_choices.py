@@ -16,7 +16,7 @@ def test_cli_choices_come_from_the_registries(cli):
     from edgec.calibration.observers import registered_observers
     from edgec.compiler import int4
 
-    assert calib_method_choices() == (*registered_observers(), "auto")
+    assert calib_method_choices() == (*registered_observers(), "auto", "held-out")
     out = cli("build", "--help").out
     assert "[" + "|".join(calib_method_choices()) + "]" in out
     assert "[" + "|".join(str(g) for g in int4.GROUP_SIZES) + "]" in out

@@ -44,11 +44,11 @@ def _ranges(proto, samples) -> dict[str, TensorRange]:
     return {k: TensorRange(float(np.min(v)), float(np.max(v))) for k, v in vals.items()}
 
 
-def _quantize(proto):
+def _quantize(proto, scheme: QuantScheme = SCHEME):
     rng = np.random.default_rng(1)
     shape = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
     samples = [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(8)]
-    q, _ = quantize_qdq(ModelHandle.from_onnx(proto, "t", "0" * 64), _ranges(proto, samples), SCHEME)
+    q, _ = quantize_qdq(ModelHandle.from_onnx(proto, "t", "0" * 64), _ranges(proto, samples), scheme)
     return q.proto, samples
 
 
@@ -116,3 +116,30 @@ def test_a_concat_nothing_quantized_reads_stays_float():
     q, _ = _quantize(_model(nodes, inits, (1, 6, 8, 8)))
     # boxes (wide range) and scores (0..1) sharing one int8 scale would wipe out the scores
     assert _dq_inputs(q, "head") == [None, None]
+
+
+def test_residual_maxpool_reads_the_pair_its_sibling_conv_reads():
+    """A BlazeBlock's stride-2 residual: MaxPool(r) + Conv(Conv(r)). With ``hoist_shared_sources`` the
+    pool reads r's pair (one Q/DQ, shared with the conv; OpenVINO pools in int8), and the Add's pool
+    input gets no second pair; without it the pool runs in float and its output is requantized."""
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    inits = [_w(rng, "w1", 8, 3, 3, 3), _w(rng, "w2", 8, 8, 3, 3), _w(rng, "w3", 2, 8, 1, 1)]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="c1", pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "w2"], ["c2"], name="c2", pads=[1] * 4, strides=[2, 2]),
+             helper.make_node("MaxPool", ["r"], ["pool"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Add", ["c2", "pool"], ["res"], name="res_add"),
+             helper.make_node("Conv", ["res", "w3"], ["y"], name="c3")]
+    proto = _model(nodes, inits, (1, 2, 4, 4))
+    q, samples = _quantize(proto, dataclasses.replace(SCHEME, hoist_through=("MaxPool",), hoist_shared_sources=True))
+    before, _ = _quantize(proto, dataclasses.replace(SCHEME, hoist_through=("MaxPool",)))
+    pool_dq, conv_dq = _dq_inputs(q, "pool")[0], _dq_inputs(q, "c2")[0]
+    assert pool_dq is not None and pool_dq is conv_dq  # one pair on r, read by both
+    assert _dq_inputs(q, "res_add")[1] is None  # the pool's int8 output, no requantize
+    assert _dq_inputs(before, "pool")[0] is None and _dq_inputs(before, "res_add")[1] is not None
+    ref, got = make_session(proto.SerializeToString()), make_session(q.SerializeToString())
+    for s in samples:
+        r, g = ref.run(None, s)[0].ravel(), got.run(None, s)[0].ravel()
+        assert float(r @ g / np.linalg.norm(r) / np.linalg.norm(g)) > 0.99
