@@ -13,6 +13,9 @@ INT4 on MiniLM; INT4 RTN / GPTQ / AWQ x sym / asym x group size on the tiny Llam
 and OpenVINO. Not a test: prints tables and writes benchmarks/results/quant_quality.json.
 
     .venv/bin/python benchmarks/quant_quality.py [--parts digits,gate,minilm,llama,corpus]
+    .venv/bin/python benchmarks/quant_quality.py --parts corpus --corpus-models blazeface-short \
+        --corpus-methods "edgec default,edgec gated,nncf default,nncf accuracy control,ort quantize_static"
+    .venv/bin/python benchmarks/quant_quality.py --parts corpus-table   # print the stored table only
 
 ``corpus``: real third-party models against NNCF and onnxruntime (benchmarks/quant_corpus.py).
 """
@@ -222,8 +225,10 @@ def main() -> None:
                     heavy=args.corpus_heavy, rounds=args.corpus_rounds, iters=args.corpus_iters,
                     resume=args.corpus_resume)
 
+    from quant_corpus import print_corpus_table
+
     parts = {"digits": digits_part, "gate": gate_part, "minilm": minilm_part, "llama": llama_part,
-             "corpus": corpus}
+             "corpus": corpus, "corpus-table": lambda d, results: print_corpus_table(results)}
     import json
 
     from _common import RESULTS

@@ -86,12 +86,13 @@ def equalization_pairs(proto) -> list[tuple[Any, Any | None, list]]:
     return pairs
 
 
-def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]], streams: bool = False
-             ) -> tuple["ModelHandle", dict[str, Any]]:
+def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]], streams: bool = False,
+             min_spread: float = MIN_SPREAD) -> tuple["ModelHandle", dict[str, Any]]:
     """The equalized float model (same function) and a summary for the manifest.
 
     ``streams``: also residual streams (`edgec.compiler.equalize_stream`), for targets whose
-    every activation is quantized per tensor.
+    every activation is quantized per tensor. ``min_spread``: a link is equalized when its
+    largest channel range is at least this multiple of the median one (1: every link).
     """
     import onnx
     from onnx import numpy_helper
@@ -137,7 +138,7 @@ def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]], streams
     for t, (conv, readers) in read.items():
         r = absmax[t].astype(np.float64)
         top = float(r.max(initial=0.0))
-        if top <= 0 or top < MIN_SPREAD * float(np.median(r)):
+        if top <= 0 or top < min_spread * float(np.median(r)):
             continue
         dense = [get(c.input[1]) for c in readers if _group(c) == 1]
         w = np.max([np.abs(d).max(axis=tuple(i for i in range(d.ndim) if i != 1)) for d in dense], axis=0)
@@ -162,6 +163,8 @@ def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]], streams
 
     drop_unused_initializers(proto.graph)
     info = {"equalized": len(done), "nodes": done, "alpha": ALPHA}
+    if min_spread != MIN_SPREAD:
+        info["min_spread"] = min_spread
     if streams:
         info["streams"] = streamed
     return model.with_proto(proto), info

@@ -33,23 +33,25 @@ MIN_COSINE_ELEMENTS = 8
 MIN_FOLD_SAMPLES = 2
 
 
-def worst_cosine(got: list[dict[str, np.ndarray]], want: list[dict[str, np.ndarray]]) -> float:
-    """Lowest cosine over outputs: per sample for outputs of `MIN_COSINE_ELEMENTS` values or more."""
-    from edgec.runtimes.metrics import cosine
+def held_out_cosine(got: list[dict[str, np.ndarray]], want: list[dict[str, np.ndarray]]) -> float:
+    """`metrics.worst_cosine`, except that an output of under `MIN_COSINE_ELEMENTS` values is scored
+    over all samples at once (as `benchmarks/conformance.py` scores it)."""
+    from edgec.runtimes.metrics import check_cosine, worst_cosine
 
-    worst = 1.0
-    for name in want[0]:
-        if np.asarray(want[0][name]).size < MIN_COSINE_ELEMENTS:
-            worst = min(worst, cosine(np.concatenate([np.ravel(g[name]) for g in got]),
-                                      np.concatenate([np.ravel(w[name]) for w in want])))
-        else:
-            worst = min(worst, *(cosine(g[name], w[name]) for g, w in zip(got, want)))
+    tiny = [k for k in want[0] if np.asarray(want[0][k]).size < MIN_COSINE_ELEMENTS]
+    big = [k for k in want[0] if k not in tiny]
+    worst = worst_cosine([[g[k] for k in big] for g in got], [[w[k] for k in big] for w in want])
+    for k in tiny:
+        worst = min(worst, check_cosine(np.concatenate([np.ravel(g[k]) for g in got]),
+                                        np.concatenate([np.ravel(w[k]) for w in want])))
     return worst
 
 
 def _top1(got: list[dict[str, np.ndarray]], want: list[dict[str, np.ndarray]]) -> float:
+    from edgec.runtimes.metrics import top1_agreement
+
     name = next(iter(want[0]))
-    return float(np.mean([np.argmax(g[name]) == np.argmax(w[name]) for g, w in zip(got, want)]))
+    return top1_agreement(np.stack([np.ravel(w[name]) for w in want]), np.stack([np.ravel(g[name]) for g in got]))
 
 
 def choose_held_out(model_proto, reference_proto, samples: list, methods: tuple[str, ...],
@@ -85,7 +87,7 @@ def choose_held_out(model_proto, reference_proto, samples: list, methods: tuple[
             quant = quantize(collect_ranges(model_proto, fit, method))
             got = run_onnx(quant.proto, held)
             ref = [want_of[id(s)] for s in held]
-            worst.append(worst_cosine(got, ref))
+            worst.append(held_out_cosine(got, ref))
             got_all, want_all = got_all + got, want_all + ref
         scores[method] = round(float(np.mean(worst)), 6)
         key: tuple[float, ...] = (scores[method],)

@@ -79,6 +79,17 @@ def fed_by_conv(n, producer) -> bool:
     return False
 
 
+def conv_residual_adds(proto) -> int:
+    """How many Adds join two same-shape activations with one of them from a Conv (residual blocks)."""
+    g = proto.graph
+    inits = {t.name for t in g.initializer}
+    _, shapes = float_tensors(proto)
+    producer = {o: n for n in g.node for o in n.output}
+    return sum(1 for n in g.node if n.op_type == "Add" and len(n.input) == 2 and not any(i in inits for i in n.input)
+               and shapes.get(n.input[0]) is not None and shapes.get(n.input[0]) == shapes.get(n.input[1])
+               and fed_by_conv(n, producer))
+
+
 def float_tensors(proto) -> tuple[set[str], dict[str, tuple]]:
     """Names of float32 tensors and known static shapes, from shape inference."""
     import onnx

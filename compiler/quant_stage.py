@@ -136,6 +136,7 @@ class Int8Quantizer:
 
         passes: list[dict[str, Any]] = []
         model = handle
+        scheme, deep_recipe = deep_residual_scheme(scheme, handle)
         base_method = "minmax" if config.int8.calib_method in CHOOSING_CALIB_METHODS else config.int8.calib_method
         method, stale = base_method, False  # ranges are collected once, after the passes that change the model
         if config.int8.smoothquant is not None:
@@ -148,7 +149,8 @@ class Int8Quantizer:
         if scheme.equalize_conv_pairs:
             from edgec.compiler.equalize import equalize
 
-            model, info = equalize(model, calibration.samples, streams=scheme.equalize_streams)
+            model, info = equalize(model, calibration.samples, streams=scheme.equalize_streams,
+                                   min_spread=scheme.equalize_min_spread)
             passes.append({"name": "equalize-conv-pairs", "config": info})
             stale = stale or bool(info["equalized"] or info.get("streams"))
         if scheme.scale_depthwise_inputs:
@@ -168,6 +170,10 @@ class Int8Quantizer:
                 method, stale = with_ops, True  # not asked for by the user
                 rule["calib_method"] = method
             passes.append({"name": "recurrent-recipe", "config": rule})
+        if deep_recipe is not None:
+            passes.append(deep_recipe)
+            if not bias_correction:
+                bias_correction = deep_recipe["config"]["bias_correction"] = True
         auto = config.int8.calib_method == "auto"
         if stale and not auto:  # auto takes every method's ranges, min/max too, from its own pass
             ranges = collect_ranges(model.proto, calibration.samples, method)
@@ -390,6 +396,22 @@ class Int8Quantizer:
                     if r is not None and not same_range(r, self.ranges[t]):
                         out.append(Fallback("calib-method", t, m))
         return out
+
+
+def deep_residual_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["QuantScheme", dict | None]:
+    """``scheme`` with its ``deep_residual_overrides`` when the model's residual stream is deep, and the pass entry."""
+    if not scheme.deep_residual_adds or handle.proto is None:
+        return scheme, None
+    import dataclasses
+
+    from edgec.compiler.qdq_graph import conv_residual_adds
+
+    count = conv_residual_adds(handle.proto)
+    if count < scheme.deep_residual_adds:
+        return scheme, None
+    overrides = dict(scheme.deep_residual_overrides)
+    return dataclasses.replace(scheme, **overrides), {"name": "deep-residual-recipe",
+                                                     "config": {"residual_adds": count, **overrides}}
 
 
 def check_int8_passes(config: "BuildConfig", quantizer, target: str, precision: str) -> None:

@@ -195,6 +195,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     def is_quant_node(n) -> bool:
         if n.name in keep_float:
             return False
+        if not full and scheme.float_residual_adds and n.op_type == "Add" and \
+                qg.is_residual_add(n, b.inits, shapes, ranges) and qg.fed_by_conv(n, producer):
+            return False
         if full:
             return n.op_type in int_ops
         if n.op_type in WEIGHTED_OPS:
@@ -342,6 +345,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     summary = {
         "scheme": {"placement": scheme.placement, "activation_symmetric": scheme.activation_symmetric,
                    "per_channel": scheme.per_channel, "quantize_add": scheme.quantize_add,
+                   "float_residual_adds": scheme.float_residual_adds,
                    "quantize_embeddings": scheme.quantize_embeddings},
         "keep_float": sorted(keep_float),
         **stats,

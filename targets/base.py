@@ -58,6 +58,9 @@ class TargetOption:
 # Recurrent cells: int8 Q/DQ leaves them in float, but they amplify the error of the int8 layers
 # in front of them (ddddocr's CRNN: LSTM input SQNR 18.7 dB -> output 12.5 dB).
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
+# For a deep residual stream on the weighted-placement CPU targets: residual Adds in float and
+# every depthwise -> pointwise link equalized (with bias correction; `QuantScheme.deep_residual_adds`).
+DEEP_RESIDUAL_OVERRIDES = (("float_residual_adds", True), ("equalize_min_spread", 1.0))
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,12 @@ class QuantScheme:
             OpenVINO and TensorRT fuse it; ``full`` quantizes every tensor between ops, as
             an integer-only runtime (TFLite, the MCU C code) needs.
         quantize_add: Quantize both inputs of element-wise Add (residual connections).
+        float_residual_adds: ``weighted`` placement leaves the residual Adds of conv blocks
+            (``x + conv(...)``, same shapes) in float, with no Q/DQ on their inputs, whatever
+            ``quantize_add`` and ``int8_input_ops`` say: a rounding there adds noise to the
+            residual stream at every block, and it builds up over deep streams (BlazeFace's
+            16-31 blocks). The runtime still runs the conv in int8 with a float output and
+            fuses the Add into it (OpenVINO's sum post-op).
         per_channel: Per-output-channel weight scales.
         hoist_through: Ops (precision-preserving: MaxPool, Reshape ...) that a ``weighted``
             input's Q/DQ moves above, so the runtime runs them in int8 and the producer
@@ -102,12 +111,23 @@ class QuantScheme:
         equalize_conv_pairs: Move each channel's spread of a Conv -> [Relu] -> Conv link
             into the second conv's weights before quantizing (activation-range cross-layer
             equalization; see `edgec.compiler.equalize`), for per-tensor activation scales.
+        equalize_min_spread: Which Conv -> Conv links ``equalize_conv_pairs`` rescales: those
+            whose largest channel range is at least this multiple of the median channel's
+            (1.0: every link). Where the runtime keeps the residual stream in float
+            (``float_residual_adds``), the depthwise outputs the pointwise convs read are the
+            largest int8 noise left, also at spreads under 4.
         equalize_streams: Also one channel scale per residual stream (the tensors ``Add``,
             ``Relu``, ``MaxPool`` and zero ``Pad`` tie together; `edgec.compiler.equalize_stream`),
             for targets whose every activation is per tensor (full-integer int8).
         bias_correction_ops: Op types whose presence turns bias correction on by default:
             recurrent cells (LSTM) amplify the small per-channel mean shift of an int8 CNN in
             front of them on every time step.
+        deep_residual_adds: Models with at least this many residual Adds of conv blocks get
+            ``deep_residual_overrides`` and bias correction by default (None: no model). Over a
+            deep residual stream (BlazeFace: 16-31 blocks) each block's int8 rounding and small
+            per-channel mean shift build up; a few blocks (ResNet, MobileNetV2) do not need it.
+        deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
+            (``float_residual_adds``, ``equalize_min_spread``).
         calib_method_with_ops: The default calibration method when one of
             ``bias_correction_ops`` is present (None: ``calib_method``): the cell amplifies the
             int8 noise of its input too, which ranges chosen by output error keep lowest.
@@ -125,6 +145,7 @@ class QuantScheme:
     activation_symmetric: bool = False
     placement: str = "weighted"
     quantize_add: bool = True
+    float_residual_adds: bool = False
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
     hoist_shared_sources: bool = False
@@ -135,9 +156,12 @@ class QuantScheme:
     held_out_methods: tuple[str, ...] = ("minmax", "percentile")
     scale_depthwise_inputs: bool = False
     equalize_conv_pairs: bool = False
+    equalize_min_spread: float = 4.0
     equalize_streams: bool = False
     bias_correction_ops: frozenset[str] = frozenset()
     calib_method_with_ops: str | None = None
+    deep_residual_adds: int | None = None
+    deep_residual_overrides: tuple[tuple[str, Any], ...] = ()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None

@@ -47,7 +47,43 @@ def calibrated_with(calibrated: bytes, graph: TFGraph, samples, ranges: str) -> 
     data, pads = pool_padding_ranges(data)
     if pads:
         info["pool_pads_clamped"] = pads
-    return data, info
+    return split_output_ranges(data), info
+
+
+def split_output_ranges(calibrated: bytes) -> bytes:
+    """Each SPLIT's outputs take its input's range instead of their own.
+
+    An int8 SPLIT keeps its input's scale on every output, and the quantizer reconciles the
+    outputs' own calibrated ranges with it. Given the same bytes it does not always manage:
+    in a process that had quantized other models before (tests/targets/tflite in order), it
+    left an unrolled LSTM's gate SPLIT in float, and the next call on the same bytes did not.
+    With the input's range on every output there is nothing to reconcile, and the int8 model
+    is the one it builds when it manages (every output at the input's scale: same bytes).
+    """
+    from tensorflow.lite.python import schema_py_generated as schema_fb
+    from tensorflow.lite.python import schema_util
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(calibrated)
+    codes = [schema_util.get_builtin_code_from_operator_code(c) for c in model.operatorCodes]
+    data_input = {schema_fb.BuiltinOperator.SPLIT: 1, schema_fb.BuiltinOperator.SPLIT_V: 0}
+    changed = 0
+    for sub in model.subgraphs:
+        for op in sub.operators:
+            k = data_input.get(codes[op.opcodeIndex])
+            if k is None:
+                continue
+            src = sub.tensors[int(op.inputs[k])].quantization
+            if src is None or src.min is None or len(src.min) != 1:
+                continue
+            for i in op.outputs:
+                q = sub.tensors[int(i)].quantization
+                if q is None or q.min is None or len(q.min) != 1:
+                    continue
+                if (float(q.min[0]), float(q.max[0])) != (float(src.min[0]), float(src.max[0])):
+                    q.min, q.max = np.array(src.min, np.float32), np.array(src.max, np.float32)
+                    changed += 1
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else calibrated
 
 
 def pool_padding_ranges(calibrated: bytes) -> tuple[bytes, int]:
@@ -166,7 +202,7 @@ def _fold_ranges(calibrated: bytes, graph: TFGraph, fit, cand: str) -> bytes:
     """The calibrated model with ``cand``'s ranges measured on ``fit`` only."""
     method, kw = RANGE_METHODS.get(cand, ("minmax", {}))
     data, _ = override_ranges(calibrated, graph, fit, method, **kw)
-    return pool_padding_ranges(data)[0]
+    return split_output_ranges(pool_padding_ranges(data)[0])
 
 
 def top1_agreement(got, want) -> float:

@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 from edgec.calibration import CalibrationData
 from edgec.calibration.collect import collect_ranges
 from edgec.compiler.config import BuildConfig
-from edgec.compiler.held_out_ranges import worst_cosine
+from edgec.compiler.held_out_ranges import held_out_cosine
 from edgec.compiler.model import ModelHandle
 from edgec.compiler.progress import SILENT
 from edgec.compiler.quality import run_onnx
@@ -61,7 +61,7 @@ def test_held_out_clips_a_rare_spike_that_min_max_would_span():
     refs = run_onnx(model.proto, samples[1:])
     plain = Int8Quantizer(model, model, collect_ranges(model.proto, samples, "minmax"), SCHEME, calib).quantize()[0]
     chosen = q.quantize()[0]
-    assert worst_cosine(run_onnx(chosen.proto, samples[1:]), refs) > 0.995 > worst_cosine(
+    assert held_out_cosine(run_onnx(chosen.proto, samples[1:]), refs) > 0.995 > held_out_cosine(
         run_onnx(plain.proto, samples[1:]), refs)
 
 
@@ -86,11 +86,11 @@ def test_a_pinned_method_is_not_second_guessed():
     assert q.ranges["x"].rmax == 300.0
 
 
-def test_worst_cosine_scores_tiny_outputs_over_all_samples():
+def test_held_out_cosine_scores_tiny_outputs_over_all_samples():
     want = [{"p": np.array([0.9, 0.1]), "m": np.ones(16)}, {"p": np.array([0.2, 0.8]), "m": np.ones(16)}]
     got = [{"p": np.array([0.8, 0.2]), "m": np.ones(16)}, {"p": np.array([0.2, 0.8]), "m": -np.ones(16)}]
-    assert worst_cosine(got, want) == -1.0  # the second sample's map
+    assert held_out_cosine(got, want) == -1.0  # the second sample's map
     got[1]["m"] = np.ones(16)
     both = np.array([0.8, 0.2, 0.2, 0.8]) @ np.array([0.9, 0.1, 0.2, 0.8])
-    assert np.isclose(worst_cosine(got, want), both / np.linalg.norm([0.8, 0.2, 0.2, 0.8])
+    assert np.isclose(held_out_cosine(got, want), both / np.linalg.norm([0.8, 0.2, 0.2, 0.8])
                       / np.linalg.norm([0.9, 0.1, 0.2, 0.8]))

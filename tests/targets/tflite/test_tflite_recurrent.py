@@ -43,19 +43,20 @@ def crnn(tmp_session):
     return model, CalibrationData(samples[:16], source="synthetic"), samples[16:]
 
 
-def test_lstm_int8_unrolled_agrees_with_float(crnn, tmp_session):
+def test_lstm_int8_unrolled_full_integer_agrees_with_float(crnn, tmp_session):
     model, calib, evals = crnn
     # int8 activations pinned: the automatic 16x8 fallback (int8_floor) stays out of this test.
-    built = lower(model, calib, "int8", tmp_session / "crnn_int8", activations="int8", ranges="minmax")
+    built = lower(model, calib, "int8", tmp_session / "crnn_int8", activations="int8")
     r = built.result
     onnx2tf = next(p for p in r.passes if p["name"] == "onnx2tf")
     assert onnx2tf["config"]["unroll_rnn"] is True
-    # TFLiteConverter's calibration crashed on the WHILE loop a recurrent cell becomes; unrolled, it
-    # quantizes. Alone this build is full-integer; inside the whole suite (once, in CI) the quantizer
-    # left an op float ("int8 with float ops"), cause not found yet, so the mode is not asserted.
+    # TFLiteConverter's calibration crashed on the WHILE loop a recurrent cell becomes; unrolled,
+    # every op is an int8 builtin and nothing is left in float. (After this directory's earlier tests
+    # the quantizer left the gate SPLIT float until its outputs took its input's range:
+    # `ranges.split_output_ranges`.)
     assert "WHILE" not in r.report["ops"] and "FULLY_CONNECTED" in r.report["ops"]
     q = r.manifest["quantization"]
-    assert q["mode"] in ("full-integer", "int8 with float ops"), (q["mode"], q.get("float_ops"))
+    assert q["mode"] == "full-integer" and "float_ops" not in q, q
     assert r.outputs[0].dtype == "int8"
     with LiteRTRunner(built.bundle, built.manifest, threads=1) as runner:
         acc = compare(runner, _OrtReference(built.model), evals)
