@@ -31,7 +31,7 @@ import numpy as np
 
 MAX_BACK = 24  # candidates tried back in int8
 MIN_GAIN = 0.05  # fp16 layers only when they lower the output error by this share
-KEEP_SHARE = 0.02  # giving layers back to int8 may lose this share of the fp16 gain, all together
+KEEP_SHARE = 0.1  # giving layers back to int8 may lose this share of the fp16 gain, all together
 
 
 def worst_cosine(outs: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> float:

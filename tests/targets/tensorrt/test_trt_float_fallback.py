@@ -41,7 +41,7 @@ def test_search_takes_the_fp16_gain_gives_back_idle_layers_never_worse():
     assert found["kept_float"] == [] and found["error"] == 0.1 and found["evaluations"] == 2
     # At most max_back nodes are tried back.
     found = ff.search(list("abcdefgh"), lambda nodes: (0.1 * 0.5 ** len(nodes), 0.5), bar=0.99, max_back=3)
-    assert found["evaluations"] == 1 + 1 + 3 and found["kept_float"] == list("abcdef")  # f: over the share
+    assert found["evaluations"] == 1 + 1 + 3 and found["kept_float"] == list("abcde")  # within the share
 
 
 def _residual(seed=0):
