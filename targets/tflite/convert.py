@@ -92,6 +92,9 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
     samples = check_samples(model, spec)
     want = reference_outputs(model.proto.SerializeToString(), samples)
     float_want = reference_outputs(proto.SerializeToString(), samples) if corrected else want
+    # The 16x8 rung's bias correction runs onnxruntime on a copy of the graph before the fusion.
+    unfused = type(proto)()
+    unfused.CopyFrom(proto)
     n = fuse_erf_gelu(proto)
     if n:
         passes.append({"name": "fuse-erf-gelu", "config": {"fused": n}})
@@ -164,10 +167,11 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                             from edgec.targets.tflite.weight_rounding import correct_conv_biases
 
                             proto16 = type(proto)()
-                            proto16.CopyFrom(proto)
+                            proto16.CopyFrom(unfused)
                             info = correct_conv_biases(proto16, calib)
                             if not info["layers"]:
                                 return graph, info
+                            fuse_erf_gelu(proto16)  # whisper: conv1d -> Gelu (no onnxruntime Gelu before opset 20)
                             say("onnx2tf: ONNX -> TensorFlow (16x8, weight-rounding bias correction)")
                             keras16 = run_onnx2tf(proto16, Path(tmp) / "corrected",
                                                   [s.name for s in model.inputs if s.layout == "NHWC"], strict=strict,
