@@ -210,6 +210,9 @@ def run_cell(model: dict, target: str, precision: str, calib: Path, evald: Path,
         return cell
     cell["build_s"] = round(time.perf_counter() - t0, 2)
     cell["size_bytes"] = result.report["size_bytes"]["artifact"]
+    fallback = (result.manifest.get("target_info") or {}).get("quantization", {}).get("fallback")
+    if fallback and "rungs" in fallback:  # the target's int8 ladder: which rung shipped, each rung's check score
+        cell["quant_rungs"] = {"chosen": fallback.get("chosen"), "rungs": fallback["rungs"]}
     try:
         cell.update(agreement(out, result.manifest, feeds, model.get("classifier", False), labels,
                               ctc=model.get("task") == "ocr-ctc"))

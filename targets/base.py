@@ -118,7 +118,8 @@ class QuantScheme:
             largest int8 noise left, also at spreads under 4.
         equalize_streams: Also one channel scale per residual stream (the tensors ``Add``,
             ``Relu``, ``MaxPool`` and zero ``Pad`` tie together; `edgec.compiler.equalize_stream`),
-            for targets whose every activation is per tensor (full-integer int8).
+            for targets whose every activation is per tensor (full-integer int8); only streams
+            with an identity skip (BlazeFace), not projection-skip ones (mini-Xception).
         bias_correction_ops: Op types whose presence turns bias correction on by default:
             recurrent cells (LSTM) amplify the small per-channel mean shift of an int8 CNN in
             front of them on every time step.

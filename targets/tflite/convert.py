@@ -31,7 +31,8 @@ from edgec.targets.tflite.converter_step import run_converter
 from edgec.targets.tflite.graph_passes import fuse_erf_gelu, prepare_onnx
 from edgec.targets.tflite.int8_floor import hold_the_bar, pinned
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
-from edgec.targets.tflite.quant_modes import convert_full_integer, convert_int16, int8_mode
+from edgec.targets.tflite.quant_modes import (MAX_AUTO_SAMPLES, convert_full_integer, convert_int16, int8_mode,
+                                              with_worst_ops_float)
 from edgec.targets.tflite.support import check_model, validate_options
 from edgec.targets.tflite.tflite_io import (SIGNATURE, check_samples, float_error, read_io, reference_outputs,
                                              run_tflite, xnnpack_refused_ops)
@@ -91,6 +92,9 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
     samples = check_samples(model, spec)
     want = reference_outputs(model.proto.SerializeToString(), samples)
     float_want = reference_outputs(proto.SerializeToString(), samples) if corrected else want
+    # The 16x8 rung's bias correction runs onnxruntime on a copy of the graph before the fusion.
+    unfused = type(proto)()
+    unfused.CopyFrom(proto)
     n = fuse_erf_gelu(proto)
     if n:
         passes.append({"name": "fuse-erf-gelu", "config": {"fused": n}})
@@ -145,17 +149,29 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                 else:
                     with_float = ", with float ops" if float_nodes or float_ops else ""
                     say(f"TFLiteConverter: {precision} ({ranges} ranges{with_float})")
-                    data, quant = convert_full_integer(tf, conv, graph, calib, io_tf, float_nodes, float_ops, ranges)
+                    keep: dict[str, Any] = {}
+                    data, quant = convert_full_integer(tf, conv, graph, calib, io_tf, float_nodes, float_ops, ranges,
+                                                       keep)
                     if not pinned(spec):
+                        def worst_ops_float(n, held_out):
+                            """The ladder's float-ops rung: ``n`` ops float, and its held-out fold score if asked."""
+                            from edgec.targets.tflite.ranges import held_out_score
+
+                            data_f, info_f, deny = with_worst_ops_float(keep, graph, calib, n)
+                            held = held_out_score(keep["raw"], graph, calib, MAX_AUTO_SAMPLES, quant["ranges"]["method"],
+                                                  lambda m: keep["quantize"](m, deny)) if held_out and deny else None
+                            return data_f, info_f, held, len(deny)
+
                         def corrected_graph():
                             """The 16x8 fallback's graph: a copy of ``proto`` with `correct_conv_biases`, converted."""
                             from edgec.targets.tflite.weight_rounding import correct_conv_biases
 
                             proto16 = type(proto)()
-                            proto16.CopyFrom(proto)
+                            proto16.CopyFrom(unfused)
                             info = correct_conv_biases(proto16, calib)
                             if not info["layers"]:
                                 return graph, info
+                            fuse_erf_gelu(proto16)  # whisper: conv1d -> Gelu (no onnxruntime Gelu before opset 20)
                             say("onnx2tf: ONNX -> TensorFlow (16x8, weight-rounding bias correction)")
                             keras16 = run_onnx2tf(proto16, Path(tmp) / "corrected",
                                                   [s.name for s in model.inputs if s.layout == "NHWC"], strict=strict,
@@ -164,7 +180,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                                 return TFGraph(tf, keras16, model, samples), info
 
                         data, quant, is16 = hold_the_bar(tf, graph, calib, samples, want, data, quant, model, spec,
-                                                         say, corrected_graph)
+                                                         say, corrected_graph, worst_ops_float)
                         io_dtype = "float32" if is16 else io_dtype
                         if is16 and quant.get("weight_rounding_bias_correction", {}).get("layers"):
                             passes.append({"name": "weight-rounding-bias-correction",

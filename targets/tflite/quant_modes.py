@@ -128,17 +128,20 @@ def float_op_outputs(data: bytes) -> list[tuple[str, str]]:
 
 
 def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], worst: int,
-                         ranges: str) -> tuple[bytes, dict[str, Any]]:
+                         ranges: str, keep: dict[str, Any] | None = None) -> tuple[bytes, dict[str, Any]]:
     """int8 model: calibrated once, activation ranges from ``ranges``, deny-listed ops (by output tensor name) float.
 
     ``ranges`` is ``minmax`` (the converter's own calibration), an edgec observer applied to the
     calibrated model, or ``auto``: whichever of the two agrees best (`edgec.targets.tflite.ranges`).
+    ``keep``: filled with the calibration `with_worst_ops_float` requantizes from.
     """
     from tensorflow.lite.python import convert as tfl_convert
 
     from edgec.targets.tflite.ranges import calibrated_with, choose_ranges, litert_accepts
 
     calibrated = calibrate(tf, conv, graph, calib)
+    if keep is not None:
+        keep.update(raw=calibrated, quantize=lambda m, deny: quantize_calibrated(tfl_convert, m, io_tf, deny))
     quantized = None  # the int8 model `choose_ranges` built from the final ranges, if it did
     if ranges == "auto":
         from edgec.compiler.lowering import is_classifier
@@ -180,7 +183,27 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
         info.update(float_nodes=deny, debugger_worst=ranking[:max(worst, 0)])
     if left:
         info.update(mode="int8 with float ops", float_ops=left)
+    if keep is not None:
+        keep.update(calibrated=calibrated, info=info)
     return data, info
+
+
+def with_worst_ops_float(keep: dict[str, Any], graph, calib, n: int) -> tuple[bytes, dict[str, Any], list[str]]:
+    """``(model, info, deny-list)``: `convert_full_integer`'s int8 model (its calibration in ``keep``) requantized
+    with the debugger's ``n`` worst ops float, at most half the ranked ops; the ranking is measured once.
+
+    Raises:
+        RuntimeError: the debugger cannot run the int8 model (an int8 DIV by zero).
+    """
+    from tensorflow.lite.python import convert as tfl_convert
+
+    if "ranking" not in keep:
+        keep["ranking"] = layer_errors(tfl_convert, keep["calibrated"], graph, calib)
+    ranked = keep["ranking"][:min(n, len(keep["ranking"]) // 2)]
+    deny = [r["tensor"] for r in ranked]
+    data = keep["quantize"](keep["calibrated"], deny)
+    info = {**keep["info"], "mode": "full-integer with float ops", "float_nodes": deny, "debugger_worst": ranked}
+    return data, info, deny
 
 
 def calibrate(tf, conv, graph, calib) -> bytes:

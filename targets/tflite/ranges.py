@@ -149,8 +149,7 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     from edgec.targets.tflite.tflite_io import run_tflite
 
     sess = make_session(graph.model.proto.SerializeToString(), threads=1)
-    pool = list(samples[:scored])
-    folds = [(pool[0::2], pool[1::2]), (pool[1::2], pool[0::2])] if len(pool) >= 4 else [(list(samples), pool)]
+    pool, folds = _folds(samples, scored)
     want = {id(f): sess.run(None, f) for f in pool}
     best: tuple[tuple[float, ...], str] | None = None
     built: dict[str, tuple] = {}  # single fold: each candidate's (calibrated model, range info, int8 model)
@@ -196,6 +195,29 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
         info["auto_top1"] = top1
     info["auto_scored_on"] = f"held-out, 2 folds of {len(pool)}" if len(folds) > 1 else "calibration samples"
     return model, info, data
+
+
+def _folds(samples, scored: int) -> tuple[list, list[tuple[list, list]]]:
+    """``(scored pool, [(fit, held-out)])``: two folds of the first ``scored`` samples, or one in-sample fold under 4."""
+    pool = list(samples[:scored])
+    return pool, [(pool[0::2], pool[1::2]), (pool[1::2], pool[0::2])] if len(pool) >= 4 else [(list(samples), pool)]
+
+
+def held_out_score(calibrated: bytes, graph: TFGraph, samples, scored: int, method: str, quantize) -> float:
+    """`choose_ranges`' held-out score of one range method for another int8 build (``quantize``): the mean over
+    the two folds of the worst-sample cosine on the fold the ranges were not fitted on.
+
+    Raises:
+        RuntimeError: LiteRT refuses a fold's int8 model.
+    """
+    from edgec.runtimes.onnxruntime_runner import make_session
+    from edgec.targets.tflite.tflite_io import run_tflite
+
+    sess = make_session(graph.model.proto.SerializeToString(), threads=1)
+    _, folds = _folds(samples, scored)
+    worst = [worst_cosine(run_tflite(quantize(_fold_ranges(calibrated, graph, fit, method)), graph, held),
+                          [sess.run(None, f) for f in held]) for fit, held in folds]
+    return float(np.mean(worst))
 
 
 def _fold_ranges(calibrated: bytes, graph: TFGraph, fit, cand: str) -> bytes:

@@ -70,13 +70,15 @@ def bundle_readme(model, precision: str, io_dtype: str, inputs: list[TensorSpec]
     out_keys = ", ".join(f'"{s.name}" to {s.name.replace(".", "_")}Buffer' for s in outputs)
     py_feeds = ", ".join(f"{s.name}=np.zeros({tuple(s.shape)}, np.{s.dtype})" for s in inputs
                          if s.name.isidentifier())
+    kept = f" ({len(quant['float_nodes'])} ops kept float)" if quant.get("float_nodes") else ""
     quant_line = {
         "fp32": "float32 weights and activations.",
         "fp16": "float16 weights (dequantized to float32 at load; XNNPACK may run fp16 where the CPU has it), "
                 "float32 activations and I/O.",
         "int8-dynamic": "int8 per-channel weights, float activations quantized on the fly (dynamic range); "
                         "float32 I/O.",
-        "int8": f"full-integer: int8 per-channel weights, int8 activations, int32 bias; I/O {io_dtype}.",
+        "int8": f"{quant.get('mode', 'full-integer')}: int8 per-channel weights, "
+                f"{quant.get('activations', 'int8')} activations{kept}; I/O {io_dtype}.",
     }[precision]
     buffers = "\n".join(f"- `{s.name}`: {_JAVA_BUF.get(s.dtype, 'ByteBuffer')}, "
                         f"{int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize} bytes" for s in (*inputs, *outputs))

@@ -197,6 +197,10 @@ def test_int8_below_the_bar_ships_16x8_with_both_scores(tmp_session):
     assert q["mode"] == "16x8", q
     fb = q["fallback"]
     assert fb["bar"] == 0.99 and fb["full_integer_worst_cosine"] < 0.99 <= fb["16x8_worst_cosine"]
+    # The ladder's float-ops rung (h's outlier range is in the int8 tensor between the two MatMuls, so
+    # one op kept float cannot win it back) misses the bar before 16x8 is built.
+    assert [r["rung"] for r in fb["rungs"]] == ["full-integer", "float-ops 1", "16x8"] and fb["chosen"] == "16x8", fb
+    assert fb["rungs"][1]["worst_cosine"] < 0.99, fb
     assert built.result.manifest["io_dtype"] == "float32"
     with LiteRTRunner(built.bundle, built.manifest, threads=1) as runner:
         acc = compare(runner, _OrtReference(built.model), evals, classification=False)
