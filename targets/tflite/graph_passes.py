@@ -24,10 +24,7 @@ def fuse_erf_gelu(proto) -> int:
 
     g = proto.graph
     consts = _constants(g)
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(g)
     graph_outs = {o.name for o in g.output}
 
     def scalar(name: str, val: float) -> bool:
@@ -110,10 +107,7 @@ def attention_mask_as_row_min(proto) -> int:
 
     g = proto.graph
     consts = _constants(g)
-    consumers: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(g)
     graph_outs = {o.name for o in g.output}
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
 
@@ -165,6 +159,15 @@ def attention_mask_as_row_min(proto) -> int:
     del g.node[:]
     g.node.extend(nodes)
     return len(replace)
+
+
+def _consumers(g) -> dict[str, list]:
+    """The nodes reading each tensor, in graph order."""
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    return consumers
 
 
 def _constants(g) -> dict[str, Any]:
