@@ -33,6 +33,14 @@ MIN_COSINE_ELEMENTS = 8
 MIN_FOLD_SAMPLES = 2
 
 
+
+def fold_pairs(pool: list) -> list[tuple[list, list]]:
+    """``[(fit, held-out)]``: the even samples against the odd ones and back; [] when a fold would hold
+    fewer than `MIN_FOLD_SAMPLES`."""
+    if len(pool) < 2 * MIN_FOLD_SAMPLES:
+        return []
+    return [(pool[0::2], pool[1::2]), (pool[1::2], pool[0::2])]
+
 def held_out_cosine(got: list[dict[str, np.ndarray]], want: list[dict[str, np.ndarray]]) -> float:
     """`metrics.worst_cosine`, except that an output of under `MIN_COSINE_ELEMENTS` values is scored
     over all samples at once (as `benchmarks/conformance.py` scores it)."""
@@ -74,8 +82,8 @@ def choose_held_out(model_proto, reference_proto, samples: list, methods: tuple[
     from edgec.compiler.quality import ort_session, run_onnx
 
     pool = list(samples)
-    held_out = len(pool) >= 2 * MIN_FOLD_SAMPLES
-    folds = [(pool[0::2], pool[1::2]), (pool[1::2], pool[0::2])] if held_out else [(pool, pool)]
+    folds = fold_pairs(pool) or [(pool, pool)]
+    held_out = len(folds) > 1
     want = run_onnx(reference_proto, pool, session=ort_session(reference_proto))
     want_of = {id(s): w for s, w in zip(pool, want)}
     scores: dict[str, float] = {}

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgec.compiler.held_out_ranges import fold_pairs
 from edgec.runtimes.metrics import worst_cosine
 from edgec.targets.tflite.onnx2tf_step import TFGraph
 from edgec.targets.tflite.tflite_io import SIGNATURE, interpreter_class
@@ -200,7 +201,7 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
 def _folds(samples, scored: int) -> tuple[list, list[tuple[list, list]]]:
     """``(scored pool, [(fit, held-out)])``: two folds of the first ``scored`` samples, or one in-sample fold under 4."""
     pool = list(samples[:scored])
-    return pool, [(pool[0::2], pool[1::2]), (pool[1::2], pool[0::2])] if len(pool) >= 4 else [(list(samples), pool)]
+    return pool, fold_pairs(pool) or [(list(samples), pool)]
 
 
 def held_out_score(calibrated: bytes, graph: TFGraph, samples, scored: int, method: str, quantize) -> float:
