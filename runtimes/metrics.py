@@ -57,6 +57,10 @@ def worst_cosine(got, want) -> float:
     return min((check_cosine(g, w) for g_row, w_row in zip(got, want) for g, w in zip(g_row, w_row)), default=1.0)
 
 
+# A per-sample cosine of a 1-element output (a face-presence logit) is its sign: 0 when int8
+# rounds a 0.17 logit to 0. Outputs with fewer values are scored over all samples stacked.
+MIN_COSINE_ELEMENTS = 8
+
 # A sample whose reference output is this small relative to the largest in the set carries
 # no signal (a detector's map of an image without objects: values ~1e-8). Its cosine would
 # compare rounding noise with rounding noise, so it is scored by its absolute error instead.
