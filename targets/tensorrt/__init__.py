@@ -119,7 +119,8 @@ class TensorRTTarget(Target):
     }
     quant_scheme = QuantScheme(activation_symmetric=True, placement="weighted", quantize_add=True,
                                calib_method="auto", calib_candidates=TRT_CALIBRATORS, scale_depthwise_inputs=True,
-                               equalize_conv_pairs=True, float_fallback_ops=TRT_FP16_FALLBACK_OPS)
+                               equalize_conv_pairs=True, float_fallback_ops=TRT_FP16_FALLBACK_OPS,
+                               weight_bias_correction=True)
     supported_ops = TRT_SUPPORTED_OPS
     options = (
         TargetOption("engine", "Also build the TensorRT engine here (needs tensorrt and a CUDA GPU).", kind="flag",
