@@ -163,13 +163,14 @@ def op_macs(g: QGraph, op: QOp) -> int:
         return sum(op_macs(g, op.attrs[k]) for k in ("c1", "c2", "sc") if op.attrs[k] is not None)
     if op.kind == "patch":  # the stage's nominal MACs (its halo recompute is in the report)
         return sum(op_macs(g, sub) for sub in op.attrs["stage"].ops)
-    if op.kind not in ("conv", "dwconv", "fc"):
+    kind = op.kind.removesuffix("_s16")
+    if kind not in ("conv", "dwconv", "fc"):
         return 0
     w, out = g.t(op.inputs[1]), g.t(op.outputs[0])
-    if op.kind == "fc":
+    if kind == "fc":
         return int(out.size * w.shape[1])
     taps = int(w.shape[1] * w.shape[2])
-    return int(out.size * taps * (w.shape[3] if op.kind == "conv" else 1))
+    return int(out.size * taps * (w.shape[3] if kind == "conv" else 1))
 
 
 def _arena_io_api(g: QGraph, plan: Plan) -> tuple[list[str], list[str], list[str]]:

