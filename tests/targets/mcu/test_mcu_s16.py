@@ -138,3 +138,59 @@ def test_hardswish_s16_within_one_lsb_of_float(tmp_path, s_in, s_out):
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     ref = sess.run(None, {"x": xf.astype(np.float32).reshape(1, -1)})[0].reshape(-1) / np.float32(s_out)
     assert np.abs(got - np.round(ref)).max() <= 1
+
+
+def _conv_hardswish_model():
+    import io
+
+    import onnx
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Hardswish(),
+                      nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Hardswish(),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 32))
+    buf = io.BytesIO()
+    torch.onnx.export(m.eval(), torch.randn(1, 3, 16, 16), buf, input_names=["x"], opset_version=17, dynamo=False)
+    return onnx.load_from_string(buf.getvalue())
+
+
+@pytest.mark.parametrize("device", ["host", pytest.param("qemu", marks=pytest.mark.qemu)])
+def test_mixed_int16_graph_promoted_and_run(tmp_path, monkeypatch, device):
+    """With the bar raised past any int8 score, the mcu build promotes the conv and HardSwish
+    outputs to int16: the manifest lists them, the C (host, and Cortex-M4 under QEMU) agrees
+    with onnxruntime on the promoted Q/DQ model to 1 LSB of the int8 output."""
+    from edgec.calibration.types import CalibrationData
+    from edgec.runtimes.mcu_runner import MCURunner
+    from edgec.targets.base import LowerSpec
+    from edgec.targets.mcu import MCUTarget, promote16
+
+    from .conftest import HAVE_QEMU, QEMU_SKIP, edgec_qdq, lsb_agreement
+
+    if device == "qemu" and not HAVE_QEMU:
+        pytest.skip(QEMU_SKIP)
+    monkeypatch.setattr(promote16, "BAR", 1.01)
+    rng = np.random.default_rng(0)
+    calib = [{"x": rng.uniform(-2, 2, size=(1, 3, 16, 16)).astype(np.float32)} for _ in range(8)]
+    fh, qh = edgec_qdq(_conv_hardswish_model(), calib)
+    out = tmp_path / "b"
+    out.mkdir()
+    spec = LowerSpec("int8", fh, quant_model=qh, calibration=CalibrationData(calib, "test"),
+                     options={"cpu": "cortex-m4", "ram_budget": 64 * 1024})
+    res = MCUTarget().lower(qh, spec, out)
+    info = res.manifest["int16"]
+    assert info.get("chosen") == "conv+hardswish" and info["rules"][0]["tensors"] == 4, info
+    assert "s16.c" in res.manifest["kernels"] and len(info["tensors"]) >= 4
+    manifest = {"artifact": {"path": res.model_artifact.path}, "runner": "mcu", "target": "mcu",
+                "model_inputs": [s.to_json() for s in qh.inputs], "model_outputs": [s.to_json() for s in qh.outputs],
+                "inputs": [s.to_json() for s in res.inputs], "outputs": [s.to_json() for s in res.outputs],
+                "target_info": res.manifest}
+    runner = MCURunner(out, manifest, device=device).load()
+    n = 2 if device == "qemu" else 8
+    feeds = [{"x": rng.uniform(-2, 2, size=(1, 3, 16, 16)).astype(np.float32)} for _ in range(n)]
+    promoted = promote16.promote(qh.proto, promote16.int16_tensors(qh.proto, frozenset({"Conv", "HardSwish"})))
+    within, total, worst = lsb_agreement(promoted, qh, [runner.infer(f) for f in feeds], feeds, res.outputs)
+    assert worst <= 1, f"{within}/{total} within 1 LSB, worst {worst}"
+    if device == "qemu":
+        assert runner.info()["extra"]["matches_host"] is True
