@@ -35,16 +35,17 @@ def choose(proto, float_proto, samples: list[dict]) -> tuple[object | None, dict
     what was measured (for the manifest)."""
     from edgec.runtimes.metrics import worst_cosine
 
+    present = {n.op_type for n in float_proto.graph.node}
+    rules = [r for r in PROMOTIONS if r[2] <= present]
+    if not rules:  # nothing to try: no need to score
+        return None, {"rules": []}
     samples = samples[:SCORE_SAMPLES]
     want = _run(float_proto, samples)
     score8 = worst_cosine(_run(proto, samples), want)
     info: dict = {"bar": BAR, "int8_worst_cosine": round(score8, 4), "samples": len(samples), "rules": []}
     if score8 >= BAR:
         return None, info
-    present = {n.op_type for n in float_proto.graph.node}
-    for name, producers, needs in PROMOTIONS:
-        if not needs <= present:
-            continue
+    for name, producers, _ in rules:
         names = int16_tensors(proto, producers)
         cand = promote(proto, names)
         score = worst_cosine(_run(cand, samples), want)
