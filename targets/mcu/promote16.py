@@ -56,6 +56,13 @@ def choose(proto, float_proto, samples: list[dict]) -> tuple[object | None, dict
     return None, info
 
 
+def replay(proto, info: dict | None):
+    """The promoted model a build's ``target_info.int16`` record chose, from the same int8
+    Q/DQ ``proto`` (None when it chose none): for re-lowering a bundle's reference model."""
+    rule = next((r for r in PROMOTIONS if info and r[0] == info.get("chosen")), None)
+    return None if rule is None else promote(proto, int16_tensors(proto, rule[1]))
+
+
 def _run(proto, samples: list[dict]) -> list[list]:
     import onnxruntime as ort
 
