@@ -22,7 +22,8 @@
 #ifndef EDGEC_DW_GENERIC
 #define EDGEC_DW_GENERIC 1
 #endif
-/* Conv/depthwise requantization rounds once (a model imported from Q/DQ ONNX). */
+/* Conv/depthwise, Requantize and Concat requantization round once (a model imported from
+ * Q/DQ ONNX). */
 #ifndef EDGEC_CONV_SINGLE_ROUNDING
 #define EDGEC_CONV_SINGLE_ROUNDING 0
 #endif
