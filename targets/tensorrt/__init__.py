@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgec._deps import has_module
-from edgec.targets.base import LowerResult, LowerSpec, QuantScheme, SupportReport, Target, TargetOption
+from edgec.targets.base import DEEP_RESIDUAL_OVERRIDES, LowerResult, LowerSpec, QuantScheme, SupportReport, Target, TargetOption
 
 if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
@@ -119,7 +119,9 @@ class TensorRTTarget(Target):
     }
     quant_scheme = QuantScheme(activation_symmetric=True, placement="weighted", quantize_add=True,
                                calib_method="auto", calib_candidates=TRT_CALIBRATORS, scale_depthwise_inputs=True,
-                               equalize_conv_pairs=True, float_fallback_ops=TRT_FP16_FALLBACK_OPS)
+                               equalize_conv_pairs=True, float_fallback_ops=TRT_FP16_FALLBACK_OPS,
+                               deep_residual_adds=16,
+                               deep_residual_overrides=(*DEEP_RESIDUAL_OVERRIDES, ("minmax_equalized", True)))
     supported_ops = TRT_SUPPORTED_OPS
     options = (
         TargetOption("engine", "Also build the TensorRT engine here (needs tensorrt and a CUDA GPU).", kind="flag",
