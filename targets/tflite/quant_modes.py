@@ -206,6 +206,22 @@ def with_worst_ops_float(keep: dict[str, Any], graph, calib, n: int) -> tuple[by
     return data, info, deny
 
 
+def with_float_islands(keep: dict[str, Any], kinds: tuple[str, ...]) -> tuple[bytes, dict[str, Any], int]:
+    """``(model, info, ops kept float)``: `convert_full_integer`'s int8 model (its calibration in ``keep``)
+    requantized with the named structural islands (`float_islands`) float."""
+    from edgec.targets.tflite.float_islands import island_nodes, op_graph
+
+    if "op_graph" not in keep:
+        keep["op_graph"] = op_graph(keep["calibrated"])
+    deny, counts = island_nodes(keep["op_graph"], kinds)
+    if not deny:
+        return b"", {}, 0
+    data = keep["quantize"](keep["calibrated"], deny)
+    info = {**keep["info"], "mode": "full-integer with float islands", "float_islands": list(kinds),
+            "float_nodes": deny, "float_op_counts": counts}
+    return data, info, len(deny)
+
+
 def calibrate(tf, conv, graph, calib) -> bytes:
     """The converter's calibration alone: the float model with each tensor's min/max over ``calib``
     recorded, which `quantize_calibrated` reads (``conv``: optimizations set)."""
