@@ -145,12 +145,14 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
     quantized = None  # the int8 model `choose_ranges` built from the final ranges, if it did
     if ranges == "auto":
         from edgec.compiler.lowering import is_classifier
+        from edgec.targets.tflite.int8_floor import is_transformer
 
         outputs = [s.to_json() for s in graph.model.outputs]
         classifier = is_classifier({"task": graph.model.task, "model_outputs": outputs})
         calibrated, range_info, quantized = choose_ranges(
             calibrated, graph, calib, MAX_AUTO_SAMPLES,
-            lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)), classifier=classifier)
+            lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)), classifier=classifier,
+            held_out=not is_transformer(graph.model))
     else:
         calibrated, range_info = calibrated_with(calibrated, graph, calib, ranges)
     ranking: list[dict[str, Any]] = []
