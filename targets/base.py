@@ -58,8 +58,9 @@ class TargetOption:
 # Recurrent cells: int8 Q/DQ leaves them in float, but they amplify the error of the int8 layers
 # in front of them (ddddocr's CRNN: LSTM input SQNR 18.7 dB -> output 12.5 dB).
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
-# For a deep residual stream on the weighted-placement CPU targets: residual Adds in float and
-# every depthwise -> pointwise link equalized (with bias correction; `QuantScheme.deep_residual_adds`).
+# For a deep residual stream on the weighted-placement targets (OpenVINO, onnxruntime, TensorRT): residual
+# Adds in float and every depthwise -> pointwise link equalized (with bias correction;
+# `QuantScheme.deep_residual_adds`).
 DEEP_RESIDUAL_OVERRIDES = (("float_residual_adds", True), ("equalize_min_spread", 1.0))
 
 

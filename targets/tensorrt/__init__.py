@@ -78,10 +78,16 @@ TRT_CALIBRATORS = (
 )
 
 
-# TensorRT runs a layer whose inputs carry no Q/DQ in fp16: a default int8 build leaves the Q/DQ of
-# these ops out where its symmetric int8 error concentrates (`edgec.compiler.float_fallback`): the
-# residual Adds of BlazeFace, whose wide residual stream meets a narrow branch.
+# TensorRT runs a layer whose inputs carry no Q/DQ in float (fp16 with --precision best, fp32 with int8's
+# INT8-only builder flag): a default int8 build leaves the Q/DQ of these ops out where its symmetric int8
+# error concentrates (`edgec.compiler.float_fallback`): the residual Adds of BlazeFace, whose wide residual
+# stream meets a narrow branch.
 TRT_FP16_FALLBACK_OPS = ("Add",)
+# Deep residual streams (BlazeFace: 16-31 blocks) take the CPU targets' recipe, float residual Adds (the int8
+# conv that feeds one writes float, the Add runs in float: no rounding on the stream), every depthwise -> pointwise link
+# equalized and bias correction, plus min/max ranges on the equalized tensors (`QuantScheme.minmax_equalized`):
+# with symmetric per-tensor scales the clipped pointwise inputs carried the worst eval samples.
+TRT_DEEP_RESIDUAL_OVERRIDES = (*DEEP_RESIDUAL_OVERRIDES, ("minmax_equalized", True))
 
 
 def engine_availability() -> str | None:
@@ -121,7 +127,7 @@ class TensorRTTarget(Target):
                                calib_method="auto", calib_candidates=TRT_CALIBRATORS, scale_depthwise_inputs=True,
                                equalize_conv_pairs=True, float_fallback_ops=TRT_FP16_FALLBACK_OPS,
                                deep_residual_adds=16,
-                               deep_residual_overrides=(*DEEP_RESIDUAL_OVERRIDES, ("minmax_equalized", True)))
+                               deep_residual_overrides=TRT_DEEP_RESIDUAL_OVERRIDES)
     supported_ops = TRT_SUPPORTED_OPS
     options = (
         TargetOption("engine", "Also build the TensorRT engine here (needs tensorrt and a CUDA GPU).", kind="flag",
