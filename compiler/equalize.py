@@ -170,16 +170,6 @@ def equalize(model: "ModelHandle", samples: list[dict[str, np.ndarray]], streams
     return model.with_proto(proto), info
 
 
-def equalized_tensors(proto, info: dict[str, Any]) -> tuple[str, ...]:
-    """The tensors the equalized links' readers take (the conv's output, or its Relu's), in `equalize`'s model."""
-    done = set(info.get("nodes", ()))
-    convs = [n for n in proto.graph.node
-             if n.name.endswith("_equalized") and n.name[:-len("_equalized")] in done
-             or not n.name and n.output and n.output[0].rsplit("_equalized", 1)[0] in done]
-    relu = {n.input[0]: n for n in proto.graph.node if n.op_type == "Relu" and n.output[0].endswith("_equalized")}
-    return tuple((relu[c.output[0]] if c.output[0] in relu else c).output[0] for c in convs)
-
-
 def _fresh(base: str, taken: set[str]) -> str:
     """``{base}_equalized`` (``_2``, ``_3``... when taken), now taken."""
     name, i = f"{base}_equalized", 1

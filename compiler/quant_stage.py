@@ -127,7 +127,6 @@ class Int8Quantizer:
         self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
         self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
         self._auto: dict[str, Any] = {}  # what ``auto`` measured: local errors, outputs, budget
-        self.minmax_tensors: tuple[str, ...] = ()  # ``auto`` leaves these at min/max (`QuantScheme.minmax_equalized`)
 
     @classmethod
     def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
@@ -150,16 +149,13 @@ class Int8Quantizer:
             model, info = smooth(handle, calibration.samples, config.int8.smoothquant)
             passes.append({"name": "smoothquant", "config": info})
             stale = stale or bool(info["smoothed"])
-        equalized: tuple[str, ...] = ()
         if scheme.equalize_conv_pairs:
-            from edgec.compiler.equalize import equalize, equalized_tensors
+            from edgec.compiler.equalize import equalize
 
             model, info = equalize(model, calibration.samples, streams=scheme.equalize_streams,
                                    min_spread=scheme.equalize_min_spread)
             passes.append({"name": "equalize-conv-pairs", "config": info})
             stale = stale or bool(info["equalized"] or info.get("streams"))
-            if scheme.minmax_equalized:
-                equalized = equalized_tensors(model.proto, info)
         if scheme.scale_depthwise_inputs:
             from edgec.compiler.depthwise_scaling import scale_depthwise_inputs
 
@@ -185,7 +181,6 @@ class Int8Quantizer:
         if stale and not auto:  # auto takes every method's ranges, min/max too, from its own pass
             ranges = collect_ranges(model.proto, calibration.samples, method)
         q = cls(model, handle, ranges, scheme, calibration, bias_correction, passes)
-        q.minmax_tensors = equalized
         if auto:
             progress.message("choosing a calibration method per tensor (auto)")
             info = q.choose_auto()
@@ -309,8 +304,7 @@ class Int8Quantizer:
         refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
         base = self.ranges = dict(alt["minmax"])
         quant, _ = self.quantize()
-        fixed = set(self.minmax_tensors)
-        tensors = [t for t in quantized_tensors(quant.proto, base) if t not in fixed]
+        tensors = quantized_tensors(quant.proto, base)
 
         best: list = [float("inf"), None]  # the best choice's outputs, for `float_fallback`
 
@@ -336,9 +330,7 @@ class Int8Quantizer:
         counts = {m: 0 for m in alt}
         for t in tensors:
             counts[chosen.get(t, "minmax")] += 1
-        counts["minmax"] += len(fixed & set(quantized_tensors(quant.proto, base)))
-        fixed_info = {"minmax_equalized": len(fixed)} if fixed else {}
-        return {"samples": len(samples), "methods": counts, "chosen": dict(sorted(chosen.items())), **fixed_info,
+        return {"samples": len(samples), "methods": counts, "chosen": dict(sorted(chosen.items())),
                 "relative_output_error": found["error"], "screened": found["picked"],
                 "screen_errors": found["screen"], "output_evaluations": found["evaluations"],
                 "refine_budget": budget}

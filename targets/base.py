@@ -58,8 +58,9 @@ class TargetOption:
 # Recurrent cells: int8 Q/DQ leaves them in float, but they amplify the error of the int8 layers
 # in front of them (ddddocr's CRNN: LSTM input SQNR 18.7 dB -> output 12.5 dB).
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
-# For a deep residual stream on the weighted-placement CPU targets: residual Adds in float and
-# every depthwise -> pointwise link equalized (with bias correction; `QuantScheme.deep_residual_adds`).
+# For a deep residual stream on the weighted-placement targets (OpenVINO, onnxruntime, TensorRT): residual
+# Adds in float and every depthwise -> pointwise link equalized (with bias correction;
+# `QuantScheme.deep_residual_adds`).
 DEEP_RESIDUAL_OVERRIDES = (("float_residual_adds", True), ("equalize_min_spread", 1.0))
 
 
@@ -116,11 +117,6 @@ class QuantScheme:
             (1.0: every link). Where the runtime keeps the residual stream in float
             (``float_residual_adds``), the depthwise outputs the pointwise convs read are the
             largest int8 noise left, also at spreads under 4.
-        minmax_equalized: ``auto`` keeps min/max ranges on the tensors equalized conv links read
-            (it searches the others): equalization leaves the channels of such a tensor about the
-            same range, so a clipping range (entropy, percentile, MSE) cuts the peaks of every
-            channel at once, not one channel's outliers. Chosen on the calibration samples, those
-            clips missed other images' peaks (jetson BlazeFace-short, worst eval sample 0.971 -> 0.987).
         equalize_streams: Also one channel scale per residual stream (the tensors ``Add``,
             ``Relu``, ``MaxPool`` and zero ``Pad`` tie together; `edgec.compiler.equalize_stream`),
             for targets whose every activation is per tensor (full-integer int8); only streams
@@ -166,7 +162,6 @@ class QuantScheme:
     scale_depthwise_inputs: bool = False
     equalize_conv_pairs: bool = False
     equalize_min_spread: float = 4.0
-    minmax_equalized: bool = False
     equalize_streams: bool = False
     bias_correction_ops: frozenset[str] = frozenset()
     calib_method_with_ops: str | None = None

@@ -35,16 +35,17 @@ def choose(proto, float_proto, samples: list[dict]) -> tuple[object | None, dict
     what was measured (for the manifest)."""
     from edgec.runtimes.metrics import worst_cosine
 
+    present = {n.op_type for n in float_proto.graph.node}
+    rules = [r for r in PROMOTIONS if r[2] <= present]
+    if not rules:  # nothing to try: no need to score
+        return None, {"rules": []}
     samples = samples[:SCORE_SAMPLES]
     want = _run(float_proto, samples)
     score8 = worst_cosine(_run(proto, samples), want)
     info: dict = {"bar": BAR, "int8_worst_cosine": round(score8, 4), "samples": len(samples), "rules": []}
     if score8 >= BAR:
         return None, info
-    present = {n.op_type for n in float_proto.graph.node}
-    for name, producers, needs in PROMOTIONS:
-        if not needs <= present:
-            continue
+    for name, producers, _ in rules:
         names = int16_tensors(proto, producers)
         cand = promote(proto, names)
         score = worst_cosine(_run(cand, samples), want)
@@ -53,6 +54,13 @@ def choose(proto, float_proto, samples: list[dict]) -> tuple[object | None, dict
             info["chosen"] = name
             return cand, info
     return None, info
+
+
+def replay(proto, info: dict | None):
+    """The promoted model a build's ``target_info.int16`` record chose, from the same int8
+    Q/DQ ``proto`` (None when it chose none): for re-lowering a bundle's reference model."""
+    rule = next((r for r in PROMOTIONS if info and r[0] == info.get("chosen")), None)
+    return None if rule is None else promote(proto, int16_tensors(proto, rule[1]))
 
 
 def _run(proto, samples: list[dict]) -> list[list]:
