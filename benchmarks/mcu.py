@@ -307,7 +307,9 @@ def main() -> int:
         import mcu_corpus
 
         names = list(mcu_corpus.MODELS) if args.corpus == "all" else args.corpus.split(",")
-        result["corpus"] = mcu_corpus.corpus_rows(names, args.corpus_cpus.split(","), args.corpus_opts.split(","), cf)
+        new = mcu_corpus.corpus_rows(names, args.corpus_cpus.split(","), args.corpus_opts.split(","), cf)
+        # Rows of models not rerun are kept (a model's rows are replaced as a whole).
+        result["corpus"] = [r for r in before.get("corpus", []) if r.get("model") not in set(names)] + new
         mcu_corpus.print_table(result["corpus"])
     elif "corpus" in before:  # not rerun: keep the section
         result["corpus"] = before["corpus"]

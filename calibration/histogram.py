@@ -22,6 +22,24 @@ import numpy as np
 from edgec.errors import ConfigError
 
 
+def finite_values(x: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+    """``(finite values of x, flattened; their min; their max)``, or None when there are none.
+
+    Masked attention scores and the like hold inf: it carries no range, so it is dropped
+    here once for every observer.
+    """
+    x = np.asarray(x).ravel()
+    if x.size == 0:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return None
+        lo, hi = float(x.min()), float(x.max())
+    return x, lo, hi
+
+
 class GrowingHistogram:
     """Histogram over a range that doubles when data falls outside it.
 
@@ -67,16 +85,10 @@ class GrowingHistogram:
 
     def update(self, x: np.ndarray) -> None:
         """Add the finite values of `x` (any shape); NaN and +-inf are ignored."""
-        x = np.asarray(x).ravel()
-        if x.size == 0:
+        seen = finite_values(x)
+        if seen is None:
             return
-        lo, hi = float(x.min()), float(x.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            # Masked attention scores and the like may hold inf; they carry no range.
-            x = x[np.isfinite(x)]
-            if x.size == 0:
-                return
-            lo, hi = float(x.min()), float(x.max())
+        x, lo, hi = seen
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self.total += int(x.size)
         amax = max(abs(lo), abs(hi))

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgec.calibration.entropy import entropy_threshold_onnxruntime, entropy_threshold_tensorrt
-from edgec.calibration.histogram import GrowingHistogram, clip_to_seen, mse_range, percentile_range
+from edgec.calibration.histogram import GrowingHistogram, clip_to_seen, finite_values, mse_range, percentile_range
 from edgec.calibration.types import TensorRange
 from edgec.errors import CalibrationDataError, ConfigError
 
@@ -124,12 +124,10 @@ class MinMaxObserver(Observer):
     name = "minmax"
 
     def _update(self, x: np.ndarray) -> None:
-        lo, hi = float(x.min()), float(x.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            x = x[np.isfinite(x)]
-            if x.size == 0:
-                return
-            lo, hi = float(x.min()), float(x.max())
+        seen = finite_values(x)
+        if seen is None:
+            return
+        x, lo, hi = seen
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self.count += int(x.size)
 

@@ -257,7 +257,8 @@ def _check_keys(keys: Sequence[str], inputs: "list[TensorSpec]", origin: str) ->
         )
 
 
-def _read_npz(path: Path, inputs: "list[TensorSpec]", limit: int) -> tuple[Rows, np.ndarray | None]:
+def _npz_arrays(path: Path, inputs: "list[TensorSpec]") -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The arrays of one ``.npz`` file, one per model input, and its optional ``labels``."""
     data = _load_array_file(path)
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise CalibrationDataError(f"calibration file '{path}' is not an .npz archive; expected one")
@@ -265,9 +266,15 @@ def _read_npz(path: Path, inputs: "list[TensorSpec]", limit: int) -> tuple[Rows,
         try:
             _check_keys(list(data.files), inputs, str(path))
             arrays = {s.name: data[s.name] for s in inputs}
+            # An input may itself be called 'labels'; then the file has no separate labels.
             labels = data["labels"] if "labels" in data.files and "labels" not in arrays else None
         except _READ_ERRORS as exc:
             raise CalibrationDataError(f"cannot read calibration file '{path}': {exc}") from exc
+    return arrays, labels
+
+
+def _read_npz(path: Path, inputs: "list[TensorSpec]", limit: int) -> tuple[Rows, np.ndarray | None]:
+    arrays, labels = _npz_arrays(path, inputs)
     sizes = {k: (a.shape[0] if a.ndim else 0) for k, a in arrays.items()}
     if len(set(sizes.values())) > 1:
         detail = ", ".join(f"'{k}': {v}" for k, v in sizes.items())
@@ -331,16 +338,7 @@ def _read_npz_folder(files: list[Path], inputs: "list[TensorSpec]", limit: int) 
     for f in files:
         if len(rows[inputs[0].name]) >= limit:
             break
-        data = _load_array_file(f)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise CalibrationDataError(f"calibration file '{f}' is not an .npz archive; expected one")
-        with data:
-            try:
-                _check_keys(list(data.files), inputs, str(f))
-                arrays = {s.name: data[s.name] for s in inputs}
-                label = data["labels"] if "labels" in data.files else None
-            except _READ_ERRORS as exc:
-                raise CalibrationDataError(f"cannot read calibration file '{f}': {exc}") from exc
+        arrays, label = _npz_arrays(f, inputs)
         file_rows = {s.name: _rows_of_file(s.name, arrays[s.name], s, str(f)) for s in inputs}
         counts = {len(r) for r in file_rows.values()}
         if len(counts) > 1:

@@ -90,6 +90,43 @@ def conv_residual_adds(proto) -> int:
                and fed_by_conv(n, producer))
 
 
+# Ops between an attention's Softmax and the MatMul that weighs the values by it: layout, and
+# the exporters' NaN guard (``Where(IsNaN(p), 0, p)``, PyTorch's scaled_dot_product_attention).
+ATTENTION_PASS_OPS = frozenset({"Reshape", "Transpose", "Cast", "Dropout", "Identity", "Where"})
+
+
+def attention_blocks(proto) -> int:
+    """How many Softmax outputs weigh a MatMul (through `ATTENTION_PASS_OPS`) in a model that also has
+    LayerNormalization: the self-attention blocks of a transformer (ViT, BERT, Whisper).
+
+    A conv stem in front of them (ViT's patch embedding, Whisper's Conv1d) does not make the
+    residual stream a CNN's: `in_conv_network` finds that Conv up the chain of residual Adds.
+    """
+    g = proto.graph
+    if not any(n.op_type == "LayerNormalization" for n in g.node):
+        return 0
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    count = 0
+    for n in g.node:
+        if n.op_type != "Softmax":
+            continue
+        frontier, seen = [n.output[0]], set()
+        while frontier:
+            t = frontier.pop()
+            for r in readers.get(t, []):
+                if r.op_type == "MatMul":
+                    count += 1
+                    frontier = []
+                    break
+                if r.op_type in ATTENTION_PASS_OPS and r.output[0] not in seen:
+                    seen.add(r.output[0])
+                    frontier.append(r.output[0])
+    return count
+
+
 def float_tensors(proto) -> tuple[set[str], dict[str, tuple]]:
     """Names of float32 tensors and known static shapes, from shape inference."""
     import onnx

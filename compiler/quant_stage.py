@@ -137,6 +137,9 @@ class Int8Quantizer:
         passes: list[dict[str, Any]] = []
         model = handle
         scheme, deep_recipe = deep_residual_scheme(scheme, handle)
+        scheme, transformer_recipe = transformer_scheme(scheme, handle)
+        if transformer_recipe is not None:
+            passes.append(transformer_recipe)
         base_method = "minmax" if config.int8.calib_method in CHOOSING_CALIB_METHODS else config.int8.calib_method
         method, stale = base_method, False  # ranges are collected once, after the passes that change the model
         if config.int8.smoothquant is not None:
@@ -412,6 +415,23 @@ def deep_residual_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple[
     overrides = dict(scheme.deep_residual_overrides)
     return dataclasses.replace(scheme, **overrides), {"name": "deep-residual-recipe",
                                                      "config": {"residual_adds": count, **overrides}}
+
+
+def transformer_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["QuantScheme", dict | None]:
+    """``scheme`` with its ``transformer_overrides`` when the model has self-attention blocks, and the pass entry."""
+    if not scheme.transformer_overrides or handle.proto is None:
+        return scheme, None
+    import dataclasses
+
+    from edgec.compiler.qdq_graph import attention_blocks
+
+    count = attention_blocks(handle.proto)
+    if not count:
+        return scheme, None
+    overrides = dict(scheme.transformer_overrides)
+    shown = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in overrides.items()}
+    return dataclasses.replace(scheme, **overrides), {"name": "transformer-recipe",
+                                                     "config": {"attention_blocks": count, **shown}}
 
 
 def check_int8_passes(config: "BuildConfig", quantizer, target: str, precision: str) -> None:

@@ -58,8 +58,9 @@ class TargetOption:
 # Recurrent cells: int8 Q/DQ leaves them in float, but they amplify the error of the int8 layers
 # in front of them (ddddocr's CRNN: LSTM input SQNR 18.7 dB -> output 12.5 dB).
 RECURRENT_OPS = frozenset({"LSTM", "GRU", "RNN"})
-# For a deep residual stream on the weighted-placement CPU targets: residual Adds in float and
-# every depthwise -> pointwise link equalized (with bias correction; `QuantScheme.deep_residual_adds`).
+# For a deep residual stream on the weighted-placement targets (OpenVINO, onnxruntime, TensorRT): residual
+# Adds in float and every depthwise -> pointwise link equalized (with bias correction;
+# `QuantScheme.deep_residual_adds`).
 DEEP_RESIDUAL_OVERRIDES = (("float_residual_adds", True), ("equalize_min_spread", 1.0))
 
 
@@ -129,6 +130,9 @@ class QuantScheme:
             per-channel mean shift build up; a few blocks (ResNet, MobileNetV2) do not need it.
         deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
             (``float_residual_adds``, ``equalize_min_spread``).
+        transformer_overrides: ``(field, value)`` pairs of this scheme replaced for models with
+            self-attention blocks (`edgec.compiler.qdq_graph.attention_blocks`: Softmax weighing a
+            MatMul, with LayerNormalization), conv stem or not; empty: none.
         calib_method_with_ops: The default calibration method when one of
             ``bias_correction_ops`` is present (None: ``calib_method``): the cell amplifies the
             int8 noise of its input too, which ranges chosen by output error keep lowest.
@@ -163,6 +167,7 @@ class QuantScheme:
     calib_method_with_ops: str | None = None
     deep_residual_adds: int | None = None
     deep_residual_overrides: tuple[tuple[str, Any], ...] = ()
+    transformer_overrides: tuple[tuple[str, Any], ...] = ()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
     fixed_output_params: tuple[tuple[str, float, int], ...] | None = None

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgec.runtimes.decoder_onnxruntime import OrtDecoderSession
 from edgec.runtimes.generation import DecoderSession, generate, open_session, perplexity
+from edgec.runtimes.metrics import cosine
 
 PPL_WINDOW = 128
 
@@ -34,10 +35,9 @@ def greedy_agreement(a: list[int], b: list[int]) -> float:
 
 
 def logit_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    num = (a * b).sum(-1)
-    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12
-    return float((num / den).mean())
+    """Mean over positions of the cosine between two logit rows (last axis)."""
+    rows = zip(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))
+    return float(np.mean([cosine(x, y) for x, y in rows]))
 
 
 def compare_sessions(got: DecoderSession, want: DecoderSession, eval_ids: list[int], prompts: list[list[int]],

@@ -28,6 +28,7 @@ import numpy as np
 
 from edgec.compiler.prune.hook import ZLIB_LEVEL, PruneState
 from edgec.compiler.prune.onnx_prune import layer_stats
+from edgec.runtimes.metrics import cosine
 
 def gains_by_target(method: str) -> dict[str, str]:
     """``{target: what --prune METHOD buys there}`` for every registered target (their `pruning_gains`)."""
@@ -114,9 +115,7 @@ def compare_unpruned(ref, got, samples: list[dict[str, np.ndarray]], labels: Any
         abs_sum += float(d.sum())
         n_el += d.size
         for i in range(n):
-            a, b = have[i].ravel(), want[i].ravel()
-            den = float(np.linalg.norm(a) * np.linalg.norm(b))
-            cos.append(float(a @ b / den) if den else 1.0)
+            cos.append(cosine(have[i], want[i]))
         if classification and want.ndim >= 2 and want.shape[-1] > 1:
             hi = have.reshape(n, -1, want.shape[-1]).argmax(-1)
             wi = want.reshape(n, -1, want.shape[-1]).argmax(-1)

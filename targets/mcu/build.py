@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
 
 
-def load_graph(model: "ModelHandle") -> QGraph:
+def load_graph(model: "ModelHandle", proto=None) -> QGraph:
+    """The model's QGraph (``proto``: a rewrite of the model's Q/DQ ONNX to read instead)."""
     if model.format == "tflite":
         from edgec.targets.mcu.import_tflite import load_tflite
 
@@ -22,7 +23,32 @@ def load_graph(model: "ModelHandle") -> QGraph:
     from edgec.targets.mcu.import_onnx import load_onnx
 
     nhwc_io = frozenset(s.name for s in [*model.inputs, *model.outputs] if s.layout == "NHWC")
-    return load_onnx(model.proto, nhwc_io)
+    return load_onnx(model.proto if proto is None else proto, nhwc_io)
+
+
+def mixed_precision(model: "ModelHandle", spec: LowerSpec, opts: dict, io_in_arena: bool):
+    """``(graph, plan, info)`` of the int8/int16 graph `promote16.choose` picks for an int8
+    Q/DQ model that misses its bar on the calibration samples, when it fits ``--ram-budget``;
+    None otherwise (``info`` says what was measured either way)."""
+    from edgec.targets.mcu import planner, promote16
+
+    calib = spec.calibration
+    if model.format != "onnx" or calib is None or calib.random or spec.float_model is None \
+            or spec.float_model.proto is None or model.proto is None:
+        return None, None
+    proto16, info = promote16.choose(model.proto, spec.float_model.proto, calib.samples)
+    if proto16 is None:
+        return None, info
+    g, patching = patch_and_fuse(load_graph(model, proto16), opts, io_in_arena)
+    plan = planner.plan(g, io_in_arena=io_in_arena, rows=opts.get("row_inplace") or "auto")
+    budget = opts.get("ram_budget")
+    if budget and plan.arena_bytes > budget:
+        info["not_used"] = f"arena {plan.arena_bytes} B over the --ram-budget of {budget} B"
+        return None, info
+    from edgec.targets.mcu.ops.s16 import int16_names
+
+    info["tensors"] = int16_names(g)
+    return (g, plan, patching), info
 
 
 def check_weights_fit(model: "ModelHandle", flash_budget: int | None) -> None:
@@ -178,8 +204,12 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
     opts = spec.options or {}
     cpu = opts.get("cpu") or "cortex-m4"
     io_in_arena = bool(opts.get("io_in_arena", True))
-    g, patching = patch_and_fuse(load_graph(model), opts, io_in_arena)
-    plan = planner.plan(g, io_in_arena=io_in_arena, rows=opts.get("row_inplace") or "auto")
+    mixed, int16_info = mixed_precision(model, spec, opts, io_in_arena)
+    if mixed is not None:
+        g, plan, patching = mixed
+    else:
+        g, patching = patch_and_fuse(load_graph(model), opts, io_in_arena)
+        plan = planner.plan(g, io_in_arena=io_in_arena, rows=opts.get("row_inplace") or "auto")
     c_dir = out_dir / "c"
     info = codegen.generate(g, plan, c_dir, cpu=cpu)
     harness = out_dir / "harness"
@@ -223,6 +253,8 @@ def lower_model(model: "ModelHandle", spec: LowerSpec, out_dir: Path) -> LowerRe
             if io_in_arena else ""),
         "lut_source": luts or None, "layers": info["layers"],
     }
+    if int16_info and int16_info["rules"]:  # the int16 promotion: measured, and which tensors it made int16
+        manifest["int16"] = report["int16"] = int16_info
     files = sorted(p.relative_to(out_dir).as_posix() for p in list(c_dir.iterdir()) + list(harness.iterdir()))
     artifacts = []
     for f in files:

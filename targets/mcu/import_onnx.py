@@ -23,6 +23,7 @@ import numpy as np
 from edgec.errors import ModelLoadError, UnsupportedOpError
 from edgec.targets.mcu.onnx_layout import NCHW_OF_NHWC, NHWC_OF_NCHW, plain_tensors
 from edgec.targets.mcu.ops import ANY_LAYOUT_ONNX_OPS, BY_ONNX, onnx_rejection
+from edgec.targets.mcu.ops.s16 import retype
 from edgec.targets.mcu.ops.record import GraphFacts, NodeView, attrs, nhwc, node_name
 from edgec.targets.mcu.qgraph import QGraph, QOp, QTensor
 from edgec.targets.mcu.qmath import clip_range
@@ -76,7 +77,7 @@ class OnnxContext:
         if self._needs_nhwc(q, node):
             if q not in self._as_nhwc:
                 t = self.tensors[q]
-                self._as_nhwc[q] = self.add_tensor(QTensor(self.fresh(q) + "/nhwc", nhwc(t.shape), "int8",
+                self._as_nhwc[q] = self.add_tensor(QTensor(self.fresh(q) + "/nhwc", nhwc(t.shape), t.dtype,
                                                            t.scale, t.zero_point))
                 self.rank4.add(self._as_nhwc[q])
                 self.add_op("transpose", node, [q], [self._as_nhwc[q]], {"perm": list(NHWC_OF_NCHW)})
@@ -106,12 +107,12 @@ class OnnxContext:
         q = qs[0].output[0]
         t = self.tensors[q]
         if self._needs_nhwc(q, node):  # the kernel writes NHWC; the tensor is kept in the graph's order
-            tmp = self.add_tensor(QTensor(self.fresh(q) + "/nhwc", nhwc(t.shape), "int8", t.scale, t.zero_point))
+            tmp = self.add_tensor(QTensor(self.fresh(q) + "/nhwc", nhwc(t.shape), t.dtype, t.scale, t.zero_point))
             self.rank4.add(tmp)
             self._pending.append(QOp("transpose", node_name(node), [tmp], [q], {"perm": list(NCHW_OF_NHWC)},
                                      node.op_type))
             q = tmp
-        return q, clip_range(lo, hi, t.s, t.zp)
+        return q, clip_range(lo, hi, t.s, t.zp, t.dtype)
 
     def clip_bounds(self, act) -> tuple[float | None, float | None]:
         if act.op_type == "Relu":
@@ -141,14 +142,17 @@ class OnnxContext:
                 zp = np.asarray(self.init[node.input[2]]).reshape(-1) if len(node.input) > 2 and node.input[2] \
                     else np.zeros(1)
                 zp_arr = np.asarray(self.init[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
-                if zp_arr is not None and zp_arr.dtype != np.int8:
+                dtype = "int8" if zp_arr is None else zp_arr.dtype.name
+                # int16: the activations of a mixed 16x8 graph (promote16), symmetric as LiteRT's.
+                if dtype not in ("int8", "int16") or dtype == "int16" and zp_arr.any():
                     raise UnsupportedOpError("QuantizeLinear", node.name or y, "mcu",
-                                             f"{zp_arr.dtype} quantization; the mcu target takes int8")
+                                             f"{dtype} quantization; the mcu target takes int8 (and int16 "
+                                             "with zero point 0)")
                 shape = self.shapes.get(x) or self.shapes.get(y)
                 if shape is None:
                     raise ModelLoadError(f"the mcu target needs static shapes; '{x}' has none")
                 plain = y in self.plain
-                self.tensors[y] = QTensor(y, tuple(shape) if plain else nhwc(shape), "int8", s,
+                self.tensors[y] = QTensor(y, tuple(shape) if plain else nhwc(shape), dtype, s,
                                           np.asarray(zp, np.int64).reshape(-1))
                 if len(shape) == 4 and not plain:
                     self.rank4.add(y)
@@ -204,7 +208,7 @@ class OnnxContext:
                    meta={"graph_order_io": sorted(n for n in inputs + outputs
                                                   if len(self.tensors[n].shape) == 4 and n not in self.rank4)})
         g.prune()
-        return g
+        return retype(g)
 
 
 def load_onnx(proto, nhwc_io: frozenset[str] = frozenset()) -> QGraph:

@@ -12,7 +12,12 @@ import numpy as np
 
 from edgec.errors import ModelLoadError, UnsupportedOpError
 from edgec.targets.mcu.ops import BY_TFLITE, TFLITE_OPS
+from edgec.targets.mcu.ops.s16 import S16_KIND, retype
 from edgec.targets.mcu.qgraph import QGraph, QTensor
+
+# 16x8 ops a .tflite may hold (bit-exact with LiteRT's int16 reference kernels).
+S16_TFLITE_KINDS = frozenset(S16_KIND) | {"requant"}
+S16_TFLITE_OPS = ("ADD", "CONV_2D", "DEPTHWISE_CONV_2D", "QUANTIZE")
 
 _TYPES = {0: "float32", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
 SUPPORTED = TFLITE_OPS
@@ -103,8 +108,12 @@ def load_tflite(data: bytes) -> QGraph:
     for op in g.ops:
         for n in op.inputs + op.outputs:
             t = g.tensors.get(n)
-            if t is not None and not t.is_const and t.dtype not in ("int8", "float32") and op.kind not in ("quantize", "dequantize"):
+            if t is None or t.is_const or t.dtype in ("int8", "float32") or op.kind in ("quantize", "dequantize"):
+                continue
+            if t.dtype != "int16" or op.kind not in S16_TFLITE_KINDS:
                 raise UnsupportedOpError(op.source_op, op.name, "mcu",
-                                         f"tensor {n.rsplit('#', 1)[0]} is {t.dtype}; only int8 models are supported")
+                                         f"tensor {n.rsplit('#', 1)[0]} is {t.dtype}; only int8 models are supported, "
+                                         "and int16 (16x8) for " + ", ".join(sorted(S16_TFLITE_OPS)))
+    retype(g)
     g.prune()
     return g

@@ -87,10 +87,16 @@ def act_range(act: str | None, scale: float, zp: int, qmin: int = -128, qmax: in
     raise ValueError(f"fused activation {act}")
 
 
-def clip_range(lo: float | None, hi: float | None, scale: float, zp: int) -> tuple[int, int]:
+def qrange(dtype: str) -> tuple[int, int]:
+    """The integer range of an activation dtype (int8, or int16 in 16x8 graphs)."""
+    return (-32768, 32767) if dtype == "int16" else (-128, 127)
+
+
+def clip_range(lo: float | None, hi: float | None, scale: float, zp: int, dtype: str = "int8") -> tuple[int, int]:
     """Quantized clamp bounds for a float Clip/Relu range (ONNX activations)."""
-    amin = -128 if lo is None else max(-128, zp + int(np.rint(lo / scale)))
-    amax = 127 if hi is None else min(127, zp + int(np.rint(hi / scale)))
+    qmin, qmax = qrange(dtype)
+    amin = qmin if lo is None else max(qmin, zp + int(np.rint(lo / scale)))
+    amax = qmax if hi is None else min(qmax, zp + int(np.rint(hi / scale)))
     return amin, amax
 
 
@@ -100,7 +106,7 @@ TFLITE_FUSED_ACTS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 def fused_act(opts, out) -> tuple[int, int]:
     """Clamp bounds of a TFLite op's fused activation (``fusedActivationFunction``)."""
     a = TFLITE_FUSED_ACTS.get(int(getattr(opts, "fusedActivationFunction", 0) or 0), "NONE")
-    return act_range(a, out.s, out.zp)
+    return act_range(a, out.s, out.zp, *qrange(out.dtype))
 
 
 def same_pad(in_size: int, k: int, stride: int, dil: int, out_size: int, padding: int) -> int:

@@ -60,7 +60,7 @@ def row_window(g: QGraph, op: QOp) -> tuple[int, int, int] | None:
 
     ``extent`` is the input rows one output row reads: ``(k_h - 1) * dil_h + 1``.
     """
-    if op.kind in ("conv", "dwconv"):
+    if op.kind in ("conv", "dwconv", "conv_s16", "dwconv_s16"):
         k_h, dil = g.t(op.inputs[1]).shape[1], op.attrs["dilation"][0]
     elif op.kind in ("maxpool", "avgpool"):
         k_h, dil = op.attrs["kernel"][0], 1

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgec._deps import has_module
-from edgec.targets.base import LowerResult, LowerSpec, QuantScheme, SupportReport, Target, TargetOption
+from edgec.targets.base import (DEEP_RESIDUAL_OVERRIDES, LowerResult, LowerSpec, QuantScheme, SupportReport, Target,
+                                TargetOption)
 
 if TYPE_CHECKING:
     from edgec.compiler.model import ModelHandle
@@ -78,9 +79,10 @@ TRT_CALIBRATORS = (
 )
 
 
-# TensorRT runs a layer whose inputs carry no Q/DQ in fp16: a default int8 build leaves the Q/DQ of
-# these ops out where its symmetric int8 error concentrates (`edgec.compiler.float_fallback`): the
-# residual Adds of BlazeFace, whose wide residual stream meets a narrow branch.
+# TensorRT runs a layer whose inputs carry no Q/DQ in float (fp16 with --precision best, fp32 with int8's
+# INT8-only builder flag): a default int8 build leaves the Q/DQ of these ops out where its symmetric int8
+# error concentrates (`edgec.compiler.float_fallback`): the residual Adds of BlazeFace, whose wide residual
+# stream meets a narrow branch.
 TRT_FP16_FALLBACK_OPS = ("Add",)
 
 
@@ -119,7 +121,12 @@ class TensorRTTarget(Target):
     }
     quant_scheme = QuantScheme(activation_symmetric=True, placement="weighted", quantize_add=True,
                                calib_method="auto", calib_candidates=TRT_CALIBRATORS, scale_depthwise_inputs=True,
-                               equalize_conv_pairs=True, float_fallback_ops=TRT_FP16_FALLBACK_OPS)
+                               equalize_conv_pairs=True, float_fallback_ops=TRT_FP16_FALLBACK_OPS,
+                               # Deep residual streams (BlazeFace: 16-31 blocks) take the CPU targets' recipe: float
+                               # residual Adds (the conv feeding one writes float, no rounding on the stream), every
+                               # depthwise -> pointwise link equalized, bias correction (blazeface-back 0.979 -> 0.983).
+                               deep_residual_adds=16,
+                               deep_residual_overrides=DEEP_RESIDUAL_OVERRIDES)
     supported_ops = TRT_SUPPORTED_OPS
     options = (
         TargetOption("engine", "Also build the TensorRT engine here (needs tensorrt and a CUDA GPU).", kind="flag",

@@ -22,9 +22,16 @@
 #ifndef EDGEC_DW_GENERIC
 #define EDGEC_DW_GENERIC 1
 #endif
-/* Conv/depthwise requantization rounds once (a model imported from Q/DQ ONNX). */
+/* Conv/depthwise, Requantize and Concat requantization round once (a model imported from
+ * Q/DQ ONNX). */
 #ifndef EDGEC_CONV_SINGLE_ROUNDING
 #define EDGEC_CONV_SINGLE_ROUNDING 0
+#endif
+
+/* The int16 (16x8) kernels of s16.c: edgec writes 1 only for models with int16 tensors (an
+ * int8-only model's bundle leaves s16.c out); 0 compiles the file to nothing. */
+#ifndef EDGEC_WITH_S16
+#define EDGEC_WITH_S16 1
 #endif
 
 /* The rest (EDGEC_BUNDLE_ISA, EDGEC_DW_TAIL, EDGEC_CONV_TAIL, EDGEC_CONV_DILATED) default in

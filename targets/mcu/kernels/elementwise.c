@@ -86,7 +86,7 @@ void edgec_mul_s8(const edgec_binary_params *p, const int8_t *a, const int8_t *b
 void edgec_requant_s8(const edgec_requant_params *p, const int8_t *in, int8_t *out) {
     int32_t i;
     for (i = 0; i < p->size; ++i) {
-        const int32_t v = edgec_mbqm((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
+        const int32_t v = edgec_mbqm_requant((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp;
         out[i] = (int8_t)edgec_clamp(v, p->act_min, p->act_max);
     }
 }

@@ -49,7 +49,7 @@ void edgec_concat_part_s8(const int8_t *in, int8_t *out, int32_t outer, int32_t 
         int8_t *dst = out + o * out_inner + out_off;
         for (i = 0; i < in_inner; ++i) {
             if (rq) {
-                const int32_t v = edgec_mbqm((int32_t)src[i] - rq->in_zp, rq->mult, rq->shift) + rq->out_zp;
+                const int32_t v = edgec_mbqm_requant((int32_t)src[i] - rq->in_zp, rq->mult, rq->shift) + rq->out_zp;
                 dst[i] = (int8_t)edgec_clamp(v, -128, 127);
             } else {
                 dst[i] = src[i];

@@ -30,16 +30,7 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
     n_out = out.shape[3]
     mults, shifts = _channel_multipliers(x.s, w.scale, out.s, n_out)
     kh, kw = (w.shape[1], w.shape[2])
-    fields = {
-        "batch": x.shape[0], "in_h": x.shape[1], "in_w": x.shape[2], "in_c": x.shape[3],
-        "out_h": out.shape[1], "out_w": out.shape[2], "out_c": n_out, "k_h": kh, "k_w": kw,
-        "stride_h": op.attrs["stride"][0], "stride_w": op.attrs["stride"][1],
-        "dil_h": op.attrs["dilation"][0], "dil_w": op.attrs["dilation"][1],
-        "pad_h": op.attrs["pad"][0], "pad_w": op.attrs["pad"][1],
-        **fields_extra,
-        "in_offset": -x.zp, "out_offset": out.zp,
-        "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1],
-    }
+    fields = conv_fields(op, x, w, out, fields_extra)
     depthwise = op.kind == "dwconv"
     # Fold the input offset into the bias: sum w*(x - zp) + b = sum w*x + (b - zp * sum w).
     # Conv's im2col pads with zp and depthwise subtracts the padded taps' share, so the
@@ -93,6 +84,20 @@ def _conv_call(op, ctx, fields_extra: dict, struct: str, fn: str) -> list[str]:
         return [f"{fn}({args}, 0, 0);"]
     ctx.scratch_bytes = max(ctx.scratch_bytes, need)
     return [f"{fn}({args}, edgec_scratch, {need});"]
+
+
+def conv_fields(op, x, w, out, extra: dict) -> dict:
+    """The geometry, offsets and clamp of an edgec_conv_params (``extra``: depth_mult or groups)."""
+    return {
+        "batch": x.shape[0], "in_h": x.shape[1], "in_w": x.shape[2], "in_c": x.shape[3],
+        "out_h": out.shape[1], "out_w": out.shape[2], "out_c": out.shape[3], "k_h": w.shape[1], "k_w": w.shape[2],
+        "stride_h": op.attrs["stride"][0], "stride_w": op.attrs["stride"][1],
+        "dil_h": op.attrs["dilation"][0], "dil_w": op.attrs["dilation"][1],
+        "pad_h": op.attrs["pad"][0], "pad_w": op.attrs["pad"][1],
+        **extra,
+        "in_offset": -x.zp, "out_offset": out.zp,
+        "act_min": op.attrs["act"][0], "act_max": op.attrs["act"][1],
+    }
 
 
 # CPUs whose kernels take conv.c's SIMD32 path (ACLE __ARM_FEATURE_DSP without Helium).

@@ -33,8 +33,8 @@ from edgec.targets.mcu.ops.record import OpRecord
 from edgec.targets.mcu.qgraph import QGraph, QOp
 from edgec.targets.mcu.rows import input_rows, row_window
 
-WINDOWED = ("conv", "dwconv", "maxpool", "avgpool", "pad")
-ELEMENTWISE = ("add", "mul", "requant", "lut")
+WINDOWED = ("conv", "dwconv", "maxpool", "avgpool", "pad", "conv_s16", "dwconv_s16")
+ELEMENTWISE = ("add", "mul", "requant", "lut", "hardswish_s16", "add_s16", "requant_s8_s16", "requant_s16_s8")
 # A Concat along the channels (NHWC axis 3) joins its inputs row by row (SqueezeNet's fire modules).
 ROW_JOIN = ("concat",)
 BAND_COUNTS = (2, 3, 4, 6, 8, 12, 16)
@@ -64,9 +64,9 @@ def _row_local(g: QGraph, op: QOp) -> bool:
         return False
     y = g.t(op.outputs[0])
     tensors = [y] + [g.t(n) for n in _acts(g, op)]
-    if any(len(t.shape) != 4 or t.shape[0] != 1 or t.dtype != "int8" for t in tensors):
+    if any(len(t.shape) != 4 or t.shape[0] != 1 or t.dtype not in ("int8", "int16") for t in tensors):
         return False
-    if op.kind == "dwconv" and op.attrs.get("depth_mult", 1) != 1:
+    if op.kind in ("dwconv", "dwconv_s16") and op.attrs.get("depth_mult", 1) != 1:
         return False
     if op.kind == "pad" and (len(op.attrs["pads"]) != 4 or tuple(op.attrs["pads"][0]) != (0, 0)):
         return False
@@ -154,8 +154,8 @@ def plan_stage(g: QGraph, ops: list[QOp], bands: int) -> Stage | None:
                 top = o0 * stride - pad  # a - top: the band's rows of top padding
                 row += [b - a, a - top, o1 - o0, (a - (need[x][0] if x in inner else 0)) * _row_bytes(g, x)]
             else:
-                # The call's size: bytes, or for a Concat its `outer` (pixels of the band).
-                per_row = g.t(y).shape[2] if op.kind in ROW_JOIN else g.t(y).nbytes // g.t(y).shape[1]
+                # The call's size: elements, or for a Concat its `outer` (pixels of the band).
+                per_row = g.t(y).shape[2] if op.kind in ROW_JOIN else g.t(y).size // g.t(y).shape[1]
                 row += [(o1 - o0) * per_row, 0, 0]
                 row += [(o0 - (need[x][0] if x in inner else 0)) * _row_bytes(g, x) for x in _acts(g, op)]
             row.append((o0 - (need[y][0] if y in inner else 0)) * _row_bytes(g, y))
@@ -294,6 +294,12 @@ _GEOMETRY = {
     "mul": ("edgec_binary_params", ("p.size",)),
     "requant": ("edgec_requant_params", ("p.size",)),
     "lut": (None, ()),  # its size is the call's first argument
+    "conv_s16": ("edgec_conv_params", ("p.in_h", "p.pad_h", "p.out_h")),
+    "dwconv_s16": ("edgec_conv_params", ("p.in_h", "p.pad_h", "p.out_h")),
+    "hardswish_s16": ("edgec_hswish16_params", ("p.size",)),
+    "add_s16": ("edgec_add16_params", ("p.size",)),
+    "requant_s8_s16": ("edgec_requant_params", ("p.size",)),
+    "requant_s16_s8": ("edgec_requant_params", ("p.size",)),
 }
 
 
@@ -348,7 +354,10 @@ def emit_patch(op: QOp, ctx) -> list[str]:
                 name = next(n for n, t in tokens.items() if t == a)
                 if name != names[0]:
                     raise RuntimeError(f"mcu patch stage: unexpected argument order in {call}")
-                args[i] = f"{where(names.pop(0))} + q[{col}]"
+                name = names.pop(0)
+                # Band offsets are bytes: int16 tensors step through a byte pointer.
+                args[i] = f"{where(name)} + q[{col}]" if g.t(name).dtype == "int8" else \
+                    f"(int16_t *)(void *)((int8_t *){where(name)} + q[{col}])"
                 col += 1
         if struct is not None:
             body.append(f"        {{ {struct} p = {args[0][1:]}; {' '.join(sets)} "

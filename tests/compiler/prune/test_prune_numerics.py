@@ -110,3 +110,14 @@ def test_distillation_loss_numerics():
         distillation_loss(s, t, alpha=2)
     with pytest.raises(ConfigError, match="differ in shape"):
         distillation_loss(s, t[:, :3])
+
+
+def test_compare_unpruned_scores_a_dead_pruned_output_as_disagreeing():
+    """A pruned model whose output collapsed to zeros must not read as cosine 1.0."""
+    from edgec.compiler.prune.report import compare_unpruned
+
+    samples = [{"x": np.full((1, 4), float(i + 1), np.float32)} for i in range(4)]
+    ref = lambda feeds: feeds["x"] * np.array([1.0, -2.0, 3.0, 0.5], np.float32)  # noqa: E731
+    dead = lambda feeds: np.zeros_like(feeds["x"])  # noqa: E731
+    assert compare_unpruned(ref, dead, samples, None, classification=False)["cosine"] == 0.0
+    assert compare_unpruned(ref, ref, samples, None, classification=False)["cosine"] == pytest.approx(1.0)

@@ -20,6 +20,17 @@ static inline void edgec_expect_s8(const int8_t *got, const int8_t *want, int n,
     }
 }
 
+static inline void edgec_expect_s16(const int16_t *got, const int16_t *want, int n, const char *what, int line) {
+    int i;
+    for (i = 0; i < n; ++i) {
+        if (got[i] != want[i]) {
+            printf("FAIL %s (line %d): %s[%d] = %d, want %d\n", edgec_test_name, line, what, i, got[i], want[i]);
+            ++edgec_test_failures;
+            return;
+        }
+    }
+}
+
 static inline void edgec_expect_f32(const float *got, const float *want, int n, const char *what, int line) {
     int i;
     for (i = 0; i < n; ++i) {
@@ -32,6 +43,7 @@ static inline void edgec_expect_f32(const float *got, const float *want, int n, 
 }
 
 #define EXPECT_S8(got, want) edgec_expect_s8((got), (want), (int)(sizeof(want) / sizeof((want)[0])), #got, __LINE__)
+#define EXPECT_S16(got, want) edgec_expect_s16((got), (want), (int)(sizeof(want) / sizeof((want)[0])), #got, __LINE__)
 #define EXPECT_F32(got, want) edgec_expect_f32((got), (want), (int)(sizeof(want) / sizeof((want)[0])), #got, __LINE__)
 #define RUN_TEST(fn)                          \
     do {                                      \

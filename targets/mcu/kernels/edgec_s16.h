@@ -1,0 +1,41 @@
+/* edgec int16 (16x8) kernels: int16 activations, symmetric (zero point 0), int8 per-channel
+ * weights, int64 bias, as LiteRT's 16x8 mode (TFLite's int16 reference kernels). Built only
+ * where a model has int16 tensors (edgec_config.h: EDGEC_WITH_S16). Conv/depthwise take the
+ * int8 kernels' edgec_conv_params (the offsets are 0; rq_fast and dw_chunk are not read). */
+#ifndef EDGEC_S16_H
+#define EDGEC_S16_H
+
+#include <stdint.h>
+
+#include "edgec_kernels.h"
+
+/* HardSwish on int16: y = x * relu6(x + 3) / 6 in fixed point. gate = (x * gate_mult >>
+ * gate_shift) + 2^29 is relu6(x + 3) / 6 in Q30 (clamped to [0, 2^30]); y = (x * gate)
+ * rounded to Q15, times out_mult * 2^(out_shift - 31), rounded once. */
+typedef struct {
+    int32_t size;
+    int32_t gate_mult, gate_shift;
+    int32_t out_mult, out_shift;
+} edgec_hswish16_params;
+
+/* Add of two int16 tensors (LiteRT's general-scale int16 ADD: left shift 15, the int8
+ * arithmetic; zero points 0). Same shapes (no broadcasting). */
+typedef struct {
+    int32_t size;
+    int32_t in1_mult, in2_mult, out_mult;
+    int16_t in1_shift, in2_shift, out_shift, left_shift;
+    int16_t act_min, act_max;
+} edgec_add16_params;
+
+void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t *w, const int64_t *bias,
+                    const int32_t *mult, const int32_t *shift, int16_t *out);
+/* w is TFLite's 1HWC: [tap][out channel]. */
+void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t *w, const int64_t *bias,
+                      const int32_t *mult, const int32_t *shift, int16_t *out);
+void edgec_hardswish_s16(const edgec_hswish16_params *p, const int16_t *in, int16_t *out);
+void edgec_add_s16(const edgec_add16_params *p, const int16_t *a, const int16_t *b, int16_t *out);
+/* QUANTIZE between int8 and int16 (LiteRT's Requantize: one MultiplyByQuantizedMultiplier). */
+void edgec_requant_s8_s16(const edgec_requant_params *p, const int8_t *in, int16_t *out);
+void edgec_requant_s16_s8(const edgec_requant_params *p, const int16_t *in, int8_t *out);
+
+#endif

@@ -1,0 +1,85 @@
+/* int16 (16x8) kernels (s16.c) on hand-written tensors; bit-exactness against LiteRT's
+ * reference kernels is tested in test_mcu_s16.py. */
+#include "edgec_s16.h"
+#include "edgec_test.h"
+
+static void conv_s16_1x1(void) {
+    /* 2 input channels {300, -200}; channel 0: w {100, 50}, bias 1000 -> 21000 x0.5 = 10500;
+     * channel 1: w {127, 127} on {32767, 32767} x1 saturates at act_max 32767. */
+    static const edgec_conv_params p = {.in_h = 1, .in_w = 1, .in_c = 2, .out_h = 1, .out_w = 1, .out_c = 2,
+                                        .act_min = -32768, .act_max = 32767, .batch = 1, .k_h = 1, .k_w = 1,
+                                        .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1};
+    static const int8_t w[4] = {100, 50, 127, 127};
+    static const int64_t bias[2] = {1000, 0};
+    static const int32_t mult[2] = {EDGEC_HALF, EDGEC_HALF}, shift[2] = {0, 1};
+    static const int16_t in1[2] = {300, -200}, in2[2] = {32767, 32767};
+    static const int16_t want1[2] = {10500, 12700}, want2[2] = {32767, 32767};
+    int16_t out[2];
+    edgec_conv_s16(&p, in1, w, bias, mult, shift, out);
+    EXPECT_S16(out, want1);
+    edgec_conv_s16(&p, in2, w, bias, mult, shift, out);
+    EXPECT_S16(out, want2);
+}
+
+static void dwconv_s16_depth_multiplier(void) {
+    /* One pixel, channels {100, -100}, depth multiplier 2, weights [tap][out channel]. */
+    static const edgec_conv_params p = {.in_h = 1, .in_w = 1, .in_c = 2, .out_h = 1, .out_w = 1, .out_c = 4,
+                                        .act_min = -350, .act_max = 32767, .batch = 1, .k_h = 1, .k_w = 1,
+                                        .stride_h = 1, .stride_w = 1, .dil_h = 1, .dil_w = 1, .depth_mult = 2};
+    static const int8_t w[4] = {1, 2, 3, 4};
+    static const int64_t bias[4] = {0, 0, 0, 0};
+    static const int32_t mult[4] = {EDGEC_HALF, EDGEC_HALF, EDGEC_HALF, EDGEC_HALF}, shift[4] = {1, 1, 1, 1};
+    static const int16_t in[2] = {100, -100};
+    static const int16_t want[4] = {100, 200, -300, -350};
+    int16_t out[4];
+    edgec_dwconv_s16(&p, in, w, bias, mult, shift, out);
+    EXPECT_S16(out, want);
+}
+
+static void hardswish_s16_scale_2_pow_minus_12(void) {
+    /* s_in = s_out = 2^-12: 4.0 -> 4.0; -4.0 -> 0; 1.0 -> 2/3 (2730.7); -1.0 -> -1/3 (-1365.3). */
+    static const edgec_hswish16_params p = {.size = 5, .gate_mult = 1431655765, .gate_shift = 15,
+                                            .out_mult = EDGEC_HALF, .out_shift = -14};
+    int16_t buf[5] = {16384, -16384, 4096, -4096, 0};
+    static const int16_t want[5] = {16384, 0, 2731, -1365, 0};
+    edgec_hardswish_s16(&p, buf, buf);
+    EXPECT_S16(buf, want);
+}
+
+static void add_s16_general_scale(void) {
+    /* Scales 1e-3, 1e-3 -> 2e-3: 1000 + 1000 -> 1000; int16 clamp at the top. */
+    static const edgec_add16_params p = {.size = 2, .in1_mult = EDGEC_HALF, .in2_mult = EDGEC_HALF,
+                                         .out_mult = EDGEC_HALF, .in1_shift = 0, .in2_shift = 0, .out_shift = -14,
+                                         .left_shift = 15, .act_min = -32768, .act_max = 1500};
+    static const int16_t a[2] = {1000, 32767}, b[2] = {1000, 32767};
+    static const int16_t want[2] = {1000, 1500};
+    int16_t out[2];
+    edgec_add_s16(&p, a, b, out);
+    EXPECT_S16(out, want);
+}
+
+static void requant_s8_s16_round_trip(void) {
+    /* int8 zero point 5 -> int16 x256 and back; 127 - 5 = 122 -> 31232; -133 x256 saturates. */
+    static const edgec_requant_params up = {.size = 3, .mult = EDGEC_HALF, .shift = 9, .in_zp = 5, .out_zp = 0,
+                                            .act_min = -32768, .act_max = 32767};
+    static const edgec_requant_params down = {.size = 3, .mult = EDGEC_HALF, .shift = -7, .in_zp = 0, .out_zp = 5,
+                                              .act_min = -128, .act_max = 127};
+    static const int8_t in[3] = {15, -128, 127};
+    static const int16_t want16[3] = {2560, -32768, 31232};
+    static const int8_t want8[3] = {15, -123, 127};
+    int16_t mid[3];
+    int8_t back[3];
+    edgec_requant_s8_s16(&up, in, mid);
+    EXPECT_S16(mid, want16);
+    edgec_requant_s16_s8(&down, mid, back);
+    EXPECT_S8(back, want8);
+}
+
+int main(void) {
+    RUN_TEST(conv_s16_1x1);
+    RUN_TEST(dwconv_s16_depth_multiplier);
+    RUN_TEST(hardswish_s16_scale_2_pow_minus_12);
+    RUN_TEST(add_s16_general_scale);
+    RUN_TEST(requant_s8_s16_round_trip);
+    return TESTS_DONE();
+}
