@@ -32,7 +32,7 @@ from edgec.targets.tflite.graph_passes import fuse_erf_gelu, prepare_onnx
 from edgec.targets.tflite.int8_floor import hold_the_bar, pinned
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
 from edgec.targets.tflite.quant_modes import (MAX_AUTO_SAMPLES, convert_full_integer, convert_int16, int8_mode,
-                                              with_worst_ops_float)
+                                              with_float_islands, with_worst_ops_float)
 from edgec.targets.tflite.support import check_model, validate_options
 from edgec.targets.tflite.tflite_io import (SIGNATURE, check_samples, float_error, read_io, reference_outputs,
                                              run_tflite, xnnpack_refused_ops)
@@ -180,7 +180,8 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                                 return TFGraph(tf, keras16, model, samples), info
 
                         data, quant, is16 = hold_the_bar(tf, graph, calib, samples, want, data, quant, model, spec,
-                                                         say, corrected_graph, worst_ops_float)
+                                                         say, corrected_graph, worst_ops_float,
+                                                         lambda kinds: with_float_islands(keep, kinds))
                         io_dtype = "float32" if is16 else io_dtype
                         if is16 and quant.get("weight_rounding_bias_correction", {}).get("layers"):
                             passes.append({"name": "weight-rounding-bias-correction",

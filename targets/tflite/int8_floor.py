@@ -28,6 +28,7 @@ float graph (with int8 activations the correction measured worse on BlazeFace-sh
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from edgec.errors import AccuracyError, EdgecError
@@ -68,13 +69,14 @@ def pinned(spec) -> bool:
 
 
 def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, Any], model, spec,
-                 say, graph16=None, float_ops=None) -> tuple[bytes, dict[str, Any], bool]:
+                 say, graph16=None, float_ops=None, islands=None) -> tuple[bytes, dict[str, Any], bool]:
     """``(model bytes, quantization info, is 16x8)``: the first rung of the ladder that holds the bar, else the best.
 
-    The ladder: full-integer int8, then int8 with the debugger's worst ops float
-    (`FLOAT_OPS_RUNGS`; ``float_ops(n, held_out) -> (model, info, held-out score or None, ops
-    kept float)``), then the 16x8 rebuild (``graph16() -> (graph, bias correction info)``,
-    default: ``graph``).
+    The ladder: full-integer int8, then (transformers) int8 with structural float islands
+    (`float_islands.ISLAND_RUNGS`; ``islands(names) -> (model, info, ops kept float)``), then
+    int8 with the debugger's worst ops float (`FLOAT_OPS_RUNGS`; ``float_ops(n, held_out) ->
+    (model, info, held-out score or None, ops kept float)``), then the 16x8 rebuild
+    (``graph16() -> (graph, bias correction info)``, default: ``graph``).
     """
     from edgec.runtimes.metrics import worst_cosine
     from edgec.targets.tflite.tflite_io import run_tflite
@@ -99,8 +101,10 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
         rungs[0]["error"] = why
     # (score, model, info, is 16x8, rung) of the best rung so far
     best: tuple | None = None if int8_score is None else (int8_score, data, quant, False, "full-integer")
-    for score, data_r, info_r, is16, rung in _cheaper_rungs(graph, samples, want, float_ops, held_out is not None,
-                                                            graph16, calib, tf, say):
+    rung_iter = _cheaper_rungs(graph, samples, want, float_ops, held_out is not None, graph16, calib, tf, say)
+    if islands is not None and is_transformer(model):
+        rung_iter = itertools.chain(_island_rungs(graph, samples, want, islands, say), rung_iter)
+    for score, data_r, info_r, is16, rung in rung_iter:
         rungs.append(rung)
         if score is not None and (best is None or score > best[0]):
             best = (score, data_r, info_r, is16, rung["rung"])
@@ -119,6 +123,35 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
             "or --accept-low-accuracy")
     info_b.update(fallback=fallback, check_worst_cosine=_round(score))
     return data_b, info_b, is16
+
+
+def _island_rungs(graph, samples, want, islands, say):
+    """Yields ``(score, model, info, False, rung record)`` per transformer float-islands rung, cheapest first."""
+    from edgec.runtimes.metrics import worst_cosine
+    from edgec.targets.tflite.float_islands import ISLAND_RUNGS
+    from edgec.targets.tflite.ranges import litert_accepts
+    from edgec.targets.tflite.tflite_io import run_tflite
+
+    seen: set[int] = set()
+    for name, kinds in ISLAND_RUNGS:
+        try:
+            data_i, info_i, used = islands(kinds)
+        except EdgecError as exc:  # the quantizer refuses the deny-list
+            why = str(exc).splitlines()[0][:160]
+            say(f"TFLiteConverter: int8 rung {name}: failed: {why}")
+            yield None, None, None, False, {"rung": name, "error": why}
+            continue
+        if not used or used in seen:  # no such island, or the same ops as a rung already scored
+            continue
+        seen.add(used)
+        score, why = (_score(run_tflite, worst_cosine, data_i, graph, samples, want) if litert_accepts(data_i)
+                      else (None, "LiteRT aborts on the model"))
+        say(f"TFLiteConverter: int8 rung {name} ({used} ops float: {', '.join(kinds)}): {_fmt(score, why)}")
+        rung = {"rung": name, "worst_cosine": _round(score), "float_ops": used,
+                "float_op_types": info_i.get("float_op_counts")}
+        if why:
+            rung["error"] = why
+        yield score, data_i, info_i, False, rung
 
 
 def _cheaper_rungs(graph, samples, want, float_ops, held_out: bool, graph16, calib, tf, say):

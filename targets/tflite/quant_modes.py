@@ -145,12 +145,14 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
     quantized = None  # the int8 model `choose_ranges` built from the final ranges, if it did
     if ranges == "auto":
         from edgec.compiler.lowering import is_classifier
+        from edgec.targets.tflite.int8_floor import is_transformer
 
         outputs = [s.to_json() for s in graph.model.outputs]
         classifier = is_classifier({"task": graph.model.task, "model_outputs": outputs})
         calibrated, range_info, quantized = choose_ranges(
             calibrated, graph, calib, MAX_AUTO_SAMPLES,
-            lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)), classifier=classifier)
+            lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)), classifier=classifier,
+            held_out=not is_transformer(graph.model))
     else:
         calibrated, range_info = calibrated_with(calibrated, graph, calib, ranges)
     ranking: list[dict[str, Any]] = []
@@ -204,6 +206,22 @@ def with_worst_ops_float(keep: dict[str, Any], graph, calib, n: int) -> tuple[by
     data = keep["quantize"](keep["calibrated"], deny)
     info = {**keep["info"], "mode": "full-integer with float ops", "float_nodes": deny, "debugger_worst": ranked}
     return data, info, deny
+
+
+def with_float_islands(keep: dict[str, Any], kinds: tuple[str, ...]) -> tuple[bytes, dict[str, Any], int]:
+    """``(model, info, ops kept float)``: `convert_full_integer`'s int8 model (its calibration in ``keep``)
+    requantized with the named structural islands (`float_islands`) float."""
+    from edgec.targets.tflite.float_islands import island_nodes, op_graph
+
+    if "op_graph" not in keep:
+        keep["op_graph"] = op_graph(keep["calibrated"])
+    deny, counts = island_nodes(keep["op_graph"], kinds)
+    if not deny:
+        return b"", {}, 0
+    data = keep["quantize"](keep["calibrated"], deny)
+    info = {**keep["info"], "mode": "full-integer with float islands", "float_islands": list(kinds),
+            "float_nodes": deny, "float_op_counts": counts}
+    return data, info, len(deny)
 
 
 def calibrate(tf, conv, graph, calib) -> bytes:

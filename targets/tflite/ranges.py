@@ -127,7 +127,7 @@ def pool_padding_ranges(calibrated: bytes) -> tuple[bytes, int]:
 
 
 def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quantize,
-                  classifier: bool = False) -> tuple[bytes, dict[str, Any], bytes | None]:
+                  classifier: bool = False, held_out: bool = True) -> tuple[bytes, dict[str, Any], bytes | None]:
     """``auto``: the candidate whose int8 model (``quantize(calibrated)``) agrees best with float on held-out samples.
 
     Returns ``(calibrated model with the winner's ranges, range info, its int8 model)``; the
@@ -143,14 +143,15 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     (the sample a clipped range breaks decides; on BlazeFace the means of both candidates are
     within 0.002, the worst samples are not; a sample whose extreme the other fold never saw
     breaks both candidates alike, and the other fold decides). The winner's ranges then come
-    from every sample. Under 4 samples the candidates are scored on the samples they were
-    calibrated on.
+    from every sample. Under 4 samples, or without ``held_out``, the candidates are scored on
+    the samples they were calibrated on (one range fit and one int8 model per candidate instead
+    of five: the arm ladder judges a transformer on those samples alone, `int8_floor`).
     """
     from edgec.runtimes.onnxruntime_runner import make_session
     from edgec.targets.tflite.tflite_io import run_tflite
 
     sess = make_session(graph.model.proto.SerializeToString(), threads=1)
-    pool, folds = _folds(samples, scored)
+    pool, folds = _folds(samples, scored, held_out)
     want = {id(f): sess.run(None, f) for f in pool}
     best: tuple[tuple[float, ...], str] | None = None
     built: dict[str, tuple] = {}  # single fold: each candidate's (calibrated model, range info, int8 model)
@@ -198,10 +199,11 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     return model, info, data
 
 
-def _folds(samples, scored: int) -> tuple[list, list[tuple[list, list]]]:
-    """``(scored pool, [(fit, held-out)])``: two folds of the first ``scored`` samples, or one in-sample fold under 4."""
+def _folds(samples, scored: int, held_out: bool = True) -> tuple[list, list[tuple[list, list]]]:
+    """``(scored pool, [(fit, held-out)])``: two folds of the first ``scored`` samples, or one in-sample fold
+    (under 4 samples, or not ``held_out``)."""
     pool = list(samples[:scored])
-    return pool, fold_pairs(pool) or [(list(samples), pool)]
+    return pool, (fold_pairs(pool) if held_out else None) or [(list(samples), pool)]
 
 
 def held_out_score(calibrated: bytes, graph: TFGraph, samples, scored: int, method: str, quantize) -> float:

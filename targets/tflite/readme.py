@@ -71,6 +71,10 @@ def bundle_readme(model, precision: str, io_dtype: str, inputs: list[TensorSpec]
     py_feeds = ", ".join(f"{s.name}=np.zeros({tuple(s.shape)}, np.{s.dtype})" for s in inputs
                          if s.name.isidentifier())
     kept = f" ({len(quant['float_nodes'])} ops kept float)" if quant.get("float_nodes") else ""
+    if quant.get("float_op_counts"):  # structural float islands: name them (the manifest lists the tensors)
+        types = ", ".join(f"{op} x{n}" for op, n in quant["float_op_counts"].items())
+        kept = (f" ({len(quant['float_nodes'])} ops kept float, the {' + '.join(quant.get('float_islands', []))} "
+                f"islands: {types})")
     quant_line = {
         "fp32": "float32 weights and activations.",
         "fp16": "float16 weights (dequantized to float32 at load; XNNPACK may run fp16 where the CPU has it), "

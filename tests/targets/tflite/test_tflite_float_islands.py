@@ -1,0 +1,94 @@
+"""The arm int8 ladder's transformer float islands (`targets/tflite/float_islands.py`): found from the
+graph's structure, and shipped when full-integer misses the transformer bar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.targets.tflite.float_islands import ISLAND_RUNGS, find_islands, island_nodes
+
+SEQ, WIDTH = 16, 16
+
+
+def _op(op, inputs, outputs):
+    return {"op": op, "inputs": inputs, "outputs": outputs}
+
+
+def _layer():
+    """One encoder layer as onnx2tf lowers it: LayerNorm, attention with the row-min mask, GELU FFN."""
+    return [
+        _op("ADD", ["emb", "pos"], ["x"]),  # the residual ADD that feeds the norm
+        _op("MEAN", ["x", "ax"], ["mean"]), _op("SQUARED_DIFFERENCE", ["x", "mean"], ["sqd"]),
+        _op("MEAN", ["sqd", "ax"], ["var"]), _op("ADD", ["var", "eps"], ["var_eps"]), _op("RSQRT", ["var_eps"], ["rs"]),
+        _op("MUL", ["rs", "gamma"], ["g"]), _op("MUL", ["x", "g"], ["xg"]), _op("MUL", ["mean", "g"], ["mg"]),
+        _op("SUB", ["beta", "mg"], ["b"]), _op("ADD", ["xg", "b"], ["ln"]),                        # 10
+        _op("FULLY_CONNECTED", ["ln", "wq", "bq"], ["q"]), _op("FULLY_CONNECTED", ["ln", "wk", "bk"], ["k"]),
+        _op("TRANSPOSE", ["k", "perm"], ["kt"]), _op("BATCH_MATMUL", ["q", "kt"], ["qk"]),        # 14
+        _op("REDUCE_MIN", ["qk", "ax"], ["rmin"]), _op("SUB", ["rmin", "margin"], ["fill"]),
+        _op("LOGICAL_AND", ["m0", "m1"], ["keep"]), _op("SELECT_V2", ["keep", "qk", "fill"], ["masked"]),
+        _op("SOFTMAX", ["masked"], ["p"]), _op("NOT_EQUAL", ["p", "p"], ["nan"]),                 # 19, 20
+        _op("SELECT_V2", ["nan", "zero", "p"], ["p_ok"]), _op("FULLY_CONNECTED", ["ln", "wv", "bv"], ["v"]),
+        _op("BATCH_MATMUL", ["p_ok", "v"], ["pv"]), _op("FULLY_CONNECTED", ["pv", "wo", "bo"], ["o"]),  # 23, 24
+        _op("FULLY_CONNECTED", ["o", "w1", "b1"], ["h"]), _op("GELU", ["h"], ["gh"]),              # 25, 26
+        _op("FULLY_CONNECTED", ["gh", "w2", "b2"], ["y"]),
+    ]
+
+
+def test_islands_follow_the_graph_structure():
+    """Score path (matmul, mask ops, SOFTMAX), P·V, GELU with its two matmuls, LayerNorm with its residual ADD."""
+    found = find_islands(_layer())
+    assert found["attention-scores"] == [14, 15, 16, 18, 19]  # not the mask's LOGICAL_AND
+    assert found["attention-values"] == [21, 23]
+    assert found["gelu-ffn"] == [25, 26, 27]
+    assert found["residual-norm"] == list(range(11))
+    deny, counts = island_nodes(_layer(), ISLAND_RUNGS[0][1])
+    assert deny == ["qk", "rmin", "fill", "masked", "p"] and counts["SOFTMAX"] == 1
+    # A SOFTMAX that no matmul feeds (a classifier's head) is no attention.
+    head = [_op("FULLY_CONNECTED", ["x", "w", "b"], ["logits"]), _op("SOFTMAX", ["logits"], ["prob"])]
+    assert find_islands(head)["attention-scores"] == []
+
+
+def _attention_model(scale: float):
+    """One attention head, ``Softmax(q kᵀ · scale) v``: a large ``scale`` gives peaky scores whose int8 step
+    moves the softmax."""
+    rng = np.random.default_rng(0)
+    w = [numpy_helper.from_array(rng.standard_normal((WIDTH, WIDTH)).astype(np.float32) / 4, n) for n in "qkv"]
+    nodes = [helper.make_node("MatMul", ["x", n], [f"{n}x"]) for n in "qkv"] + [
+        helper.make_node("Transpose", ["kx"], ["kt"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["qx", "kt"], ["qk"]), helper.make_node("Mul", ["qk", "scale"], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "vx"], ["y"])]
+    g = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, SEQ, WIDTH])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, SEQ, WIDTH])],
+                          [*w, numpy_helper.from_array(np.array(scale, np.float32), "scale")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _samples(n: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    return [{"x": rng.standard_normal((1, SEQ, WIDTH)).astype(np.float32)} for _ in range(n)]
+
+
+@pytest.mark.slow  # TensorFlow conversions (onnx2tf, TFLite converter)
+def test_ladder_ships_the_attention_rung(tmp_session, monkeypatch):
+    """Peaky attention: full-integer scores 0.977, the score path float 0.988 (16x8: 0.999). With the bar
+    between the two, the attention rung ships: its ops run float and the README names them."""
+    from edgec.calibration.types import CalibrationData
+    from edgec.targets.tflite import int8_floor
+    from edgec.targets.tflite.quant_modes import float_ops_in
+
+    from .conftest import handle_from_proto, lower
+
+    monkeypatch.setattr(int8_floor, "TRANSFORMER_BAR", 0.985)
+    built = lower(handle_from_proto(_attention_model(8.0), "attention.onnx"), CalibrationData(_samples(16), "test"),
+                  "int8", tmp_session / "attention")
+    q = built.result.manifest["quantization"]
+    fb = q["fallback"]
+    assert fb["chosen"] == "attention" and q["float_islands"] == ["attention-scores"], fb
+    assert fb["full_integer_worst_cosine"] < 0.985 <= q["check_worst_cosine"], fb
+    assert fb["16x8_worst_cosine"] is None and q["float_op_counts"] == {"BATCH_MATMUL": 1, "MUL": 1, "SOFTMAX": 1}
+    assert {"BATCH_MATMUL", "SOFTMAX"} <= set(float_ops_in((built.bundle / "model.tflite").read_bytes()))
+    assert "attention-scores islands: BATCH_MATMUL x1, MUL x1, SOFTMAX x1" in (built.bundle / "README.md").read_text()
+    # The ladder judges a transformer on its calibration samples, so `--ranges auto` scores there too.
+    assert q["ranges"]["auto_scored_on"] == "calibration samples", q["ranges"]
