@@ -2,9 +2,16 @@
  * Numerics of TFLite's int16 reference kernels (LiteRT BUILTIN_REF in 16x8 mode): exact
  * int64 sums of int16 x int8 products plus an int64 bias, requantized with the 64-bit
  * MultiplyByQuantizedMultiplier (the multiplier rounded to 16 bits, one rounding). Portable
- * C; an int8-only build leaves this file out (and EDGEC_WITH_S16 0 empties it). */
+ * C, with SMLAD dot products on SIMD32 CPUs (the same int32 sums); an int8-only build leaves
+ * this file out (and EDGEC_WITH_S16 0 empties it). */
+#include <string.h>
+
 #include "edgec_s16.h"
 #include "edgec_fixedpoint.h" /* includes edgec_config.h */
+
+#if defined(__ARM_FEATURE_DSP) && !defined(__ARM_FEATURE_MVE)
+#include <arm_acle.h>
+#endif
 
 #if EDGEC_WITH_S16
 
@@ -18,6 +25,27 @@ static inline int32_t edgec_mbqm64(int64_t x, int32_t m, int32_t shift) {
 
 static inline int16_t edgec_sat16(int32_t v, int32_t lo, int32_t hi) {
     return (int16_t)edgec_clamp(v, lo, hi);
+}
+
+/* sum x[c] * w[c] over n <= 128 channels (|x * w| <= 2^22: exact in int32). SIMD32 CPUs
+ * (M4/M7/M33) take 4 channels per 2 SMLADs: two int16 pairs rearranged to match the
+ * SXTB16-extracted weight bytes 0, 2 and 1, 3. */
+static inline int32_t edgec_dot_s16_s8(const int16_t *x, const int8_t *w, int32_t n) {
+    int32_t acc = 0, c = 0;
+#if defined(__ARM_FEATURE_DSP) && !defined(__ARM_FEATURE_MVE)
+    for (; c + 4 <= n; c += 4) {
+        uint32_t wv, x01, x23;
+        int32_t w13;
+        memcpy(&wv, w + c, 4); /* one LDR each: unaligned word loads are allowed */
+        memcpy(&x01, x + c, 4);
+        memcpy(&x23, x + c + 2, 4);
+        __asm__("sxtb16 %0, %1, ror #8" : "=r"(w13) : "r"(wv));
+        acc = __smlad((int32_t)((x01 & 0xFFFFu) | (x23 << 16)), __sxtb16((int32_t)wv), acc);
+        acc = __smlad((int32_t)((x23 & 0xFFFF0000u) | (x01 >> 16)), w13, acc);
+    }
+#endif
+    for (; c < n; ++c) acc += (int32_t)x[c] * w[c];
+    return acc;
 }
 
 void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t *w, const int64_t *bias,
@@ -38,18 +66,11 @@ void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t 
                             const int32_t ix = x0 + kx * p->dil_w;
                             const int16_t *x;
                             const int8_t *f;
-                            int32_t part = 0; /* |x * w| <= 2^22: 128 of them fit int32 exactly */
                             if (ix < 0 || ix >= in_w) continue;
                             x = in + ((b * in_h + iy) * in_w + ix) * in_c;
                             f = w + ((oc * k_h + ky) * k_w + kx) * in_c;
-                            for (c = 0; c < in_c; ++c) {
-                                part += (int32_t)x[c] * f[c];
-                                if ((c & 127) == 127) {
-                                    acc += part;
-                                    part = 0;
-                                }
-                            }
-                            acc += part;
+                            for (c = 0; c < in_c; c += 128)
+                                acc += edgec_dot_s16_s8(x + c, f + c, in_c - c < 128 ? in_c - c : 128);
                         }
                     }
                     acc += bias[oc];

@@ -15,14 +15,15 @@ from .tflite_ops import T, run_reference, single_op
 SAMPLES = 6
 
 
-def _check(data: bytes, tmp_path, seed: int = 0, lo: int = -32768, hi: int = 32768) -> dict:
-    """The bundle's host build == LiteRT BUILTIN_REF on random inputs; returns the report."""
+def _check(data: bytes, tmp_path, seed: int = 0, lo: int = -32768, hi: int = 32768, device: str = "host") -> dict:
+    """The bundle's host build (or Cortex-M4 build under QEMU) == LiteRT BUILTIN_REF on random
+    inputs; returns the manifest."""
     from edgec.runtimes.mcu_runner import MCURunner
 
     res, manifest = build_bundle(tflite_handle(data), tmp_path / "bundle")
-    runner = MCURunner(tmp_path / "bundle", manifest).load()
+    runner = MCURunner(tmp_path / "bundle", manifest, device=device).load()
     rng = np.random.default_rng(seed)
-    for _ in range(SAMPLES):
+    for _ in range(SAMPLES if device == "host" else 2):
         feeds = {s.name: (rng.integers(lo, hi, size=[int(d) for d in s.shape]) if s.dtype == "int16" else
                           rng.integers(-128, 128, size=[int(d) for d in s.shape])).astype(s.dtype)
                  for s in runner.native_in}
@@ -57,6 +58,22 @@ def test_conv_16x8_bitexact(tmp_path, k, stride, padding, act, bias):
                                         "fusedActivationFunction": act}))
     manifest = _check(data, tmp_path)
     assert "s16.c" in manifest["kernels"] and "conv.c" not in manifest["kernels"]
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("in_c", [5, 12])
+def test_conv_16x8_bitexact_on_cortex_m4(tmp_path, in_c):
+    """The SMLAD dot product of SIMD32 CPUs (4 channels a step, then the tail) under QEMU."""
+    from .conftest import HAVE_QEMU, QEMU_SKIP
+
+    if not HAVE_QEMU:
+        pytest.skip(QEMU_SKIP)
+    rng = np.random.default_rng(in_c)
+    w, b, s_in = _conv_tensors(rng, in_c, 6, 3, False)
+    data = single_op("CONV_2D", [T((1, 6, 6, in_c), "int16", [s_in], [0]), w, b],
+                     [T((1, 6, 6, 6), "int16", [0.0009], [0])],
+                     ("Conv2DOptions", {"padding": 0, "strideW": 1, "strideH": 1}))
+    _check(data, tmp_path, device="qemu")
 
 
 @pytest.mark.parametrize("k,stride,mult", [(3, 1, 1), (3, 2, 1), (5, 1, 2)])
