@@ -300,6 +300,8 @@ class Target(ABC):
     options: ClassVar[tuple[TargetOption, ...]] = ()
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme()
     supported_ops: ClassVar[frozenset[str] | None] = None
+    # onnxslim fusions the float clean-up leaves out for this target (`edgec.compiler.optimize`).
+    skip_fusions: ClassVar[tuple[str, ...]] = ()
     # What `--max-accuracy-drop` may change to win accuracy back: "keep-float" (leave nodes in
     # float), "calib-method" (another calibration method for a tensor), "bias-correction", "int8"
     # (int8 instead of int4 weights). None: derived from `quant_scheme` by `fallback_options`.
