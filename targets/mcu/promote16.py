@@ -146,7 +146,7 @@ def resolutions(proto, names: list[str]) -> dict[str, int]:
 def stages(proto, names: list[str]) -> list[list[str]]:
     """``names`` from each resolution stage on, the longest first: the stage's and all lower."""
     res = resolutions(proto, names)
-    levels = sorted({r for r in res.values()}, reverse=True)
+    levels = sorted({r for r in res.values() if r}, reverse=True) or [0]  # 0: no Conv behind it, in every stage
     return [[n for n in names if res[n] <= level] for level in levels]
 
 
