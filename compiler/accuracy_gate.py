@@ -16,6 +16,9 @@ place is the one last verified:
 4. Add them best first, keeping one only when it lowers the onnxruntime drop of everything
    kept so far (so interacting fallbacks never stack into a worse model); whenever the
    drop fits, re-lower and re-verify with the target. Stop at the first build within budget.
+   When onnxruntime is within budget from the start and the target is not (a near-tie sample
+   that the target's runtime rounds the other way), keep the moves that widen onnxruntime's
+   margin instead (`Evaluator.shortfall`), re-verifying with the target after each.
 5. Otherwise fail with the best result found, the layers responsible and a diagnosis of
    where the error comes from (a tensor range, or the target's runtime when onnxruntime
    runs the same Q/DQ model within budget). A failed gate writes no bundle, so the gate
@@ -28,7 +31,7 @@ import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from edgec.compiler.quality import resolve_metric, run_onnx
-from edgec.compiler.sensitivity import Evaluator, FallbackState, rank
+from edgec.compiler.sensitivity import HEADROOM_EPS, Evaluator, FallbackState, rank
 from edgec.errors import AccuracyError
 
 if TYPE_CHECKING:
@@ -130,12 +133,18 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
     # fallbacks that interact badly are never stacked.
     current = evaluator.drop(state)
     report["onnxruntime_drop"] = current
+    # onnxruntime within budget, the target not: the target's runtime rounds a little differently
+    # and loses a near-tie sample onnxruntime keeps by a hair. No fallback can lower onnxruntime's
+    # drop then, so moves are ranked and kept by the margin they win instead (`Evaluator.shortfall`).
+    headroom = current <= budget
+    if headroom:
+        report["headroom"] = {"shortfall_before": evaluator.shortfall(state)}
     phases = [p for p in ((k for k in kinds if k in CHEAP_KINDS), (k for k in kinds if k not in CHEAP_KINDS))]
     for phase in (tuple(p) for p in phases):
         if not phase:
             continue
         for _ in range(MAX_ROUNDS):
-            _, ranked = rank(evaluator, state, phase, progress)
+            _, ranked = rank(evaluator, state, phase, progress, headroom=headroom)
             if not report.get("sensitivity") and ranked:
                 report["sensitivity"] = [fb.to_json() for fb in ranked[:REPORT_TOP]]
             ranked_all += ranked
@@ -147,7 +156,10 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
                 d = evaluator.drop(cand)
                 step: dict[str, Any] = {"fallbacks": len(cand.applied), "added": fb.describe(), "onnxruntime_drop": d}
                 steps.append(step)
-                if d >= current - IMPROVEMENT_EPS:
+                if headroom:
+                    step["onnxruntime_shortfall"] = evaluator.shortfall(cand)
+                if (d > current or step["onnxruntime_shortfall"] >= evaluator.shortfall(state) - HEADROOM_EPS
+                        if headroom else d >= current - IMPROVEMENT_EPS):
                     step["kept"] = False  # does not help on top of the fallbacks already kept
                     continue
                 state, current, pending, improved = cand, d, True, True

@@ -125,6 +125,7 @@ class Int8Quantizer:
         self._histograms: dict[str, Any] = {}
         self._channel_absmax: dict[str, np.ndarray] | None = None
         self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
+        self._weight_shifts: dict = {}  # weight-rounding shifts per layer (`weight_bias_correction`), shared too
         self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
         self._auto: dict[str, Any] = {}  # what ``auto`` measured: local errors, outputs, budget
 
@@ -273,6 +274,11 @@ class Int8Quantizer:
         quant, summary = quantize_qdq(self.model, ranges, self.scheme, tuple(keep_float), self.channel_absmax())
         if overrides:
             summary["calib_method_overrides"] = dict(sorted(overrides.items()))
+        if self.scheme.weight_bias_correction:  # before the per-layer pass, which then measures what is left
+            from edgec.compiler.weight_bias_correction import correct_weight_bias
+
+            quant, summary["weight_bias_correction"] = correct_weight_bias(
+                self.model, quant, self.calibration.samples, self._weight_shifts)
         if self.bias_correction if bias_correction is None else bias_correction:
             from edgec.compiler.bias_correction import correct_bias
 

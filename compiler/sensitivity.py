@@ -28,6 +28,7 @@ SCREEN_SAMPLES = 16
 SCREEN_KEEP = 6
 SCREEN_SAMPLE_SHARE = 4
 SCREEN_MIN_SAMPLES = 2
+HEADROOM_EPS = 1e-4  # a shortfall lower by less than this is not headroom won
 PASS_THROUGH = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Relu"})
 
 
@@ -42,6 +43,7 @@ class Fallback:
         op: The node's op type, for reports.
         drop: Metric drop in onnxruntime with this fallback alone (set by `rank`).
         base: The onnxruntime drop it was measured against (set by `rank`).
+        shortfall: Its `Evaluator.shortfall` alone (set by `rank` when ranking for headroom).
     """
 
     kind: str
@@ -50,6 +52,7 @@ class Fallback:
     op: str | None = None
     drop: float | None = None
     base: float | None = None
+    shortfall: float | None = None
 
     def describe(self) -> str:
         if self.kind == "keep-float":
@@ -115,7 +118,7 @@ class Evaluator:
     def __init__(self, quantizer, samples, reference_outputs, labels, metric: "Metric"):
         self.quantizer, self.samples, self.refs, self.labels, self.metric = \
             quantizer, list(samples), list(reference_outputs), labels, metric
-        self._drops: dict[tuple, tuple[float, float]] = {}
+        self._drops: dict[tuple, tuple[float, float, float]] = {}
         self._kept: dict[tuple, tuple[Any, list]] = {}  # state key -> (session, outputs of the first samples)
         self._last: tuple[tuple, Any] | None = None  # the last quantized model
         self.sessions = self.samples_run = 0
@@ -126,8 +129,9 @@ class Evaluator:
             self._last = (state.key(), state.quantize(self.quantizer)[0])
         return self._last[1]
 
-    def measure(self, state: "FallbackState", n: int | None = None, keep: bool = False) -> tuple[float, float]:
-        """``(metric drop, relative output error)`` of ``state`` on the first ``n`` samples (all: None)."""
+    def measure(self, state: "FallbackState", n: int | None = None,
+                keep: bool = False) -> tuple[float, float, float]:
+        """``(metric drop, relative output error, shortfall)`` of ``state`` on the first ``n`` samples (all: None)."""
         from edgec.compiler.quality import ort_session, run_onnx
         from edgec.compiler.quant_stage import _rel_error
 
@@ -145,7 +149,9 @@ class Evaluator:
             if keep and n < len(self.samples):
                 self._kept[state.key()] = (sess, outs)
             labels = self.labels[:n] if self.labels is not None else None
-            self._drops[key] = (self.metric.drop(outs, self.refs[:n], labels), _rel_error(outs, self.refs[:n]))
+            err = _rel_error(outs, self.refs[:n])
+            shortfall = -top1_margin(outs, self.refs[:n]) if self.metric.name == "top1" and labels is None else err
+            self._drops[key] = (self.metric.drop(outs, self.refs[:n], labels), err, shortfall)
         return self._drops[key]
 
     def release(self, state: "FallbackState") -> None:
@@ -156,13 +162,24 @@ class Evaluator:
         """The metric's drop of ``state`` on every sample."""
         return self.measure(state)[0]
 
+    def shortfall(self, state: "FallbackState") -> float:
+        """How close ``state`` is to losing more, on every sample (lower is safer): the top-1 metric without
+        labels, minus the smallest margin its first output keeps the reference's class by (`top1_margin`);
+        other metrics, the relative output error. A target whose runtime rounds a little differently from
+        onnxruntime loses what onnxruntime keeps by a hair (a near-tie photo), so this is what the gate
+        lowers when onnxruntime is within budget and the target is not."""
+        return self.measure(state)[2]
+
     def work(self) -> dict[str, int]:
         return {"onnxruntime_sessions": self.sessions, "samples_run": self.samples_run}
 
 
 def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
-         progress: "Progress | None" = None) -> tuple[float, list[Fallback]]:
+         progress: "Progress | None" = None, headroom: bool = False) -> tuple[float, list[Fallback]]:
     """The onnxruntime drop of ``state`` and the candidate fallbacks that lower it, best first.
+
+    With ``headroom``: the candidates that keep the drop and lower `Evaluator.shortfall` instead,
+    least shortfall first.
 
     Only the best method per tensor is kept for ``calib-method`` candidates. With many
     candidates and samples, every candidate is first measured on a screen of
@@ -187,7 +204,7 @@ def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
             on_screen: list[tuple] = []
             for c in cands:  # the best SCREEN_KEEP keep their sessions for the full measurement
                 on_screen = sorted([*on_screen, (evaluator.measure(state.plus(c), k, keep=True), c.key, c)],
-                                   key=lambda t: (t[0], t[1]))
+                                   key=lambda t: ((t[0][0], t[0][2] if headroom else t[0][1]), t[1]))
                 for *_, out in on_screen[SCREEN_KEEP:]:
                     evaluator.release(state.plus(out))
                 task.advance()
@@ -195,16 +212,23 @@ def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
     scored: list[Fallback] = []
     with (progress or SILENT).task("measuring layer sensitivity", total=len(cands)) as task:
         for c in cands:
-            scored.append(replace(c, drop=evaluator.drop(state.plus(c)), base=base))
+            cand = state.plus(c)
+            scored.append(replace(c, drop=evaluator.drop(cand), base=base,
+                                  shortfall=evaluator.shortfall(cand) if headroom else None))
             task.advance()
     best_per_tensor: dict[tuple[str, str], Fallback] = {}
     for c in scored:
         k = (c.kind, c.key)
-        if k not in best_per_tensor or c.drop < best_per_tensor[k].drop:
+        if k not in best_per_tensor or (c.drop, c.shortfall or 0.0) < (best_per_tensor[k].drop,
+                                                                        best_per_tensor[k].shortfall or 0.0):
             best_per_tensor[k] = c
-    helpful = [c for c in best_per_tensor.values() if c.drop < base]
+    if headroom:
+        least = evaluator.shortfall(state) - HEADROOM_EPS
+        helpful = [c for c in best_per_tensor.values() if c.drop <= base and c.shortfall < least]
+    else:
+        helpful = [c for c in best_per_tensor.values() if c.drop < base]
     cost = {"calib-method": 0, "bias-correction": 0, "int8": 1, "keep-float": 2}  # on ties, the fallback that keeps more int
-    helpful.sort(key=lambda c: (c.drop, cost[c.kind], c.key))
+    helpful.sort(key=lambda c: (c.drop, c.shortfall or 0.0, cost[c.kind], c.key))
     return base, helpful
 
 
@@ -244,3 +268,20 @@ def screen(float_proto, quant_proto, cands: list[Fallback], samples) -> list[Fal
     worst_tensors = sorted({c.key for c in cands if c.kind == "calib-method"}, key=lambda k: -tensor_score(k))
     keep = set(worst_nodes[:SCREEN_LAYERS]) | set(worst_tensors[:SCREEN_LAYERS])
     return sorted((c for c in cands if c.key in keep), key=lambda c: -score(c))
+
+
+def top1_margin(outputs, reference) -> float:
+    """The smallest margin, over samples, by which the first output's score of the reference's top class
+    beats its best other class (negative: the class flipped)."""
+    import numpy as np
+
+    margins = []
+    for o, r in zip(outputs, reference):
+        name = next(iter(r))
+        g = np.asarray(o[name], np.float64).reshape(-1, np.shape(r[name])[-1])
+        want = np.asarray(r[name]).reshape(g.shape).argmax(-1)
+        rows = np.arange(len(g))
+        others = g.copy()
+        others[rows, want] = -np.inf
+        margins.append(float((g[rows, want] - others.max(-1)).min()))
+    return min(margins, default=0.0)

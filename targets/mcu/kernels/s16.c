@@ -185,17 +185,19 @@ void edgec_add_s16(const edgec_add16_params *p, const int16_t *a, const int16_t 
     }
 }
 
+/* The requantizations round as the int8 one does (edgec_mbqm_requant): LiteRT's QUANTIZE
+ * for a .tflite, one rounding as QuantizeLinear for a Q/DQ ONNX model. */
 void edgec_requant_s8_s16(const edgec_requant_params *p, const int8_t *in, int16_t *out) {
     int32_t i;
     for (i = 0; i < p->size; ++i)
-        out[i] = edgec_sat16(edgec_mbqm((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp,
+        out[i] = edgec_sat16(edgec_mbqm_requant((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp,
                              p->act_min, p->act_max);
 }
 
 void edgec_requant_s16_s8(const edgec_requant_params *p, const int16_t *in, int8_t *out) {
     int32_t i;
     for (i = 0; i < p->size; ++i)
-        out[i] = (int8_t)edgec_clamp(edgec_mbqm((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp,
+        out[i] = (int8_t)edgec_clamp(edgec_mbqm_requant((int32_t)in[i] - p->in_zp, p->mult, p->shift) + p->out_zp,
                                      p->act_min, p->act_max);
 }
 

@@ -205,3 +205,35 @@ def test_cosine_metric_scores_the_worst_output():
                     for o, r in zip(out, ref)])
     assert cos.drop(out, ref) == pytest.approx(100 * (1 - want))
     assert cos.drop([{**o, "scores": r["scores"]} for o, r in zip(out, ref)], ref) == pytest.approx(0, abs=1e-9)
+
+
+def test_top1_margin_is_the_closest_call_against_the_reference_class():
+    import numpy as np
+
+    from edgec.compiler.sensitivity import top1_margin
+
+    ref = [{"p": np.array([[0.1, 0.6, 0.3]])}, {"p": np.array([[0.5, 0.2, 0.3]])}]
+    assert top1_margin([{"p": np.array([[0.1, 0.5, 0.4]])}, {"p": np.array([[0.7, 0.1, 0.2]])}],
+                       ref) == pytest.approx(0.1)
+    assert top1_margin([{"p": np.array([[0.1, 0.4, 0.5]])}, ref[1]], ref) == pytest.approx(-0.1)  # flipped
+
+
+def test_headroom_ranking_keeps_the_drop_and_widens_the_margin(digits_models):
+    """onnxruntime within budget, the target not: candidates are ranked by the margin they win."""
+    import numpy as np
+
+    from edgec.compiler.quality import resolve_metric, run_onnx
+    from edgec.compiler.sensitivity import HEADROOM_EPS, Evaluator, FallbackState, rank, top1_margin
+
+    q = _digits_quantizer(digits_models)
+    ev_data = np.load(digits_models["eval"])
+    samples = [{"image": ev_data["image"][i:i + 1]} for i in range(32)]
+    refs = run_onnx(q.reference.proto, samples)
+    ev = Evaluator(q, samples, refs, None, resolve_metric("top1", has_labels=False, classifier=True))
+    state = FallbackState()
+    assert ev.shortfall(state) == pytest.approx(-top1_margin(run_onnx(q.quantize()[0].proto, samples), refs))
+    base, ranked = rank(ev, state, ("calib-method",), headroom=True)
+    assert ranked, "some tensor's range widens the closest call"
+    assert all(fb.drop <= base and fb.shortfall < ev.shortfall(state) - HEADROOM_EPS for fb in ranked)
+    assert [fb.shortfall for fb in ranked if fb.drop == ranked[0].drop] == sorted(
+        fb.shortfall for fb in ranked if fb.drop == ranked[0].drop)
