@@ -66,7 +66,8 @@ def test_the_bias_absorbs_the_weight_rounding_shift_of_every_conv():
     samples = [{"x": rng.uniform(0.5, 2.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(8)]
     plain, _ = _quantizer(proto, samples, on=False).quantize()
     fixed, summary = _quantizer(proto, samples, on=True).quantize()
-    assert summary["weight_bias_correction"]["layers"] == 2
+    wbc = summary["weight_bias_correction"]
+    assert wbc["layers"] == 2 and wbc["kept"] and wbc["output_error"]["after"] <= wbc["output_error"]["before"]
     w = {n: numpy_helper.to_array(t).astype(np.float64) for n, t in
          ((t.name, t) for t in proto.graph.initializer)}
     # conv2 is 1x1 without padding: its shift is exactly (W_q - W) @ mean(input) per channel.
@@ -92,6 +93,26 @@ def _with_output(proto, name: str) -> onnx.ModelProto:
     m.CopyFrom(proto)
     m.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     return m
+
+
+def test_a_correction_that_raises_the_output_error_is_not_kept():
+    """Never worse than without it, on the calibration samples: a shift measured on other inputs is refused."""
+    proto = _conv_model()
+    rng = np.random.default_rng(1)
+    samples = [{"x": rng.uniform(0.5, 2.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(8)]
+    q = _quantizer(proto, samples, on=True)
+    q._weight_shifts = {k: -50 * v for k, v in _measured(proto, samples).items()}  # 50x the shift, wrong sign
+    plain, _ = _quantizer(proto, samples, on=False).quantize()
+    got, summary = q.quantize()
+    wbc = summary["weight_bias_correction"]
+    assert not wbc["kept"] and wbc["output_error"]["after"] > wbc["output_error"]["before"]
+    assert got.proto.SerializeToString() == plain.proto.SerializeToString()
+
+
+def _measured(proto, samples) -> dict:
+    q = _quantizer(proto, samples, on=True)
+    q.quantize()
+    return q._weight_shifts
 
 
 def test_variants_reuse_measured_shifts():
