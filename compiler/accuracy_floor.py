@@ -1,8 +1,8 @@
 """Trust by default: a quantized build below an accuracy floor fails unless the user accepts it.
 
 Without ``--max-accuracy-drop`` the pipeline still checks the verified artifact against
-the float model on real evaluation data: mean cosine of the first output below
-`MIN_COSINE`, or top-1 agreement below `MIN_TOP1_AGREEMENT` on classifiers, fails the build
+the float model on real evaluation data: mean cosine of any output below
+`MIN_COSINE` (a collapsed second output fails too), or top-1 agreement below `MIN_TOP1_AGREEMENT` on classifiers, fails the build
 with the layers that add the most error (as ``edgec debug layers`` ranks them) and the two
 ways forward: ``--max-accuracy-drop X`` (the gate wins accuracy back) or
 ``--accept-low-accuracy``. Both floors were measured on real third-party models with real
@@ -36,6 +36,9 @@ def below_floor(accuracy: dict[str, Any], classifier: bool) -> list[str]:
     cos = accuracy.get("cosine")
     if cos is not None and cos < MIN_COSINE:
         out.append(f"cosine {cos:.4f} < {MIN_COSINE}")
+    for name, c in list((accuracy.get("cosine_per_output") or {}).items())[1:]:  # the first is ``cosine``
+        if c is not None and not c >= MIN_COSINE:
+            out.append(f"output '{name}' cosine {c:.4f} < {MIN_COSINE}")
     top1 = accuracy.get("top1_agreement")
     if classifier and top1 is not None and top1 < MIN_TOP1_AGREEMENT:
         out.append(f"top-1 agreement {top1:.3f} < {MIN_TOP1_AGREEMENT}")

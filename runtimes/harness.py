@@ -87,7 +87,8 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
     """Error of ``runner`` against ``reference`` over ``samples`` (model convention).
 
     Returns the report's accuracy block: max/mean absolute error, mean cosine similarity
-    (per sample, flattened outputs; see `mean_cosine` for empty outputs), and top-1 agreement on the first output when it is a
+    (per sample, flattened outputs; see `mean_cosine` for empty outputs) of the first output
+    and of each (``cosine_per_output``), and top-1 agreement on the first output when it is a
     class-score vector (last axis > 1) and ``classification`` is set (embeddings and
     hidden states have no meaningful argmax). With ``labels`` (one per sample), also the top-1
     accuracy of both against the labels.
@@ -96,6 +97,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
     lab_n, lab_row = 0, 0  # labels are per row; a batched sample covers several rows
     max_abs, abs_sum, n_elems, cos, top1_hits, top1_n, count = 0.0, 0.0, 0, [], 0, 0, 0
     per_output: dict[str, float] = {}
+    cos_per_output: dict[str, list] = {}
     from edgec.compiler.finite import check_outputs
 
     for i, feeds in enumerate(samples):
@@ -114,8 +116,9 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
             per_output[name] = max(per_output.get(name, 0.0), float(d.max(initial=0.0)))
             abs_sum += float(d.sum())
             n_elems += d.size
+            cos_per_output.setdefault(name, []).append(cosine_stats(g, w))
             if j == 0:
-                cos.append(cosine_stats(g, w))
+                cos.append(cos_per_output[name][-1])
                 if classification and w.ndim >= 1 and w.shape[-1] > 1:
                     gi = g.reshape(-1, w.shape[-1]).argmax(-1)
                     wi = w.reshape(-1, w.shape[-1]).argmax(-1)
@@ -139,6 +142,8 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
         "cosine": mean_cosine(cos),
         "top1_agreement": top1_hits / top1_n if top1_n else None,
         "max_abs_err_per_output": per_output,
+        # Every output's, so that one collapsed output past the first cannot hide.
+        "cosine_per_output": {k: mean_cosine(v) for k, v in cos_per_output.items()},
     }
     if labels is not None and lab_n:
         out["label_accuracy"] = {k: v / max(lab_n, 1) for k, v in lab_hits.items()}

@@ -287,7 +287,10 @@ interp = interpreter_class()[0](model_path=sys.argv[1], num_threads=1)
 interp.allocate_tensors()
 for d in interp.get_input_details():
     interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-interp.invoke()
+try:
+    interp.invoke()
+except RuntimeError:  # a kernel's input check on the zero feed (MiniLM's int8 DIV by an all-zero mask sum)
+    pass
 """
 
 
@@ -295,7 +298,8 @@ def litert_accepts(data: bytes) -> bool:
     """Whether LiteRT prepares and runs ``data`` without aborting, checked in a child process.
 
     Narrower ranges can make an int8 kernel's requantization multiplier exceed 1 where LiteRT
-    CHECKs it (BERT's LayerNorm): that aborts the process instead of raising.
+    CHECKs it (BERT's LayerNorm): that aborts the process instead of raising. A kernel that
+    raises on the probe's zero inputs is no abort: the real samples decide (`run_tflite` raises).
     """
     import subprocess
     import sys

@@ -102,6 +102,10 @@ void edgec_transpose_s8(const edgec_transpose_params *p, const int8_t *in, int8_
 void edgec_copy_s8(int32_t size, const int8_t *in, int8_t *out);
 void edgec_concat_part_s8(const int8_t *in, int8_t *out, int32_t outer, int32_t in_inner,
                           int32_t out_inner, int32_t out_off, const edgec_requant_params *rq);
+/* The int16 twins (mixed 16x8 graphs): the same element moves on 2-byte elements. */
+void edgec_transpose_s16(const edgec_transpose_params *p, const int16_t *in, int16_t *out);
+void edgec_concat_part_s16(const int16_t *in, int16_t *out, int32_t outer, int32_t in_inner,
+                           int32_t out_inner, int32_t out_off, const edgec_requant_params *rq);
 /* Float I/O helpers, used only when the model's own inputs/outputs are float32. */
 void edgec_quantize_f32_s8(int32_t size, float scale, int32_t zp, const float *in, int8_t *out);
 void edgec_dequantize_s8_f32(int32_t size, float scale, int32_t zp, const int8_t *in, float *out);

@@ -24,36 +24,48 @@ void edgec_pad_s8(const edgec_pad_params *p, const int8_t *in, int8_t *out) {
     }
 }
 
-void edgec_transpose_s8(const edgec_transpose_params *p, const int8_t *in, int8_t *out) {
-    int32_t stride[4], od[4], os[4], a, b, c, d;
-    stride[3] = 1;
-    stride[2] = p->in_dims[3];
-    stride[1] = stride[2] * p->in_dims[2];
-    stride[0] = stride[1] * p->in_dims[1];
-    for (a = 0; a < 4; ++a) {
-        od[a] = p->in_dims[p->perm[a]];
-        os[a] = stride[p->perm[a]];
+/* Transpose and Concat move elements of either width (int16: the activations of a mixed
+ * 16x8 graph); one body each, stamped out per element type. */
+#define EDGEC_TRANSPOSE(NAME, T)                                                               \
+    void NAME(const edgec_transpose_params *p, const T *in, T *out) {                          \
+        int32_t stride[4], od[4], os[4], a, b, c, d;                                          \
+        stride[3] = 1;                                                                        \
+        stride[2] = p->in_dims[3];                                                            \
+        stride[1] = stride[2] * p->in_dims[2];                                                \
+        stride[0] = stride[1] * p->in_dims[1];                                                \
+        for (a = 0; a < 4; ++a) {                                                             \
+            od[a] = p->in_dims[p->perm[a]];                                                   \
+            os[a] = stride[p->perm[a]];                                                       \
+        }                                                                                     \
+        for (a = 0; a < od[0]; ++a)                                                           \
+            for (b = 0; b < od[1]; ++b)                                                       \
+                for (c = 0; c < od[2]; ++c)                                                   \
+                    for (d = 0; d < od[3]; ++d)                                               \
+                        *out++ = in[a * os[0] + b * os[1] + c * os[2] + d * os[3]];           \
     }
-    for (a = 0; a < od[0]; ++a)
-        for (b = 0; b < od[1]; ++b)
-            for (c = 0; c < od[2]; ++c)
-                for (d = 0; d < od[3]; ++d)
-                    *out++ = in[a * os[0] + b * os[1] + c * os[2] + d * os[3]];
-}
 
-void edgec_concat_part_s8(const int8_t *in, int8_t *out, int32_t outer, int32_t in_inner,
-                          int32_t out_inner, int32_t out_off, const edgec_requant_params *rq) {
-    int32_t o, i;
-    for (o = 0; o < outer; ++o) {
-        const int8_t *src = in + o * in_inner;
-        int8_t *dst = out + o * out_inner + out_off;
-        for (i = 0; i < in_inner; ++i) {
-            if (rq) {
-                const int32_t v = edgec_mbqm_requant((int32_t)src[i] - rq->in_zp, rq->mult, rq->shift) + rq->out_zp;
-                dst[i] = (int8_t)edgec_clamp(v, -128, 127);
-            } else {
-                dst[i] = src[i];
-            }
-        }
+/* One input of a Concat, requantized to the output's parameters when ``rq`` is set (one
+ * rounding, as DequantizeLinear -> QuantizeLinear: edgec_mbqm_requant). */
+#define EDGEC_CONCAT_PART(NAME, T, LO, HI)                                                     \
+    void NAME(const T *in, T *out, int32_t outer, int32_t in_inner, int32_t out_inner,       \
+              int32_t out_off, const edgec_requant_params *rq) {                             \
+        int32_t o, i;                                                                         \
+        for (o = 0; o < outer; ++o) {                                                         \
+            const T *src = in + o * in_inner;                                                 \
+            T *dst = out + o * out_inner + out_off;                                           \
+            for (i = 0; i < in_inner; ++i) {                                                  \
+                if (rq) {                                                                     \
+                    const int32_t v =                                                         \
+                        edgec_mbqm_requant((int32_t)src[i] - rq->in_zp, rq->mult, rq->shift) + rq->out_zp; \
+                    dst[i] = (T)edgec_clamp(v, LO, HI);                                       \
+                } else {                                                                      \
+                    dst[i] = src[i];                                                          \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
     }
-}
+
+EDGEC_TRANSPOSE(edgec_transpose_s8, int8_t)
+EDGEC_TRANSPOSE(edgec_transpose_s16, int16_t)
+EDGEC_CONCAT_PART(edgec_concat_part_s8, int8_t, -128, 127)
+EDGEC_CONCAT_PART(edgec_concat_part_s16, int16_t, -32768, 32767)

@@ -91,7 +91,10 @@ def emit_reshape(op, ctx) -> list[str]:
     src, dst = ctx.ref(op.inputs[0]), ctx.ref(op.outputs[0], True)
     if ctx.same_buffer(op.inputs[0], op.outputs[0]):
         return [f"/* {op.source_op or 'reshape'} {op.name}: no data movement */"]
-    return [f"edgec_copy_s8({ctx.g.t(op.outputs[0]).size}, {src}, {dst});"]
+    out = ctx.g.t(op.outputs[0])
+    if out.dtype != "int8":  # an int16 view (mixed 16x8 graph): the same bytes, two per element
+        src, dst = f"(const int8_t *)(const void *){src}", f"(int8_t *)(void *){dst}"
+    return [f"edgec_copy_s8({out.nbytes}, {src}, {dst});"]
 
 
 def emit_dequantize(op, ctx) -> list[str]:
@@ -178,17 +181,17 @@ def onnx_reshape(ctx, node):
     same_nhwc = x in ctx.rank4 and y in ctx.rank4 and xt.shape == yt.shape  # Identity, no-op reshapes
     if not same_nhwc and not _in_graph_order(ctx, x):
         nchw = ctx.add_tensor(QTensor(ctx.fresh(x) + "/nchw", (xt.shape[0], xt.shape[3], xt.shape[1], xt.shape[2]),
-                                      "int8", xt.scale, xt.zero_point))
+                                      xt.dtype, xt.scale, xt.zero_point))
         ctx.add_op("transpose", node, [x], [nchw], {"perm": [0, 3, 1, 2]})
         src = nchw
     if not same_nhwc and not _in_graph_order(ctx, y):
         mid = ctx.add_tensor(QTensor(ctx.fresh(y) + "/nchw", (yt.shape[0], yt.shape[3], yt.shape[1], yt.shape[2]),
-                                     "int8", yt.scale, yt.zero_point))
+                                     yt.dtype, yt.scale, yt.zero_point))
         ctx.add_op("reshape", node, [src], [mid])
         ctx.add_op("transpose", node, [mid], [y], {"perm": [0, 2, 3, 1]})
         return
     if (xt.s, xt.zp) != (yt.s, yt.zp):
-        mid = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, "int8", xt.scale, xt.zero_point))
+        mid = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, xt.dtype, xt.scale, xt.zero_point))
         ctx.add_op("reshape", node, [src], [mid])
         ctx.add_op("requant", node, [mid], [y], {"act": (-128, 127)})
         return

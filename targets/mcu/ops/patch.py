@@ -71,7 +71,8 @@ def _row_local(g: QGraph, op: QOp) -> bool:
     if op.kind == "pad" and (len(op.attrs["pads"]) != 4 or tuple(op.attrs["pads"][0]) != (0, 0)):
         return False
     if op.kind in ROW_JOIN:  # channels joined: every input has the output's rows and columns
-        return op.attrs.get("axis") == 3 and len(tensors) == len(op.inputs) + 1 and \
+        # (int8 only: the band table's join offsets count bytes)
+        return y.dtype == "int8" and op.attrs.get("axis") == 3 and len(tensors) == len(op.inputs) + 1 and \
             all(t.shape[:3] == y.shape[:3] for t in tensors)
     # Element-wise ops without broadcasting: a band is a contiguous run of whole rows.
     return op.kind in WINDOWED or all(t.shape == y.shape for t in tensors)

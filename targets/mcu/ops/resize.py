@@ -42,7 +42,7 @@ def onnx_resize(ctx, node):
     if (xt.s, xt.zp) == (yt.s, yt.zp):
         ctx.add_op("resize", node, [x], [y], flags)
         return
-    mid = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, "int8", xt.scale, xt.zero_point))
+    mid = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, xt.dtype, xt.scale, xt.zero_point))
     ctx.add_op("resize", node, [x], [mid], flags)
     ctx.add_op("requant", node, [mid], [y], {"act": (-128, 127)})
 

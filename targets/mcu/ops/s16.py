@@ -23,6 +23,12 @@ from edgec.targets.mcu.qmath import f32, quantize_multiplier
 INT16 = (-32768, 32767)
 # int8 kind -> its 16x8 kind (the ops whose every activation is then int16).
 S16_KIND = {"conv": "conv_s16", "dwconv": "dwconv_s16", "add": "add_s16"}
+# Kinds that move elements without arithmetic (a Concat input's rescale aside): they run on
+# int8 or int16 alike, their emitters pick the element size from the output's dtype.
+ANY_DTYPE = frozenset({"reshape", "transpose", "concat"})
+# int8-only kinds whose output must keep the input's (scale, zero point): an int16 input
+# meets them through a requantization to the output's own int8 parameters.
+SAME_QPARAMS = frozenset({"reshape", "transpose", "maxpool", "pad", "depth_to_space"})
 
 
 def _hardswish(op: QOp) -> bool:
@@ -117,14 +123,18 @@ def emit_requant16(op, ctx) -> list[str]:
 # -- the int16 pass ----------------------------------------------------------------------------
 
 
-def _boundary(g: QGraph, src: QTensor, dtype: str) -> QTensor:
-    """A tensor for ``src``'s values in ``dtype``: the same range, symmetric in int16."""
-    if dtype == "int16":
-        bound = max(abs(src.s * (-128 - src.zp)), abs(src.s * (127 - src.zp)))
-        scale, zp = bound / INT16[1], 0
+def _boundary(g: QGraph, src: QTensor, dtype: str, like: QTensor | None = None) -> QTensor:
+    """A tensor for ``src``'s values in ``dtype`` (int16: symmetric, int8's step / 128, which
+    holds (q - zp) * 128 for any int8 q and zero point); or ``like``'s parameters when given."""
+    if like is not None:
+        scale, zp = like.s, like.zp
+    elif dtype == "int16":  # int8 -> int16: 128 int16 steps per int8 step, so every int8 value is exact
+        scale, zp = src.s / 128.0, 0
     else:  # int16 -> int8: the int16 range over 255 steps, zero point 0
         scale, zp = src.s * INT16[1] / 127.0, 0
     name = f"{src.name}/{dtype}"
+    if name in g.tensors:  # a second consumer of the same boundary (other parameters): its own tensor
+        name = f"{name}#{len(g.tensors)}"
     t = QTensor(name, src.shape, dtype, np.asarray([scale], np.float32), np.asarray([zp], np.int64))
     g.tensors[name] = t
     return t
@@ -155,20 +165,23 @@ def retype(g: QGraph) -> QGraph:
             ops.append(QOp(kind, op.name, op.inputs, op.outputs, op.attrs, op.source_op))
             continue
         s16 = op.kind in S16_KIND or _hardswish(op)
-        want = "int16" if s16 else "int8"
+        want = "int16" if s16 else g.t(op.outputs[0]).dtype if op.kind in ANY_DTYPE else "int8"
         n_act = _act_inputs(op) if s16 else len(op.inputs)
         ins, outs, after = list(op.inputs), list(op.outputs), []
+        out_bounds = [_boundary(g, g.t(n), want) if g.t(n).dtype != want else None for n in outs]
+        # The output's parameters in ``want``: what a scale-preserving op's input must carry.
+        same = (out_bounds[0] or g.t(outs[0])) if op.kind in SAME_QPARAMS else None
         for i, n in enumerate(ins[:n_act]):
             t = g.t(n) if n else None
             if t is not None and not t.is_const and t.dtype != want:
-                b = _boundary(g, t, want)
+                b = _boundary(g, t, want, like=same)
                 ops.append(QOp(f"requant_{_short(t.dtype)}_{_short(want)}", f"{op.name}/in{i}", [n], [b.name], {},
                                "QUANTIZE"))
                 ins[i] = b.name
         for i, n in enumerate(outs):
             t = g.t(n)
-            if t.dtype != want:
-                b = _boundary(g, t, want)
+            if out_bounds[i] is not None:
+                b = out_bounds[i]
                 after.append(QOp(f"requant_{_short(want)}_{_short(t.dtype)}", f"{op.name}/out{i}", [b.name], [n], {},
                                  "QUANTIZE"))
                 outs[i] = b.name

@@ -30,7 +30,12 @@ def emit_transpose(op, ctx) -> list[str]:
     k = 4 - len(perm)
     perm4 = list(range(k)) + [p + k for p in perm]
     p = ctx.param_struct("edgec_transpose_params", {"in_dims": _pad4(list(x.shape)), "perm": perm4}, op)
-    return [f"edgec_transpose_s8(&{p}, {ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
+    return [f"edgec_transpose_{_suffix(x)}(&{p}, {ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
+
+
+def _suffix(t: QTensor) -> str:
+    """The kernel name's element type: int8 ``s8``, or ``s16`` in a mixed 16x8 graph (`ops.s16`)."""
+    return {"int8": "s8", "int16": "s16"}[t.dtype]
 
 
 def emit_concat(op, ctx) -> list[str]:
@@ -47,8 +52,9 @@ def emit_concat(op, ctx) -> list[str]:
         in_inner = x.size // outer
         rq = "0"
         if (x.s, x.zp) != (out.s, out.zp):
-            rq = "&" + ctx.param_struct("edgec_requant_params", requant_fields(x, out), op)
-        lines.append(f"edgec_concat_part_s8({ctx.ref(name)}, {ctx.ref(op.outputs[0], True)}, {outer}, "
+            act = (-128, 127) if out.dtype == "int8" else (-32768, 32767)
+            rq = "&" + ctx.param_struct("edgec_requant_params", requant_fields(x, out, act), op)
+        lines.append(f"edgec_concat_part_{_suffix(out)}({ctx.ref(name)}, {ctx.ref(op.outputs[0], True)}, {outer}, "
                      f"{in_inner}, {out_inner}, {off}, {rq});")
         off += in_inner
     return lines
@@ -120,7 +126,7 @@ def onnx_transpose(ctx, node):
     moves = [p for p in phys if xt.shape[p] != 1]  # axes of size 1 do not order the bytes
     src = y
     if (xt.s, xt.zp) != (yt.s, yt.zp):
-        src = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, "int8", xt.scale, xt.zero_point))
+        src = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, xt.dtype, xt.scale, xt.zero_point))
     if moves == sorted(moves):
         ctx.add_op("reshape", node, [x], [src])
     else:
@@ -144,7 +150,7 @@ def onnx_depth_to_space(ctx, node):
     if (xt.s, xt.zp) == (yt.s, yt.zp):
         ctx.add_op("depth_to_space", node, [x], [y], {"block": b})
         return
-    mid = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, "int8", xt.scale, xt.zero_point))
+    mid = ctx.add_tensor(QTensor(ctx.fresh(y), yt.shape, xt.dtype, xt.scale, xt.zero_point))
     ctx.add_op("depth_to_space", node, [x], [mid], {"block": b})
     ctx.add_op("requant", node, [mid], [y], {"act": (-128, 127)})
 

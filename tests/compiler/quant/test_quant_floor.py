@@ -131,3 +131,28 @@ def test_depthwise_channel_ranges_cover_the_one_sample_that_peaks():
     got = collect_channel_absmax(proto, samples, ["h", "x"])
     np.testing.assert_allclose(got["h"], [1.0, 8.0])
     np.testing.assert_allclose(got["x"], [1.0, 8.0])
+
+
+def test_floor_checks_every_output_not_only_the_first():
+    """A second output that collapsed (constant: an mcu int16 view once kept the wrong scale)
+    fails the floor even when the first output is right."""
+    from edgec.compiler.accuracy_floor import below_floor
+    from edgec.runtimes.harness import compare
+
+    class Fixed:  # outputs computed from the feeds: the artifact with a constant second output
+        def __init__(self, collapse: bool):
+            self.collapse = collapse
+
+        def infer(self, feeds):
+            x = feeds["x"]
+            return {"boxes": 2 * x, "scores": np.full_like(x, 0.5) if self.collapse else x - 1}
+
+        def info(self):
+            return {"name": "fixed"}
+
+    rng = np.random.default_rng(0)
+    samples = [{"x": rng.normal(size=(1, 16)).astype(np.float32)} for _ in range(4)]
+    acc = compare(Fixed(True), Fixed(False), samples, classification=False)
+    assert acc["cosine"] > 0.999 and acc["cosine_per_output"]["scores"] < 0.9
+    assert below_floor(acc, classifier=False) == [f"output 'scores' cosine {acc['cosine_per_output']['scores']:.4f} < 0.98"]
+    assert below_floor(compare(Fixed(False), Fixed(False), samples, classification=False), classifier=False) == []

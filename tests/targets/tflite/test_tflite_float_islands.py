@@ -92,3 +92,30 @@ def test_ladder_ships_the_attention_rung(tmp_session, monkeypatch):
     assert "attention-scores islands: BATCH_MATMUL x1, MUL x1, SOFTMAX x1" in (built.bundle / "README.md").read_text()
     # The ladder judges a transformer on its calibration samples, so `--ranges auto` scores there too.
     assert q["ranges"]["auto_scored_on"] == "calibration samples", q["ranges"]
+
+
+@pytest.mark.slow  # a TFLite conversion
+def test_litert_probe_counts_aborts_not_a_kernels_error_on_zero_inputs():
+    """An int8 DIV raises on a divisor at its zero point, which the probe's zero feed gives (MiniLM's pooling
+    divides by the mask's sum): that is no abort, so the rungs are scored on the real samples."""
+    import tensorflow as tf
+
+    from edgec.targets.tflite.ranges import litert_accepts
+    from edgec.targets.tflite.tflite_io import interpreter_class
+
+    spec = tf.TensorSpec([1, 4], tf.float32)
+    fn = tf.function(lambda x, y: x / y, input_signature=[spec, spec])
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    rng = np.random.default_rng(0)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rng.uniform(-1, 1, (1, 4)).astype(np.float32),
+                                            rng.uniform(0.5, 2, (1, 4)).astype(np.float32)] for _ in range(8))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    data = conv.convert()
+    interp = interpreter_class()[0](model_content=data)
+    interp.allocate_tensors()
+    for d in interp.get_input_details():
+        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    with pytest.raises(RuntimeError, match="zero_point"):
+        interp.invoke()
+    assert litert_accepts(data)

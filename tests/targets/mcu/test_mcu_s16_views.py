@@ -1,0 +1,97 @@
+"""int16 tensors meeting views, pools and joins in a mixed 16x8 mcu graph (`ops/s16.retype`).
+
+Regression: an int16 tensor behind Reshape/Transpose (views) or MaxPool on its way to an
+int8 tensor once came out constant (the view kept the int16 source's scale, so the last
+requantization was built for the wrong scale) or failed to build (MaxPool's input and output
+parameters differed). Both graphs here run the C (host gcc) against onnxruntime on the same
+promoted Q/DQ model, to 2 LSB of each output (the 16x8 kernels' fixed-point rounding), with
+the graph outputs int8 (heads int8) and int16 (heads, views and Concat int16)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import build_bundle, edgec_qdq, onnx_handle
+
+
+def _heads_model(pool: bool = True):
+    """BlazeFace's tail in miniature: a conv trunk, two 1x1 heads each Transposed (NHWC) and
+    Reshaped to [1, anchors, k], joined by a Concat; the trunk MaxPooled and Flattened, and
+    Flattened as it is. Nothing is computed after an int16 -> int8 rounding, so the C stays
+    within a rounding or two of onnxruntime."""
+    import io
+
+    import onnx
+    import torch
+    from torch import nn
+
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = nn.Conv2d(3, 8, 3, padding=1)
+            self.a = nn.Conv2d(8, 4, 1)
+            self.b = nn.Conv2d(8, 4, 1)
+            with torch.no_grad():  # another range than head a: the Concat rescales both
+                self.b.weight.mul_(3.0)
+
+        def forward(self, x):
+            y = torch.relu(self.trunk(x))
+            ha = self.a(y).permute(0, 2, 3, 1).reshape(1, -1, 2)
+            hb = self.b(y).permute(0, 2, 3, 1).reshape(1, -1, 2)
+            pooled = nn.functional.max_pool2d(y, 2) if pool else y.permute(0, 2, 3, 1)
+            return torch.cat([ha, hb], 1), pooled.flatten(1), y.flatten(1)
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.onnx.export(Heads().eval(), torch.randn(1, 3, 8, 8), buf, input_names=["x"], output_names=["heads", "pooled", "trunk"],
+                      opset_version=17, dynamo=False)
+    return onnx.load_from_string(buf.getvalue())
+
+
+@pytest.mark.parametrize("producers,pool", [(("Conv",), False), (("Conv",), True),
+                                           (("Conv", "Transpose", "Reshape", "Flatten", "Concat"), True)],
+                         ids=["views-outputs-int8", "outputs-int8", "outputs-int16"])
+def test_int16_through_views_pool_and_concat_tracks_onnxruntime(tmp_path, producers, pool):
+    """(views-outputs-int8: without the MaxPool, whose build error hid the views' collapse.)"""
+    import onnxruntime as ort
+
+    from edgec.runtimes.mcu_runner import MCURunner
+    from edgec.targets.mcu import promote16
+
+    rng = np.random.default_rng(0)
+    calib = [{"x": rng.uniform(-2, 2, size=(1, 3, 8, 8)).astype(np.float32)} for _ in range(8)]
+    _, qh = edgec_qdq(_heads_model(pool), calib)
+    names = promote16.int16_tensors(qh.proto, frozenset(producers))
+    promoted = onnx_handle(promote16.promote(qh.proto, names))
+    res, manifest = build_bundle(promoted, tmp_path / "b")
+    want_out = "int16" if "Concat" in producers else "int8"
+    assert [s.dtype for s in res.outputs] == [want_out] * 3, res.outputs
+    kinds = {layer["op"] for layer in res.manifest["layers"]}
+    assert {"MaxPool" if pool else "Transpose", "Concat"} <= kinds and "s16.c" in res.manifest["kernels"], kinds
+    runner = MCURunner(tmp_path / "b", manifest).load()
+    feeds = [{"x": rng.uniform(-2, 2, size=(1, 3, 8, 8)).astype(np.float32)} for _ in range(6)]
+    got = [runner.infer(f) for f in feeds]
+    for name in ("heads", "pooled", "trunk"):  # a collapsed (constant) output cannot stay within 1 LSB
+        assert np.std(np.stack([g[name] for g in got])) > 0, name
+    # Each output to 2 LSB (two roundings: the 16x8 conv's 16-bit multiplier, then the Concat's
+    # rescale or a requantization) of the coarsest step on its way: the pooled path rounds to
+    # the MaxPool's int8 step (a 1-LSB int16 difference can tip it). A wrong scale is far off.
+    steps = {o.name: spec.scale for o, spec in zip(promoted.outputs, res.outputs)}
+    if pool:
+        steps["pooled"] = max(steps["pooled"], _pool_step(promoted.proto))
+    sess = ort.InferenceSession(promoted.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    for f, g in zip(feeds, got):
+        for o, w in zip(promoted.outputs, sess.run(None, f)):
+            d = np.abs(np.asarray(g[o.name]).reshape(w.shape) - w) / steps[o.name]
+            assert d.max() <= 2.01, f"{o.name}: {d.max():.1f} steps off onnxruntime"
+
+
+def _pool_step(proto) -> float:
+    """The scale of the QuantizeLinear after the MaxPool (its int8 output)."""
+    from onnx import numpy_helper
+
+    init = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    pool = next(n for n in proto.graph.node if n.op_type == "MaxPool")
+    q = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == pool.output[0])
+    return float(init[q.input[1]])
