@@ -33,6 +33,7 @@ AUTO_SAMPLES = 16
 AUTO_MIN_SAMPLES = 8
 AUTO_ELEMENTS = 8e8
 MIN_SPREAD_SAMPLES = 4
+WEIGHT_BIAS_CHECK_SAMPLES = 8
 
 
 def quantized_tensors(qproto, ranges: dict[str, Any]) -> list[str]:
@@ -125,6 +126,8 @@ class Int8Quantizer:
         self._histograms: dict[str, Any] = {}
         self._channel_absmax: dict[str, np.ndarray] | None = None
         self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
+        self._weight_shifts: dict = {}  # weight-rounding shifts per layer (`weight_bias_correction`), shared too
+        self._weight_bias_kept: bool | None = None  # decided on the first variant, then applied to every one
         self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
         self._auto: dict[str, Any] = {}  # what ``auto`` measured: local errors, outputs, budget
 
@@ -273,12 +276,35 @@ class Int8Quantizer:
         quant, summary = quantize_qdq(self.model, ranges, self.scheme, tuple(keep_float), self.channel_absmax())
         if overrides:
             summary["calib_method_overrides"] = dict(sorted(overrides.items()))
+        if self.scheme.weight_bias_correction and self._weight_bias_kept is not False:
+            quant = self._weight_bias_corrected(quant, summary)  # before the per-layer pass: it measures what is left
         if self.bias_correction if bias_correction is None else bias_correction:
             from edgec.compiler.bias_correction import correct_bias
 
             quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs)
             summary["bias_correction"] = info
         return quant, summary
+
+    def _weight_bias_corrected(self, quant: "ModelHandle", summary: dict[str, Any]) -> "ModelHandle":
+        """``quant`` with `weight_bias_correction` applied, when it lowers the output error on calibration samples.
+
+        The shift is measured on float inputs; where the int8 model's own inputs differ enough, the
+        corrected model can be worse (checked once, on `WEIGHT_BIAS_CHECK_SAMPLES`, not per variant).
+        """
+        from edgec.compiler.quality import run_onnx
+        from edgec.compiler.weight_bias_correction import correct_weight_bias
+
+        corrected, info = correct_weight_bias(self.model, quant, self.calibration.samples, self._weight_shifts)
+        if self._weight_bias_kept is None and info["layers"]:
+            samples = list(self.calibration.samples[:WEIGHT_BIAS_CHECK_SAMPLES])
+            refs = run_onnx(self.reference.proto, samples)
+            before = _rel_error(run_onnx(quant.proto, samples), refs)
+            after = _rel_error(run_onnx(corrected.proto, samples), refs)
+            self._weight_bias_kept = after <= before
+            info["output_error"] = {"before": round(before, 8), "after": round(after, 8)}
+        info["kept"] = bool(self._weight_bias_kept)
+        summary["weight_bias_correction"] = info
+        return corrected if self._weight_bias_kept else quant
 
     def _upgrade_opset(self) -> None:
         """Convert the float model to Q/DQ's opset once, not in every `quantize` of a search (same model)."""

@@ -142,6 +142,9 @@ class QuantScheme:
             runs them in float/fp16) where the int8 error concentrates, when the model's worst
             calibration sample is under ``float_fallback_cosine`` (`edgec.compiler.float_fallback`).
         float_fallback_cosine: The worst-sample cosine below which that fallback is searched.
+        weight_bias_correction: Remove the per-channel output mean shift that int8 weight rounding
+            causes from each conv's bias, measured in one float pass over the calibration samples
+            (`edgec.compiler.weight_bias_correction`; NNCF's default FastBiasCorrection does the same).
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -175,6 +178,7 @@ class QuantScheme:
     unified_scale_ops: frozenset[str] = frozenset()
     float_fallback_ops: tuple[str, ...] = ()
     float_fallback_cosine: float = 0.99
+    weight_bias_correction: bool = False
 
 
 @dataclass

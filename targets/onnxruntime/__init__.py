@@ -39,6 +39,7 @@ class ONNXRuntimeTarget(Target):
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
         activation_symmetric=False, placement="weighted", per_channel_depthwise_inputs=True,
         equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS, calib_method_with_ops="mse",
+        weight_bias_correction=True,
         # Deep residual streams (BlazeFace, 16-31 blocks): residual Adds in float, every depthwise ->
         # pointwise link equalized, bias correction (blazeface-back worst-sample cosine 0.944 -> 0.985).
         deep_residual_adds=16, deep_residual_overrides=DEEP_RESIDUAL_OVERRIDES)

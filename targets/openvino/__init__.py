@@ -51,7 +51,7 @@ class OpenVINOTarget(Target):
         # on every corpus model (benchmarks/quant_quality.py --parts corpus). Conv pairs equalized
         # (blazeface-short 0.901 -> 0.948); bias correction in front of an LSTM (ddddocr CRNN 0.975 -> 0.993).
         quantize_embeddings=True, per_channel_depthwise_inputs=True, calib_method="mse",
-        equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS,
+        equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS, weight_bias_correction=True,
         # BlazeFace's 16-31 residual blocks: the int8 rounding of the residual Adds' inputs and of the
         # depthwise outputs builds up (blazeface-back worst-sample cosine 0.962 -> 0.990, NNCF 0.978;
         # blazeface-short 0.967 -> 0.981). Shallower models keep int8 Adds (faster in the CPU plugin).

@@ -122,6 +122,7 @@ class TensorRTTarget(Target):
     quant_scheme = QuantScheme(activation_symmetric=True, placement="weighted", quantize_add=True,
                                calib_method="auto", calib_candidates=TRT_CALIBRATORS, scale_depthwise_inputs=True,
                                equalize_conv_pairs=True, float_fallback_ops=TRT_FP16_FALLBACK_OPS,
+                               weight_bias_correction=True,
                                # Deep residual streams (BlazeFace: 16-31 blocks) take the CPU targets' recipe: float
                                # residual Adds (the conv feeding one writes float, no rounding on the stream), every
                                # depthwise -> pointwise link equalized, bias correction (blazeface-back 0.979 -> 0.983).

@@ -1,0 +1,127 @@
+"""Fast bias correction of int8 weight rounding: the shift removed is the one numpy computes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def _conv_model(seed: int = 0) -> onnx.ModelProto:
+    """x[1,3,6,6] -> Conv 3x3 pad 1 (8 channels, bias) -> Relu -> Conv 1x1 (4, bias): per-channel
+    weights with a large common part, so int8 rounding leaves a visible mean shift on a positive input."""
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3 + 1.0).astype(np.float32)
+    w2 = (rng.standard_normal((4, 8, 1, 1)) * 0.3 + 0.5).astype(np.float32)
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(np.zeros(8, np.float32), "b1"),
+             numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(np.zeros(4, np.float32), "b2")]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["y"], name="conv2")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 6, 6])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _quantizer(proto, samples, on: bool):
+    from edgec.calibration import collect_ranges
+    from edgec.calibration import CalibrationData
+    from edgec.compiler.model import ModelHandle, TensorSpec
+    from edgec.compiler.quant_stage import Int8Quantizer
+    from edgec.targets.onnxruntime import ONNXRuntimeTarget
+
+    h = ModelHandle(proto=proto, source_path="conv.onnx", source_sha256="0",
+                    inputs=[TensorSpec("x", (1, 3, 6, 6), "float32")], outputs=[TensorSpec("y", (1, 4, 6, 6), "float32")])
+    scheme = dataclasses.replace(ONNXRuntimeTarget.quant_scheme, weight_bias_correction=on, equalize_conv_pairs=False)
+    data = CalibrationData(samples, "test")
+    return Int8Quantizer(h, h, collect_ranges(proto, samples), scheme, data)
+
+
+def _bias(quant, conv: str) -> np.ndarray:
+    g = quant.proto.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    node = next(n for n in g.node if n.name == conv)
+    dq = producer[node.input[2]]
+    return inits[dq.input[0]].astype(np.float64) * inits[dq.input[1]].astype(np.float64)
+
+
+def _weights(quant, conv: str) -> np.ndarray:
+    from edgec.compiler.weight_bias_correction import _dequantized
+
+    g = quant.proto.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    node = next(n for n in g.node if n.name == conv)
+    return _dequantized(producer[node.input[1]], inits)
+
+
+def test_the_bias_absorbs_the_weight_rounding_shift_of_every_conv():
+    import onnxruntime as ort
+
+    proto = _conv_model()
+    rng = np.random.default_rng(1)
+    samples = [{"x": rng.uniform(0.5, 2.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(8)]
+    plain, _ = _quantizer(proto, samples, on=False).quantize()
+    fixed, summary = _quantizer(proto, samples, on=True).quantize()
+    wbc = summary["weight_bias_correction"]
+    assert wbc["layers"] == 2 and wbc["kept"] and wbc["output_error"]["after"] <= wbc["output_error"]["before"]
+    w = {n: numpy_helper.to_array(t).astype(np.float64) for n, t in
+         ((t.name, t) for t in proto.graph.initializer)}
+    # conv2 is 1x1 without padding: its shift is exactly (W_q - W) @ mean(input) per channel.
+    sess = ort.InferenceSession(_with_output(proto, "r1").SerializeToString(), providers=["CPUExecutionProvider"])
+    r1 = np.mean([sess.run(["r1"], s)[0].mean(axis=(0, 2, 3)) for s in samples], axis=0)
+    dw = (_weights(plain, "conv2") - w["w2"]).reshape(4, 8)
+    want = _bias(plain, "conv2") - dw @ r1
+    # within one int32 bias step (s_in * s_w) of rounding, and the sample means' float32 sums
+    np.testing.assert_allclose(_bias(fixed, "conv2"), want, atol=1e-3)
+    assert np.abs(_bias(fixed, "conv2") - _bias(plain, "conv2")).max() > 1e-2  # a real shift was removed
+    # conv1 has padding: the shift measured through the conv itself moves the output mean to the float one.
+    f = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    mean_err = {}
+    for name, q in (("plain", plain), ("fixed", fixed)):
+        s = ort.InferenceSession(q.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        d = np.stack([s.run(["y"], x)[0] - f.run(["y"], x)[0] for x in samples])
+        mean_err[name] = float(np.abs(d.mean(axis=(0, 1, 3, 4))).mean())
+    assert mean_err["fixed"] < 0.3 * mean_err["plain"], mean_err
+
+
+def _with_output(proto, name: str) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    m.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return m
+
+
+def test_a_correction_that_raises_the_output_error_is_not_kept():
+    """Never worse than without it, on the calibration samples: a shift measured on other inputs is refused."""
+    proto = _conv_model()
+    rng = np.random.default_rng(1)
+    samples = [{"x": rng.uniform(0.5, 2.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(8)]
+    q = _quantizer(proto, samples, on=True)
+    q._weight_shifts = {k: -50 * v for k, v in _measured(proto, samples).items()}  # 50x the shift, wrong sign
+    plain, _ = _quantizer(proto, samples, on=False).quantize()
+    got, summary = q.quantize()
+    wbc = summary["weight_bias_correction"]
+    assert not wbc["kept"] and wbc["output_error"]["after"] > wbc["output_error"]["before"]
+    assert got.proto.SerializeToString() == plain.proto.SerializeToString()
+
+
+def _measured(proto, samples) -> dict:
+    q = _quantizer(proto, samples, on=True)
+    q.quantize()
+    return q._weight_shifts
+
+
+def test_variants_reuse_measured_shifts():
+    proto = _conv_model(2)
+    rng = np.random.default_rng(3)
+    samples = [{"x": rng.uniform(0.0, 1.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(4)]
+    q = _quantizer(proto, samples, on=True)
+    first, _ = q.quantize()
+    cached = dict(q._weight_shifts)
+    again, _ = q.quantize()
+    assert len(cached) == 2 and q._weight_shifts == cached
+    assert first.proto.SerializeToString() == again.proto.SerializeToString()
