@@ -184,3 +184,18 @@ def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(t
             d = np.abs(got[o.name].reshape(w.shape) - w) / spec_out.scale
             # int16 LSBs: the int8 32x32 stage's 1-LSB flips grow to a few int16 steps past the boundary
             assert d.max() <= 64 and np.median(d) <= 2, (o.name, d.max(), np.median(d))
+
+
+@pytest.mark.parametrize("op,src,dst", [("QUANTIZE", ("float32", 1.0, 0), ("int16", 0.0071, 0)),
+                                        ("DEQUANTIZE", ("int16", 0.0003, 0), ("float32", 1.0, 0))])
+def test_float_io_of_int16_tensors_bitexact(tmp_path, op, src, dst):
+    """A 16x8 .tflite's float inputs and outputs: QUANTIZE float -> int16 and DEQUANTIZE
+    int16 -> float run their int16 kernels (float_io.c), bit for bit with LiteRT."""
+    from .test_mcu_s16 import _check
+    from .tflite_ops import T, single_op
+
+    shape = (1, 3, 4, 5)
+    t_src = T(shape, src[0], None if src[0] == "float32" else [src[1]], None if src[0] == "float32" else [src[2]])
+    t_dst = T(shape, dst[0], None if dst[0] == "float32" else [dst[1]], None if dst[0] == "float32" else [dst[2]])
+    manifest = _check(single_op(op, [t_src], [t_dst]), tmp_path)
+    assert manifest["kernels"] == ["float_io.c"]
