@@ -95,3 +95,92 @@ def _pool_step(proto) -> float:
     pool = next(n for n in proto.graph.node if n.op_type == "MaxPool")
     q = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == pool.output[0])
     return float(init[q.input[1]])
+
+
+def _two_stage_detector():
+    """A BlazeFace in miniature: residual blocks at 32x32 and 16x16, a classifier and a
+    regressor head at each resolution, each head Transposed and Reshaped, joined per kind."""
+    import io
+
+    import onnx
+    import torch
+    from torch import nn
+
+    def block(c):
+        return nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=c), nn.Conv2d(c, c, 1))
+
+    class Detector(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.b32 = nn.Conv2d(3, 8, 3, padding=1), block(8)
+            self.down, self.b16 = nn.Conv2d(8, 16, 3, stride=2, padding=1), block(16)
+            self.cls = nn.ModuleList([nn.Conv2d(8, 1, 1), nn.Conv2d(16, 1, 1)])
+            self.reg = nn.ModuleList([nn.Conv2d(8, 4, 1), nn.Conv2d(16, 4, 1)])
+
+        def forward(self, x):
+            y32 = torch.relu(self.stem(x))
+            y32 = torch.relu(y32 + self.b32(y32))
+            y16 = torch.relu(self.down(y32))
+            y16 = torch.relu(y16 + self.b16(y16))
+            feats = (y32, y16)
+
+            def heads(convs, k):
+                return torch.cat([c(f).permute(0, 2, 3, 1).reshape(1, -1, k) for c, f in zip(convs, feats)], 1)
+
+            return heads(self.reg, 4), heads(self.cls, 1)
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.onnx.export(Detector().eval(), torch.randn(1, 3, 32, 32), buf, input_names=["x"],
+                      output_names=["regressors", "classificators"], opset_version=17, dynamo=False)
+    return onnx.load_from_string(buf.getvalue())
+
+
+def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(tmp_path, monkeypatch):
+    """The "fit" rule: int16 from the first resolution stage whose plan fits --ram-budget on,
+    heads and output Concats included (graph outputs int16); the C tracks onnxruntime."""
+    import onnxruntime as ort
+
+    from edgec.calibration.types import CalibrationData
+    from edgec.runtimes.mcu_runner import MCURunner
+    from edgec.targets.base import LowerSpec
+    from edgec.targets.mcu import MCUTarget, planner, promote16
+    from edgec.targets.mcu.build import load_graph, patch_and_fuse
+
+    monkeypatch.setattr(promote16, "BAR", 1.01)
+    rng = np.random.default_rng(0)
+    calib = [{"x": rng.uniform(-2, 2, size=(1, 3, 32, 32)).astype(np.float32)} for _ in range(8)]
+    fh, qh = edgec_qdq(_two_stage_detector(), calib)
+    names = promote16.int16_tensors(qh.proto, promote16.PROMOTIONS[1][1])
+    suffixes = promote16.stages(qh.proto, names)
+    assert [len(s) for s in suffixes] == [len(names), 11], suffixes  # the 32x32 stage on; the 16x16 stage on
+
+    def arena(names16):
+        g, _ = patch_and_fuse(load_graph(qh, promote16.promote(qh.proto, names16)), {"patch_inference": "off"}, True)
+        return planner.plan(g, io_in_arena=True).arena_bytes
+
+    budget = arena(names) - 1  # the whole int16 graph misses by a byte
+    assert arena(suffixes[1]) <= budget
+    out = tmp_path / "b"
+    out.mkdir()
+    spec = LowerSpec("int8", fh, quant_model=qh, calibration=CalibrationData(calib, "test"),
+                     options={"cpu": "cortex-m4", "ram_budget": budget, "patch_inference": "off"})
+    res = MCUTarget().lower(qh, spec, out)
+    info = res.manifest["int16"]
+    assert info.get("chosen") == "stream+heads" and info["rules"][-1]["from_resolution"] == 16 * 16, info
+    assert info["rules"][-1]["tensors"] == len(suffixes[1]) and len(info["tensors"]) >= len(suffixes[1])
+    assert res.report["arena_bytes"] <= budget and [s.dtype for s in res.outputs] == ["int16", "int16"]
+    manifest = {"artifact": {"path": res.model_artifact.path}, "runner": "mcu", "target": "mcu",
+                "model_inputs": [s.to_json() for s in qh.inputs], "model_outputs": [s.to_json() for s in qh.outputs],
+                "inputs": [s.to_json() for s in res.inputs], "outputs": [s.to_json() for s in res.outputs],
+                "target_info": res.manifest}
+    runner = MCURunner(out, manifest).load()
+    promoted = promote16.replay(qh.proto, info)
+    sess = ort.InferenceSession(promoted.SerializeToString(), providers=["CPUExecutionProvider"])
+    for _ in range(4):
+        f = {"x": rng.uniform(-2, 2, size=(1, 3, 32, 32)).astype(np.float32)}
+        got = runner.infer(f)
+        for o, spec_out, w in zip(qh.outputs, res.outputs, sess.run(None, f)):
+            d = np.abs(got[o.name].reshape(w.shape) - w) / spec_out.scale
+            # int16 LSBs: the int8 32x32 stage's 1-LSB flips grow to a few int16 steps past the boundary
+            assert d.max() <= 64 and np.median(d) <= 2, (o.name, d.max(), np.median(d))
