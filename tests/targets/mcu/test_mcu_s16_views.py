@@ -207,3 +207,46 @@ def test_float_io_of_int16_tensors_bitexact(tmp_path, op, src, dst):
     t_dst = T(shape, dst[0], None if dst[0] == "float32" else [dst[1]], None if dst[0] == "float32" else [dst[2]])
     manifest = _check(single_op(op, [t_src], [t_dst]), tmp_path)
     assert manifest["kernels"] == ["float_io.c"]
+
+
+def _qdq_int16_concat():
+    """x (int16) and x requantized to int8, concatenated into a third int16 scale: the int16
+    Concat rescales both inputs, the int8 one after its exact int8 -> int16 step (opset 21)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    init = [numpy_helper.from_array(a, n) for a, n in [
+        (np.float32(0.00031), "xs"), (np.float32(0.08371), "bs"), (np.int8(3), "bz"), (np.float32(0.00093), "ys"),
+        (np.int16(0), "z")]]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "z"], ["xd"]),
+             helper.make_node("QuantizeLinear", ["xd", "bs", "bz"], ["bq"], name="requant"),
+             helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"]),
+             helper.make_node("Concat", ["xd", "bd"], ["yf"], axis=1, name="concat"),
+             helper.make_node("QuantizeLinear", ["yf", "ys", "z"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "z"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8192, 16])], init)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
+def test_qdq_int16_requantize_and_concat_bitexact(tmp_path):
+    """The int16 Concat's rescale and the int16 -> int8 requantization round once, as
+    onnxruntime's QuantizeLinear: on every int16 input value the C equals onnxruntime bit for bit (the
+    scales are not whole multiples: exact ties round half up in the C, half to even in onnxruntime)."""
+    import onnxruntime as ort
+
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    proto = _qdq_int16_concat()
+    res, manifest = build_bundle(onnx_handle(proto), tmp_path / "b")
+    assert res.manifest["kernels"] == ["s16.c", "shape.c"] and res.outputs[0].dtype == "int16"
+    host = MCURunner(tmp_path / "b", manifest).load()
+    (spec_in,), (spec_out,) = res.inputs, res.outputs
+    xq = np.arange(-32768, 32768, dtype=np.int16).reshape(spec_in.shape)  # every int16 value once
+    got = next(iter(host.run_native({spec_in.name: xq}).values()))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # QuantizeLinear's own rounding
+    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": xq.astype(np.float32) * np.float32(0.00031)})[0]
+    want_q = np.rint(want / np.float32(0.00093)).astype(np.int16)
+    np.testing.assert_array_equal(got.reshape(want_q.shape), want_q)
