@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import build_bundle, edgec_qdq, onnx_handle
+from .conftest import build_bundle, edgec_qdq, onnx_handle, tflite_handle
 
 
 def _heads_model(pool: bool = True):
@@ -250,3 +250,27 @@ def test_qdq_int16_requantize_and_concat_bitexact(tmp_path):
     want = sess.run(None, {"x": xq.astype(np.float32) * np.float32(0.00031)})[0]
     want_q = np.rint(want / np.float32(0.00093)).astype(np.int16)
     np.testing.assert_array_equal(got.reshape(want_q.shape), want_q)
+
+
+def test_tflite_int16_concatenation_reshape_transpose_bitexact(tmp_path):
+    """A 16x8 .tflite's CONCATENATION, RESHAPE and TRANSPOSE in int16, bit for bit with LiteRT's
+    reference kernels; a CONCATENATION whose int16 inputs are quantized unlike its output
+    (LiteRT copies them unscaled) is one clear error."""
+    from edgec.errors import UnsupportedOpError
+
+    from .test_mcu_s16 import _check
+    from .tflite_ops import T, single_op
+
+    def concat(scales):
+        a, b, out = (T((1, 3, 4, c), "int16", [s], [0]) for c, s in zip((2, 5, 7), scales))
+        return single_op("CONCATENATION", [a, b], [out], ("ConcatenationOptions", {"axis": 3}))
+
+    _check(concat((0.0004, 0.0004, 0.0004)), tmp_path / "c")
+    shape = T((2,), "int32", data=np.array([3, 20], np.int32))
+    _check(single_op("RESHAPE", [T((1, 3, 4, 5), "int16", [0.0004], [0]), shape],
+                     [T((3, 20), "int16", [0.0004], [0])]), tmp_path / "r")
+    perm = T((4,), "int32", data=np.array([0, 2, 3, 1], np.int32))
+    _check(single_op("TRANSPOSE", [T((1, 3, 4, 5), "int16", [0.0004], [0]), perm],
+                     [T((1, 4, 5, 3), "int16", [0.0004], [0])]), tmp_path / "t")
+    with pytest.raises(UnsupportedOpError, match="copies them unscaled"):
+        build_bundle(tflite_handle(concat((0.0003, 0.0007, 0.0005))), tmp_path / "x")
