@@ -136,9 +136,11 @@ def _two_stage_detector():
     return onnx.load_from_string(buf.getvalue())
 
 
-def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(tmp_path, monkeypatch):
+@pytest.mark.parametrize("device", ["host", pytest.param("qemu", marks=pytest.mark.qemu)])
+def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(tmp_path, monkeypatch, device):
     """The "fit" rule: int16 from the first resolution stage whose plan fits --ram-budget on,
-    heads and output Concats included (graph outputs int16); the C tracks onnxruntime."""
+    heads and output Concats included (graph outputs int16); the C (host, and Cortex-M4 under
+    QEMU) tracks onnxruntime."""
     import onnxruntime as ort
 
     from edgec.calibration.types import CalibrationData
@@ -147,6 +149,10 @@ def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(t
     from edgec.targets.mcu import MCUTarget, planner, promote16
     from edgec.targets.mcu.build import load_graph, patch_and_fuse
 
+    from .conftest import HAVE_QEMU, QEMU_SKIP
+
+    if device == "qemu" and not HAVE_QEMU:
+        pytest.skip(QEMU_SKIP)
     monkeypatch.setattr(promote16, "BAR", 1.01)
     rng = np.random.default_rng(0)
     calib = [{"x": rng.uniform(-2, 2, size=(1, 3, 32, 32)).astype(np.float32)} for _ in range(8)]
@@ -174,13 +180,30 @@ def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(t
                 "model_inputs": [s.to_json() for s in qh.inputs], "model_outputs": [s.to_json() for s in qh.outputs],
                 "inputs": [s.to_json() for s in res.inputs], "outputs": [s.to_json() for s in res.outputs],
                 "target_info": res.manifest}
-    runner = MCURunner(out, manifest).load()
+    runner = MCURunner(out, manifest, device=device).load()
     promoted = promote16.replay(qh.proto, info)
     sess = ort.InferenceSession(promoted.SerializeToString(), providers=["CPUExecutionProvider"])
-    for _ in range(4):
+    for _ in range(4 if device == "host" else 1):
         f = {"x": rng.uniform(-2, 2, size=(1, 3, 32, 32)).astype(np.float32)}
         got = runner.infer(f)
         for o, spec_out, w in zip(qh.outputs, res.outputs, sess.run(None, f)):
             d = np.abs(got[o.name].reshape(w.shape) - w) / spec_out.scale
             # int16 LSBs: the int8 32x32 stage's 1-LSB flips grow to a few int16 steps past the boundary
             assert d.max() <= 64 and np.median(d) <= 2, (o.name, d.max(), np.median(d))
+    if device == "qemu":
+        assert runner.info()["extra"]["matches_host"] is True
+
+
+@pytest.mark.parametrize("op,src,dst", [("QUANTIZE", ("float32", 1.0, 0), ("int16", 0.0071, 0)),
+                                        ("DEQUANTIZE", ("int16", 0.0003, 0), ("float32", 1.0, 0))])
+def test_float_io_of_int16_tensors_bitexact(tmp_path, op, src, dst):
+    """A 16x8 .tflite's float inputs and outputs: QUANTIZE float -> int16 and DEQUANTIZE
+    int16 -> float run their int16 kernels (float_io.c), bit for bit with LiteRT."""
+    from .test_mcu_s16 import _check
+    from .tflite_ops import T, single_op
+
+    shape = (1, 3, 4, 5)
+    t_src = T(shape, src[0], None if src[0] == "float32" else [src[1]], None if src[0] == "float32" else [src[2]])
+    t_dst = T(shape, dst[0], None if dst[0] == "float32" else [dst[1]], None if dst[0] == "float32" else [dst[2]])
+    manifest = _check(single_op(op, [t_src], [t_dst]), tmp_path)
+    assert manifest["kernels"] == ["float_io.c"]
