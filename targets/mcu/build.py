@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgec.errors import BudgetError
+from edgec.errors import BudgetError, EdgecError
 from edgec.targets.base import Artifact, LowerResult, LowerSpec, SupportReport
 from edgec.targets.mcu.qgraph import QGraph
 
@@ -36,12 +36,34 @@ def mixed_precision(model: "ModelHandle", spec: LowerSpec, opts: dict, io_in_are
     if model.format != "onnx" or calib is None or calib.random or spec.float_model is None \
             or spec.float_model.proto is None or model.proto is None:
         return None, None
-    proto16, info = promote16.choose(model.proto, spec.float_model.proto, calib.samples)
+    budget = opts.get("ram_budget")
+    lowered: dict[frozenset[str], tuple] = {}
+
+    def lower16(names: list[str]):
+        """(graph, plan, patching) of the model with ``names`` in int16, or the error that stops it."""
+        key = frozenset(names)
+        if key not in lowered:
+            try:
+                g, patching = patch_and_fuse(load_graph(model, promote16.promote(model.proto, names)), opts,
+                                             io_in_arena)
+                plan = planner.plan(g, io_in_arena=io_in_arena, rows=opts.get("row_inplace") or "auto")
+                lowered[key] = (g, plan, patching)
+            except EdgecError as exc:  # an op the int16 graph cannot take: that promotion is out
+                lowered[key] = (exc,)
+        return lowered[key]
+
+    def fits(names: list[str]) -> bool:
+        low = lower16(names)
+        return len(low) == 3 and not (budget and low[1].arena_bytes > budget)
+
+    proto16, info = promote16.choose(model.proto, spec.float_model.proto, calib.samples, fits if budget else None)
     if proto16 is None:
         return None, info
-    g, patching = patch_and_fuse(load_graph(model, proto16), opts, io_in_arena)
-    plan = planner.plan(g, io_in_arena=io_in_arena, rows=opts.get("row_inplace") or "auto")
-    budget = opts.get("ram_budget")
+    low = lower16(sorted(promote16.qdq_int16_names(proto16)))
+    if len(low) == 1:
+        info["not_used"] = str(low[0])
+        return None, info
+    g, plan, patching = low
     if budget and plan.arena_bytes > budget:
         info["not_used"] = f"arena {plan.arena_bytes} B over the --ram-budget of {budget} B"
         return None, info

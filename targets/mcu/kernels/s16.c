@@ -48,15 +48,40 @@ static inline int32_t edgec_dot_s16_s8(const int16_t *x, const int8_t *w, int32_
     return acc;
 }
 
+/* A receptive field of at most this many int16 values is gathered into a stack column
+ * (zeros for the padding) and each output channel is then one dot product over it. */
+#define EDGEC_S16_COL 256
+
 void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t *w, const int64_t *bias,
                     const int32_t *mult, const int32_t *shift, int16_t *out) {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c;
-    const int32_t k_h = p->k_h, k_w = p->k_w;
+    const int32_t k_h = p->k_h, k_w = p->k_w, k = k_h * k_w * in_c;
+    int16_t col[EDGEC_S16_COL];
     int32_t b, oy, ox, oc, ky, kx, c;
     for (b = 0; b < p->batch; ++b)
         for (oy = 0; oy < p->out_h; ++oy)
             for (ox = 0; ox < p->out_w; ++ox) {
                 const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+                if (k <= EDGEC_S16_COL) {
+                    int16_t *dst = col;
+                    for (ky = 0; ky < k_h; ++ky) {
+                        const int32_t iy = y0 + ky * p->dil_h;
+                        for (kx = 0; kx < k_w; ++kx, dst += in_c) {
+                            const int32_t ix = x0 + kx * p->dil_w;
+                            if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
+                                memset(dst, 0, (size_t)in_c * sizeof(int16_t)); /* zero point 0 */
+                            else
+                                memcpy(dst, in + ((b * in_h + iy) * in_w + ix) * in_c, (size_t)in_c * sizeof(int16_t));
+                        }
+                    }
+                    for (oc = 0; oc < out_c; ++oc) {
+                        const int8_t *f = w + oc * k;
+                        int64_t acc = bias[oc];
+                        for (c = 0; c < k; c += 128) acc += edgec_dot_s16_s8(col + c, f + c, k - c < 128 ? k - c : 128);
+                        *out++ = edgec_sat16(edgec_mbqm64(acc, mult[oc], shift[oc]), p->act_min, p->act_max);
+                    }
+                    continue;
+                }
                 for (oc = 0; oc < out_c; ++oc) {
                     int64_t acc = 0;
                     for (ky = 0; ky < k_h; ++ky) {
@@ -79,6 +104,9 @@ void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t 
             }
 }
 
+/* Channels per pass of the depthwise loop (int32 sums of at most 511 taps are exact). */
+#define EDGEC_S16_DW_CHUNK 32
+
 void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t *w, const int64_t *bias,
                       const int32_t *mult, const int32_t *shift, int16_t *out) {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult;
@@ -87,6 +115,31 @@ void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_
         for (oy = 0; oy < p->out_h; ++oy)
             for (ox = 0; ox < p->out_w; ++ox) {
                 const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+                if (dm == 1 && p->k_h * p->k_w < 512) {
+                    /* Channels innermost: contiguous input and weights, the bounds once per tap. */
+                    int32_t acc[EDGEC_S16_DW_CHUNK], c0, c, n;
+                    for (c0 = 0; c0 < in_c; c0 += EDGEC_S16_DW_CHUNK) {
+                        n = in_c - c0 < EDGEC_S16_DW_CHUNK ? in_c - c0 : EDGEC_S16_DW_CHUNK;
+                        for (c = 0; c < n; ++c) acc[c] = 0;
+                        for (ky = 0; ky < p->k_h; ++ky) {
+                            const int32_t iy = y0 + ky * p->dil_h;
+                            if (iy < 0 || iy >= in_h) continue;
+                            for (kx = 0; kx < p->k_w; ++kx) {
+                                const int32_t ix = x0 + kx * p->dil_w;
+                                const int16_t *x;
+                                const int8_t *f;
+                                if (ix < 0 || ix >= in_w) continue;
+                                x = in + ((b * in_h + iy) * in_w + ix) * in_c + c0;
+                                f = w + (ky * p->k_w + kx) * out_c + c0;
+                                for (c = 0; c < n; ++c) acc[c] += (int32_t)x[c] * f[c];
+                            }
+                        }
+                        for (c = 0; c < n; ++c)
+                            *out++ = edgec_sat16(edgec_mbqm64(acc[c] + bias[c0 + c], mult[c0 + c], shift[c0 + c]),
+                                                 p->act_min, p->act_max);
+                    }
+                    continue;
+                }
                 for (ic = 0; ic < in_c; ++ic)
                     for (m = 0; m < dm; ++m) {
                         const int32_t oc = ic * dm + m;

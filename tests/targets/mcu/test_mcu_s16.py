@@ -45,12 +45,13 @@ def _conv_tensors(rng, in_c, out_c, k, depthwise, bias_dtype="int64"):
             T((out_c,), bias_dtype, ws * s_in, [0] * out_c, b), s_in)
 
 
-@pytest.mark.parametrize("k,stride,padding,act,bias", [(3, 1, 0, 0, "int64"), (3, 2, 0, 3, "int64"),
-                                                      (1, 1, 1, 1, "int64"), (5, 2, 1, 0, "int64")])
-def test_conv_16x8_bitexact(tmp_path, k, stride, padding, act, bias):
+# in_c 40 at 3x3: 360 taps, over the stack column (EDGEC_S16_COL): the direct loop.
+@pytest.mark.parametrize("k,stride,padding,act,in_c", [(3, 1, 0, 0, 5), (3, 2, 0, 3, 5), (1, 1, 1, 1, 5),
+                                                       (5, 2, 1, 0, 5), (3, 1, 0, 0, 40)])
+def test_conv_16x8_bitexact(tmp_path, k, stride, padding, act, in_c):
     rng = np.random.default_rng(k + stride)
-    in_c, out_c, h = 5, 6, 9
-    w, b, s_in = _conv_tensors(rng, in_c, out_c, k, False, bias)
+    out_c, h = 6, 9
+    w, b, s_in = _conv_tensors(rng, in_c, out_c, k, False)
     out_h = (h + stride - 1) // stride if padding == 0 else (h - k) // stride + 1
     data = single_op("CONV_2D", [T((1, h, h, in_c), "int16", [s_in], [0]), w, b],
                      [T((1, out_h, out_h, out_c), "int16", [0.0009], [0])],
@@ -61,7 +62,7 @@ def test_conv_16x8_bitexact(tmp_path, k, stride, padding, act, bias):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("in_c", [5, 12])
+@pytest.mark.parametrize("in_c", [5, 12, 40])
 def test_conv_16x8_bitexact_on_cortex_m4(tmp_path, in_c):
     """The SMLAD dot product of SIMD32 CPUs (4 channels a step, then the tail) under QEMU."""
     from .conftest import HAVE_QEMU, QEMU_SKIP
@@ -76,10 +77,10 @@ def test_conv_16x8_bitexact_on_cortex_m4(tmp_path, in_c):
     _check(data, tmp_path, device="qemu")
 
 
-@pytest.mark.parametrize("k,stride,mult", [(3, 1, 1), (3, 2, 1), (5, 1, 2)])
-def test_depthwise_16x8_bitexact(tmp_path, k, stride, mult):
+@pytest.mark.parametrize("k,stride,mult,in_c", [(3, 1, 1, 4), (3, 2, 1, 4), (5, 1, 2, 4), (3, 1, 1, 40)])
+def test_depthwise_16x8_bitexact(tmp_path, k, stride, mult, in_c):
     rng = np.random.default_rng(10 + k)
-    in_c, h = 4, 8
+    h = 8
     w, b, s_in = _conv_tensors(rng, in_c, in_c * mult, k, True)
     out_h = (h + stride - 1) // stride
     data = single_op("DEPTHWISE_CONV_2D", [T((1, h, h, in_c), "int16", [s_in], [0]), w, b],
@@ -113,7 +114,7 @@ def test_int16_op_without_kernel_is_one_clear_error(tmp_path):
 
     data = single_op("MUL", [T((1, 4), "int16", [0.001], [0]), T((1, 4), "int16", [0.001], [0])],
                      [T((1, 4), "int16", [0.001], [0])], ("MulOptions", {}))
-    with pytest.raises(UnsupportedOpError, match="int16 \\(16x8\\) for ADD, CONV_2D"):
+    with pytest.raises(UnsupportedOpError, match="int16 \\(16x8\\) for ADD, CONCATENATION, CONV_2D"):
         build_bundle(tflite_handle(data), tmp_path / "b")
 
 
