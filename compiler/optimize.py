@@ -9,8 +9,10 @@ from typing import Any
 from edgec.compiler.model import ModelHandle
 
 
-def optimize(handle: ModelHandle) -> tuple[ModelHandle, dict[str, Any]]:
+def optimize(handle: ModelHandle, skip_fusions: tuple[str, ...] = ()) -> tuple[ModelHandle, dict[str, Any]]:
     """Fold constants and simplify with onnxslim, then infer shapes.
+
+    ``skip_fusions``: onnxslim fusion patterns left out (the target's `Target.skip_fusions`).
 
     A failure of the simplifier is not fatal: the model is kept as it was and the pass
     records why, since a correct slower model beats no model.
@@ -19,12 +21,12 @@ def optimize(handle: ModelHandle) -> tuple[ModelHandle, dict[str, Any]]:
 
     before = len(handle.proto.graph.node)
     proto = handle.proto
-    info: dict[str, Any] = {"tool": "onnxslim"}
+    info: dict[str, Any] = {"tool": "onnxslim"} | ({"skip_fusions": list(skip_fusions)} if skip_fusions else {})
     try:
         import onnxslim
 
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            slim = onnxslim.slim(proto)
+            slim = onnxslim.slim(proto, skip_fusion_patterns=list(skip_fusions) or None)
         if slim is not None and len(slim.graph.node) > 0:
             proto = slim
     except Exception as exc:  # noqa: BLE001 - third-party simplifier; keep the model unchanged

@@ -184,7 +184,7 @@ def optimize(state: BuildState) -> None:
     state.handle, state.kept_quant = prepare(state.handle, state.config.int8.keep_source_quantization)
     state.handle = fix_input_shapes(state.handle, state.config.input_shapes)
     state.progress.message("optimizing the float graph")
-    state.handle, info = optimize_graph(state.handle)
+    state.handle, info = optimize_graph(state.handle, state.target.skip_fusions)
     state.passes.append({"name": "optimize", "config": info})
 
 

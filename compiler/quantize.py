@@ -231,6 +231,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                         and out not in graph_outputs:
                     fused.add(out)
     targets: dict[str, list] = {}
+    symmetric_targets: set[str] = set()  # the second activation of a MatMul (`symmetric_matmul_b`)
     for n in nodes:
         if id(n) not in qnodes:
             continue
@@ -241,6 +242,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
                                                           graph_outputs, float_tensors, ranges, qnodes,
                                                           shares_pair if scheme.hoist_shared_sources else None)
+                if scheme.symmetric_matmul_b and n.op_type == "MatMul" and len(n.input) > 1 and i == n.input[1]:
+                    symmetric_targets.add(t)
                 targets.setdefault(t, [])
                 if reader not in targets[t]:
                     targets[t].append(reader)
@@ -279,7 +282,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         if r is None:
             missing.append(t)
             continue
-        params[t] = activation_qparams(r.rmin, r.rmax, scheme.activation_symmetric)
+        params[t] = activation_qparams(r.rmin, r.rmax, scheme.activation_symmetric or t in symmetric_targets)
     if missing:
         raise ConfigError(f"no calibration range for tensor(s) {missing[:5]}: calibration did not observe them")
 

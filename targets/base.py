@@ -145,6 +145,9 @@ class QuantScheme:
         weight_bias_correction: Remove the per-channel output mean shift that int8 weight rounding
             causes from each conv's bias, measured in one float pass over the calibration samples
             (`edgec.compiler.weight_bias_correction`; NNCF's default FastBiasCorrection does the same).
+        symmetric_matmul_b: Symmetric (zero point 0) int8 on the second input of a MatMul of two
+            activations (attention's ``Q @ K^T``, ``P @ V``): OpenVINO's CPU plugin runs such a MatMul in
+            int8 only with a signed, zero-shift second input, else in f32 between dequantizations.
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -179,6 +182,7 @@ class QuantScheme:
     float_fallback_ops: tuple[str, ...] = ()
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
+    symmetric_matmul_b: bool = False
 
 
 @dataclass
@@ -300,6 +304,8 @@ class Target(ABC):
     options: ClassVar[tuple[TargetOption, ...]] = ()
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme()
     supported_ops: ClassVar[frozenset[str] | None] = None
+    # onnxslim fusions the float clean-up leaves out for this target (`edgec.compiler.optimize`).
+    skip_fusions: ClassVar[tuple[str, ...]] = ()
     # What `--max-accuracy-drop` may change to win accuracy back: "keep-float" (leave nodes in
     # float), "calib-method" (another calibration method for a tensor), "bias-correction", "int8"
     # (int8 instead of int4 weights). None: derived from `quant_scheme` by `fallback_options`.

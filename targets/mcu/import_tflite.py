@@ -16,8 +16,8 @@ from edgec.targets.mcu.ops.s16 import S16_KIND, retype
 from edgec.targets.mcu.qgraph import QGraph, QTensor
 
 # 16x8 ops a .tflite may hold (bit-exact with LiteRT's int16 reference kernels).
-S16_TFLITE_KINDS = frozenset(S16_KIND) | {"requant"}
-S16_TFLITE_OPS = ("ADD", "CONV_2D", "DEPTHWISE_CONV_2D", "QUANTIZE")
+S16_TFLITE_KINDS = frozenset(S16_KIND) | {"requant", "concat", "reshape", "transpose"}
+S16_TFLITE_OPS = ("ADD", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "QUANTIZE", "RESHAPE", "TRANSPOSE")
 
 _TYPES = {0: "float32", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
 SUPPORTED = TFLITE_OPS
@@ -114,6 +114,9 @@ def load_tflite(data: bytes) -> QGraph:
                 raise UnsupportedOpError(op.source_op, op.name, "mcu",
                                          f"tensor {n.rsplit('#', 1)[0]} is {t.dtype}; only int8 models are supported, "
                                          "and int16 (16x8) for " + ", ".join(sorted(S16_TFLITE_OPS)))
+            if op.kind == "concat" and (t.s, t.zp) != (g.tensors[op.outputs[0]].s, g.tensors[op.outputs[0]].zp):
+                raise UnsupportedOpError(op.source_op, op.name, "mcu", "int16 inputs quantized unlike the output "
+                                         "(LiteRT's int16 CONCATENATION copies them unscaled); requantize them first")
     retype(g)
     g.prune()
     return g

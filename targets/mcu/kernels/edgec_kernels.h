@@ -109,5 +109,7 @@ void edgec_concat_part_s16(const int16_t *in, int16_t *out, int32_t outer, int32
 /* Float I/O helpers, used only when the model's own inputs/outputs are float32. */
 void edgec_quantize_f32_s8(int32_t size, float scale, int32_t zp, const float *in, int8_t *out);
 void edgec_dequantize_s8_f32(int32_t size, float scale, int32_t zp, const int8_t *in, float *out);
+void edgec_quantize_f32_s16(int32_t size, float scale, int32_t zp, const float *in, int16_t *out);
+void edgec_dequantize_s16_f32(int32_t size, float scale, int32_t zp, const int16_t *in, float *out);
 
 #endif

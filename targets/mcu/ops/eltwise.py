@@ -97,15 +97,19 @@ def emit_reshape(op, ctx) -> list[str]:
     return [f"edgec_copy_s8({out.nbytes}, {src}, {dst});"]
 
 
+# A float I/O kernel's element type (int16: a 16x8 .tflite with float inputs/outputs).
+_SUFFIX = {"int8": "s8", "int16": "s16"}
+
+
 def emit_dequantize(op, ctx) -> list[str]:
     x = ctx.g.t(op.inputs[0])
-    return [f"edgec_dequantize_s8_f32({x.size}, {ctx.float_literal(x.s)}, {x.zp}, "
+    return [f"edgec_dequantize_{_SUFFIX[x.dtype]}_f32({x.size}, {ctx.float_literal(x.s)}, {x.zp}, "
             f"{ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
 
 
 def _emit_quantize(op, ctx) -> list[str]:
     out = ctx.g.t(op.outputs[0])
-    return [f"edgec_quantize_f32_s8({out.size}, {ctx.float_literal(out.s)}, {out.zp}, "
+    return [f"edgec_quantize_f32_{_SUFFIX[out.dtype]}({out.size}, {ctx.float_literal(out.s)}, {out.zp}, "
             f"{ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
 
 

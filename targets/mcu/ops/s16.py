@@ -25,7 +25,7 @@ INT16 = (-32768, 32767)
 S16_KIND = {"conv": "conv_s16", "dwconv": "dwconv_s16", "add": "add_s16"}
 # Kinds that move elements without arithmetic (a Concat input's rescale aside): they run on
 # int8 or int16 alike, their emitters pick the element size from the output's dtype.
-ANY_DTYPE = frozenset({"reshape", "transpose", "concat"})
+ANY_DTYPE = frozenset({"reshape", "transpose", "concat", "quantize", "dequantize"})
 # int8-only kinds whose output must keep the input's (scale, zero point): an int16 input
 # meets them through a requantization to the output's own int8 parameters.
 SAME_QPARAMS = frozenset({"reshape", "transpose", "maxpool", "pad", "depth_to_space"})
@@ -165,15 +165,16 @@ def retype(g: QGraph) -> QGraph:
             ops.append(QOp(kind, op.name, op.inputs, op.outputs, op.attrs, op.source_op))
             continue
         s16 = op.kind in S16_KIND or _hardswish(op)
-        want = "int16" if s16 else g.t(op.outputs[0]).dtype if op.kind in ANY_DTYPE else "int8"
+        want = "int16" if s16 else "int8" if op.kind not in ANY_DTYPE else \
+            g.t(op.inputs[0] if op.kind == "dequantize" else op.outputs[0]).dtype
         n_act = _act_inputs(op) if s16 else len(op.inputs)
         ins, outs, after = list(op.inputs), list(op.outputs), []
-        out_bounds = [_boundary(g, g.t(n), want) if g.t(n).dtype != want else None for n in outs]
+        out_bounds = [_boundary(g, g.t(n), want) if g.t(n).dtype not in (want, "float32") else None for n in outs]
         # The output's parameters in ``want``: what a scale-preserving op's input must carry.
         same = (out_bounds[0] or g.t(outs[0])) if op.kind in SAME_QPARAMS else None
         for i, n in enumerate(ins[:n_act]):
             t = g.t(n) if n else None
-            if t is not None and not t.is_const and t.dtype != want:
+            if t is not None and not t.is_const and t.dtype != want and t.dtype != "float32":
                 b = _boundary(g, t, want, like=same)
                 ops.append(QOp(f"requant_{_short(t.dtype)}_{_short(want)}", f"{op.name}/in{i}", [n], [b.name], {},
                                "QUANTIZE"))

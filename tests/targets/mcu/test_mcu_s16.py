@@ -114,7 +114,7 @@ def test_int16_op_without_kernel_is_one_clear_error(tmp_path):
 
     data = single_op("MUL", [T((1, 4), "int16", [0.001], [0]), T((1, 4), "int16", [0.001], [0])],
                      [T((1, 4), "int16", [0.001], [0])], ("MulOptions", {}))
-    with pytest.raises(UnsupportedOpError, match="int16 \\(16x8\\) for ADD, CONV_2D"):
+    with pytest.raises(UnsupportedOpError, match="int16 \\(16x8\\) for ADD, CONCATENATION, CONV_2D"):
         build_bundle(tflite_handle(data), tmp_path / "b")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import build_bundle, edgec_qdq, onnx_handle
+from .conftest import build_bundle, edgec_qdq, onnx_handle, tflite_handle
 
 
 def _heads_model(pool: bool = True):
@@ -136,9 +136,11 @@ def _two_stage_detector():
     return onnx.load_from_string(buf.getvalue())
 
 
-def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(tmp_path, monkeypatch):
+@pytest.mark.parametrize("device", ["host", pytest.param("qemu", marks=pytest.mark.qemu)])
+def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(tmp_path, monkeypatch, device):
     """The "fit" rule: int16 from the first resolution stage whose plan fits --ram-budget on,
-    heads and output Concats included (graph outputs int16); the C tracks onnxruntime."""
+    heads and output Concats included (graph outputs int16); the C (host, and Cortex-M4 under
+    QEMU) tracks onnxruntime."""
     import onnxruntime as ort
 
     from edgec.calibration.types import CalibrationData
@@ -147,6 +149,10 @@ def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(t
     from edgec.targets.mcu import MCUTarget, planner, promote16
     from edgec.targets.mcu.build import load_graph, patch_and_fuse
 
+    from .conftest import HAVE_QEMU, QEMU_SKIP
+
+    if device == "qemu" and not HAVE_QEMU:
+        pytest.skip(QEMU_SKIP)
     monkeypatch.setattr(promote16, "BAR", 1.01)
     rng = np.random.default_rng(0)
     calib = [{"x": rng.uniform(-2, 2, size=(1, 3, 32, 32)).astype(np.float32)} for _ in range(8)]
@@ -174,13 +180,97 @@ def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(t
                 "model_inputs": [s.to_json() for s in qh.inputs], "model_outputs": [s.to_json() for s in qh.outputs],
                 "inputs": [s.to_json() for s in res.inputs], "outputs": [s.to_json() for s in res.outputs],
                 "target_info": res.manifest}
-    runner = MCURunner(out, manifest).load()
+    runner = MCURunner(out, manifest, device=device).load()
     promoted = promote16.replay(qh.proto, info)
     sess = ort.InferenceSession(promoted.SerializeToString(), providers=["CPUExecutionProvider"])
-    for _ in range(4):
+    for _ in range(4 if device == "host" else 1):
         f = {"x": rng.uniform(-2, 2, size=(1, 3, 32, 32)).astype(np.float32)}
         got = runner.infer(f)
         for o, spec_out, w in zip(qh.outputs, res.outputs, sess.run(None, f)):
             d = np.abs(got[o.name].reshape(w.shape) - w) / spec_out.scale
             # int16 LSBs: the int8 32x32 stage's 1-LSB flips grow to a few int16 steps past the boundary
             assert d.max() <= 64 and np.median(d) <= 2, (o.name, d.max(), np.median(d))
+    if device == "qemu":
+        assert runner.info()["extra"]["matches_host"] is True
+
+
+@pytest.mark.parametrize("op,src,dst", [("QUANTIZE", ("float32", 1.0, 0), ("int16", 0.0071, 0)),
+                                        ("DEQUANTIZE", ("int16", 0.0003, 0), ("float32", 1.0, 0))])
+def test_float_io_of_int16_tensors_bitexact(tmp_path, op, src, dst):
+    """A 16x8 .tflite's float inputs and outputs: QUANTIZE float -> int16 and DEQUANTIZE
+    int16 -> float run their int16 kernels (float_io.c), bit for bit with LiteRT."""
+    from .test_mcu_s16 import _check
+    from .tflite_ops import T, single_op
+
+    shape = (1, 3, 4, 5)
+    t_src = T(shape, src[0], None if src[0] == "float32" else [src[1]], None if src[0] == "float32" else [src[2]])
+    t_dst = T(shape, dst[0], None if dst[0] == "float32" else [dst[1]], None if dst[0] == "float32" else [dst[2]])
+    manifest = _check(single_op(op, [t_src], [t_dst]), tmp_path)
+    assert manifest["kernels"] == ["float_io.c"]
+
+
+def _qdq_int16_concat():
+    """x (int16) and x requantized to int8, concatenated into a third int16 scale: the int16
+    Concat rescales both inputs, the int8 one after its exact int8 -> int16 step (opset 21)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    init = [numpy_helper.from_array(a, n) for a, n in [
+        (np.float32(0.00031), "xs"), (np.float32(0.08371), "bs"), (np.int8(3), "bz"), (np.float32(0.00093), "ys"),
+        (np.int16(0), "z")]]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "z"], ["xd"]),
+             helper.make_node("QuantizeLinear", ["xd", "bs", "bz"], ["bq"], name="requant"),
+             helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["bd"]),
+             helper.make_node("Concat", ["xd", "bd"], ["yf"], axis=1, name="concat"),
+             helper.make_node("QuantizeLinear", ["yf", "ys", "z"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "z"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4096, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8192, 16])], init)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
+def test_qdq_int16_requantize_and_concat_bitexact(tmp_path):
+    """The int16 Concat's rescale and the int16 -> int8 requantization round once, as
+    onnxruntime's QuantizeLinear: on every int16 input value the C equals onnxruntime bit for bit (the
+    scales are not whole multiples: exact ties round half up in the C, half to even in onnxruntime)."""
+    import onnxruntime as ort
+
+    from edgec.runtimes.mcu_runner import MCURunner
+
+    proto = _qdq_int16_concat()
+    res, manifest = build_bundle(onnx_handle(proto), tmp_path / "b")
+    assert res.manifest["kernels"] == ["s16.c", "shape.c"] and res.outputs[0].dtype == "int16"
+    host = MCURunner(tmp_path / "b", manifest).load()
+    (spec_in,), (spec_out,) = res.inputs, res.outputs
+    xq = np.arange(-32768, 32768, dtype=np.int16).reshape(spec_in.shape)  # every int16 value once
+    got = next(iter(host.run_native({spec_in.name: xq}).values()))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # QuantizeLinear's own rounding
+    sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"x": xq.astype(np.float32) * np.float32(0.00031)})[0]
+    want_q = np.rint(want / np.float32(0.00093)).astype(np.int16)
+    np.testing.assert_array_equal(got.reshape(want_q.shape), want_q)
+
+
+def test_tflite_int16_concatenation_reshape_transpose_bitexact(tmp_path):
+    """A 16x8 .tflite's CONCATENATION, RESHAPE and TRANSPOSE in int16, bit for bit with LiteRT's
+    reference kernels; a CONCATENATION whose int16 inputs are quantized unlike its output
+    (LiteRT copies them unscaled) is one clear error."""
+    from edgec.errors import UnsupportedOpError
+
+    from .test_mcu_s16 import _check
+    from .tflite_ops import T, single_op
+
+    def concat(scales):
+        a, b, out = (T((1, 3, 4, c), "int16", [s], [0]) for c, s in zip((2, 5, 7), scales))
+        return single_op("CONCATENATION", [a, b], [out], ("ConcatenationOptions", {"axis": 3}))
+
+    _check(concat((0.0004, 0.0004, 0.0004)), tmp_path / "c")
+    shape = T((2,), "int32", data=np.array([3, 20], np.int32))
+    _check(single_op("RESHAPE", [T((1, 3, 4, 5), "int16", [0.0004], [0]), shape],
+                     [T((3, 20), "int16", [0.0004], [0])]), tmp_path / "r")
+    perm = T((4,), "int32", data=np.array([0, 2, 3, 1], np.int32))
+    _check(single_op("TRANSPOSE", [T((1, 3, 4, 5), "int16", [0.0004], [0]), perm],
+                     [T((1, 4, 5, 3), "int16", [0.0004], [0])]), tmp_path / "t")
+    with pytest.raises(UnsupportedOpError, match="copies them unscaled"):
+        build_bundle(tflite_handle(concat((0.0003, 0.0007, 0.0005))), tmp_path / "x")

@@ -1,0 +1,45 @@
+"""intel-cpu: a transformer's 3-D MatMul + Add stays a MatMul (no Reshapes to a 2-D Gemm and back).
+
+onnxslim's Gemm fusion wraps each such MatMul in two Reshapes; OpenVINO's CPU plugin then runs the
+element-wise ops after each int8 FullyConnected as separate f32 kernels (mobilebert 2.17x -> 2.53x
+ORT fp32 without it; benchmarks/quant_quality.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec import api
+from edgec.compiler.config import BuildConfig
+
+ov = pytest.importorskip("openvino", reason="the intel-cpu target needs openvino (pip install 'edgec[openvino]')")
+
+
+def test_transformer_matmuls_keep_three_dims_and_run_int8(tmp_path):
+    rng = np.random.default_rng(0)
+    f = lambda n, s: helper.make_tensor_value_info(n, TensorProto.FLOAT, s)  # noqa: E731
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["a1"]),
+         helper.make_node("Relu", ["a1"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["m2"]), helper.make_node("Add", ["m2", "b2"], ["y"]),
+         # attention's activation x activation MatMul: int8 only with a symmetric second input
+         helper.make_node("Transpose", ["a1"], ["at"], perm=[0, 2, 1]), helper.make_node("MatMul", ["r", "at"], ["s"])],
+        "mlp", [f("x", [1, 8, 16])], [f("y", [1, 8, 16]), f("s", [1, 8, 8])],
+        [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.3, n)
+         for n, s in (("w1", (16, 32)), ("b1", (32,)), ("w2", (32, 16)), ("b2", (16,)))])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "mlp.onnx")
+    np.savez(tmp_path / "data.npz", x=rng.standard_normal((8, 1, 8, 16)).astype(np.float32))
+    result = api.build(BuildConfig(model=str(tmp_path / "mlp.onnx"), output=tmp_path / "out", target="intel-cpu",
+                                   precision="int8", calib=str(tmp_path / "data.npz")))
+    assert result.report["accuracy"]["cosine"] > 0.99
+    ir = ov.Core().read_model(str(tmp_path / "out" / "model.xml"))
+    kinds = {op.get_type_name() for op in ir.get_ops()}
+    assert "Reshape" not in kinds and "MatMul" in kinds
+    compiled = ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    layers = [(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+              for op in compiled.get_runtime_model().get_ordered_ops()]
+    matmuls = [p for kind, p in layers if kind in ("FullyConnected", "MatMul")]
+    assert len(matmuls) == 3 and all(p in ("u8", "i8") for p in matmuls), layers
