@@ -151,7 +151,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                     say(f"TFLiteConverter: {precision} ({ranges} ranges{with_float})")
                     keep: dict[str, Any] = {}
                     data, quant = convert_full_integer(tf, conv, graph, calib, io_tf, float_nodes, float_ops, ranges,
-                                                       keep)
+                                                       keep, float_model=float_bytes)
                     if not pinned(spec):
                         def worst_ops_float(n, held_out):
                             """The ladder's float-ops rung: ``n`` ops float, and its held-out fold score if asked."""

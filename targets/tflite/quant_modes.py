@@ -30,6 +30,13 @@ from edgec.targets.tflite.converter_step import representative_dataset, run_conv
 
 ACTIVATION_MODES = ("int8", "int16")
 MAX_AUTO_SAMPLES = 16  # calibration samples `--ranges auto` scores its candidates on
+# A transformer whose float activations per sample exceed this many elements (whisper-tiny's
+# encoder: 210M, 1500 frames; distilbert/mobilebert/MiniLM at 64 tokens: under 90M) gets the
+# converter's own calibration on `LARGE_CALIBRATION_SAMPLES` samples: its logging interpreter
+# runs ~5x slower than LiteRT (15 s a whisper sample unloaded, > 340 s for 16 on the shared
+# machine), and edgec's `--ranges auto` and ladder score every sample afterwards anyway.
+LARGE_ACTIVATION_ELEMENTS = 150_000_000
+LARGE_CALIBRATION_SAMPLES = 2
 
 
 def int8_mode(spec) -> tuple[str, tuple[str, ...], int, str]:
@@ -128,18 +135,22 @@ def float_op_outputs(data: bytes) -> list[tuple[str, str]]:
 
 
 def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], worst: int,
-                         ranges: str, keep: dict[str, Any] | None = None) -> tuple[bytes, dict[str, Any]]:
+                         ranges: str, keep: dict[str, Any] | None = None,
+                         float_model: bytes | None = None) -> tuple[bytes, dict[str, Any]]:
     """int8 model: calibrated once, activation ranges from ``ranges``, deny-listed ops (by output tensor name) float.
 
     ``ranges`` is ``minmax`` (the converter's own calibration), an edgec observer applied to the
     calibrated model, or ``auto``: whichever of the two agrees best (`edgec.targets.tflite.ranges`).
     ``keep``: filled with the calibration `with_worst_ops_float` requantizes from.
+    ``float_model``: the float ``.tflite``, whose activation size decides how many samples the
+    converter's own calibration runs (`converter_calibration`).
     """
     from tensorflow.lite.python import convert as tfl_convert
 
     from edgec.targets.tflite.ranges import calibrated_with, choose_ranges, litert_accepts
 
-    calibrated = calibrate(tf, conv, graph, calib)
+    conv_calib = converter_calibration(graph, calib, ranges, float_model)
+    calibrated = calibrate(tf, conv, graph, conv_calib)
     if keep is not None:
         keep.update(raw=calibrated, quantize=lambda m, deny: quantize_calibrated(tfl_convert, m, io_tf, deny))
     quantized = None  # the int8 model `choose_ranges` built from the final ranges, if it did
@@ -181,6 +192,8 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
     info = {"mode": "full-integer with float ops" if deny else "full-integer", "weights": "int8 per-channel symmetric",
             "activations": "int8 per-tensor asymmetric", "bias": "int32", "ranges": range_info,
             "calibration_samples": len(calib)}
+    if len(conv_calib) < len(calib):
+        info["converter_calibration_samples"] = len(conv_calib)
     if deny:
         info.update(float_nodes=deny, debugger_worst=ranking[:max(worst, 0)])
     if left:
@@ -222,6 +235,28 @@ def with_float_islands(keep: dict[str, Any], kinds: tuple[str, ...]) -> tuple[by
     info = {**keep["info"], "mode": "full-integer with float islands", "float_islands": list(kinds),
             "float_nodes": deny, "float_op_counts": counts}
     return data, info, len(deny)
+
+
+def activation_elements(float_model: bytes) -> int:
+    """Elements of every non-constant tensor of a float ``.tflite``: what one sample's calibration logs."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(float_model)
+    constant = [b.data is not None and len(b.data) > 0 for b in model.buffers]
+    return sum(int(np.prod(t.shape)) for sub in model.subgraphs for t in sub.tensors
+               if t.shape is not None and not constant[t.buffer])
+
+
+def converter_calibration(graph, calib, ranges: str, float_model: bytes | None) -> list:
+    """The samples TFLiteConverter's own calibration runs: all of them, except for a large transformer
+    under ``--ranges auto`` (`LARGE_ACTIVATION_ELEMENTS`), where its min/max ranges from the first
+    `LARGE_CALIBRATION_SAMPLES` samples are one candidate and every sample still scores it."""
+    from edgec.targets.tflite.int8_floor import is_transformer
+
+    if (ranges != "auto" or float_model is None or len(calib) <= LARGE_CALIBRATION_SAMPLES
+            or not is_transformer(graph.model) or activation_elements(float_model) <= LARGE_ACTIVATION_ELEMENTS):
+        return calib
+    return calib[:LARGE_CALIBRATION_SAMPLES]
 
 
 def calibrate(tf, conv, graph, calib) -> bytes:

@@ -119,3 +119,29 @@ def test_litert_probe_counts_aborts_not_a_kernels_error_on_zero_inputs():
     with pytest.raises(RuntimeError, match="zero_point"):
         interp.invoke()
     assert litert_accepts(data)
+
+
+def test_a_large_transformer_calibrates_the_converter_on_two_samples(monkeypatch):
+    """The converter's own calibration (5x slower than LiteRT) is cut to 2 samples only for a transformer under
+    `--ranges auto` whose float activations per sample exceed the bound (whisper-tiny: 210M elements)."""
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from edgec.targets.tflite import quant_modes
+
+    fn = tf.function(lambda x: tf.matmul(x, tf.ones([WIDTH, 8])),
+                     input_signature=[tf.TensorSpec([1, SEQ, WIDTH], tf.float32)])
+    float_model = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert()
+    # the input and the matmul's output; the weights are a buffer, no activation
+    assert quant_modes.activation_elements(float_model) == SEQ * WIDTH + SEQ * 8
+    calib = _samples(5)
+    transformer = SimpleNamespace(model=SimpleNamespace(proto=_attention_model(1.0)))
+    assert quant_modes.converter_calibration(transformer, calib, "auto", float_model) == calib
+    monkeypatch.setattr(quant_modes, "LARGE_ACTIVATION_ELEMENTS", SEQ * WIDTH)
+    assert quant_modes.converter_calibration(transformer, calib, "auto", float_model) == calib[:2]
+    assert quant_modes.converter_calibration(transformer, calib, "minmax", float_model) == calib  # the final ranges
+    cnn = _attention_model(1.0)
+    del cnn.graph.node[-2]  # no Softmax: no transformer
+    assert quant_modes.converter_calibration(SimpleNamespace(model=SimpleNamespace(proto=cnn)), calib, "auto",
+                                             float_model) == calib
