@@ -21,7 +21,7 @@ import numpy as np
 from edgec.runtimes import io as rio
 from edgec.runtimes.base import Runner
 from edgec.runtimes.bench_stats import latency_summary, peak_rss_bytes  # noqa: F401  (re-exported)
-from edgec.runtimes.metrics import cosine_stats, mean_cosine
+from edgec.runtimes.metrics import MIN_COSINE_ELEMENTS, cosine, cosine_stats, mean_cosine
 
 BENCH_SCHEMA = "edgec.bench/1"
 BENCH_KEYS = ("schema", "runner", "runtime", "target", "precision", "device", "threads", "warmup",
@@ -88,7 +88,8 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
 
     Returns the report's accuracy block: max/mean absolute error, mean cosine similarity
     (per sample, flattened outputs; see `mean_cosine` for empty outputs) of the first output
-    and of each (``cosine_per_output``), and top-1 agreement on the first output when it is a
+    and of each (``cosine_per_output``; an output of under `MIN_COSINE_ELEMENTS` values, whose
+    per-sample cosine is only its sign, over all samples stacked), and top-1 agreement on the first output when it is a
     class-score vector (last axis > 1) and ``classification`` is set (embeddings and
     hidden states have no meaningful argmax). With ``labels`` (one per sample), also the top-1
     accuracy of both against the labels.
@@ -98,6 +99,7 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
     max_abs, abs_sum, n_elems, cos, top1_hits, top1_n, count = 0.0, 0.0, 0, [], 0, 0, 0
     per_output: dict[str, float] = {}
     cos_per_output: dict[str, list] = {}
+    tiny: dict[str, tuple[list, list]] = {}  # outputs under MIN_COSINE_ELEMENTS values: scored stacked
     from edgec.compiler.finite import check_outputs
 
     for i, feeds in enumerate(samples):
@@ -117,6 +119,9 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
             abs_sum += float(d.sum())
             n_elems += d.size
             cos_per_output.setdefault(name, []).append(cosine_stats(g, w))
+            if w.size < MIN_COSINE_ELEMENTS:
+                tiny.setdefault(name, ([], []))[0].append(g.ravel())
+                tiny[name][1].append(w.ravel())
             if j == 0:
                 cos.append(cos_per_output[name][-1])
                 if classification and w.ndim >= 1 and w.shape[-1] > 1:
@@ -143,7 +148,8 @@ def compare(runner: Runner, reference: Runner, samples: Iterable[dict[str, np.nd
         "top1_agreement": top1_hits / top1_n if top1_n else None,
         "max_abs_err_per_output": per_output,
         # Every output's, so that one collapsed output past the first cannot hide.
-        "cosine_per_output": {k: mean_cosine(v) for k, v in cos_per_output.items()},
+        "cosine_per_output": {k: cosine(np.concatenate(tiny[k][0]), np.concatenate(tiny[k][1])) if k in tiny
+                              else mean_cosine(v) for k, v in cos_per_output.items()},
     }
     if labels is not None and lab_n:
         out["label_accuracy"] = {k: v / max(lab_n, 1) for k, v in lab_hits.items()}

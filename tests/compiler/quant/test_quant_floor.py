@@ -156,3 +156,27 @@ def test_floor_checks_every_output_not_only_the_first():
     assert acc["cosine"] > 0.999 and acc["cosine_per_output"]["scores"] < 0.9
     assert below_floor(acc, classifier=False) == [f"output 'scores' cosine {acc['cosine_per_output']['scores']:.4f} < 0.98"]
     assert below_floor(compare(Fixed(False), Fixed(False), samples, classification=False), classifier=False) == []
+
+
+def test_floor_scores_a_one_value_output_over_all_samples():
+    """A face-presence logit (1 value) has a per-sample cosine that is only its sign: one
+    logit near 0 rounded across 0 must not fail a build whose logits agree (face-landmark)."""
+    from edgec.compiler.accuracy_floor import below_floor
+    from edgec.runtimes.harness import compare
+
+    class Flag:
+        def __init__(self, shift: float):
+            self.shift = shift
+
+        def infer(self, feeds):
+            x = feeds["x"]
+            return {"mesh": 2 * x, "flag": x[:, :1] * 10 + self.shift}
+
+        def info(self):
+            return {"name": "flag"}
+
+    samples = [{"x": np.full((1, 16), v, np.float32)} for v in (0.01, 0.8, -0.9, 1.5, -1.2, 0.7, 2.0, -0.6)]
+    acc = compare(Flag(-0.2), Flag(0.0), samples, classification=False)  # sample 0: 0.1 -> -0.1
+    assert acc["cosine_per_output"]["flag"] > 0.99 and below_floor(acc, classifier=False) == []
+    same = compare(Flag(0.0), Flag(0.0), samples, classification=False)
+    assert same["cosine_per_output"]["flag"] == pytest.approx(1.0)
