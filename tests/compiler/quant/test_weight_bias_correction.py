@@ -125,3 +125,20 @@ def test_variants_reuse_measured_shifts():
     again, _ = q.quantize()
     assert len(cached) == 2 and q._weight_shifts == cached
     assert first.proto.SerializeToString() == again.proto.SerializeToString()
+
+
+def test_the_keep_check_scores_samples_the_shifts_were_not_measured_on():
+    """In-sample, a measured shift always looks like a gain: with enough samples the check is held out."""
+    from edgec.compiler.quant_stage import WEIGHT_BIAS_CHECK_SAMPLES
+
+    proto = _conv_model()
+    rng = np.random.default_rng(4)
+    samples = [{"x": rng.uniform(0.0, 1.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(2 * WEIGHT_BIAS_CHECK_SAMPLES)]
+    q = _quantizer(proto, samples, on=True)
+    _, summary = q.quantize()
+    assert summary["weight_bias_correction"]["check"] == "held-out"
+    fit = _measured(proto, samples[WEIGHT_BIAS_CHECK_SAMPLES:])
+    assert q._weight_shifts.keys() == fit.keys()
+    assert all(np.array_equal(q._weight_shifts[k], fit[k]) for k in fit)
+    _, few = _quantizer(proto, samples[:WEIGHT_BIAS_CHECK_SAMPLES], on=True).quantize()
+    assert few["weight_bias_correction"]["check"] == "in-sample"
