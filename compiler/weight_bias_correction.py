@@ -85,25 +85,23 @@ def _measure(fproto: "onnx.ModelProto", layers, samples) -> dict[str, np.ndarray
     aug = onnx.ModelProto()
     aug.CopyFrom(fproto)
     g = aug.graph
+    opset = next((o.version for o in aug.opset_import if o.domain in ("", "ai.onnx")), 0)
     outs = []
     for k, (_, f, dw) in enumerate(layers):
         err, conv, mean = f"_wbc{k}_dw", f"_wbc{k}_conv", f"_wbc{k}_mean"
+        axes = [0, 2, 3] if dw.ndim == 4 else [0, 2]
         g.initializer.append(numpy_helper.from_array(dw, err))
         g.node.append(helper.make_node("Conv", [f.input[0], err], [conv], name=f"_wbc{k}_conv_node",
                                        **{a.name: helper.get_attribute_value(a) for a in f.attribute}))
-        g.node.append(helper.make_node("ReduceMean", [conv], [mean], name=f"_wbc{k}_mean_node",
-                                       axes=[0, 2, 3] if dw.ndim == 4 else [0, 2], keepdims=0))
+        if opset >= 18:  # ReduceMean takes its axes as an input from opset 18
+            g.initializer.append(numpy_helper.from_array(np.asarray(axes, np.int64), f"_wbc{k}_mean_node_axes"))
+            g.node.append(helper.make_node("ReduceMean", [conv, f"_wbc{k}_mean_node_axes"], [mean],
+                                           name=f"_wbc{k}_mean_node", keepdims=0))
+        else:
+            g.node.append(helper.make_node("ReduceMean", [conv], [mean], name=f"_wbc{k}_mean_node",
+                                           axes=axes, keepdims=0))
         g.output.append(helper.make_tensor_value_info(mean, onnx.TensorProto.FLOAT, None))
         outs.append(mean)
-    opset = next((o for o in aug.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is not None and opset.version >= 18:  # ReduceMean takes its axes as an input from opset 18
-        for node in g.node:
-            if node.name.startswith("_wbc") and node.op_type == "ReduceMean":
-                axes = next(a for a in node.attribute if a.name == "axes")
-                name = node.name + "_axes"
-                g.initializer.append(numpy_helper.from_array(np.asarray(axes.ints, np.int64), name))
-                node.input.append(name)
-                node.attribute.remove(axes)
     sess = make_session(aug, optimize=False)
     inputs = [i.name for i in sess.get_inputs()]
     total = [np.zeros(dw.shape[0], np.float64) for _, _, dw in layers]
