@@ -16,11 +16,15 @@
 #if EDGEC_WITH_S16
 
 /* MultiplyByQuantizedMultiplier for an int64 accumulator (|x| < 2^47), as TFLite's and
- * CMSIS-NN's s16 kernels: the multiplier reduced to 16 bits, then one rounding shift. */
+ * CMSIS-NN's s16 kernels: the multiplier reduced to 16 bits, then one rounding shift. An
+ * accumulator that fits 32 bits (nearly all) takes one 32x32 -> 64 multiply (SMULL), the
+ * same product. */
 static inline int32_t edgec_mbqm64(int64_t x, int32_t m, int32_t shift) {
-    const int64_t reduced = m < 0x7FFF0000 ? (int64_t)((m + (1 << 15)) >> 16) : 0x7FFF;
+    const int32_t reduced = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
     const int32_t total = 15 - shift;
-    return (int32_t)((x * reduced + ((int64_t)1 << (total - 1))) >> total);
+    const int64_t round = (int64_t)1 << (total - 1);
+    if (x == (int32_t)x) return (int32_t)(((int64_t)(int32_t)x * reduced + round) >> total);
+    return (int32_t)((x * reduced + round) >> total);
 }
 
 static inline int16_t edgec_sat16(int32_t v, int32_t lo, int32_t hi) {
@@ -104,8 +108,40 @@ void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t 
             }
 }
 
-/* Channels per pass of the depthwise loop (int32 sums of at most 511 taps are exact). */
-#define EDGEC_S16_DW_CHUNK 32
+/* The taps [*t0, *t1) of one axis whose input index start + t * dil lies in [0, n). */
+static inline void edgec_taps(int32_t start, int32_t k, int32_t dil, int32_t n, int32_t *t0, int32_t *t1) {
+    int32_t a = 0, b = k;
+    while (a < b && start + a * dil < 0) ++a;
+    while (b > a && start + (b - 1) * dil >= n) --b;
+    *t0 = a, *t1 = b;
+}
+
+/* Four channels of one depthwise tap into four int32 sums (|x * w| <= 2^22: at most 511
+ * taps are exact). SIMD32 CPUs: one word load per two int16 inputs and one per four weights,
+ * SXTB16 splitting the weights into channels 0, 2 and 1, 3, and the halfword MACs SMLABB,
+ * SMLATB, SMLABT, SMLATT (the same products and sums as the portable lines). */
+static inline __attribute__((always_inline)) void edgec_dw_mac4(const int16_t *x, const int8_t *f, int32_t *a) {
+#if defined(__ARM_FEATURE_DSP) && !defined(__ARM_FEATURE_MVE)
+    uint32_t x01, x23, wv;
+    int32_t w13;
+    memcpy(&x01, x, 4);
+    memcpy(&x23, x + 2, 4);
+    memcpy(&wv, f, 4);
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(w13) : "r"(wv));
+    {
+        const int32_t w02 = __sxtb16((int32_t)wv);
+        a[0] = __smlabb((int32_t)x01, w02, a[0]);
+        a[1] = __smlatb((int32_t)x01, w13, a[1]);
+        a[2] = __smlabt((int32_t)x23, w02, a[2]);
+        a[3] = __smlatt((int32_t)x23, w13, a[3]);
+    }
+#else
+    a[0] += (int32_t)x[0] * f[0];
+    a[1] += (int32_t)x[1] * f[1];
+    a[2] += (int32_t)x[2] * f[2];
+    a[3] += (int32_t)x[3] * f[3];
+#endif
+}
 
 void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t *w, const int64_t *bias,
                       const int32_t *mult, const int32_t *shift, int16_t *out) {
@@ -116,27 +152,36 @@ void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_
             for (ox = 0; ox < p->out_w; ++ox) {
                 const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
                 if (dm == 1 && p->k_h * p->k_w < 512) {
-                    /* Channels innermost: contiguous input and weights, the bounds once per tap. */
-                    int32_t acc[EDGEC_S16_DW_CHUNK], c0, c, n;
-                    for (c0 = 0; c0 < in_c; c0 += EDGEC_S16_DW_CHUNK) {
-                        n = in_c - c0 < EDGEC_S16_DW_CHUNK ? in_c - c0 : EDGEC_S16_DW_CHUNK;
-                        for (c = 0; c < n; ++c) acc[c] = 0;
-                        for (ky = 0; ky < p->k_h; ++ky) {
-                            const int32_t iy = y0 + ky * p->dil_h;
-                            if (iy < 0 || iy >= in_h) continue;
-                            for (kx = 0; kx < p->k_w; ++kx) {
-                                const int32_t ix = x0 + kx * p->dil_w;
-                                const int16_t *x;
-                                const int8_t *f;
-                                if (ix < 0 || ix >= in_w) continue;
-                                x = in + ((b * in_h + iy) * in_w + ix) * in_c + c0;
-                                f = w + (ky * p->k_w + kx) * out_c + c0;
-                                for (c = 0; c < n; ++c) acc[c] += (int32_t)x[c] * f[c];
-                            }
+                    /* Four channels at a time over the window's real taps, the sums in
+                     * registers; channels innermost in memory (input and weights). */
+                    const int32_t row = p->dil_h * in_w * in_c, col = p->dil_w * in_c;
+                    const int32_t wrow = p->k_w * out_c, wcol = out_c;
+                    int32_t ky0, ky1, kx0, kx1, c;
+                    const int16_t *x00;
+                    const int8_t *w00;
+                    edgec_taps(y0, p->k_h, p->dil_h, in_h, &ky0, &ky1);
+                    edgec_taps(x0, p->k_w, p->dil_w, in_w, &kx0, &kx1);
+                    x00 = in + ((b * in_h + y0 + ky0 * p->dil_h) * in_w + x0 + kx0 * p->dil_w) * in_c;
+                    w00 = w + ky0 * wrow + kx0 * wcol;
+                    for (c = 0; c + 4 <= in_c; c += 4) {
+                        int32_t acc[4] = {0, 0, 0, 0}, j;
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const int16_t *x = x00 + (ky - ky0) * row + c;
+                            const int8_t *f = w00 + (ky - ky0) * wrow + c;
+                            for (kx = kx0; kx < kx1; ++kx, x += col, f += wcol) edgec_dw_mac4(x, f, acc);
                         }
-                        for (c = 0; c < n; ++c)
-                            *out++ = edgec_sat16(edgec_mbqm64(acc[c] + bias[c0 + c], mult[c0 + c], shift[c0 + c]),
+                        for (j = 0; j < 4; ++j)
+                            *out++ = edgec_sat16(edgec_mbqm64(acc[j] + bias[c + j], mult[c + j], shift[c + j]),
                                                  p->act_min, p->act_max);
+                    }
+                    for (; c < in_c; ++c) {
+                        int32_t acc = 0;
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const int16_t *x = x00 + (ky - ky0) * row + c;
+                            const int8_t *f = w00 + (ky - ky0) * wrow + c;
+                            for (kx = kx0; kx < kx1; ++kx, x += col, f += wcol) acc += (int32_t)*x * *f;
+                        }
+                        *out++ = edgec_sat16(edgec_mbqm64(acc + bias[c], mult[c], shift[c]), p->act_min, p->act_max);
                     }
                     continue;
                 }
@@ -159,20 +204,50 @@ void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_
             }
 }
 
-void edgec_hardswish_s16(const edgec_hswish16_params *p, const int16_t *in, int16_t *out) {
-    const int64_t gate_round = (int64_t)1 << (p->gate_shift - 1);
-    const int32_t out_total = 31 - p->out_shift;
-    const int64_t out_round = (int64_t)1 << (out_total - 1);
-    int32_t i;
-    for (i = 0; i < p->size; ++i) {
-        const int64_t x = in[i];
-        /* relu6(x + 3) / 6 in Q30: x * s_in / 6 + 1/2, clamped to [0, 1]. */
-        int64_t gate = ((x * p->gate_mult + gate_round) >> p->gate_shift) + ((int64_t)1 << 29);
-        int64_t prod;
-        gate = gate < 0 ? 0 : gate > ((int64_t)1 << 30) ? ((int64_t)1 << 30) : gate;
-        prod = (x * gate + ((int64_t)1 << 14)) >> 15; /* x * gate in Q15: |prod| < 2^30 */
-        out[i] = edgec_sat16((int32_t)((prod * p->out_mult + out_round) >> out_total), -32768, 32767);
+/* One HardSwish value, all in int32 (edgec_s16.h gives the split of the Q30 gate). */
+static inline __attribute__((always_inline)) int32_t edgec_hswish1(const edgec_hswish16_params *p, int32_t x,
+                                                                   const int wide_shift) {
+    int32_t gate, prod;
+    if (x <= p->x_lo) {
+        gate = 0;
+    } else if (x >= p->x_hi) {
+        gate = (int32_t)1 << 30;
+    } else {
+        const int32_t mid = x * p->gate_rh + p->round_h + ((x * p->gate_rl + p->round_l) >> 15);
+        gate = x * p->gate_q + (mid >> p->gate_shift) + ((int32_t)1 << 29);
     }
+    prod = x * (gate >> 15) + ((x * (gate & 0x7FFF) + (1 << 14)) >> 15); /* (x * gate) rounded to Q15 */
+    {
+        const int64_t v = (int64_t)prod * p->out_mult + ((int64_t)1 << (30 - p->out_shift));
+        /* A right shift of 32 or more: the high word alone (the same bits). */
+        return wide_shift ? (int32_t)(v >> 32) >> (-1 - p->out_shift) : (int32_t)(v >> (31 - p->out_shift));
+    }
+}
+
+static inline __attribute__((always_inline)) void edgec_hswish_loop(const edgec_hswish16_params *p,
+                                                                    const int16_t *in, int16_t *out,
+                                                                    const int wide_shift) {
+    int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP) && !defined(__ARM_FEATURE_MVE)
+    /* Two values per word: one load, one store (PKHBT), SSAT for the int16 clamp. */
+    for (; i + 2 <= p->size; i += 2) {
+        uint32_t xv;
+        int32_t lo, hi;
+        memcpy(&xv, in + i, 4);
+        lo = __ssat(edgec_hswish1(p, (int16_t)(xv & 0xFFFFu), wide_shift), 16);
+        hi = __ssat(edgec_hswish1(p, (int32_t)xv >> 16, wide_shift), 16);
+        xv = ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
+        memcpy(out + i, &xv, 4);
+    }
+#endif
+    for (; i < p->size; ++i) out[i] = edgec_sat16(edgec_hswish1(p, in[i], wide_shift), -32768, 32767);
+}
+
+void edgec_hardswish_s16(const edgec_hswish16_params *p, const int16_t *in, int16_t *out) {
+    if (p->out_shift < 0)
+        edgec_hswish_loop(p, in, out, 1);
+    else
+        edgec_hswish_loop(p, in, out, 0);
 }
 
 void edgec_add_s16(const edgec_add16_params *p, const int16_t *a, const int16_t *b, int16_t *out) {
@@ -182,6 +257,61 @@ void edgec_add_s16(const edgec_add16_params *p, const int16_t *a, const int16_t 
         const int32_t x1 = edgec_mbqm((int32_t)a[i] * ((int32_t)1 << left), p->in1_mult, p->in1_shift);
         const int32_t x2 = edgec_mbqm((int32_t)b[i] * ((int32_t)1 << left), p->in2_mult, p->in2_shift);
         out[i] = edgec_sat16(edgec_mbqm(x1 + x2, p->out_mult, p->out_shift), p->act_min, p->act_max);
+    }
+}
+
+/* MaxPool on int16 (LiteRT's int16 MAX_POOL_2D: the largest real tap, clamped to the fused
+ * activation; the input's scale). Up to 16 channels of a window at a time, channels innermost. */
+void edgec_maxpool_s16(const edgec_pool_params *p, const int16_t *in, int16_t *out) {
+    const int32_t c = p->c, in_h = p->in_h, in_w = p->in_w;
+    int32_t b, oy, ox, c0, j, ky, kx, acc[16];
+    for (b = 0; b < p->batch; ++b)
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_h;
+            int32_t ky0, ky1;
+            edgec_taps(iy0, p->k_h, 1, in_h, &ky0, &ky1);
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t ix0 = ox * p->stride_w - p->pad_w;
+                int32_t kx0, kx1;
+                const int16_t *win;
+                edgec_taps(ix0, p->k_w, 1, in_w, &kx0, &kx1);
+                win = in + ((b * in_h + iy0 + ky0) * in_w + ix0 + kx0) * c;
+                for (c0 = 0; c0 < c; c0 += 16) {
+                    const int32_t n = c - c0 < 16 ? c - c0 : 16;
+                    for (j = 0; j < n; ++j) acc[j] = -32768;
+                    for (ky = 0; ky < ky1 - ky0; ++ky) {
+                        const int16_t *s = win + ky * in_w * c + c0;
+                        for (kx = 0; kx < kx1 - kx0; ++kx, s += c)
+                            for (j = 0; j < n; ++j) acc[j] = s[j] > acc[j] ? s[j] : acc[j];
+                    }
+                    for (j = 0; j < n; ++j) *out++ = edgec_sat16(acc[j], p->act_min, p->act_max);
+                }
+            }
+        }
+}
+
+/* Pad of a 4-D int16 tensor with one value (LiteRT's int16 PAD / PADV2): rows of the
+ * innermost axis copied whole, the rest filled. */
+void edgec_pad_s16(const edgec_pad_params *p, const int16_t *in, int16_t *out) {
+    const int32_t n3 = p->in_dims[3], b3 = p->pad_before[3], o3 = p->out_dims[3];
+    const int16_t v = p->value;
+    int32_t o0, o1, o2, k;
+    for (o0 = 0; o0 < p->out_dims[0]; ++o0) {
+        const int32_t i0 = o0 - p->pad_before[0];
+        for (o1 = 0; o1 < p->out_dims[1]; ++o1) {
+            const int32_t i1 = o1 - p->pad_before[1];
+            for (o2 = 0; o2 < p->out_dims[2]; ++o2, out += o3) {
+                const int32_t i2 = o2 - p->pad_before[2];
+                if (i0 < 0 || i0 >= p->in_dims[0] || i1 < 0 || i1 >= p->in_dims[1] || i2 < 0 || i2 >= p->in_dims[2]) {
+                    for (k = 0; k < o3; ++k) out[k] = v;
+                    continue;
+                }
+                for (k = 0; k < b3; ++k) out[k] = v;
+                memcpy(out + b3, in + ((i0 * p->in_dims[1] + i1) * p->in_dims[2] + i2) * n3,
+                       (size_t)n3 * sizeof(int16_t));
+                for (k = b3 + n3; k < o3; ++k) out[k] = v;
+            }
+        }
     }
 }
 

@@ -38,12 +38,47 @@ static void dwconv_s16_depth_multiplier(void) {
 
 static void hardswish_s16_scale_2_pow_minus_12(void) {
     /* s_in = s_out = 2^-12: 4.0 -> 4.0; -4.0 -> 0; 1.0 -> 2/3 (2730.7); -1.0 -> -1/3 (-1365.3). */
-    static const edgec_hswish16_params p = {.size = 5, .gate_mult = 1431655765, .gate_shift = 15,
-                                            .out_mult = EDGEC_HALF, .out_shift = -14};
+    static const edgec_hswish16_params p = {.size = 5, .x_lo = -12288, .x_hi = 12288, .gate_q = 43690,
+                                            .gate_rl = 21845, .round_l = 16384, .out_mult = EDGEC_HALF,
+                                            .out_shift = -14};
     int16_t buf[5] = {16384, -16384, 4096, -4096, 0};
     static const int16_t want[5] = {16384, 0, 2731, -1365, 0};
     edgec_hardswish_s16(&p, buf, buf);
     EXPECT_S16(buf, want);
+}
+
+/* The int32 kernel == the definition in int64 arithmetic (gate_mult, S: the unsplit gate)
+ * on every int16 input. */
+static int16_t hardswish_int64(int32_t x, int64_t gate_mult, int32_t s, int32_t out_mult, int32_t out_shift) {
+    int64_t gate = ((x * gate_mult + ((int64_t)1 << (s - 1))) >> s) + ((int64_t)1 << 29), prod, y;
+    gate = gate < 0 ? 0 : gate > ((int64_t)1 << 30) ? ((int64_t)1 << 30) : gate;
+    prod = (x * gate + (1 << 14)) >> 15;
+    y = (prod * out_mult + ((int64_t)1 << (30 - out_shift))) >> (31 - out_shift);
+    return (int16_t)(y < -32768 ? -32768 : y > 32767 ? 32767 : y);
+}
+
+static void hardswish_s16_every_input(void) {
+    /* ops/s16.py's fields for (s_in, s_out) = (1e-5, 1e-5): S = 20 > 15, no clamp reached;
+     * (0.03, 1e-6): out_shift 0 (a shift under 32 bits), the clamp at +-101. */
+    static const edgec_hswish16_params ps[2] = {
+        {.size = 65536, .x_lo = -32769, .x_hi = 32768, .gate_q = 1789, .gate_rh = 18, .gate_rl = 7509,
+         .round_h = 16, .round_l = 0, .gate_shift = 5, .out_mult = EDGEC_HALF, .out_shift = -14},
+        {.size = 65535, .x_lo = -101, .x_hi = 101, .gate_q = 5368709, .round_l = 16384, .out_mult = 1966079961,
+         .out_shift = 0}};
+    static const int64_t gate_mult[2] = {1876499797, 1374389504};
+    static const int32_t s[2] = {20, 8};
+    static int16_t in[65536], out[65536];
+    int32_t k, i, bad = 0;
+    for (i = 0; i < 65536; ++i) in[i] = (int16_t)(i - 32768);
+    for (k = 0; k < 2; ++k) {
+        edgec_hardswish_s16(&ps[k], in, out); /* k = 1: an odd size (the pairs' tail) */
+        for (i = 0; i < ps[k].size; ++i)
+            bad += out[i] != hardswish_int64(in[i], gate_mult[k], s[k], ps[k].out_mult, ps[k].out_shift);
+    }
+    if (bad) {
+        printf("FAIL %s: %d values differ from the int64 definition\n", edgec_test_name, (int)bad);
+        ++edgec_test_failures;
+    }
 }
 
 static void add_s16_general_scale(void) {
@@ -79,6 +114,7 @@ int main(void) {
     RUN_TEST(conv_s16_1x1);
     RUN_TEST(dwconv_s16_depth_multiplier);
     RUN_TEST(hardswish_s16_scale_2_pow_minus_12);
+    RUN_TEST(hardswish_s16_every_input);
     RUN_TEST(add_s16_general_scale);
     RUN_TEST(requant_s8_s16_round_trip);
     return TESTS_DONE();
