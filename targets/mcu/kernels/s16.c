@@ -52,6 +52,37 @@ static inline int32_t edgec_dot_s16_s8(const int16_t *x, const int8_t *w, int32_
     return acc;
 }
 
+/* Two output channels' dot products over the same n <= 128 inputs (weights w0, w1): the
+ * inputs are loaded and paired once for both (the same int32 sums as edgec_dot_s16_s8). */
+static inline void edgec_dot2_s16_s8(const int16_t *x, const int8_t *w0, const int8_t *w1, int32_t n,
+                                     int32_t *acc0, int32_t *acc1) {
+    int32_t a0 = 0, a1 = 0, c = 0;
+#if defined(__ARM_FEATURE_DSP) && !defined(__ARM_FEATURE_MVE)
+    for (; c + 4 <= n; c += 4) {
+        uint32_t x01, x23, wv0, wv1;
+        int32_t xa, xb, w13;
+        memcpy(&x01, x + c, 4);
+        memcpy(&x23, x + c + 2, 4);
+        /* x0, x2 (weight bytes 0, 2) and x1, x3 (bytes 1, 3): PKHBT, PKHTB. */
+        __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(xa) : "r"(x01), "r"(x23));
+        __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(xb) : "r"(x23), "r"(x01));
+        memcpy(&wv0, w0 + c, 4);
+        memcpy(&wv1, w1 + c, 4);
+        __asm__("sxtb16 %0, %1, ror #8" : "=r"(w13) : "r"(wv0));
+        a0 = __smlad(xa, __sxtb16((int32_t)wv0), a0);
+        a0 = __smlad(xb, w13, a0);
+        __asm__("sxtb16 %0, %1, ror #8" : "=r"(w13) : "r"(wv1));
+        a1 = __smlad(xa, __sxtb16((int32_t)wv1), a1);
+        a1 = __smlad(xb, w13, a1);
+    }
+#endif
+    for (; c < n; ++c) {
+        a0 += (int32_t)x[c] * w0[c];
+        a1 += (int32_t)x[c] * w1[c];
+    }
+    *acc0 = a0, *acc1 = a1;
+}
+
 /* A receptive field of at most this many int16 values is gathered into a stack column
  * (zeros for the padding) and each output channel is then one dot product over it. */
 #define EDGEC_S16_COL 256
@@ -78,7 +109,18 @@ void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t 
                                 memcpy(dst, in + ((b * in_h + iy) * in_w + ix) * in_c, (size_t)in_c * sizeof(int16_t));
                         }
                     }
-                    for (oc = 0; oc < out_c; ++oc) {
+                    for (oc = 0; oc + 2 <= out_c; oc += 2) {
+                        const int8_t *f = w + oc * k;
+                        int64_t acc0 = bias[oc], acc1 = bias[oc + 1];
+                        for (c = 0; c < k; c += 128) {
+                            int32_t d0, d1;
+                            edgec_dot2_s16_s8(col + c, f + c, f + k + c, k - c < 128 ? k - c : 128, &d0, &d1);
+                            acc0 += d0, acc1 += d1;
+                        }
+                        *out++ = edgec_sat16(edgec_mbqm64(acc0, mult[oc], shift[oc]), p->act_min, p->act_max);
+                        *out++ = edgec_sat16(edgec_mbqm64(acc1, mult[oc + 1], shift[oc + 1]), p->act_min, p->act_max);
+                    }
+                    if (oc < out_c) {
                         const int8_t *f = w + oc * k;
                         int64_t acc = bias[oc];
                         for (c = 0; c < k; c += 128) acc += edgec_dot_s16_s8(col + c, f + c, k - c < 128 ? k - c : 128);
@@ -204,43 +246,45 @@ void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_
             }
 }
 
-/* One HardSwish value, all in int32 (edgec_s16.h gives the split of the Q30 gate). */
-static inline __attribute__((always_inline)) int32_t edgec_hswish1(const edgec_hswish16_params *p, int32_t x,
-                                                                   const int wide_shift) {
+/* One HardSwish value, all in int32 but the last multiply (edgec_s16.h gives the split of
+ * the Q30 gate). ``q`` is a local copy of the parameters: the int16 stores cannot reload them. */
+static inline __attribute__((always_inline)) int32_t edgec_hswish1(const edgec_hswish16_params *q, int32_t x,
+                                                                   int64_t round, const int wide_shift) {
     int32_t gate, prod;
-    if (x <= p->x_lo) {
+    int64_t v;
+    if (x <= q->x_lo) {
         gate = 0;
-    } else if (x >= p->x_hi) {
+    } else if (x >= q->x_hi) {
         gate = (int32_t)1 << 30;
     } else {
-        const int32_t mid = x * p->gate_rh + p->round_h + ((x * p->gate_rl + p->round_l) >> 15);
-        gate = x * p->gate_q + (mid >> p->gate_shift) + ((int32_t)1 << 29);
+        const int32_t mid = x * q->gate_rh + q->round_h + ((x * q->gate_rl + q->round_l) >> 15);
+        gate = x * q->gate_q + (mid >> q->gate_shift) + ((int32_t)1 << 29);
     }
     prod = x * (gate >> 15) + ((x * (gate & 0x7FFF) + (1 << 14)) >> 15); /* (x * gate) rounded to Q15 */
-    {
-        const int64_t v = (int64_t)prod * p->out_mult + ((int64_t)1 << (30 - p->out_shift));
-        /* A right shift of 32 or more: the high word alone (the same bits). */
-        return wide_shift ? (int32_t)(v >> 32) >> (-1 - p->out_shift) : (int32_t)(v >> (31 - p->out_shift));
-    }
+    v = (int64_t)prod * q->out_mult + round;
+    /* A right shift of 32 or more: the high word alone (the same bits). */
+    return wide_shift ? (int32_t)(v >> 32) >> (-1 - q->out_shift) : (int32_t)(v >> (31 - q->out_shift));
 }
 
 static inline __attribute__((always_inline)) void edgec_hswish_loop(const edgec_hswish16_params *p,
                                                                     const int16_t *in, int16_t *out,
                                                                     const int wide_shift) {
+    const edgec_hswish16_params q = *p;
+    const int64_t round = (int64_t)1 << (30 - q.out_shift);
     int32_t i = 0;
 #if defined(__ARM_FEATURE_DSP) && !defined(__ARM_FEATURE_MVE)
     /* Two values per word: one load, one store (PKHBT), SSAT for the int16 clamp. */
-    for (; i + 2 <= p->size; i += 2) {
+    for (; i + 2 <= q.size; i += 2) {
         uint32_t xv;
         int32_t lo, hi;
         memcpy(&xv, in + i, 4);
-        lo = __ssat(edgec_hswish1(p, (int16_t)(xv & 0xFFFFu), wide_shift), 16);
-        hi = __ssat(edgec_hswish1(p, (int32_t)xv >> 16, wide_shift), 16);
-        xv = ((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16);
+        lo = __ssat(edgec_hswish1(&q, (int16_t)(xv & 0xFFFFu), round, wide_shift), 16);
+        hi = __ssat(edgec_hswish1(&q, (int32_t)xv >> 16, round, wide_shift), 16);
+        __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(xv) : "r"(lo), "r"(hi));
         memcpy(out + i, &xv, 4);
     }
 #endif
-    for (; i < p->size; ++i) out[i] = edgec_sat16(edgec_hswish1(p, in[i], wide_shift), -32768, 32767);
+    for (; i < q.size; ++i) out[i] = edgec_sat16(edgec_hswish1(&q, in[i], round, wide_shift), -32768, 32767);
 }
 
 void edgec_hardswish_s16(const edgec_hswish16_params *p, const int16_t *in, int16_t *out) {
