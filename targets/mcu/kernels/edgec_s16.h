@@ -31,6 +31,9 @@ typedef struct {
     int16_t act_min, act_max;
 } edgec_add16_params;
 
+/* Conv and depthwise: ``mult`` is each output channel's TFLite multiplier reduced to 16 bits
+ * ((m + 2^15) >> 16, at most 0x7FFF, as LiteRT's and CMSIS-NN's int16 kernels round it) and
+ * ``shift`` the right shift after it (15 - TFLite's exponent): ops/s16.py s16_multipliers. */
 void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t *w, const int64_t *bias,
                     const int32_t *mult, const int32_t *shift, int16_t *out);
 /* w is TFLite's 1HWC: [tap][out channel]. */

@@ -16,15 +16,20 @@
 #if EDGEC_WITH_S16
 
 /* MultiplyByQuantizedMultiplier for an int64 accumulator (|x| < 2^47), as TFLite's and
- * CMSIS-NN's s16 kernels: the multiplier reduced to 16 bits, then one rounding shift. An
- * accumulator that fits 32 bits (nearly all) takes one 32x32 -> 64 multiply (SMULL), the
- * same product. */
-static inline int32_t edgec_mbqm64(int64_t x, int32_t m, int32_t shift) {
-    const int32_t reduced = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
-    const int32_t total = 15 - shift;
-    const int64_t round = (int64_t)1 << (total - 1);
-    if (x == (int32_t)x) return (int32_t)(((int64_t)(int32_t)x * reduced + round) >> total);
-    return (int32_t)((x * reduced + round) >> total);
+ * CMSIS-NN's s16 kernels: the multiplier reduced to 16 bits (``reduced``, by the emitter),
+ * then one rounding right shift by ``total``. An accumulator that fits 32 bits with a shift
+ * of 16 to 46 (nearly all) is worked out in int32 halves: x * m = (x >> 16) * m * 2^16 +
+ * (x & 0xFFFF) * m, each product under 2^31, floored by 2^16 and then by the rest of the
+ * shift (the same floor: the same bits). */
+static inline int32_t edgec_mbqm64(int64_t x, int32_t reduced, int32_t total) {
+    if (x == (int32_t)x && (uint32_t)(total - 16) <= 30u) {
+        const int32_t x32 = (int32_t)x;
+        const uint32_t round_lo = total == 16 ? 1u << 15 : 0u; /* 2^(total - 1) = round_hi * 2^16 + round_lo */
+        const int32_t round_hi = total == 16 ? 0 : (int32_t)1 << (total - 17);
+        const int32_t low = (int32_t)((((uint32_t)x32 & 0xFFFFu) * (uint32_t)reduced + round_lo) >> 16);
+        return ((x32 >> 16) * reduced + round_hi + low) >> (total - 16);
+    }
+    return (int32_t)((x * reduced + ((int64_t)1 << (total - 1))) >> total);
 }
 
 static inline int16_t edgec_sat16(int32_t v, int32_t lo, int32_t hi) {
@@ -89,6 +94,7 @@ static inline void edgec_dot2_s16_s8(const int16_t *x, const int8_t *w0, const i
 
 void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t *w, const int64_t *bias,
                     const int32_t *mult, const int32_t *shift, int16_t *out) {
+    const int32_t act_min = p->act_min, act_max = p->act_max; /* locals: the stores cannot reload them */
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c;
     const int32_t k_h = p->k_h, k_w = p->k_w, k = k_h * k_w * in_c;
     int16_t col[EDGEC_S16_COL];
@@ -117,14 +123,14 @@ void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t 
                             edgec_dot2_s16_s8(col + c, f + c, f + k + c, k - c < 128 ? k - c : 128, &d0, &d1);
                             acc0 += d0, acc1 += d1;
                         }
-                        *out++ = edgec_sat16(edgec_mbqm64(acc0, mult[oc], shift[oc]), p->act_min, p->act_max);
-                        *out++ = edgec_sat16(edgec_mbqm64(acc1, mult[oc + 1], shift[oc + 1]), p->act_min, p->act_max);
+                        *out++ = edgec_sat16(edgec_mbqm64(acc0, mult[oc], shift[oc]), act_min, act_max);
+                        *out++ = edgec_sat16(edgec_mbqm64(acc1, mult[oc + 1], shift[oc + 1]), act_min, act_max);
                     }
                     if (oc < out_c) {
                         const int8_t *f = w + oc * k;
                         int64_t acc = bias[oc];
                         for (c = 0; c < k; c += 128) acc += edgec_dot_s16_s8(col + c, f + c, k - c < 128 ? k - c : 128);
-                        *out++ = edgec_sat16(edgec_mbqm64(acc, mult[oc], shift[oc]), p->act_min, p->act_max);
+                        *out++ = edgec_sat16(edgec_mbqm64(acc, mult[oc], shift[oc]), act_min, act_max);
                     }
                     continue;
                 }
@@ -145,7 +151,7 @@ void edgec_conv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t 
                         }
                     }
                     acc += bias[oc];
-                    *out++ = edgec_sat16(edgec_mbqm64(acc, mult[oc], shift[oc]), p->act_min, p->act_max);
+                    *out++ = edgec_sat16(edgec_mbqm64(acc, mult[oc], shift[oc]), act_min, act_max);
                 }
             }
 }
@@ -162,7 +168,8 @@ static inline void edgec_taps(int32_t start, int32_t k, int32_t dil, int32_t n, 
  * taps are exact). SIMD32 CPUs: one word load per two int16 inputs and one per four weights,
  * SXTB16 splitting the weights into channels 0, 2 and 1, 3, and the halfword MACs SMLABB,
  * SMLATB, SMLABT, SMLATT (the same products and sums as the portable lines). */
-static inline __attribute__((always_inline)) void edgec_dw_mac4(const int16_t *x, const int8_t *f, int32_t *a) {
+static inline __attribute__((always_inline)) void edgec_dw_mac4(const int16_t *x, const int8_t *f, int32_t *a0,
+                                                                  int32_t *a1, int32_t *a2, int32_t *a3) {
 #if defined(__ARM_FEATURE_DSP) && !defined(__ARM_FEATURE_MVE)
     uint32_t x01, x23, wv;
     int32_t w13;
@@ -172,22 +179,23 @@ static inline __attribute__((always_inline)) void edgec_dw_mac4(const int16_t *x
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(w13) : "r"(wv));
     {
         const int32_t w02 = __sxtb16((int32_t)wv);
-        a[0] = __smlabb((int32_t)x01, w02, a[0]);
-        a[1] = __smlatb((int32_t)x01, w13, a[1]);
-        a[2] = __smlabt((int32_t)x23, w02, a[2]);
-        a[3] = __smlatt((int32_t)x23, w13, a[3]);
+        *a0 = __smlabb((int32_t)x01, w02, *a0);
+        *a1 = __smlatb((int32_t)x01, w13, *a1);
+        *a2 = __smlabt((int32_t)x23, w02, *a2);
+        *a3 = __smlatt((int32_t)x23, w13, *a3);
     }
 #else
-    a[0] += (int32_t)x[0] * f[0];
-    a[1] += (int32_t)x[1] * f[1];
-    a[2] += (int32_t)x[2] * f[2];
-    a[3] += (int32_t)x[3] * f[3];
+    *a0 += (int32_t)x[0] * f[0];
+    *a1 += (int32_t)x[1] * f[1];
+    *a2 += (int32_t)x[2] * f[2];
+    *a3 += (int32_t)x[3] * f[3];
 #endif
 }
 
 void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_t *w, const int64_t *bias,
                       const int32_t *mult, const int32_t *shift, int16_t *out) {
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult;
+    const int32_t act_min = p->act_min, act_max = p->act_max; /* locals: the stores cannot reload them */
     int32_t b, oy, ox, ic, m, ky, kx;
     for (b = 0; b < p->batch; ++b)
         for (oy = 0; oy < p->out_h; ++oy)
@@ -206,15 +214,17 @@ void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_
                     x00 = in + ((b * in_h + y0 + ky0 * p->dil_h) * in_w + x0 + kx0 * p->dil_w) * in_c;
                     w00 = w + ky0 * wrow + kx0 * wcol;
                     for (c = 0; c + 4 <= in_c; c += 4) {
-                        int32_t acc[4] = {0, 0, 0, 0}, j;
+                        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
                         for (ky = ky0; ky < ky1; ++ky) {
                             const int16_t *x = x00 + (ky - ky0) * row + c;
                             const int8_t *f = w00 + (ky - ky0) * wrow + c;
-                            for (kx = kx0; kx < kx1; ++kx, x += col, f += wcol) edgec_dw_mac4(x, f, acc);
+                            for (kx = kx0; kx < kx1; ++kx, x += col, f += wcol) edgec_dw_mac4(x, f, &a0, &a1, &a2, &a3);
                         }
-                        for (j = 0; j < 4; ++j)
-                            *out++ = edgec_sat16(edgec_mbqm64(acc[j] + bias[c + j], mult[c + j], shift[c + j]),
-                                                 p->act_min, p->act_max);
+                        out[0] = edgec_sat16(edgec_mbqm64(a0 + bias[c], mult[c], shift[c]), act_min, act_max);
+                        out[1] = edgec_sat16(edgec_mbqm64(a1 + bias[c + 1], mult[c + 1], shift[c + 1]), act_min, act_max);
+                        out[2] = edgec_sat16(edgec_mbqm64(a2 + bias[c + 2], mult[c + 2], shift[c + 2]), act_min, act_max);
+                        out[3] = edgec_sat16(edgec_mbqm64(a3 + bias[c + 3], mult[c + 3], shift[c + 3]), act_min, act_max);
+                        out += 4;
                     }
                     for (; c < in_c; ++c) {
                         int32_t acc = 0;
@@ -223,7 +233,7 @@ void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_
                             const int8_t *f = w00 + (ky - ky0) * wrow + c;
                             for (kx = kx0; kx < kx1; ++kx, x += col, f += wcol) acc += (int32_t)*x * *f;
                         }
-                        *out++ = edgec_sat16(edgec_mbqm64(acc + bias[c], mult[c], shift[c]), p->act_min, p->act_max);
+                        *out++ = edgec_sat16(edgec_mbqm64(acc + bias[c], mult[c], shift[c]), act_min, act_max);
                     }
                     continue;
                 }
@@ -241,7 +251,7 @@ void edgec_dwconv_s16(const edgec_conv_params *p, const int16_t *in, const int8_
                                        w[(ky * p->k_w + kx) * out_c + oc];
                             }
                         }
-                        *out++ = edgec_sat16(edgec_mbqm64(acc, mult[oc], shift[oc]), p->act_min, p->act_max);
+                        *out++ = edgec_sat16(edgec_mbqm64(acc, mult[oc], shift[oc]), act_min, act_max);
                     }
             }
 }

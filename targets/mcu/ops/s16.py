@@ -45,7 +45,7 @@ def emit_conv16(op, ctx) -> list[str]:
     g = ctx.g
     x, w, out = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     n_out = out.shape[3]
-    mults, shifts = _channel_multipliers(x.s, w.scale, out.s, n_out)
+    mults, shifts = s16_multipliers(*_channel_multipliers(x.s, w.scale, out.s, n_out))
     fields = conv_fields(op, x, w, out, {"depth_mult": op.attrs.get("depth_mult", 1)})
     _check_byte_fields(op, fields)
     p = ctx.param_struct("edgec_conv_params", fields, op)
@@ -56,6 +56,13 @@ def emit_conv16(op, ctx) -> list[str]:
     ssym = ctx.const_array(op.name + "_shift", "int32_t", shifts, dedup_key=None)
     fn = "edgec_dwconv_s16" if op.kind == "dwconv_s16" else "edgec_conv_s16"
     return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
+
+
+def s16_multipliers(mults: list[int], shifts: list[int]) -> tuple[list[int], list[int]]:
+    """TFLite's (multiplier, exponent) pairs as the int16 conv kernels take them: the multiplier
+    reduced to 16 bits as LiteRT's int16 kernels round it, and the total right shift."""
+    reduced = [(m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF for m in mults]
+    return reduced, [15 - s for s in shifts]
 
 
 def _bias64(g: QGraph, op: QOp, x: QTensor, w: QTensor, n: int) -> np.ndarray:
