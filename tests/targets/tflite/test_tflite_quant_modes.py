@@ -114,9 +114,11 @@ def test_arm_gate_improves_a_planted_outlier_model(tmp_path):
     gate = res.report["accuracy_gate"]
     assert gate["passed"] and gate["drop"] <= 0.1 < plain_drop
     assert 100 * (1.0 - res.report["accuracy"]["cosine"]) <= 0.1
-    # A budget no move meets fails with the moves tried and the debugger's worst ops; no bundle.
-    with pytest.raises(AccuracyError, match="tried .*rmse/scale"):
+    # A budget no move meets fails with the moves tried and the debugger's worst ops; no bundle. The 16x8 move
+    # is not built again: the plain build's ladder scored that model.
+    with pytest.raises(AccuracyError, match="tried .*rmse/scale") as failed:
         api.build(BuildConfig.from_flat(output=tmp_path / "impossible", max_accuracy_drop=1e-9, metric="cosine", **common))
+    assert "activations=int16: scored by the int8 ladder's 16x8 rung" in str(failed.value)
     assert not (tmp_path / "impossible").exists()
 
 
