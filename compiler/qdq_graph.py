@@ -24,12 +24,14 @@ def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors,
     """Move a weighted input's Q/DQ above single-use precision-preserving producers.
 
     ``shares(src, p)``: whether ``p`` may read a pair on ``src`` although other nodes read ``src``
-    too (their own pair on ``src``, shared), not only when ``p`` is its single reader.
+    too (their own pair on ``src``, shared), not only when ``p`` is its single reader; ``shares(t,
+    None)``: whether every reader of ``t`` quantizes it alike, so that the pair may move above ``t``'s
+    producer for all of them (ResNet's stem MaxPool, read by a Conv and a residual Add).
     """
     while through:
         p = producer.get(t)
-        if p is None or p.op_type not in through or id(p) in qnodes or t in graph_outputs \
-                or len(consumers.get(t, [])) != 1:
+        if p is None or p.op_type not in through or id(p) in qnodes or t in graph_outputs or (
+                len(consumers.get(t, [])) != 1 and not (shares is not None and shares(t, None))):
             break
         src = p.input[0]
         if src not in float_tensors or src not in ranges or (

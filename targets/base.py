@@ -104,6 +104,10 @@ class QuantScheme:
             with one shared scale and zero point (Concat in OpenVINO).
         per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
+        per_channel_depthwise_min_spread: Which depthwise inputs ``per_channel_depthwise_inputs``
+            scales per channel: those whose largest channel magnitude is at least this multiple of the
+            median channel's (0: every one). Under it, one asymmetric per-tensor scale has more levels
+            for most channels than a symmetric per-channel one, and the runtime may run it faster.
         calib_method: Default calibration method, chosen per target by measurement on the
             real-model corpus (benchmarks/quant_quality.py); ``--calib-method`` overrides it.
         scale_depthwise_inputs: Move per-channel scales of depthwise-conv inputs into their
@@ -130,6 +134,10 @@ class QuantScheme:
             per-channel mean shift build up; a few blocks (ResNet, MobileNetV2) do not need it.
         deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
             (``float_residual_adds``, ``equalize_min_spread``).
+        deep_residual_cosine: Apply ``deep_residual_overrides`` only when the model quantized without
+            them falls below this worst-output cosine on the calibration samples (None: always): the
+            float Adds cost speed where the runtime would run them in int8, for no accuracy where the
+            stream holds anyway (face-landmark, iris-landmark).
         transformer_overrides: ``(field, value)`` pairs of this scheme replaced for models with
             self-attention blocks (`edgec.compiler.qdq_graph.attention_blocks`: Softmax weighing a
             MatMul, with LayerNormalization), conv stem or not; empty: none.
@@ -162,6 +170,7 @@ class QuantScheme:
     hoist_shared_sources: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
+    per_channel_depthwise_min_spread: float = 0.0
     calib_method: str = "minmax"
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
     held_out_methods: tuple[str, ...] = ("minmax", "percentile")
@@ -173,6 +182,7 @@ class QuantScheme:
     calib_method_with_ops: str | None = None
     deep_residual_adds: int | None = None
     deep_residual_overrides: tuple[tuple[str, Any], ...] = ()
+    deep_residual_cosine: float | None = None
     transformer_overrides: tuple[tuple[str, Any], ...] = ()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None

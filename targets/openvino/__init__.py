@@ -56,6 +56,10 @@ class OpenVINOTarget(Target):
         # depthwise outputs builds up (blazeface-back worst-sample cosine 0.962 -> 0.990, NNCF 0.978;
         # blazeface-short 0.967 -> 0.981). Shallower models keep int8 Adds (faster in the CPU plugin).
         deep_residual_adds=16, deep_residual_overrides=DEEP_RESIDUAL_OVERRIDES,
+        # Only where it pays: the CPU plugin runs float Adds (and the MaxPool/Pad after them) as f32
+        # kernels; face-landmark and iris-landmark hold without the recipe (worst calibration cosine
+        # WORST_FL / WORST_IRIS), BlazeFace does not (WORST_BF).
+        deep_residual_cosine=0.995,
         int8_input_ops=INT8_INPUT_OPS,
         # A transformer's residual Adds stay float even behind a conv stem (ViT's patch embedding,
         # Whisper's Conv1d), where `in_conv_network` took them for a CNN's: per-tensor int8 on the
