@@ -175,7 +175,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         The Q/DQ model and a summary for the manifest's ``passes`` entry.
     """
     import onnx
-    from onnx import helper
+    from onnx import helper, numpy_helper
 
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
@@ -258,6 +258,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 if len(cons) == 1 and cons[0].op_type in FUSIBLE_ACTIVATIONS and id(cons[0]) in qnodes \
                         and out not in graph_outputs:
                     fused.add(out)
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name in {
+        n.input[2] for n in nodes if n.op_type == "Pad" and len(n.input) > 2 and n.input[2]}}
+    off_grid = {id(n) for n in nodes if n.op_type == "Pad" and not qg.zero_pad(n, consts)}
     targets: dict[str, list] = {}
     symmetric_targets: set[str] = set()  # the second activation of a MatMul (`symmetric_matmul_b`)
     for n in nodes:
@@ -267,7 +270,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             if i in float_tensors and i not in fused:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
                                                           graph_outputs, float_tensors, ranges, qnodes,
-                                                          shares_pair if scheme.hoist_shared_sources else None)
+                                                          shares_pair if scheme.hoist_shared_sources else None,
+                                                          off_grid)
                 if scheme.symmetric_matmul_b and n.op_type == "MatMul" and len(n.input) > 1 and i == n.input[1]:
                     symmetric_targets.add(t)
                 targets.setdefault(t, [])
