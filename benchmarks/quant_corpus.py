@@ -262,14 +262,17 @@ def _is_transformer(name: str) -> bool:
 
 def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_n: int = 16, eval_n: int = 16,
                 methods: tuple[str, ...] = ("edgec default", "nncf default", "ort quantize_static"),
-                heavy: bool = False, rounds: int = 5, iters: int = 10, resume: bool = False) -> None:
+                heavy: bool = False, rounds: int = 5, iters: int = 10, resume: bool = False,
+                keep: bool = False) -> None:
     """One row per model and method in ``results['corpus']`` (merged per model, written after each).
 
     Every method gets the same calibration samples (corpus samples 0..calib_n-1) and is scored on
     the same evaluation samples (1000..), against onnxruntime fp32 on the float ONNX. Latency: batch
     1, 1 thread, OpenVINO CPU (onnxruntime for ``ort quantize_static``), every method and onnxruntime
     fp32 interleaved round by round in the same process (`intel_cpu_int8_speed._latencies`).
-    ``resume``: skip models whose row already has every method.
+    ``resume``: skip models whose row already has every method. ``keep``: ``tmp`` is kept, so
+    each model's folder also gets every method's artifact and ``artifacts.json`` naming them, for
+    ``quant_corpus_speed.py`` to time again on a quiet machine without rebuilding.
     """
     import os
     import time
@@ -326,7 +329,7 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
                 continue
             t0 = time.perf_counter()
             try:
-                made = fn(float_path, cal, ev, refs, classifier, work, _is_transformer(name))
+                made = fn_model = fn(float_path, cal, ev, refs, classifier, work, _is_transformer(name))
                 seconds = round(time.perf_counter() - t0, 1)
                 # onnxruntime may reject its own quantized graph only when loading it.
                 made = _ort_feed_runner(made, 1) if isinstance(made, Path) else _compile(made, 1)
@@ -334,11 +337,17 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
                 res[label] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
                 continue
             res[label] = {"seconds": seconds}
+            if keep and hasattr(made, "create_infer_request"):
+                import openvino as ov
+
+                ov.save_model(fn_model, str(work / f"{label.replace(' ', '-')}.xml"), compress_to_fp16=False)
             if callable(made) and not hasattr(made, "create_infer_request"):
                 ort_runs[label] = made
             else:
                 compiled[label] = made
         runs = {"ort fp32": fp32} | {k: _ov_feed_runner(c) for k, c in compiled.items()} | ort_runs
+        if keep:
+            _keep_artifacts(work, float_path, bundles, methods, ev[0])
         for label, run in runs.items():
             if label != "ort fp32":
                 try:
@@ -362,6 +371,21 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": _code_commit()}
         _save_row(results, name, res)
     print_corpus_table(results, names)
+
+
+def _keep_artifacts(work: Path, float_path: Path, bundles: dict, methods, feed: dict) -> None:
+    """``artifacts.json``: each method's artifact (OpenVINO IR or ONNX) and the timing input."""
+    import json
+
+    arts = {"ort fp32": str(float_path)} | {k: str(v / "model.xml") for k, v in bundles.items()}
+    for label in methods:
+        ir = work / f"{label.replace(' ', '-')}.xml"
+        if ir.is_file():
+            arts[label] = str(ir)
+    if (work / "ort-qdq.onnx").is_file() and "ort quantize_static" in methods:
+        arts["ort quantize_static"] = str(work / "ort-qdq.onnx")
+    np.savez(work / "timing_input.npz", **feed)
+    (work / "artifacts.json").write_text(json.dumps(arts, indent=1))
 
 
 def _code_commit() -> str:

@@ -216,6 +216,8 @@ def main() -> None:
     ap.add_argument("--corpus-resume", action="store_true", help="skip models that already have every method")
     ap.add_argument("--corpus-rounds", type=int, default=5, help="interleaved latency rounds")
     ap.add_argument("--corpus-iters", type=int, default=10, help="runs per method and round")
+    ap.add_argument("--corpus-keep", type=Path, default=None,
+                    help="keep each model's artifacts in this folder (time them again: quant_corpus_speed.py)")
     args = ap.parse_args()
     from quant_corpus import corpus_part
 
@@ -223,7 +225,7 @@ def main() -> None:
         corpus_part(d, results, args.corpus_models.split(",") if args.corpus_models else None, args.corpus_calib,
                     args.corpus_eval, tuple(m.strip() for m in args.corpus_methods.split(",")),
                     heavy=args.corpus_heavy, rounds=args.corpus_rounds, iters=args.corpus_iters,
-                    resume=args.corpus_resume)
+                    resume=args.corpus_resume, keep=args.corpus_keep is not None)
 
     from quant_corpus import print_corpus_table
 
@@ -236,8 +238,10 @@ def main() -> None:
     previous = RESULTS / "quant_quality.json"  # running some parts keeps the others' results
     results: dict = json.loads(previous.read_text()) if previous.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
+        work = args.corpus_keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for p in args.parts.split(","):
-            parts[p](Path(tmp), results)
+            parts[p](work, results)
     write_json("quant_quality", results)
 
 

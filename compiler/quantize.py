@@ -262,18 +262,22 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         n.input[2] for n in nodes if n.op_type == "Pad" and len(n.input) > 2 and n.input[2]}}
     off_grid = {id(n) for n in nodes if n.op_type == "Pad" and not qg.zero_pad(n, consts)}
     targets: dict[str, list] = {}
-    symmetric_targets: set[str] = set()  # the second activation of a MatMul (`symmetric_matmul_b`)
+    # A MatMul of two activations (`symmetric_activation_matmuls`): its second input symmetric, its first
+    # symmetric unless the calibrated range is non-negative (softmax probabilities keep all 256 levels).
+    symmetric_targets: set[str] = set()
+    signed_targets: set[str] = set()
     for n in nodes:
         if id(n) not in qnodes:
             continue
-        for i in act_inputs_of(n):
+        act_inputs = act_inputs_of(n)
+        for i in act_inputs:
             if i in float_tensors and i not in fused:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
                                                           graph_outputs, float_tensors, ranges, qnodes,
                                                           shares_pair if scheme.hoist_shared_sources else None,
                                                           off_grid)
-                if scheme.symmetric_matmul_b and n.op_type == "MatMul" and len(n.input) > 1 and i == n.input[1]:
-                    symmetric_targets.add(t)
+                if scheme.symmetric_activation_matmuls and n.op_type == "MatMul" and n.input[1] in act_inputs:
+                    (symmetric_targets if i == n.input[1] else signed_targets).add(t)
                 targets.setdefault(t, [])
                 if reader not in targets[t]:
                     targets[t].append(reader)
@@ -312,7 +316,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         if r is None:
             missing.append(t)
             continue
-        params[t] = activation_qparams(r.rmin, r.rmax, scheme.activation_symmetric or t in symmetric_targets)
+        symmetric = t in symmetric_targets or (t in signed_targets and r.rmin < 0)
+        params[t] = activation_qparams(r.rmin, r.rmax, scheme.activation_symmetric or symmetric)
     if missing:
         raise ConfigError(f"no calibration range for tensor(s) {missing[:5]}: calibration did not observe them")
 

@@ -33,18 +33,15 @@ def _dequantized(dq, inits) -> np.ndarray | None:
     """The float value of a DequantizeLinear of initializers (per channel along ``axis``)."""
     from onnx import numpy_helper
 
+    from edgec.runtimes.io import dequantize_linear
+
     if dq.input[0] not in inits or dq.input[1] not in inits:
         return None
-    q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
-    scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
-    zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float64) \
-        if len(dq.input) > 2 and dq.input[2] in inits else np.zeros_like(scale)
-    if scale.ndim == 1 and q.ndim > 1:
-        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
-    return (q - zp) * scale
+
+    zp = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] in inits else None
+    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+    return dequantize_linear(numpy_helper.to_array(inits[dq.input[0]]), numpy_helper.to_array(inits[dq.input[1]]),
+                             zp, axis)
 
 
 def _layers(qproto, fproto) -> list[tuple[Any, Any, np.ndarray]]:

@@ -51,6 +51,22 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((q.astype(np.int32) - zero_point) * np.float32(scale)).astype(np.float32)
 
 
+def dequantize_linear(q: np.ndarray, scale: Any, zero_point: Any = None, axis: int = 1) -> np.ndarray:
+    """ONNX ``DequantizeLinear`` of a constant, per tensor or per channel along ``axis``, in float64.
+
+    A float32 scale times an integer below 2**24 is exact in float64, so ``.astype(np.float32)``
+    of the result equals onnxruntime's float32 arithmetic bit for bit.
+    """
+    q = np.asarray(q).astype(np.float64)
+    scale = np.asarray(scale, np.float64)
+    zp = np.zeros_like(scale) if zero_point is None else np.asarray(zero_point, np.float64)
+    if scale.ndim == 1 and q.ndim > 1:
+        shape = [1] * q.ndim
+        shape[axis % q.ndim] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return (q - zp) * scale
+
+
 def _relayout(a: np.ndarray, src: str | None, dst: str | None) -> np.ndarray:
     if src == dst or src is None or dst is None or a.ndim != 4:
         return a

@@ -153,9 +153,12 @@ class QuantScheme:
         weight_bias_correction: Remove the per-channel output mean shift that int8 weight rounding
             causes from each conv's bias, measured in one float pass over the calibration samples
             (`edgec.compiler.weight_bias_correction`; NNCF's default FastBiasCorrection does the same).
-        symmetric_matmul_b: Symmetric (zero point 0) int8 on the second input of a MatMul of two
-            activations (attention's ``Q @ K^T``, ``P @ V``): OpenVINO's CPU plugin runs such a MatMul in
-            int8 only with a signed, zero-shift second input, else in f32 between dequantizations.
+        symmetric_activation_matmuls: No zero point on either input of a MatMul of two activations
+            (attention's ``Q @ K^T``, ``P @ V``): symmetric int8 on the second input, and on the first
+            unless its range is non-negative (softmax probabilities: unsigned, zero point at the
+            range's end). OpenVINO's CPU plugin runs such a MatMul in int8 only with a signed,
+            zero-shift second input and a first input without a zero point, else in f32 between
+            dequantizations (its low-precision MatMul transformation).
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -192,7 +195,7 @@ class QuantScheme:
     float_fallback_ops: tuple[str, ...] = ()
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
-    symmetric_matmul_b: bool = False
+    symmetric_activation_matmuls: bool = False
 
 
 @dataclass

@@ -176,14 +176,9 @@ def _consumers(g, name: str):
 
 
 def _dq(q, scale, zp, axis: int):
-    q = q.astype(np.float32)
-    scale = np.asarray(scale, np.float32)
-    zp = np.zeros_like(scale) if zp is None else np.asarray(zp, np.float32)
-    if scale.ndim == 1 and q.ndim > 1:
-        shape = [1] * q.ndim
-        shape[axis % q.ndim] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
-    return ((q - zp) * scale).astype(np.float32)
+    from edgec.runtimes.io import dequantize_linear
+
+    return dequantize_linear(q, scale, zp, axis).astype(np.float32)
 
 
 def _minus_zp(w, zp, axis: int):

@@ -70,9 +70,10 @@ class OpenVINOTarget(Target):
         # Whisper's Conv1d), where `in_conv_network` took them for a CNN's: per-tensor int8 on the
         # residual stream at every block cost deit_tiny 0.976 -> 0.9994 mean cosine (NNCF 0.996).
         transformer_overrides=(("int8_input_ops", INT8_INPUT_OPS - {"Add", "Mul"}),),
-        # Attention's activation x activation MatMuls: int8 in the CPU plugin only with a symmetric
-        # second input (mobilebert: 46 of 48 ran in f32 with an asymmetric one; NNCF's placement is symmetric).
-        symmetric_matmul_b=True,
+        # Attention's activation x activation MatMuls: int8 in the CPU plugin only without zero points
+        # (mobilebert: 46 of 48 ran in f32 with an asymmetric second input; deit_tiny: its 12 Q @ K^T
+        # with an asymmetric Q). NNCF's placement is symmetric there.
+        symmetric_activation_matmuls=True,
         unified_scale_ops=frozenset({"Concat"}))
     # onnxslim's MatMul+Add -> Gemm wraps every 3-D transformer MatMul in Reshapes to 2-D and back; the
     # CPU plugin then runs the element-wise ops after each int8 FullyConnected as separate f32 kernels

@@ -370,15 +370,9 @@ def check_qdq(proto, keep_float=(), quantize_add: bool = True) -> QDQReport:
 # Legalization
 # ---------------------------------------------------------------------------------
 def _dequant(q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int) -> np.ndarray:
-    q = q.astype(np.float64)
-    zp = np.zeros_like(scale) if zp is None else zp.astype(np.float64)
-    if scale.size > 1:
-        shape = [1] * q.ndim
-        axis = axis + q.ndim if axis < 0 else axis
-        shape[axis] = scale.size
-        scale = scale.reshape(shape)
-        zp = zp.reshape(shape)
-    return ((q - zp) * scale.astype(np.float64)).astype(np.float32)
+    from edgec.runtimes.io import dequantize_linear
+
+    return dequantize_linear(q, scale, zp, axis).astype(np.float32)
 
 
 def legalize(proto, float_weights: bool = True):

@@ -159,7 +159,8 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
 
                             data_f, info_f, deny = with_worst_ops_float(keep, graph, calib, n)
                             held = held_out_score(keep["raw"], graph, calib, MAX_AUTO_SAMPLES, quant["ranges"]["method"],
-                                                  lambda m: keep["quantize"](m, deny)) if held_out and deny else None
+                                                  lambda m: keep["quantize"](m, deny),
+                                                  keep.get("folds")) if held_out and deny else None
                             return data_f, info_f, held, len(deny)
 
                         def corrected_graph():

@@ -14,7 +14,7 @@ float and the int8 ops: BlazeFace-short 0.96 ms -> 3.1 ms with 32 float), then t
 manifest's ``fallback`` records every rung's score and float-op count and the chosen rung.
 
 Transformers first climb structural rungs (`float_islands.ISLAND_RUNGS`: the attention score
-path, then with P·V and the GELU FFN, then the residual ADDs and LayerNorms with the FFN),
+path with P·V, then with the GELU FFN, then the residual ADDs and LayerNorms with the FFN),
 which XNNPACK runs at int8 speed around a few float ops: the debugger's ranking missed them
 on whisper-tiny (its 32 worst ops float 0.9785; attention + FFN float 0.9998) and 16x8 took
 over 1200 s to build there. MiniLM needs its residual stream and LayerNorms float (full-integer

@@ -163,7 +163,8 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
         calibrated, range_info, quantized = choose_ranges(
             calibrated, graph, calib, MAX_AUTO_SAMPLES,
             lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)), classifier=classifier,
-            held_out=not is_transformer(graph.model))
+            held_out=not is_transformer(graph.model),
+            fold_models=None if keep is None else keep.setdefault("folds", {}))
     else:
         calibrated, range_info = calibrated_with(calibrated, graph, calib, ranges)
     ranking: list[dict[str, Any]] = []

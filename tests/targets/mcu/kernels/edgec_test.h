@@ -9,38 +9,23 @@
 static int edgec_test_failures = 0;
 static const char *edgec_test_name = "";
 
-static inline void edgec_expect_s8(const int8_t *got, const int8_t *want, int n, const char *what, int line) {
-    int i;
-    for (i = 0; i < n; ++i) {
-        if (got[i] != want[i]) {
-            printf("FAIL %s (line %d): %s[%d] = %d, want %d\n", edgec_test_name, line, what, i, got[i], want[i]);
-            ++edgec_test_failures;
-            return;
-        }
+/* One comparison per element type; the first mismatch is reported and counted. */
+#define EDGEC_DEFINE_EXPECT(suffix, type, fmt, cast)                                                       \
+    static inline void edgec_expect_##suffix(const type *got, const type *want, int n, const char *what,  \
+                                             int line) {                                                 \
+        int i;                                                                                           \
+        for (i = 0; i < n; ++i) {                                                                        \
+            if (got[i] != want[i]) {                                                                     \
+                printf("FAIL %s (line %d): %s[%d] = " fmt ", want " fmt "\n", edgec_test_name, line, what, \
+                       i, (cast)got[i], (cast)want[i]);                                                  \
+                ++edgec_test_failures;                                                                   \
+                return;                                                                                  \
+            }                                                                                            \
+        }                                                                                                \
     }
-}
-
-static inline void edgec_expect_s16(const int16_t *got, const int16_t *want, int n, const char *what, int line) {
-    int i;
-    for (i = 0; i < n; ++i) {
-        if (got[i] != want[i]) {
-            printf("FAIL %s (line %d): %s[%d] = %d, want %d\n", edgec_test_name, line, what, i, got[i], want[i]);
-            ++edgec_test_failures;
-            return;
-        }
-    }
-}
-
-static inline void edgec_expect_f32(const float *got, const float *want, int n, const char *what, int line) {
-    int i;
-    for (i = 0; i < n; ++i) {
-        if (got[i] != want[i]) {
-            printf("FAIL %s (line %d): %s[%d] = %g, want %g\n", edgec_test_name, line, what, i, got[i], want[i]);
-            ++edgec_test_failures;
-            return;
-        }
-    }
-}
+EDGEC_DEFINE_EXPECT(s8, int8_t, "%d", int)
+EDGEC_DEFINE_EXPECT(s16, int16_t, "%d", int)
+EDGEC_DEFINE_EXPECT(f32, float, "%g", double)
 
 #define EXPECT_S8(got, want) edgec_expect_s8((got), (want), (int)(sizeof(want) / sizeof((want)[0])), #got, __LINE__)
 #define EXPECT_S16(got, want) edgec_expect_s16((got), (want), (int)(sizeof(want) / sizeof((want)[0])), #got, __LINE__)
