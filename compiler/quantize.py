@@ -143,20 +143,6 @@ def depthwise_inputs(proto) -> list[str]:
     return list(dict.fromkeys(n.input[0] for n in proto.graph.node if is_depthwise(n, inits)))
 
 
-# A per-tensor range that keeps less of a depthwise input's largest channel than this clips it.
-PEAK_SHARE = 0.9
-
-
-def per_channel_pays(absmax: np.ndarray, r: "TensorRange | None", min_spread: float) -> bool:
-    """Whether a depthwise input's per-channel scales beat one per-tensor scale: its channels spread (largest
-    magnitude at least ``min_spread`` x the median channel's), or its per-tensor range clips the largest
-    channel (mse ranges keep 0.78 of PP-LCNet's first depthwise input's peak: cosine 0.9995 -> 0.984 per
-    tensor). Under a spread of 2, one asymmetric u8 scale has finer steps than a symmetric per-channel one
-    for at least half the channels, and OpenVINO runs it faster (mobilenet_v2: 9 % less CPU time)."""
-    top = float(np.max(absmax))
-    return top >= min_spread * float(np.median(absmax)) or r is None or max(r.rmax, -r.rmin) < PEAK_SHARE * top
-
-
 def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme: "QuantScheme",
                  keep_float: tuple[str, ...] = (),
                  channel_absmax: "dict[str, np.ndarray] | None" = None) -> tuple["ModelHandle", dict[str, Any]]:
@@ -230,11 +216,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         return (qg.int8_op_inputs(n, b.inits) if not full and n.op_type in scheme.int8_input_ops
                 else qg.activation_inputs(n, b.inits))
 
-    wide_channels = {t for t, a in (channel_absmax or {}).items() if scheme.per_channel_depthwise_inputs
-                     and per_channel_pays(a, ranges.get(t), scheme.per_channel_depthwise_min_spread)}
-
     def per_tensor_reader(c, t) -> bool:
-        return id(c) in qnodes and t in act_inputs_of(c) and not (is_depthwise(c, b.inits) and t in wide_channels)
+        return id(c) in qnodes and t in act_inputs_of(c) \
+            and not (scheme.per_channel_depthwise_inputs and is_depthwise(c, b.inits))
 
     def shares_pair(src, p) -> bool:
         if p is None:
@@ -294,9 +278,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     # Quantization parameters, propagating scale-preserving ops and fixed outputs (full mode).
     params: dict[str, QParams] = {}
     chan_scales: dict[str, np.ndarray] = {}
-    if wide_channels:
+    if scheme.per_channel_depthwise_inputs and channel_absmax:
         for t, readers in targets.items():
-            if t in wide_channels and readers and all(is_depthwise(r, b.inits) and r.input[0] == t for r in readers):
+            if t in channel_absmax and readers and all(is_depthwise(r, b.inits) and r.input[0] == t for r in readers):
                 # A dead channel (all zero) needs no levels, but a tiny scale would overflow its int32 bias.
                 amax = np.maximum(channel_absmax[t], DEAD_CHANNEL_REL * float(channel_absmax[t].max(initial=0.0)))
                 chan_scales[t] = np.maximum(amax / 127.0, MIN_SCALE).astype(np.float32)

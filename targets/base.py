@@ -104,10 +104,6 @@ class QuantScheme:
             with one shared scale and zero point (Concat in OpenVINO).
         per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
-        per_channel_depthwise_min_spread: Which depthwise inputs ``per_channel_depthwise_inputs``
-            scales per channel: those whose largest channel magnitude is at least this multiple of the
-            median channel's (0: every one). Under it, one asymmetric per-tensor scale has more levels
-            for most channels than a symmetric per-channel one, and the runtime may run it faster.
         calib_method: Default calibration method, chosen per target by measurement on the
             real-model corpus (benchmarks/quant_quality.py); ``--calib-method`` overrides it.
         scale_depthwise_inputs: Move per-channel scales of depthwise-conv inputs into their
@@ -173,7 +169,6 @@ class QuantScheme:
     hoist_shared_sources: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
-    per_channel_depthwise_min_spread: float = 0.0
     calib_method: str = "minmax"
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
     held_out_methods: tuple[str, ...] = ("minmax", "percentile")

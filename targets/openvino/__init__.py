@@ -52,9 +52,6 @@ class OpenVINOTarget(Target):
         # on every corpus model (benchmarks/quant_quality.py --parts corpus). Conv pairs equalized
         # (blazeface-short 0.901 -> 0.948); bias correction in front of an LSTM (ddddocr CRNN 0.975 -> 0.993).
         quantize_embeddings=True, per_channel_depthwise_inputs=True, calib_method="mse",
-        # ... where the channels spread (or per tensor would clip): ReLU6 MobileNets' even channels run
-        # per tensor, as NNCF's (mobilenet_v2: 9 % less CPU time, cosine 0.99984 vs 0.99983).
-        per_channel_depthwise_min_spread=2.0,
         equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS, weight_bias_correction=True,
         # BlazeFace's 16-31 residual blocks: the int8 rounding of the residual Adds' inputs and of the
         # depthwise outputs builds up (blazeface-back worst-sample cosine 0.962 -> 0.990, NNCF 0.978;
