@@ -342,6 +342,11 @@ class Target(ABC):
         """An optional line for ``edgec targets`` on what works here (e.g. bundle only)."""
         return None
 
+    def move_scored(self, move: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+        """Where the build behind ``manifest`` already scored the model ``move`` would build (the target's own
+        fallback ladder), so the accuracy gate need not re-lower with it; None: it did not."""
+        return None
+
     def fallback_options(self) -> tuple[str, ...]:
         """Fallbacks the accuracy gate may use (see ``accuracy_fallbacks``).
 
