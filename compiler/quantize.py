@@ -228,9 +228,10 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                                                     for c in consumers[src])
         # Every other reader of ``src`` is a weighted op quantizing it per tensor: ``p`` (a MaxPool on a
         # residual branch) reads their pair and runs in int8, instead of a float pool between a
-        # dequantize and a second requantize of the same tensor.
-        return all(per_tensor_reader(c, src) and c.op_type in WEIGHTED_OPS and c.input[0] == src
-                   for c in consumers.get(src, []) if c is not p)
+        # dequantize and a second requantize of the same tensor. With `pool_shares_depthwise_inputs` a
+        # depthwise reader takes that one per-tensor pair too (BlazeBlocks' stride-2 branch pair).
+        return all((per_tensor_reader(c, src) or (scheme.pool_shares_depthwise_inputs and id(c) in qnodes))
+                   and c.op_type in WEIGHTED_OPS and c.input[0] == src for c in consumers.get(src, []) if c is not p)
 
     # Which activation tensors get a Q/DQ pair, and which consumers read the DQ output.
     fused: set[str] = set()
