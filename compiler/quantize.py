@@ -230,6 +230,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 if len(cons) == 1 and cons[0].op_type in FUSIBLE_ACTIVATIONS and id(cons[0]) in qnodes \
                         and out not in graph_outputs:
                     fused.add(out)
+    scalar_muls = {n.name for n in nodes if scheme.hoist_scalar_muls and n.op_type == "Mul" and len(n.input) == 2
+                   and n.input[0] not in b.inits and n.input[1] in b.inits
+                   and int(np.prod(b.inits[n.input[1]].dims)) == 1}
     targets: dict[str, list] = {}
     # A MatMul of two activations (`symmetric_activation_matmuls`): its second input symmetric, its first
     # symmetric unless the calibrated range is non-negative (softmax probabilities keep all 256 levels).
@@ -244,7 +247,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             if i in float_tensors and i not in fused:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
                                                           graph_outputs, float_tensors, ranges, qnodes,
-                                                          shares_pair if scheme.hoist_shared_sources else None)
+                                                          shares_pair if scheme.hoist_shared_sources else None,
+                                                          scalar_muls)
                 if scheme.symmetric_activation_matmuls and n.op_type == "MatMul" and n.input[1] in act_inputs:
                     (symmetric_targets if i == n.input[1] else signed_targets).add(t)
                 targets.setdefault(t, [])
