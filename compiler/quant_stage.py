@@ -13,6 +13,7 @@ choice per tensor is recorded in the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,6 +126,8 @@ class Int8Quantizer:
         self._histograms: dict[str, Any] = {}
         self._channel_absmax: dict[str, np.ndarray] | None = None
         self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
+        self._bias_shifts: dict | None = None  # set by `freeze_bias_correction`: measured once, then reused
+        self._bias_shifts_keep_float: tuple[str, ...] | None = None  # the float nodes when they were measured
         self._weight_shifts: dict = {}  # weight-rounding shifts per layer (`weight_bias_correction`), shared too
         self._weight_bias_kept: bool | None = None  # decided on the first variant, then applied to every one
         self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
@@ -138,7 +141,18 @@ class Int8Quantizer:
 
         passes: list[dict[str, Any]] = []
         model = handle
+        plain_scheme = scheme
         scheme, deep_recipe = deep_residual_scheme(scheme, handle)
+        if deep_recipe is not None and scheme.deep_residual_cosine is not None:
+            # Measured: the recipe costs speed (float Adds), so a stream that holds without it skips it.
+            plain = cls.create(config, handle, calibration, ranges,
+                               dataclasses.replace(plain_scheme, deep_residual_adds=None), progress)
+            worst = plain.worst_calibration_cosine()
+            deep_recipe["config"].update(worst_cosine_without=round(worst, 5), bar=scheme.deep_residual_cosine)
+            if worst >= scheme.deep_residual_cosine:
+                plain.passes.append({"name": "deep-residual-recipe",
+                                     "config": {**deep_recipe["config"], "applied": False}})
+                return plain
         scheme, transformer_recipe = transformer_scheme(scheme, handle)
         if transformer_recipe is not None:
             passes.append(transformer_recipe)
@@ -195,6 +209,16 @@ class Int8Quantizer:
             if info is not None:
                 passes.append({"name": "float-fallback", "config": info})
         return q
+
+    def worst_calibration_cosine(self) -> float:
+        """The default int8 model's worst output cosine against float on the calibration samples."""
+        from edgec.compiler.held_out_ranges import held_out_cosine
+        from edgec.compiler.quality import ort_session, run_onnx
+
+        samples = list(self.calibration.samples[:AUTO_SAMPLES])
+        quant, _ = self.quantize()
+        refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
+        return held_out_cosine(run_onnx(quant.proto, samples), refs)
 
     def choose_held_out(self) -> dict[str, Any]:
         """One observer for the whole model: `edgec.compiler.held_out_ranges` (``--calib-method held-out``)."""
@@ -280,9 +304,25 @@ class Int8Quantizer:
         if per_layer:
             from edgec.compiler.bias_correction import correct_bias
 
-            quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs)
+            frozen, shifts_out = None, None
+            if self._bias_shifts is not None and self._bias_shifts_keep_float is None:  # frozen, not measured yet
+                shifts_out, self._bias_shifts_keep_float = self._bias_shifts, keep_float
+            elif self._bias_shifts is not None:
+                frozen = self._bias_shifts
+            quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs,
+                                       frozen=frozen, shifts_out=shifts_out,
+                                       skip=tuple(set(keep_float) - set(self._bias_shifts_keep_float or ())))
             summary["bias_correction"] = info
         return quant, summary
+
+    def freeze_bias_correction(self) -> None:
+        """From now on, per-layer bias correction measures its shifts once and reuses them in every variant.
+
+        The accuracy gate quantizes a variant per candidate fallback; measuring the shifts costs a
+        model run per biased layer (a 52-layer detector: minutes per variant).
+        """
+        if self._bias_shifts is None:
+            self._bias_shifts = {}
 
     def _weight_bias_corrected(self, quant: "ModelHandle", summary: dict[str, Any]) -> "ModelHandle":
         """``quant`` with `weight_bias_correction` applied, when `weight_bias_correction.keep_check` keeps it.
@@ -436,8 +476,6 @@ def deep_residual_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple[
     """``scheme`` with its ``deep_residual_overrides`` when the model's residual stream is deep, and the pass entry."""
     if not scheme.deep_residual_adds or handle.proto is None:
         return scheme, None
-    import dataclasses
-
     from edgec.compiler.qdq_graph import conv_residual_adds
 
     count = conv_residual_adds(handle.proto)
@@ -452,8 +490,6 @@ def transformer_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["Q
     """``scheme`` with its ``transformer_overrides`` when the model has self-attention blocks, and the pass entry."""
     if not scheme.transformer_overrides or handle.proto is None:
         return scheme, None
-    import dataclasses
-
     from edgec.compiler.qdq_graph import attention_blocks
 
     count = attention_blocks(handle.proto)

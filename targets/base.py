@@ -85,6 +85,8 @@ class QuantScheme:
         hoist_through: Ops (precision-preserving: MaxPool, Reshape ...) that a ``weighted``
             input's Q/DQ moves above, so the runtime runs them in int8 and the producer
             (Conv+Relu) can emit int8 directly — what OpenVINO's CPU plugin fuses best.
+        hoist_scalar_muls: Also hoist above a Mul by a constant scalar when the pair then lands on a
+            weighted op's output (`edgec.compiler.qdq_graph.hoist`: attention's scaled Q and K).
         hoist_shared_sources: Also hoist above a ``hoist_through`` op whose input other weighted
             ops read (per tensor): the op reads their pair (OpenVINO then runs a residual MaxPool
             in int8 instead of dequantizing and requantizing around it).
@@ -130,6 +132,10 @@ class QuantScheme:
             per-channel mean shift build up; a few blocks (ResNet, MobileNetV2) do not need it.
         deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
             (``float_residual_adds``, ``equalize_min_spread``).
+        deep_residual_cosine: Apply ``deep_residual_overrides`` only when the model quantized without
+            them falls below this worst-output cosine on the calibration samples (None: always): the
+            float Adds cost speed where the runtime would run them in int8, for no accuracy where the
+            stream holds anyway (face-landmark, iris-landmark).
         transformer_overrides: ``(field, value)`` pairs of this scheme replaced for models with
             self-attention blocks (`edgec.compiler.qdq_graph.attention_blocks`: Softmax weighing a
             MatMul, with LayerNormalization), conv stem or not; empty: none.
@@ -163,6 +169,7 @@ class QuantScheme:
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
     hoist_shared_sources: bool = False
+    hoist_scalar_muls: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
     calib_method: str = "minmax"
@@ -176,6 +183,7 @@ class QuantScheme:
     calib_method_with_ops: str | None = None
     deep_residual_adds: int | None = None
     deep_residual_overrides: tuple[tuple[str, Any], ...] = ()
+    deep_residual_cosine: float | None = None
     transformer_overrides: tuple[tuple[str, Any], ...] = ()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
