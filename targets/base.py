@@ -85,6 +85,8 @@ class QuantScheme:
         hoist_through: Ops (precision-preserving: MaxPool, Reshape ...) that a ``weighted``
             input's Q/DQ moves above, so the runtime runs them in int8 and the producer
             (Conv+Relu) can emit int8 directly — what OpenVINO's CPU plugin fuses best.
+        hoist_scalar_muls: Also hoist above a Mul by a constant scalar when the pair then lands on a
+            weighted op's output (`edgec.compiler.qdq_graph.hoist`: attention's scaled Q and K).
         hoist_shared_sources: Also hoist above a ``hoist_through`` op whose input other weighted
             ops read (per tensor): the op reads their pair (OpenVINO then runs a residual MaxPool
             in int8 instead of dequantizing and requantizing around it).
@@ -104,6 +106,9 @@ class QuantScheme:
             with one shared scale and zero point (Concat in OpenVINO).
         per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
+        pool_shares_depthwise_inputs: A residual branch's MaxPool (a ``hoist_shared_sources`` hoist)
+            and a depthwise conv reading the same tensor share one per-tensor pair (the pool then
+            runs in int8), instead of the depthwise input's per-channel scales.
         calib_method: Default calibration method, chosen per target by measurement on the
             real-model corpus (benchmarks/quant_quality.py); ``--calib-method`` overrides it.
         scale_depthwise_inputs: Move per-channel scales of depthwise-conv inputs into their
@@ -167,8 +172,10 @@ class QuantScheme:
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
     hoist_shared_sources: bool = False
+    hoist_scalar_muls: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
+    pool_shares_depthwise_inputs: bool = False
     calib_method: str = "minmax"
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
     held_out_methods: tuple[str, ...] = ("minmax", "percentile")
