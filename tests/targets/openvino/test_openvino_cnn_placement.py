@@ -117,7 +117,8 @@ def test_a_layout_op_read_by_two_convs_keeps_its_pair_below_it():
     rng = np.random.default_rng(2)
     w = {k: numpy_helper.from_array((rng.standard_normal((4, 4, 1, 1)) * s).astype(np.float32), k)
          for k, s in (("wa", 1.0), ("wb", 0.01), ("w1", 0.5), ("w2", 0.5))}
-    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], name="ca"), helper.make_node("Conv", ["x", "wb"], ["b"], name="cb"),
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], name="ca"),
+             helper.make_node("Conv", ["x", "wb"], ["b"], name="cb"),
              helper.make_node("Concat", ["a", "b"], ["cat"], name="cat", axis=1),
              helper.make_node("Transpose", ["cat"], ["t"], name="shuffle", perm=[0, 1, 3, 2]),
              helper.make_node("Conv", ["t", "w1"], ["y1"], name="c1", group=2),
