@@ -151,6 +151,12 @@ class QuantScheme:
             range's end). OpenVINO's CPU plugin runs such a MatMul in int8 only with a signed,
             zero-shift second input and a first input without a zero point, else in f32 between
             dequantizations (its low-precision MatMul transformation).
+        deep_residual_bias_correction: The deep-residual recipe runs the per-layer bias correction
+            (``--bias-correction``); off, `weight_bias_correction` applies as on other models.
+        auto_held_out: ``--calib-method auto`` scores each choice on held-out halves of the calibration
+            samples (`held_out_ranges.fold_pairs`: ranges from one half, output error on the other,
+            both ways) instead of on the samples its ranges came from, where a clipping range fitted
+            to the calibration images' own peaks looks best (`quant_stage.Int8Quantizer.choose_auto`).
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -186,6 +192,8 @@ class QuantScheme:
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
     symmetric_activation_matmuls: bool = False
+    deep_residual_bias_correction: bool = True
+    auto_held_out: bool = False
 
 
 @dataclass
