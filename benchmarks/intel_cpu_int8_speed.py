@@ -82,15 +82,26 @@ def runtime_precisions(compiled) -> dict[str, object]:
             "runtime_reorders": reorders}
 
 
-def _latencies(runs: dict, x, rounds: int, iters: int) -> dict[str, float]:
-    """Median over rounds of each runtime's median latency (ms); runtimes interleaved per round."""
+def _latencies(runs: dict, x, rounds: int, iters: int, cpu: dict | None = None) -> dict[str, float]:
+    """Median over rounds of each runtime's median latency (ms); runtimes interleaved per round.
+
+    ``cpu``: filled with the median over rounds of the process CPU time per run (ms), which a loaded
+    machine inflates far less than wall time (2 cores at load 20: wall 12 ms, CPU 4 ms for mobilenet_v2).
+    """
+    import time
+
     for fn in runs.values():
         for _ in range(3):
             fn(x)
     per: dict[str, list[float]] = {k: [] for k in runs}
+    per_cpu: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(rounds):
         for k, fn in runs.items():
+            c0 = time.process_time()
             per[k].append(time_fn(lambda: fn(x), iters, 0)["p50"])
+            per_cpu[k].append((time.process_time() - c0) * 1e3 / iters)
+    if cpu is not None:
+        cpu.update({k: float(np.median(v)) for k, v in per_cpu.items()})
     return {k: float(np.median(v)) for k, v in per.items()}
 
 

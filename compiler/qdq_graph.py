@@ -20,16 +20,29 @@ def activation_inputs(n, inits) -> list[str]:
 MAX_QUANTIZABLE_MAGNITUDE = 1e4
 
 
-def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes, shares=None):
+def zero_pad(n, consts: dict) -> bool:
+    """A Pad that adds zeros or repeats values (int8-exact: 0 is on every grid), not another constant."""
+    mode = next((a.s for a in n.attribute if a.name == "mode"), b"constant")
+    if mode != b"constant" or len(n.input) < 3 or not n.input[2]:
+        return True
+    value = consts.get(n.input[2])
+    return value is not None and not value.any()
+
+
+def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes, shares=None,
+          blocked=frozenset()):
     """Move a weighted input's Q/DQ above single-use precision-preserving producers.
 
     ``shares(src, p)``: whether ``p`` may read a pair on ``src`` although other nodes read ``src``
-    too (their own pair on ``src``, shared), not only when ``p`` is its single reader.
+    too (their own pair on ``src``, shared), not only when ``p`` is its single reader; ``shares(t,
+    None)``: whether every reader of ``t`` quantizes it alike, so that the pair may move above ``t``'s
+    producer for all of them (ResNet's stem MaxPool, read by a Conv and a residual Add). ``blocked``: ids
+    of ``through`` nodes that do not preserve the grid (a Pad with a non-zero constant).
     """
     while through:
         p = producer.get(t)
-        if p is None or p.op_type not in through or id(p) in qnodes or t in graph_outputs \
-                or len(consumers.get(t, [])) != 1:
+        if p is None or p.op_type not in through or id(p) in qnodes or id(p) in blocked or t in graph_outputs or (
+                len(consumers.get(t, [])) != 1 and not (shares is not None and shares(t, None))):
             break
         src = p.input[0]
         if src not in float_tensors or src not in ranges or (

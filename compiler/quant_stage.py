@@ -13,6 +13,7 @@ choice per tensor is recorded in the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,7 +139,18 @@ class Int8Quantizer:
 
         passes: list[dict[str, Any]] = []
         model = handle
+        plain_scheme = scheme
         scheme, deep_recipe = deep_residual_scheme(scheme, handle)
+        if deep_recipe is not None and scheme.deep_residual_cosine is not None:
+            # Measured: the recipe costs speed (float Adds), so a stream that holds without it skips it.
+            plain = cls.create(config, handle, calibration, ranges,
+                               dataclasses.replace(plain_scheme, deep_residual_adds=None), progress)
+            worst = plain.worst_calibration_cosine()
+            deep_recipe["config"].update(worst_cosine_without=round(worst, 5), bar=scheme.deep_residual_cosine)
+            if worst >= scheme.deep_residual_cosine:
+                plain.passes.append({"name": "deep-residual-recipe",
+                                     "config": {**deep_recipe["config"], "applied": False}})
+                return plain
         scheme, transformer_recipe = transformer_scheme(scheme, handle)
         if transformer_recipe is not None:
             passes.append(transformer_recipe)
@@ -195,6 +207,16 @@ class Int8Quantizer:
             if info is not None:
                 passes.append({"name": "float-fallback", "config": info})
         return q
+
+    def worst_calibration_cosine(self) -> float:
+        """The default int8 model's worst output cosine against float on the calibration samples."""
+        from edgec.compiler.held_out_ranges import held_out_cosine
+        from edgec.compiler.quality import ort_session, run_onnx
+
+        samples = list(self.calibration.samples[:AUTO_SAMPLES])
+        quant, _ = self.quantize()
+        refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
+        return held_out_cosine(run_onnx(quant.proto, samples), refs)
 
     def choose_held_out(self) -> dict[str, Any]:
         """One observer for the whole model: `edgec.compiler.held_out_ranges` (``--calib-method held-out``)."""
@@ -471,8 +493,6 @@ def deep_residual_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple[
     """``scheme`` with its ``deep_residual_overrides`` when the model's residual stream is deep, and the pass entry."""
     if not scheme.deep_residual_adds or handle.proto is None:
         return scheme, None
-    import dataclasses
-
     from edgec.compiler.qdq_graph import conv_residual_adds
 
     count = conv_residual_adds(handle.proto)
@@ -487,8 +507,6 @@ def transformer_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["Q
     """``scheme`` with its ``transformer_overrides`` when the model has self-attention blocks, and the pass entry."""
     if not scheme.transformer_overrides or handle.proto is None:
         return scheme, None
-    import dataclasses
-
     from edgec.compiler.qdq_graph import attention_blocks
 
     count = attention_blocks(handle.proto)

@@ -130,6 +130,10 @@ class QuantScheme:
             per-channel mean shift build up; a few blocks (ResNet, MobileNetV2) do not need it.
         deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
             (``float_residual_adds``, ``equalize_min_spread``).
+        deep_residual_cosine: Apply ``deep_residual_overrides`` only when the model quantized without
+            them falls below this worst-output cosine on the calibration samples (None: always): the
+            float Adds cost speed where the runtime would run them in int8, for no accuracy where the
+            stream holds anyway (face-landmark, iris-landmark).
         transformer_overrides: ``(field, value)`` pairs of this scheme replaced for models with
             self-attention blocks (`edgec.compiler.qdq_graph.attention_blocks`: Softmax weighing a
             MatMul, with LayerNormalization), conv stem or not; empty: none.
@@ -182,6 +186,7 @@ class QuantScheme:
     calib_method_with_ops: str | None = None
     deep_residual_adds: int | None = None
     deep_residual_overrides: tuple[tuple[str, Any], ...] = ()
+    deep_residual_cosine: float | None = None
     transformer_overrides: tuple[tuple[str, Any], ...] = ()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
@@ -343,6 +348,11 @@ class Target(ABC):
 
     def status_note(self) -> str | None:
         """An optional line for ``edgec targets`` on what works here (e.g. bundle only)."""
+        return None
+
+    def move_scored(self, move: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+        """Where the build behind ``manifest`` already scored the model ``move`` would build (the target's own
+        fallback ladder), so the accuracy gate need not re-lower with it; None: it did not."""
         return None
 
     def fallback_options(self) -> tuple[str, ...]:
