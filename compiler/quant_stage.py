@@ -191,6 +191,7 @@ class Int8Quantizer:
             passes.append(deep_recipe)
             if not bias_correction and scheme.deep_residual_bias_correction:
                 bias_correction = deep_recipe["config"]["bias_correction"] = True
+            held_out_bias = not bias_correction and scheme.deep_residual_bias_correction is None
         auto = config.int8.calib_method == "auto"
         if stale and not auto:  # auto takes every method's ranges, min/max too, from its own pass
             ranges = collect_ranges(model.proto, calibration.samples, method)
@@ -206,7 +207,23 @@ class Int8Quantizer:
             info = q.float_fallback(progress, tuple(config.keep_float))
             if info is not None:
                 passes.append({"name": "float-fallback", "config": info})
+        if deep_recipe is not None and held_out_bias:
+            deep_recipe["config"]["bias_correction"] = q.choose_bias_correction()
         return q
+
+    def choose_bias_correction(self) -> dict[str, Any]:
+        """Per-layer bias correction or `weight_bias_correction` (when kept), whichever errs less held out."""
+        from edgec.compiler.bias_correction import held_out_check
+        from edgec.compiler.quantize import quantize_qdq
+        from edgec.compiler.weight_bias_correction import correct_weight_bias
+
+        plain, _ = self.quantize(bias_correction=False)  # decides `_weight_bias_kept` if not yet
+        raw, _ = quantize_qdq(self.model, self.ranges, self.scheme, self.fallback_float, self.channel_absmax())
+        weight = self.scheme.weight_bias_correction and bool(self._weight_bias_kept)
+        info = held_out_check(self.reference, raw, list(self.calibration.samples),
+                              lambda fit: correct_weight_bias(self.model, raw, fit, {})[0] if weight else raw)
+        self.bias_correction = info["per_layer"]
+        return info
 
     def worst_calibration_cosine(self) -> float:
         """The default int8 model's worst output cosine against float on the calibration samples."""
@@ -392,36 +409,21 @@ class Int8Quantizer:
                 "refine_budget": budget}
 
     def _held_out_pick(self, found: dict, screened: list, samples: list, refs: list) -> dict[str, Any]:
-        """`auto_held_out`: the refined choice or one of the screen's whole-model ones, whichever errs least
-        on held-out halves (ranges from one, error on the other, both ways); updates ``found``.
+        """`auto_held_out` (`held_out_ranges.pick_on_folds`): the refined choice or one of the screen's
+        whole-model ones, whichever errs least on held-out halves; updates ``found``."""
+        from edgec.compiler.held_out_ranges import pick_on_folds
 
-        Many single-tensor switches measured on the samples the ranges came from also fit their
-        noise: blazeface-short jetson's refined choice scored 0.0141 there, 0.0194 held out (the
-        screen's percentile-99.999 0.0186) and 0.968 worst cosine on photos of neither (0.987).
-        """
-        from edgec.calibration.collect import collect_ranges_multi
-        from edgec.compiler.held_out_ranges import fold_pairs
-        from edgec.compiler.quality import run_onnx
+        def quantize(ranges: "dict[str, TensorRange]") -> "ModelHandle":
+            self.ranges = ranges
+            return self.quantize()[0]
 
-        folds = fold_pairs(samples)
-        if not folds:
-            return {}
-        ref_of = {id(s): r for s, r in zip(samples, refs)}
-        methods = self.scheme.calib_candidates or registered_observers()
-        fold_alts = [collect_ranges_multi(self.model.proto, fit, methods, tensors=self._readable_tensors())
-                     for fit, _ in folds]
-        errors: dict[str, float] = {}
-        for name, choice in [("refined", found["choice"]), *screened]:
-            errs = []
-            for alt, (_, held) in zip(fold_alts, folds):
-                self.ranges = {**alt["minmax"], **{t: alt[m][t] for t, m in choice.items() if t in alt[m]}}
-                errs.append(_rel_error(run_onnx(self.quantize()[0].proto, held), [ref_of[id(s)] for s in held]))
-            errors[name] = float(np.mean(errs))
-        pick = min(errors, key=lambda n: (errors[n], n != "refined"))
-        if pick != "refined":  # its in-sample error: `float_fallback` then measures the choice's outputs anew
-            found["choice"], found["error"] = dict(screened)[pick], found["screen"][pick]
-        return {"picked": pick, "errors": {k: round(v, 8) for k, v in errors.items()},
-                "scored_on": f"2 folds of {len(samples)}"}
+        choices = {"refined": found["choice"], **dict(screened)}
+        info = pick_on_folds(self.model.proto, samples, refs, choices,
+                             self.scheme.calib_candidates or registered_observers(), self._readable_tensors(),
+                             quantize)
+        if info.get("picked", "refined") != "refined":  # its in-sample error: `float_fallback` measures anew
+            found["choice"], found["error"] = choices[info["picked"]], found["screen"][info["picked"]]
+        return info
 
     def float_fallback(self, progress: "Progress", keep_float: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """The scheme's cheap fallback (`edgec.compiler.float_fallback`); None when it has no candidate.
