@@ -9,7 +9,7 @@ with every earlier correction in place, so the shifts do not compound.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -149,28 +149,3 @@ def _apply(node, delta: np.ndarray, inits, producer) -> bool:
     qt.CopyFrom(numpy_helper.from_array(new, qt.name))
     return True
 
-
-def held_out_check(float_model: "ModelHandle", quant: "ModelHandle", samples: list[dict[str, np.ndarray]],
-                   alternative: Callable[[list], "ModelHandle"]) -> dict[str, Any]:
-    """Whether this correction of ``quant`` errs less than ``alternative(fit samples)`` on held-out halves.
-
-    Both are fitted on one fold (`held_out_ranges.fold_pairs`) and scored on the other, both ways, by
-    the relative output error (`quant_stage._rel_error`, the normalized RMS the jetson check bounds):
-    in-sample the per-layer correction removes exactly the shifts of the samples it is scored on.
-    ``{"per_layer": bool, "errors": {...}}``; per-layer when there are too few samples for two folds.
-    """
-    from edgec.compiler.held_out_ranges import fold_pairs
-    from edgec.compiler.quant_stage import _rel_error
-    from edgec.runtimes.onnx_graph import run
-
-    folds = fold_pairs(list(samples[:MAX_SAMPLES]))
-    if not folds:
-        return {"per_layer": True, "errors": {}}
-    errors: dict[str, list[float]] = {"per-layer": [], "alternative": []}
-    for fit, held in folds:
-        refs = run(float_model.proto, held)
-        for name, model in (("per-layer", correct_bias(float_model, quant, fit)[0]), ("alternative", alternative(fit))):
-            errors[name].append(_rel_error(run(model.proto, held), refs))
-    mean = {k: round(float(np.mean(v)), 8) for k, v in errors.items()}
-    return {"per_layer": mean["per-layer"] <= mean["alternative"], "errors": mean,
-            "scored_on": f"2 folds of {sum(len(h) for _, h in folds)}"}

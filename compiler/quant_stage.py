@@ -121,6 +121,9 @@ class Int8Quantizer:
         self.model, self.reference, self.ranges, self.scheme = model, reference, ranges, scheme
         self.calibration = calibration
         self.bias_correction = bias_correction
+        # Per-layer correction at the end: searches (auto, float fallback) then measure without the weight
+        # one as well, like the model that ships (jetson's BlazeFace cells were measured so).
+        self._per_layer_build = bias_correction
         self.passes = passes if passes is not None else []
         self._alternatives: dict[str, dict[str, TensorRange]] | None = None
         self._histograms: dict[str, Any] = {}
@@ -189,9 +192,8 @@ class Int8Quantizer:
             passes.append({"name": "recurrent-recipe", "config": rule})
         if deep_recipe is not None:
             passes.append(deep_recipe)
-            if not bias_correction and scheme.deep_residual_bias_correction:
+            if not bias_correction:
                 bias_correction = deep_recipe["config"]["bias_correction"] = True
-            held_out_bias = not bias_correction and scheme.deep_residual_bias_correction is None
         auto = config.int8.calib_method == "auto"
         if stale and not auto:  # auto takes every method's ranges, min/max too, from its own pass
             ranges = collect_ranges(model.proto, calibration.samples, method)
@@ -207,23 +209,7 @@ class Int8Quantizer:
             info = q.float_fallback(progress, tuple(config.keep_float))
             if info is not None:
                 passes.append({"name": "float-fallback", "config": info})
-        if deep_recipe is not None and held_out_bias:
-            deep_recipe["config"]["bias_correction"] = q.choose_bias_correction()
         return q
-
-    def choose_bias_correction(self) -> dict[str, Any]:
-        """Per-layer bias correction or `weight_bias_correction` (when kept), whichever errs less held out."""
-        from edgec.compiler.bias_correction import held_out_check
-        from edgec.compiler.quantize import quantize_qdq
-        from edgec.compiler.weight_bias_correction import correct_weight_bias
-
-        plain, _ = self.quantize(bias_correction=False)  # decides `_weight_bias_kept` if not yet
-        raw, _ = quantize_qdq(self.model, self.ranges, self.scheme, self.fallback_float, self.channel_absmax())
-        weight = self.scheme.weight_bias_correction and bool(self._weight_bias_kept)
-        info = held_out_check(self.reference, raw, list(self.calibration.samples),
-                              lambda fit: correct_weight_bias(self.model, raw, fit, {})[0] if weight else raw)
-        self.bias_correction = info["per_layer"]
-        return info
 
     def worst_calibration_cosine(self) -> float:
         """The default int8 model's worst output cosine against float on the calibration samples."""
@@ -314,7 +300,8 @@ class Int8Quantizer:
         per_layer = self.bias_correction if bias_correction is None else bias_correction
         # The per-layer pass removes the whole shift (weights and activations) with an error check per
         # layer: the one-pass weight correction before it only moved blazeface-short intel-cpu 0.981 -> 0.980.
-        if self.scheme.weight_bias_correction and not per_layer and self._weight_bias_kept is not False:
+        if (self.scheme.weight_bias_correction and not per_layer and not self._per_layer_build
+                and self._weight_bias_kept is not False):
             quant = self._weight_bias_corrected(quant, summary)
         if per_layer:
             from edgec.compiler.bias_correction import correct_bias

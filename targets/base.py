@@ -155,9 +155,6 @@ class QuantScheme:
             range's end). OpenVINO's CPU plugin runs such a MatMul in int8 only with a signed,
             zero-shift second input and a first input without a zero point, else in f32 between
             dequantizations (its low-precision MatMul transformation).
-        deep_residual_bias_correction: The deep-residual recipe runs the per-layer bias correction
-            (``--bias-correction``); False: `weight_bias_correction` applies as on other models; None:
-            whichever of the two errs less on held-out halves (`bias_correction.held_out_check`).
         auto_held_out: ``--calib-method auto`` scores each choice on held-out halves of the calibration
             samples (`held_out_ranges.fold_pairs`: ranges from one half, output error on the other,
             both ways) instead of on the samples its ranges came from, where a clipping range fitted
@@ -198,7 +195,6 @@ class QuantScheme:
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
     symmetric_activation_matmuls: bool = False
-    deep_residual_bias_correction: bool | None = True
     auto_held_out: bool = False
 
 

@@ -1,6 +1,5 @@
 """jetson's deep-residual recipe: float residual Adds (no Q/DQ: TensorRT runs them in float), every
-depthwise -> pointwise link equalized, `auto` ranges picked on held-out halves and per-layer or weight
-bias correction (whichever errs less held out), for models with
+depthwise -> pointwise link equalized and bias correction, for models with
 `QuantScheme.deep_residual_adds` residual blocks; real onnxruntime runs of a BlazeFace-style two-block model."""
 
 from __future__ import annotations
@@ -35,12 +34,9 @@ def test_jetson_deep_stream_takes_the_recipe_and_tensorrts_qdq_rules():
         q = Int8Quantizer.create(cfg, model, CalibrationData(calib, "test"),
                                  collect_ranges(model.proto, calib, "minmax"), scheme, SILENT)
         passes = {p["name"]: p["config"] for p in q.passes}
-        assert ("deep-residual-recipe" in passes) is on and ("held_out" in passes["calibrate-auto"]) is on
-        if on:  # per-layer or weight bias correction, as the held-out check found
-            check = passes["deep-residual-recipe"]["bias_correction"]
-            assert check["per_layer"] is q.bias_correction and set(check["errors"]) == {"per-layer", "alternative"}
+        assert ("deep-residual-recipe" in passes) is on and q.bias_correction is on, q.passes
         quant, summary = q.quantize()
-        assert summary["scheme"]["float_residual_adds"] is on and ("bias_correction" in summary) is q.bias_correction
+        assert summary["scheme"]["float_residual_adds"] is on and ("bias_correction" in summary) is on
         legal = legalize(quant.proto)[0]
         report = check_qdq(legal)  # TensorRT's rules hold either way (Adds: Q/DQ on both inputs or on neither)
         assert report.ok, report.violations
