@@ -69,11 +69,16 @@ def _compile(model, threads: int):
 def runtime_precisions(compiled) -> dict[str, object]:
     """Compute layers executed in f32 vs int8, and Reorders, from OpenVINO's runtime model."""
     f32, int8, reorders = {}, {}, 0
+    constant: set[str] = set()  # layers computed from constants alone run once, at load (weight transposes)
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
         kind, precision = info["layerType"].astype(str), info["runtimePrecision"].astype(str)
-        if kind == "Reorder" and op.input_value(0).get_node().get_rt_info()["layerType"].astype(str) != "Const":
-            reorders += 1  # a Reorder of a constant runs once, at load
+        sources = [op.input_value(i).get_node().get_friendly_name() for i in range(op.get_input_size())]
+        if kind == "Const" or (sources and all(s in constant for s in sources)):
+            constant.add(op.get_friendly_name())
+            continue
+        if kind == "Reorder":
+            reorders += 1
         if kind in NOT_COMPUTE:
             continue
         bucket = int8 if precision in ("u8", "i8") else f32

@@ -86,6 +86,8 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         return (manifest, lowered, accuracy), d, rec, None
 
     progress.message(f"accuracy gate: {metric.name}, budget {budget:g} ({metric.unit})")
+    if hasattr(quantizer, "freeze_bias_correction"):  # bias correction measured once, on the plain build
+        quantizer.freeze_bias_correction()
     res, drop, rec, refused = real(state)
     if quantizer is None and target.gate_moves and drop > budget:
         report = {"metric": metric.name, "unit": metric.unit, "budget": budget,

@@ -129,6 +129,8 @@ class Int8Quantizer:
         self._histograms: dict[str, Any] = {}
         self._channel_absmax: dict[str, np.ndarray] | None = None
         self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
+        self._bias_shifts: dict | None = None  # set by `freeze_bias_correction`: measured once, then reused
+        self._bias_shifts_keep_float: tuple[str, ...] | None = None  # the float nodes when they were measured
         self._weight_shifts: dict = {}  # weight-rounding shifts per layer (`weight_bias_correction`), shared too
         self._weight_bias_kept: bool | None = None  # decided on the first variant, then applied to every one
         self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
@@ -306,9 +308,25 @@ class Int8Quantizer:
         if per_layer:
             from edgec.compiler.bias_correction import correct_bias
 
-            quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs)
+            frozen, shifts_out = None, None
+            if self._bias_shifts is not None and self._bias_shifts_keep_float is None:  # frozen, not measured yet
+                shifts_out, self._bias_shifts_keep_float = self._bias_shifts, keep_float
+            elif self._bias_shifts is not None:
+                frozen = self._bias_shifts
+            quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs,
+                                       frozen=frozen, shifts_out=shifts_out,
+                                       skip=tuple(set(keep_float) - set(self._bias_shifts_keep_float or ())))
             summary["bias_correction"] = info
         return quant, summary
+
+    def freeze_bias_correction(self) -> None:
+        """From now on, per-layer bias correction measures its shifts once and reuses them in every variant.
+
+        The accuracy gate quantizes a variant per candidate fallback; measuring the shifts costs a
+        model run per biased layer (a 52-layer detector: minutes per variant).
+        """
+        if self._bias_shifts is None:
+            self._bias_shifts = {}
 
     def _weight_bias_corrected(self, quant: "ModelHandle", summary: dict[str, Any]) -> "ModelHandle":
         """``quant`` with `weight_bias_correction` applied, when `weight_bias_correction.keep_check` keeps it.

@@ -242,6 +242,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 if len(cons) == 1 and cons[0].op_type in FUSIBLE_ACTIVATIONS and id(cons[0]) in qnodes \
                         and out not in graph_outputs:
                     fused.add(out)
+    scalar_muls = {n.name for n in nodes if scheme.hoist_scalar_muls and n.op_type == "Mul" and len(n.input) == 2
+                   and n.input[0] not in b.inits and n.input[1] in b.inits
+                   and int(np.prod(b.inits[n.input[1]].dims)) == 1}
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name in {
         n.input[2] for n in nodes if n.op_type == "Pad" and len(n.input) > 2 and n.input[2]}}
     off_grid = {id(n) for n in nodes if n.op_type == "Pad" and not qg.zero_pad(n, consts)}
@@ -259,7 +262,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
                                                           graph_outputs, float_tensors, ranges, qnodes,
                                                           shares_pair if scheme.hoist_shared_sources else None,
-                                                          off_grid)
+                                                          off_grid, scalar_muls)
                 if scheme.symmetric_activation_matmuls and n.op_type == "MatMul" and n.input[1] in act_inputs:
                     (symmetric_targets if i == n.input[1] else signed_targets).add(t)
                 targets.setdefault(t, [])

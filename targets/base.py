@@ -85,6 +85,8 @@ class QuantScheme:
         hoist_through: Ops (precision-preserving: MaxPool, Reshape ...) that a ``weighted``
             input's Q/DQ moves above, so the runtime runs them in int8 and the producer
             (Conv+Relu) can emit int8 directly — what OpenVINO's CPU plugin fuses best.
+        hoist_scalar_muls: Also hoist above a Mul by a constant scalar when the pair then lands on a
+            weighted op's output (`edgec.compiler.qdq_graph.hoist`: attention's scaled Q and K).
         hoist_shared_sources: Also hoist above a ``hoist_through`` op whose input other weighted
             ops read (per tensor): the op reads their pair (OpenVINO then runs a residual MaxPool
             in int8 instead of dequantizing and requantizing around it).
@@ -171,6 +173,7 @@ class QuantScheme:
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
     hoist_shared_sources: bool = False
+    hoist_scalar_muls: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
     calib_method: str = "minmax"

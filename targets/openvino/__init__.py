@@ -66,7 +66,10 @@ class OpenVINOTarget(Target):
         # A transformer's residual Adds stay float even behind a conv stem (ViT's patch embedding,
         # Whisper's Conv1d), where `in_conv_network` took them for a CNN's: per-tensor int8 on the
         # residual stream at every block cost deit_tiny 0.976 -> 0.9994 mean cosine (NNCF 0.996).
-        transformer_overrides=(("int8_input_ops", INT8_INPUT_OPS - {"Add", "Mul"}),),
+        # The scaled Q and K of an exported scaled_dot_product_attention (``Q * d**-0.25`` after the heads'
+        # Reshape/Transpose) are quantized at their projection's output: the FullyConnected emits int8
+        # and the head reshapes move int8 (deit_tiny: 116 -> 80 f32 kernels, NNCF 164).
+        transformer_overrides=(("int8_input_ops", INT8_INPUT_OPS - {"Add", "Mul"}), ("hoist_scalar_muls", True)),
         # Attention's activation x activation MatMuls: int8 in the CPU plugin only without zero points
         # (mobilebert: 46 of 48 ran in f32 with an asymmetric second input; deit_tiny: its 12 Q @ K^T
         # with an asymmetric Q). NNCF's placement is symmetric there.
