@@ -179,4 +179,3 @@ def _apply(node, delta: np.ndarray, inits, producer) -> bool:
     new = np.clip(np.round((q * scale - delta) / scale), -(2**31) + 1, 2**31 - 1).astype(np.int32)
     qt.CopyFrom(numpy_helper.from_array(new, qt.name))
     return True
-

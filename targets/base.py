@@ -157,10 +157,10 @@ class QuantScheme:
             range's end). OpenVINO's CPU plugin runs such a MatMul in int8 only with a signed,
             zero-shift second input and a first input without a zero point, else in f32 between
             dequantizations (its low-precision MatMul transformation).
-        auto_held_out: ``--calib-method auto`` scores each choice on held-out halves of the calibration
-            samples (`held_out_ranges.fold_pairs`: ranges from one half, output error on the other,
-            both ways) instead of on the samples its ranges came from, where a clipping range fitted
-            to the calibration images' own peaks looks best (`quant_stage.Int8Quantizer.choose_auto`).
+        auto_held_out: ``--calib-method auto`` ships whichever of its refined choice and its screen's
+            whole-model candidates errs least on held-out halves of the calibration samples
+            (`held_out_ranges.pick_on_folds`: ranges from one half, output error on the other, both
+            ways), not only on the samples its ranges came from, which its many single-tensor switches fit.
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
