@@ -106,6 +106,9 @@ class QuantScheme:
             with one shared scale and zero point (Concat in OpenVINO).
         per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
+        pool_shares_depthwise_inputs: A residual branch's MaxPool (a ``hoist_shared_sources`` hoist)
+            and a depthwise conv reading the same tensor share one per-tensor pair (the pool then
+            runs in int8), instead of the depthwise input's per-channel scales.
         calib_method: Default calibration method, chosen per target by measurement on the
             real-model corpus (benchmarks/quant_quality.py); ``--calib-method`` overrides it.
         scale_depthwise_inputs: Move per-channel scales of depthwise-conv inputs into their
@@ -176,6 +179,7 @@ class QuantScheme:
     hoist_scalar_muls: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
+    pool_shares_depthwise_inputs: bool = False
     calib_method: str = "minmax"
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
     held_out_methods: tuple[str, ...] = ("minmax", "percentile")
