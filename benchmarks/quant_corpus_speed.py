@@ -24,19 +24,26 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def time_model(folder: Path, rounds: int, iters: int) -> dict[str, float]:
-    """Milliseconds per method (median over rounds of the per-round median), the anchor included."""
-    from intel_cpu_int8_speed import _compile, _latencies
+def time_model(folder: Path, rounds: int, iters: int) -> tuple[dict[str, float], dict[str, dict]]:
+    """Milliseconds per method (median over rounds of the per-round median), the anchor included, and
+    each OpenVINO artifact's compute kernels by runtime precision (the load-independent evidence)."""
+    from intel_cpu_int8_speed import _compile, _latencies, runtime_precisions
     from quant_corpus import _ort_feed_runner, _ov_feed_runner
 
     arts = json.loads((folder / "artifacts.json").read_text())
     with np.load(folder / "timing_input.npz") as z:
         feed = {k: z[k] for k in z.files}
-    runs = {}
+    runs, kernels = {}, {}
     for label, path in arts.items():
-        runs[label] = _ort_feed_runner(Path(path), 1) if path.endswith(".onnx") else \
-            _ov_feed_runner(_compile(path, 1))
-    return _latencies(runs, feed, rounds, iters)
+        if path.endswith(".onnx"):
+            runs[label] = _ort_feed_runner(Path(path), 1)
+            continue
+        compiled = _compile(path, 1)
+        runs[label] = _ov_feed_runner(compiled)
+        rp = runtime_precisions(compiled)
+        kernels[label] = {"f32": sum(rp["f32_layers"].values()), "int8": sum(rp["int8_layers"].values()),
+                          "f32_by_type": rp["f32_layers"]}
+    return _latencies(runs, feed, rounds, iters), kernels
 
 
 def main() -> None:
@@ -54,11 +61,12 @@ def main() -> None:
     results: dict = {}
     rows = []
     for name in names:
-        ms = time_model(args.keep_dir / name, args.rounds, args.iters)
+        ms, kernels = time_model(args.keep_dir / name, args.rounds, args.iters)
         from _common import RESULTS
 
         old = json.loads((RESULTS / "quant_quality.json").read_text()).get("corpus", {}).get(name, {})
         res = {label: dict(old.get(label, {})) | {SPEED_KEY: ms["ort fp32"] / v}
+               | ({"runtime_kernels": kernels[label]} if label in kernels else {})
                for label, v in ms.items() if label != "ort fp32"}
         res["ort fp32"] = {"ms": ms["ort fp32"]}
         res["run"] = dict(old.get("run", {})) | {"speed": {
@@ -66,9 +74,12 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "source": "quant_corpus_speed.py"}}
         _save_row(results, name, res)
         e, n = res.get("edgec default", {}).get(SPEED_KEY), res.get("nncf default", {}).get(SPEED_KEY)
-        rows.append([name, ms["ort fp32"], e, n, None if not (e and n) else e / n, res["run"]["speed"]["load_average"]])
+        f32 = [kernels.get(k, {}).get("f32") for k in ("edgec default", "nncf default")]
+        rows.append([name, ms["ort fp32"], e, n, None if not (e and n) else e / n, *f32,
+                     res["run"]["speed"]["load_average"]])
     print_table("intel-cpu int8 speed, timed again from kept artifacts (x faster than ORT fp32, 1 thread)",
-                ["model", "ORT fp32 ms", "edgec default", "nncf default", "edgec / NNCF", "load"], rows)
+                ["model", "ORT fp32 ms", "edgec default", "nncf default", "edgec / NNCF", "edgec f32 kernels",
+                 "nncf f32 kernels", "load"], rows)
 
 
 if __name__ == "__main__":

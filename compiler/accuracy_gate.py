@@ -86,6 +86,8 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         return (manifest, lowered, accuracy), d, rec, None
 
     progress.message(f"accuracy gate: {metric.name}, budget {budget:g} ({metric.unit})")
+    if hasattr(quantizer, "freeze_bias_correction"):  # bias correction measured once, on the plain build
+        quantizer.freeze_bias_correction()
     res, drop, rec, refused = real(state)
     if quantizer is None and target.gate_moves and drop > budget:
         report = {"metric": metric.name, "unit": metric.unit, "budget": budget,
@@ -207,9 +209,13 @@ def _run_moves(config: "BuildConfig", target, attempt: Attempt, metric, labels, 
     worst_ops: list = []
     for move in target.gate_moves:
         what = ", ".join(f"{k}={v}" for k, v in move.items())
-        progress.message(f"accuracy drop {best_drop:.3g} > {budget:g}: re-lowering with {what}")
         step: dict[str, Any] = {"move": dict(move)}
         report["steps"].append(step)
+        scored = target.move_scored(move, plain[1][0]) if plain[1] is not None else None
+        if scored:  # the plain build's own fallback ladder built and scored this model, and shipped its best
+            step["skipped"] = f"scored by {scored}"
+            continue
+        progress.message(f"accuracy drop {best_drop:.3g} > {budget:g}: re-lowering with {what}")
         try:
             manifest, lowered, accuracy, rec = attempt(None, tuple(config.keep_float), None, store=True, options=move)
         except EdgecError as exc:  # a move the converter cannot build (an op without a 16x8 kernel)
@@ -230,7 +236,8 @@ def _run_moves(config: "BuildConfig", target, attempt: Attempt, metric, labels, 
              "no op stands out: the error is spread over the model")
     report["diagnosis"] = cause
     tried = "; ".join(f"{', '.join(f'{k}={v}' for k, v in s['move'].items())}: "
-                      + (f"drop {s['target_drop']:.3g}" if "target_drop" in s else f"failed ({s.get('error')})")
+                      + (f"drop {s['target_drop']:.3g}" if "target_drop" in s else s["skipped"] if "skipped" in s
+                         else f"failed ({s.get('error')})")
                       for s in report["steps"] if "move" in s)
     best = ", ".join(f"{k}={v}" for k, v in best_move.items()) if best_move else "plain int8"
     raise AccuracyError(

@@ -5,6 +5,11 @@ Conv/Gemm with a bias, in graph order, the per-output-channel mean of
 ``y_quantized - y_float`` over the calibration samples is subtracted from the bias (the int32
 bias keeps its scale ``s_in * s_w``). Layers are corrected one after another, each measured
 with every earlier correction in place, so the shifts do not compound.
+
+That costs one model run per layer. The accuracy gate re-quantizes the model once per
+candidate fallback, so it measures the shifts once (on the first variant that asks for them)
+and applies the same float shifts to every later variant (``frozen``), re-encoded in each
+variant's int32 bias scale.
 """
 
 from __future__ import annotations
@@ -37,11 +42,22 @@ def _channel_mean(values: list[np.ndarray], op: str) -> np.ndarray:
 
 
 def correct_bias(float_model: "ModelHandle", quant: "ModelHandle", samples: list[dict[str, np.ndarray]],
-                 float_cache: dict | None = None) -> tuple["ModelHandle", dict[str, Any]]:
+                 float_cache: dict | None = None, frozen: dict[str, np.ndarray] | None = None,
+                 skip: tuple[str, ...] = (), shifts_out: dict[str, np.ndarray] | None = None,
+                 ) -> tuple["ModelHandle", dict[str, Any]]:
     """The Q/DQ model with corrected biases, and a summary (layers, mean |shift| removed).
 
-    ``float_cache``: a dict kept by the caller across calls with the same float model and
-    samples (the accuracy gate's variants), so the float model's layer outputs are computed once.
+    Args:
+        float_model: The float reference.
+        quant: The Q/DQ model to correct.
+        samples: Calibration feeds.
+        float_cache: A dict kept by the caller across calls with the same float model and
+            samples (the accuracy gate's variants), so the float model's layer outputs are computed once.
+        frozen: Per-layer float shifts measured by an earlier call (``shifts_out``): applied as
+            they are, without running anything.
+        skip: Layers the ``frozen`` shifts are not applied to (kept in float since they were
+            measured: their weights have no rounding left to correct).
+        shifts_out: Filled with the shifts this call measures and keeps.
     """
     import onnx
 
@@ -54,6 +70,8 @@ def correct_bias(float_model: "ModelHandle", quant: "ModelHandle", samples: list
     layers = _bias_layers(proto, float_model.proto)
     if not layers or not samples:
         return quant, {"layers": 0}
+    if frozen is not None:
+        return _apply_frozen(quant, proto, [la for la in layers if la[0] not in skip], frozen)
     key = tuple(f for _, _, f in layers)
     if float_cache is not None and key in float_cache:
         f_out, f_final = float_cache[key]
@@ -94,8 +112,21 @@ def correct_bias(float_model: "ModelHandle", quant: "ModelHandle", samples: list
         else:
             shifts[name] = float(np.abs(delta).mean())
             err = new_err
+            if shifts_out is not None:
+                shifts_out[name] = delta
         q_out = after
     return quant.with_proto(proto), {"layers": len(shifts), "mean_abs_shift": shifts, "skipped": skipped}
+
+
+def _apply_frozen(quant: "ModelHandle", proto, layers, frozen: dict[str, np.ndarray]):
+    """``proto`` (a copy of ``quant``'s) with the ``frozen`` shifts subtracted from its layers' biases."""
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    nodes = {n.name: n for n in g.node}
+    shifts = {name: float(np.abs(frozen[name]).mean()) for name, _, _ in layers
+              if name in frozen and _apply(nodes[name], frozen[name], inits, producer)}
+    return quant.with_proto(proto), {"layers": len(shifts), "mean_abs_shift": shifts, "frozen": True}
 
 
 def _error(outs, refs, names) -> float:

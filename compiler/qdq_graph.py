@@ -20,23 +20,55 @@ def activation_inputs(n, inits) -> list[str]:
 MAX_QUANTIZABLE_MAGNITUDE = 1e4
 
 
-def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes, shares=None):
+def zero_pad(n, consts: dict) -> bool:
+    """A Pad that adds zeros or repeats values (int8-exact: 0 is on every grid), not another constant."""
+    mode = next((a.s for a in n.attribute if a.name == "mode"), b"constant")
+    if mode != b"constant" or len(n.input) < 3 or not n.input[2]:
+        return True
+    value = consts.get(n.input[2])
+    return value is not None and not value.any()
+
+
+def hoist(t, reader, through, producer, consumers, graph_outputs, float_tensors, ranges, qnodes, shares=None,
+          blocked=frozenset(), scalar_muls=frozenset()):
     """Move a weighted input's Q/DQ above single-use precision-preserving producers.
 
     ``shares(src, p)``: whether ``p`` may read a pair on ``src`` although other nodes read ``src``
-    too (their own pair on ``src``, shared), not only when ``p`` is its single reader.
+    too (their own pair on ``src``, shared), not only when ``p`` is its single reader; ``shares(t,
+    None)``: whether every reader of ``t`` quantizes it alike, so that the pair may move above ``t``'s
+    producer for all of them (ResNet's stem MaxPool, read by a Conv and a residual Add). ``blocked``: ids
+    of ``through`` nodes that do not preserve the grid (a Pad with a non-zero constant).
+    ``scalar_muls``: names of Mul nodes by a constant scalar the pair may also move above, only when it
+    then lands on a weighted op's output (attention's ``Q * d**-0.25`` between a projection and its
+    MatMul: the runtime folds the scalar into the dequantization and the projection emits int8; a
+    scalar Mul inside a decomposed activation keeps its pair below, where the fused op needs it; a
+    projection's bias Add counts as its output).
     """
+    below_mul = None
     while through:
         p = producer.get(t)
-        if p is None or p.op_type not in through or id(p) in qnodes or t in graph_outputs \
-                or len(consumers.get(t, [])) != 1:
+        if p is None or (p.op_type not in through and p.name not in scalar_muls) or id(p) in qnodes \
+                or id(p) in blocked or t in graph_outputs \
+                or (len(consumers.get(t, [])) != 1 and not (shares is not None and shares(t, None))):
             break
         src = p.input[0]
         if src not in float_tensors or src not in ranges or (
                 len(consumers.get(src, [])) != 1 and not (shares is not None and shares(src, p))):
             break
+        if p.name in scalar_muls and below_mul is None:
+            below_mul = (t, reader)
         t, reader = src, p
+    if below_mul is not None and not _weighted_output(t, producer):
+        return below_mul
     return t, reader
+
+
+def _weighted_output(t, producer) -> bool:
+    """``t`` is a weighted op's output, or its bias Add's (one input constant: no producer)."""
+    p = producer.get(t)
+    if p is not None and p.op_type == "Add" and len(p.input) == 2 and any(i not in producer for i in p.input):
+        p = next(producer[i] for i in p.input if i in producer) if any(i in producer for i in p.input) else None
+    return p is not None and p.op_type in WEIGHTED_OPS
 
 
 def is_residual_add(n, inits, shapes, ranges) -> bool:

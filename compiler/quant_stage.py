@@ -13,6 +13,7 @@ choice per tensor is recorded in the manifest.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +34,6 @@ AUTO_SAMPLES = 16
 AUTO_MIN_SAMPLES = 8
 AUTO_ELEMENTS = 8e8
 MIN_SPREAD_SAMPLES = 4
-WEIGHT_BIAS_CHECK_SAMPLES = 8
 
 
 def quantized_tensors(qproto, ranges: dict[str, Any]) -> list[str]:
@@ -126,6 +126,8 @@ class Int8Quantizer:
         self._histograms: dict[str, Any] = {}
         self._channel_absmax: dict[str, np.ndarray] | None = None
         self._bias_float_outputs: dict = {}  # bias correction's float-side outputs, shared by every variant
+        self._bias_shifts: dict | None = None  # set by `freeze_bias_correction`: measured once, then reused
+        self._bias_shifts_keep_float: tuple[str, ...] | None = None  # the float nodes when they were measured
         self._weight_shifts: dict = {}  # weight-rounding shifts per layer (`weight_bias_correction`), shared too
         self._weight_bias_kept: bool | None = None  # decided on the first variant, then applied to every one
         self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
@@ -139,7 +141,18 @@ class Int8Quantizer:
 
         passes: list[dict[str, Any]] = []
         model = handle
+        plain_scheme = scheme
         scheme, deep_recipe = deep_residual_scheme(scheme, handle)
+        if deep_recipe is not None and scheme.deep_residual_cosine is not None:
+            # Measured: the recipe costs speed (float Adds), so a stream that holds without it skips it.
+            plain = cls.create(config, handle, calibration, ranges,
+                               dataclasses.replace(plain_scheme, deep_residual_adds=None), progress)
+            worst = plain.worst_calibration_cosine()
+            deep_recipe["config"].update(worst_cosine_without=round(worst, 5), bar=scheme.deep_residual_cosine)
+            if worst >= scheme.deep_residual_cosine:
+                plain.passes.append({"name": "deep-residual-recipe",
+                                     "config": {**deep_recipe["config"], "applied": False}})
+                return plain
         scheme, transformer_recipe = transformer_scheme(scheme, handle)
         if transformer_recipe is not None:
             passes.append(transformer_recipe)
@@ -197,21 +210,28 @@ class Int8Quantizer:
                 passes.append({"name": "float-fallback", "config": info})
         return q
 
+    def worst_calibration_cosine(self) -> float:
+        """The default int8 model's worst output cosine against float on the calibration samples."""
+        from edgec.compiler.held_out_ranges import held_out_cosine
+        from edgec.compiler.quality import ort_session, run_onnx
+
+        samples = list(self.calibration.samples[:AUTO_SAMPLES])
+        quant, _ = self.quantize()
+        refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
+        return held_out_cosine(run_onnx(quant.proto, samples), refs)
+
     def choose_held_out(self) -> dict[str, Any]:
         """One observer for the whole model: `edgec.compiler.held_out_ranges` (``--calib-method held-out``)."""
         from edgec.calibration import collect_ranges
         from edgec.compiler.held_out_ranges import choose_held_out
-        from edgec.compiler.lowering import is_classifier
 
         def quantize(ranges: "dict[str, TensorRange]") -> "ModelHandle":
             self.ranges = ranges
             return self.quantize()[0]
 
         chosen = self.ranges
-        classifier = is_classifier({"task": self.reference.task,
-                                    "model_outputs": [s.to_json() for s in self.reference.outputs]})
         method, info = choose_held_out(self.model.proto, self.reference.proto, list(self.calibration.samples),
-                                       self.scheme.held_out_methods, quantize, classifier)
+                                       self.scheme.held_out_methods, quantize, self._classifier())
         self.ranges = chosen if method == "minmax" else collect_ranges(self.model.proto, self.calibration.samples,
                                                                        method)
         return info
@@ -284,37 +304,52 @@ class Int8Quantizer:
         if per_layer:
             from edgec.compiler.bias_correction import correct_bias
 
-            quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs)
+            frozen, shifts_out = None, None
+            if self._bias_shifts is not None and self._bias_shifts_keep_float is None:  # frozen, not measured yet
+                shifts_out, self._bias_shifts_keep_float = self._bias_shifts, keep_float
+            elif self._bias_shifts is not None:
+                frozen = self._bias_shifts
+            quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs,
+                                       frozen=frozen, shifts_out=shifts_out,
+                                       skip=tuple(set(keep_float) - set(self._bias_shifts_keep_float or ())))
             summary["bias_correction"] = info
         return quant, summary
 
-    def _weight_bias_corrected(self, quant: "ModelHandle", summary: dict[str, Any]) -> "ModelHandle":
-        """``quant`` with `weight_bias_correction` applied, when it lowers the output error on calibration samples.
+    def freeze_bias_correction(self) -> None:
+        """From now on, per-layer bias correction measures its shifts once and reuses them in every variant.
 
-        The shift is measured on float inputs; where the int8 model's own inputs differ enough, the
-        corrected model can be worse (checked once, on `WEIGHT_BIAS_CHECK_SAMPLES`, not per variant).
+        The accuracy gate quantizes a variant per candidate fallback; measuring the shifts costs a
+        model run per biased layer (a 52-layer detector: minutes per variant).
         """
-        from edgec.compiler.quality import run_onnx
-        from edgec.compiler.weight_bias_correction import correct_weight_bias
+        if self._bias_shifts is None:
+            self._bias_shifts = {}
+
+    def _weight_bias_corrected(self, quant: "ModelHandle", summary: dict[str, Any]) -> "ModelHandle":
+        """``quant`` with `weight_bias_correction` applied, when `weight_bias_correction.keep_check` keeps it.
+
+        Decided once, on the first variant, and applied to every one (the shifts are cached per layer).
+        """
+        from edgec.compiler.weight_bias_correction import correct_weight_bias, keep_check
 
         samples = list(self.calibration.samples)
-        # Shifts measured on the samples the check then scores always look like a gain (an
-        # emotion classifier lost a photo's top-1 that way): hold the check's samples out when
-        # there are enough for both halves.
-        held_out = len(samples) >= 2 * WEIGHT_BIAS_CHECK_SAMPLES
-        fit = samples[WEIGHT_BIAS_CHECK_SAMPLES:] if held_out else samples
-        corrected, info = correct_weight_bias(self.model, quant, fit, self._weight_shifts)
-        if self._weight_bias_kept is None and info["layers"]:
-            samples = samples[:WEIGHT_BIAS_CHECK_SAMPLES]
-            info["check"] = "held-out" if held_out else "in-sample"
-            refs = run_onnx(self.reference.proto, samples)
-            before = _rel_error(run_onnx(quant.proto, samples), refs)
-            after = _rel_error(run_onnx(corrected.proto, samples), refs)
-            self._weight_bias_kept = after <= before
-            info["output_error"] = {"before": round(before, 8), "after": round(after, 8)}
+        check = None
+        if self._weight_bias_kept is None:
+            check = keep_check(self.model, self.reference, quant, samples, self._classifier(), self._weight_shifts)
+            if check is not None:
+                self._weight_bias_kept = check[0]
+        corrected, info = correct_weight_bias(self.model, quant, samples, self._weight_shifts)
+        if check is not None:
+            info.update(check[1])
         info["kept"] = bool(self._weight_bias_kept)
         summary["weight_bias_correction"] = info
         return corrected if self._weight_bias_kept else quant
+
+    def _classifier(self) -> bool:
+        """Whether the float model's first output reads as class scores (`lowering.is_classifier`)."""
+        from edgec.compiler.lowering import is_classifier
+
+        return is_classifier({"task": self.reference.task,
+                              "model_outputs": [s.to_json() for s in self.reference.outputs]})
 
     def _upgrade_opset(self) -> None:
         """Convert the float model to Q/DQ's opset once, not in every `quantize` of a search (same model)."""
@@ -441,8 +476,6 @@ def deep_residual_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple[
     """``scheme`` with its ``deep_residual_overrides`` when the model's residual stream is deep, and the pass entry."""
     if not scheme.deep_residual_adds or handle.proto is None:
         return scheme, None
-    import dataclasses
-
     from edgec.compiler.qdq_graph import conv_residual_adds
 
     count = conv_residual_adds(handle.proto)
@@ -457,8 +490,6 @@ def transformer_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["Q
     """``scheme`` with its ``transformer_overrides`` when the model has self-attention blocks, and the pass entry."""
     if not scheme.transformer_overrides or handle.proto is None:
         return scheme, None
-    import dataclasses
-
     from edgec.compiler.qdq_graph import attention_blocks
 
     count = attention_blocks(handle.proto)

@@ -161,7 +161,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         The Q/DQ model and a summary for the manifest's ``passes`` entry.
     """
     import onnx
-    from onnx import helper
+    from onnx import helper, numpy_helper
 
     proto = onnx.ModelProto()
     proto.CopyFrom(model.proto)
@@ -212,12 +212,24 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     qnodes = {id(n) for n in nodes if is_quant_node(n)}
 
+    def act_inputs_of(n) -> list[str]:
+        return (qg.int8_op_inputs(n, b.inits) if not full and n.op_type in scheme.int8_input_ops
+                else qg.activation_inputs(n, b.inits))
+
+    def per_tensor_reader(c, t) -> bool:
+        return id(c) in qnodes and t in act_inputs_of(c) \
+            and not (scheme.per_channel_depthwise_inputs and is_depthwise(c, b.inits))
+
     def shares_pair(src, p) -> bool:
+        if p is None:
+            # Every reader of ``src`` quantizes it per tensor: the pair moves above ``src``'s producer
+            # (a MaxPool read by a Conv and a residual Add: ResNet's stem ran an f32 pool and requantize).
+            return bool(consumers.get(src)) and all(per_tensor_reader(c, src) and c.op_type != "MatMul"
+                                                    for c in consumers[src])
         # Every other reader of ``src`` is a weighted op quantizing it per tensor: ``p`` (a MaxPool on a
         # residual branch) reads their pair and runs in int8, instead of a float pool between a
         # dequantize and a second requantize of the same tensor.
-        return all(id(c) in qnodes and c.op_type in WEIGHTED_OPS and c.input[0] == src
-                   and not (scheme.per_channel_depthwise_inputs and is_depthwise(c, b.inits))
+        return all(per_tensor_reader(c, src) and c.op_type in WEIGHTED_OPS and c.input[0] == src
                    for c in consumers.get(src, []) if c is not p)
 
     # Which activation tensors get a Q/DQ pair, and which consumers read the DQ output.
@@ -230,20 +242,29 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 if len(cons) == 1 and cons[0].op_type in FUSIBLE_ACTIVATIONS and id(cons[0]) in qnodes \
                         and out not in graph_outputs:
                     fused.add(out)
+    scalar_muls = {n.name for n in nodes if scheme.hoist_scalar_muls and n.op_type == "Mul" and len(n.input) == 2
+                   and n.input[0] not in b.inits and n.input[1] in b.inits
+                   and int(np.prod(b.inits[n.input[1]].dims)) == 1}
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name in {
+        n.input[2] for n in nodes if n.op_type == "Pad" and len(n.input) > 2 and n.input[2]}}
+    off_grid = {id(n) for n in nodes if n.op_type == "Pad" and not qg.zero_pad(n, consts)}
     targets: dict[str, list] = {}
-    symmetric_targets: set[str] = set()  # the second activation of a MatMul (`symmetric_matmul_b`)
+    # A MatMul of two activations (`symmetric_activation_matmuls`): its second input symmetric, its first
+    # symmetric unless the calibrated range is non-negative (softmax probabilities keep all 256 levels).
+    symmetric_targets: set[str] = set()
+    signed_targets: set[str] = set()
     for n in nodes:
         if id(n) not in qnodes:
             continue
-        act_inputs = (qg.int8_op_inputs(n, b.inits) if not full and n.op_type in scheme.int8_input_ops
-                      else qg.activation_inputs(n, b.inits))
+        act_inputs = act_inputs_of(n)
         for i in act_inputs:
             if i in float_tensors and i not in fused:
                 t, reader = (i, n) if full else qg.hoist(i, n, scheme.hoist_through, producer, consumers,
                                                           graph_outputs, float_tensors, ranges, qnodes,
-                                                          shares_pair if scheme.hoist_shared_sources else None)
-                if scheme.symmetric_matmul_b and n.op_type == "MatMul" and len(n.input) > 1 and i == n.input[1]:
-                    symmetric_targets.add(t)
+                                                          shares_pair if scheme.hoist_shared_sources else None,
+                                                          off_grid, scalar_muls)
+                if scheme.symmetric_activation_matmuls and n.op_type == "MatMul" and n.input[1] in act_inputs:
+                    (symmetric_targets if i == n.input[1] else signed_targets).add(t)
                 targets.setdefault(t, [])
                 if reader not in targets[t]:
                     targets[t].append(reader)
@@ -282,7 +303,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         if r is None:
             missing.append(t)
             continue
-        params[t] = activation_qparams(r.rmin, r.rmax, scheme.activation_symmetric or t in symmetric_targets)
+        symmetric = t in symmetric_targets or (t in signed_targets and r.rmin < 0)
+        params[t] = activation_qparams(r.rmin, r.rmax, scheme.activation_symmetric or symmetric)
     if missing:
         raise ConfigError(f"no calibration range for tensor(s) {missing[:5]}: calibration did not observe them")
 

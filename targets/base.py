@@ -85,6 +85,8 @@ class QuantScheme:
         hoist_through: Ops (precision-preserving: MaxPool, Reshape ...) that a ``weighted``
             input's Q/DQ moves above, so the runtime runs them in int8 and the producer
             (Conv+Relu) can emit int8 directly — what OpenVINO's CPU plugin fuses best.
+        hoist_scalar_muls: Also hoist above a Mul by a constant scalar when the pair then lands on a
+            weighted op's output (`edgec.compiler.qdq_graph.hoist`: attention's scaled Q and K).
         hoist_shared_sources: Also hoist above a ``hoist_through`` op whose input other weighted
             ops read (per tensor): the op reads their pair (OpenVINO then runs a residual MaxPool
             in int8 instead of dequantizing and requantizing around it).
@@ -130,6 +132,10 @@ class QuantScheme:
             per-channel mean shift build up; a few blocks (ResNet, MobileNetV2) do not need it.
         deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
             (``float_residual_adds``, ``equalize_min_spread``).
+        deep_residual_cosine: Apply ``deep_residual_overrides`` only when the model quantized without
+            them falls below this worst-output cosine on the calibration samples (None: always): the
+            float Adds cost speed where the runtime would run them in int8, for no accuracy where the
+            stream holds anyway (face-landmark, iris-landmark).
         transformer_overrides: ``(field, value)`` pairs of this scheme replaced for models with
             self-attention blocks (`edgec.compiler.qdq_graph.attention_blocks`: Softmax weighing a
             MatMul, with LayerNormalization), conv stem or not; empty: none.
@@ -145,9 +151,12 @@ class QuantScheme:
         weight_bias_correction: Remove the per-channel output mean shift that int8 weight rounding
             causes from each conv's bias, measured in one float pass over the calibration samples
             (`edgec.compiler.weight_bias_correction`; NNCF's default FastBiasCorrection does the same).
-        symmetric_matmul_b: Symmetric (zero point 0) int8 on the second input of a MatMul of two
-            activations (attention's ``Q @ K^T``, ``P @ V``): OpenVINO's CPU plugin runs such a MatMul in
-            int8 only with a signed, zero-shift second input, else in f32 between dequantizations.
+        symmetric_activation_matmuls: No zero point on either input of a MatMul of two activations
+            (attention's ``Q @ K^T``, ``P @ V``): symmetric int8 on the second input, and on the first
+            unless its range is non-negative (softmax probabilities: unsigned, zero point at the
+            range's end). OpenVINO's CPU plugin runs such a MatMul in int8 only with a signed,
+            zero-shift second input and a first input without a zero point, else in f32 between
+            dequantizations (its low-precision MatMul transformation).
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -160,6 +169,7 @@ class QuantScheme:
     per_channel: bool = True
     hoist_through: tuple[str, ...] = ()
     hoist_shared_sources: bool = False
+    hoist_scalar_muls: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
     calib_method: str = "minmax"
@@ -173,6 +183,7 @@ class QuantScheme:
     calib_method_with_ops: str | None = None
     deep_residual_adds: int | None = None
     deep_residual_overrides: tuple[tuple[str, Any], ...] = ()
+    deep_residual_cosine: float | None = None
     transformer_overrides: tuple[tuple[str, Any], ...] = ()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
@@ -182,7 +193,7 @@ class QuantScheme:
     float_fallback_ops: tuple[str, ...] = ()
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
-    symmetric_matmul_b: bool = False
+    symmetric_activation_matmuls: bool = False
 
 
 @dataclass
@@ -332,6 +343,11 @@ class Target(ABC):
 
     def status_note(self) -> str | None:
         """An optional line for ``edgec targets`` on what works here (e.g. bundle only)."""
+        return None
+
+    def move_scored(self, move: dict[str, Any], manifest: dict[str, Any]) -> str | None:
+        """Where the build behind ``manifest`` already scored the model ``move`` would build (the target's own
+        fallback ladder), so the accuracy gate need not re-lower with it; None: it did not."""
         return None
 
     def fallback_options(self) -> tuple[str, ...]:

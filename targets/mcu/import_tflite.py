@@ -17,7 +17,8 @@ from edgec.targets.mcu.qgraph import QGraph, QTensor
 
 # 16x8 ops a .tflite may hold (bit-exact with LiteRT's int16 reference kernels).
 S16_TFLITE_KINDS = frozenset(S16_KIND) | {"requant", "concat", "reshape", "transpose"}
-S16_TFLITE_OPS = ("ADD", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "QUANTIZE", "RESHAPE", "TRANSPOSE")
+S16_TFLITE_OPS = ("ADD", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "PAD", "PADV2", "QUANTIZE",
+                  "RESHAPE", "TRANSPOSE")
 
 _TYPES = {0: "float32", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8"}
 SUPPORTED = TFLITE_OPS

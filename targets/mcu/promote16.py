@@ -26,9 +26,12 @@ import numpy as np
 #   through 31 residual Adds); Conv+Add outputs from the 32x32 stage on (the 64x64 stage's
 #   three int16 tensors need 576 KB) 0.9786; with the heads, their Reshapes and the output
 #   Concats int16 too (graph outputs int16: the classifier logits' int8 step was the rest) 0.9850.
+#   The residual shortcuts' MaxPool and channel Pad stay int16 too (int16 kernels: no
+#   requantization to int8 and back on the stream).
 PROMOTIONS: tuple[tuple[str, frozenset[str], frozenset[str], str], ...] = (
     ("conv+hardswish", frozenset({"Conv", "HardSwish"}), frozenset({"HardSwish"}), "all"),
-    ("stream+heads", frozenset({"Conv", "Add", "Transpose", "Reshape", "Concat"}), frozenset({"Add", "Concat"}), "fit"),
+    ("stream+heads", frozenset({"Conv", "Add", "MaxPool", "Pad", "Transpose", "Reshape", "Concat"}),
+     frozenset({"Add", "Concat"}), "fit"),
 )
 # A rule is tried when the int8 Q/DQ model's worst calibration sample is under this cosine
 # against float (arm's CNN bar), and kept when it scores higher.

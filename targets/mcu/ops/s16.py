@@ -1,5 +1,5 @@
-"""int16 (16x8) ops: conv, depthwise, HardSwish, Add and the int8 <-> int16 QUANTIZE, one
-record each, all in ``kernels/s16.c`` (``edgec_s16.h``; EDGEC_WITH_S16).
+"""int16 (16x8) ops: conv, depthwise, HardSwish, Add, MaxPool, Pad and the int8 <-> int16
+QUANTIZE, one record each, all in ``kernels/s16.c`` (``edgec_s16.h``; EDGEC_WITH_S16).
 
 No importer of their own: both importers read a tensor's dtype from the model (an int16
 Q/DQ pair in ONNX, an int16 tensor in a 16x8 .tflite) and make the int8 kinds; `retype`
@@ -22,12 +22,13 @@ from edgec.targets.mcu.qmath import f32, quantize_multiplier
 
 INT16 = (-32768, 32767)
 # int8 kind -> its 16x8 kind (the ops whose every activation is then int16).
-S16_KIND = {"conv": "conv_s16", "dwconv": "dwconv_s16", "add": "add_s16"}
+S16_KIND = {"conv": "conv_s16", "dwconv": "dwconv_s16", "add": "add_s16", "maxpool": "maxpool_s16", "pad": "pad_s16"}
 # Kinds that move elements without arithmetic (a Concat input's rescale aside): they run on
 # int8 or int16 alike, their emitters pick the element size from the output's dtype.
 ANY_DTYPE = frozenset({"reshape", "transpose", "concat", "quantize", "dequantize"})
-# int8-only kinds whose output must keep the input's (scale, zero point): an int16 input
-# meets them through a requantization to the output's own int8 parameters.
+# Kinds whose output must keep the input's (scale, zero point): an input of the other dtype
+# meets them through a requantization to the output's parameters (int16 ones: the input's
+# own, when the op runs on int16 and only its output is int8).
 SAME_QPARAMS = frozenset({"reshape", "transpose", "maxpool", "pad", "depth_to_space"})
 
 
@@ -44,7 +45,7 @@ def emit_conv16(op, ctx) -> list[str]:
     g = ctx.g
     x, w, out = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     n_out = out.shape[3]
-    mults, shifts = _channel_multipliers(x.s, w.scale, out.s, n_out)
+    mults, shifts = s16_multipliers(*_channel_multipliers(x.s, w.scale, out.s, n_out))
     fields = conv_fields(op, x, w, out, {"depth_mult": op.attrs.get("depth_mult", 1)})
     _check_byte_fields(op, fields)
     p = ctx.param_struct("edgec_conv_params", fields, op)
@@ -55,6 +56,13 @@ def emit_conv16(op, ctx) -> list[str]:
     ssym = ctx.const_array(op.name + "_shift", "int32_t", shifts, dedup_key=None)
     fn = "edgec_dwconv_s16" if op.kind == "dwconv_s16" else "edgec_conv_s16"
     return [f"{fn}(&{p}, {ctx.ref(op.inputs[0])}, {wsym}, {bsym}, {msym}, {ssym}, {ctx.ref(op.outputs[0], True)});"]
+
+
+def s16_multipliers(mults: list[int], shifts: list[int]) -> tuple[list[int], list[int]]:
+    """TFLite's (multiplier, exponent) pairs as the int16 conv kernels take them: the multiplier
+    reduced to 16 bits as LiteRT's int16 kernels round it, and the total right shift."""
+    reduced = [(m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF for m in mults]
+    return reduced, [15 - s for s in shifts]
 
 
 def _bias64(g: QGraph, op: QOp, x: QTensor, w: QTensor, n: int) -> np.ndarray:
@@ -70,18 +78,45 @@ def _bias64(g: QGraph, op: QOp, x: QTensor, w: QTensor, n: int) -> np.ndarray:
     return np.round(b.data.astype(np.float64).reshape(-1) * bs / (f32(x.s) * ws)).astype(np.int64)
 
 
-def hardswish16_fields(s_in: float, s_out: float, size: int) -> dict:
-    """kernels/edgec_s16.h's edgec_hswish16_params for int16 scales ``s_in``/``s_out``."""
+def hardswish16_gate(s_in: float) -> tuple[int, int]:
+    """(gate_mult, S): relu6(x + 3) / 6 in Q30 is ``(x * gate_mult + 2^(S-1) >> S) + 2^29``."""
     v = f32(s_in) / 6.0 * 2.0 ** 30  # the gate's slope in Q30 per input step
-    if not 0.0 < v < 2.0 ** 30:
+    if not 1.0 <= v < 2.0 ** 30:  # S <= 30: every part of the split fits 32 bits
         raise ValueError(f"HardSwish int16 input scale {s_in} out of range")
-    gate_shift = 30 - math.floor(math.log2(v))
-    gate_mult = round(v * 2.0 ** gate_shift)
-    if gate_mult >= 1 << 31:
-        gate_mult, gate_shift = gate_mult // 2, gate_shift - 1
+    shift = 30 - math.floor(math.log2(v))
+    mult = round(v * 2.0 ** shift)
+    if mult >= 1 << 31:
+        mult, shift = mult // 2, shift - 1
+    return mult, shift
+
+
+def hardswish16_reference(x: np.ndarray, s_in: float, s_out: float) -> np.ndarray:
+    """The int16 HardSwish in int64 arithmetic, the kernel's definition (kernels/edgec_s16.h)."""
+    mult, shift = hardswish16_gate(s_in)
     out_mult, out_shift = quantize_multiplier(f32(s_in) / f32(s_out) / 2.0 ** 15)
-    return {"size": size, "gate_mult": gate_mult, "gate_shift": gate_shift, "out_mult": out_mult,
-            "out_shift": min(out_shift, 30)}
+    total = 31 - min(out_shift, 30)
+    x = np.asarray(x, np.int64)
+    gate = np.clip(((x * mult + (1 << (shift - 1))) >> shift) + (1 << 29), 0, 1 << 30)
+    prod = (x * gate + (1 << 14)) >> 15
+    return np.clip((prod * out_mult + (1 << (total - 1))) >> total, *INT16)
+
+
+def hardswish16_fields(s_in: float, s_out: float, size: int) -> dict:
+    """kernels/edgec_s16.h's edgec_hswish16_params for int16 scales ``s_in``/``s_out``: the
+    gate's multiplier split so that every product fits 32 bits, and the clamp as thresholds."""
+    mult, shift = hardswish16_gate(s_in)
+    x = np.arange(INT16[0], INT16[1] + 1, dtype=np.int64)
+    raw = ((x * mult + (1 << (shift - 1))) >> shift) + (1 << 29)
+    low, high = x[raw <= 0], x[raw >= 1 << 30]
+    # Below 2^15 the remainder is scaled up to S = 15 (the same floor): S >= 15 from here on.
+    rem = (mult % (1 << shift)) << max(0, 15 - shift)
+    s = max(shift, 15)
+    half = 1 << (s - 1)
+    out_mult, out_shift = quantize_multiplier(f32(s_in) / f32(s_out) / 2.0 ** 15)
+    return {"size": size, "x_lo": int(low.max()) if low.size else INT16[0] - 1,
+            "x_hi": int(high.min()) if high.size else INT16[1] + 1, "gate_q": mult >> shift,
+            "gate_rh": rem >> 15, "gate_rl": rem & 0x7FFF, "round_h": half >> 15, "round_l": half & 0x7FFF,
+            "gate_shift": s - 15, "out_mult": out_mult, "out_shift": min(out_shift, 30)}
 
 
 def emit_hardswish16(op, ctx) -> list[str]:
@@ -169,7 +204,11 @@ def retype(g: QGraph) -> QGraph:
             g.t(op.inputs[0] if op.kind == "dequantize" else op.outputs[0]).dtype
         n_act = _act_inputs(op) if s16 else len(op.inputs)
         ins, outs, after = list(op.inputs), list(op.outputs), []
-        out_bounds = [_boundary(g, g.t(n), want) if g.t(n).dtype not in (want, "float32") else None for n in outs]
+        # An int16 MaxPool/Pad (scale-preserving) with an int8 output: its int16 output takes
+        # the input's scale, requantized to the int8 output after it.
+        like = g.t(ins[0]) if s16 and op.kind in SAME_QPARAMS and g.t(ins[0]).dtype == "int16" else None
+        out_bounds = [_boundary(g, g.t(n), want, like) if g.t(n).dtype not in (want, "float32") else None
+                      for n in outs]
         # The output's parameters in ``want``: what a scale-preserving op's input must carry.
         same = (out_bounds[0] or g.t(outs[0])) if op.kind in SAME_QPARAMS else None
         for i, n in enumerate(ins[:n_act]):
@@ -213,10 +252,24 @@ def int16_names(g: QGraph) -> list[str]:
     return sorted(n.rsplit("#", 1)[0] for n, t in g.tensors.items() if t.dtype == "int16" and not t.is_const)
 
 
+def emit_maxpool16(op, ctx) -> list[str]:
+    from edgec.targets.mcu.ops.pool import emit_pool
+
+    return emit_pool(op, ctx)
+
+
+def emit_pad16(op, ctx) -> list[str]:
+    from edgec.targets.mcu.ops.shape import emit_pad
+
+    return emit_pad(op, ctx)
+
+
 _S16 = {"kernels": ("s16.c",), "headers": ("edgec_s16.h",)}
 RECORDS = (
     OpRecord("Conv16x8", kinds=("conv_s16", "dwconv_s16"), emit=emit_conv16, **_S16),
     OpRecord("HardSwish16", kinds=("hardswish_s16",), emit=emit_hardswish16, inplace=True, **_S16),
     OpRecord("Add16", kinds=("add_s16",), emit=emit_add16, inplace=True, **_S16),
+    OpRecord("MaxPool16", kinds=("maxpool_s16",), emit=emit_maxpool16, **_S16),
+    OpRecord("Pad16", kinds=("pad_s16",), emit=emit_pad16, **_S16),
     OpRecord("Requantize16", kinds=("requant_s8_s16", "requant_s16_s8"), emit=emit_requant16, **_S16),
 )

@@ -20,7 +20,7 @@ def emit_pad(op, ctx) -> list[str]:
     fields = {"in_dims": _pad4(list(x.shape)), "out_dims": _pad4(list(out.shape)), "pad_before": before,
               "value": op.attrs["value"]}
     p = ctx.param_struct("edgec_pad_params", fields, op)
-    return [f"edgec_pad_s8(&{p}, {ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
+    return [f"edgec_pad_{_suffix(x)}(&{p}, {ctx.ref(op.inputs[0])}, {ctx.ref(op.outputs[0], True)});"]
 
 
 def emit_transpose(op, ctx) -> list[str]:
@@ -78,7 +78,8 @@ def _onnx_pad(ctx, node, pads, value_input: str):
         else:
             q = ctx.tensors[ctx.q_of(value_input, node)]
             value = float((int(q.data.reshape(-1)[0]) - q.zp) * q.s)
-    qv = int(np.clip(np.rint(value / yt.s) + yt.zp, -128, 127))
+    lo, hi = (-32768, 32767) if yt.dtype == "int16" else (-128, 127)  # int16: a mixed 16x8 graph
+    qv = int(np.clip(np.rint(value / yt.s) + yt.zp, lo, hi))
     ctx.add_op("pad", node, [x], [y], {"pads": pairs, "value": qv})
 
 

@@ -191,6 +191,28 @@ def test_bias_correction_variants_share_the_float_outputs(digits_models):
     assert first.proto.SerializeToString() == again.proto.SerializeToString() == fresh.proto.SerializeToString()
 
 
+def test_frozen_bias_correction_measures_once_and_matches_the_measured_model(digits_models):
+    """The gate's variants reuse the plain build's bias shifts: the same bytes on the state they were
+    measured on, no model run after that, and no shift on a layer the gate then keeps in float."""
+    from unittest import mock
+
+    from edgec.compiler import bias_correction
+
+    q = _digits_quantizer(digits_models, bias_correction=True)
+    measured, _ = q.quantize()
+    q.freeze_bias_correction()
+    first, info = q.quantize()  # measures (the gate's plain state)
+    assert info["bias_correction"]["layers"] > 1
+    layer = next(iter(q._bias_shifts))
+    with mock.patch.object(bias_correction, "_error", side_effect=AssertionError("ran the model")):
+        again, info2 = q.quantize()
+        kept, info3 = q.quantize(keep_float=(layer,))
+    assert info2["bias_correction"]["frozen"] and layer not in info3["bias_correction"]["mean_abs_shift"]
+    assert measured.proto.SerializeToString() == first.proto.SerializeToString() == again.proto.SerializeToString()
+    fresh, _ = q.quantize(keep_float=(layer,), bias_correction=False)
+    assert kept.proto.SerializeToString() != fresh.proto.SerializeToString()  # the other layers keep their shifts
+
+
 def test_cosine_metric_scores_the_worst_output():
     """A detector's second head can lose what its first output keeps: the gate sees the worst one."""
     import numpy as np

@@ -17,8 +17,16 @@ from .test_quant_equalize_stream import _samples, _stream_model
 
 
 def _add_inputs_from_dq(proto) -> int:
-    dq = {n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
-    return sum(i in dq for n in proto.graph.node if n.op_type == "Add" for i in n.input)
+    """Add inputs on the int8 grid: a DequantizeLinear's output, or one moved through MaxPool/Pad (hoisted)."""
+    producer = {o: n for n in proto.graph.node for o in n.output}
+
+    def on_grid(t) -> bool:
+        p = producer.get(t)
+        while p is not None and p.op_type in ("MaxPool", "Pad"):
+            p = producer.get(p.input[0])
+        return p is not None and p.op_type == "DequantizeLinear"
+
+    return sum(on_grid(i) for n in proto.graph.node if n.op_type == "Add" for i in n.input)
 
 
 def test_conv_residual_adds_counts_blocks():

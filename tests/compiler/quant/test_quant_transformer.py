@@ -95,7 +95,8 @@ def test_intel_cpu_keeps_a_conv_stem_transformers_residual_stream_float():
     base = get_target("intel-cpu").quant_scheme
     scheme, recipe = transformer_scheme(base, model)
     assert recipe == {"name": "transformer-recipe",
-                      "config": {"attention_blocks": 2, "int8_input_ops": sorted(scheme.int8_input_ops)}}
+                      "config": {"attention_blocks": 2, "int8_input_ops": sorted(scheme.int8_input_ops),
+                                 "hoist_scalar_muls": True}}
     assert "Add" in base.int8_input_ops and "Add" not in scheme.int8_input_ops
     ref = run_first_output(model.proto, evals)
     out = {}

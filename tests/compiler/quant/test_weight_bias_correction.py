@@ -95,15 +95,18 @@ def _with_output(proto, name: str) -> onnx.ModelProto:
     return m
 
 
-def test_a_correction_that_raises_the_output_error_is_not_kept():
-    """Never worse than without it, on the calibration samples: a shift measured on other inputs is refused."""
+def test_a_correction_that_raises_the_output_error_is_not_kept(monkeypatch):
+    """Never worse than without it, on held-out samples: a wrong shift is refused and the model stays as it was."""
+    from edgec.compiler import weight_bias_correction as wbc_module
+
     proto = _conv_model()
     rng = np.random.default_rng(1)
     samples = [{"x": rng.uniform(0.5, 2.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(8)]
-    q = _quantizer(proto, samples, on=True)
-    q._weight_shifts = {k: -50 * v for k, v in _measured(proto, samples).items()}  # 50x the shift, wrong sign
+    measure = wbc_module._measure
+    monkeypatch.setattr(wbc_module, "_measure",  # 50x the shift, wrong sign
+                        lambda *a: {k: -50 * v for k, v in measure(*a).items()})
     plain, _ = _quantizer(proto, samples, on=False).quantize()
-    got, summary = q.quantize()
+    got, summary = _quantizer(proto, samples, on=True).quantize()
     wbc = summary["weight_bias_correction"]
     assert not wbc["kept"] and wbc["output_error"]["after"] > wbc["output_error"]["before"]
     assert got.proto.SerializeToString() == plain.proto.SerializeToString()
@@ -127,18 +130,73 @@ def test_variants_reuse_measured_shifts():
     assert first.proto.SerializeToString() == again.proto.SerializeToString()
 
 
-def test_the_keep_check_scores_samples_the_shifts_were_not_measured_on():
-    """In-sample, a measured shift always looks like a gain: with enough samples the check is held out."""
-    from edgec.compiler.quant_stage import WEIGHT_BIAS_CHECK_SAMPLES
+def test_the_keep_check_scores_every_sample_held_out_and_applies_the_shift_of_all_of_them():
+    """In-sample, a measured shift always looks like a gain: each fold's shifts are scored on the other fold;
+    the shift applied afterwards is the one measured on all the samples."""
+    from edgec.compiler.weight_bias_correction import MAX_SAMPLES
 
     proto = _conv_model()
     rng = np.random.default_rng(4)
-    samples = [{"x": rng.uniform(0.0, 1.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(2 * WEIGHT_BIAS_CHECK_SAMPLES)]
+    samples = [{"x": rng.uniform(0.0, 1.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(MAX_SAMPLES + 4)]
     q = _quantizer(proto, samples, on=True)
     _, summary = q.quantize()
-    assert summary["weight_bias_correction"]["check"] == "held-out"
-    fit = _measured(proto, samples[WEIGHT_BIAS_CHECK_SAMPLES:])
-    assert q._weight_shifts.keys() == fit.keys()
-    assert all(np.array_equal(q._weight_shifts[k], fit[k]) for k in fit)
-    _, few = _quantizer(proto, samples[:WEIGHT_BIAS_CHECK_SAMPLES], on=True).quantize()
+    wbc = summary["weight_bias_correction"]
+    assert wbc["check"] == "held-out, 2 folds" and len(wbc["folds"]) == 2 and wbc["samples"] == MAX_SAMPLES
+    from edgec.compiler.weight_bias_correction import _key, _layers, _measure
+
+    layers = _layers(q.quantize()[0].proto, proto)
+    assert layers and q._weight_shifts.keys() == {_key(n.name, dw) for n, _, dw in layers}
+    direct = _measure(proto, layers, samples[:MAX_SAMPLES])
+    for k, v in direct.items():
+        np.testing.assert_allclose(q._weight_shifts[k], v, rtol=1e-9, atol=1e-12)
+    _, few = _quantizer(proto, samples[:3], on=True).quantize()  # too few for two folds
     assert few["weight_bias_correction"]["check"] == "in-sample"
+
+
+def test_a_classifier_keeps_the_correction_only_if_no_top1_measure_gets_worse():
+    """The mean error hardly sees a near-tie photo: a smaller error with a narrower top-1 margin is refused."""
+    from edgec.compiler.weight_bias_correction import keeps
+
+    error = {"output_error": {"before": 0.003, "after": 0.002}}
+    assert keeps(error) and not keeps({"output_error": {"before": 0.002, "after": 0.003}})
+    narrower = {**error, "top1_agreement": {"before": 1.0, "after": 1.0}, "top1_margin": {"before": 0.02, "after": 0.01}}
+    flipped = {**error, "top1_agreement": {"before": 1.0, "after": 0.9}, "top1_margin": {"before": 0.02, "after": 0.03}}
+    wider = {**error, "top1_agreement": {"before": 1.0, "after": 1.0}, "top1_margin": {"before": 0.02, "after": 0.03}}
+    assert not keeps(narrower) and not keeps(flipped) and keeps(wider)
+
+
+def _classifier_model(seed: int) -> onnx.ModelProto:
+    """x[1,3,6,6] -> Conv 3x3 (8, bias) -> Relu -> GlobalAveragePool -> Flatten -> Gemm (5 classes)."""
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3 + 1.0).astype(np.float32)
+    w2 = (rng.standard_normal((5, 8)) * 0.5).astype(np.float32)
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(np.zeros(8, np.float32), "b1"),
+             numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(np.zeros(5, np.float32), "b2")]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("GlobalAveragePool", ["r1"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 6, 6])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 5])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_a_classifier_check_reports_top1_and_decides_by_them():
+    from edgec.calibration import CalibrationData, collect_ranges
+    from edgec.compiler.model import ModelHandle, TensorSpec
+    from edgec.compiler.quant_stage import Int8Quantizer
+    from edgec.compiler.weight_bias_correction import keeps
+    from edgec.targets.onnxruntime import ONNXRuntimeTarget
+
+    proto = _classifier_model(5)
+    rng = np.random.default_rng(6)
+    samples = [{"x": rng.uniform(0.0, 1.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(8)]
+    h = ModelHandle(proto=proto, source_path="cls.onnx", source_sha256="0", task="image-classification",
+                    inputs=[TensorSpec("x", (1, 3, 6, 6), "float32")], outputs=[TensorSpec("y", (1, 5), "float32")])
+    scheme = dataclasses.replace(ONNXRuntimeTarget.quant_scheme, weight_bias_correction=True, equalize_conv_pairs=False)
+    q = Int8Quantizer(h, h, collect_ranges(proto, samples), scheme, CalibrationData(samples, "test"))
+    _, summary = q.quantize()
+    wbc = summary["weight_bias_correction"]
+    assert {"top1_agreement", "top1_margin", "output_error"} <= wbc.keys()
+    assert wbc["kept"] == keeps(wbc)

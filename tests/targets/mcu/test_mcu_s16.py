@@ -90,6 +90,48 @@ def test_depthwise_16x8_bitexact(tmp_path, k, stride, mult, in_c):
     _check(data, tmp_path)
 
 
+@pytest.mark.qemu
+@pytest.mark.parametrize("in_c", [4, 10])
+def test_depthwise_16x8_bitexact_on_cortex_m4(tmp_path, in_c):
+    """The halfword MACs (SMLABB/SMLATB/SMLABT/SMLATT) of SIMD32 CPUs, 4 channels a step and
+    the tail, under QEMU."""
+    from .conftest import HAVE_QEMU, QEMU_SKIP
+
+    if not HAVE_QEMU:
+        pytest.skip(QEMU_SKIP)
+    rng = np.random.default_rng(20 + in_c)
+    w, b, s_in = _conv_tensors(rng, in_c, in_c, 3, True)
+    data = single_op("DEPTHWISE_CONV_2D", [T((1, 6, 6, in_c), "int16", [s_in], [0]), w, b],
+                     [T((1, 6, 6, in_c), "int16", [0.0011], [0])],
+                     ("DepthwiseConv2DOptions", {"padding": 0, "strideW": 1, "strideH": 1, "depthMultiplier": 1}))
+    _check(data, tmp_path, device="qemu")
+
+
+# 20 channels: a chunk of 16 and a tail; SAME padding (windows past the edges) and VALID.
+@pytest.mark.parametrize("k,stride,padding,act", [(2, 2, 1, 0), (3, 2, 0, 1), (3, 1, 0, 0)])
+def test_maxpool_16x8_bitexact(tmp_path, k, stride, padding, act):
+    h, c = 7, 20
+    out_h = (h + stride - 1) // stride if padding == 0 else (h - k) // stride + 1
+    data = single_op("MAX_POOL_2D", [T((1, h, h, c), "int16", [0.0005], [0])],
+                     [T((1, out_h, out_h, c), "int16", [0.0005], [0])],
+                     ("Pool2DOptions", {"padding": padding, "strideW": stride, "strideH": stride, "filterWidth": k,
+                                        "filterHeight": k, "fusedActivationFunction": act}))
+    manifest = _check(data, tmp_path)
+    assert manifest["kernels"] == ["s16.c"]
+
+
+@pytest.mark.parametrize("op,value", [("PAD", None), ("PADV2", -1234)])
+def test_pad_16x8_bitexact(tmp_path, op, value):
+    """Rows, columns and channels padded (BlazeFace pads its residual shortcuts' channels)."""
+    pads = T((4, 2), "int32", data=np.array([[0, 0], [1, 2], [0, 1], [0, 3]], np.int32))
+    ins = [T((1, 4, 5, 6), "int16", [0.0005], [0]), pads]
+    if value is not None:
+        ins.append(T((1,), "int16", [0.0005], [0], np.array([value], np.int16)))
+    data = single_op(op, ins, [T((1, 7, 6, 9), "int16", [0.0005], [0])])
+    manifest = _check(data, tmp_path)
+    assert manifest["kernels"] == ["s16.c"]
+
+
 @pytest.mark.parametrize("scales", [(0.0003, 0.0005, 0.0006), (0.0007, 0.0001, 0.0004)])
 def test_add_16x8_bitexact(tmp_path, scales):
     shape = (1, 4, 5, 6)

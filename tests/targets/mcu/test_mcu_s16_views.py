@@ -50,8 +50,9 @@ def _heads_model(pool: bool = True):
 
 
 @pytest.mark.parametrize("producers,pool", [(("Conv",), False), (("Conv",), True),
-                                           (("Conv", "Transpose", "Reshape", "Flatten", "Concat"), True)],
-                         ids=["views-outputs-int8", "outputs-int8", "outputs-int16"])
+                                           (("Conv", "Transpose", "Reshape", "Flatten", "Concat"), True),
+                                           (("Conv", "MaxPool", "Transpose", "Reshape", "Flatten", "Concat"), True)],
+                         ids=["views-outputs-int8", "outputs-int8", "outputs-int16", "pool-int16"])
 def test_int16_through_views_pool_and_concat_tracks_onnxruntime(tmp_path, producers, pool):
     """(views-outputs-int8: without the MaxPool, whose build error hid the views' collapse.)"""
     import onnxruntime as ort
@@ -69,6 +70,9 @@ def test_int16_through_views_pool_and_concat_tracks_onnxruntime(tmp_path, produc
     assert [s.dtype for s in res.outputs] == [want_out] * 3, res.outputs
     kinds = {layer["op"] for layer in res.manifest["layers"]}
     assert {"MaxPool" if pool else "Transpose", "Concat"} <= kinds and "s16.c" in res.manifest["kernels"], kinds
+    if pool:  # an int16 input: the int16 MaxPool (its int8 output, if any, requantized after it)
+        c_src = (tmp_path / "b" / "c" / "edgec_model.c").read_text()
+        assert "edgec_maxpool_s16(" in c_src and "edgec_maxpool_s8(" not in c_src
     runner = MCURunner(tmp_path / "b", manifest).load()
     feeds = [{"x": rng.uniform(-2, 2, size=(1, 3, 8, 8)).astype(np.float32)} for _ in range(6)]
     got = [runner.infer(f) for f in feeds]

@@ -25,9 +25,11 @@ def test_transformer_matmuls_keep_three_dims_and_run_int8(tmp_path):
         [helper.make_node("MatMul", ["x", "w1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["a1"]),
          helper.make_node("Relu", ["a1"], ["r"]),
          helper.make_node("MatMul", ["r", "w2"], ["m2"]), helper.make_node("Add", ["m2", "b2"], ["y"]),
-         # attention's activation x activation MatMul: int8 only with a symmetric second input
-         helper.make_node("Transpose", ["a1"], ["at"], perm=[0, 2, 1]), helper.make_node("MatMul", ["r", "at"], ["s"])],
-        "mlp", [f("x", [1, 8, 16])], [f("y", [1, 8, 16]), f("s", [1, 8, 8])],
+         # attention's activation x activation MatMuls: int8 only without zero points, on a signed first
+         # input (Q @ K^T) as on a non-negative one (softmax probabilities @ V)
+         helper.make_node("Transpose", ["a1"], ["at"], perm=[0, 2, 1]), helper.make_node("MatMul", ["r", "at"], ["s"]),
+         helper.make_node("MatMul", ["a1", "at"], ["q"])],
+        "mlp", [f("x", [1, 8, 16])], [f("y", [1, 8, 16]), f("s", [1, 8, 8]), f("q", [1, 8, 8])],
         [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.3, n)
          for n, s in (("w1", (16, 32)), ("b1", (32,)), ("w2", (32, 16)), ("b2", (16,)))])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "mlp.onnx")
@@ -42,4 +44,6 @@ def test_transformer_matmuls_keep_three_dims_and_run_int8(tmp_path):
     layers = [(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
               for op in compiled.get_runtime_model().get_ordered_ops()]
     matmuls = [p for kind, p in layers if kind in ("FullyConnected", "MatMul")]
-    assert len(matmuls) == 3 and all(p in ("u8", "i8") for p in matmuls), layers
+    assert len(matmuls) == 4 and all(p in ("u8", "i8") for p in matmuls), layers
+    # the non-negative first input keeps all 256 levels (unsigned), the signed one is symmetric
+    assert sorted(p for kind, p in layers if kind == "MatMul") == ["i8", "u8"], layers

