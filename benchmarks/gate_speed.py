@@ -111,7 +111,7 @@ def _build(src: Path, target: str, out: Path, budget: float | None, calib: Path,
             with _TimeLimit(time_limit):
                 result = build(cfg)
         except Exception as exc:  # noqa: BLE001 - a failed gate is a result
-            return {"seconds": time.perf_counter() - t0, "error": str(exc).splitlines()[0][:400],
+            return {"seconds": time.perf_counter() - t0, "error": str(exc).splitlines()[0][:2000],
                     "ort_runs": counter.calls, "ort_samples": counter.samples, "candidates": len(counter.states)}
     row = {"seconds": time.perf_counter() - t0, "ort_runs": counter.calls, "ort_samples": counter.samples,
            "candidates": len(counter.states)}
