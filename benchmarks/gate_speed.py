@@ -111,7 +111,7 @@ def _build(src: Path, target: str, out: Path, budget: float | None, calib: Path,
             with _TimeLimit(time_limit):
                 result = build(cfg)
         except Exception as exc:  # noqa: BLE001 - a failed gate is a result
-            return {"seconds": time.perf_counter() - t0, "error": str(exc).splitlines()[0][:400],
+            return {"seconds": time.perf_counter() - t0, "error": str(exc).splitlines()[0][:2000],
                     "ort_runs": counter.calls, "ort_samples": counter.samples, "candidates": len(counter.states)}
     row = {"seconds": time.perf_counter() - t0, "ort_runs": counter.calls, "ort_samples": counter.samples,
            "candidates": len(counter.states)}
@@ -121,6 +121,25 @@ def _build(src: Path, target: str, out: Path, budget: float | None, calib: Path,
         row["gate"] = {k: g.get(k) for k in ("drop", "passed", "work", "steps", "kept_float",
                                              "calib_method_overrides", "bias_correction", "diagnosis")}
     return row
+
+
+def _quant_targets_rows(results: dict, tag: str) -> None:
+    """The plain and gated builds as `quant_targets` rows (``default``/``gated``: the same data, budget and
+    scoring), into ``quant_targets_TAG.json`` for its ``--merge``; the gate's fallbacks summarised."""
+    import quant_targets as qt
+
+    rows: dict = {}
+    for key, r in results.items():
+        name, target, _ = key.split("/")
+        for label, b in (("default", r["plain"]), ("gated", r["gated"])):
+            g = b.get("gate") or {}
+            used = [f"{len(g['kept_float'])} fp16 layer(s)"] if g.get("kept_float") else []
+            used += [f"{len(g['calib_method_overrides'])} range override(s)"] if g.get("calib_method_overrides") else []
+            used += ["bias correction"] if g.get("bias_correction") else []
+            row = {k: b[k] for k in ("cosine", "worst_cosine", "samples", "seconds", "error") if k in b}
+            rows.setdefault(target, {}).setdefault(name, {})[label] = row | {"fallbacks": "; ".join(used) or "none"}
+    write_json(f"quant_targets_{tag}", rows)
+    print(f"wrote {len(results)} model(s) as quant_targets rows (tag {tag}); {qt.__name__} --merge combines them")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,9 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=int, default=0,
                     help="seconds after which a build is stopped and recorded as not finished (0: none)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--rows-tag", default="", help="also write the builds as quant_targets rows (quant_targets_TAG.json)")
+    ap.add_argument("--rows-from", action="store_true",
+                    help="only convert gate_speed.json's entries of --models/--target/--label into --rows-tag rows")
     args = ap.parse_args(argv)
     import quant_targets as qt
 
+    path = Path(__file__).resolve().parent / "results" / "gate_speed.json"
+    if args.rows_from:
+        import json
+
+        saved = json.loads(path.read_text())
+        _quant_targets_rows({k: saved[k] for k in (f"{m}/{args.target}/{args.label}" for m in args.models.split(","))
+                             if k in saved}, args.rows_tag)
+        return 0
     results, rows = {}, []
     for name in args.models.split(","):
         with tempfile.TemporaryDirectory(prefix="edgec-gate-") as tmp:
@@ -160,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         import json
 
-        path = Path(__file__).resolve().parent / "results" / "gate_speed.json"
         old = json.loads(path.read_text()) if path.is_file() else {}
         write_json("gate_speed", {**old, **results})
+        if args.rows_tag:
+            _quant_targets_rows(results, args.rows_tag)
     return 0
 
 

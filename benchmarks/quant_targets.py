@@ -155,7 +155,7 @@ def run_variant(src: Path, out: Path, refs: list, feeds: list, classifier: bool,
     try:
         res = api.build(BuildConfig.from_flat(model=str(src), output=out, force=True, accept_low_accuracy=True, **kw))
     except EdgecError as exc:
-        row = {"error": str(exc)[:400], "seconds": time.perf_counter() - t0}
+        row = {"error": str(exc)[:2000], "seconds": time.perf_counter() - t0}
         m = re.search(r"cosine ([0-9.]+)", str(exc))  # jetson's own int8 check refused it: keep its measurement
         if m and "TensorRT's symmetric activations" in str(exc):
             row["refused_cosine"] = float(m.group(1))

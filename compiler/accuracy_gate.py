@@ -12,7 +12,9 @@ place is the one last verified:
 3. Rank the candidate fallbacks by their measured effect: each alone on top of the current
    state, on the Q/DQ ONNX in onnxruntime (`edgec.compiler.sensitivity`). Cheap moves
    first (another calibration range for one tensor, bias correction), float/int8
-   fallbacks only when those are not enough.
+   fallbacks only when those are not enough. Bias correction's per-layer shifts (a model run
+   per biased layer) are measured once, on the first state that asks for them, and reused
+   by every later candidate (`Int8Quantizer.freeze_bias_correction`).
 4. Add them best first, keeping one only when it lowers the onnxruntime drop of everything
    kept so far (so interacting fallbacks never stack into a worse model); whenever the
    drop fits, re-lower and re-verify with the target. Stop at the first build within budget.
@@ -86,7 +88,7 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         return (manifest, lowered, accuracy), d, rec, None
 
     progress.message(f"accuracy gate: {metric.name}, budget {budget:g} ({metric.unit})")
-    if hasattr(quantizer, "freeze_bias_correction"):  # bias correction measured once, on the plain build
+    if hasattr(quantizer, "freeze_bias_correction"):  # bias correction's shifts measured once, not per candidate
         quantizer.freeze_bias_correction()
     res, drop, rec, refused = real(state)
     if quantizer is None and target.gate_moves and drop > budget:

@@ -121,6 +121,9 @@ class Int8Quantizer:
         self.model, self.reference, self.ranges, self.scheme = model, reference, ranges, scheme
         self.calibration = calibration
         self.bias_correction = bias_correction
+        # Per-layer correction at the end: searches (auto, float fallback) then measure without the weight
+        # one as well, like the model that ships (jetson's BlazeFace cells were measured so).
+        self._per_layer_build = bias_correction
         self.passes = passes if passes is not None else []
         self._alternatives: dict[str, dict[str, TensorRange]] | None = None
         self._histograms: dict[str, Any] = {}
@@ -299,7 +302,8 @@ class Int8Quantizer:
         per_layer = self.bias_correction if bias_correction is None else bias_correction
         # The per-layer pass removes the whole shift (weights and activations) with an error check per
         # layer: the one-pass weight correction before it only moved blazeface-short intel-cpu 0.981 -> 0.980.
-        if self.scheme.weight_bias_correction and not per_layer and self._weight_bias_kept is not False:
+        if (self.scheme.weight_bias_correction and not per_layer and not self._per_layer_build
+                and self._weight_bias_kept is not False):
             quant = self._weight_bias_corrected(quant, summary)
         if per_layer:
             from edgec.compiler.bias_correction import correct_bias
@@ -366,7 +370,7 @@ class Int8Quantizer:
     def choose_auto(self) -> dict[str, Any]:
         """Pick each quantized tensor's method: local screen, few output measurements (`scale_screen`)."""
         from edgec.compiler.quality import ort_session, run_onnx
-        from edgec.compiler.scale_screen import local_errors, refine_budget, search
+        from edgec.compiler.scale_screen import local_errors, refine_budget, search, whole_model_candidates
 
         alt = self.alternatives()
         samples = list(self.calibration.samples[:auto_samples(self._histograms, len(self.calibration))])
@@ -393,6 +397,8 @@ class Int8Quantizer:
         per_sample = sum(h.total for t, h in self._histograms.items() if t in local) / max(len(self.calibration), 1)
         budget = refine_budget(per_sample * len(samples), len(quant.proto.graph.node))
         found = search(alt, local, tensors, evaluate, budget)
+        held_out = self._held_out_pick(found, whole_model_candidates(local, alt, tensors), samples, refs) \
+            if self.scheme.auto_held_out else {}
         chosen = {t: m for t, m in found["choice"].items() if m != "minmax"}
         self.ranges = {**base, **{t: alt[m][t] for t, m in chosen.items()}}
         self.bias_correction = bias_correction
@@ -402,9 +408,27 @@ class Int8Quantizer:
         for t in tensors:
             counts[chosen.get(t, "minmax")] += 1
         return {"samples": len(samples), "methods": counts, "chosen": dict(sorted(chosen.items())),
+                **({"held_out": held_out} if held_out else {}),
                 "relative_output_error": found["error"], "screened": found["picked"],
                 "screen_errors": found["screen"], "output_evaluations": found["evaluations"],
                 "refine_budget": budget}
+
+    def _held_out_pick(self, found: dict, screened: list, samples: list, refs: list) -> dict[str, Any]:
+        """`auto_held_out` (`held_out_ranges.pick_on_folds`): the refined choice or one of the screen's
+        whole-model ones, whichever errs least on held-out halves; updates ``found``."""
+        from edgec.compiler.held_out_ranges import pick_on_folds
+
+        def quantize(ranges: "dict[str, TensorRange]") -> "ModelHandle":
+            self.ranges = ranges
+            return self.quantize()[0]
+
+        choices = {"refined": found["choice"], **dict(screened)}
+        info = pick_on_folds(self.model.proto, samples, refs, choices,
+                             self.scheme.calib_candidates or registered_observers(), self._readable_tensors(),
+                             quantize)
+        if info.get("picked", "refined") != "refined":  # its in-sample error: `float_fallback` measures anew
+            found["choice"], found["error"] = choices[info["picked"]], found["screen"][info["picked"]]
+        return info
 
     def float_fallback(self, progress: "Progress", keep_float: tuple[str, ...] = ()) -> dict[str, Any] | None:
         """The scheme's cheap fallback (`edgec.compiler.float_fallback`); None when it has no candidate.

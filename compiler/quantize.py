@@ -222,15 +222,18 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
 
     def shares_pair(src, p) -> bool:
         if p is None:
-            # Every reader of ``src`` quantizes it per tensor: the pair moves above ``src``'s producer
+            # Every reader of a MaxPool's (Pad's) output quantizes it per tensor: the pair moves above it
             # (a MaxPool read by a Conv and a residual Add: ResNet's stem ran an f32 pool and requantize).
-            return bool(consumers.get(src)) and all(per_tensor_reader(c, src) and c.op_type != "MatMul"
-                                                    for c in consumers[src])
+            # Not above layout ops: a channel shuffle's pair would reach its Concat, whose parts then share
+            # one scale (a coarser grid for the smaller part).
+            return producer[src].op_type in ("MaxPool", "Pad") and all(
+                per_tensor_reader(c, src) and c.op_type != "MatMul" for c in consumers[src])
         # Every other reader of ``src`` is a weighted op quantizing it per tensor: ``p`` (a MaxPool on a
         # residual branch) reads their pair and runs in int8, instead of a float pool between a
-        # dequantize and a second requantize of the same tensor.
-        return all(per_tensor_reader(c, src) and c.op_type in WEIGHTED_OPS and c.input[0] == src
-                   for c in consumers.get(src, []) if c is not p)
+        # dequantize and a second requantize of the same tensor. With `pool_shares_depthwise_inputs` a
+        # depthwise reader takes that one per-tensor pair too (BlazeBlocks' stride-2 branch pair).
+        return all((per_tensor_reader(c, src) or (scheme.pool_shares_depthwise_inputs and id(c) in qnodes))
+                   and c.op_type in WEIGHTED_OPS and c.input[0] == src for c in consumers.get(src, []) if c is not p)
 
     # Which activation tensors get a Q/DQ pair, and which consumers read the DQ output.
     fused: set[str] = set()

@@ -106,6 +106,9 @@ class QuantScheme:
             with one shared scale and zero point (Concat in OpenVINO).
         per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
+        pool_shares_depthwise_inputs: A residual branch's MaxPool (a ``hoist_shared_sources`` hoist)
+            and a depthwise conv reading the same tensor share one per-tensor pair (the pool then
+            runs in int8), instead of the depthwise input's per-channel scales.
         calib_method: Default calibration method, chosen per target by measurement on the
             real-model corpus (benchmarks/quant_quality.py); ``--calib-method`` overrides it.
         scale_depthwise_inputs: Move per-channel scales of depthwise-conv inputs into their
@@ -157,6 +160,10 @@ class QuantScheme:
             range's end). OpenVINO's CPU plugin runs such a MatMul in int8 only with a signed,
             zero-shift second input and a first input without a zero point, else in f32 between
             dequantizations (its low-precision MatMul transformation).
+        auto_held_out: ``--calib-method auto`` ships whichever of its refined choice and its screen's
+            whole-model candidates errs least on held-out halves of the calibration samples
+            (`held_out_ranges.pick_on_folds`: ranges from one half, output error on the other, both
+            ways), not only on the samples its ranges came from, which its many single-tensor switches fit.
         calib_candidates: The ranges ``auto`` and the accuracy gate choose from per tensor,
             as ``(label, observer, ((option, value), ...))`` (TensorRT's symmetric
             calibrators); None: every registered observer with its default options.
@@ -172,6 +179,7 @@ class QuantScheme:
     hoist_scalar_muls: bool = False
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
+    pool_shares_depthwise_inputs: bool = False
     calib_method: str = "minmax"
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
     held_out_methods: tuple[str, ...] = ("minmax", "percentile")
@@ -194,6 +202,7 @@ class QuantScheme:
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
     symmetric_activation_matmuls: bool = False
+    auto_held_out: bool = False
 
 
 @dataclass

@@ -103,3 +103,31 @@ def test_deep_residual_recipe_applies_only_where_the_stream_needs_it(model_dir, 
         assert recipe.get("applied", True) is applied and passes["quantize"]["scheme"]["float_residual_adds"] is applied
         precision = _runtime_precision(res.bundle)
         assert (precision.get("add1") in INT8) is not applied, precision.get("add1")
+
+
+def test_a_layout_op_read_by_two_convs_keeps_its_pair_below_it():
+    """Only MaxPool/Pad outputs move their readers' pair above them: a channel shuffle's Transpose read by two
+    convs keeps it (above, it reached the Concat, whose parts then shared one scale)."""
+    from edgec.calibration import collect_ranges
+    from edgec.compiler.model import ModelHandle
+    from edgec.compiler.quantize import quantize_qdq
+    from edgec.targets.openvino import OpenVINOTarget
+
+    rng = np.random.default_rng(2)
+    w = {k: numpy_helper.from_array((rng.standard_normal((4, 4, 1, 1)) * s).astype(np.float32), k)
+         for k, s in (("wa", 1.0), ("wb", 0.01), ("w1", 0.5), ("w2", 0.5))}
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], name="ca"),
+             helper.make_node("Conv", ["x", "wb"], ["b"], name="cb"),
+             helper.make_node("Concat", ["a", "b"], ["cat"], name="cat", axis=1),
+             helper.make_node("Transpose", ["cat"], ["t"], name="shuffle", perm=[0, 1, 3, 2]),
+             helper.make_node("Conv", ["t", "w1"], ["y1"], name="c1", group=2),
+             helper.make_node("Conv", ["t", "w2"], ["y2"], name="c2", group=2)]
+    graph = helper.make_graph(nodes, "shuffle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, [1, 4, 6, 6]) for y in ("y1", "y2")],
+                              list(w.values()))
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    samples = [{"x": rng.standard_normal((1, 4, 6, 6)).astype(np.float32)} for _ in range(4)]
+    q, _ = quantize_qdq(ModelHandle.from_onnx(proto, "m.onnx", "0" * 64), collect_ranges(proto, samples),
+                        OpenVINOTarget.quant_scheme)
+    quantized = {n.input[0] for n in q.proto.graph.node if n.op_type == "QuantizeLinear"}
+    assert "t" in quantized and not {"a", "b", "cat"} & quantized, quantized

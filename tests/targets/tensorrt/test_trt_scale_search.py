@@ -216,3 +216,30 @@ def test_auto_upgrades_an_old_opset_once_with_the_same_result():
     a, _ = q.quantize()
     b, _ = quantize_qdq(model, q.ranges, SCHEME)
     assert a.proto.SerializeToString() == b.proto.SerializeToString()
+
+
+def test_held_out_auto_ships_the_choice_that_errs_least_on_samples_its_ranges_did_not_see():
+    """`QuantScheme.auto_held_out`: the refined choice and every whole-model candidate are scored with ranges
+    from one half of the samples on the other half; the least error wins, its ranges then from all samples."""
+    import dataclasses
+
+    from edgec.compiler.scale_screen import whole_model_candidates
+
+    model = handle(_chain())
+    samples = _outlier_samples(outlier=30.0)
+    scheme = dataclasses.replace(SCHEME, auto_held_out=True)
+    q = Int8Quantizer(model, model, collect_ranges(model.proto, samples, "minmax"), scheme,
+                      CalibrationData(samples, "test"))
+    info = q.choose_auto()
+    held = info["held_out"]
+    assert held["scored_on"] == f"2 folds of {len(samples)}"
+    assert set(held["errors"]) == {"refined", *info["screen_errors"]}
+    assert held["errors"][held["picked"]] == min(held["errors"].values())
+    alt = q.alternatives()
+    if held["picked"] != "refined":
+        local = q._auto["local"]
+        picked = dict(whole_model_candidates(local, alt, list(local)))[held["picked"]]
+        assert all(q.ranges[t] == alt[m][t] for t, m in picked.items())
+    plain = Int8Quantizer(model, model, collect_ranges(model.proto, samples, "minmax"), SCHEME,
+                          CalibrationData(samples, "test"))
+    assert "held_out" not in plain.choose_auto()
