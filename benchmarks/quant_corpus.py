@@ -377,7 +377,9 @@ def _keep_artifacts(work: Path, float_path: Path, bundles: dict, methods, feed: 
     """``artifacts.json``: each method's artifact (OpenVINO IR or ONNX) and the timing input."""
     import json
 
-    arts = {"ort fp32": str(float_path)} | {k: str(v / "model.xml") for k, v in bundles.items()}
+    old = work / "artifacts.json"
+    arts = json.loads(old.read_text()) if old.is_file() else {}  # methods not run this time keep theirs
+    arts |= {"ort fp32": str(float_path)} | {k: str(v / "model.xml") for k, v in bundles.items()}
     for label in methods:
         ir = work / f"{label.replace(' ', '-')}.xml"
         if ir.is_file():

@@ -24,9 +24,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def time_model(folder: Path, rounds: int, iters: int) -> tuple[dict[str, float], dict[str, dict]]:
-    """Milliseconds per method (median over rounds of the per-round median), the anchor included, and
-    each OpenVINO artifact's compute kernels by runtime precision (the load-independent evidence)."""
+def time_model(folder: Path, rounds: int, iters: int) -> tuple[dict[str, float], dict[str, float], dict[str, dict]]:
+    """Wall and process-CPU milliseconds per method (median over rounds of the per-round median), the
+    anchor included, and each OpenVINO artifact's compute kernels by runtime precision (the
+    load-independent evidence)."""
     from intel_cpu_int8_speed import _compile, _latencies, runtime_precisions
     from quant_corpus import _ort_feed_runner, _ov_feed_runner
 
@@ -43,7 +44,8 @@ def time_model(folder: Path, rounds: int, iters: int) -> tuple[dict[str, float],
         rp = runtime_precisions(compiled)
         kernels[label] = {"f32": sum(rp["f32_layers"].values()), "int8": sum(rp["int8_layers"].values()),
                           "f32_by_type": rp["f32_layers"]}
-    return _latencies(runs, feed, rounds, iters), kernels
+    cpu: dict[str, float] = {}
+    return _latencies(runs, feed, rounds, iters, cpu), cpu, kernels
 
 
 def main() -> None:
@@ -54,31 +56,35 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     args = ap.parse_args()
     from _common import print_table
-    from quant_corpus import SPEED_KEY, _save_row
+    from quant_corpus import CPU_SPEED_KEY, SPEED_KEY, _save_row
 
     names = args.models.split(",") if args.models else sorted(
         p.parent.name for p in args.keep_dir.glob("*/artifacts.json"))
     results: dict = {}
     rows = []
     for name in names:
-        ms, kernels = time_model(args.keep_dir / name, args.rounds, args.iters)
+        ms, cpu, kernels = time_model(args.keep_dir / name, args.rounds, args.iters)
         from _common import RESULTS
 
         old = json.loads((RESULTS / "quant_quality.json").read_text()).get("corpus", {}).get(name, {})
-        res = {label: dict(old.get(label, {})) | {SPEED_KEY: ms["ort fp32"] / v}
+        res = {label: dict(old.get(label, {})) | {SPEED_KEY: ms["ort fp32"] / v,
+                                                  CPU_SPEED_KEY: cpu["ort fp32"] / cpu[label]}
                | ({"runtime_kernels": kernels[label]} if label in kernels else {})
                for label, v in ms.items() if label != "ort fp32"}
-        res["ort fp32"] = {"ms": ms["ort fp32"]}
+        res["ort fp32"] = {"ms": ms["ort fp32"], "cpu_ms": cpu["ort fp32"]}
         res["run"] = dict(old.get("run", {})) | {"speed": {
             "load_average": round(os.getloadavg()[0], 2), "rounds": args.rounds, "iters": args.iters,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "source": "quant_corpus_speed.py"}}
         _save_row(results, name, res)
         e, n = res.get("edgec default", {}).get(SPEED_KEY), res.get("nncf default", {}).get(SPEED_KEY)
+        ce, cn = res.get("edgec default", {}).get(CPU_SPEED_KEY), res.get("nncf default", {}).get(CPU_SPEED_KEY)
         f32 = [kernels.get(k, {}).get("f32") for k in ("edgec default", "nncf default")]
-        rows.append([name, ms["ort fp32"], e, n, None if not (e and n) else e / n, *f32,
+        rows.append([name, ms["ort fp32"], e, n, None if not (e and n) else e / n,
+                     None if not (ce and cn) else ce / cn, *f32,
                      res["run"]["speed"]["load_average"]])
     print_table("intel-cpu int8 speed, timed again from kept artifacts (x faster than ORT fp32, 1 thread)",
-                ["model", "ORT fp32 ms", "edgec default", "nncf default", "edgec / NNCF", "edgec f32 kernels",
+                ["model", "ORT fp32 ms", "edgec default", "nncf default", "edgec / NNCF", "CPU-time edgec / NNCF",
+                 "edgec f32 kernels",
                  "nncf f32 kernels", "load"], rows)
 
 
