@@ -20,6 +20,7 @@ import numpy as np
 
 from edgec.calibration.observers import registered_observers
 from edgec.compiler.config import CHOOSING_CALIB_METHODS, HELD_OUT_CALIB_METHOD
+from edgec.compiler.scheme_recipes import deep_residual_scheme, transformer_scheme  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from edgec.calibration import CalibrationData, TensorRange
@@ -62,11 +63,12 @@ def quantized_layers(qproto) -> list[tuple[str, str]]:
     Q/DQ is hoisted above them, but keeping them in float changes nothing: they are left out.
     """
     from edgec.compiler.quantize import FULL_INT_OPS, SCALE_PRESERVING_OPS
+    from edgec.targets.base import RECURRENT_OPS
 
     dq_out = {n.output[0] for n in qproto.graph.node if n.op_type == "DequantizeLinear"}
     out = []
     for n in qproto.graph.node:
-        if n.op_type not in FULL_INT_OPS or n.op_type in SCALE_PRESERVING_OPS or not n.name:
+        if n.op_type not in FULL_INT_OPS | RECURRENT_OPS or n.op_type in SCALE_PRESERVING_OPS or not n.name:
             continue
         if any(i in dq_out for i in n.input):
             out.append((n.name, n.op_type))
@@ -156,11 +158,28 @@ class Int8Quantizer:
                 plain.passes.append({"name": "deep-residual-recipe",
                                      "config": {**deep_recipe["config"], "applied": False}})
                 return plain
+            if scheme.deep_residual_fallback_cosine is not None:
+                # The recipe as declared, measured too: where it still falls short, its fallback overrides.
+                recipe = cls.create(config, handle, calibration, ranges, dataclasses.replace(
+                    plain_scheme, deep_residual_cosine=None, deep_residual_fallback_cosine=None), progress)
+                worst_with = recipe.worst_calibration_cosine()
+                bar = scheme.deep_residual_fallback_cosine
+                deep_recipe["config"].update(worst_cosine_with=round(worst_with, 5), fallback_bar=bar)
+                if worst_with >= bar:
+                    entry = next(p for p in recipe.passes if p["name"] == "deep-residual-recipe")
+                    entry["config"] = {**deep_recipe["config"], **entry["config"]}
+                    return recipe
+                scheme = dataclasses.replace(scheme, **dict(scheme.deep_residual_fallback))
+                deep_recipe["config"]["fallback"] = {k: v for k, v in scheme.deep_residual_fallback}
         scheme, transformer_recipe = transformer_scheme(scheme, handle)
         if transformer_recipe is not None:
             passes.append(transformer_recipe)
         base_method = "minmax" if config.int8.calib_method in CHOOSING_CALIB_METHODS else config.int8.calib_method
         method, stale = base_method, False  # ranges are collected once, after the passes that change the model
+        if deep_recipe is not None and scheme.calib_method != plain_scheme.calib_method \
+                and config.int8.calib_method == plain_scheme.calib_method:  # the recipe's own default, not the user's
+            method, stale = scheme.calib_method, True
+            deep_recipe["config"]["recalibrated"] = method
         if config.int8.smoothquant is not None:
             from edgec.compiler.smoothquant import smooth
 
@@ -181,6 +200,12 @@ class Int8Quantizer:
             model, info = scale_depthwise_inputs(model, calibration.samples)
             passes.append({"name": "depthwise-input-scaling", "config": {"scaled_depthwise": info["scaled_depthwise"]}})
             stale = stale or bool(info["scaled_depthwise"])
+        if scheme.int8_recurrent_ops:
+            from edgec.compiler.recurrent_scaling import scale_recurrent_inputs
+
+            model, ranges, info = scale_recurrent_inputs(model, ranges, scheme.int8_recurrent_ops)
+            if info["scaled"]:
+                passes.append({"name": "recurrent-input-scaling", "config": info})
         bias_correction = config.int8.bias_correction
         because = sorted({n.op_type for n in model.proto.graph.node} & scheme.bias_correction_ops)
         if because:  # the target's rule: see `QuantScheme.bias_correction_ops`
@@ -313,11 +338,30 @@ class Int8Quantizer:
                 shifts_out, self._bias_shifts_keep_float = self._bias_shifts, keep_float
             elif self._bias_shifts is not None:
                 frozen = self._bias_shifts
+            cells = self._int8_cells(keep_float)
+            measured = None
+            if cells and frozen is None:
+                # The shifts are measured with the recurrent cells float, then applied to the int8 ones: onnxruntime
+                # keeps their state float where the runtime rounds it, and their own int8 error (no bias shift)
+                # made the per-layer keep-or-skip checks pick other CNN layers from build to build (ddddocr-common
+                # worst eval cosine 0.971 vs 0.991 with the shifts measured so).
+                plain, _ = quantize_qdq(self.model, ranges, self.scheme, (*keep_float, *cells), self.channel_absmax())
+                frozen = shifts_out if shifts_out is not None else {}
+                _, measured = correct_bias(self.reference, plain, self.calibration.samples, self._bias_float_outputs,
+                                           shifts_out=frozen)
             quant, info = correct_bias(self.reference, quant, self.calibration.samples, self._bias_float_outputs,
-                                       frozen=frozen, shifts_out=shifts_out,
+                                       frozen=frozen, shifts_out=None if measured else shifts_out,
                                        skip=tuple(set(keep_float) - set(self._bias_shifts_keep_float or ())))
+            if measured is not None:
+                info = {**measured, "measured_with_float": list(cells)}
             summary["bias_correction"] = info
         return quant, summary
+
+    def _int8_cells(self, keep_float: tuple[str, ...]) -> tuple[str, ...]:
+        """The recurrent cells this scheme quantizes (`QuantScheme.int8_recurrent_ops`), less ``keep_float``."""
+        ops = self.scheme.int8_recurrent_ops
+        return tuple(n.name for n in self.model.proto.graph.node
+                     if ops and n.op_type in ops and n.name and n.name not in keep_float)
 
     def freeze_bias_correction(self) -> None:
         """From now on, per-layer bias correction measures its shifts once and reuses them in every variant.
@@ -494,35 +538,6 @@ class Int8Quantizer:
                     if r is not None and not same_range(r, self.ranges[t]):
                         out.append(Fallback("calib-method", t, m))
         return out
-
-
-def deep_residual_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["QuantScheme", dict | None]:
-    """``scheme`` with its ``deep_residual_overrides`` when the model's residual stream is deep, and the pass entry."""
-    if not scheme.deep_residual_adds or handle.proto is None:
-        return scheme, None
-    from edgec.compiler.qdq_graph import conv_residual_adds
-
-    count = conv_residual_adds(handle.proto)
-    if count < scheme.deep_residual_adds:
-        return scheme, None
-    overrides = dict(scheme.deep_residual_overrides)
-    return dataclasses.replace(scheme, **overrides), {"name": "deep-residual-recipe",
-                                                     "config": {"residual_adds": count, **overrides}}
-
-
-def transformer_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["QuantScheme", dict | None]:
-    """``scheme`` with its ``transformer_overrides`` when the model has self-attention blocks, and the pass entry."""
-    if not scheme.transformer_overrides or handle.proto is None:
-        return scheme, None
-    from edgec.compiler.qdq_graph import attention_blocks
-
-    count = attention_blocks(handle.proto)
-    if not count:
-        return scheme, None
-    overrides = dict(scheme.transformer_overrides)
-    shown = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in overrides.items()}
-    return dataclasses.replace(scheme, **overrides), {"name": "transformer-recipe",
-                                                     "config": {"attention_blocks": count, **shown}}
 
 
 def check_int8_passes(config: "BuildConfig", quantizer, target: str, precision: str) -> None:
