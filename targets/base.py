@@ -137,7 +137,8 @@ class QuantScheme:
             (``float_residual_adds``, ``equalize_min_spread``).
         deep_residual_fallback: ``(field, value)`` pairs replaced on top of ``deep_residual_overrides`` when the
             model quantized with the recipe still falls below ``deep_residual_fallback_cosine`` worst-output
-            cosine on the calibration samples (intel-cpu: float residual Adds, where its int8 ones do not hold).
+            cosine on the calibration samples, or below the model quantized without it (intel-cpu: float
+            residual Adds, where its int8 ones do not hold).
         deep_residual_fallback_cosine: That bar (None: no fallback, the recipe as declared).
         deep_residual_cosine: Apply ``deep_residual_overrides`` only when the model quantized without
             them falls below this worst-output cosine on the calibration samples (None: always): the
