@@ -548,8 +548,9 @@ def deep_residual_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple[
     if count < scheme.deep_residual_adds:
         return scheme, None
     overrides = dict(scheme.deep_residual_overrides)
+    shown = {k: [c[0] for c in v] if k == "calib_candidates" else v for k, v in overrides.items()}  # labels
     return dataclasses.replace(scheme, **overrides), {"name": "deep-residual-recipe",
-                                                     "config": {"residual_adds": count, **overrides}}
+                                                     "config": {"residual_adds": count, **shown}}
 
 
 def transformer_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["QuantScheme", dict | None]:
