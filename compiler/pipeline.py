@@ -224,7 +224,7 @@ def calibrate(state: BuildState) -> None:
     elif handle.format == "onnx" and state.precision in target.calibrated_precisions:
         # ``auto`` with edgec's quantizer collects every method's ranges (min/max too) in one pass
         # of its own, on the model as its passes leave it: a min/max pass here would be thrown away.
-        from edgec.compiler.quant_stage import calib_method
+        from edgec.compiler.model_recipes import calib_method
 
         # Without --calib-method: the target's default for this model, chosen by measurement on real models.
         method = calib_method(config, target.quant_scheme, handle)
@@ -254,7 +254,7 @@ def quantize(state: BuildState) -> None:
         state.progress.message(f"quantizing to int8 ({target.quant_scheme.placement} Q/DQ placement)")
     check_int8_passes(config, state.quantizer, target.name, state.precision)
     if config.int8.calib_method is None:  # recorded in the manifest as the build resolved it
-        from edgec.compiler.quant_stage import calib_method
+        from edgec.compiler.model_recipes import calib_method
 
         method = getattr(state.quantizer, "calib_method", None) or calib_method(config, target.quant_scheme,
                                                                                  state.handle)
