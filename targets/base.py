@@ -134,7 +134,8 @@ class QuantScheme:
             deep residual stream (BlazeFace: 16-31 blocks) each block's int8 rounding and small
             per-channel mean shift build up; a few blocks (ResNet, MobileNetV2) do not need it.
         deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
-            (``float_residual_adds``, ``equalize_min_spread``).
+            (``float_residual_adds``, ``equalize_min_spread``; ``calib_method`` too: it is the build's
+            default for such models, ``--calib-method`` still wins).
         deep_residual_cosine: Apply ``deep_residual_overrides`` only when the model quantized without
             them falls below this worst-output cosine on the calibration samples (None: always): the
             float Adds cost speed where the runtime would run them in int8, for no accuracy where the
