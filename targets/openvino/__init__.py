@@ -78,7 +78,13 @@ class OpenVINOTarget(Target):
         # (mobilebert: 46 of 48 ran in f32 with an asymmetric second input; deit_tiny: its 12 Q @ K^T
         # with an asymmetric Q). NNCF's placement is symmetric there.
         symmetric_activation_matmuls=True,
-        unified_scale_ops=frozenset({"Concat"}))
+        unified_scale_ops=frozenset({"Concat"}),
+        # Depthwise inputs after a ReLU on the unsigned per-channel grid, as NNCF's (mobilenet_v2 0.87x -> 1.0x
+        # NNCF's speed, mnasnet0_5 0.93x -> 1.0x, single-threaded, interleaved).
+        unsigned_depthwise_inputs=True,
+        # A channel shuffle (Concat -> Reshape/Transpose -> Split) on one grid from its branch outputs on, as
+        # NNCF's unified scales: shufflenet_v2_x1_0's shuffles, Splits and Concats then run in int8.
+        layout_region_ops=frozenset({"Concat", "Split", "Reshape", "Transpose"}))
     # onnxslim's MatMul+Add -> Gemm wraps every 3-D transformer MatMul in Reshapes to 2-D and back; the
     # CPU plugin then runs the element-wise ops after each int8 FullyConnected as separate f32 kernels
     # instead of fusing them (mobilebert: 360 f32 Reshapes, 411 -> 195 f32 subgraphs without it;
