@@ -225,7 +225,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             # Every reader of a MaxPool's (Pad's) output quantizes it per tensor: the pair moves above it
             # (a MaxPool read by a Conv and a residual Add: ResNet's stem ran an f32 pool and requantize).
             # Not above layout ops: a channel shuffle's pair would reach its Concat, whose parts then share
-            # one scale (a coarser grid for the smaller part).
+            # one scale (a coarser grid for the smaller part); `layout_regions` joins a shuffle only where its parts'
+            # ranges are alike.
             # A depthwise reader among others takes the shared per-tensor pair as well (per-channel scales need
             # every reader depthwise): ShuffleNet's stem pool, read by a depthwise and a 1x1 conv, ran in f32.
             readers = consumers[src]
