@@ -177,3 +177,39 @@ def test_a_shuffle_whose_branches_differ_in_range_keeps_a_pair_per_conv():
     q, _ = quantize_qdq(ModelHandle.from_onnx(proto, "m.onnx", "0" * 64), ranges, OpenVINOTarget.quant_scheme)
     quantized = {n.input[0] for n in q.proto.graph.node if n.op_type == "QuantizeLinear"}
     assert {"a", "b"} <= quantized and not {"s1", "s2", "t", "cat"} & quantized, quantized
+
+
+def test_a_relu6_fed_depthwise_grid_stops_at_the_clip_bound():
+    """Clip(0, 6) -> depthwise: unsigned per-channel grid up to twice the calibrated maximum, but never past 6
+    (past the bound the plugin no longer fuses the two: mobilenet_v2 lost 7 % of its speed); a Clip that can go
+    negative keeps the symmetric grid."""
+    from edgec.calibration import collect_ranges
+    from edgec.calibration.channels import collect_channel_absmax
+    from edgec.compiler.model import ModelHandle
+    from edgec.compiler.quantize import depthwise_inputs, quantize_qdq
+    from edgec.targets.openvino import OpenVINOTarget
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array((rng.standard_normal((4, 1, 3, 3)) * 0.5).astype(np.float32), w)
+             for w in ("w1", "w2")]
+    inits += [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("lo", 0.0), ("hi", 6.0), ("neg", -1.0))]
+    nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["r6"], name="relu6"),
+             helper.make_node("Conv", ["r6", "w1"], ["y1"], name="dw1", group=4, pads=[1] * 4),
+             helper.make_node("Clip", ["x", "neg", "hi"], ["c"], name="clip"),
+             helper.make_node("Conv", ["c", "w2"], ["y2"], name="dw2", group=4, pads=[1] * 4)]
+    graph = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+                              [helper.make_tensor_value_info(y, TensorProto.FLOAT, [1, 4, 6, 6]) for y in ("y1", "y2")],
+                              inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    # Channel 0 reaches the bound, channel 1 stays small: 2x its maximum is under 6.
+    x = (rng.uniform(0, 1, (4, 1, 4, 6, 6)) * np.array([8.0, 1.0, 4.0, 5.0]).reshape(1, 1, 4, 1, 1)).astype(np.float32)
+    samples = [{"x": s} for s in x]
+    absmax = collect_channel_absmax(proto, samples, depthwise_inputs(proto))
+    q, _ = quantize_qdq(ModelHandle.from_onnx(proto, "m.onnx", "0" * 64), collect_ranges(proto, samples),
+                        OpenVINOTarget.quant_scheme, channel_absmax=absmax)
+    consts = {t.name: numpy_helper.to_array(t) for t in q.proto.graph.initializer}
+    ql = {n.input[0]: n for n in q.proto.graph.node if n.op_type == "QuantizeLinear"}
+    scale, zp = consts[ql["r6"].input[1]], consts[ql["r6"].input[2]]
+    assert (zp == -128).all() and np.all(scale * 255 <= 6.0 * (1 + 1e-6)), (scale * 255, zp)
+    np.testing.assert_allclose(scale[1], absmax["r6"][1] / 127, rtol=1e-5)  # the symmetric grid's step
+    assert (consts[ql["c"].input[2]] == 0).all()  # Clip(-1, 6): signed, the symmetric grid
