@@ -77,7 +77,8 @@ def profile(folder: Path, iters: int) -> dict:
     return {
         "perf_counter_speed_edgec_vs_nncf": round(float(np.median(perf[n]) / np.median(perf[e])), 3),
         "thread_cpu_speed_edgec_vs_nncf": round(float(np.median(cpu[n]) / np.median(cpu[e])), 3),
-        **{m: {"perf_counter_us": round(float(np.median(perf[m])), 1), "thread_cpu_ms": round(float(np.median(cpu[m])) / 1e6, 4),
+        **{m: {"perf_counter_us": round(float(np.median(perf[m])), 1),
+               "thread_cpu_ms": round(float(np.median(cpu[m])) / 1e6, 4),
                "us_by_layer": {k: round(v, 1) for k, v in by_type[m].most_common() if v >= 0.05},
                "kernels": _kernels(compiled[m])} for m in METHODS},
     }
