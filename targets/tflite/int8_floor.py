@@ -71,7 +71,7 @@ def is_transformer(model) -> bool:
 def pinned(spec) -> bool:
     """The user (or an accuracy-gate move) chose the int8 mode, its ranges or int8 I/O: no automatic fallback."""
     o = spec.options
-    return bool(o.get("activations") or o.get("float_nodes") or o.get("float_ops")
+    return bool(o.get("activations") or o.get("float_nodes") or o.get("float_ops") or o.get("float_prefix")
                 or o.get("ranges") not in (None, "auto") or o.get("io_dtype") not in (None, "float32"))
 
 

@@ -61,6 +61,37 @@ def test_denylist_keeps_named_ops_float(cnn, tmp_session):
         lower(model, calib, "int8", tmp_session / "cnn_both", float_ops=1, activations="int16")
 
 
+def _compute_ops(data: bytes) -> list[tuple[str, type]]:
+    """``(op type, output dtype)`` of every op but QUANTIZE/DEQUANTIZE, in execution order."""
+    Interpreter, _ = interpreter_class()
+    interp = Interpreter(model_content=data)
+    dtypes = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
+    return [(op["op_name"], dtypes[op["outputs"][0]]) for op in interp._get_ops_details()
+            if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
+
+
+def test_float_prefix_keeps_the_first_ops_float_and_the_rest_int8(cnn, cnn_int8, tmp_session):
+    model, calib, evals = cnn
+    built = lower(model, calib, "int8", tmp_session / "cnn_prefix", float_prefix=0.5)
+    q = built.result.manifest["quantization"]
+    ops = _compute_ops((built.bundle / "model.tflite").read_bytes())
+    k = -(-len(ops) // 2)  # half the ops, rounded up
+    assert q["float_prefix"] == 0.5 and q["float_prefix_ops"] == k == len(q["float_nodes"]), (q, ops)
+    # Exactly the first k ops compute in float (a cut at the wrong end or off by one breaks this) ...
+    assert [t for _, t in ops[:k]] == [np.float32] * k, ops
+    # ... and every later one in int8: the deny-list holds no op past the cut.
+    assert all(t == np.int8 for _, t in ops[k:]), ops
+    # It runs in LiteRT with an int8 model's error: the Quantize at the cut takes the calibrated range (a
+    # boundary with a wrong scale is off by far more). This small CNN's error is its int8 tail's, not its front's.
+    seen = list(calib.samples[:8])
+    err_prefix, err8 = _max_err(built, seen), _max_err(cnn_int8, seen)
+    assert err_prefix < 2 * err8, (err_prefix, err8)
+    with pytest.raises(ConfigError, match="float-prefix"):
+        lower(model, calib, "int8", tmp_session / "cnn_prefix_bad", float_prefix=1.0)
+    with pytest.raises(ConfigError, match="16x8"):
+        lower(model, calib, "int8", tmp_session / "cnn_prefix16", float_prefix=0.5, activations="int16")
+
+
 def _outlier_onnx(path, act: str = "LeakyRelu"):
     """x -> Conv(1->8) -> act -> Conv(8->4) with channel 0 of the first conv x1000, undone in the second.
 
