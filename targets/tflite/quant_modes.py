@@ -176,7 +176,9 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
 
     conv_calib = converter_calibration(graph, calib, ranges, float_model)
     calibrated = calibrate(tf, conv, graph, conv_calib)
-    front = prefix_nodes(calibrated, prefix)  # deny-listed with ``nodes``, not checked against the debugger's ranking
+    # Deny-listed with ``nodes`` once the ranges are chosen (on the all-int8 model, as the ladder's float-prefix
+    # rung chooses them: the same model), not checked against the debugger's ranking.
+    front = prefix_nodes(calibrated, prefix)
     if keep is not None:
         keep.update(raw=calibrated, quantize=lambda m, deny: quantize_calibrated(tfl_convert, m, io_tf, deny))
     quantized = None  # the int8 model `choose_ranges` built from the final ranges, if it did
@@ -188,7 +190,7 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
         classifier = is_classifier({"task": graph.model.task, "model_outputs": outputs})
         calibrated, range_info, quantized = choose_ranges(
             calibrated, graph, calib, MAX_AUTO_SAMPLES,
-            lambda m: quantize_calibrated(tfl_convert, m, io_tf, [*front, *nodes]), classifier=classifier,
+            lambda m: quantize_calibrated(tfl_convert, m, io_tf, list(nodes)), classifier=classifier,
             held_out=not is_transformer(graph.model),
             fold_models=None if keep is None else keep.setdefault("folds", {}))
     else:
@@ -208,7 +210,7 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
                               f"outputs include {sorted(known)[:5]}")
     deny = list(dict.fromkeys([*front, *nodes, *(r["tensor"] for r in ranking[:worst])]))
     # The quantizer is deterministic: the candidate's int8 model is the one this would build.
-    data = quantized if quantized is not None and deny == [*front, *nodes] else \
+    data = quantized if quantized is not None and deny == list(nodes) else \
         quantize_calibrated(tfl_convert, calibrated, io_tf, deny)
     if ranges not in ("auto", "minmax") and not litert_accepts(data):  # auto probed its candidates
         raise ConfigError(f"--ranges {ranges} gives an int8 model LiteRT aborts on (a requantization it cannot "
@@ -247,6 +249,16 @@ def with_worst_ops_float(keep: dict[str, Any], graph, calib, n: int) -> tuple[by
     deny = [r["tensor"] for r in ranked]
     data = keep["quantize"](keep["calibrated"], deny)
     info = {**keep["info"], "mode": "full-integer with float ops", "float_nodes": deny, "debugger_worst": ranked}
+    return data, info, deny
+
+
+def with_float_prefix(keep: dict[str, Any], share: float) -> tuple[bytes, dict[str, Any], list[str]]:
+    """``(model, info, deny-list)``: `convert_full_integer`'s int8 model (its calibration in ``keep``) requantized
+    with the first ``share`` of the ops float (`prefix_nodes`): what ``--float-prefix share`` builds."""
+    deny = prefix_nodes(keep["calibrated"], share)
+    data = keep["quantize"](keep["calibrated"], deny)
+    info = {**keep["info"], "mode": "full-integer with float ops", "float_nodes": deny, "float_prefix": share,
+            "float_prefix_ops": len(deny)}
     return data, info, deny
 
 
