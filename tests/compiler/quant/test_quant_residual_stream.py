@@ -121,7 +121,7 @@ def test_intel_cpu_deep_recipe_keeps_int8_adds_in_openvino(tmp_path, monkeypatch
     passes = {p["name"]: p["config"] for p in result.manifest["passes"]}
     assert passes["quantize"]["scheme"]["float_residual_adds"] is False and "bias_correction" in passes["quantize"]
     assert passes["deep-residual-recipe"]["residual_adds"] == 2
-    assert passes["deep-residual-recipe"]["recalibrated"] == "minmax"
+    assert passes["deep-residual-recipe"]["calib_method"] == "minmax"
     assert _add_inputs_from_dq(onnx.load(str(out / "reference" / "quantized.onnx"))) == 4
     import openvino as ov
 
@@ -164,5 +164,5 @@ def test_intel_cpu_deep_recipe_falls_back_to_float_adds_below_its_bar(tmp_path, 
     passes = {p["name"]: p["config"] for p in result.manifest["passes"]}
     recipe = passes["deep-residual-recipe"]
     assert recipe["fallback"] == dict(base.deep_residual_fallback) and recipe["worst_cosine_with"] < 1.01, recipe
-    assert "recalibrated" not in recipe and passes["quantize"]["scheme"]["float_residual_adds"] is True
+    assert passes["quantize"]["scheme"]["float_residual_adds"] is True
     assert _add_inputs_from_dq(onnx.load(str(tmp_path / "b" / "reference" / "quantized.onnx"))) == 0
