@@ -14,7 +14,9 @@ this phase
 3. binary-searches the shortest ranked prefix whose onnxruntime drop fits (log2(N) measurements):
    if keeping more float reaches the budget, the phase reaches it, with as few float layers as
    the ranking allows;
-4. re-verifies with the target's runner; when the target loses more than onnxruntime (its runtime
+4. shrinks that set: the fit hinges on the prefix's last layer, so that one is kept and the search
+   repeats over the layers ranked above it (`shrink`);
+5. re-verifies with the target's runner; when the target loses more than onnxruntime (its runtime
    rounds differently), the onnxruntime goal is lowered by the gap and the search resumes above
    the prefix that failed.
 """
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from edgec.compiler.sensitivity import Evaluator, Fallback, FallbackState
 
 RANK_SAMPLES = 8  # samples the per-layer error ranking runs on
+SHRINK_ROUNDS = 3
 GOAL_MARGIN = 0.05  # of the budget: the onnxruntime goal after a target miss sits this far below the gap
 
 
@@ -91,6 +94,36 @@ def shortest_prefix(evaluator: "Evaluator", state: "FallbackState", ranked: list
     return hi, d_hi
 
 
+def shrink(evaluator: "Evaluator", state: "FallbackState", ranked: list["Fallback"], k: int, goal: float,
+           trace: list[dict[str, Any]]) -> tuple[list["Fallback"], float]:
+    """Fewer float layers than the prefix ``ranked[:k]`` that fits, still within ``goal``.
+
+    The fit hinges on the prefix's last layer (without it the prefix did not fit): keep that one, and
+    search again for the shortest prefix of the layers ranked above it (the fit often needs one layer
+    the per-layer noise ranks low plus a few, not all, of those ranked above it). At most
+    `SHRINK_ROUNDS` times, each one more check and a binary search.
+    """
+    pinned: list = []
+    rest, d_best = ranked[:k], evaluator.drop(with_prefix(state, ranked, k))
+    for _ in range(SHRINK_ROUNDS):
+        if not rest:
+            break
+        pinned.append(rest[-1])
+        rest = rest[:-1]
+        base = with_prefix(state, pinned, len(pinned))
+        d = evaluator.drop(base)
+        trace.append({"float_layers": len(pinned), "pinned": len(pinned), "onnxruntime_drop": d})
+        if d <= goal:
+            return pinned, d
+        found = shortest_prefix(evaluator, base, rest, goal, 0, trace)
+        if found is None:  # every layer of the fitting set again: measured before, so it fits; kept for safety
+            rest.append(pinned.pop())
+            break
+        j, d_best = found
+        rest = rest[:j]
+    return pinned + rest, d_best
+
+
 def group_phase(evaluator: "Evaluator", state: "FallbackState", budget: float, try_target: Callable,
                 attempts_left: Callable[[], int], progress: "Progress", report: dict[str, Any],
                 goal: float | None = None):
@@ -125,8 +158,9 @@ def group_phase(evaluator: "Evaluator", state: "FallbackState", budget: float, t
             info["all_float_onnxruntime_drop"] = search["trace"][-1]["onnxruntime_drop"]
             return None
         k, d = found
-        cand = with_prefix(state, ranked, k)
-        step: dict[str, Any] = {"fallbacks": len(cand.applied), "added": f"{k} ranked layers kept in float",
+        kept, d = shrink(evaluator, state, ranked, k, goal, search.setdefault("shrink", []))
+        cand = with_prefix(state, kept, len(kept))
+        step: dict[str, Any] = {"fallbacks": len(cand.applied), "added": f"{len(kept)} ranked layers kept in float",
                                 "onnxruntime_drop": d, "kept": True}
         search["step"] = step
         try:
@@ -135,7 +169,7 @@ def group_phase(evaluator: "Evaluator", state: "FallbackState", budget: float, t
             step["target_refused"] = str(exc).splitlines()[0][:300]
             return None
         if dt <= budget:
-            info["float_layers"] = k
+            info["float_layers"] = len(kept)
             return r, dt, cand
         if k >= len(ranked) or dt == float("inf"):
             return None

@@ -17,8 +17,8 @@ def _spread_error_chain(path):
     nodes, inits, x = [], [], "x"
     for i in range(LAYERS):
         w = (rng.normal(size=(c, c, 3, 3)) / np.sqrt(c * 9 / 2)).astype(np.float32)
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array((rng.normal(size=c) * .1).astype(np.float32),
-                                                                               f"b{i}")]
+        b = (rng.normal(size=c) * .1).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
         nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]))
         x = f"c{i}"
         if i < LAYERS - 1:  # leaky: the noise of every layer reaches the output
@@ -59,7 +59,8 @@ def test_group_phase_reaches_the_budget_where_single_moves_stall(cli, tmp_path, 
     assert group["layers_ranked"] >= LAYERS - 1
     assert 2 <= group["float_layers"] <= group["layers_ranked"]
     assert 2 <= len(gate["kept_float"]) < LAYERS  # more than one single move, fewer than every layer
-    assert all("kept in float with the ones ranked above" in fb["why"] for fb in gate["fallbacks"][-group["float_layers"]:])
+    group_fbs = gate["fallbacks"][-group["float_layers"]:]
+    assert all("kept in float with the ones ranked above" in fb["why"] for fb in group_fbs)
     # Binary search: about log2(N) measurements per search, plus the all-float check.
     assert len(group["searches"][0]["trace"]) <= 2 + int(np.ceil(np.log2(group["layers_ranked"])))
     # The bundle is the verified one: its quantize pass keeps exactly the gate's float layers.
@@ -86,3 +87,18 @@ def test_shortest_prefix_is_measured_to_fit_and_none_when_all_float_does_not():
     assert trace[0]["float_layers"] == 6 and len(trace) <= 1 + 3
     assert shortest_prefix(Drops([5.0] * 7), FallbackState(), ranked, 1.0, 0, []) is None
 
+
+
+def test_shrink_keeps_the_layer_the_fit_hinges_on_and_drops_the_rest():
+    from edgec.compiler.gate_groups import shortest_prefix, shrink
+    from edgec.compiler.sensitivity import Fallback, FallbackState
+
+    class Drops:  # only n5 (ranked 6th) and n1 together fit
+        def drop(self, state):
+            return 0.5 if {"n1", "n5"} <= set(state.keep_float) else 3.0
+
+    ranked = [Fallback("keep-float", f"n{i}") for i in range(8)]
+    k, _ = shortest_prefix(Drops(), FallbackState(), ranked, 1.0, 0, [])
+    assert k == 6
+    kept, d = shrink(Drops(), FallbackState(), ranked, k, 1.0, [])
+    assert sorted(fb.key for fb in kept) == ["n1", "n5"] and d == 0.5
