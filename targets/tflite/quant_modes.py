@@ -52,13 +52,37 @@ def int8_mode(spec) -> tuple[str, tuple[str, ...], int, str]:
     n = int(opts.get("float_ops") or 0)
     if n < 0:
         raise ConfigError(f"--float-ops must be >= 0, got {n}")
-    if act == "int16" and (nodes or n):
-        raise ConfigError("--activations int16 quantizes every op (16x8); drop --float-nodes/--float-ops, or use "
-                          "int8 activations with them")
+    if act == "int16" and (nodes or n or float_prefix(spec)):
+        raise ConfigError("--activations int16 quantizes every op (16x8); drop --float-nodes/--float-ops/"
+                          "--float-prefix, or use int8 activations with them")
     if act == "int16" and opts.get("io_dtype") not in (None, "float32"):
         raise ConfigError(f"--io-dtype {opts['io_dtype']} is not available with --activations int16 (16x8 models "
                           "take float32 or int16 I/O); drop --io-dtype")
     return act, nodes, n, ranges
+
+
+def float_prefix(spec) -> float:
+    """``--float-prefix``: the share of the ops kept float from the input side (0: none), checked."""
+    raw = spec.options.get("float_prefix")
+    share = float(raw or 0.0)
+    if not 0.0 <= share < 1.0:
+        raise ConfigError(f"--float-prefix must be in [0, 1) (a share of the ops), got {raw}; for a float model use "
+                          "--precision fp32")
+    return share
+
+
+def prefix_nodes(calibrated: bytes, share: float) -> list[str]:
+    """Output tensor names of the first ``share`` of the model's computing ops, in execution order (rounded up).
+
+    TFLite stores ops in execution order, so a prefix is every op from the input up to a cut:
+    the early, high-resolution layers whose int8 error the rest of the network amplifies.
+    """
+    import math
+
+    from edgec.targets.tflite.float_islands import op_graph
+
+    ops = [o for o in op_graph(calibrated) if o["op"] not in ("QUANTIZE", "DEQUANTIZE") and o["outputs"]]
+    return [o["outputs"][0] for o in ops[:math.ceil(share * len(ops))]] if share > 0 else []
 
 
 def convert_int16(tf, graph, calib) -> tuple[bytes, dict[str, Any]]:
@@ -136,7 +160,7 @@ def float_op_outputs(data: bytes, comparisons: bool = False) -> list[tuple[str, 
 
 def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], worst: int,
                          ranges: str, keep: dict[str, Any] | None = None,
-                         float_model: bytes | None = None) -> tuple[bytes, dict[str, Any]]:
+                         float_model: bytes | None = None, prefix: float = 0.0) -> tuple[bytes, dict[str, Any]]:
     """int8 model: calibrated once, activation ranges from ``ranges``, deny-listed ops (by output tensor name) float.
 
     ``ranges`` is ``minmax`` (the converter's own calibration), an edgec observer applied to the
@@ -144,6 +168,7 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
     ``keep``: filled with the calibration `with_worst_ops_float` requantizes from.
     ``float_model``: the float ``.tflite``, whose activation size decides how many samples the
     converter's own calibration runs (`converter_calibration`).
+    ``prefix``: the share of the ops kept float from the input side (`prefix_nodes`).
     """
     from tensorflow.lite.python import convert as tfl_convert
 
@@ -151,6 +176,9 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
 
     conv_calib = converter_calibration(graph, calib, ranges, float_model)
     calibrated = calibrate(tf, conv, graph, conv_calib)
+    # Deny-listed with ``nodes`` once the ranges are chosen (on the all-int8 model, as the ladder's float-prefix
+    # rung chooses them: the same model), not checked against the debugger's ranking.
+    front = prefix_nodes(calibrated, prefix)
     if keep is not None:
         keep.update(raw=calibrated, quantize=lambda m, deny: quantize_calibrated(tfl_convert, m, io_tf, deny))
     quantized = None  # the int8 model `choose_ranges` built from the final ranges, if it did
@@ -180,7 +208,7 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
         if unknown:
             raise ConfigError(f"--float-nodes names unknown TFLite tensor(s) {unknown[:3]}; known quantized op "
                               f"outputs include {sorted(known)[:5]}")
-    deny = list(dict.fromkeys([*nodes, *(r["tensor"] for r in ranking[:worst])]))
+    deny = list(dict.fromkeys([*front, *nodes, *(r["tensor"] for r in ranking[:worst])]))
     # The quantizer is deterministic: the candidate's int8 model is the one this would build.
     data = quantized if quantized is not None and deny == list(nodes) else \
         quantize_calibrated(tfl_convert, calibrated, io_tf, deny)
@@ -197,6 +225,8 @@ def convert_full_integer(tf, conv, graph, calib, io_tf, nodes: tuple[str, ...], 
         info["converter_calibration_samples"] = len(conv_calib)
     if deny:
         info.update(float_nodes=deny, debugger_worst=ranking[:max(worst, 0)])
+    if front:
+        info.update(float_prefix=prefix, float_prefix_ops=len(front))
     if left:
         info.update(mode="int8 with float ops", float_ops=left)
     if keep is not None:
@@ -219,6 +249,16 @@ def with_worst_ops_float(keep: dict[str, Any], graph, calib, n: int) -> tuple[by
     deny = [r["tensor"] for r in ranked]
     data = keep["quantize"](keep["calibrated"], deny)
     info = {**keep["info"], "mode": "full-integer with float ops", "float_nodes": deny, "debugger_worst": ranked}
+    return data, info, deny
+
+
+def with_float_prefix(keep: dict[str, Any], share: float) -> tuple[bytes, dict[str, Any], list[str]]:
+    """``(model, info, deny-list)``: `convert_full_integer`'s int8 model (its calibration in ``keep``) requantized
+    with the first ``share`` of the ops float (`prefix_nodes`): what ``--float-prefix share`` builds."""
+    deny = prefix_nodes(keep["calibrated"], share)
+    data = keep["quantize"](keep["calibrated"], deny)
+    info = {**keep["info"], "mode": "full-integer with float ops", "float_nodes": deny, "float_prefix": share,
+            "float_prefix_ops": len(deny)}
     return data, info, deny
 
 

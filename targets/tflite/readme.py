@@ -75,6 +75,9 @@ def bundle_readme(model, precision: str, io_dtype: str, inputs: list[TensorSpec]
         types = ", ".join(f"{op} x{n}" for op, n in quant["float_op_counts"].items())
         kept = (f" ({len(quant['float_nodes'])} ops kept float, the {' + '.join(quant.get('float_islands', []))} "
                 f"islands: {types})")
+    if quant.get("float_prefix"):  # `--float-prefix`: the first ops from the input
+        kept = (f" ({len(quant['float_nodes'])} ops kept float, the first {quant['float_prefix_ops']} from the input: "
+                f"--float-prefix {quant['float_prefix']:g})")
     quant_line = {
         "fp32": "float32 weights and activations.",
         "fp16": "float16 weights (dequantized to float32 at load; XNNPACK may run fp16 where the CPU has it), "

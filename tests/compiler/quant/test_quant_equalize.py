@@ -146,15 +146,22 @@ def test_bias_correction_is_on_by_default_in_front_of_an_lstm(tmp_path):
 
     calib = CalibrationData(samples=samples, source="test")
     cfg = BuildConfig(model="m.onnx", output=tmp_path / "b", target="onnxruntime", precision="int8")
-    for target in ("onnxruntime", "intel-cpu"):
-        scheme = get_target(target).quant_scheme
-        resolved = cfg.replace(calib_method=scheme.calib_method)  # what the pipeline does with no --calib-method
-        q = Int8Quantizer.create(resolved, model, calib, collect_ranges(model.proto, samples), scheme, SILENT)
-        assert q.bias_correction is True
-        rule = next(p["config"] for p in q.passes if p["name"] == "recurrent-recipe")
-        assert rule["ops"] == ["LSTM"] and rule["bias_correction"] is True
-        assert rule.get("calib_method") == ("mse" if target == "onnxruntime" else None)  # intel-cpu: mse already
     import dataclasses
+
+    for target in ("onnxruntime", "intel-cpu"):  # no --calib-method: both default to mse already
+        scheme = get_target(target).quant_scheme
+        q = Int8Quantizer.create(cfg, model, calib, collect_ranges(model.proto, samples, "mse"), scheme, SILENT)
+        assert q.bias_correction is True and q.calib_method == "mse"
+        rule = next(p["config"] for p in q.passes if p["name"] == "recurrent-recipe")
+        assert rule["ops"] == ["LSTM"] and rule["bias_correction"] is True and "calib_method" not in rule
+    # A scheme whose default differs takes `calib_method_with_ops`, unless the user asked for a method.
+    minmax = dataclasses.replace(get_target("onnxruntime").quant_scheme, calib_method="minmax",
+                                 calib_method_with_ops="mse")
+    for asked, rule_method in ((None, "mse"), ("minmax", None)):
+        q = Int8Quantizer.create(cfg.replace(calib_method=asked), model, calib, collect_ranges(model.proto, samples),
+                                 minmax, SILENT)
+        rule = next(p["config"] for p in q.passes if p["name"] == "recurrent-recipe")
+        assert rule.get("calib_method") == rule_method, rule
 
     plain = dataclasses.replace(get_target("onnxruntime").quant_scheme, bias_correction_ops=frozenset())
     q = Int8Quantizer.create(cfg, model, calib, collect_ranges(model.proto, samples), plain, SILENT)

@@ -85,7 +85,7 @@ def test_attention_blocks_counts_softmax_weighing_a_matmul():
 def test_intel_cpu_keeps_a_conv_stem_transformers_residual_stream_float():
     from edgec.calibration import collect_ranges
     from edgec.compiler.model import ModelHandle
-    from edgec.compiler.quant_stage import transformer_scheme
+    from edgec.compiler.model_recipes import transformer_scheme
     from edgec.compiler.quantize import quantize_qdq
     from edgec.targets.registry import get_target
 

@@ -44,10 +44,17 @@ def test_jetson_deep_stream_takes_the_recipe_and_tensorrts_qdq_rules():
         dq = {n.output[0] for n in legal.graph.node if n.op_type == "DequantizeLinear"}
         out[on] = (sum(i in dq for n in legal.graph.node if n.op_type == "Add" for i in n.input),
                    cosine(run_first_output(quant.proto, evals), ref))
+        # The deep stream chooses its ranges without the entropy calibrator (held-out photos exceed its
+        # clipping thresholds); the plain scheme keeps all of TensorRT's calibrators.
+        assert ("entropy" in passes["calibrate-auto"]["methods"]) is not on, passes["calibrate-auto"]["methods"]
         if on:
+            assert passes["deep-residual-recipe"]["calib_candidates"] == [
+                "minmax", "percentile-99.99", "percentile-99.999", "mse"]
             assert passes["equalize-conv-pairs"]["min_spread"] == 1.0
             assert "float-fallback" not in passes  # no quantized Add left to search
         else:  # the plain scheme quantizes both inputs of each Add, unless its fp16 fallback kept it
             assert out[on][0] == 4 - 2 * len(passes.get("float-fallback", {}).get("kept_float", ())), passes
     assert out[True][0] == 0, out  # the recipe's Adds carry no Q/DQ at all
-    assert out[True][1] > 0.99, out
+    # 0.985 (0.995 with the entropy calibrator: this toy's held-out samples share the calibration samples'
+    # Gaussian distribution, real photos' deep streams do not; see `TRT_DEEP_STREAM_CALIBRATORS`).
+    assert out[True][1] > 0.98, out

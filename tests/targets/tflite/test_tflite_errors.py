@@ -98,7 +98,8 @@ def test_target_metadata():
     assert t.runner == "litert" and t.quant_scheme is None and t.default_precision == "int8"
     assert t.availability() is None
     opts = {o.name: o for o in t.options}
-    assert set(opts) == {"io_dtype", "activations", "float_nodes", "float_ops", "ranges"}
+    assert set(opts) == {"io_dtype", "activations", "float_nodes", "float_ops", "float_prefix",
+                         "ranges"}
     assert opts["ranges"].choices == ("auto", "minmax", "percentile", "mse", "entropy")
     assert opts["io_dtype"].choices == ("int8", "uint8", "float32") and opts["activations"].choices == ("int8", "int16")
 

@@ -32,7 +32,8 @@ def test_explicit_int8_choices_pin_the_mode():
         return SimpleNamespace(options=o)
 
     assert not pinned(spec()) and not pinned(spec(ranges="auto")) and not pinned(spec(io_dtype="float32"))
-    for o in ({"ranges": "minmax"}, {"activations": "int8"}, {"float_ops": 2}, {"io_dtype": "int8"}):
+    for o in ({"ranges": "minmax"}, {"activations": "int8"}, {"float_ops": 2}, {"float_prefix": 0.6},
+              {"io_dtype": "int8"}):
         assert pinned(spec(**o)), o
 
 

@@ -61,6 +61,57 @@ def test_denylist_keeps_named_ops_float(cnn, tmp_session):
         lower(model, calib, "int8", tmp_session / "cnn_both", float_ops=1, activations="int16")
 
 
+def _compute_ops(data: bytes) -> list[tuple[str, type]]:
+    """``(op type, output dtype)`` of every op but QUANTIZE/DEQUANTIZE, in execution order."""
+    Interpreter, _ = interpreter_class()
+    interp = Interpreter(model_content=data)
+    dtypes = {d["index"]: d["dtype"] for d in interp.get_tensor_details()}
+    return [(op["op_name"], dtypes[op["outputs"][0]]) for op in interp._get_ops_details()
+            if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
+
+
+def test_float_prefix_keeps_the_first_ops_float_and_the_rest_int8(cnn, cnn_int8, tmp_session):
+    model, calib, evals = cnn
+    built = lower(model, calib, "int8", tmp_session / "cnn_prefix", float_prefix=0.5)
+    q = built.result.manifest["quantization"]
+    ops = _compute_ops((built.bundle / "model.tflite").read_bytes())
+    k = -(-len(ops) // 2)  # half the ops, rounded up
+    assert q["float_prefix"] == 0.5 and q["float_prefix_ops"] == k == len(q["float_nodes"]), (q, ops)
+    # Exactly the first k ops compute in float (a cut at the wrong end or off by one breaks this) ...
+    assert [t for _, t in ops[:k]] == [np.float32] * k, ops
+    # ... and every later one in int8: the deny-list holds no op past the cut.
+    assert all(t == np.int8 for _, t in ops[k:]), ops
+    # It runs in LiteRT with an int8 model's error: the Quantize at the cut takes the calibrated range (a
+    # boundary with a wrong scale is off by far more). This small CNN's error is its int8 tail's, not its front's.
+    seen = list(calib.samples[:8])
+    err_prefix, err8 = _max_err(built, seen), _max_err(cnn_int8, seen)
+    assert err_prefix < 2 * err8, (err_prefix, err8)
+    with pytest.raises(ConfigError, match="float-prefix"):
+        lower(model, calib, "int8", tmp_session / "cnn_prefix_bad", float_prefix=1.0)
+    with pytest.raises(ConfigError, match="16x8"):
+        lower(model, calib, "int8", tmp_session / "cnn_prefix16", float_prefix=0.5, activations="int16")
+
+
+def test_ladder_scores_float_prefix_rungs_after_16x8_as_the_gate_moves_build_them(cnn, tmp_session, monkeypatch):
+    from edgec.targets.tflite import TFLiteTarget, int8_floor
+
+    model, calib, evals = cnn
+    monkeypatch.setattr(int8_floor, "CNN_BAR", 1.01)  # no rung holds it: the ladder scores them all
+    built = lower(model, calib, "int8", tmp_session / "cnn_ladder_all")
+    fb = built.result.manifest["quantization"]["fallback"]
+    names = [r["rung"] for r in fb["rungs"]]
+    assert names[-3:] == ["16x8", "float-prefix 0.6", "float-prefix 0.75"], fb
+    rungs = {r["rung"]: r for r in fb["rungs"]}
+    scored = [r for r in fb["rungs"] if r.get("worst_cosine") is not None]
+    assert fb["chosen"] == max(scored, key=lambda r: r["worst_cosine"])["rung"], fb  # none holds: the best ships
+    # The rung is the model the gate's move builds (same calibration, ranges and cut), so the gate may skip it.
+    pinned = lower(model, calib, "int8", tmp_session / "cnn_prefix06", float_prefix=0.6)
+    q = pinned.result.manifest["quantization"]
+    assert rungs["float-prefix 0.6"]["float_ops"] == q["float_prefix_ops"] < rungs["float-prefix 0.75"]["float_ops"]
+    m = {"target_info": {"quantization": built.result.manifest["quantization"]}}
+    assert "float-prefix 0.6 rung" in TFLiteTarget().move_scored({"float_prefix": 0.6}, m)
+
+
 def _outlier_onnx(path, act: str = "LeakyRelu"):
     """x -> Conv(1->8) -> act -> Conv(8->4) with channel 0 of the first conv x1000, undone in the second.
 
@@ -101,13 +152,16 @@ def test_arm_gate_improves_a_planted_outlier_model(tmp_path):
     plain_drop = 100 * (1.0 - plain.report["accuracy"]["cosine"])  # cosine points, the gate's unit
     assert plain_drop > 5  # the planted channel eats the other channels' int8 levels
     # Unpinned, the CNN's full-integer model is under its bar (0.99) on the check samples: its 16x8
-    # rebuild (conv biases corrected for the int8 weight rounding) scores better and ships.
+    # rebuild (conv biases corrected for the int8 weight rounding) scores better, and the first rung that
+    # holds the bar ships: 16x8, or (measured: 16x8 0.986) the float-prefix rung after it.
     auto = api.build(BuildConfig.from_flat(output=tmp_path / "auto", accept_low_accuracy=True, **common))
     q = auto.manifest["target_info"]["quantization"]
-    assert q["mode"] == "16x8", q
     fb = q["fallback"]
     assert fb["bar"] == 0.99 and fb["full_integer_worst_cosine"] + 0.02 < fb["16x8_worst_cosine"], fb
-    assert any(p["name"] == "weight-rounding-bias-correction" for p in auto.manifest["passes"])
+    held = [r["rung"] for r in fb["rungs"] if (r.get("worst_cosine") or 0.0) >= fb["bar"]]
+    assert held and fb["chosen"] == held[0] in ("16x8", "float-prefix 0.6", "float-prefix 0.75"), fb
+    assert q["mode"] == ("16x8" if held[0] == "16x8" else "full-integer with float ops"), q
+    assert (held[0] == "16x8") == any(p["name"] == "weight-rounding-bias-correction" for p in auto.manifest["passes"])
     assert 100 * (1.0 - auto.report["accuracy"]["cosine"]) < plain_drop / 2
     # The gate starts from that build (never worse than no gate) and keeps it or a move within budget.
     res = api.build(BuildConfig.from_flat(output=tmp_path / "gated", max_accuracy_drop=0.1, metric="cosine", **common))
