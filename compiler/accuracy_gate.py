@@ -21,7 +21,11 @@ place is the one last verified:
    When onnxruntime is within budget from the start and the target is not (a near-tie sample
    that the target's runtime rounds the other way), keep the moves that widen onnxruntime's
    margin instead (`Evaluator.shortfall`), re-verifying with the target after each.
-5. Otherwise fail with the best result found, the layers responsible and a diagnosis of
+5. When single moves stall (the error is spread over many layers, each of which barely moves the
+   drop alone), keep the shortest ranked prefix of layers in float that fits, found by binary
+   search and verified by the target (`edgec.compiler.gate_groups`): if keeping layers in float
+   can reach the budget at all, the gate reaches it.
+6. Otherwise fail with the best result found, the layers responsible and a diagnosis of
    where the error comes from (a tensor range, or the target's runtime when onnxruntime
    runs the same Q/DQ model within budget). A failed gate writes no bundle, so the gate
    never ships anything worse than the plain build it started from.
@@ -32,6 +36,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
+from edgec.compiler.gate_groups import GOAL_MARGIN, group_phase
 from edgec.compiler.quality import resolve_metric, run_onnx
 from edgec.compiler.sensitivity import HEADROOM_EPS, Evaluator, FallbackState, rank
 from edgec.errors import AccuracyError
@@ -45,6 +50,7 @@ MAX_TARGET_ATTEMPTS = 6  # lower + verify runs after the first
 MAX_ROUNDS = 4  # sensitivity rankings per phase (each from the state the previous one left)
 MAX_TRIES_PER_ROUND = 12  # ranked fallbacks tried on top of the kept ones, per ranking
 IMPROVEMENT_EPS = 1e-6
+STALL_SHARE = 0.25  # a greedy keep-float round winning back less of the excess drop has stalled
 CHEAP_KINDS = ("calib-method", "bias-correction")  # tried before anything goes to float or int8
 REPORT_TOP = 10
 
@@ -148,6 +154,7 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
         if not phase:
             continue
         for _ in range(MAX_ROUNDS):
+            round_start = current
             _, ranked = rank(evaluator, state, phase, progress, headroom=headroom)
             if not report.get("sensitivity") and ranked:
                 report["sensitivity"] = [fb.to_json() for fb in ranked[:REPORT_TOP]]
@@ -174,10 +181,22 @@ def run_gate(config: "BuildConfig", target, quantizer, attempt: Attempt, eval_sa
                         return (*res, _finish(report, drop, state))
                     if tries >= MAX_TARGET_ATTEMPTS:
                         break
-            if not improved or current <= budget or tries >= MAX_TARGET_ATTEMPTS:
+            # A keep-float round that wins back less than `STALL_SHARE` of what is over budget has stalled:
+            # the error is spread over many layers, the group phase takes over (each round costs minutes).
+            stalled = "keep-float" in phase and not headroom and \
+                round_start - current < STALL_SHARE * (round_start - budget)
+            if not improved or stalled or current <= budget or tries >= MAX_TARGET_ATTEMPTS:
                 break
         if tries >= MAX_TARGET_ATTEMPTS:
             break
+    if "keep-float" in kinds and tries < MAX_TARGET_ATTEMPTS:
+        # Single moves stalled (the error is spread over many layers): a ranked prefix of layers in float.
+        goal = budget if not headroom else budget - (best[0] - current) - GOAL_MARGIN * budget
+        found = group_phase(evaluator, state, budget, try_target, lambda: MAX_TARGET_ATTEMPTS - tries, progress,
+                            report, goal=goal)
+        if found is not None:
+            res, drop, state = found
+            return (*res, _finish(report, drop, state))
     if pending and tries < MAX_TARGET_ATTEMPTS:
         res, drop = try_target(state, steps[-1])
         if drop <= budget:
@@ -251,7 +270,16 @@ def _run_moves(config: "BuildConfig", target, attempt: Attempt, metric, labels, 
 def _diagnose(report: dict[str, Any], steps: list[dict[str, Any]], ort_drop: float, target_drop: float,
               budget: float, ranked: list) -> str:
     """Which pattern the remaining error comes from, for the failure message and the report."""
-    if ort_drop <= budget < target_drop:
+    group = report.get("group_phase") or {}
+    verified = [s["step"] for s in group.get("searches", []) if "step" in s]
+    if verified:  # the group phase fit onnxruntime with layers in float, the target did not follow
+        ort_drop, target_drop = verified[-1]["onnxruntime_drop"], verified[-1].get("target_drop", target_drop)
+    if "all_float_onnxruntime_drop" in group and not verified:
+        cause = (f"keeping all {group['layers_ranked']} quantized layers in float still loses "
+                 f"{group['all_float_onnxruntime_drop']:.3g} in onnxruntime: the error does not come from the int8 "
+                 "layers but from what stays quantized around them (model inputs/outputs, a graph rewrite); compare "
+                 "with `edgec debug layers`")
+    elif ort_drop <= budget < target_drop:
         cause = (f"the error comes from the target's runtime, not the ranges: onnxruntime runs the same Q/DQ model "
                  f"within budget (drop {ort_drop:.3g}) but the target's build loses {target_drop:.3g} (an op it "
                  "executes differently, or a lowering bug; compare with `edgec debug layers --runtime target`)")
@@ -273,8 +301,9 @@ def _finish(report: dict[str, Any], drop: float, state: FallbackState) -> dict[s
                    "int8_instead_of_int4": [fb.key for fb in state.applied if fb.kind == "int8"],
                    "calib_method_overrides": {fb.key: fb.value for fb in state.applied if fb.kind == "calib-method"},
                    "bias_correction": state.bias_correction,
-                   "fallbacks": [{**fb.to_json(), "why": f"alone it lowers the onnxruntime drop from {fb.base:.4g} to "
-                                                         f"{fb.drop:.4g}"} for fb in state.applied]})
+                   "fallbacks": [{**fb.to_json(), "why": fb.why or f"alone it lowers the onnxruntime drop from "
+                                                                   f"{fb.base:.4g} to {fb.drop:.4g}"}
+                                 for fb in state.applied]})
     return report
 
 

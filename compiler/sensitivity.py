@@ -53,6 +53,7 @@ class Fallback:
     drop: float | None = None
     base: float | None = None
     shortfall: float | None = None
+    why: str | None = None  # why the gate kept it, when not its effect alone (the group phase)
 
     def describe(self) -> str:
         if self.kind == "keep-float":
