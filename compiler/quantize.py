@@ -39,6 +39,9 @@ SCALE_PRESERVING_OPS = frozenset({"MaxPool", "AveragePool", "Reshape", "Flatten"
                                   "Transpose", "Pad"})
 # Inputs that are parameters, not data: they stay float (Clip's min/max bounds, Resize's roi and scales).
 PARAMETER_INPUTS = {"Clip": (1, 2), "Resize": (1, 2)}
+# The weight inputs of ONNX recurrent cells (LSTM, GRU, RNN: X, W, R, B, ...), for `QuantScheme.int8_recurrent_ops`.
+RECURRENT_WEIGHT_INPUTS = (1, 2)
+RECURRENT_STATE_BOUND = 1.0  # |hidden state| of an LSTM/GRU/RNN cell with the default (tanh) output activation
 FUSIBLE_ACTIVATIONS = frozenset({"Relu", "Clip"})
 FUSING_PRODUCERS = frozenset({"Conv", "Gemm", "MatMul", "Add"})
 # TFLite's fixed output parameters for int8 Softmax / Logistic / Tanh; the default when the
@@ -200,7 +203,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             return False
         if full:
             return n.op_type in int_ops
-        if n.op_type in WEIGHTED_OPS:
+        if n.op_type in WEIGHTED_OPS or n.op_type in scheme.int8_recurrent_ops:
             return True
         if n.op_type in scheme.int8_input_ops:
             if n.op_type in ("Add", "Mul"):
@@ -213,6 +216,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     qnodes = {id(n) for n in nodes if is_quant_node(n)}
 
     def act_inputs_of(n) -> list[str]:
+        if n.op_type in scheme.int8_recurrent_ops:  # the sequence X only: states, lengths stay float
+            return [n.input[0]] if n.input[0] not in b.inits else []
         return (qg.int8_op_inputs(n, b.inits) if not full and n.op_type in scheme.int8_input_ops
                 else qg.activation_inputs(n, b.inits))
 
@@ -261,6 +266,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     # symmetric unless the calibrated range is non-negative (softmax probabilities keep all 256 levels).
     symmetric_targets: set[str] = set()
     signed_targets: set[str] = set()
+    state_targets: set[str] = set()  # sequence inputs of `int8_recurrent_ops`: their grid also carries the state
     for n in nodes:
         if id(n) not in qnodes:
             continue
@@ -271,6 +277,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                                                           graph_outputs, float_tensors, ranges, qnodes,
                                                           shares_pair if scheme.hoist_shared_sources else None,
                                                           off_grid, scalar_muls)
+                if n.op_type in scheme.int8_recurrent_ops:
+                    state_targets.add(t)
                 if scheme.symmetric_activation_matmuls and n.op_type == "MatMul" and n.input[1] in act_inputs:
                     (symmetric_targets if i == n.input[1] else signed_targets).add(t)
                 targets.setdefault(t, [])
@@ -328,7 +336,10 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             missing.append(t)
             continue
         symmetric = t in symmetric_targets or (t in signed_targets and r.rmin < 0)
-        params[t] = activation_qparams(r.rmin, r.rmax, scheme.activation_symmetric or symmetric)
+        rmin, rmax = r.rmin, r.rmax
+        if t in state_targets:  # the runtime quantizes the hidden state (tanh: [-1, 1]) with X's scale and zero point
+            rmin, rmax = min(rmin, -RECURRENT_STATE_BOUND), max(rmax, RECURRENT_STATE_BOUND)
+        params[t] = activation_qparams(rmin, rmax, scheme.activation_symmetric or symmetric)
     if missing:
         raise ConfigError(f"no calibration range for tensor(s) {missing[:5]}: calibration did not observe them")
 
@@ -490,6 +501,7 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, cha
     elif first_act is not None and first_act in params:
         in_scale = params[first_act].scale
     w_scales = None
+    rec_scales = _recurrent_scales(n, b) if n.op_type in scheme.int8_recurrent_ops and not full else None
     for k, name in enumerate(n.input):
         if name not in b.inits or k in PARAMETER_INPUTS.get(n.op_type, ()):
             continue
@@ -521,6 +533,13 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, cha
             n.input[k] = out[-1].output[0]
             stats["quantized_weights"] += 1
             continue
+        if rec_scales is not None and k in RECURRENT_WEIGHT_INPUTS and w.ndim == 3:
+            s = rec_scales
+            q = np.clip(np.round(w / s.reshape(1, -1, 1)), -127, 127).astype(np.int8)
+            out.append(_dq(b, name, q, s, np.zeros(s.shape, np.int8), 1, f"{name}_DequantizeLinear", helper))
+            n.input[k] = out[-1].output[0]
+            stats["quantized_weights"] += 1
+            continue
         if full and w.size > 0:
             # Other float constants of integer ops (Add/Mul operands, Concat parts): per-tensor affine.
             qp = activation_qparams(float(w.min()), float(w.max()), scheme.activation_symmetric)
@@ -529,6 +548,18 @@ def _quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, cha
                            f"{name}_DequantizeLinear", helper))
             n.input[k] = out[-1].output[0]
     return out
+
+
+def _recurrent_scales(n, b: _Builder) -> np.ndarray | None:
+    """One symmetric int8 scale per gate row of a recurrent cell's W and R together (``[directions, gates * hidden,
+    size]``, axis 1): oneDNN's int8 RNN, which OpenVINO's CPU plugin runs, takes one set of weight scales for both
+    (a toy CRNN with a scale set each: cosine 0.959 in OpenVINO, 0.9998 in onnxruntime; shared: 0.997)."""
+    absmax = [np.abs(b.nh.to_array(b.inits[n.input[k]]).astype(np.float32)).max(axis=(0, 2))
+              for k in RECURRENT_WEIGHT_INPUTS if len(n.input) > k and n.input[k] in b.inits]
+    if not absmax:
+        return None
+    scales = (np.maximum.reduce(absmax) / 127.0).astype(np.float32)
+    return np.where(scales > MIN_SCALE, scales, np.float32(1.0)).astype(np.float32)
 
 
 BIAS_HEADROOM = 2**30  # the largest |int32 bias| a weight scale is widened for (half of int32, for the accumulator)

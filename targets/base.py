@@ -146,6 +146,11 @@ class QuantScheme:
         deep_residual_overrides: ``(field, value)`` pairs of this scheme replaced for such models
             (``float_residual_adds``, ``equalize_min_spread``; ``calib_method`` too: it is the build's
             default for such models, ``--calib-method`` still wins).
+        deep_residual_fallback: ``(field, value)`` pairs replaced on top of ``deep_residual_overrides`` when the
+            model quantized with the recipe still falls below ``deep_residual_fallback_cosine`` worst-output
+            cosine on the calibration samples, or below the model quantized without it (intel-cpu: float
+            residual Adds, where its int8 ones do not hold).
+        deep_residual_fallback_cosine: That bar (None: no fallback, the recipe as declared).
         deep_residual_cosine: Apply ``deep_residual_overrides`` only when the model quantized without
             them falls below this worst-output cosine on the calibration samples (None: always): the
             float Adds cost speed where the runtime would run them in int8, for no accuracy where the
@@ -165,6 +170,14 @@ class QuantScheme:
         weight_bias_correction: Remove the per-channel output mean shift that int8 weight rounding
             causes from each conv's bias, measured in one float pass over the calibration samples
             (`edgec.compiler.weight_bias_correction`; NNCF's default FastBiasCorrection does the same).
+        int8_recurrent_ops: Recurrent cells (ONNX op types) that ``weighted`` placement quantizes: a pair on
+            the sequence input X, and the input and recurrence weights W, R as symmetric int8 per gate row
+            (axis 1 of ``[directions, gates * hidden, size]``, one scale per row shared by the directions);
+            the initial states and biases stay float. OpenVINO's CPU plugin then runs LSTMSequence on u8
+            data with int8 weights, as NNCF's placement does. X's range is widened to cover the hidden
+            state's [-1, 1]: the runtime (oneDNN's int8 RNN) quantizes the state with X's scale and zero point
+            (a CRNN whose X came from a Relu: cosine 0.67 with X's own range [0, r], which clips every
+            negative state to 0; onnxruntime, which keeps the state float, did not show it).
         symmetric_activation_matmuls: No zero point on either input of a MatMul of two activations
             (attention's ``Q @ K^T``, ``P @ V``): symmetric int8 on the second input, and on the first
             unless its range is non-negative (softmax probabilities: unsigned, zero point at the
@@ -206,6 +219,8 @@ class QuantScheme:
     deep_residual_adds: int | None = None
     deep_residual_overrides: tuple[tuple[str, Any], ...] = ()
     deep_residual_cosine: float | None = None
+    deep_residual_fallback: tuple[tuple[str, Any], ...] = ()
+    deep_residual_fallback_cosine: float | None = None
     transformer_overrides: tuple[tuple[str, Any], ...] = ()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
@@ -216,6 +231,7 @@ class QuantScheme:
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
     symmetric_activation_matmuls: bool = False
+    int8_recurrent_ops: frozenset[str] = frozenset()
     auto_held_out: bool = False
 
 

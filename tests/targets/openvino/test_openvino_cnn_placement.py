@@ -3,7 +3,8 @@ the stem MaxPool and the residual Adds on int8 data, as NNCF's placement does.
 
 The stem MaxPool feeds both the first block's Conv and its residual Add: its Q/DQ pair moves above it for
 both readers (else an f32 pool and a requantize: resnet18 ran 3 f32 kernels vs NNCF's 1). The deep-residual
-recipe (float residual Adds) is measured, not assumed: a stream that holds without it keeps int8 Adds.
+recipe is measured, not assumed: a stream that holds without it keeps the target's plain scheme; either way
+the residual Adds run on int8 data.
 Precisions are counted, nothing is timed.
 """
 
@@ -100,9 +101,10 @@ def test_deep_residual_recipe_applies_only_where_the_stream_needs_it(model_dir, 
         passes = {p["name"]: p["config"] for p in res.manifest["passes"]}
         recipe = passes["deep-residual-recipe"]
         assert recipe["residual_adds"] == 2 and recipe["worst_cosine_without"] >= 0.995, recipe
-        assert recipe.get("applied", True) is applied and passes["quantize"]["scheme"]["float_residual_adds"] is applied
+        assert recipe.get("applied", True) is applied and not passes["quantize"]["scheme"]["float_residual_adds"]
+        assert recipe["calib_method"] == "minmax", recipe
         precision = _runtime_precision(res.bundle)
-        assert (precision.get("add1") in INT8) is not applied, precision.get("add1")
+        assert precision.get("add1") in INT8, precision.get("add1")  # int8 Adds either way (as fast as NNCF's)
 
 
 def test_a_layout_op_read_by_two_convs_keeps_its_pair_below_it():
