@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec import api
 from edgec.compiler.config import BuildConfig
+from tests.targets.openvino.ov_runtime import runtime_precision
 
 pytest.importorskip("openvino", reason="the intel-cpu target needs openvino (pip install 'edgec[openvino]')")
 
@@ -68,22 +69,9 @@ def _build(d, out):
                                  calib=str(d / "calib.npz"), force=True))
 
 
-def _runtime_precision(bundle) -> dict[str, str]:
-    """``{original ONNX node: runtime precision}`` of OpenVINO's CPU plugin (fused nodes share their kernel's)."""
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(bundle / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    out = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        for name in info["originalLayersNames"].astype(str).split(","):
-            out.setdefault(name, info["runtimePrecision"].astype(str))
-    return out
-
-
 def test_stem_maxpool_read_by_a_conv_and_a_residual_add_runs_in_int8(model_dir):
     res = _build(model_dir, "plain")
-    precision = _runtime_precision(res.bundle)
+    precision = runtime_precision(res.bundle)
     for node in ("pool", "add1", "add2"):
         assert precision.get(node) in INT8, (node, precision.get(node))
     assert res.report["accuracy"]["cosine"] > 0.995, res.report["accuracy"]
@@ -103,7 +91,7 @@ def test_deep_residual_recipe_applies_only_where_the_stream_needs_it(model_dir, 
         assert recipe["residual_adds"] == 2 and recipe["worst_cosine_without"] >= 0.995, recipe
         assert recipe.get("applied", True) is applied and not passes["quantize"]["scheme"]["float_residual_adds"]
         assert recipe["calib_method"] == "minmax", recipe
-        precision = _runtime_precision(res.bundle)
+        precision = runtime_precision(res.bundle)
         assert precision.get("add1") in INT8, precision.get("add1")  # int8 Adds either way (as fast as NNCF's)
 
 

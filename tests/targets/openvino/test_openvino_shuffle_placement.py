@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec import api
 from edgec.compiler.config import BuildConfig
+from tests.targets.openvino.ov_runtime import NO_COMPUTE, runtime_precision
 
 pytest.importorskip("openvino", reason="the intel-cpu target needs openvino (pip install 'edgec[openvino]')")
 
@@ -96,23 +97,8 @@ def built(tmp_path_factory):
                                  calib=str(d / "calib.npz"), force=True))
 
 
-def _runtime_precision(bundle) -> dict[str, str]:
-    """``{original ONNX node: runtime precision}`` of OpenVINO's CPU plugin (fused nodes share their kernel's)."""
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(bundle / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    out = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        if info["layerType"].astype(str) in ("Reshape", "Const", "Input", "Output"):
-            continue  # a Reshape moves bytes whatever their type (listed as f32)
-        for name in info["originalLayersNames"].astype(str).split(","):
-            out.setdefault(name, info["runtimePrecision"].astype(str))
-    return out
-
-
 def test_channel_shuffles_splits_and_the_stem_pool_run_in_int8(built):
-    precision = _runtime_precision(built.bundle)
+    precision = runtime_precision(built.bundle, NO_COMPUTE)
     # The plugin fuses each Reshape -> Transpose -> Reshape into one ShuffleChannels named after the last Reshape.
     for node in ("pool", "shuffle0_cat", "shuffle0_unview", "split1", "shuffle1_cat", "shuffle1_unview", "split2",
                  "shuffle2_cat", "shuffle2_unview"):
