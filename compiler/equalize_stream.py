@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from edgec.compiler.qdq_graph import TensorSets
+
 LINKS = ("Relu", "Add", "MaxPool", "Pad")
 
 
@@ -82,21 +84,15 @@ def stream_groups(proto) -> list[dict[str, Any]]:
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
     boundary = {o.name for o in g.output} | {i.name for i in g.input}
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    sets = TensorSets()
 
     links = [n for n in g.node if n.op_type in LINKS and _exact_link(n, inits)]
     for n in links:
         for t in _data_inputs(n):
-            parent[find(t)] = find(n.output[0])
+            sets.join(t, n.output[0])
     members: dict[str, list[str]] = {}
-    for t in list(parent):
-        members.setdefault(find(t), []).append(t)
+    for t in list(sets.parent):
+        members.setdefault(sets.find(t), []).append(t)
     link_ids = {id(n) for n in links}
     producer = {o: n for n in g.node for o in n.output}
     readers: dict[str, list] = {}

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from edgec.compiler.qdq_graph import TensorSets
+
 if TYPE_CHECKING:
     from edgec.calibration.types import TensorRange
     from edgec.targets.base import QuantScheme
@@ -43,27 +45,20 @@ def shared_grid_regions(nodes, scheme: "QuantScheme", keep_float, targets: dict[
 
     ops = scheme.layout_region_ops
     region_nodes = [n for n in nodes if n.op_type in ops and n.name not in keep_float]
-    parent: dict[str, str] = {}
-
-    def find(t: str) -> str:
-        while parent.setdefault(t, t) != t:
-            parent[t] = parent[parent[t]]
-            t = parent[t]
-        return t
+    sets = TensorSets()
 
     node_root: dict[int, str] = {}
     for n in region_nodes:
         ins, outs = _data_inputs(n, inits), [o for o in n.output if o]
         if not ins or not all(t in float_tensors for t in ins + outs):
             continue
-        root = find(ins[0])
         for t in ins[1:] + outs:
-            parent[find(t)] = root
+            sets.join(t, ins[0])
         node_root[id(n)] = ins[0]
     groups: dict[str, list] = {}
     for n in region_nodes:
         if id(n) in node_root:
-            groups.setdefault(find(node_root[id(n)]), []).append(n)
+            groups.setdefault(sets.find(node_root[id(n)]), []).append(n)
 
     unified: dict[str, TensorRange] = {}
     for members in groups.values():

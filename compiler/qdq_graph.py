@@ -7,6 +7,26 @@ from __future__ import annotations
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
+class TensorSets:
+    """Union-find over tensor names: the groups a pass joins tensors into (one grid, one equalized stream)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}  # every tensor seen, in the order first seen
+
+    def find(self, t: str) -> str:
+        """The representative of ``t``'s group (``t`` itself when it joined none)."""
+        parent = self.parent
+        while parent.setdefault(t, t) != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    def join(self, t: str, into: str) -> None:
+        """Put ``t``'s group into ``into``'s (whose representative stays)."""
+        root = self.find(into)
+        self.parent[self.find(t)] = root
+
+
 def activation_inputs(n, inits) -> list[str]:
     if n.op_type in ("Conv", "ConvTranspose", "Gemm"):
         return [n.input[0]] if n.input[0] not in inits else []

@@ -431,12 +431,7 @@ def _through_unified_ops(nodes, keep_float, scheme, targets, producer, ranges, i
     """
     from edgec.calibration.types import TensorRange
 
-    group: dict[str, str] = {}  # tensor -> representative (union-find over shared parts)
-
-    def find(t: str) -> str:
-        while group.setdefault(t, t) != t:
-            t = group[t]
-        return t
+    sets = qg.TensorSets()  # the parts that share one range
 
     parts_of = []
     for n in reversed(nodes):
@@ -458,11 +453,11 @@ def _through_unified_ops(nodes, keep_float, scheme, targets, producer, ranges, i
         del targets[n.output[0]]
         parts_of.append(parts)
         for t in parts[1:]:
-            group[find(t)] = find(parts[0])
+            sets.join(t, parts[0])
     joined: dict[str, TensorRange] = {}
     for parts in parts_of:
         for t in parts:
-            root, r = find(t), ranges[t]
+            root, r = sets.find(t), ranges[t]
             j = joined.get(root)
             joined[root] = r if j is None else TensorRange(min(j.rmin, r.rmin), max(j.rmax, r.rmax), r.method)
-    return {t: joined[find(t)] for parts in parts_of for t in parts}
+    return {t: joined[sets.find(t)] for parts in parts_of for t in parts}
