@@ -51,7 +51,7 @@ MAX_ROUNDS = 4  # sensitivity rankings per phase (each from the state the previo
 MAX_TRIES_PER_ROUND = 12  # ranked fallbacks tried on top of the kept ones, per ranking
 IMPROVEMENT_EPS = 1e-6
 STALL_SHARE = 0.25  # a greedy keep-float round winning back less of the excess drop has stalled
-CHEAP_KINDS = ("calib-method", "bias-correction")  # tried before anything goes to float or int8
+CHEAP_KINDS = ("calib-method", "bias-correction", "weight-rounding")  # tried before anything goes to float or int8
 REPORT_TOP = 10
 
 Attempt = Callable[..., tuple[dict[str, Any], Any, dict[str, Any], Any]]
@@ -301,6 +301,7 @@ def _finish(report: dict[str, Any], drop: float, state: FallbackState) -> dict[s
                    "int8_instead_of_int4": [fb.key for fb in state.applied if fb.kind == "int8"],
                    "calib_method_overrides": {fb.key: fb.value for fb in state.applied if fb.kind == "calib-method"},
                    "bias_correction": state.bias_correction,
+                   **({"weight_rounding": state.weight_rounding} if state.weight_rounding else {}),
                    "fallbacks": [{**fb.to_json(), "why": fb.why or f"alone it lowers the onnxruntime drop from "
                                                                    f"{fb.base:.4g} to {fb.drop:.4g}"}
                                  for fb in state.applied]})

@@ -49,6 +49,10 @@ class InputShape:
         return self.min is not None
 
 
+# How int8 weights are rounded onto their per-channel grid (`edgec.compiler.weight_rounding`).
+WEIGHT_ROUNDINGS = ("nearest", "gptq")
+
+
 @dataclass(frozen=True)
 class Int8Options:
     """How int8 (calibrated) precisions are quantized.
@@ -60,14 +64,19 @@ class Int8Options:
         bias_correction: Correct the int8 model's per-channel output bias on calibration data.
         keep_source_quantization: Lower an already Q/DQ-quantized ONNX with its own scales
             instead of dequantizing and requantizing it with edgec's calibration.
+        weight_rounding: ``nearest`` or ``gptq`` (`edgec.compiler.weight_rounding`); None: the
+            target's default (`QuantScheme.weight_rounding`).
     """
 
     calib_method: str | None = None
     smoothquant: float | None = None
     bias_correction: bool = False
     keep_source_quantization: bool = False
+    weight_rounding: str | None = None
 
     def __post_init__(self) -> None:
+        if self.weight_rounding is not None and self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise ConfigError(f"--weight-rounding {self.weight_rounding}: expected {one_of(WEIGHT_ROUNDINGS)}")
         if self.calib_method is not None and self.calib_method not in calib_method_choices():
             raise ConfigError(f"--calib-method {self.calib_method}: expected {one_of(calib_method_choices())}")
         if self.smoothquant is not None and not 0.0 <= float(self.smoothquant) <= 1.0:
@@ -180,6 +189,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "smoothquant": ("int8", "smoothquant"),
     "bias_correction": ("int8", "bias_correction"),
     "keep_source_quantization": ("int8", "keep_source_quantization"),
+    "weight_rounding": ("int8", "weight_rounding"),
     "group_size": ("int4", "group_size"),
     "int4_mode": ("int4", "mode"),
     "int4_method": ("int4", "method"),
@@ -301,6 +311,8 @@ class BuildConfig:
             out["bias_correction"] = True
         if self.int8.keep_source_quantization:
             out["keep_source_quantization"] = True
+        if self.int8.weight_rounding is not None:
+            out["weight_rounding"] = self.int8.weight_rounding
         return out
 
     def manifest_view(self) -> dict[str, Any]:

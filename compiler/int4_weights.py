@@ -13,11 +13,11 @@ Data-aware pieces (``x [rows, K]`` are the layer's calibration inputs, ``H = x^T
   by the factor from `CLIP_GRID` that minimizes the importance-weighted squared error of that
   block, column by column (AWQ's clip search and NNCF's scale estimation do the same against
   the layer output; the diagonal of ``H`` keeps it to one pass over the weights).
-- `gptq` (Frantar et al., 2022) quantizes rows one at a time and spreads each row's error over
-  the rows not yet quantized through the inverse Hessian, in lazy batches of `GPTQ_BATCH`
-  rows. ``act_order`` quantizes rows of large ``diag(H)`` first, while the most rows are left
-  to absorb the error; block scales are then fixed before the loop from the original weights
-  ("static groups"), so the stored layout stays plain blocks of consecutive rows.
+- `gptq` (Frantar et al., 2022; the column update in `edgec.compiler.gptq`) quantizes rows one at
+  a time and spreads each row's error over the rows not yet quantized through the inverse Hessian,
+  in lazy batches of `GPTQ_BATCH` rows. ``act_order`` quantizes rows of large ``diag(H)`` first,
+  while the most rows are left to absorb the error; block scales are then fixed before the loop from
+  the original weights ("static groups"), so the stored layout stays plain blocks of consecutive rows.
 - `awq_scale` (Lin et al., 2023): a per-input-channel scale ``s = mean|x| ** a`` with ``a``
   searched on a grid.
 - `output_error` is a layer's relative output error ``tr(E^T H E) / tr(W^T H W)``, the
@@ -30,8 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-GPTQ_DAMP = 0.01
-GPTQ_BATCH = 128
+from edgec.compiler import gptq as _gptq
+from edgec.compiler.gptq import GPTQ_BATCH, GPTQ_DAMP, hessian
+
 AWQ_GRID = tuple(i / 10 for i in range(11))
 CLIP_GRID = tuple(1.0 - i / 40 for i in range(13))  # 1.0 down to 0.7
 
@@ -131,15 +132,11 @@ def rtn(w: np.ndarray, block: int, sym: bool, importance: np.ndarray | None = No
     return _quantize_with(w, scale, zp, block)
 
 
-def hessian(x: np.ndarray) -> np.ndarray:
-    """``x^T x / rows`` in float64."""
-    x64 = x.astype(np.float64)
-    return x64.T @ x64 / max(len(x), 1)
-
-
 def gptq(w: np.ndarray, x: np.ndarray, block: int, sym: bool, act_order: bool = False,
          clip: bool = False, h: np.ndarray | None = None, damp: float = GPTQ_DAMP) -> Int4Weight:
     """GPTQ of ``w [K, N]`` given calibration inputs ``x [rows, K]`` (or their `hessian` ``h``).
+
+    The column update is `edgec.compiler.gptq`'s; this picks the int4 block grid of each row.
 
     Args:
         act_order: Quantize rows in order of decreasing ``diag(H)``, with every block's scale
@@ -149,45 +146,32 @@ def gptq(w: np.ndarray, x: np.ndarray, block: int, sym: bool, act_order: bool = 
             inputs less (few samples, where ``H`` spans only part of the input space).
     """
     k, n = w.shape
-    h = (hessian(x) if h is None else h).copy()
-    w = w.astype(np.float64).copy()
-    dead = np.diag(h) == 0
-    h[dead, dead] = 1.0
-    w[dead] = 0.0
-    diag = np.diag(h).copy()
-    h += damp * np.mean(diag) * np.eye(k)
-    perm = np.argsort(-diag, kind="stable") if act_order else np.arange(k)
-    try:
-        hinv = np.linalg.cholesky(np.linalg.inv(h[np.ix_(perm, perm)])).T  # upper
-    except np.linalg.LinAlgError:
-        return rtn(w.astype(np.float32), block, sym, diag if clip else None)
+    p = _gptq.prepare(w, hessian(x) if h is None else h, damp, act_order)
+    w0, diag = p.w[0], p.diag[0]
+    if p.hinv is None:
+        return rtn(w0.astype(np.float32), block, sym, diag if clip else None)
     static = act_order or clip
     if static:
-        scale, zp = group_params(w, block, sym, diag if clip else None)
+        scale, zp = group_params(w0, block, sym, diag if clip else None)
     else:
         scale = np.zeros((-(-k // block), n), np.float32)
         zp = None if sym else np.zeros(scale.shape, np.int8)
-    w = w[perm]
     q = np.zeros((k, n), np.int8)
-    batch = block * max(1, GPTQ_BATCH // block)  # a block never straddles two batches
-    for i1 in range(0, k, batch):
-        i2 = min(i1 + batch, k)
-        w1, err1, hinv1 = w[i1:i2].copy(), np.zeros((i2 - i1, n)), hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            row = perm[i1 + i]
-            b = row // block
-            if not static and row % block == 0:  # dynamic groups: the scale of the weights as updated so far
-                s, z = _block_params(w1[i:i + block].astype(np.float32), sym)
-                scale[b] = s
-                if zp is not None:
-                    zp[b] = z
-            s, z = scale[b], (zp[b] if zp is not None else None)
-            qi = _q(w1[i].astype(np.float32), s, z)
-            q[row] = qi
-            e = (w1[i] - _dq(qi, s, z)) / hinv1[i, i]
-            w1[i + 1:] -= np.outer(hinv1[i, i + 1:], e)
-            err1[i] = e
-        w[i2:] -= hinv[i1:i2, i2:].T @ err1
+
+    def quantize(rows: np.ndarray, w1: np.ndarray, i: int) -> np.ndarray:
+        row = int(rows[0])
+        b = row // block
+        if not static and row % block == 0:  # dynamic groups: the scale of the weights as updated so far
+            s, z = _block_params(w1[0, i:i + block].astype(np.float32), sym)
+            scale[b] = s
+            if zp is not None:
+                zp[b] = z
+        s, z = scale[b], (zp[b] if zp is not None else None)
+        qi = _q(w1[0, i].astype(np.float32), s, z)
+        q[row] = qi
+        return _dq(qi, s, z)[None]
+
+    _gptq.run(p, quantize, block * max(1, GPTQ_BATCH // block))  # a block never straddles two batches
     return Int4Weight(q, scale, zp, block)
 
 

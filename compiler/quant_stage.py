@@ -115,7 +115,7 @@ class Int8Quantizer:
     """
 
     kind = "int8"
-    fallback_kinds = ("keep-float", "calib-method", "bias-correction")
+    fallback_kinds = ("keep-float", "calib-method", "bias-correction", "weight-rounding")
 
     def __init__(self, model: "ModelHandle", reference: "ModelHandle", ranges: "dict[str, TensorRange]",
                  scheme: "QuantScheme", calibration: "CalibrationData", bias_correction: bool = False,
@@ -138,6 +138,8 @@ class Int8Quantizer:
         self.fallback_float: tuple[str, ...] = ()  # the default's own float nodes (`float_fallback`)
         self.calib_method: str | None = None  # the build's method, as `create` resolved it
         self._auto: dict[str, Any] = {}  # what ``auto`` measured: local errors, outputs, budget
+        self.weight_rounding = "nearest"  # `QuantScheme.weight_rounding`, or the build's --weight-rounding
+        self._rounding = None  # `weight_rounding.WeightRounding`: Hessians and rounded weights, shared by variants
 
     @classmethod
     def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
@@ -243,6 +245,11 @@ class Int8Quantizer:
             ranges = collect_ranges(model.proto, calibration.samples, method)
         q = cls(model, handle, ranges, scheme, calibration, bias_correction, passes)
         q.calib_method = chosen
+        q.weight_rounding = config.int8.weight_rounding or scheme.weight_rounding
+        if q.weight_rounding != "nearest":
+            from edgec.compiler.weight_rounding import settings
+
+            passes.append({"name": "weight-rounding", "config": {"method": q.weight_rounding, **settings()}})
         if auto:
             progress.message("choosing a calibration method per tensor (auto)")
             info = q.choose_auto()
@@ -327,10 +334,11 @@ class Int8Quantizer:
 
     def quantize(self, keep_float: tuple[str, ...] = (), overrides: dict[str, str] | None = None,
                  int8_nodes: tuple[str, ...] = (), bias_correction: bool | None = None,
-                 ) -> tuple["ModelHandle", dict[str, Any]]:
+                 weight_rounding: str | None = None) -> tuple["ModelHandle", dict[str, Any]]:
         """Q/DQ model with ``keep_float`` nodes in float and ``overrides`` {tensor: method} ranges.
 
-        ``bias_correction`` overrides the build's ``--bias-correction`` (the accuracy gate's move).
+        ``bias_correction`` overrides the build's ``--bias-correction``, ``weight_rounding`` its
+        `weight_rounding` (the accuracy gate's moves).
         """
         from edgec.compiler.quantize import quantize_qdq
 
@@ -342,6 +350,8 @@ class Int8Quantizer:
         quant, summary = quantize_qdq(self.model, ranges, self.scheme, tuple(keep_float), self.channel_absmax())
         if overrides:
             summary["calib_method_overrides"] = dict(sorted(overrides.items()))
+        if (weight_rounding or self.weight_rounding) == "gptq":  # before the bias corrections: they see its weights
+            quant = self._rounded(quant, summary)
         per_layer = self.bias_correction if bias_correction is None else bias_correction
         # The per-layer pass removes the whole shift (weights and activations) with an error check per
         # layer: the one-pass weight correction before it only moved blazeface-short intel-cpu 0.981 -> 0.980.
@@ -374,6 +384,15 @@ class Int8Quantizer:
                 info = {**measured, "measured_with_float": list(cells)}
             summary["bias_correction"] = info
         return quant, summary
+
+    def _rounded(self, quant: "ModelHandle", summary: dict[str, Any]) -> "ModelHandle":
+        """``quant`` with its int8 weights GPTQ-rounded on the same grid (`edgec.compiler.weight_rounding`)."""
+        if self._rounding is None:
+            from edgec.compiler.weight_rounding import WeightRounding
+
+            self._rounding = WeightRounding(self.model, list(self.calibration.samples))
+        quant, summary["weight_rounding"] = self._rounding.apply(quant)
+        return quant
 
     def _int8_cells(self, keep_float: tuple[str, ...]) -> tuple[str, ...]:
         """The recurrent cells this scheme quantizes (`QuantScheme.int8_recurrent_ops`), less ``keep_float``."""
@@ -546,6 +565,8 @@ class Int8Quantizer:
         out = []
         if "bias-correction" in kinds and not self.bias_correction:
             out.append(Fallback("bias-correction", "weighted layers"))
+        if "weight-rounding" in kinds and self.weight_rounding != "gptq":
+            out.append(Fallback("weight-rounding", "int8 weights", "gptq"))
         if "keep-float" in kinds:
             out += [Fallback("keep-float", n, op=op) for n, op in quantized_layers(quant.proto)]
         if "calib-method" in kinds:
@@ -559,11 +580,13 @@ class Int8Quantizer:
 
 
 def check_int8_passes(config: "BuildConfig", quantizer, target: str, precision: str) -> None:
-    """``--smoothquant`` / ``--bias-correction`` only mean something for edgec's int8 Q/DQ quantizer."""
+    """``--smoothquant`` / ``--bias-correction`` / ``--weight-rounding gptq`` only mean something for edgec's int8
+    Q/DQ quantizer."""
     from edgec.errors import ConfigError
 
     asked = [f for f, on in (("--smoothquant", config.int8.smoothquant is not None),
-                             ("--bias-correction", config.int8.bias_correction)) if on]
+                             ("--bias-correction", config.int8.bias_correction),
+                             ("--weight-rounding gptq", config.int8.weight_rounding == "gptq")) if on]
     if asked and getattr(quantizer, "kind", None) != "int8":
         raise ConfigError(f"{' and '.join(asked)} apply to int8 builds quantized by edgec (Q/DQ), not to target "
                           f"'{target}' at precision {precision}")

@@ -37,7 +37,8 @@ class Fallback:
     """One change to the quantization.
 
     Attributes:
-        kind: ``keep-float``, ``calib-method``, ``bias-correction`` or ``int8``.
+        kind: ``keep-float``, ``calib-method``, ``bias-correction``, ``weight-rounding`` (GPTQ for every
+            int8 weight) or ``int8``.
         key: Node name (keep-float, int8) or activation tensor name (calib-method).
         value: The calibration method (calib-method).
         op: The node's op type, for reports.
@@ -62,6 +63,8 @@ class Fallback:
             return f"{self.key} ({self.op}) int8 instead of int4"
         if self.kind == "bias-correction":
             return "bias correction"
+        if self.kind == "weight-rounding":
+            return f"{self.value} weight rounding"
         return f"tensor {self.key} calibrated with {self.value}"
 
     def to_json(self) -> dict[str, Any]:
@@ -78,11 +81,14 @@ class FallbackState:
     overrides: tuple[tuple[str, str], ...] = ()
     int8_nodes: tuple[str, ...] = ()
     bias_correction: bool = False
+    weight_rounding: str | None = None
     applied: tuple[Fallback, ...] = field(default=())
 
     def plus(self, fb: Fallback) -> "FallbackState":
         if fb.kind == "bias-correction":
             return replace(self, bias_correction=True, applied=(*self.applied, fb))
+        if fb.kind == "weight-rounding":
+            return replace(self, weight_rounding=fb.value, applied=(*self.applied, fb))
         if fb.kind == "keep-float":
             return replace(self, keep_float=(*self.keep_float, fb.key), applied=(*self.applied, fb))
         if fb.kind == "int8":
@@ -93,10 +99,12 @@ class FallbackState:
     def key(self) -> tuple:
         """What the quantized model depends on (the order fallbacks were added in does not matter)."""
         return (tuple(sorted(set(self.keep_float))), tuple(sorted(self.overrides)), tuple(sorted(set(self.int8_nodes))),
-                self.bias_correction)
+                self.bias_correction, self.weight_rounding)
 
     def quantize(self, quantizer):
         kw = {"bias_correction": True} if self.bias_correction else {}
+        if self.weight_rounding:
+            kw["weight_rounding"] = self.weight_rounding
         return quantizer.quantize(self.keep_float, dict(self.overrides), self.int8_nodes, **kw)
 
 
@@ -196,7 +204,8 @@ def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
     cands = [c for c in quantizer.candidates(quant, kinds)
              if not (c.kind == "keep-float" and c.key in state.keep_float)
              and not (c.kind == "int8" and c.key in state.int8_nodes)
-             and not (c.kind == "bias-correction" and state.bias_correction)]
+             and not (c.kind == "bias-correction" and state.bias_correction)
+             and not (c.kind == "weight-rounding" and state.weight_rounding)]
     if len(cands) > MAX_MEASURED:
         cands = screen(quantizer.reference.proto, quant.proto, cands, samples[:SCREEN_SAMPLES])
     k = max(SCREEN_MIN_SAMPLES, len(samples) // SCREEN_SAMPLE_SHARE)
@@ -228,7 +237,8 @@ def rank(evaluator: Evaluator, state: FallbackState, kinds: tuple[str, ...],
         helpful = [c for c in best_per_tensor.values() if c.drop <= base and c.shortfall < least]
     else:
         helpful = [c for c in best_per_tensor.values() if c.drop < base]
-    cost = {"calib-method": 0, "bias-correction": 0, "int8": 1, "keep-float": 2}  # on ties, the fallback that keeps more int
+    # on ties, the fallback that keeps more int
+    cost = {"calib-method": 0, "bias-correction": 0, "weight-rounding": 0, "int8": 1, "keep-float": 2}
     helpful.sort(key=lambda c: (c.drop, c.shortfall or 0.0, cost[c.kind], c.key))
     return base, helpful
 

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from edgec import __version__
-from edgec.compiler.config import calib_method_choices, kv_cache_choices
+from edgec.compiler.config import WEIGHT_ROUNDINGS, calib_method_choices, kv_cache_choices
 from edgec.compiler.quality import BUILTIN_METRICS
 from edgec.errors import ConfigError
 from edgec.runtimes.registry import REFERENCE_RUNNER
@@ -106,6 +106,10 @@ def cli(debug: bool) -> None:
 @click.option("--smoothquant", type=click.FloatRange(0, 1), default=None, metavar="ALPHA",
               help="INT8: SmoothQuant with migration strength ALPHA (0.5 typical) for transformer activations.")
 @click.option("--bias-correction", is_flag=True, help="INT8: correct per-channel output bias shifts (CNNs).")
+@click.option("--weight-rounding", type=click.Choice(WEIGHT_ROUNDINGS), default=None,
+              help="INT8: how Conv/Gemm/MatMul weights land on their per-channel int8 grid (same scales): nearest, "
+                   "or gptq (each rounding chosen for the smallest layer output error on --calib inputs; seconds "
+                   "per build) [default: the target's].")
 @click.option("--keep-source-quantization", is_flag=True,
               help="An already Q/DQ-quantized ONNX keeps its own scales (targets that take Q/DQ ONNX); default: "
                    "dequantize it and requantize with --calib.")
@@ -129,7 +133,7 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
           int4_mode: str = "asym", int4_method: str = "auto", smoothquant: float | None = None,
           bias_correction: bool = False, prune: str | None = None, finetune: str | None = None,
           lora: str | None = None, kv_cache: str | None = None, keep_source_quantization: bool = False,
-          accept_low_accuracy: bool = False, **target_options: Any) -> None:
+          accept_low_accuracy: bool = False, weight_rounding: str | None = None, **target_options: Any) -> None:
     """Compile MODEL for a target into the bundle folder OUTPUT."""
     from edgec import api
     from edgec.compiler.config import BuildConfig, GateOptions, Int4Options, Int8Options, LLMOptions, PruneOptions
@@ -152,7 +156,7 @@ def build(model: str, target: str, precision: str | None, calib: str | None, cal
         eval_data=eval_data, input_shapes=parse_input_shapes(input_shapes), task=task, preprocess=pre,
         keep_float=tuple(keep_float), force=force, parity_tol=parity_tol, target_options=parsed_opts,
         int8=Int8Options(calib_method=calib_method, smoothquant=smoothquant, bias_correction=bias_correction,
-                         keep_source_quantization=keep_source_quantization),
+                         keep_source_quantization=keep_source_quantization, weight_rounding=weight_rounding),
         int4=Int4Options(group_size=None if group_size is None else int(group_size), mode=int4_mode,
                          method=int4_method),
         gate=GateOptions(max_accuracy_drop=max_accuracy_drop, metric=metric, accept_low_accuracy=accept_low_accuracy),

@@ -170,6 +170,9 @@ class QuantScheme:
         weight_bias_correction: Remove the per-channel output mean shift that int8 weight rounding
             causes from each conv's bias, measured in one float pass over the calibration samples
             (`edgec.compiler.weight_bias_correction`; NNCF's default FastBiasCorrection does the same).
+        weight_rounding: How int8 Conv/Gemm/MatMul weights land on their (unchanged) per-channel grid:
+            ``nearest``, or ``gptq`` (`edgec.compiler.weight_rounding`: each weight's rounding chosen for
+            the smallest layer output error on the calibration inputs); ``--weight-rounding`` overrides it.
         int8_recurrent_ops: Recurrent cells (ONNX op types) that ``weighted`` placement quantizes: a pair on
             the sequence input X, and the input and recurrence weights W, R as symmetric int8 per gate row
             (axis 1 of ``[directions, gates * hidden, size]``, one scale per row shared by the directions);
@@ -230,6 +233,7 @@ class QuantScheme:
     float_fallback_ops: tuple[str, ...] = ()
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
+    weight_rounding: str = "nearest"
     symmetric_activation_matmuls: bool = False
     int8_recurrent_ops: frozenset[str] = frozenset()
     auto_held_out: bool = False
@@ -357,8 +361,9 @@ class Target(ABC):
     # onnxslim fusions the float clean-up leaves out for this target (`edgec.compiler.optimize`).
     skip_fusions: ClassVar[tuple[str, ...]] = ()
     # What `--max-accuracy-drop` may change to win accuracy back: "keep-float" (leave nodes in
-    # float), "calib-method" (another calibration method for a tensor), "bias-correction", "int8"
-    # (int8 instead of int4 weights). None: derived from `quant_scheme` by `fallback_options`.
+    # float), "calib-method" (another calibration method for a tensor), "bias-correction", "weight-rounding"
+    # (GPTQ rounding of every int8 weight), "int8" (int8 instead of int4 weights). None: derived from
+    # `quant_scheme` by `fallback_options`.
     accuracy_fallbacks: ClassVar[tuple[str, ...] | None] = None
     # For a target that quantizes with its own converter (no `quant_scheme`): target options the
     # accuracy gate re-lowers with, in order, when the plain build misses the budget (arm: 16x8,
@@ -392,17 +397,18 @@ class Target(ABC):
     def fallback_options(self) -> tuple[str, ...]:
         """Fallbacks the accuracy gate may use (see ``accuracy_fallbacks``).
 
-        Derived: none when the target quantizes by itself (no `quant_scheme`); only
-        ``calib-method`` for integer-only runtimes (``full`` placement: no float islands);
-        all three for runtimes that mix precisions (``weighted`` placement).
+        Derived: none when the target quantizes by itself (no `quant_scheme`); the moves that keep
+        every op integer (``calib-method``, ``bias-correction``, ``weight-rounding``) for
+        integer-only runtimes (``full`` placement: no float islands); all of them for runtimes
+        that mix precisions (``weighted`` placement).
         """
         if self.accuracy_fallbacks is not None:
             return self.accuracy_fallbacks
         if self.quant_scheme is None:
             return ()
         if self.quant_scheme.placement == "full":
-            return ("calib-method", "bias-correction")
-        return ("keep-float", "calib-method", "bias-correction", "int8")
+            return ("calib-method", "bias-correction", "weight-rounding")
+        return ("keep-float", "calib-method", "bias-correction", "weight-rounding", "int8")
 
     def pruning_gain(self, method: str) -> str:
         """What ``--prune METHOD`` buys on this target (one sentence for the report)."""

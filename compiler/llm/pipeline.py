@@ -39,8 +39,10 @@ def build_llm(config, target, precision: str, options: dict[str, Any], tmp: Path
                           f"{' or '.join(able)}, or pass --input-shape to export one stateless graph")
     if config.llm.kv_cache and config.llm.kv_cache not in target.kv_cache_precisions:
         raise ConfigError(f"--kv-cache {config.llm.kv_cache} is not supported by target '{target.name}'")
-    if config.keep_float or config.prune or config.int8.smoothquant is not None or config.int8.bias_correction:
-        raise ConfigError("--keep-float/--prune/--smoothquant/--bias-correction do not apply to generation bundles")
+    if config.keep_float or config.prune or config.int8.smoothquant is not None or config.int8.bias_correction \
+            or config.int8.weight_rounding == "gptq":
+        raise ConfigError("--keep-float/--prune/--smoothquant/--bias-correction/--weight-rounding gptq do not apply to "
+                          "generation bundles")
     progress.message(f"loading {config.model}")
     lm = load_causal_lm(Path(config.model), Path(config.llm.lora) if config.llm.lora else None, progress)
     tok = _tokenizer(lm.folder)
