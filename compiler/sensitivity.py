@@ -29,6 +29,7 @@ SCREEN_KEEP = 6
 SCREEN_SAMPLE_SHARE = 4
 SCREEN_MIN_SAMPLES = 2
 HEADROOM_EPS = 1e-4  # a shortfall lower by less than this is not headroom won
+WHOLE_MODEL_KINDS = ("bias-correction", "weight-rounding")  # fallbacks that change every layer at once
 PASS_THROUGH = frozenset({"MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Relu"})
 
 
@@ -275,10 +276,13 @@ def screen(float_proto, quant_proto, cands: list[Fallback], samples) -> list[Fal
     def score(c: Fallback) -> float:
         return tensor_score(c.key) if c.kind == "calib-method" else added.get(c.key, -1e9)
 
+    # Whole-model moves touch no one layer: they always pass (else many range candidates screen them out).
+    whole = [c for c in cands if c.kind in WHOLE_MODEL_KINDS]
+    cands = [c for c in cands if c.kind not in WHOLE_MODEL_KINDS]
     worst_nodes = sorted({c.key for c in cands if c.kind != "calib-method"}, key=lambda k: -added.get(k, -1e9))
     worst_tensors = sorted({c.key for c in cands if c.kind == "calib-method"}, key=lambda k: -tensor_score(k))
     keep = set(worst_nodes[:SCREEN_LAYERS]) | set(worst_tensors[:SCREEN_LAYERS])
-    return sorted((c for c in cands if c.key in keep), key=lambda c: -score(c))
+    return whole + sorted((c for c in cands if c.key in keep), key=lambda c: -score(c))
 
 
 def top1_margin(outputs, reference) -> float:

@@ -148,3 +148,22 @@ def test_weight_rounding_option_checked():
     with pytest.raises(ConfigError, match="--weight-rounding"):
         Int8Options(weight_rounding="stochastic")
     assert Int8Options(weight_rounding="gptq").weight_rounding == "gptq"
+
+
+def test_gate_move_applies_gptq():
+    """The accuracy gate's cheap ``weight-rounding`` move quantizes the state with GPTQ rounding."""
+    from edgec.compiler.sensitivity import FallbackState
+
+    proto = _model()
+    q = _quantizer(proto, _samples(8, seed=1), "nearest")
+    plain, summary = q.quantize()
+    assert "weight_rounding" not in summary
+    moves = [c for c in q.candidates(plain, ("weight-rounding",))]
+    assert [(c.kind, c.value) for c in moves] == [("weight-rounding", "gptq")]
+    state = FallbackState().plus(moves[0])
+    assert state.key() != FallbackState().key()
+    quant, summary = state.quantize(q)
+    assert summary["weight_rounding"]["layers"] == 4
+    assert moves[0].describe() == "gptq weight rounding"
+    q.weight_rounding = "gptq"  # already the build's rounding: no such move
+    assert not q.candidates(quant, ("weight-rounding",))
