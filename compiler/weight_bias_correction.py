@@ -166,7 +166,7 @@ def keep_check(float_model: "ModelHandle", reference: "ModelHandle", quant: "Mod
     """
     from edgec.compiler.held_out_ranges import _top1, fold_pairs
     from edgec.compiler.quality import run_onnx
-    from edgec.compiler.quant_stage import _rel_error
+    from edgec.runtimes.metrics import relative_output_error
     from edgec.compiler.sensitivity import top1_margin
 
     pool = list(samples[:MAX_SAMPLES])
@@ -185,11 +185,12 @@ def keep_check(float_model: "ModelHandle", reference: "ModelHandle", quant: "Mod
             return None
         fold_caches.append(fold_cache)
         r, b, a = run_onnx(reference.proto, held), run_onnx(quant.proto, held), run_onnx(corrected.proto, held)
-        per_fold.append({"before": round(_rel_error(b, r), 8), "after": round(_rel_error(a, r), 8)})
+        per_fold.append({"before": round(relative_output_error(b, r), 8),
+                         "after": round(relative_output_error(a, r), 8)})
         refs, before, after = refs + r, before + b, after + a
     info: dict[str, Any] = {"check": "held-out, 2 folds" if held_out else "in-sample",
-                            "output_error": {"before": round(_rel_error(before, refs), 8),
-                                             "after": round(_rel_error(after, refs), 8)}, "folds": per_fold}
+                            "output_error": {"before": round(relative_output_error(before, refs), 8),
+                                             "after": round(relative_output_error(after, refs), 8)}, "folds": per_fold}
     if classifier:
         info["top1_agreement"] = {"before": _top1(before, refs), "after": _top1(after, refs)}
         info["top1_margin"] = {"before": round(top1_margin(before, refs), 6),
