@@ -17,7 +17,8 @@ samples): the int8 weights' own error falls on every model tried (weights int8, 
 ppocr-v4-det cosine 0.9932 -> 0.9966, ddddocr-det 0.99972 -> 0.99999), but in the intel-cpu int8
 builds the activations' error dominates: ppocr-v4-det 0.98725 -> 0.98727 (worst sample 0.9623 ->
 0.9687), ddddocr-det 0.99881 -> 0.99907, efficientnet_b0 cosine up but one near-tie top-1 flip
-(0.875 -> 0.8125). So no target defaults to it; the accuracy gate tries it as a cheap move. Cost:
+(0.875 -> 0.8125), blazeface-back down (0.99750 -> 0.99735, worst 0.9805 -> 0.9763). So no target
+defaults to it; the accuracy gate tries it as a cheap move, kept only where it measurably helps. Cost:
 5 s of one core on ppocr-v4-det at 320x320 (Hessians 4.6 s, rounding 0.6 s), 11 s on ddddocr-det.
 """
 

@@ -167,3 +167,18 @@ def test_gate_move_applies_gptq():
     assert moves[0].describe() == "gptq weight rounding"
     q.weight_rounding = "gptq"  # already the build's rounding: no such move
     assert not q.candidates(quant, ("weight-rounding",))
+
+
+def test_screen_keeps_whole_model_moves():
+    """The gate's layer screen keeps moves that touch no one layer (weight rounding, bias correction)."""
+    from edgec.compiler.sensitivity import SCREEN_LAYERS, Fallback, screen
+
+    proto = _model()
+    samples = _samples(4, seed=1)
+    q = _quantizer(proto, samples, "nearest")
+    quant, _ = q.quantize()
+    cands = [Fallback("keep-float", f"layer{i}", op="Conv") for i in range(SCREEN_LAYERS + 5)]
+    cands += [Fallback("weight-rounding", "int8 weights", "gptq"), Fallback("bias-correction", "weighted layers")]
+    kept = screen(q.reference.proto, quant.proto, cands, samples)
+    assert [c.kind for c in kept[:2]] == ["weight-rounding", "bias-correction"]
+    assert len(kept) == 2 + SCREEN_LAYERS
