@@ -4,7 +4,7 @@ Two measurements per model, on the corpus samples quant_quality.py uses (16 cali
 against onnxruntime fp32 on the same float ONNX (`quant_corpus.agreement`: mean cosine over outputs and
 samples, worst output of the worst sample, top-1 agreement on classifiers):
 
-  * ``weights``: the error of the int8 weights alone: every Conv/Gemm/MatMul weight replaced by its
+  * ``weights`` (ONNX sources): the error of the int8 weights alone: every Conv/Gemm/MatMul weight replaced by its
     dequantized int8 value (per-channel symmetric, the scales every target uses), activations float,
     run by onnxruntime; nearest against GPTQ (Hessians from the float model, `compiler.weight_rounding`).
   * ``build``: the intel-cpu int8 default build (OpenVINO), with ``--weight-rounding nearest`` and
@@ -52,6 +52,14 @@ def _float_proto(name: str, work: Path):
     del proto.graph.node[:]
     proto.graph.node.extend(keep)
     return proto, classifier
+
+
+def _onnx_source(name: str) -> bool:
+    """Whether the model's source is an ONNX file (the weights part reads its float ONNX directly)."""
+    import corpus
+    import quant_corpus as qc
+
+    return name in qc.MODELS or corpus.entry(name)["format"] == "onnx"
 
 
 def weights_part(name: str, work: Path) -> dict:
@@ -146,7 +154,7 @@ def main() -> None:
             work = Path(d) / name
             work.mkdir(parents=True, exist_ok=True)
             row = results.setdefault(name, {})
-            if "weights" in parts:
+            if "weights" in parts and _onnx_source(name):
                 row["weights_only"] = weights_part(name, work)
             if "build" in parts:
                 row["intel-cpu default"] = {r: build_part(name, work, r) for r in ("nearest", "gptq")}
