@@ -185,6 +185,20 @@ class Int8Quantizer:
                     entry = next(p for p in recipe.passes if p["name"] == "deep-residual-recipe")
                     entry["config"] = {**deep_recipe["config"], **entry["config"]}
                     return recipe
+                if scheme.deep_residual_float_add_margin is not None:
+                    from edgec.compiler.residual_add_search import keep_some_adds_float
+
+                    progress.message("measuring which residual Adds need float")
+                    options = [("recipe", recipe)]
+                    ranges_of_fallback = tuple(kv for kv in scheme.deep_residual_fallback if kv[0] == "calib_method")
+                    if asked is None and ranges_of_fallback:  # the fallback's ranges with int8 Adds too
+                        options.append(("fallback ranges", cls.create(config, handle, calibration, ranges, dataclasses.replace(
+                            plain_scheme, deep_residual_cosine=None, deep_residual_fallback_cosine=None,
+                            deep_residual_overrides=(*plain_scheme.deep_residual_overrides, *ranges_of_fallback)),
+                            progress, ranges_method)))
+                    kept = keep_some_adds_float(options, deep_recipe["config"], bar, worst, scheme)
+                    if kept is not None:
+                        return kept
                 scheme = dataclasses.replace(scheme, **dict(scheme.deep_residual_fallback))
                 deep_recipe["config"]["fallback"] = {k: v for k, v in scheme.deep_residual_fallback}
                 if asked is None:  # the fallback's own default ranges (collected anew below)
