@@ -127,7 +127,7 @@ def choose(q: "Int8Quantizer", bar: float, margin: float, error_share: float) ->
     from edgec.compiler.float_fallback import cosine_error
     from edgec.compiler.held_out_ranges import held_out_cosine
     from edgec.compiler.quality import ort_session, run_onnx
-    from edgec.compiler.quant_stage import AUTO_SAMPLES
+    from edgec.compiler.range_search import AUTO_SAMPLES
 
     adds, sizes = candidates(q)
     if not adds:
@@ -145,11 +145,11 @@ def choose(q: "Int8Quantizer", bar: float, margin: float, error_share: float) ->
 
 
 def keep_some_adds_float(options: list[tuple[str, "Int8Quantizer"]], recipe: dict[str, Any], bar: float,
-                         plain_worst: float, scheme: "QuantScheme") -> "Int8Quantizer | None":
+                         scheme: "QuantScheme") -> "Int8Quantizer | None":
     """Of ``options`` (label, quantizer with int8 residual Adds), the one whose `choose` keeps the fewest values
-    float, with those Adds float, when it reaches ``bar`` measured as built (bias correction included) and
-    beats the plain scheme's worst cosine ``plain_worst``. Records the searches in ``recipe`` (the caller's
-    deep-residual-recipe entry) and in the returned quantizer's. None: no option holds."""
+    float, with those Adds float, when it reaches ``bar`` measured as built (bias correction included), as the
+    recipe itself is judged. Records the searches in ``recipe`` (the caller's deep-residual-recipe entry) and in
+    the returned quantizer's. None: no option holds."""
     found = {}
     for label, q in options:
         f = choose(q, bar, scheme.deep_residual_float_add_margin, scheme.deep_residual_float_add_error)
@@ -164,7 +164,7 @@ def keep_some_adds_float(options: list[tuple[str, "Int8Quantizer"]], recipe: dic
         q.fallback_float = tuple(dict.fromkeys((*before, *f["float_adds"])))
         worst = q.worst_calibration_cosine()
         recipe["float_adds"].update(shipped=label, worst_cosine_as_built=round(worst, 5))
-        if worst < bar or worst <= plain_worst:
+        if worst < bar:
             q.fallback_float = before
             return None
         entry = next(p for p in q.passes if p["name"] == "deep-residual-recipe")
