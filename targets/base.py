@@ -148,8 +148,7 @@ class QuantScheme:
             default for such models, ``--calib-method`` still wins).
         deep_residual_fallback: ``(field, value)`` pairs replaced on top of ``deep_residual_overrides`` when the
             model quantized with the recipe still falls below ``deep_residual_fallback_cosine`` worst-output
-            cosine on the calibration samples, or below the model quantized without it (intel-cpu: float
-            residual Adds, where its int8 ones do not hold).
+            cosine on the calibration samples (intel-cpu: float residual Adds, where its int8 ones do not hold).
         deep_residual_fallback_cosine: That bar (None: no fallback, the recipe as declared).
         deep_residual_float_add_margin: Before that fallback, keep float only the residual Adds whose
             measured int8 error per value is largest, the fewest (by tensor size: what a float Add costs) that
