@@ -292,9 +292,10 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 if o in float_tensors and o not in fused:
                     targets.setdefault(o, [])
 
-    # `symmetric_depthwise_outputs`: a depthwise conv's signed output without a zero point.
-    dw_outputs = {t for t in targets if scheme.symmetric_depthwise_outputs and t in producer
-                  and is_depthwise(producer[t], b.inits)}
+    # `symmetric_depthwise_outputs`: a depthwise conv's signed output without a zero point, in models with many.
+    dw_outputs = {t for t in targets if t in producer and is_depthwise(producer[t], b.inits)}
+    if scheme.symmetric_depthwise_outputs is None or len(dw_outputs) < scheme.symmetric_depthwise_outputs:
+        dw_outputs = set()
     unified: dict[str, "TensorRange"] = {}
     if not full and scheme.layout_region_ops:
         from edgec.compiler.layout_regions import shared_grid_regions

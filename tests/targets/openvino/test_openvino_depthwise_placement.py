@@ -59,14 +59,19 @@ def test_signed_depthwise_output_has_no_zero_point():
     scheme = OpenVINOTarget.quant_scheme
     assert scheme.symmetric_depthwise_outputs
     handle = ModelHandle.from_onnx(proto, "m.onnx", "0" * 64)
-    for rule, symmetric in ((True, True), (False, False)):
+    # The block has one depthwise conv: the rule applies from a count of 1, not from 2 (a shallow net: no gain).
+    for rule, symmetric in ((1, True), (2, False), (None, False)):
         q, _ = quantize_qdq(handle, ranges, dataclasses.replace(scheme, symmetric_depthwise_outputs=rule))
         zp = _zero_points(q.proto)
         assert (int(zp["dw"]) == 0) is symmetric, (rule, zp["dw"])
         assert int(zp["stem_r"]) == -128  # a Relu output keeps its unsigned grid either way
 
 
-def test_depthwise_and_pointwise_convs_run_int8(tmp_path):
+def test_depthwise_and_pointwise_convs_run_int8(tmp_path, monkeypatch):
+    from edgec.targets.openvino import OpenVINOTarget
+
+    monkeypatch.setattr(OpenVINOTarget, "quant_scheme",
+                        dataclasses.replace(OpenVINOTarget.quant_scheme, symmetric_depthwise_outputs=1))
     (tmp_path / "m.onnx").write_bytes(_blaze_block().SerializeToString())
     rng = np.random.default_rng(2)
     np.savez(tmp_path / "calib.npz", x=rng.standard_normal((16, 3, 16, 16)).astype(np.float32))
