@@ -5,9 +5,10 @@ each model folder kept by ``quant_quality.py --parts corpus --corpus-keep DIR`` 
 both IRs are compiled in one process with ``INFERENCE_NUM_THREADS=1`` and ``PERF_COUNT``, and run
 interleaved (alternating order) on the kept timing input. Per model: the median per-inference sum of
 the perf counters and the median thread-CPU time, each as edgec / NNCF speed (> 1: edgec faster), the
-time per layer type and kernel (microseconds per inference) and the runtime model's kernels by type and
-precision, for both. A layer type whose time differs while the kernel lists match points at placement
-(zero shifts, post-ops); differing kernel lists point at float islands. Writes
+time per layer type and kernel (microseconds per inference), the runtime model's kernels by type and
+precision, and how many original layers each compute kernel fused (its post-ops), for both. A layer type
+whose time differs while the kernel lists match points at placement: more fused layers per kernel are extra
+post-ops (a bias the runtime could have dropped, a zero shift); differing kernel lists point at float islands. Writes
 benchmarks/results/ov_layer_profile.json (rows merged per model).
 
     .venv/bin/python benchmarks/ov_layer_profile.py DIR [--models a,b] [--iters 500]
@@ -32,6 +33,20 @@ from _common import print_table, write_json  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "ov_layer_profile.json"
 METHODS = ("edgec default", "nncf default")
 SKIP = {"Const", "Input", "Output"}
+FUSING = {"Convolution", "GroupConvolution", "FullyConnected", "Deconvolution"}
+
+
+def _fusion(compiled) -> dict[str, int]:
+    """Compute kernels by type and how many original layers each absorbed (``Convolution:4``: 4 kernels that
+    fused 4 layers each, e.g. the conv, its weight scale, bias and output FakeQuantize). Load-independent: two IRs
+    with the same kernels but more post-ops per kernel spend more time in them."""
+    counts: collections.Counter = collections.Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str)
+        if kind in FUSING:
+            counts[f"{kind}:{len(info['originalLayersNames'].astype(str).split(','))}"] += 1
+    return dict(sorted(counts.items()))
 
 
 def _kernels(compiled) -> dict[str, int]:
@@ -93,7 +108,7 @@ def profile(folder: Path, iters: int) -> dict:
         **{m: {"perf_counter_us": round(float(np.median(perf[m])), 1),
                "thread_cpu_ms": round(float(np.median(cpu[m])) / 1e6, 4),
                "us_by_layer": {k: round(v, 1) for k, v in by_type[m].most_common() if v >= 0.05},
-               "kernels": _kernels(compiled[m])} for m in METHODS},
+               "kernels": _kernels(compiled[m]), "fused_layers_per_kernel": _fusion(compiled[m])} for m in METHODS},
     }
 
 
@@ -120,9 +135,10 @@ def main() -> None:
         write_json(RESULTS.stem, results)
         e, n = (row[m] for m in METHODS)
         rows.append([name, row["perf_counter_speed_edgec_vs_nncf"], row["thread_cpu_speed_edgec_vs_nncf"],
-                     e["kernels"] == n["kernels"], row["run"]["load_average"]])
+                     e["kernels"] == n["kernels"], e["fused_layers_per_kernel"] == n["fused_layers_per_kernel"],
+                     row["run"]["load_average"]])
     print_table("intel-cpu int8, OpenVINO 1 thread, interleaved: edgec / NNCF speed (> 1: edgec faster)",
-                ["model", "perf counters", "thread CPU", "same kernels", "load"], rows)
+                ["model", "perf counters", "thread CPU", "same kernels", "same fusion", "load"], rows)
 
 
 if __name__ == "__main__":

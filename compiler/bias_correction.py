@@ -25,13 +25,26 @@ MAX_SAMPLES = 32
 LAYER_OPS = ("Conv", "Gemm", "ConvTranspose")
 
 
-def _bias_layers(qproto, fproto) -> list[tuple[str, str, str]]:
-    """``(node name, quant output, float output)`` of biased layers present in both models."""
+def zero_bias(node, inits: dict) -> bool:
+    """Whether the float layer ``node``'s bias is an initializer of zeros (``inits``: name -> TensorProto)."""
+    from onnx import numpy_helper
+
+    b = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    return b is not None and not numpy_helper.to_array(b).any()
+
+
+def _bias_layers(qproto, fproto, zero_biases: bool = True) -> list[tuple[str, str, str]]:
+    """``(node name, quant output, float output)`` of biased layers present in both models.
+
+    ``zero_biases`` False leaves out the layers whose float bias is all zeros (`QuantScheme.correct_zero_biases`).
+    """
     fnodes = {n.name: n for n in fproto.graph.node if n.name}
+    finits = {t.name: t for t in fproto.graph.initializer}
     out = []
     for n in qproto.graph.node:
         if n.op_type in LAYER_OPS and len(n.input) > 2 and n.input[2] and n.name in fnodes:
-            out.append((n.name, n.output[0], fnodes[n.name].output[0]))
+            if zero_biases or not zero_bias(fnodes[n.name], finits):
+                out.append((n.name, n.output[0], fnodes[n.name].output[0]))
     return out
 
 
@@ -44,7 +57,7 @@ def _channel_mean(values: list[np.ndarray], op: str) -> np.ndarray:
 def correct_bias(float_model: "ModelHandle", quant: "ModelHandle", samples: list[dict[str, np.ndarray]],
                  float_cache: dict | None = None, frozen: dict[str, np.ndarray] | None = None,
                  skip: tuple[str, ...] = (), shifts_out: dict[str, np.ndarray] | None = None,
-                 ) -> tuple["ModelHandle", dict[str, Any]]:
+                 zero_biases: bool = True) -> tuple["ModelHandle", dict[str, Any]]:
     """The Q/DQ model with corrected biases, and a summary (layers, mean |shift| removed).
 
     Args:
@@ -58,6 +71,7 @@ def correct_bias(float_model: "ModelHandle", quant: "ModelHandle", samples: list
         skip: Layers the ``frozen`` shifts are not applied to (kept in float since they were
             measured: their weights have no rounding left to correct).
         shifts_out: Filled with the shifts this call measures and keeps.
+        zero_biases: Also correct layers whose float bias is all zeros (`QuantScheme.correct_zero_biases`).
     """
     import onnx
 
@@ -67,7 +81,7 @@ def correct_bias(float_model: "ModelHandle", quant: "ModelHandle", samples: list
     proto.CopyFrom(quant.proto)
     g = proto.graph
     samples = list(samples[:MAX_SAMPLES])
-    layers = _bias_layers(proto, float_model.proto)
+    layers = _bias_layers(proto, float_model.proto, zero_biases)
     if not layers or not samples:
         return quant, {"layers": 0}
     if frozen is not None:

@@ -117,12 +117,12 @@ def pick_on_folds(model_proto, samples: list, refs: list, choices: dict[str, dic
     single-tensor switches then fit those images: blazeface-short jetson's refined choice scored
     0.0141 there, 0.0194 held out (percentile 99.999 everywhere: 0.0186) and 0.968 worst cosine on
     photos of neither (0.987). Here each choice's ranges come from one fold (`fold_pairs`) and its
-    relative output error (`quant_stage._rel_error`) is measured on the other, both ways; ties go to
+    relative output error (`runtimes.metrics.relative_output_error`) is measured on the other, both ways; ties go to
     the first choice. {} when there are too few samples for two folds.
     """
     from edgec.calibration.collect import collect_ranges_multi
     from edgec.compiler.quality import run_onnx
-    from edgec.compiler.quant_stage import _rel_error
+    from edgec.runtimes.metrics import relative_output_error
 
     folds = fold_pairs(samples)
     if not folds:
@@ -134,7 +134,7 @@ def pick_on_folds(model_proto, samples: list, refs: list, choices: dict[str, dic
         errs = []
         for alt, (_, held) in zip(fold_alts, folds):
             ranges = {**alt["minmax"], **{t: alt[m][t] for t, m in choice.items() if t in alt[m]}}
-            errs.append(_rel_error(run_onnx(quantize(ranges).proto, held), [ref_of[id(s)] for s in held]))
+            errs.append(relative_output_error(run_onnx(quantize(ranges).proto, held), [ref_of[id(s)] for s in held]))
         errors[name] = round(float(np.mean(errs)), 8)
     pick = min(errors, key=lambda n: errors[n])  # the first of equals: dicts keep their order
     return {"picked": pick, "errors": errors, "scored_on": f"2 folds of {len(samples)}"}

@@ -376,3 +376,41 @@ def nonnegative_bound(t, producer, inits, through=()) -> float | None:
 
     low, high = bound(1, "min"), bound(2, "max")
     return high if low is not None and low >= 0 and high is not None and np.isfinite(low) else None
+
+
+def quantized_tensors(qproto, ranges: dict[str, Any]) -> list[str]:
+    """Activation tensors that got a Q/DQ pair, in graph order (names as in ``ranges``)."""
+    producer = {o: n for n in qproto.graph.node for o in n.output}
+    out = []
+    for n in qproto.graph.node:
+        if n.op_type != "QuantizeLinear":
+            continue
+        src = n.input[0]
+        if src in ranges:
+            out.append(src)
+            continue
+        dq = next((c for c in qproto.graph.node if c.op_type == "DequantizeLinear" and c.input[0] == n.output[0]), None)
+        if dq is not None and dq.output[0] in ranges:
+            out.append(dq.output[0])
+        elif src in producer and src.endswith("_float") and src[:-6] in ranges:
+            out.append(src[:-6])
+    return list(dict.fromkeys(out))
+
+
+def quantized_layers(qproto) -> list[tuple[str, str]]:
+    """``(node name, op type)`` of the quantized compute nodes (what ``--keep-float`` can change).
+
+    Ops that only move values (Reshape, Transpose, MaxPool ...) read dequantized tensors when
+    Q/DQ is hoisted above them, but keeping them in float changes nothing: they are left out.
+    """
+    from edgec.compiler.quantize import FULL_INT_OPS, SCALE_PRESERVING_OPS
+    from edgec.targets.base import RECURRENT_OPS
+
+    dq_out = {n.output[0] for n in qproto.graph.node if n.op_type == "DequantizeLinear"}
+    out = []
+    for n in qproto.graph.node:
+        if n.op_type not in FULL_INT_OPS | RECURRENT_OPS or n.op_type in SCALE_PRESERVING_OPS or not n.name:
+            continue
+        if any(i in dq_out for i in n.input):
+            out.append((n.name, n.op_type))
+    return out

@@ -134,7 +134,7 @@ class Evaluator:
                 keep: bool = False) -> tuple[float, float, float]:
         """``(metric drop, relative output error, shortfall)`` of ``state`` on the first ``n`` samples (all: None)."""
         from edgec.compiler.quality import ort_session, run_onnx
-        from edgec.compiler.quant_stage import _rel_error
+        from edgec.runtimes.metrics import relative_output_error
 
         n = len(self.samples) if n is None else min(n, len(self.samples))
         key = (state.key(), n)
@@ -150,7 +150,7 @@ class Evaluator:
             if keep and n < len(self.samples):
                 self._kept[state.key()] = (sess, outs)
             labels = self.labels[:n] if self.labels is not None else None
-            err = _rel_error(outs, self.refs[:n])
+            err = relative_output_error(outs, self.refs[:n])
             shortfall = -top1_margin(outs, self.refs[:n]) if self.metric.name == "top1" and labels is None else err
             self._drops[key] = (self.metric.drop(outs, self.refs[:n], labels), err, shortfall)
         return self._drops[key]

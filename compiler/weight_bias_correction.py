@@ -48,9 +48,12 @@ def _dequantized(dq, inits) -> np.ndarray | None:
                              zp, axis)
 
 
-def _layers(qproto, fproto) -> list[tuple[Any, Any, np.ndarray]]:
-    """``(quant node, float node, W_q - W)`` of biased Convs with int8 weights in both models."""
+def _layers(qproto, fproto, zero_biases: bool = True) -> list[tuple[Any, Any, np.ndarray]]:
+    """``(quant node, float node, W_q - W)`` of biased Convs with int8 weights in both models (with
+    ``zero_biases`` False, not those whose float bias is all zeros)."""
     from onnx import numpy_helper
+
+    from edgec.compiler.bias_correction import zero_bias
 
     qinits = {t.name: t for t in qproto.graph.initializer}
     finits = {t.name: t for t in fproto.graph.initializer}
@@ -60,6 +63,8 @@ def _layers(qproto, fproto) -> list[tuple[Any, Any, np.ndarray]]:
     for n in qproto.graph.node:
         f = fnodes.get(n.name)
         if n.op_type != "Conv" or f is None or len(n.input) < 3 or not n.input[2] or f.input[1] not in finits:
+            continue
+        if not zero_biases and zero_bias(f, finits):
             continue
         dq = producer.get(n.input[1])
         if dq is None or dq.op_type != "DequantizeLinear":
@@ -113,7 +118,8 @@ def _measure(fproto: "onnx.ModelProto", layers, samples) -> dict[str, np.ndarray
 
 
 def correct_weight_bias(float_model: "ModelHandle", quant: "ModelHandle", samples: list[dict[str, np.ndarray]],
-                        cache: dict | None = None) -> tuple["ModelHandle", dict[str, Any]]:
+                        cache: dict | None = None, zero_biases: bool = True,
+                        ) -> tuple["ModelHandle", dict[str, Any]]:
     """The Q/DQ model with each conv's weight-rounding shift removed from its bias, and a summary.
 
     Args:
@@ -122,6 +128,7 @@ def correct_weight_bias(float_model: "ModelHandle", quant: "ModelHandle", sample
         samples: Calibration samples (the first `MAX_SAMPLES` are used).
         cache: Kept by the caller across variants of one model: shifts already measured for a
             layer with the same rounded weights are reused.
+        zero_biases: Also correct convs whose float bias is all zeros (`QuantScheme.correct_zero_biases`).
     """
     import onnx
 
@@ -129,7 +136,7 @@ def correct_weight_bias(float_model: "ModelHandle", quant: "ModelHandle", sample
 
     proto = onnx.ModelProto()
     proto.CopyFrom(quant.proto)
-    layers = _layers(proto, float_model.proto)
+    layers = _layers(proto, float_model.proto, zero_biases)
     samples = list(samples[:MAX_SAMPLES])
     if not layers or not samples:
         return quant, {"layers": 0}
@@ -151,7 +158,7 @@ def correct_weight_bias(float_model: "ModelHandle", quant: "ModelHandle", sample
 
 
 def keep_check(float_model: "ModelHandle", reference: "ModelHandle", quant: "ModelHandle",
-               samples: list[dict[str, np.ndarray]], classifier: bool, cache: dict,
+               samples: list[dict[str, np.ndarray]], classifier: bool, cache: dict, zero_biases: bool = True,
                ) -> tuple[bool, dict[str, Any]] | None:
     """Whether the correction of ``quant`` helps on samples its shifts were not measured on; None: no layer.
 
@@ -162,12 +169,12 @@ def keep_check(float_model: "ModelHandle", reference: "ModelHandle", quant: "Mod
     samples does not rise and, on a classifier, neither top-1 agreement nor the smallest top-1
     margin (`sensitivity.top1_margin`) drops: a near-tie photo flips on the margin, which the mean
     error hardly sees. ``cache`` then gets the shifts of all the samples (the folds' sample-weighted
-    mean: the same numbers one pass over all of them gives).
+    mean: the same numbers one pass over all of them gives). ``zero_biases`` as in `correct_weight_bias`.
     """
     from edgec.compiler.held_out_ranges import _top1, fold_pairs
     from edgec.compiler.quality import run_onnx
-    from edgec.compiler.quant_stage import _rel_error
     from edgec.compiler.sensitivity import top1_margin
+    from edgec.runtimes.metrics import relative_output_error
 
     pool = list(samples[:MAX_SAMPLES])
     folds = fold_pairs(pool)
@@ -180,16 +187,17 @@ def keep_check(float_model: "ModelHandle", reference: "ModelHandle", quant: "Mod
     fold_caches: list[dict] = []
     for fit, held in folds:
         fold_cache: dict = {}
-        corrected, fold_info = correct_weight_bias(float_model, quant, fit, fold_cache)
+        corrected, fold_info = correct_weight_bias(float_model, quant, fit, fold_cache, zero_biases)
         if not fold_info["layers"]:
             return None
         fold_caches.append(fold_cache)
         r, b, a = run_onnx(reference.proto, held), run_onnx(quant.proto, held), run_onnx(corrected.proto, held)
-        per_fold.append({"before": round(_rel_error(b, r), 8), "after": round(_rel_error(a, r), 8)})
+        per_fold.append({"before": round(relative_output_error(b, r), 8),
+                         "after": round(relative_output_error(a, r), 8)})
         refs, before, after = refs + r, before + b, after + a
     info: dict[str, Any] = {"check": "held-out, 2 folds" if held_out else "in-sample",
-                            "output_error": {"before": round(_rel_error(before, refs), 8),
-                                             "after": round(_rel_error(after, refs), 8)}, "folds": per_fold}
+                            "output_error": {"before": round(relative_output_error(before, refs), 8),
+                                             "after": round(relative_output_error(after, refs), 8)}, "folds": per_fold}
     if classifier:
         info["top1_agreement"] = {"before": _top1(before, refs), "after": _top1(after, refs)}
         info["top1_margin"] = {"before": round(top1_margin(before, refs), 6),

@@ -136,6 +136,40 @@ def nrmse(reference, got) -> float:
     return err / rms
 
 
+MIN_SPREAD_SAMPLES = 4
+
+
+def spread_error(reference: list, got: list) -> tuple[float, float]:
+    """Squared error of ``got`` against ``reference`` and the reference's squared spread between samples.
+
+    Both are lists of one output's values per sample. The spread is each element's deviation
+    from its mean over the samples, so a constant offset, per element or per channel, does not
+    hide the error; with fewer than `MIN_SPREAD_SAMPLES` samples it is around the overall mean.
+    A reference with no spread falls back to its own energy. Their ratio (or its square root, a
+    normalized RMS error) is what the int8 searches and the symmetric-activation gate compare.
+    """
+    w = np.stack([np.asarray(r, np.float64) for r in reference])
+    d = np.stack([np.asarray(g, np.float64) for g in got]) - w
+    centre = w.mean(axis=0, keepdims=True) if len(w) >= MIN_SPREAD_SAMPLES else w.mean()
+    den = float(((w - centre) ** 2).sum()) or float((w * w).sum())
+    return float((d * d).sum()), den
+
+
+def relative_output_error(outs: list[dict[str, np.ndarray]], refs: list[dict[str, np.ndarray]]) -> float:
+    """Mean over outputs of each output's `spread_error` ratio (squared error over squared spread).
+
+    Each output counts alike: a detector's box regressors (anchor offsets in the hundreds) would
+    otherwise drown its scores.
+    """
+    if not refs:
+        return 0.0
+    errs = []
+    for k in refs[0]:
+        err, den = spread_error([r[k] for r in refs], [o[k] for o in outs])
+        errs.append(err / max(den, 1e-30))
+    return float(np.mean(errs))
+
+
 def top1_agreement(reference, got) -> float:
     """Fraction of rows (last axis = classes) whose argmax agrees; 0.0 for a row that is not finite."""
     r = np.asarray(reference, dtype=np.float64)

@@ -170,6 +170,9 @@ class QuantScheme:
         weight_bias_correction: Remove the per-channel output mean shift that int8 weight rounding
             causes from each conv's bias, measured in one float pass over the calibration samples
             (`edgec.compiler.weight_bias_correction`; NNCF's default FastBiasCorrection does the same).
+        correct_zero_biases: Bias correction (per layer and weight-only) also writes its shift into layers
+            whose float bias is all zeros. False where the runtime drops a zero bias and a written one costs
+            the layer's kernel extra work (NNCF corrects only layers that have a bias).
         int8_recurrent_ops: Recurrent cells (ONNX op types) that ``weighted`` placement quantizes: a pair on
             the sequence input X, and the input and recurrence weights W, R as symmetric int8 per gate row
             (axis 1 of ``[directions, gates * hidden, size]``, one scale per row shared by the directions);
@@ -235,6 +238,7 @@ class QuantScheme:
     float_fallback_ops: tuple[str, ...] = ()
     float_fallback_cosine: float = 0.99
     weight_bias_correction: bool = False
+    correct_zero_biases: bool = True
     symmetric_activation_matmuls: bool = False
     symmetric_depthwise_outputs: int | None = None
     int8_recurrent_ops: frozenset[str] = frozenset()

@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 
 from edgec.errors import AccuracyError
-from edgec.runtimes.metrics import cosine
+from edgec.runtimes.metrics import cosine, spread_error
 from edgec.targets.tensorrt.qdq_rules import activation_qparams
 
 MAX_NRMSE = 0.25
 MAX_SAMPLES = 16
-MIN_SPREAD_SAMPLES = 4
 
 
 def fit_batches(samples: list[dict[str, np.ndarray]], inputs) -> list[dict[str, np.ndarray]]:
@@ -87,12 +86,8 @@ def output_errors(float_out: list[dict], qdq_out: list[dict], names) -> dict[str
     for n in names:
         f = np.stack([np.asarray(o[n], np.float64) for o in float_out])
         q = np.stack([np.asarray(o[n], np.float64) for o in qdq_out])
-        # The spread is how much each output element varies between inputs (per-element
-        # centring), so constant per-channel offsets do not hide the error; with fewer
-        # than MIN_SPREAD_SAMPLES samples, the spread over all elements.
-        centre = f.mean(axis=0, keepdims=True) if len(f) >= MIN_SPREAD_SAMPLES else f.mean()
-        den = np.linalg.norm(f - centre) or np.linalg.norm(f) or 1.0
-        res[n] = {"nrmse": float(np.linalg.norm(q - f) / den), "cosine": cosine(q, f),
+        err, spread = spread_error(f, q)  # the spread between inputs: offsets do not hide the error
+        res[n] = {"nrmse": float(np.sqrt(err) / (np.sqrt(spread) or 1.0)), "cosine": cosine(q, f),
                   "max_abs_err": float(np.abs(q - f).max(initial=0.0))}
     return res
 

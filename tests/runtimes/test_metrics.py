@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from edgec.runtimes.metrics import ErrorStats, check_cosine, cosine, nrmse, sqnr_db, top1_agreement, worst_cosine
+from edgec.runtimes.metrics import (ErrorStats, check_cosine, cosine, nrmse, relative_output_error, spread_error, sqnr_db,
+                                    top1_agreement, worst_cosine)
 
 
 def test_metrics_on_known_arrays():
@@ -44,3 +45,19 @@ def test_worst_case_check_scores():
     want = [[ref, ref]] * 3
     assert worst_cosine(got[:1], want) == 1.0 and worst_cosine(got[:2], want) == pytest.approx(24 / 25)
     assert worst_cosine(got, want) == 0.0
+
+
+def test_spread_error_is_relative_to_variation_between_samples():
+    """A large constant offset in the reference does not hide an error (per-element spread from 4 samples on),
+    fewer samples use the overall mean, and every output counts alike in `relative_output_error`."""
+    base = np.arange(4.0)[:, None] * np.array([1.0, -1.0])  # 4 samples x 2 elements, spread 5 per element
+    ref = [r + 1000.0 for r in base]
+    got = [r + 0.5 for r in ref]
+    err, spread = spread_error(ref, got)
+    assert err == pytest.approx(4 * 2 * 0.25) and spread == pytest.approx(2 * 5.0)
+    assert spread_error(ref[:2], got[:2])[1] == pytest.approx(2.0)  # around the overall mean 1000: 0, 0, 1, -1
+    assert spread_error([np.zeros(2)] * 4, [np.ones(2)] * 4) == (8.0, 0.0)
+    refs = [{"box": r * 100.0, "score": r} for r in ref]
+    outs = [{"box": r * 100.0, "score": g} for r, g in zip(ref, got)]
+    assert relative_output_error(outs, refs) == pytest.approx(0.2 / 2)
+    assert relative_output_error([], []) == 0.0

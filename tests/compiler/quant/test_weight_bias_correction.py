@@ -25,7 +25,7 @@ def _conv_model(seed: int = 0) -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def _quantizer(proto, samples, on: bool):
+def _quantizer(proto, samples, on: bool, **scheme):
     from edgec.calibration import collect_ranges
     from edgec.calibration import CalibrationData
     from edgec.compiler.model import ModelHandle, TensorSpec
@@ -34,7 +34,8 @@ def _quantizer(proto, samples, on: bool):
 
     h = ModelHandle(proto=proto, source_path="conv.onnx", source_sha256="0",
                     inputs=[TensorSpec("x", (1, 3, 6, 6), "float32")], outputs=[TensorSpec("y", (1, 4, 6, 6), "float32")])
-    scheme = dataclasses.replace(ONNXRuntimeTarget.quant_scheme, weight_bias_correction=on, equalize_conv_pairs=False)
+    scheme = dataclasses.replace(ONNXRuntimeTarget.quant_scheme, weight_bias_correction=on, equalize_conv_pairs=False,
+                                 **scheme)
     data = CalibrationData(samples, "test")
     return Int8Quantizer(h, h, collect_ranges(proto, samples), scheme, data)
 
@@ -86,6 +87,32 @@ def test_the_bias_absorbs_the_weight_rounding_shift_of_every_conv():
         d = np.stack([s.run(["y"], x)[0] - f.run(["y"], x)[0] for x in samples])
         mean_err[name] = float(np.abs(d.mean(axis=(0, 1, 3, 4))).mean())
     assert mean_err["fixed"] < 0.3 * mean_err["plain"], mean_err
+
+
+def test_zero_biases_stay_zero_where_the_scheme_says_so():
+    """`QuantScheme.correct_zero_biases` False (intel-cpu: OpenVINO drops a zero bias, a written one adds per-channel
+    post-ops to the conv's kernel): both corrections leave a layer whose float bias is all zeros alone and still
+    correct the others."""
+    proto = _conv_model()
+    b2 = next(t for t in proto.graph.initializer if t.name == "b2")
+    b2.CopyFrom(numpy_helper.from_array(np.full(4, 0.25, np.float32), "b2"))
+    rng = np.random.default_rng(1)
+    samples = [{"x": rng.uniform(0.5, 2.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(8)]
+    for weight_only in (True, False):
+        q = _quantizer(proto, samples, on=weight_only, correct_zero_biases=False)
+        q.bias_correction = not weight_only
+        got, summary = q.quantize()
+        info = summary["weight_bias_correction" if weight_only else "bias_correction"]
+        assert info["layers"] == 1 and "conv1" not in {*info.get("mean_abs_shift", {}), *info.get("skipped", ())}
+        assert not _bias(got, "conv1").any()
+        everything = _quantizer(proto, samples, on=weight_only)
+        everything.bias_correction = not weight_only
+        fixed, all_info = everything.quantize()
+        all_info = all_info["weight_bias_correction" if weight_only else "bias_correction"]
+        if weight_only:
+            assert all_info["layers"] == 2 and np.abs(_bias(fixed, "conv1")).max() > 0
+        else:  # measured, then kept or skipped by the layer's own error check
+            assert "conv1" in {*all_info["mean_abs_shift"], *all_info["skipped"]}, all_info
 
 
 def _with_output(proto, name: str) -> onnx.ModelProto:

@@ -128,7 +128,7 @@ def test_auto_build_calibrates_once_and_only_readable_tensors(tmp_path, monkeypa
 
 
 def test_auto_measures_fewer_samples_only_on_large_models():
-    from edgec.compiler.quant_stage import AUTO_MIN_SAMPLES, AUTO_SAMPLES, auto_samples
+    from edgec.compiler.range_search import AUTO_MIN_SAMPLES, AUTO_SAMPLES, auto_samples
 
     class H:
         def __init__(self, total):

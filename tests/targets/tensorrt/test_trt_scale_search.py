@@ -10,7 +10,8 @@ from edgec.calibration import CalibrationData
 from edgec.calibration.collect import collect_ranges, collect_ranges_multi
 from edgec.compiler.depthwise_scaling import scale_depthwise_inputs
 from edgec.compiler.quality import run_onnx
-from edgec.compiler.quant_stage import Int8Quantizer, _rel_error
+from edgec.compiler.quant_stage import Int8Quantizer
+from edgec.runtimes.metrics import relative_output_error
 from edgec.compiler.quantize import activation_qparams, quantize_qdq
 from edgec.targets.tensorrt import TRT_CALIBRATORS, TensorRTTarget
 from edgec.targets.tensorrt.qdq_rules import check_qdq, legalize
@@ -72,7 +73,8 @@ def test_auto_picks_a_clipping_scale_by_output_error():
     refs = run_onnx(model.proto, samples)
     plain, _ = quantize_qdq(model, ranges, SCHEME)
     auto, _ = q.quantize()
-    e_plain, e_auto = _rel_error(run_onnx(plain.proto, samples), refs), _rel_error(run_onnx(auto.proto, samples), refs)
+    e_plain = relative_output_error(run_onnx(plain.proto, samples), refs)
+    e_auto = relative_output_error(run_onnx(auto.proto, samples), refs)
     assert e_auto < 0.1 * e_plain, (e_auto, e_plain)
     assert check_qdq(legalize(auto.proto)[0]).ok
 
@@ -96,12 +98,12 @@ def test_depthwise_input_scales_move_into_the_weights():
     scaled, info = scale_depthwise_inputs(model, samples)
     assert info["scaled_depthwise"] == 1
     refs = run_onnx(model.proto, samples)
-    assert _rel_error(run_onnx(scaled.proto, samples), refs) < 1e-10  # same float function
+    assert relative_output_error(run_onnx(scaled.proto, samples), refs) < 1e-10  # same float function
     errs = []
     for m in (model, scaled):
         q, _ = quantize_qdq(m, collect_ranges(m.proto, samples, "minmax"), SCHEME)
         assert check_qdq(legalize(q.proto)[0]).ok
-        errs.append(_rel_error(run_onnx(q.proto, samples), refs))
+        errs.append(relative_output_error(run_onnx(q.proto, samples), refs))
     # Per tensor, the 100x smaller channels keep ~1 level; scaled, every channel spans the grid.
     assert errs[1] < 0.05 * errs[0], errs
 
