@@ -292,10 +292,6 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                 if o in float_tensors and o not in fused:
                     targets.setdefault(o, [])
 
-    # `symmetric_depthwise_outputs`: a depthwise conv's signed output without a zero point, in models with many.
-    dw_outputs = {t for t in targets if t in producer and is_depthwise(producer[t], b.inits)}
-    if scheme.symmetric_depthwise_outputs is None or len(dw_outputs) < scheme.symmetric_depthwise_outputs:
-        dw_outputs = set()
     unified: dict[str, "TensorRange"] = {}
     if not full and scheme.layout_region_ops:
         from edgec.compiler.layout_regions import shared_grid_regions
@@ -342,7 +338,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         if r is None:
             missing.append(t)
             continue
-        symmetric = (t in symmetric_targets or (t in signed_targets or t in dw_outputs) and r.rmin < 0)
+        symmetric = t in symmetric_targets or (t in signed_targets and r.rmin < 0)
         rmin, rmax = r.rmin, r.rmax
         if t in state_targets:  # the runtime quantizes the hidden state (tanh: [-1, 1]) with X's scale and zero point
             rmin, rmax = min(rmin, -RECURRENT_STATE_BOUND), max(rmax, RECURRENT_STATE_BOUND)

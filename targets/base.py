@@ -187,11 +187,6 @@ class QuantScheme:
             range's end). OpenVINO's CPU plugin runs such a MatMul in int8 only with a signed,
             zero-shift second input and a first input without a zero point, else in f32 between
             dequantizations (its low-precision MatMul transformation).
-        symmetric_depthwise_outputs: In models with at least this many quantized depthwise conv outputs (a
-            BlazeBlock's or ShuffleNet's depthwise conv read by a pointwise conv, no activation between), no zero
-            point on those whose range is signed (None: none): OpenVINO's CPU plugin ran those depthwise kernels
-            about twice as slow writing an asymmetric int8 output (NNCF's placement is symmetric there). A few of
-            them cost no measurable time, and the symmetric grid moves the rounding.
         auto_held_out: ``--calib-method auto`` ships whichever of its refined choice and its screen's
             whole-model candidates errs least on held-out halves of the calibration samples
             (`held_out_ranges.pick_on_folds`: ranges from one half, output error on the other, both
@@ -240,7 +235,6 @@ class QuantScheme:
     weight_bias_correction: bool = False
     correct_zero_biases: bool = True
     symmetric_activation_matmuls: bool = False
-    symmetric_depthwise_outputs: int | None = None
     int8_recurrent_ops: frozenset[str] = frozenset()
     auto_held_out: bool = False
 

@@ -91,14 +91,6 @@ class OpenVINOTarget(Target):
         # (mobilebert: 46 of 48 ran in f32 with an asymmetric second input; deit_tiny: its 12 Q @ K^T
         # with an asymmetric Q). NNCF's placement is symmetric there.
         symmetric_activation_matmuls=True,
-        # A depthwise conv read by a pointwise conv without an activation between (BlazeBlocks, ShuffleNet): its signed
-        # output without a zero point, as NNCF's. The plugin's depthwise kernels ran about twice as slow writing an
-        # asymmetric int8 output (thread-CPU min per inference, 1 thread, interleaved with NNCF's IR: iris-landmark,
-        # 26 such convs, 608-722 -> 540-560 us, NNCF 530-559; blazeface-short, 16, 411 -> 401 us, p10 629 -> 533,
-        # NNCF 400 / 553; shufflenet_v2_x1_0, 19, 0.96 -> 1.04x NNCF; cosine 0.99978 -> 0.99979, 0.99793 -> 0.99789,
-        # 0.999890 either way, NNCF 0.99963, 0.96876, 0.999856). Not in fer-emotion's 8 separable convs: 1.00x NNCF
-        # either way, and one of 16 eval samples (float top-2 gap 0.045) flipped its top-1.
-        symmetric_depthwise_outputs=12,
         # The LSTM on u8 data with int8 W, R (NNCF's placement): ddddocr-common's bidirectional LSTM (T 32, 512
         # units, 76 % of the float LSTM model's time) ran f32, 0.59x NNCF's speed; int8 there: 0.96-1.0x NNCF,
         # OV cosine vs float 0.99736 (f32 LSTM 0.99744, NNCF 0.961) in the same build.
