@@ -103,9 +103,9 @@ class Int8Quantizer(RangeSearch):
                 # 0.9814; eval mean 0.9891, NNCF 0.9906), its fallback overrides. Not judged against the plain
                 # scheme's worst calibration sample: that does not rank them on held-out data (blazeface-short, zero
                 # biases left alone: plain 0.9875 vs recipe 0.9842 on calibration, eval worst 0.961 vs 0.986).
-                recipe = cls.create(config, handle, calibration, ranges, dataclasses.replace(
-                    plain_scheme, deep_residual_cosine=None, deep_residual_fallback_cosine=None), progress,
-                    ranges_method)
+                recipe_scheme = dataclasses.replace(plain_scheme, deep_residual_cosine=None,
+                                                    deep_residual_fallback_cosine=None)
+                recipe = cls.create(config, handle, calibration, ranges, recipe_scheme, progress, ranges_method)
                 worst_with = recipe.worst_calibration_cosine()
                 bar = scheme.deep_residual_fallback_cosine
                 deep_recipe["config"].update(worst_cosine_with=round(worst_with, 5), fallback_bar=bar)
@@ -113,6 +113,21 @@ class Int8Quantizer(RangeSearch):
                     entry = next(p for p in recipe.passes if p["name"] == "deep-residual-recipe")
                     entry["config"] = {**deep_recipe["config"], **entry["config"]}
                     return recipe
+                if scheme.deep_residual_float_add_margin is not None:
+                    from edgec.compiler.residual_add_search import keep_some_adds_float
+
+                    progress.message("measuring which residual Adds need float")
+                    options = [("recipe", recipe)]
+                    fallback_ranges = tuple(kv for kv in scheme.deep_residual_fallback if kv[0] == "calib_method")
+                    if asked is None and fallback_ranges:  # the fallback's ranges with int8 Adds too
+                        overrides = (*plain_scheme.deep_residual_overrides, *fallback_ranges)
+                        options.append(("fallback ranges", cls.create(
+                            config, handle, calibration, ranges,
+                            dataclasses.replace(recipe_scheme, deep_residual_overrides=overrides), progress,
+                            ranges_method)))
+                    kept = keep_some_adds_float(options, deep_recipe["config"], bar, scheme)
+                    if kept is not None:
+                        return kept
                 scheme = dataclasses.replace(scheme, **dict(scheme.deep_residual_fallback))
                 deep_recipe["config"]["fallback"] = {k: v for k, v in scheme.deep_residual_fallback}
                 if asked is None:  # the fallback's own default ranges (collected anew below)

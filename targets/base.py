@@ -148,9 +148,16 @@ class QuantScheme:
             default for such models, ``--calib-method`` still wins).
         deep_residual_fallback: ``(field, value)`` pairs replaced on top of ``deep_residual_overrides`` when the
             model quantized with the recipe still falls below ``deep_residual_fallback_cosine`` worst-output
-            cosine on the calibration samples, or below the model quantized without it (intel-cpu: float
-            residual Adds, where its int8 ones do not hold).
+            cosine on the calibration samples (intel-cpu: float residual Adds, where its int8 ones do not hold).
         deep_residual_fallback_cosine: That bar (None: no fallback, the recipe as declared).
+        deep_residual_float_add_margin: Before that fallback, keep float only the residual Adds whose
+            measured int8 error per value is largest, the fewest (by tensor size: what a float Add costs) that
+            bring the worst calibration cosine to ``deep_residual_fallback_cosine`` and to within this margin of
+            the all-float model's (`edgec.compiler.residual_add_search`); the rest stay int8 (None: all or none).
+            Searched with the recipe's ranges and with the fallback's ``calib_method`` (int8 Adds both), the one
+            that keeps the fewest values in float shipped.
+        deep_residual_float_add_error: ... and whose mean output error (1 - mean cosine) stays within this share
+            above the all-float model's (the worst sample alone hangs on one image).
         deep_residual_cosine: Apply ``deep_residual_overrides`` only when the model quantized without
             them falls below this worst-output cosine on the calibration samples (None: always): the
             float Adds cost speed where the runtime would run them in int8, for no accuracy where the
@@ -224,6 +231,8 @@ class QuantScheme:
     deep_residual_cosine: float | None = None
     deep_residual_fallback: tuple[tuple[str, Any], ...] = ()
     deep_residual_fallback_cosine: float | None = None
+    deep_residual_float_add_margin: float | None = None
+    deep_residual_float_add_error: float = 0.3
     transformer_overrides: tuple[tuple[str, Any], ...] = ()
     integer_ops: frozenset[str] | None = None
     scale_preserving_ops: frozenset[str] | None = None
