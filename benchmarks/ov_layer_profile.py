@@ -59,6 +59,19 @@ def _kernels(compiled) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def _feed(compiled, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The kept timing input by input name, in the IR's element type: two IRs of one model may order
+    their inputs differently (input_ids / attention_mask), so position alone would swap them."""
+    feed = {}
+    for port in compiled.inputs:
+        hit = next((n for n in sorted(port.get_names()) if n in data), None)
+        if hit is None:
+            raise SystemExit(f"error: no timing input for IR input {sorted(port.get_names())} "
+                             f"(timing_input.npz has {sorted(data)})")
+        feed[port.get_any_name()] = data[hit].astype(port.get_element_type().to_dtype(), copy=False)
+    return feed
+
+
 def profile(folder: Path, iters: int) -> dict:
     """Perf-counter and thread-CPU medians per IR, interleaved, with per-layer-type times and kernel counts."""
     import openvino as ov
@@ -68,8 +81,8 @@ def profile(folder: Path, iters: int) -> dict:
     cfg = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True, "NUM_STREAMS": 1}
     compiled = {m: core.compile_model(arts[m], "CPU", cfg) for m in METHODS}
     with np.load(folder / "timing_input.npz") as z:
-        data = [z[k] for k in z.files]
-    feeds = {m: {c.inputs[j].get_any_name(): x for j, x in enumerate(data)} for m, c in compiled.items()}
+        data = {k: z[k] for k in z.files}
+    feeds = {m: _feed(c, data) for m, c in compiled.items()}
     reqs = {m: c.create_infer_request() for m, c in compiled.items()}
     for m, r in reqs.items():
         for _ in range(10):
