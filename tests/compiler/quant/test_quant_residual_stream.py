@@ -13,6 +13,7 @@ import pytest
 from edgec.runtimes.metrics import cosine as _cosine
 
 from ._quant_util import run_first_output as _run
+from ._blaze_blocks import blaze_stream_model
 from .test_quant_equalize_stream import _samples, _stream_model
 
 
@@ -93,6 +94,21 @@ def test_deep_residual_stream_turns_bias_correction_on():
             assert "bias_correction" in summary and _add_inputs_from_dq(quant.proto) == 0
 
 
+def _build_intel_cpu(proto, tmp_path):
+    """``proto`` built for intel-cpu int8 into ``tmp_path / "b"`` on 16 calibration samples: the result and its
+    manifest's passes by name."""
+    import onnx
+
+    from edgec.api import build
+    from edgec.compiler.config import BuildConfig
+
+    onnx.save(proto, str(tmp_path / "m.onnx"))
+    np.savez(tmp_path / "calib.npz", x=np.concatenate([s["x"] for s in _samples(16, 1)]))
+    result = build(BuildConfig(model=str(tmp_path / "m.onnx"), output=tmp_path / "b", target="intel-cpu",
+                               precision="int8", calib=str(tmp_path / "calib.npz"), force=True))
+    return result, {p["name"]: p["config"] for p in result.manifest["passes"]}
+
+
 def test_intel_cpu_deep_recipe_keeps_int8_adds_in_openvino(tmp_path, monkeypatch):
     """intel-cpu's recipe keeps the residual Adds int8 (OpenVINO fuses them into the convs), with min/max ranges
     and bias correction; the IR runs them on int8 data and agrees with float."""
@@ -106,19 +122,11 @@ def test_intel_cpu_deep_recipe_keeps_int8_adds_in_openvino(tmp_path, monkeypatch
     monkeypatch.setattr(OpenVINOTarget, "quant_scheme", dataclasses.replace(base, deep_residual_adds=2,
                                                                             deep_residual_fallback_cosine=None))
 
-    from edgec.api import build
-    from edgec.compiler.config import BuildConfig
     from edgec.runtimes.registry import reference_runner
     from edgec.targets.registry import get_target
 
-    src = tmp_path / "stream.onnx"
-    onnx.save(_stream_model(), str(src))
-    calib = tmp_path / "calib.npz"
-    np.savez(calib, x=np.concatenate([s["x"] for s in _samples(16, 1)]))
     out = tmp_path / "b"
-    result = build(BuildConfig(model=str(src), output=out, target="intel-cpu", precision="int8", calib=str(calib),
-                               force=True))
-    passes = {p["name"]: p["config"] for p in result.manifest["passes"]}
+    result, passes = _build_intel_cpu(_stream_model(), tmp_path)
     assert passes["quantize"]["scheme"]["float_residual_adds"] is False and "bias_correction" in passes["quantize"]
     assert passes["deep-residual-recipe"]["residual_adds"] == 2
     assert passes["deep-residual-recipe"]["calib_method"] == "minmax"
@@ -147,21 +155,13 @@ def test_intel_cpu_deep_recipe_falls_back_to_float_adds_below_its_bar(tmp_path, 
     pytest.importorskip("openvino")
     import onnx
 
-    from edgec.api import build
-    from edgec.compiler.config import BuildConfig
     from edgec.targets.openvino import OpenVINOTarget
 
     base = OpenVINOTarget.quant_scheme
     assert base.deep_residual_fallback_cosine is not None and dict(base.deep_residual_fallback)["float_residual_adds"]
     monkeypatch.setattr(OpenVINOTarget, "quant_scheme", dataclasses.replace(  # 1.01: a bar no int8 model reaches
         base, deep_residual_adds=2, deep_residual_fallback_cosine=1.01))
-    src = tmp_path / "stream.onnx"
-    onnx.save(_stream_model(), str(src))
-    calib = tmp_path / "calib.npz"
-    np.savez(calib, x=np.concatenate([s["x"] for s in _samples(16, 1)]))
-    result = build(BuildConfig(model=str(src), output=tmp_path / "b", target="intel-cpu", precision="int8",
-                               calib=str(calib), force=True))
-    passes = {p["name"]: p["config"] for p in result.manifest["passes"]}
+    result, passes = _build_intel_cpu(_stream_model(), tmp_path)
     recipe = passes["deep-residual-recipe"]
     assert recipe["fallback"] == dict(base.deep_residual_fallback) and recipe["worst_cosine_with"] < 1.01, recipe
     assert passes["quantize"]["scheme"]["float_residual_adds"] is True
@@ -172,38 +172,10 @@ OUTLIER_LAST = 40.0  # the last block's branch: one channel this much wider than
 
 
 def _blocks_model(blocks: int = 4):
-    """x [1,4,12,12] -> conv -> Relu; ``blocks`` BlazeFace blocks s -> depthwise -> pointwise -> Add(s) -> Relu,
-    all the same shape; a depthwise 1x1 head. Only the last block's pointwise output has a channel `OUTLIER_LAST`
-    x wider (the head's weight undoes it), so only that block's int8 Add rounds a wide input: the damaging one."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    c = 8
-    w = {"w0": rng.normal(0, 0.5, (c, 4, 3, 3)), "b0": rng.normal(0, 0.1, c)}
-    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c0"], ["s0"], name="relu0")]
-    for i in range(1, blocks + 1):
-        w[f"d{i}"] = rng.normal(0, 0.5, (c, 1, 3, 3))
-        w[f"p{i}"] = rng.normal(0, 0.3, (c, c, 1, 1))
-        w[f"q{i}"] = rng.normal(0, 0.1, c)
-        nodes += [helper.make_node("Conv", [f"s{i - 1}", f"d{i}"], [f"dw{i}"], name=f"dw{i}", group=c,
-                                   pads=[1, 1, 1, 1]),
-                  helper.make_node("Conv", [f"dw{i}", f"p{i}", f"q{i}"], [f"pw{i}"], name=f"pw{i}"),
-                  helper.make_node("Add", [f"pw{i}", f"s{i - 1}"], [f"a{i}"], name=f"add{i}"),
-                  helper.make_node("Relu", [f"a{i}"], [f"s{i}"], name=f"relu{i}")]
-    w[f"p{blocks}"][1] *= OUTLIER_LAST
-    w[f"q{blocks}"][1] *= OUTLIER_LAST
-    w["h"] = rng.normal(0, 0.5, (c, 1, 1, 1))
-    w["h"][1] /= OUTLIER_LAST
-    nodes.append(helper.make_node("Conv", [f"s{blocks}", "h"], ["y"], name="head", group=c))
-    g = helper.make_graph(nodes, "blocks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 12, 12])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, 12, 12])],
-                          [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m
+    """x [1,4,12,12] -> conv -> Relu; ``blocks`` BlazeFace blocks, all the same shape; a depthwise 1x1 head. Only the
+    last block's pointwise output has a channel `OUTLIER_LAST` x wider (the head's weight undoes it), so only that
+    block's int8 Add rounds a wide input: the damaging one."""
+    return blaze_stream_model(blocks, hw=12, head="depthwise", outlier_last=OUTLIER_LAST)
 
 
 def _add_inputs_on_grid(proto) -> dict[str, int]:
@@ -270,8 +242,6 @@ def test_intel_cpu_build_keeps_float_only_the_adds_the_search_chose(tmp_path, mo
     pytest.importorskip("openvino")
     import onnx
 
-    from edgec.api import build
-    from edgec.compiler.config import BuildConfig
     from edgec.runtimes.registry import reference_runner
     from edgec.targets.openvino import OpenVINOTarget
     from edgec.targets.registry import get_target
@@ -284,14 +254,8 @@ def test_intel_cpu_build_keeps_float_only_the_adds_the_search_chose(tmp_path, mo
     monkeypatch.setattr(OpenVINOTarget, "quant_scheme", dataclasses.replace(
         base, deep_residual_adds=2, deep_residual_cosine=1.01, deep_residual_fallback_cosine=0.999,
         deep_residual_float_add_error=0.3))
-    src = tmp_path / "blocks.onnx"
-    onnx.save(_blocks_model(), str(src))
-    calib = tmp_path / "calib.npz"
-    np.savez(calib, x=np.concatenate([s["x"] for s in _samples(16, 1)]))
     out = tmp_path / "b"
-    result = build(BuildConfig(model=str(src), output=out, target="intel-cpu", precision="int8", calib=str(calib),
-                               force=True))
-    passes = {p["name"]: p["config"] for p in result.manifest["passes"]}
+    result, passes = _build_intel_cpu(_blocks_model(), tmp_path)
     recipe = passes["deep-residual-recipe"]
     assert "fallback" not in recipe and recipe["worst_cosine_with"] < 0.999, recipe
     searched = recipe["float_adds"]

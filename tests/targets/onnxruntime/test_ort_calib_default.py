@@ -7,36 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.compiler.quant._blaze_blocks import blaze_stream_model
+
 C, HW = 8, 8
 
 
 def _model(blocks: int):
-    """x [1, 4, 8, 8] -> conv (8 ch) -> Relu, then ``blocks`` residual blocks s -> depthwise -> pointwise
-    -> Add(s) -> Relu (BlazeFace's), and a 1x1 head."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    w = {"w0": rng.normal(0, 0.5, (C, 4, 3, 3)), "b0": rng.normal(0, 0.1, C), "h": rng.normal(0, 0.3, (2, C, 1, 1))}
-    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c0"], ["s0"], name="s0")]
-    for i in range(1, blocks + 1):
-        w[f"d{i}"] = rng.normal(0, 0.5, (C, 1, 3, 3))
-        w[f"p{i}"] = rng.normal(0, 0.15, (C, C, 1, 1))
-        w[f"q{i}"] = rng.normal(0, 0.05, C)
-        nodes += [helper.make_node("Conv", [f"s{i - 1}", f"d{i}"], [f"dw{i}"], name=f"dw{i}", group=C,
-                                   pads=[1, 1, 1, 1]),
-                  helper.make_node("Conv", [f"dw{i}", f"p{i}", f"q{i}"], [f"pw{i}"], name=f"pw{i}"),
-                  helper.make_node("Add", [f"pw{i}", f"s{i - 1}"], [f"a{i}"], name=f"add{i}"),
-                  helper.make_node("Relu", [f"a{i}"], [f"s{i}"], name=f"s{i}")]
-    nodes.append(helper.make_node("Conv", [f"s{blocks}", "h"], ["y"], name="head"))
-    g = helper.make_graph(nodes, "stream", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, HW, HW])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, HW, HW])],
-                          [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    return m
+    """x [1, 4, 8, 8] -> conv (8 ch) -> Relu, then ``blocks`` residual blocks (BlazeFace's) and a 1x1 head."""
+    return blaze_stream_model(blocks, hw=HW, channels=C, pw_std=0.15, bias_std=0.05)
 
 
 @pytest.mark.parametrize("blocks, asked, method", [
