@@ -10,7 +10,7 @@ chose is recorded in the manifest.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -91,45 +91,13 @@ class Int8Quantizer(RangeSearch):
         if deep_recipe is not None and asked is not None:
             deep_recipe["config"].pop("calib_method", None)  # the user's method, not the recipe's
         if deep_recipe is not None and scheme.deep_residual_cosine is not None:
-            # Measured: the recipe costs speed (float Adds), so a stream that holds without it skips it.
-            plain = cls.create(config, handle, calibration, ranges,
-                               dataclasses.replace(plain_scheme, deep_residual_adds=None), progress, ranges_method)
-            worst = plain.worst_calibration_cosine()
-            deep_recipe["config"].update(worst_cosine_without=round(worst, 5), bar=scheme.deep_residual_cosine)
-            if worst >= scheme.deep_residual_cosine:
-                plain.passes.append({"name": "deep-residual-recipe",
-                                     "config": {**deep_recipe["config"], "applied": False}})
-                return plain
-            if scheme.deep_residual_fallback_cosine is not None:
-                # The recipe as declared, measured too: where it still falls short of the bar (blazeface-full-sparse:
-                # 0.9814; eval mean 0.9891, NNCF 0.9906), its fallback overrides. Not judged against the plain
-                # scheme's worst calibration sample: that does not rank them on held-out data (blazeface-short, zero
-                # biases left alone: plain 0.9875 vs recipe 0.9842 on calibration, eval worst 0.961 vs 0.986).
-                recipe_scheme = dataclasses.replace(plain_scheme, deep_residual_cosine=None,
-                                                    deep_residual_fallback_cosine=None)
-                recipe = cls.create(config, handle, calibration, ranges, recipe_scheme, progress, ranges_method)
-                worst_with = recipe.worst_calibration_cosine()
-                bar = scheme.deep_residual_fallback_cosine
-                deep_recipe["config"].update(worst_cosine_with=round(worst_with, 5), fallback_bar=bar)
-                if worst_with >= bar:
-                    entry = next(p for p in recipe.passes if p["name"] == "deep-residual-recipe")
-                    entry["config"] = {**deep_recipe["config"], **entry["config"]}
-                    return recipe
-                if scheme.deep_residual_float_add_margin is not None:
-                    from edgec.compiler.residual_add_search import keep_some_adds_float
+            def variant(s: "QuantScheme") -> "Int8Quantizer":
+                return cls.create(config, handle, calibration, ranges, s, progress, ranges_method)
 
-                    progress.message("measuring which residual Adds need float")
-                    options = [("recipe", recipe)]
-                    fallback_ranges = tuple(kv for kv in scheme.deep_residual_fallback if kv[0] == "calib_method")
-                    if asked is None and fallback_ranges:  # the fallback's ranges with int8 Adds too
-                        overrides = (*plain_scheme.deep_residual_overrides, *fallback_ranges)
-                        options.append(("fallback ranges", cls.create(
-                            config, handle, calibration, ranges,
-                            dataclasses.replace(recipe_scheme, deep_residual_overrides=overrides), progress,
-                            ranges_method)))
-                    kept = keep_some_adds_float(options, deep_recipe["config"], bar, scheme)
-                    if kept is not None:
-                        return kept
+            done = cls._measured_deep_recipe(variant, plain_scheme, scheme, deep_recipe, asked, progress)
+            if done is not None:
+                return done
+            if scheme.deep_residual_fallback_cosine is not None:
                 scheme = dataclasses.replace(scheme, **dict(scheme.deep_residual_fallback))
                 deep_recipe["config"]["fallback"] = {k: v for k, v in scheme.deep_residual_fallback}
                 if asked is None:  # the fallback's own default ranges (collected anew below)
@@ -205,6 +173,53 @@ class Int8Quantizer(RangeSearch):
             if info is not None:
                 passes.append({"name": "float-fallback", "config": info})
         return q
+
+    @staticmethod
+    def _measured_deep_recipe(variant: "Callable[[QuantScheme], Int8Quantizer]", plain_scheme: "QuantScheme",
+                              scheme: "QuantScheme", deep_recipe: dict[str, Any], asked: str | None,
+                              progress: "Progress") -> "Int8Quantizer | None":
+        """`create`'s choice for a deep residual stream whose recipe is measured (`QuantScheme.deep_residual_cosine`).
+
+        Returns the finished quantizer (the plain scheme where the stream holds without the recipe; the recipe
+        where it clears `deep_residual_fallback_cosine`; the recipe with the residual Adds that need it float),
+        or None: `create` goes on with the recipe as declared, or with its fallback overrides when the scheme
+        has a fallback bar. ``variant(scheme)`` is `create` with another scheme; ``deep_recipe`` (the manifest
+        entry) records what was measured.
+        """
+        # Measured: the recipe costs speed (float Adds), so a stream that holds without it skips it.
+        plain = variant(dataclasses.replace(plain_scheme, deep_residual_adds=None))
+        worst = plain.worst_calibration_cosine()
+        deep_recipe["config"].update(worst_cosine_without=round(worst, 5), bar=scheme.deep_residual_cosine)
+        if worst >= scheme.deep_residual_cosine:
+            plain.passes.append({"name": "deep-residual-recipe", "config": {**deep_recipe["config"], "applied": False}})
+            return plain
+        if scheme.deep_residual_fallback_cosine is None:
+            return None
+        # The recipe as declared, measured too: where it still falls short of the bar (blazeface-full-sparse:
+        # 0.9814; eval mean 0.9891, NNCF 0.9906), its fallback overrides. Not judged against the plain
+        # scheme's worst calibration sample: that does not rank them on held-out data (blazeface-short, zero
+        # biases left alone: plain 0.9875 vs recipe 0.9842 on calibration, eval worst 0.961 vs 0.986).
+        recipe_scheme = dataclasses.replace(plain_scheme, deep_residual_cosine=None, deep_residual_fallback_cosine=None)
+        recipe = variant(recipe_scheme)
+        worst_with = recipe.worst_calibration_cosine()
+        bar = scheme.deep_residual_fallback_cosine
+        deep_recipe["config"].update(worst_cosine_with=round(worst_with, 5), fallback_bar=bar)
+        if worst_with >= bar:
+            entry = next(p for p in recipe.passes if p["name"] == "deep-residual-recipe")
+            entry["config"] = {**deep_recipe["config"], **entry["config"]}
+            return recipe
+        if scheme.deep_residual_float_add_margin is None:
+            return None
+        from edgec.compiler.residual_add_search import keep_some_adds_float
+
+        progress.message("measuring which residual Adds need float")
+        options = [("recipe", recipe)]
+        fallback_ranges = tuple(kv for kv in scheme.deep_residual_fallback if kv[0] == "calib_method")
+        if asked is None and fallback_ranges:  # the fallback's ranges with int8 Adds too
+            overrides = (*plain_scheme.deep_residual_overrides, *fallback_ranges)
+            options.append(("fallback ranges", variant(dataclasses.replace(recipe_scheme,
+                                                                            deep_residual_overrides=overrides))))
+        return keep_some_adds_float(options, deep_recipe["config"], bar, scheme)
 
     def worst_calibration_cosine(self) -> float:
         """The default int8 model's worst output cosine against float on the calibration samples."""

@@ -158,16 +158,16 @@ def keep_some_adds_float(options: list[tuple[str, "Int8Quantizer"]], recipe: dic
     # Fewest float values first; then the lower error; then the options' order.
     usable.sort(key=lambda o: (found[o[0]]["float_values"], found[o[0]]["chosen"]["error"]))
     recipe["float_adds"] = {"searched": found}
-    for label, q in usable[:1]:
-        f = found[label]
-        before = q.fallback_float
-        q.fallback_float = tuple(dict.fromkeys((*before, *f["float_adds"])))
-        worst = q.worst_calibration_cosine()
-        recipe["float_adds"].update(shipped=label, worst_cosine_as_built=round(worst, 5))
-        if worst < bar:
-            q.fallback_float = before
-            return None
-        entry = next(p for p in q.passes if p["name"] == "deep-residual-recipe")
-        entry["config"] = {**recipe, **entry["config"], "float_adds": recipe["float_adds"]}
-        return q
-    return None
+    if not usable:
+        return None
+    label, q = usable[0]
+    before = q.fallback_float
+    q.fallback_float = tuple(dict.fromkeys((*before, *found[label]["float_adds"])))
+    worst = q.worst_calibration_cosine()
+    recipe["float_adds"].update(shipped=label, worst_cosine_as_built=round(worst, 5))
+    if worst < bar:
+        q.fallback_float = before
+        return None
+    entry = next(p for p in q.passes if p["name"] == "deep-residual-recipe")
+    entry["config"] = {**recipe, **entry["config"], "float_adds": recipe["float_adds"]}
+    return q
