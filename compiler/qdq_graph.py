@@ -7,6 +7,16 @@ from __future__ import annotations
 WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
+def node_attribute(node, name: str, default=None):
+    """The value of ``node``'s attribute ``name`` (ints, floats, strings as bytes, lists), or ``default``."""
+    for a in node.attribute:
+        if a.name == name:
+            from onnx import helper
+
+            return helper.get_attribute_value(a)
+    return default
+
+
 class TensorSets:
     """Union-find over tensor names: the groups a pass joins tensors into (one grid, one equalized stream)."""
 

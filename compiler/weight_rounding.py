@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgec.compiler import gptq as _gptq
+from edgec.compiler.qdq_graph import node_attribute
 
 if TYPE_CHECKING:
     import onnx
@@ -47,21 +48,14 @@ def settings() -> dict[str, Any]:
     return {"damp": DAMP, "act_order": ACT_ORDER, "samples": MAX_SAMPLES, "rows_per_sample": MAX_ROWS}
 
 
-def _attr(node, name: str, default):
-    from onnx import helper
-
-    a = next((a for a in node.attribute if a.name == name), None)
-    return default if a is None else helper.get_attribute_value(a)
-
-
 def conv_patches(x: np.ndarray, node, kernel: tuple[int, int]) -> np.ndarray:
     """im2col of one image ``x [C, H, W]`` as Conv ``node`` reads it: ``[groups, C/groups*kh*kw, Ho*Wo]``."""
     c, hgt, wid = x.shape
     kh, kw = kernel
-    sh, sw = _attr(node, "strides", [1, 1])
-    dh, dw = _attr(node, "dilations", [1, 1])
-    group = int(_attr(node, "group", 1))
-    auto = _attr(node, "auto_pad", b"NOTSET")
+    sh, sw = node_attribute(node, "strides", [1, 1])
+    dh, dw = node_attribute(node, "dilations", [1, 1])
+    group = int(node_attribute(node, "group", 1))
+    auto = node_attribute(node, "auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         pads = []
@@ -73,7 +67,7 @@ def conv_patches(x: np.ndarray, node, kernel: tuple[int, int]) -> np.ndarray:
     elif auto == "VALID":
         pt = pb = pl = pr = 0
     else:
-        pt, pl, pb, pr = _attr(node, "pads", [0, 0, 0, 0])
+        pt, pl, pb, pr = node_attribute(node, "pads", [0, 0, 0, 0])
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr)))
     ho = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
     wo = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
@@ -96,7 +90,7 @@ def eligible(node, w: np.ndarray) -> bool:
     if node.op_type == "Conv":
         return w.ndim == 4
     if node.op_type == "Gemm":
-        return w.ndim == 2 and not _attr(node, "transA", 0)
+        return w.ndim == 2 and not node_attribute(node, "transA", 0)
     return node.op_type == "MatMul" and w.ndim == 2
 
 
@@ -162,7 +156,7 @@ def round_weight(node, w: np.ndarray, scale: np.ndarray, h: np.ndarray) -> np.nd
         wg = w.reshape(groups, per, -1).transpose(0, 2, 1)  # [G, K, per]: every group at once (depthwise: per 1)
         q = gptq_int8(wg, scale.reshape(groups, per), h)
         return np.ascontiguousarray(q.transpose(0, 2, 1)).reshape(w.shape)
-    trans = node.op_type == "Gemm" and _attr(node, "transB", 0)
+    trans = node.op_type == "Gemm" and node_attribute(node, "transB", 0)
     wk = w.T if trans else w
     q = gptq_int8(wk[None], scale[None], h)[0]
     return np.ascontiguousarray(q.T) if trans else q
@@ -192,7 +186,7 @@ def _dq_weight(quant: "onnx.ModelProto"):
             continue
         scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
         axis = weight_axis(n, 1, len(qt.dims))
-        if scale.ndim != 1 or axis is None or _attr(dq, "axis", 1) != axis:
+        if scale.ndim != 1 or axis is None or node_attribute(dq, "axis", 1) != axis:
             continue
         out[n.name] = (n, dq, qt, scale)
     return out

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from edgec.compiler.qdq_graph import node_attribute
+
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 # Ops that only move data; TensorRT propagates Q/DQ across them.
 SHAPE_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
@@ -178,15 +180,6 @@ def _name(node) -> str:
     return node.name or (node.output[0] if node.output else node.op_type)
 
 
-def _attr(node, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            from onnx import helper
-
-            return helper.get_attribute_value(a)
-    return default
-
-
 def expected_weight_axis(node, weight_input: int, rank: int) -> int:
     """Output-channel axis of the weight feeding input ``weight_input`` of ``node``."""
     from edgec.compiler.weight_axis import weight_axis
@@ -208,7 +201,7 @@ def _check_qparams(g: _Graph, node, report: QDQReport, activation: bool) -> None
             "activations per tensor; use one scale"))
     zp_name = node.input[2] if len(node.input) > 2 else ""
     if not zp_name:
-        out_dt = _attr(node, "output_dtype", 0) if node.op_type == "QuantizeLinear" else 0
+        out_dt = node_attribute(node, "output_dtype", 0) if node.op_type == "QuantizeLinear" else 0
         if out_dt != INT8:
             report.violations.append(Violation(
                 "zero-point", name, "no zero point: ONNX then means uint8; TensorRT needs an int8 zero point of 0"))
@@ -265,7 +258,7 @@ def check_qdq(proto, keep_float=(), quantize_add: bool = True) -> QDQReport:
                                         "per-channel axis was not checked")
                 elif arr is not None and scale is not None and scale.size > 1:
                     rank = arr.ndim
-                    axis = int(_attr(dq, "axis", 1))
+                    axis = int(node_attribute(dq, "axis", 1))
                     axis = axis + rank if axis < 0 else axis
                     want = expected_weight_axis(node, idx, rank)
                     if axis != want:
@@ -341,7 +334,7 @@ def check_qdq(proto, keep_float=(), quantize_add: bool = True) -> QDQReport:
             dz = g.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
             same = (qs is not None and ds is not None and qs.shape == ds.shape and np.allclose(qs, ds, rtol=1e-6)
                     and (qz is None) == (dz is None) and (qz is None or np.array_equal(qz, dz))
-                    and int(_attr(prod, "axis", 1)) == int(_attr(node, "axis", 1)))
+                    and int(node_attribute(prod, "axis", 1)) == int(node_attribute(node, "axis", 1)))
             if not same:
                 report.violations.append(Violation(
                     "scale-mismatch", name, f"DequantizeLinear uses other scale/zero point than its QuantizeLinear "
@@ -397,7 +390,7 @@ def legalize(proto, float_weights: bool = True):
             dt = g.const_dtype(node.input[0])
             scale = g.const(node.input[1])
             zp = g.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            axis = int(_attr(node, "axis", 1))
+            axis = int(node_attribute(node, "axis", 1))
             if dt == INT32 and scale is not None:
                 val = _dequant(g.const(node.input[0]), scale, zp, axis)
                 new_inits.append(numpy_helper.from_array(val, node.output[0]))
