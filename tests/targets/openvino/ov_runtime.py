@@ -1,6 +1,10 @@
-"""What OpenVINO's CPU plugin runs for a bundle: shared by the placement tests."""
+"""What OpenVINO's CPU plugin runs for a bundle, and the placement tests' model folders: shared by those tests."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
 
 # Layer types listed as f32 whatever they move (a Reshape moves bytes of any type).
 NO_COMPUTE = ("Reshape", "Const", "Input", "Output")
@@ -24,3 +28,11 @@ def runtime_precision(bundle, skip: tuple[str, ...] = ()) -> dict[str, str]:
         for name in info["originalLayersNames"].astype(str).split(","):
             out.setdefault(name, info["runtimePrecision"].astype(str))
     return out
+
+
+def model_folder(folder: Path, proto, input_shape: tuple[int, ...]) -> Path:
+    """``folder`` with ``proto`` as ``m.onnx`` and ``calib.npz``: 16 standard-normal samples of input ``x``."""
+    (folder / "m.onnx").write_bytes(proto.SerializeToString())
+    rng = np.random.default_rng(1)
+    np.savez(folder / "calib.npz", x=rng.standard_normal((16, *input_shape)).astype(np.float32))
+    return folder

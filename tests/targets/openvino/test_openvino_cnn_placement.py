@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec import api
 from edgec.compiler.config import BuildConfig
-from tests.targets.openvino.ov_runtime import runtime_precision
+from tests.targets.openvino.ov_runtime import model_folder, runtime_precision
 
 pytest.importorskip("openvino", reason="the intel-cpu target needs openvino (pip install 'edgec[openvino]')")
 
@@ -57,11 +57,7 @@ def _resnet_blocks() -> onnx.ModelProto:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ovresnet")
-    (d / "m.onnx").write_bytes(_resnet_blocks().SerializeToString())
-    rng = np.random.default_rng(1)
-    np.savez(d / "calib.npz", x=rng.standard_normal((16, 3, 32, 32)).astype(np.float32))
-    return d
+    return model_folder(tmp_path_factory.mktemp("ovresnet"), _resnet_blocks(), (3, 32, 32))
 
 
 def _build(d, out):

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec import api
 from edgec.compiler.config import BuildConfig
+from tests.targets.openvino.ov_runtime import model_folder
 
 pytest.importorskip("openvino", reason="the intel-cpu target needs openvino (pip install 'edgec[openvino]')")
 
@@ -68,10 +69,7 @@ def _detector_blocks() -> onnx.ModelProto:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ovplace")
-    (d / "m.onnx").write_bytes(_detector_blocks().SerializeToString())
-    rng = np.random.default_rng(1)
-    np.savez(d / "calib.npz", x=rng.standard_normal((16, 3, 16, 16)).astype(np.float32))
+    d = model_folder(tmp_path_factory.mktemp("ovplace"), _detector_blocks(), (3, 16, 16))
     res = api.build(BuildConfig(model=str(d / "m.onnx"), output=d / "b", target="intel-cpu", precision="int8",
                                 calib=str(d / "calib.npz")))
     return res

@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec import api
 from edgec.compiler.config import BuildConfig
+from tests.targets.openvino.ov_runtime import model_folder
 
 pytest.importorskip("openvino", reason="the intel-cpu target needs openvino (pip install 'edgec[openvino]')")
 
@@ -50,11 +51,7 @@ def _crnn() -> onnx.ModelProto:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ovlstm")
-    (d / "m.onnx").write_bytes(_crnn().SerializeToString())
-    rng = np.random.default_rng(1)
-    np.savez(d / "calib.npz", x=rng.standard_normal((16, 1, 1, STEPS)).astype(np.float32))
-    return d
+    return model_folder(tmp_path_factory.mktemp("ovlstm"), _crnn(), (1, 1, STEPS))
 
 
 def _build(d, out):

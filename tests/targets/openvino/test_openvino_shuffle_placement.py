@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec import api
 from edgec.compiler.config import BuildConfig
-from tests.targets.openvino.ov_runtime import NO_COMPUTE, runtime_precision
+from tests.targets.openvino.ov_runtime import NO_COMPUTE, model_folder, runtime_precision
 
 pytest.importorskip("openvino", reason="the intel-cpu target needs openvino (pip install 'edgec[openvino]')")
 
@@ -89,10 +89,7 @@ def _shufflenet() -> onnx.ModelProto:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ovshuffle")
-    (d / "m.onnx").write_bytes(_shufflenet().SerializeToString())
-    rng = np.random.default_rng(1)
-    np.savez(d / "calib.npz", x=rng.standard_normal((16, 3, 32, 32)).astype(np.float32))
+    d = model_folder(tmp_path_factory.mktemp("ovshuffle"), _shufflenet(), (3, 32, 32))
     return api.build(BuildConfig(model=str(d / "m.onnx"), output=d / "out", target="intel-cpu", precision="int8",
                                  calib=str(d / "calib.npz"), force=True))
 
