@@ -269,6 +269,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     # symmetric unless the calibrated range is non-negative (softmax probabilities keep all 256 levels).
     symmetric_targets: set[str] = set()
     signed_targets: set[str] = set()
+    balanced_targets: set[str] = set()  # FullyConnected inputs: symmetric where the range is about as signed
     state_targets: set[str] = set()  # sequence inputs of `int8_recurrent_ops`: their grid also carries the state
     for n in nodes:
         if id(n) not in qnodes:
@@ -284,6 +285,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                     state_targets.add(t)
                 if scheme.symmetric_activation_matmuls and n.op_type == "MatMul" and n.input[1] in act_inputs:
                     (symmetric_targets if i == n.input[1] else signed_targets).add(t)
+                elif scheme.symmetric_weighted_inputs is not None and n.op_type in ("MatMul", "Gemm"):
+                    balanced_targets.add(t)
                 targets.setdefault(t, [])
                 if reader not in targets[t]:
                     targets[t].append(reader)
@@ -338,7 +341,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         if r is None:
             missing.append(t)
             continue
-        symmetric = t in symmetric_targets or (t in signed_targets and r.rmin < 0)
+        symmetric = t in symmetric_targets or (t in signed_targets and r.rmin < 0) or (
+            t in balanced_targets and r.rmin < 0 < r.rmax
+            and min(-r.rmin, r.rmax) >= scheme.symmetric_weighted_inputs * max(-r.rmin, r.rmax))
         rmin, rmax = r.rmin, r.rmax
         if t in state_targets:  # the runtime quantizes the hidden state (tanh: [-1, 1]) with X's scale and zero point
             rmin, rmax = min(rmin, -RECURRENT_STATE_BOUND), max(rmax, RECURRENT_STATE_BOUND)

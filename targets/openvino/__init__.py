@@ -99,6 +99,10 @@ class OpenVINOTarget(Target):
         # (mobilebert: 46 of 48 ran in f32 with an asymmetric second input; deit_tiny: its 12 Q @ K^T
         # with an asymmetric Q). NNCF's placement is symmetric there.
         symmetric_activation_matmuls=True,
+        # A FullyConnected on a zero-shifted u8 input costs the plugin a zero-point compensation per inference
+        # (AVX2, mobilebert's 93 128 -> 512 layers: 145 us each, 116 us on signed int8 as NNCF's): signed
+        # inputs whose range is nearly balanced (NNCF's SmoothQuant balances them) are symmetric.
+        symmetric_weighted_inputs=0.7,
         # The LSTM on u8 data with int8 W, R (NNCF's placement): ddddocr-common's bidirectional LSTM (T 32, 512
         # units, 76 % of the float LSTM model's time) ran f32, 0.59x NNCF's speed; int8 there: 0.96-1.0x NNCF,
         # OV cosine vs float 0.99736 (f32 LSTM 0.99744, NNCF 0.961) in the same build.

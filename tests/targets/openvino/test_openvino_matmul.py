@@ -47,3 +47,43 @@ def test_transformer_matmuls_keep_three_dims_and_run_int8(tmp_path):
     assert len(matmuls) == 4 and all(p in ("u8", "i8") for p in matmuls), layers
     # the non-negative first input keeps all 256 levels (unsigned), the signed one is symmetric
     assert sorted(p for kind, p in layers if kind == "MatMul") == ["i8", "u8"], layers
+
+
+def _fc_input_zero_points(path) -> dict[str, int]:
+    """Zero point of the dequantized activation input of each MatMul with a constant weight, by MatMul output."""
+    m = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    out = {}
+    for n in m.graph.node:
+        dq = producer.get(n.input[0])
+        if n.op_type == "MatMul" and dq is not None and dq.op_type == "DequantizeLinear":
+            out[n.output[0]] = int(inits[dq.input[2]].ravel()[0])
+    return out
+
+
+def test_balanced_fully_connected_inputs_are_symmetric(tmp_path):
+    """A FullyConnected whose input range is about as negative as positive reads signed int8 without a zero
+    point (the plugin's u8 + zero-point path costs a compensation per inference); a skewed signed range keeps
+    its zero point, where a symmetric grid would double the step."""
+    rng = np.random.default_rng(1)
+    f = lambda n, s: helper.make_tensor_value_info(n, TensorProto.FLOAT, s)  # noqa: E731
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["balanced"]),
+         helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["r", "shift"], ["skewed_in"]),
+         helper.make_node("MatMul", ["skewed_in", "w2"], ["skewed"])],
+        "fc", [f("x", [1, 8, 16])], [f("balanced", [1, 8, 32]), f("skewed", [1, 8, 32])],
+        [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32) * 0.3, n)
+         for n, s in (("w1", (16, 32)), ("w2", (16, 32)))] + [numpy_helper.from_array(np.float32([-0.3]), "shift")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "fc.onnx")
+    np.savez(tmp_path / "data.npz", x=rng.standard_normal((8, 1, 8, 16)).astype(np.float32))
+    result = api.build(BuildConfig(model=str(tmp_path / "fc.onnx"), output=tmp_path / "out", target="intel-cpu",
+                                   precision="int8", calib=str(tmp_path / "data.npz")))
+    assert result.report["accuracy"]["cosine"] > 0.99
+    zero_points = _fc_input_zero_points(tmp_path / "out" / "reference" / "quantized.onnx")
+    assert zero_points["balanced"] == 0
+    assert zero_points["skewed"] not in (0, -128), zero_points  # asymmetric: neither symmetric nor unsigned
+    compiled = ov.Core().compile_model(str(tmp_path / "out" / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    fcs = [op.get_rt_info()["runtimePrecision"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()
+           if op.get_rt_info()["layerType"].astype(str) == "FullyConnected"]
+    assert sorted(fcs) == ["i8", "u8"], fcs
