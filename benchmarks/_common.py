@@ -30,6 +30,24 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+# The x86 features int8 kernels branch on: without VNNI, oneDNN's u8 x s8 path sums pairs of products in int16
+# (vpmaddubsw), so the same IR can lose accuracy on one CPU and not on another (whisper_tiny_encoder intel-cpu int8:
+# cosine 0.99997 on an AVX-512 VNNI machine, 0.9993 on an AVX2 EPYC).
+INT8_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU results were measured on: model name and the int8-relevant ISA flags (Linux; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name", ""), "int8_isa": [f for f in INT8_ISA_FLAGS if f in flags]}
+
+
 def write_json(name: str, data: Any) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

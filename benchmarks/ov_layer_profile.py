@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_json  # noqa: E402
+from _common import cpu_info, print_table, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ov_layer_profile.json"
 METHODS = ("edgec default", "nncf default")
@@ -130,7 +130,7 @@ def main() -> None:
     for name in names:
         row = profile(args.dir / name, args.iters)
         row["run"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "iters": args.iters, "threads": 1,
-                      "load_average": round(os.getloadavg()[0], 2), "code": code}
+                      "load_average": round(os.getloadavg()[0], 2), "code": code, "cpu": cpu_info()}
         results[name] = row
         write_json(RESULTS.stem, results)
         e, n = (row[m] for m in METHODS)

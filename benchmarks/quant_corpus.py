@@ -277,6 +277,8 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
     import os
     import time
 
+    import _common
+
     from intel_cpu_int8_speed import _compile, _latencies, runtime_precisions
 
     for name in names or table_models(heavy):
@@ -368,7 +370,7 @@ def corpus_part(tmp: Path, results: dict, names: list[str] | None = None, calib_
         res["run"] = {"load_average": round(os.getloadavg()[0], 2), "threads": 1, "rounds": rounds, "iters": iters,
                       "calib_samples": calib_n, "eval_samples": eval_n, "float": "source" if float_path != (
                           next(iter(bundles.values())) / "reference" / "model.onnx") else "edgec front end",
-                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": _code_commit()}
+                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": _code_commit(), "cpu": _common.cpu_info()}
         _save_row(results, name, res)
     print_corpus_table(results, names)
 
