@@ -168,6 +168,40 @@ def test_intel_cpu_deep_recipe_falls_back_to_float_adds_below_its_bar(tmp_path, 
     assert _add_inputs_from_dq(onnx.load(str(tmp_path / "b" / "reference" / "quantized.onnx"))) == 0
 
 
+def test_intel_cpu_deep_recipe_keeps_int8_adds_with_the_fallback_ranges(tmp_path, monkeypatch):
+    """Where the int8-Add recipe misses the fallback bar with its min/max ranges but clears it with the fallback's
+    ranges (mse), measured as built (bias correction included), every residual Add stays int8 with those ranges:
+    no per-Add search and no float Adds (blazeface-back: 0.905 vs 0.983 worst calibration cosine)."""
+    pytest.importorskip("openvino")
+    import onnx
+
+    from edgec.targets.openvino import OpenVINOTarget
+
+    base = OpenVINOTarget.quant_scheme
+    assert dict(base.deep_residual_fallback)["calib_method"] != dict(base.deep_residual_overrides)["calib_method"]
+    # This stream's worst calibration cosine with int8 Adds, measured as written (`quality.exact_qdq_session`):
+    # min/max 0.9646, mse 0.9708; the bar between them.
+    monkeypatch.setattr(OpenVINOTarget, "quant_scheme", dataclasses.replace(
+        base, deep_residual_adds=2, deep_residual_fallback_cosine=0.968))
+    result, passes = _build_intel_cpu(_stream_model(), tmp_path)
+    recipe = passes["deep-residual-recipe"]
+    assert recipe["worst_cosine_with"] < 0.968 <= recipe["worst_cosine_with_fallback_ranges"], recipe
+    assert recipe["ranges"] == recipe["calib_method"] == "mse" and "float_adds" not in recipe, recipe
+    assert "fallback" not in recipe and passes["quantize"]["scheme"]["float_residual_adds"] is False
+    assert _add_inputs_from_dq(onnx.load(str(tmp_path / "b" / "reference" / "quantized.onnx"))) == 4
+
+
+def test_exact_qdq_session_runs_the_graph_as_written():
+    """The deep-residual measurements run Q/DQ models without onnxruntime's fused int8 kernels, whose results
+    differ by CPU (saturating u8 x s8 pairs on AVX2 without VNNI): graph optimizations off."""
+    import onnxruntime as ort
+
+    from edgec.compiler.quality import exact_qdq_session
+
+    session = exact_qdq_session(_stream_model())
+    assert session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+
 OUTLIER_LAST = 40.0  # the last block's branch: one channel this much wider than the others
 
 
