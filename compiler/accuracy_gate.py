@@ -10,7 +10,8 @@ place is the one last verified:
    (integer-only runtimes: the MCU C code), ``int8`` (int4 weights back to int8). A target
    with none (arm: the TFLite converter quantizes by itself) fails with the measured drop.
 3. Rank the candidate fallbacks by their measured effect: each alone on top of the current
-   state, on the Q/DQ ONNX in onnxruntime (`edgec.compiler.sensitivity`). Cheap moves
+   state, on the Q/DQ ONNX run as written in onnxruntime (`edgec.compiler.sensitivity`,
+   `quality.exact_qdq_session`: the same on every CPU). Cheap moves
    first (another calibration range for one tensor, bias correction), float/int8
    fallbacks only when those are not enough. Bias correction's per-layer shifts (a model run
    per biased layer) are measured once, on the first state that asks for them, and reused

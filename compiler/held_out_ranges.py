@@ -12,7 +12,8 @@ Measured on the real-model corpus (mcu int8, worst sample against float):
 So each candidate (`QuantScheme.held_out_methods`) is measured: the calibration samples
 split into two folds, each candidate's ranges come from one fold and its Q/DQ model runs
 in onnxruntime on the other (both ways), so a range fitted to its own samples' extremes is
-not rewarded for that. The score is the worst cosine against float over the held-out
+not rewarded for that. The Q/DQ graph runs as written (`quality.exact_qdq_session`), so the
+choice is the same on every CPU. The score is the worst cosine against float over the held-out
 samples and outputs, averaged over the folds; classifiers compare top-1 agreement first.
 The winner's ranges then come from every sample. The per-tensor ``auto`` search scores the
 mean error instead, which the one sample that breaks a detector hardly moves.
@@ -76,7 +77,7 @@ def choose_held_out(model_proto, reference_proto, samples: list, methods: tuple[
         The winning method and the report (scores per method, how it was scored).
     """
     from edgec.calibration import collect_ranges
-    from edgec.compiler.quality import ort_session, run_onnx
+    from edgec.compiler.quality import ort_session, run_exact_qdq, run_onnx
 
     pool = list(samples)
     folds = fold_pairs(pool) or [(pool, pool)]
@@ -90,7 +91,7 @@ def choose_held_out(model_proto, reference_proto, samples: list, methods: tuple[
         worst, got_all, want_all = [], [], []
         for fit, held in folds:
             quant = quantize(collect_ranges(model_proto, fit, method))
-            got = run_onnx(quant.proto, held)
+            got = run_exact_qdq(quant.proto, held)
             ref = [want_of[id(s)] for s in held]
             worst.append(held_out_cosine(got, ref))
             got_all, want_all = got_all + got, want_all + ref
@@ -121,7 +122,7 @@ def pick_on_folds(model_proto, samples: list, refs: list, choices: dict[str, dic
     the first choice. {} when there are too few samples for two folds.
     """
     from edgec.calibration.collect import collect_ranges_multi
-    from edgec.compiler.quality import run_onnx
+    from edgec.compiler.quality import run_exact_qdq
     from edgec.runtimes.metrics import relative_output_error
 
     folds = fold_pairs(samples)
@@ -134,7 +135,8 @@ def pick_on_folds(model_proto, samples: list, refs: list, choices: dict[str, dic
         errs = []
         for alt, (_, held) in zip(fold_alts, folds):
             ranges = {**alt["minmax"], **{t: alt[m][t] for t, m in choice.items() if t in alt[m]}}
-            errs.append(relative_output_error(run_onnx(quantize(ranges).proto, held), [ref_of[id(s)] for s in held]))
+            got = run_exact_qdq(quantize(ranges).proto, held)
+            errs.append(relative_output_error(got, [ref_of[id(s)] for s in held]))
         errors[name] = round(float(np.mean(errs)), 8)
     pick = min(errors, key=lambda n: errors[n])  # the first of equals: dicts keep their order
     return {"picked": pick, "errors": errors, "scored_on": f"2 folds of {len(samples)}"}

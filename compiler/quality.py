@@ -47,6 +47,14 @@ def exact_qdq_session(proto: Any):
     """
     return ort_session(proto, optimize=False)
 
+
+def run_exact_qdq(proto: Any, samples) -> list[dict[str, np.ndarray]]:
+    """`run_onnx` of a Q/DQ model on `exact_qdq_session`: what every internal choice that scores a Q/DQ
+    candidate measures (range methods, fallbacks, bias-correction keep checks, the gate's ranking), so that
+    a build decides the same on every CPU. The build's reported accuracy still comes from the target's runtime."""
+    return run_onnx(proto, samples, session=exact_qdq_session(proto))
+
+
 BUILTIN_METRICS = ("top1", "cosine", "mse")
 METRIC_HELP = ("top1 (accuracy on the .npz 'labels', else agreement with the float model), cosine, mse, "
                "or file.py:fn where fn(outputs: list[dict[str, np.ndarray]], reference_outputs: "

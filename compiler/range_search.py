@@ -57,7 +57,7 @@ class RangeSearch:
 
     def choose_auto(self) -> dict[str, Any]:
         """Pick each quantized tensor's method: local screen, few output measurements (`scale_screen`)."""
-        from edgec.compiler.quality import ort_session, run_onnx
+        from edgec.compiler.quality import ort_session, run_exact_qdq, run_onnx
         from edgec.compiler.scale_screen import local_errors, refine_budget, search, whole_model_candidates
 
         alt = self.alternatives()
@@ -74,7 +74,7 @@ class RangeSearch:
         def evaluate(choice: dict[str, str]) -> float:
             self.ranges = {**base, **{t: alt[m][t] for t, m in choice.items()}}
             q, _ = self.quantize()
-            outs = run_onnx(q.proto, samples)
+            outs = run_exact_qdq(q.proto, samples)
             err = relative_output_error(outs, refs)
             if err < best[0]:
                 best[:] = [err, outs]
@@ -125,7 +125,7 @@ class RangeSearch:
         `quantize` keeps in float (the gate starts from it).
         """
         from edgec.compiler import float_fallback as ff
-        from edgec.compiler.quality import ort_session, run_onnx
+        from edgec.compiler.quality import ort_session, run_exact_qdq, run_onnx
         from edgec.compiler.scale_screen import REFINE_EVALS
 
         quant, _ = self.quantize(keep_float, bias_correction=False)
@@ -152,7 +152,7 @@ class RangeSearch:
 
         def evaluate(nodes: tuple[str, ...]) -> tuple[float, float]:
             q, _ = self.quantize((*keep_float, *nodes))
-            return score(run_onnx(q.proto, samples))
+            return score(run_exact_qdq(q.proto, samples))
 
         bar = self.scheme.float_fallback_cosine
         base = score(outs) if outs is not None else None

@@ -112,6 +112,9 @@ class FallbackState:
 class Evaluator:
     """The onnxruntime drop of a fallback state on the gate's samples; each state is measured once.
 
+    The Q/DQ model runs as written (`quality.exact_qdq_session`), so the ranking and the moves kept are the
+    same on every CPU; the target's own runner verifies each build the gate accepts.
+
     States that quantize to the same model (the same fallbacks in another order, or a ranked
     candidate the gate then tries on top of the same state) reuse the first measurement. A
     state measured on a screen of samples with ``keep=True`` keeps its session and outputs, so
@@ -142,7 +145,7 @@ class Evaluator:
     def measure(self, state: "FallbackState", n: int | None = None,
                 keep: bool = False) -> tuple[float, float, float]:
         """``(metric drop, relative output error, shortfall)`` of ``state`` on the first ``n`` samples (all: None)."""
-        from edgec.compiler.quality import ort_session, run_onnx
+        from edgec.compiler.quality import exact_qdq_session, run_onnx
         from edgec.runtimes.metrics import relative_output_error
 
         n = len(self.samples) if n is None else min(n, len(self.samples))
@@ -150,7 +153,7 @@ class Evaluator:
         if key not in self._drops:
             sess, outs = self._kept.pop(state.key(), (None, []))
             if sess is None:
-                sess = ort_session(self.quantized(state).proto)
+                sess = exact_qdq_session(self.quantized(state).proto)
                 self.sessions += 1
             if len(outs) < n:
                 self.samples_run += n - len(outs)

@@ -8,7 +8,7 @@ as LiteRT's 16x8 mode). The mcu importer reads the int16 pairs as int16 tensors 
 runs on int8 only, it requantizes (QUANTIZE int16 <-> int8).
 
 onnxruntime runs the rewritten model (int16 Q/DQ: opset 21, or the com.microsoft domain
-below it), so the choice is measured on the calibration samples before any C is written.
+below it) as written, so the choice is measured on the calibration samples before any C is written.
 """
 
 from __future__ import annotations
@@ -154,11 +154,12 @@ def stages(proto, names: list[str]) -> list[list[str]]:
 
 
 def _run(proto, samples: list[dict]) -> list[list]:
-    import onnxruntime as ort
+    """Outputs per sample, the Q/DQ graph run as written (`quality.exact_qdq_session`): the mcu C computes that
+    integer math, and the choice is then the same on every CPU (onnxruntime's fused int8 kernels sum u8 x s8
+    products in saturating int16 pairs on AVX2 without VNNI)."""
+    from edgec.compiler.quality import exact_qdq_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = exact_qdq_session(proto)
     names = [i.name for i in sess.get_inputs()]
     return [sess.run(None, {n: s[n] for n in names}) for s in samples]
 

@@ -11,7 +11,7 @@ from edgec.compiler.config import BuildConfig
 from edgec.compiler.held_out_ranges import held_out_cosine
 from edgec.compiler.model import ModelHandle
 from edgec.compiler.progress import SILENT
-from edgec.compiler.quality import run_onnx
+from edgec.compiler.quality import run_exact_qdq, run_onnx
 from edgec.compiler.quant_stage import Int8Quantizer
 from edgec.targets.mcu import MCUTarget
 
@@ -57,12 +57,14 @@ def test_held_out_clips_a_rare_spike_that_min_max_would_span():
     assert info["scores"]["percentile"] > info["scores"]["minmax"]
     assert q.ranges["x"].rmax < 10.0  # the bulk (|x| < ~5), not the spike
     # The chosen ranges come from every sample, and the model is better on the samples without the spike.
+    # Measured as written (`run_exact_qdq`), as the choice was: the claim is about the ranges, and onnxruntime's
+    # fused int8 kernels saturate int16 pair sums on AVX2 without VNNI (chosen 0.985 there, on an AMD EPYC).
     assert q.ranges["x"] == collect_ranges(model.proto, samples, "percentile")["x"]
     refs = run_onnx(model.proto, samples[1:])
     plain = Int8Quantizer(model, model, collect_ranges(model.proto, samples, "minmax"), SCHEME, calib).quantize()[0]
     chosen = q.quantize()[0]
-    assert held_out_cosine(run_onnx(chosen.proto, samples[1:]), refs) > 0.995 > held_out_cosine(
-        run_onnx(plain.proto, samples[1:]), refs)
+    assert held_out_cosine(run_exact_qdq(chosen.proto, samples[1:]), refs) > 0.995 > held_out_cosine(
+        run_exact_qdq(plain.proto, samples[1:]), refs)
 
 
 def test_held_out_keeps_min_max_when_nothing_is_clipped_for_free():

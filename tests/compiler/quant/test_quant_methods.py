@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgec.compiler.quality import run_onnx
+from edgec.compiler.quality import resolve_metric, run_exact_qdq, run_onnx
 
 
 @pytest.fixture(scope="module")
@@ -54,20 +54,32 @@ def test_smoothquant_keeps_the_function_and_lowers_int8_error(cli, outlier_mlp, 
     for x, y in zip(a, b):
         np.testing.assert_allclose(x["output"] if "output" in x else next(iter(x.values())),
                                    y["output"] if "output" in y else next(iter(y.values())), rtol=1e-4, atol=1e-4)
-    cos = {}
+    cos, cosine = {}, resolve_metric("cosine", has_labels=False, classifier=False)
+    evals = [{"x": x[None]} for x in np.load(outlier_mlp["eval"])["x"]]
+    ref = run_onnx(outlier_mlp["handle"].proto, evals)
     # min/max ranges, whose scales the outlier channels set (onnxruntime's default mse ranges clip them:
     # 1 - cosine 0.0007 without SmoothQuant already).
     for name, extra in (("off", ()), ("on", ("--smoothquant", "0.5"))):
+        # --accept-low-accuracy: the accuracy floor is the target's own check, not this test's subject. On AVX2
+        # without VNNI onnxruntime's fused int8 kernels sum u8 x s8 products in saturating int16 pairs: the
+        # shipped model's cosine is 0.964 (off) and 0.958 (on) there, 0.9993 and 0.9997 as written.
         r = cli("build", outlier_mlp["model"], "--target", "ort", "--calib", outlier_mlp["calib"], "--eval",
-                outlier_mlp["eval"], "-o", tmp_path / name, "--json", "--calib-method", "minmax", *extra)
+                outlier_mlp["eval"], "-o", tmp_path / name, "--json", "--calib-method", "minmax",
+                "--accept-low-accuracy", *extra)
         assert r.code == 0, r.err
-        cos[name] = r.json()["report"]["accuracy"]["cosine"]
+        # The int8 math's error (the report's mean cosine, of the Q/DQ model run as written: the same on every
+        # CPU), not one CPU's kernels.
+        quant = onnx.load(str(tmp_path / name / "reference" / "quantized.onnx"))
+        cos[name] = cosine.score(run_exact_qdq(quant, evals), ref) / 100
     assert 1 - cos["on"] < 0.5 * (1 - cos["off"]), cos
 
 
 def _mean_shift(bundle, samples) -> float:
+    """The int8 model's mean output shift against float, the Q/DQ graph run as written (`run_exact_qdq`): bias
+    correction removes the shift of the int8 math. onnxruntime's fused kernels add a CPU-dependent one (AVX2
+    without VNNI: saturating int16 pair sums, 0.36 off and on alike on an AMD EPYC) that no bias absorbs."""
     f = run_onnx(onnx.load(str(bundle / "reference" / "model.onnx")), samples)
-    q = run_onnx(onnx.load(str(bundle / "reference" / "quantized.onnx")), samples)
+    q = run_exact_qdq(onnx.load(str(bundle / "reference" / "quantized.onnx")), samples)
     d = np.stack([next(iter(b.values())) - next(iter(a.values())) for a, b in zip(f, q)])
     return float(np.abs(d.reshape(-1, d.shape[-1]).mean(0)).mean())
 

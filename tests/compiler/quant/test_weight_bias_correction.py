@@ -62,6 +62,8 @@ def _weights(quant, conv: str) -> np.ndarray:
 def test_the_bias_absorbs_the_weight_rounding_shift_of_every_conv():
     import onnxruntime as ort
 
+    from edgec.compiler.quality import exact_qdq_session
+
     proto = _conv_model()
     rng = np.random.default_rng(1)
     samples = [{"x": rng.uniform(0.5, 2.0, (1, 3, 6, 6)).astype(np.float32)} for _ in range(8)]
@@ -80,10 +82,13 @@ def test_the_bias_absorbs_the_weight_rounding_shift_of_every_conv():
     np.testing.assert_allclose(_bias(fixed, "conv2"), want, atol=1e-3)
     assert np.abs(_bias(fixed, "conv2") - _bias(plain, "conv2")).max() > 1e-2  # a real shift was removed
     # conv1 has padding: the shift measured through the conv itself moves the output mean to the float one.
+    # The Q/DQ models run as written (`exact_qdq_session`): the claim is about the int8 math. onnxruntime's fused
+    # kernels sum u8 x s8 products in saturating int16 pairs on AVX2 without VNNI (these all-positive inputs and
+    # weights saturate: mean error 4.7 plain and fixed alike on an AMD EPYC), which no bias can absorb.
     f = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     mean_err = {}
     for name, q in (("plain", plain), ("fixed", fixed)):
-        s = ort.InferenceSession(q.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        s = exact_qdq_session(q.proto)
         d = np.stack([s.run(["y"], x)[0] - f.run(["y"], x)[0] for x in samples])
         mean_err[name] = float(np.abs(d.mean(axis=(0, 1, 3, 4))).mean())
     assert mean_err["fixed"] < 0.3 * mean_err["plain"], mean_err

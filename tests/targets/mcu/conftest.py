@@ -323,10 +323,12 @@ def edgec_qdq(proto, samples: list[dict[str, np.ndarray]]):
 
 
 def lsb_agreement(proto, qh, runner_outputs, feeds_list, out_specs) -> tuple[int, int, int]:
-    """(within 1 LSB, total, max LSB difference) of the C outputs against onnxruntime on ``proto``."""
-    import onnxruntime as ort
+    """(within 1 LSB, total, max LSB difference) of the C outputs against onnxruntime on ``proto``, run as written
+    (`quality.exact_qdq_session`): the integer math the C implements. onnxruntime's fused int8 kernels differ by
+    CPU: on AVX2 without VNNI they sum u8 x s8 products in saturating int16 pairs (tens of LSB off there)."""
+    from edgec.compiler.quality import exact_qdq_session
 
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = exact_qdq_session(proto)
     within = total = worst = 0
     for feeds, got in zip(feeds_list, runner_outputs):
         for spec, w, o in zip(out_specs, sess.run(None, feeds), qh.outputs):
