@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from edgec.compiler.quality import exact_qdq_session
 import pytest
 
 from .conftest import build_bundle, onnx_handle, random_native
@@ -18,7 +19,7 @@ def test_qdq_onnx_within_one_lsb(onnx_models, tmp_path, name):
     h = onnx_handle(proto)
     res, manifest = build_bundle(h, tmp_path / "b")
     runner = MCURunner(tmp_path / "b", manifest).load()
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = exact_qdq_session(proto)
     rng = np.random.default_rng(3)
     within = total = 0
     for _ in range(25):

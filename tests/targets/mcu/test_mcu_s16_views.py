@@ -10,6 +10,7 @@ the graph outputs int8 (heads int8) and int16 (heads, views and Concat int16).""
 from __future__ import annotations
 
 import numpy as np
+from edgec.compiler.quality import exact_qdq_session
 import pytest
 
 from .conftest import build_bundle, edgec_qdq, onnx_handle, tflite_handle
@@ -84,7 +85,7 @@ def test_int16_through_views_pool_and_concat_tracks_onnxruntime(tmp_path, produc
     steps = {o.name: spec.scale for o, spec in zip(promoted.outputs, res.outputs)}
     if pool:
         steps["pooled"] = max(steps["pooled"], _pool_step(promoted.proto))
-    sess = ort.InferenceSession(promoted.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = exact_qdq_session(promoted.proto)
     for f, g in zip(feeds, got):
         for o, w in zip(promoted.outputs, sess.run(None, f)):
             d = np.abs(np.asarray(g[o.name]).reshape(w.shape) - w) / steps[o.name]
@@ -186,7 +187,7 @@ def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(t
                 "target_info": res.manifest}
     runner = MCURunner(out, manifest, device=device).load()
     promoted = promote16.replay(qh.proto, info)
-    sess = ort.InferenceSession(promoted.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = exact_qdq_session(promoted)
     for _ in range(4 if device == "host" else 1):
         f = {"x": rng.uniform(-2, 2, size=(1, 3, 32, 32)).astype(np.float32)}
         got = runner.infer(f)
