@@ -208,6 +208,22 @@ def float_tensors(proto) -> tuple[set[str], dict[str, tuple]]:
     return out, shapes
 
 
+def first_layers(nodes, graph_inputs, inits) -> set[int]:
+    """Ids of the weighted nodes (Conv, MatMul ... with a constant weight) whose activation input comes from the
+    model's inputs through no other weighted node: the model's first layers, which read full-range input data."""
+    reached = set(graph_inputs)
+    out: set[int] = set()
+    for n in nodes:  # topological order
+        acts = [i for i in n.input if i and i not in inits]
+        if not any(i in reached for i in acts):
+            continue
+        if n.op_type in WEIGHTED_OPS and any(i in inits for i in n.input[1:2]):
+            out.add(id(n))
+            continue
+        reached.update(o for o in n.output if o)
+    return out
+
+
 def topo_tensors(nodes, graph_inputs) -> list[str]:
     out = sorted(graph_inputs)
     for n in nodes:

@@ -59,6 +59,11 @@ class QParams:
     zero_point: int
 
 
+# The largest |weight| on a 7-bit grid: on x86 CPUs without VNNI, oneDNN's int8 kernels add each pair of u8 x s8
+# products in saturating int16 (vpmaddubsw); 2 * 255 * 63 fits, 2 * 255 * 127 does not.
+SEVEN_BIT_MAX = 63
+
+
 def activation_qparams(rmin: float, rmax: float, symmetric: bool) -> QParams:
     """int8 scale/zero point covering [rmin, rmax] (widened to include 0)."""
     rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
@@ -73,26 +78,26 @@ def activation_qparams(rmin: float, rmax: float, symmetric: bool) -> QParams:
     return QParams(scale, zp)
 
 
-def weight_scales(w: np.ndarray, axis: int | None) -> np.ndarray:
-    """Symmetric narrow-range int8 scales, per channel along ``axis`` (None: per tensor)."""
+def weight_scales(w: np.ndarray, axis: int | None, qmax: int = 127) -> np.ndarray:
+    """Symmetric narrow-range int8 scales (``[-qmax, qmax]``), per channel along ``axis`` (None: per tensor)."""
     if axis is None:
         absmax = np.array(np.abs(w).max(initial=0.0), dtype=np.float64)
     else:
         red = tuple(i for i in range(w.ndim) if i != axis)
         absmax = np.abs(w).max(axis=red, initial=0.0).astype(np.float64)
-    scales = (absmax / 127.0).astype(np.float32)
+    scales = (absmax / float(qmax)).astype(np.float32)
     return np.where(scales > MIN_SCALE, scales, np.float32(1.0)).astype(np.float32)
 
 
-def quantize_weight(w: np.ndarray, axis: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """int8 weights and their scales (shape [C] per channel, scalar per tensor)."""
-    scales = weight_scales(w, axis)
+def quantize_weight(w: np.ndarray, axis: int | None, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """int8 weights in ``[-qmax, qmax]`` and their scales (shape [C] per channel, scalar per tensor)."""
+    scales = weight_scales(w, axis, qmax)
     if axis is None:
-        q = np.clip(np.round(w / scales), -127, 127).astype(np.int8)
+        q = np.clip(np.round(w / scales), -qmax, qmax).astype(np.int8)
         return q, scales.reshape(())
     shape = [1] * w.ndim
     shape[axis] = -1
-    q = np.clip(np.round(w / scales.reshape(shape)), -127, 127).astype(np.int8)
+    q = np.clip(np.round(w / scales.reshape(shape)), -qmax, qmax).astype(np.int8)
     return q, scales
 
 
@@ -390,10 +395,15 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     weight_dq: list[onnx.NodeProto] = []
     stats = {"quantized_nodes": 0, "quantized_weights": 0, "activation_pairs": len(params), "embeddings": 0,
              "per_channel_activations": len(chan_scales)}
+    # 7-bit weights where the target's kernels may saturate (`QuantScheme.overflow_fix`)
+    seven_bit = (qg.first_layers(nodes, graph_inputs, b.inits) if scheme.overflow_fix == "first-layer"
+                 else set(qnodes) if scheme.overflow_fix == "all" else set())
+    stats["seven_bit_weights"] = 0
     for n in nodes:
         if id(n) in qnodes:
             stats["quantized_nodes"] += 1
-            weight_dq.extend(quantize_constants(n, b, params, rename, scheme, full, stats, chan_scales))
+            weight_dq.extend(quantize_constants(n, b, params, rename, scheme, full, stats, chan_scales,
+                                                SEVEN_BIT_MAX if id(n) in seven_bit else 127))
         elif scheme.quantize_embeddings and n.op_type == "Gather" and n.name not in keep_float:
             weight_dq.extend(quantize_embedding(n, b, stats))
         new_nodes.append(n)

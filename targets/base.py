@@ -203,6 +203,11 @@ class QuantScheme:
             ``2 / (1 + share)`` times the asymmetric step); None: asymmetric everywhere. OpenVINO's CPU plugin
             runs an int8 FullyConnected on a zero-shifted u8 input with a zero-point compensation per
             inference (mobilebert's 128 -> 512 layers: 145 us on u8 with a shift, 116 us on signed int8, AVX2).
+        overflow_fix: Weights on a 7-bit grid (``[-63, 63]``) where the target's int8 kernels may overflow:
+            ``first-layer`` (the weighted ops reading the model's inputs through no other weighted op) or ``all``;
+            None: full 8-bit everywhere. On x86 CPUs without VNNI (AVX2, AVX-512F), oneDNN adds each pair of
+            u8 x s8 products in saturating int16, and the first layer reads full-range input data (NNCF's
+            ``OverflowFix.FIRST_LAYER``, its default, for the same reason).
         auto_held_out: ``--calib-method auto`` ships whichever of its refined choice and its screen's
             whole-model candidates errs least on held-out halves of the calibration samples
             (`held_out_ranges.pick_on_folds`: ranges from one half, output error on the other, both
@@ -255,6 +260,7 @@ class QuantScheme:
     correct_zero_biases: bool = True
     symmetric_activation_matmuls: bool = False
     symmetric_weighted_inputs: float | None = None
+    overflow_fix: str | None = None
     int8_recurrent_ops: frozenset[str] = frozenset()
     auto_held_out: bool = False
 

@@ -65,9 +65,7 @@ def _minmax_ranges(proto: onnx.ModelProto, samples) -> dict[str, TensorRange]:
 
 
 def _run(proto, samples):
-    # Graph optimizations off: a Q/DQ model runs as written, the int8 math these tests check. onnxruntime's fused
-    # kernels differ by CPU (AVX2 without VNNI sums u8 x s8 products in saturating int16 pairs: max error 0.16,
-    # over this bound, with symmetric activations on an AMD EPYC).
+    # the Q/DQ graph as written: onnxruntime's fused int8 kernels saturate on x86 CPUs without VNNI
     sess = make_session(proto.SerializeToString(), optimize=False)
     return np.concatenate([sess.run(None, s)[0] for s in samples])
 

@@ -143,3 +143,30 @@ def test_residual_maxpool_reads_the_pair_its_sibling_conv_reads():
     for s in samples:
         r, g = ref.run(None, s)[0].ravel(), got.run(None, s)[0].ravel()
         assert float(r @ g / np.linalg.norm(r) / np.linalg.norm(g)) > 0.99
+
+
+def _weight_levels(qproto, node_name) -> int:
+    """The largest |int8 weight| of a quantized node."""
+    inits = {t.name: numpy_helper.to_array(t) for t in qproto.graph.initializer}
+    return int(np.abs(inits[_dq_inputs(qproto, node_name)[1].input[0]].astype(np.int32)).max())
+
+
+def test_overflow_fix_puts_the_first_layers_weights_on_a_7_bit_grid():
+    """`QuantScheme.overflow_fix`: ``first-layer`` narrows the weights of the layers that read the model's input
+    (through a Pad: no weighted op between) to [-63, 63], where CPUs without VNNI sum pairs of u8 x s8 products in
+    int16 (2 * 255 * 63 fits); deeper layers keep [-127, 127]; ``all`` narrows every layer."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["xp"]),
+             helper.make_node("Conv", ["xp", "w1"], ["c1"], name="first", kernel_shape=[3, 3]),
+             helper.make_node("Conv", ["x", "w3"], ["c3"], name="also_first", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="second", kernel_shape=[1, 1]),
+             helper.make_node("Add", ["c2", "c3"], ["y"])]
+    inits = [_w(rng, "w1", 4, 3, 3, 3), _w(rng, "w2", 4, 4, 1, 1), _w(rng, "w3", 4, 3, 3, 3),
+             numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]
+    proto = _model(nodes, inits, (1, 4, 8, 8))
+    levels = {fix: {n: _weight_levels(_quantize(proto, QuantScheme(placement="weighted", overflow_fix=fix))[0], n)
+                    for n in ("first", "also_first", "second")} for fix in (None, "first-layer", "all")}
+    assert levels[None] == {"first": 127, "also_first": 127, "second": 127}
+    assert levels["first-layer"] == {"first": 63, "also_first": 63, "second": 127}
+    assert levels["all"] == {"first": 63, "also_first": 63, "second": 63}

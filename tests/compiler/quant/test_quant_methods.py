@@ -42,8 +42,17 @@ def outlier_mlp(tmp_path_factory):
     return {"model": d / "mlp.onnx", "calib": d / "calib.npz", "eval": d / "eval.npz", "handle": h}
 
 
-def test_smoothquant_keeps_the_function_and_lowers_int8_error(cli, outlier_mlp, tmp_path):
+def test_smoothquant_keeps_the_function_and_lowers_int8_error(cli, outlier_mlp, tmp_path, monkeypatch):
+    import dataclasses
+
     from edgec.compiler.smoothquant import smooth
+    from edgec.targets.onnxruntime import ONNXRuntimeTarget
+
+    # 8-bit weights, where this bound was measured: the onnxruntime target's 7-bit grid (`overflow_fix` 'all', for
+    # x86 CPUs without VNNI) adds weight rounding error that SmoothQuant moves more of onto the weights
+    # (1 - cosine 0.000734 -> 0.000379 there, 48 % less instead of 52 %).
+    monkeypatch.setattr(ONNXRuntimeTarget, "quant_scheme",
+                        dataclasses.replace(ONNXRuntimeTarget.quant_scheme, overflow_fix=None))
 
     rng = np.random.default_rng(1)
     samples = [{"x": rng.standard_normal((1, 16, 64)).astype(np.float32)} for _ in range(4)]

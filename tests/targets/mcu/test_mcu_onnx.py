@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from edgec.compiler.quality import exact_qdq_session
 import pytest
 
 from .conftest import build_bundle, onnx_handle, random_native
@@ -10,7 +11,7 @@ from .conftest import build_bundle, onnx_handle, random_native
 
 @pytest.mark.parametrize("name", ["onnx_ds_cnn", "onnx_residual", "onnx_mlp", "onnx_concat_pad"])
 def test_qdq_onnx_within_one_lsb(onnx_models, tmp_path, name):
-    from edgec.compiler.quality import exact_qdq_session
+    import onnxruntime as ort
 
     from edgec.runtimes.mcu_runner import MCURunner
 
@@ -18,8 +19,6 @@ def test_qdq_onnx_within_one_lsb(onnx_models, tmp_path, name):
     h = onnx_handle(proto)
     res, manifest = build_bundle(h, tmp_path / "b")
     runner = MCURunner(tmp_path / "b", manifest).load()
-    # As written (`exact_qdq_session`): the integer math the C implements, the same on every CPU (fused int8
-    # kernels sum u8 x s8 products in saturating int16 pairs on AVX2 without VNNI).
     sess = exact_qdq_session(proto)
     rng = np.random.default_rng(3)
     within = total = 0

@@ -10,6 +10,7 @@ the graph outputs int8 (heads int8) and int16 (heads, views and Concat int16).""
 from __future__ import annotations
 
 import numpy as np
+from edgec.compiler.quality import exact_qdq_session
 import pytest
 
 from .conftest import build_bundle, edgec_qdq, onnx_handle, tflite_handle
@@ -84,7 +85,7 @@ def test_int16_through_views_pool_and_concat_tracks_onnxruntime(tmp_path, produc
     steps = {o.name: spec.scale for o, spec in zip(promoted.outputs, res.outputs)}
     if pool:
         steps["pooled"] = max(steps["pooled"], _pool_step(promoted.proto))
-    sess = ort.InferenceSession(promoted.proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = exact_qdq_session(promoted.proto)
     for f, g in zip(feeds, got):
         for o, w in zip(promoted.outputs, sess.run(None, f)):
             d = np.abs(np.asarray(g[o.name]).reshape(w.shape) - w) / steps[o.name]
@@ -145,8 +146,9 @@ def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(t
     """The "fit" rule: int16 from the first resolution stage whose plan fits --ram-budget on,
     heads and output Concats included (graph outputs int16); the C (host, and Cortex-M4 under
     QEMU) tracks onnxruntime."""
+    import onnxruntime as ort
+
     from edgec.calibration.types import CalibrationData
-    from edgec.compiler.quality import exact_qdq_session
     from edgec.runtimes.mcu_runner import MCURunner
     from edgec.targets.base import LowerSpec
     from edgec.targets.mcu import MCUTarget, planner, promote16
@@ -185,7 +187,6 @@ def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(t
                 "target_info": res.manifest}
     runner = MCURunner(out, manifest, device=device).load()
     promoted = promote16.replay(qh.proto, info)
-    # As written (`exact_qdq_session`): the integer math the C implements, the same on every CPU.
     sess = exact_qdq_session(promoted)
     for _ in range(4 if device == "host" else 1):
         f = {"x": rng.uniform(-2, 2, size=(1, 3, 32, 32)).astype(np.float32)}
