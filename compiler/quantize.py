@@ -396,8 +396,12 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     stats = {"quantized_nodes": 0, "quantized_weights": 0, "activation_pairs": len(params), "embeddings": 0,
              "per_channel_activations": len(chan_scales)}
     # 7-bit weights where the target's kernels may saturate (`QuantScheme.overflow_fix`)
+    by_id = {id(n): n for n in nodes}
     seven_bit = (qg.first_layers(nodes, graph_inputs, b.inits) if scheme.overflow_fix == "first-layer"
-                 else set(qnodes) if scheme.overflow_fix == "all" else set())
+                 else set(qnodes) if scheme.overflow_fix == "all-with-depthwise"
+                 # depthwise convs keep 8 bits: their int8 kernels widen each product to int32, no pair sums
+                 else {i for i in qnodes if not is_depthwise(by_id[i], b.inits)} if scheme.overflow_fix == "all"
+                 else set())
     stats["seven_bit_weights"] = 0
     for n in nodes:
         if id(n) in qnodes:

@@ -204,7 +204,9 @@ class QuantScheme:
             runs an int8 FullyConnected on a zero-shifted u8 input with a zero-point compensation per
             inference (mobilebert's 128 -> 512 layers: 145 us on u8 with a shift, 116 us on signed int8, AVX2).
         overflow_fix: Weights on a 7-bit grid (``[-63, 63]``) where the target's int8 kernels may overflow:
-            ``first-layer`` (the weighted ops reading the model's inputs through no other weighted op) or ``all``;
+            ``first-layer`` (the weighted ops reading the model's inputs through no other weighted op), ``all``
+            (every weighted op but depthwise convs, whose kernels widen each product to int32) or
+            ``all-with-depthwise``;
             None: full 8-bit everywhere. On x86 CPUs without VNNI (AVX2, AVX-512F), oneDNN adds each pair of
             u8 x s8 products in saturating int16, and the first layer reads full-range input data (NNCF's
             ``OverflowFix.FIRST_LAYER``, its default, for the same reason).

@@ -154,19 +154,24 @@ def _weight_levels(qproto, node_name) -> int:
 def test_overflow_fix_puts_the_first_layers_weights_on_a_7_bit_grid():
     """`QuantScheme.overflow_fix`: ``first-layer`` narrows the weights of the layers that read the model's input
     (through a Pad: no weighted op between) to [-63, 63], where CPUs without VNNI sum pairs of u8 x s8 products in
-    int16 (2 * 255 * 63 fits); deeper layers keep [-127, 127]; ``all`` narrows every layer."""
+    int16 (2 * 255 * 63 fits); deeper layers keep [-127, 127]; ``all`` narrows every layer but depthwise convs."""
     rng = np.random.default_rng(0)
     nodes = [helper.make_node("Pad", ["x", "pads"], ["xp"]),
              helper.make_node("Conv", ["xp", "w1"], ["c1"], name="first", kernel_shape=[3, 3]),
              helper.make_node("Conv", ["x", "w3"], ["c3"], name="also_first", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="second", kernel_shape=[1, 1]),
+             helper.make_node("Conv", ["r1", "w4"], ["d1"], name="depthwise", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                              group=4),
+             helper.make_node("Conv", ["d1", "w2"], ["c2"], name="second", kernel_shape=[1, 1]),
              helper.make_node("Add", ["c2", "c3"], ["y"])]
-    inits = [_w(rng, "w1", 4, 3, 3, 3), _w(rng, "w2", 4, 4, 1, 1), _w(rng, "w3", 4, 3, 3, 3),
+    inits = [_w(rng, "w1", 4, 3, 3, 3), _w(rng, "w2", 4, 4, 1, 1), _w(rng, "w3", 4, 3, 3, 3), _w(rng, "w4", 4, 1, 3, 3),
              numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]
     proto = _model(nodes, inits, (1, 4, 8, 8))
     levels = {fix: {n: _weight_levels(_quantize(proto, QuantScheme(placement="weighted", overflow_fix=fix))[0], n)
-                    for n in ("first", "also_first", "second")} for fix in (None, "first-layer", "all")}
-    assert levels[None] == {"first": 127, "also_first": 127, "second": 127}
-    assert levels["first-layer"] == {"first": 63, "also_first": 63, "second": 127}
-    assert levels["all"] == {"first": 63, "also_first": 63, "second": 63}
+                    for n in ("first", "also_first", "depthwise", "second")}
+              for fix in (None, "first-layer", "all", "all-with-depthwise")}
+    assert levels[None] == {"first": 127, "also_first": 127, "depthwise": 127, "second": 127}
+    assert levels["first-layer"] == {"first": 63, "also_first": 63, "depthwise": 127, "second": 127}
+    # depthwise kernels widen each product to int32: no pair sums to saturate
+    assert levels["all"] == {"first": 63, "also_first": 63, "depthwise": 127, "second": 63}
+    assert levels["all-with-depthwise"] == {"first": 63, "also_first": 63, "depthwise": 63, "second": 63}
