@@ -4,7 +4,8 @@ Round to nearest makes each weight's own error smallest; GPTQ (`edgec.compiler.g
 the layer's output error ``||x W - x W_q||`` on the calibration inputs smaller by letting the
 rounding of one input row pull the rows not yet rounded. The scale grid is unchanged (the
 symmetric per-output-channel scales every int8 target consumes): only which integer in
-[-127, 127] each weight gets changes, so OpenVINO, TensorRT and TFLite read the same scales.
+[-127, 127] (or the 7-bit [-63, 63]) each weight gets changes, so OpenVINO, TensorRT and TFLite read the same
+scales.
 
 The Hessian ``H = x^T x`` of a Conv is built from the im2col patches of its input (padding,
 strides and dilations as the conv reads them), one per group, so a depthwise conv gets one
@@ -127,19 +128,19 @@ def layer_hessians(proto: "onnx.ModelProto", layers: dict[str, tuple[Any, tuple[
 
 
 def gptq_int8(w: np.ndarray, scale: np.ndarray, h: np.ndarray, damp: float | None = None,
-              act_order: bool = ACT_ORDER) -> np.ndarray:
-    """int8 ``[G, K, N]`` of ``w [G, K, N]`` (``G`` groups of one conv, or one layer) on the fixed grid
-    ``scale [G, N]`` (one per output column), by GPTQ under Hessians ``h [G, K, K]`` (round to nearest
+              act_order: bool = ACT_ORDER, qmax: int = 127) -> np.ndarray:
+    """int8 ``[G, K, N]`` in ``[-qmax, qmax]`` of ``w [G, K, N]`` (``G`` groups of one conv, or one layer) on the
+    fixed grid ``scale [G, N]`` (one per output column), by GPTQ under Hessians ``h [G, K, K]`` (round to nearest
     where one ``h`` cannot be inverted)."""
     s = np.asarray(scale, np.float32)
     p = _gptq.prepare(w, h, DAMP if damp is None else damp, act_order)
     if p.hinv is None:
-        return np.clip(np.round(w / s[:, None, :]), -127, 127).astype(np.int8)
+        return np.clip(np.round(w / s[:, None, :]), -qmax, qmax).astype(np.int8)
     q = np.zeros(w.shape, np.int8)
     at = np.arange(w.shape[0])
 
     def quantize(rows: np.ndarray, w1: np.ndarray, i: int) -> np.ndarray:
-        qi = np.clip(np.round(w1[:, i].astype(np.float32) / s), -127, 127).astype(np.int8)
+        qi = np.clip(np.round(w1[:, i].astype(np.float32) / s), -qmax, qmax).astype(np.int8)
         q[at, rows] = qi
         return qi.astype(np.float32) * s
 
@@ -147,18 +148,19 @@ def gptq_int8(w: np.ndarray, scale: np.ndarray, h: np.ndarray, damp: float | Non
     return q
 
 
-def round_weight(node, w: np.ndarray, scale: np.ndarray, h: np.ndarray) -> np.ndarray:
+def round_weight(node, w: np.ndarray, scale: np.ndarray, h: np.ndarray, qmax: int = 127) -> np.ndarray:
     """GPTQ int8 of ``node``'s weight ``w`` in its own layout (Conv ``[O, I/g, kh, kw]``, Gemm/MatMul
-    ``[K, N]`` or transB ``[N, K]``), with ``scale`` one per output channel, ``h`` from `layer_hessians`."""
+    ``[K, N]`` or transB ``[N, K]``), with ``scale`` one per output channel, ``h`` from `layer_hessians`, in
+    ``[-qmax, qmax]`` (63: the 7-bit grid of `QuantScheme.overflow_fix`)."""
     if node.op_type == "Conv":
         groups, o = h.shape[0], w.shape[0]
         per = o // groups
         wg = w.reshape(groups, per, -1).transpose(0, 2, 1)  # [G, K, per]: every group at once (depthwise: per 1)
-        q = gptq_int8(wg, scale.reshape(groups, per), h)
+        q = gptq_int8(wg, scale.reshape(groups, per), h, qmax=qmax)
         return np.ascontiguousarray(q.transpose(0, 2, 1)).reshape(w.shape)
     trans = node.op_type == "Gemm" and node_attribute(node, "transB", 0)
     wk = w.T if trans else w
-    q = gptq_int8(wk[None], scale[None], h)[0]
+    q = gptq_int8(wk[None], scale[None], h, qmax=qmax)[0]
     return np.ascontiguousarray(q.T) if trans else q
 
 
@@ -237,11 +239,14 @@ class WeightRounding:
             h = self._hessians.get(name)
             if h is None:
                 continue
-            key = name + ":" + hashlib.sha1(scale.tobytes()).hexdigest()
-            if key not in self._rounded:
-                self._rounded[key] = round_weight(f, w, scale, h)
-            q = self._rounded[key]
             old = numpy_helper.to_array(qt)
+            # the quantizer's grid (7-bit where `QuantScheme.overflow_fix` asked): its largest integer, which
+            # round to nearest reaches in every channel's largest weight
+            qmax = int(np.abs(old.astype(np.int32)).max(initial=0))
+            key = f"{name}:{qmax}:" + hashlib.sha1(scale.tobytes()).hexdigest()
+            if key not in self._rounded:
+                self._rounded[key] = round_weight(f, w, scale, h, qmax)
+            q = self._rounded[key]
             changed += int((q != old).sum())
             total += q.size
             qt.CopyFrom(numpy_helper.from_array(q, qt.name))

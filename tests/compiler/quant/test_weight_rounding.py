@@ -102,12 +102,15 @@ def test_gptq_same_grid_lower_error_held_out():
     assert info["method"] == "gptq" and info["layers"] == 4
     wn, wg = _weights(near), _weights(gptq)
     assert sorted(wn) == sorted(wg) == ["conv1", "dw", "head", "pw"]
+    assert {k: int(np.abs(v[0].astype(np.int32)).max()) for k, v in wn.items()} == {
+        "conv1": 63, "dw": 127, "head": 63, "pw": 63}
     changed = 0
     for name in wn:
         (qn, sn), (qg, sg) = wn[name], wg[name]
         assert qg.dtype == np.int8 and qg.shape == qn.shape
         assert np.array_equal(sn, sg), name  # the scale grid is unchanged
-        assert int(np.abs(qg.astype(np.int32)).max()) <= 127
+        # on round to nearest's grid: 7-bit where the target's `overflow_fix` asked (onnxruntime: all but depthwise)
+        assert int(np.abs(qg.astype(np.int32)).max()) <= int(np.abs(qn.astype(np.int32)).max()) <= 127
         changed += int((qg != qn).sum())
     assert changed > 0
     err_near, err_gptq = _error(near, q.reference, held), _error(gptq, q.reference, held)
@@ -182,3 +185,21 @@ def test_screen_keeps_whole_model_moves():
     kept = screen(q.reference.proto, quant.proto, cands, samples)
     assert [c.kind for c in kept[:2]] == ["weight-rounding", "bias-correction"]
     assert len(kept) == 2 + SCREEN_LAYERS
+
+
+def test_gptq_stays_on_the_7_bit_grid():
+    """GPTQ's error feedback can push a weight at the grid's edge one step past it (63 -> 64 on the 7-bit grid
+    `QuantScheme.overflow_fix` asks for, where CPUs without VNNI saturate): ``qmax`` bounds every integer."""
+    from edgec.compiler.weight_rounding import gptq_int8
+
+    rng = np.random.default_rng(0)
+    past = 0
+    for _ in range(300):
+        w = rng.uniform(-63, 63, (1, 8, 1)).astype(np.float32)
+        w[0, rng.integers(8), 0] = 63.0  # one weight on the 7-bit grid's edge, as round to nearest puts it
+        a = rng.standard_normal((8, 16))
+        h = (a @ a.T / np.abs(a @ a.T).max())[None]
+        scale = np.ones((1, 1), np.float32)
+        past += int(np.abs(gptq_int8(w, scale, h).astype(np.int32)).max() > 63)
+        assert int(np.abs(gptq_int8(w, scale, h, qmax=63).astype(np.int32)).max()) <= 63
+    assert past > 0  # without the bound, some layers leave the grid
