@@ -81,7 +81,7 @@ def quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, chan
         if n.op_type in WEIGHTED_OPS and (k == 1 or (n.op_type == "MatMul" and k == 0)):
             axis = _weight_axis(n, k, w) if scheme.per_channel else None
             q, s = quantize_weight(w, axis, weight_max)
-            stats["seven_bit_weights"] = stats.get("seven_bit_weights", 0) + int(weight_max < 127)
+            stats["seven_bit_weights"] += int(weight_max < 127)
             q, s = _fit_bias(n, b, w, q, s, axis, in_scale, stats)
             w_scales = s
             out.append(_dq(b, name, q, s, np.zeros(s.shape, np.int8), axis if s.ndim else None,

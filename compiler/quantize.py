@@ -64,6 +64,22 @@ class QParams:
 SEVEN_BIT_MAX = 63
 
 
+OVERFLOW_FIXES = (None, "first-layer", "all", "all-with-depthwise")
+
+
+def _seven_bit_nodes(nodes, qnodes: set[int], graph_inputs, inits, overflow_fix: str | None) -> set[int]:
+    """Ids of the quantized nodes whose weights go on the 7-bit grid (`QuantScheme.overflow_fix`)."""
+    if overflow_fix not in OVERFLOW_FIXES:
+        raise ValueError(f"QuantScheme.overflow_fix {overflow_fix!r}: expected one of {OVERFLOW_FIXES}")
+    if overflow_fix == "first-layer":
+        return qg.first_layers(nodes, graph_inputs, inits) & qnodes
+    if overflow_fix == "all-with-depthwise":
+        return set(qnodes)
+    if overflow_fix == "all":  # depthwise convs keep 8 bits: their int8 kernels widen each product to int32
+        return {id(n) for n in nodes if id(n) in qnodes and not is_depthwise(n, inits)}
+    return set()
+
+
 def activation_qparams(rmin: float, rmax: float, symmetric: bool) -> QParams:
     """int8 scale/zero point covering [rmin, rmax] (widened to include 0)."""
     rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
@@ -394,15 +410,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         new_nodes.extend(emit_activation(t))
     weight_dq: list[onnx.NodeProto] = []
     stats = {"quantized_nodes": 0, "quantized_weights": 0, "activation_pairs": len(params), "embeddings": 0,
-             "per_channel_activations": len(chan_scales)}
-    # 7-bit weights where the target's kernels may saturate (`QuantScheme.overflow_fix`)
-    by_id = {id(n): n for n in nodes}
-    seven_bit = (qg.first_layers(nodes, graph_inputs, b.inits) if scheme.overflow_fix == "first-layer"
-                 else set(qnodes) if scheme.overflow_fix == "all-with-depthwise"
-                 # depthwise convs keep 8 bits: their int8 kernels widen each product to int32, no pair sums
-                 else {i for i in qnodes if not is_depthwise(by_id[i], b.inits)} if scheme.overflow_fix == "all"
-                 else set())
-    stats["seven_bit_weights"] = 0
+             "per_channel_activations": len(chan_scales), "seven_bit_weights": 0}
+    seven_bit = _seven_bit_nodes(nodes, qnodes, graph_inputs, b.inits, scheme.overflow_fix)
     for n in nodes:
         if id(n) in qnodes:
             stats["quantized_nodes"] += 1
