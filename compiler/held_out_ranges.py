@@ -15,8 +15,9 @@ in onnxruntime on the other (both ways), so a range fitted to its own samples' e
 not rewarded for that. The Q/DQ graph runs as written (`quality.exact_qdq_session`), so the
 choice is the same on every CPU: through onnxruntime's fused int8 kernels on an AVX2 EPYC (no
 VNNI: saturating int16 pair sums) blazeface-short mcu scored min/max 0.740, percentile 0.751 and
-shipped percentile; as written 0.977 and 0.968, min/max. The score is the worst cosine against float over the held-out
-samples and outputs, averaged over the folds; classifiers compare top-1 agreement first.
+shipped percentile; as written 0.977 and 0.968, min/max. The score is the worst cosine against
+float over the held-out samples and outputs, averaged over the folds; classifiers compare top-1
+agreement first.
 The winner's ranges then come from every sample. The per-tensor ``auto`` search scores the
 mean error instead, which the one sample that breaks a detector hardly moves.
 """

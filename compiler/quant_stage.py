@@ -231,14 +231,14 @@ class Int8Quantizer(RangeSearch):
 
     def worst_calibration_cosine(self) -> float:
         """The default int8 model's worst output cosine against float on the calibration samples, the Q/DQ graph
-        run as written (`quality.exact_qdq_session`)."""
+        run as written (`quality.run_exact_qdq`)."""
         from edgec.compiler.held_out_ranges import held_out_cosine
-        from edgec.compiler.quality import exact_qdq_session, ort_session, run_onnx
+        from edgec.compiler.quality import ort_session, run_exact_qdq, run_onnx
 
         samples = list(self.calibration.samples[:AUTO_SAMPLES])
         quant, _ = self.quantize()
         refs = run_onnx(self.reference.proto, samples, session=ort_session(self.reference.proto))
-        return held_out_cosine(run_onnx(quant.proto, samples, session=exact_qdq_session(quant.proto)), refs)
+        return held_out_cosine(run_exact_qdq(quant.proto, samples), refs)
 
     def alternatives(self) -> "dict[str, dict[str, TensorRange]]":
         """Ranges of every tensor under every calibration method (one pass, cached)."""

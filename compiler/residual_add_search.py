@@ -122,11 +122,12 @@ def candidates(q: "Int8Quantizer") -> tuple[list[str], dict[str, int]]:
 
 def choose(q: "Int8Quantizer", bar: float, margin: float, error_share: float) -> dict[str, Any] | None:
     """`search` on ``q``'s model (its residual Adds int8 by its scheme), measured on the calibration samples
-    in onnxruntime (`quality.exact_qdq_session`) without per-layer bias correction (as the other searches; the caller measures the result
-    with it). Returns `search`'s summary plus ``samples``; None as `search`."""
+    in onnxruntime, the Q/DQ graph as written (`quality.run_exact_qdq`), without per-layer bias correction (as
+    the other searches; the caller measures the result with it). Returns `search`'s summary plus ``samples``;
+    None as `search`."""
     from edgec.compiler.float_fallback import cosine_error
     from edgec.compiler.held_out_ranges import held_out_cosine
-    from edgec.compiler.quality import exact_qdq_session, ort_session, run_onnx
+    from edgec.compiler.quality import ort_session, run_exact_qdq, run_onnx
     from edgec.compiler.range_search import AUTO_SAMPLES
 
     adds, sizes = candidates(q)
@@ -137,7 +138,7 @@ def choose(q: "Int8Quantizer", bar: float, margin: float, error_share: float) ->
 
     def evaluate(float_adds: tuple[str, ...]) -> tuple[float, float]:
         quant, _ = q.quantize(float_adds, bias_correction=False)
-        outs = run_onnx(quant.proto, samples, session=exact_qdq_session(quant.proto))
+        outs = run_exact_qdq(quant.proto, samples)
         return cosine_error(outs, refs), held_out_cosine(outs, refs)
 
     found = search(adds, sizes, evaluate, bar, margin, error_share)
