@@ -328,8 +328,6 @@ def lsb_agreement(proto, qh, runner_outputs, feeds_list, out_specs) -> tuple[int
 
     onnxruntime runs the Q/DQ graph as written (`exact_qdq_session`): its fused int8 kernels sum u8 x s8 product
     pairs in saturating int16 on x86 CPUs without VNNI, so they are no reference there."""
-    import onnxruntime as ort
-
     sess = exact_qdq_session(proto)
     within = total = worst = 0
     for feeds, got in zip(feeds_list, runner_outputs):

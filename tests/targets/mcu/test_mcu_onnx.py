@@ -11,8 +11,6 @@ from .conftest import build_bundle, onnx_handle, random_native
 
 @pytest.mark.parametrize("name", ["onnx_ds_cnn", "onnx_residual", "onnx_mlp", "onnx_concat_pad"])
 def test_qdq_onnx_within_one_lsb(onnx_models, tmp_path, name):
-    import onnxruntime as ort
-
     from edgec.runtimes.mcu_runner import MCURunner
 
     proto = onnx_models[name]

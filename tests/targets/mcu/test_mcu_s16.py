@@ -180,8 +180,6 @@ def _hardswish_qdq(s_in: float, s_out: float):
 
 @pytest.mark.parametrize("s_in,s_out", [(8.0 / 32767, 8.0 / 32767), (0.0002, 0.00013), (0.001, 0.0004)])
 def test_hardswish_s16_within_one_lsb_of_float(tmp_path, s_in, s_out):
-    import onnxruntime as ort
-
     from edgec.runtimes.mcu_runner import MCURunner
 
     from .conftest import onnx_handle

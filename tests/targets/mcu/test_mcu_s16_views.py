@@ -56,8 +56,6 @@ def _heads_model(pool: bool = True):
                          ids=["views-outputs-int8", "outputs-int8", "outputs-int16", "pool-int16"])
 def test_int16_through_views_pool_and_concat_tracks_onnxruntime(tmp_path, producers, pool):
     """(views-outputs-int8: without the MaxPool, whose build error hid the views' collapse.)"""
-    import onnxruntime as ort
-
     from edgec.runtimes.mcu_runner import MCURunner
     from edgec.targets.mcu import promote16
 
@@ -146,8 +144,6 @@ def test_stream_and_heads_promotion_takes_the_longest_suffix_that_fits_the_ram(t
     """The "fit" rule: int16 from the first resolution stage whose plan fits --ram-budget on,
     heads and output Concats included (graph outputs int16); the C (host, and Cortex-M4 under
     QEMU) tracks onnxruntime."""
-    import onnxruntime as ort
-
     from edgec.calibration.types import CalibrationData
     from edgec.runtimes.mcu_runner import MCURunner
     from edgec.targets.base import LowerSpec
