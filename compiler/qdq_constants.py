@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgec.compiler.overflow_fix import PAIRS, SEVEN_BIT, SEVEN_BIT_MAX, pair_scales
 from edgec.compiler.quantize import (MIN_SCALE, PARAMETER_INPUTS, RECURRENT_WEIGHT_INPUTS, WEIGHTED_OPS,
                                      _weight_axis, activation_qparams, quantize_weight)
 
@@ -43,9 +44,9 @@ def quantize_embedding(n, b: _Builder, stats) -> list:
     return [dq]
 
 
-def quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, chan_scales=None, weight_max=127) -> list:
-    """Replace the float constant inputs of quantized node ``n`` by int8/int32 + DQ (weights in ``[-weight_max,
-    weight_max]``)."""
+def quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, chan_scales=None, grid=None) -> list:
+    """Replace the float constant inputs of quantized node ``n`` by int8/int32 + DQ (weights on the 8-bit grid,
+    or on ``grid``, `overflow_fix.weight_grids`' ``7-bit`` or ``pairs``)."""
     from onnx import helper
 
     out = []
@@ -80,8 +81,10 @@ def quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, chan
             continue
         if n.op_type in WEIGHTED_OPS and (k == 1 or (n.op_type == "MatMul" and k == 0)):
             axis = _weight_axis(n, k, w) if scheme.per_channel else None
-            q, s = quantize_weight(w, axis, weight_max)
-            stats["seven_bit_weights"] += int(weight_max < 127)
+            paired = pair_scales(w, n, k, axis, MIN_SCALE) if grid == PAIRS else None
+            q, s = quantize_weight(w, axis, SEVEN_BIT_MAX if grid == SEVEN_BIT else 127, paired)
+            stats["seven_bit_weights"] += int(grid == SEVEN_BIT)
+            stats["pair_bounded_weights"] += int(grid == PAIRS)
             q, s = _fit_bias(n, b, w, q, s, axis, in_scale, stats)
             w_scales = s
             out.append(_dq(b, name, q, s, np.zeros(s.shape, np.int8), axis if s.ndim else None,

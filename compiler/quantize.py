@@ -59,27 +59,6 @@ class QParams:
     zero_point: int
 
 
-# The largest |weight| on a 7-bit grid: on x86 CPUs without VNNI, oneDNN's int8 kernels add each pair of u8 x s8
-# products in saturating int16 (vpmaddubsw); 2 * 255 * 63 fits, 2 * 255 * 127 does not.
-SEVEN_BIT_MAX = 63
-
-
-OVERFLOW_FIXES = (None, "first-layer", "all", "all-with-depthwise")
-
-
-def _seven_bit_nodes(nodes, qnodes: set[int], graph_inputs, inits, overflow_fix: str | None) -> set[int]:
-    """Ids of the quantized nodes whose weights go on the 7-bit grid (`QuantScheme.overflow_fix`)."""
-    if overflow_fix not in OVERFLOW_FIXES:
-        raise ValueError(f"QuantScheme.overflow_fix {overflow_fix!r}: expected one of {OVERFLOW_FIXES}")
-    if overflow_fix == "first-layer":
-        return qg.first_layers(nodes, graph_inputs, inits) & qnodes
-    if overflow_fix == "all-with-depthwise":
-        return set(qnodes)
-    if overflow_fix == "all":  # depthwise convs keep 8 bits: their int8 kernels widen each product to int32
-        return {id(n) for n in nodes if id(n) in qnodes and not is_depthwise(n, inits)}
-    return set()
-
-
 def activation_qparams(rmin: float, rmax: float, symmetric: bool) -> QParams:
     """int8 scale/zero point covering [rmin, rmax] (widened to include 0)."""
     rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
@@ -105,9 +84,11 @@ def weight_scales(w: np.ndarray, axis: int | None, qmax: int = 127) -> np.ndarra
     return np.where(scales > MIN_SCALE, scales, np.float32(1.0)).astype(np.float32)
 
 
-def quantize_weight(w: np.ndarray, axis: int | None, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
-    """int8 weights in ``[-qmax, qmax]`` and their scales (shape [C] per channel, scalar per tensor)."""
-    scales = weight_scales(w, axis, qmax)
+def quantize_weight(w: np.ndarray, axis: int | None, qmax: int = 127,
+                    scales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """int8 weights in ``[-qmax, qmax]`` and their scales (shape [C] per channel, scalar per tensor): the
+    largest weight's (`weight_scales`), or ``scales`` where given."""
+    scales = weight_scales(w, axis, qmax) if scales is None else scales
     if axis is None:
         q = np.clip(np.round(w / scales), -qmax, qmax).astype(np.int8)
         return q, scales.reshape(())
@@ -188,6 +169,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
     from onnx import helper, numpy_helper
 
     # imported here: qdq_constants builds on this module's weight primitives
+    from edgec.compiler.overflow_fix import weight_grids
     from edgec.compiler.qdq_constants import quantize_constants, quantize_embedding
 
     proto = onnx.ModelProto()
@@ -410,13 +392,13 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
         new_nodes.extend(emit_activation(t))
     weight_dq: list[onnx.NodeProto] = []
     stats = {"quantized_nodes": 0, "quantized_weights": 0, "activation_pairs": len(params), "embeddings": 0,
-             "per_channel_activations": len(chan_scales), "seven_bit_weights": 0}
-    seven_bit = _seven_bit_nodes(nodes, qnodes, graph_inputs, b.inits, scheme.overflow_fix)
+             "per_channel_activations": len(chan_scales), "seven_bit_weights": 0, "pair_bounded_weights": 0}
+    grids = weight_grids(nodes, qnodes, graph_inputs, b.inits, scheme.overflow_fix)
     for n in nodes:
         if id(n) in qnodes:
             stats["quantized_nodes"] += 1
             weight_dq.extend(quantize_constants(n, b, params, rename, scheme, full, stats, chan_scales,
-                                                SEVEN_BIT_MAX if id(n) in seven_bit else 127))
+                                                grids.get(id(n))))
         elif scheme.quantize_embeddings and n.op_type == "Gather" and n.name not in keep_float:
             weight_dq.extend(quantize_embedding(n, b, stats))
         new_nodes.append(n)

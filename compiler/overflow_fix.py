@@ -1,0 +1,137 @@
+"""int8 weights whose products cannot overflow the int16 pair sums of x86 CPUs without VNNI.
+
+On AVX2 and AVX-512F without VNNI, oneDNN (OpenVINO's CPU plugin) and onnxruntime's MLAS multiply u8
+activations by s8 weights with ``vpmaddubsw``, which adds each pair of products in saturating int16: with
+inputs up to 255, two weights of 127 reach 64770, twice what int16 holds. (An s8 activation is shifted by
+128 into u8 first, so the bound is the same.) `QuantScheme.overflow_fix` picks the cure per weighted op:
+
+* ``7-bit``: every weight in ``[-63, 63]`` (NNCF's overflow fix): no pair can overflow, whatever the
+  kernel pairs, at the cost of one bit.
+* ``pairs``: each output channel's scale is set by its largest pair, not its largest weight, so that
+  ``|q_a + q_b| <= 128`` for every pair the kernels add (255 * 128 = 32640 fits). A channel whose big
+  weights sit in different pairs, or have opposite signs, keeps the full 8-bit scale; in the worst case
+  (two equal largest weights of one sign side by side) it is the 7-bit grid.
+
+Which products are paired was measured on an AVX2 EPYC with a weight pair of 127 against inputs of 255
+(OpenVINO 2026.4, onnxruntime 1.2x): adjacent input channels ``(2k, 2k + 1)`` at one kernel tap, in
+convolutions (1x1, 3x3, grouped) and fully connected layers of both runtimes; onnxruntime's NHWC im2col
+also pairs the last channel of one tap with the first channel of the next where a group has an odd number
+of channels (OpenVINO pads it). Kernel taps of one channel are never paired. Both pairings are bounded.
+Depthwise convs keep 8 bits (their kernels widen each product to int32); ConvTranspose, whose pairing
+was not measured, takes the 7-bit grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.compiler import qdq_graph as qg
+
+SEVEN_BIT_MAX = 63  # 2 * 255 * 63 = 32130 fits int16, 2 * 255 * 127 does not
+PAIR_SUM_MAX = 128  # the largest |q_a + q_b| a pair may reach: 255 * 128 = 32640 fits int16
+_PAIR_SCALE_MAX = PAIR_SUM_MAX - 1  # rounding moves each weight by at most 1/2, a pair by at most 1
+
+OVERFLOW_FIXES = (None, "first-layer", "all", "all-with-depthwise", "pairs")
+SEVEN_BIT, PAIRS = "7-bit", "pairs"
+
+
+def weight_grids(nodes, qnodes: set[int], graph_inputs, inits, overflow_fix: str | None) -> dict[int, str]:
+    """Node id -> ``7-bit`` or ``pairs`` for the quantized nodes whose weights `QuantScheme.overflow_fix` bounds.
+
+    Raises:
+        ValueError: ``overflow_fix`` is none of `OVERFLOW_FIXES`.
+    """
+    from edgec.compiler.quantize import is_depthwise
+
+    if overflow_fix not in OVERFLOW_FIXES:
+        raise ValueError(f"QuantScheme.overflow_fix {overflow_fix!r}: expected one of {OVERFLOW_FIXES}")
+    if overflow_fix is None:
+        return {}
+    if overflow_fix == "first-layer":
+        return {i: SEVEN_BIT for i in qg.first_layers(nodes, graph_inputs, inits) & qnodes}
+    if overflow_fix == "all-with-depthwise":
+        return {i: SEVEN_BIT for i in qnodes}
+    grids = {}
+    for n in nodes:
+        if id(n) not in qnodes or is_depthwise(n, inits):
+            continue
+        grids[id(n)] = PAIRS if overflow_fix == PAIRS and n.op_type != "ConvTranspose" else SEVEN_BIT
+    return grids
+
+
+def pair_indices(shape: tuple[int, ...], node, input_index: int) -> tuple[np.ndarray, int]:
+    """The flat indices ``[P, 2]`` of the weight pairs the kernels add in int16 (-1: padding), and the
+    output-channel axis.
+
+    Conv ``[O, C, k...]``: channels ``(2k, 2k + 1)`` at each tap, plus, for odd ``C``, consecutive entries of
+    the channels-last flattening of each output channel's ``k... x C`` (onnxruntime's NHWC im2col).
+    Gemm / MatMul: consecutive entries along the summed axis.
+    """
+    from edgec.compiler.weight_axis import weight_axis
+
+    rank = len(shape)
+    out = weight_axis(node, input_index, rank) if rank >= 2 else None
+    red = weight_axis(node, input_index, rank, reduction=True) if rank >= 2 else None
+    idx = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    if out is None or red is None:  # a vector weight: one row
+        out, red, idx = 0, 1, idx.reshape(1, -1)
+    rows = np.moveaxis(idx, (out, red), (0, -1))  # [O, ..., C]
+    lanes = [rows.reshape(rows.shape[0], -1, rows.shape[-1])]  # [O, taps, C]: channel pairs per tap
+    if node.op_type == "Conv" and rows.shape[-1] % 2:
+        lanes.append(rows.reshape(rows.shape[0], 1, -1))  # [O, 1, taps * C]: NHWC im2col pairs
+    pairs = []
+    for lane in lanes:
+        if lane.shape[-1] % 2:
+            lane = np.concatenate([lane, np.full(lane.shape[:-1] + (1,), -1, np.int64)], axis=-1)
+        pairs.append(lane.reshape(-1, 2))
+    return np.concatenate(pairs), out
+
+
+def _pair_reach(v: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """``max(|a|, |b|, |a + b|)`` per pair: the largest |sum| the pair reaches over inputs in [0, 255] / 255."""
+    flat = np.concatenate([v.reshape(-1), np.zeros(1, v.dtype)])  # index -1: the zero padding
+    a, b = flat[pairs[:, 0]], flat[pairs[:, 1]]
+    return np.maximum(np.maximum(np.abs(a), np.abs(b)), np.abs(a + b))
+
+
+def pair_scales(w: np.ndarray, node, input_index: int, axis: int | None, min_scale: float) -> np.ndarray:
+    """Per-channel weight scales (along ``axis``; None: one per tensor) under which every pair's integers
+    sum to at most `PAIR_SUM_MAX` in magnitude and every integer to at most 127."""
+    pairs, out = pair_indices(w.shape, node, input_index)
+    reach = _pair_reach(w.astype(np.float64), pairs)
+    if axis is None:
+        worst = np.array(reach.max(initial=0.0))
+    else:
+        channel = np.unravel_index(np.where(pairs[:, 0] >= 0, pairs[:, 0], 0), w.shape)[axis]
+        worst = np.zeros(w.shape[axis], np.float64)
+        np.maximum.at(worst, channel, reach)
+    scales = (worst / _PAIR_SCALE_MAX).astype(np.float32)
+    return np.where(scales > min_scale, scales, np.float32(1.0)).astype(np.float32)
+
+
+def pairs_fit(q: np.ndarray, node, input_index: int) -> bool:
+    """Whether every pair of the int8 weight ``q`` stays within `PAIR_SUM_MAX`."""
+    pairs, _ = pair_indices(q.shape, node, input_index)
+    return bool(_pair_reach(q.astype(np.int32), pairs).max(initial=0) <= PAIR_SUM_MAX)
+
+
+def fit_pairs(q: np.ndarray, node, input_index: int) -> np.ndarray:
+    """``q`` with the larger integer of each pair over `PAIR_SUM_MAX` moved toward zero until it fits (for a
+    rounding that does not keep the bound itself, GPTQ's error feedback)."""
+    pairs, _ = pair_indices(q.shape, node, input_index)
+    flat = np.concatenate([q.reshape(-1).astype(np.int32), np.zeros(1, np.int32)])
+    while True:
+        a, b = flat[pairs[:, 0]], flat[pairs[:, 1]]
+        excess = np.abs(a + b) - PAIR_SUM_MAX
+        bad = np.flatnonzero(excess > 0)
+        if bad.size == 0:
+            break
+        for p in bad:  # one pair at a time: an entry may sit in two pairs (odd channel counts)
+            i, j = pairs[p]
+            s = flat[i] + flat[j]
+            over = abs(s) - PAIR_SUM_MAX
+            if over <= 0:
+                continue
+            k = i if abs(flat[i]) >= abs(flat[j]) else j
+            flat[k] -= int(np.sign(s)) * over
+    return flat[:-1].reshape(q.shape).astype(np.int8)
