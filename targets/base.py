@@ -203,13 +203,15 @@ class QuantScheme:
             ``2 / (1 + share)`` times the asymmetric step); None: asymmetric everywhere. OpenVINO's CPU plugin
             runs an int8 FullyConnected on a zero-shifted u8 input with a zero-point compensation per
             inference (mobilebert's 128 -> 512 layers: 145 us on u8 with a shift, 116 us on signed int8, AVX2).
-        overflow_fix: Weights on a 7-bit grid (``[-63, 63]``) where the target's int8 kernels may overflow:
-            ``first-layer`` (the weighted ops reading the model's inputs through no other weighted op), ``all``
-            (every weighted op but depthwise convs, whose kernels widen each product to int32) or
-            ``all-with-depthwise``;
-            None: full 8-bit everywhere. On x86 CPUs without VNNI (AVX2, AVX-512F), oneDNN adds each pair of
-            u8 x s8 products in saturating int16, and the first layer reads full-range input data (NNCF's
-            ``OverflowFix.FIRST_LAYER``, its default, for the same reason).
+        overflow_fix: Bounds the weights where the target's int8 kernels may overflow (`edgec.compiler.overflow_fix`):
+            ``first-layer`` (the weighted ops reading the model's inputs through no other weighted op: a 7-bit
+            grid, ``[-63, 63]``), ``all`` (every weighted op but depthwise convs, whose kernels widen each product
+            to int32: 7-bit), ``all-with-depthwise`` (7-bit), or ``pairs`` (every weighted op but depthwise convs:
+            each output channel's scale set by its largest pair of weights the kernels add, so that every pair's
+            integers sum to at most 128; 7-bit for ConvTranspose); None: full 8-bit everywhere. On x86 CPUs
+            without VNNI (AVX2, AVX-512F), oneDNN and onnxruntime add each pair of u8 x s8 products in saturating
+            int16, and the first layer reads full-range input data (NNCF's ``OverflowFix.FIRST_LAYER``, its
+            default, for the same reason).
         auto_held_out: ``--calib-method auto`` ships whichever of its refined choice and its screen's
             whole-model candidates errs least on held-out halves of the calibration samples
             (`held_out_ranges.pick_on_folds`: ranges from one half, output error on the other, both
