@@ -205,10 +205,13 @@ class WeightRounding:
         model: The float model the Q/DQ models are quantized from (same node names and weights).
         samples: Calibration feeds (the first `MAX_SAMPLES` are used).
         source: ``float`` (the float model's layer inputs) or ``quant`` (the Q/DQ model's).
+        pair_bound: The quantizer bounded the weights' pairs (`QuantScheme.overflow_fix` ``pairs``): the layers
+            whose integers keep that bound keep it after rounding too.
     """
 
-    def __init__(self, model, samples: list[dict[str, np.ndarray]], source: str = "float"):
+    def __init__(self, model, samples: list[dict[str, np.ndarray]], source: str = "float", pair_bound: bool = False):
         self.model, self.samples, self.source = model, list(samples[:MAX_SAMPLES]), source
+        self.pair_bound = pair_bound
         self._hessians: dict[str, np.ndarray] | None = None
         self._rounded: dict[str, np.ndarray] = {}
 
@@ -247,8 +250,7 @@ class WeightRounding:
             key = f"{name}:{qmax}:" + hashlib.sha1(scale.tobytes()).hexdigest()
             if key not in self._rounded:
                 q = round_weight(f, w, scale, h, qmax)
-                # a grid bounded by its pairs (`overflow_fix` 'pairs') keeps that bound too
-                self._rounded[key] = fit_pairs(q, f, 1) if pairs_fit(old, f, 1) else q
+                self._rounded[key] = fit_pairs(q, f, 1) if self.pair_bound and pairs_fit(old, f, 1) else q
             q = self._rounded[key]
             changed += int((q != old).sum())
             total += q.size

