@@ -29,7 +29,7 @@ from edgec.compiler import qdq_graph as qg
 
 SEVEN_BIT_MAX = 63  # 2 * 255 * 63 = 32130 fits int16, 2 * 255 * 127 does not
 PAIR_SUM_MAX = 128  # the largest |q_a + q_b| a pair may reach: 255 * 128 = 32640 fits int16
-_PAIR_SCALE_MAX = PAIR_SUM_MAX - 1  # rounding moves each weight by at most 1/2, a pair by at most 1
+PAIR_SCALE_MAX = PAIR_SUM_MAX - 1  # rounding moves each weight by at most 1/2, a pair by at most 1
 
 OVERFLOW_FIXES = (None, "first-layer", "all", "all-with-depthwise", "pairs")
 SEVEN_BIT, PAIRS = "7-bit", "pairs"
@@ -105,8 +105,18 @@ def pair_scales(w: np.ndarray, node, input_index: int, axis: int | None, min_sca
         channel = np.unravel_index(np.where(pairs[:, 0] >= 0, pairs[:, 0], 0), w.shape)[axis]
         worst = np.zeros(w.shape[axis], np.float64)
         np.maximum.at(worst, channel, reach)
-    scales = (worst / _PAIR_SCALE_MAX).astype(np.float32)
+    scales = (worst / PAIR_SCALE_MAX).astype(np.float32)
     return np.where(scales > min_scale, scales, np.float32(1.0)).astype(np.float32)
+
+
+def recurrent_pair_reach(w: np.ndarray) -> np.ndarray:
+    """Per gate row of a recurrent cell's W or R (``[directions, rows, size]``): the largest `_pair_reach` of
+    consecutive entries along ``size``, over both directions."""
+    if w.shape[-1] % 2:
+        w = np.concatenate([w, np.zeros(w.shape[:-1] + (1,), w.dtype)], axis=-1)
+    a, b = w[..., 0::2].astype(np.float64), w[..., 1::2].astype(np.float64)
+    reach = np.maximum(np.maximum(np.abs(a), np.abs(b)), np.abs(a + b))
+    return reach.max(axis=(0, 2))
 
 
 def pairs_fit(q: np.ndarray, node, input_index: int) -> bool:

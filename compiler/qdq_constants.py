@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgec.compiler.overflow_fix import PAIRS, SEVEN_BIT, SEVEN_BIT_MAX, pair_scales
+from edgec.compiler.overflow_fix import (PAIR_SCALE_MAX, PAIRS, SEVEN_BIT, SEVEN_BIT_MAX, pair_scales,
+                                         recurrent_pair_reach)
 from edgec.compiler.quantize import (MIN_SCALE, PARAMETER_INPUTS, RECURRENT_WEIGHT_INPUTS, WEIGHTED_OPS,
                                      _weight_axis, activation_qparams, quantize_weight)
 
@@ -57,7 +58,7 @@ def quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, chan
     elif first_act is not None and first_act in params:
         in_scale = params[first_act].scale
     w_scales = None
-    rec_scales = _recurrent_scales(n, b) if n.op_type in scheme.int8_recurrent_ops and not full else None
+    rec_scales = _recurrent_scales(n, b, grid) if n.op_type in scheme.int8_recurrent_ops and not full else None
     for k, name in enumerate(n.input):
         if name not in b.inits or k in PARAMETER_INPUTS.get(n.op_type, ()):
             continue
@@ -109,15 +110,21 @@ def quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, chan
     return out
 
 
-def _recurrent_scales(n, b: _Builder) -> np.ndarray | None:
+def _recurrent_scales(n, b: _Builder, grid: str | None = None) -> np.ndarray | None:
     """One symmetric int8 scale per gate row of a recurrent cell's W and R together (``[directions, gates * hidden,
     size]``, axis 1): oneDNN's int8 RNN, which OpenVINO's CPU plugin runs, takes one set of weight scales for both
-    (a toy CRNN with a scale set each: cosine 0.959 in OpenVINO, 0.9998 in onnxruntime; shared: 0.997)."""
-    absmax = [np.abs(b.nh.to_array(b.inits[n.input[k]]).astype(np.float32)).max(axis=(0, 2))
-              for k in RECURRENT_WEIGHT_INPUTS if len(n.input) > k and n.input[k] in b.inits]
-    if not absmax:
+    (a toy CRNN with a scale set each: cosine 0.959 in OpenVINO, 0.9998 in onnxruntime; shared: 0.997). Its gemms
+    sum u8 x s8 product pairs along ``size`` as the other int8 kernels do: ``grid`` bounds them the same way."""
+    ws = [b.nh.to_array(b.inits[n.input[k]]).astype(np.float32)
+          for k in RECURRENT_WEIGHT_INPUTS if len(n.input) > k and n.input[k] in b.inits]
+    if not ws:
         return None
-    scales = (np.maximum.reduce(absmax) / 127.0).astype(np.float32)
+    if grid == PAIRS:
+        scales = np.maximum.reduce([recurrent_pair_reach(w) for w in ws]) / PAIR_SCALE_MAX
+    else:
+        scales = np.maximum.reduce([np.abs(w).max(axis=(0, 2)) for w in ws]) / (
+            SEVEN_BIT_MAX if grid == SEVEN_BIT else 127.0)
+    scales = scales.astype(np.float32)
     return np.where(scales > MIN_SCALE, scales, np.float32(1.0)).astype(np.float32)
 
 
