@@ -17,8 +17,9 @@ Which products are paired was measured on an AVX2 EPYC with a weight pair of 127
 convolutions (1x1, 3x3, grouped) and fully connected layers of both runtimes; onnxruntime's NHWC im2col
 also pairs the last channel of one tap with the first channel of the next where a group has an odd number
 of channels (OpenVINO pads it). Kernel taps of one channel are never paired. Both pairings are bounded.
-Depthwise convs keep 8 bits (their kernels widen each product to int32); ConvTranspose, whose pairing
-was not measured, takes the 7-bit grid.
+Depthwise convs keep 8 bits (their kernels widen each product to int32), except those with a channel
+multiplier above 1: both runtimes run them as an im2col gemm pairing consecutive kernel taps (the channels-last
+pairs of a one-channel group). ConvTranspose, whose pairing was not measured, takes the 7-bit grid.
 """
 
 from __future__ import annotations
@@ -53,10 +54,18 @@ def weight_grids(nodes, qnodes: set[int], graph_inputs, inits, overflow_fix: str
         return {i: SEVEN_BIT for i in qnodes}
     grids = {}
     for n in nodes:
-        if id(n) not in qnodes or is_depthwise(n, inits):
+        if id(n) not in qnodes or (is_depthwise(n, inits) and _channel_multiplier(n, inits) == 1):
             continue
         grids[id(n)] = PAIRS if overflow_fix == PAIRS and n.op_type != "ConvTranspose" else SEVEN_BIT
     return grids
+
+
+def _channel_multiplier(n, inits) -> int:
+    """Outputs per group of a depthwise conv: at 1 its kernels widen each product to int32; above 1 (a conv
+    with one input channel per group but several outputs) both runtimes run it as an im2col gemm that pairs
+    consecutive kernel taps (measured as the module docstring says)."""
+    group = next((a.i for a in n.attribute if a.name == "group"), 1)
+    return int(inits[n.input[1]].dims[0]) // max(group, 1)
 
 
 def pair_indices(shape: tuple[int, ...], node, input_index: int) -> tuple[np.ndarray, int]:

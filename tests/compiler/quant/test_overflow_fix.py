@@ -78,15 +78,18 @@ def _adversarial(kind: str) -> tuple[onnx.ModelProto, list[int]]:
                  helper.make_node("MatMul", ["h", "eye"], ["y"], name="tail")]
         eye = np.eye(8, dtype=np.float32)
     else:
-        c, k = (5, 3) if kind == "conv-odd" else (16, 1)
+        c, k = {"conv-odd": (5, 3), "conv-even": (16, 1), "depthwise-x2": (1, 3)}[kind]
         w = (rng.standard_normal((8, c, k, k)) * 0.05).astype(np.float32)
-        if kind == "conv-odd":  # onnxruntime's NHWC im2col pairs the last channel of a tap with the next's first
+        if kind == "depthwise-x2":  # 4 groups of one input channel, 2 outputs each: im2col pairs its taps
+            w += 1.0
+        elif kind == "conv-odd":  # onnxruntime's NHWC im2col pairs the last channel of a tap with the next's first
             w[:, c - 1, 0, 0] += 1.0
             w[:, 0, 0, 1] += 1.0
         else:
             w[:, :, 0, 0] += 1.0
-        shape = [1, c, 6, 6]
-        nodes = [helper.make_node("Conv", ["x", "w"], ["h"], name="layer", pads=[k // 2] * 4),
+        groups = 4 if kind == "depthwise-x2" else 1
+        shape = [1, c * groups, 6, 6]
+        nodes = [helper.make_node("Conv", ["x", "w"], ["h"], name="layer", pads=[k // 2] * 4, group=groups),
                  helper.make_node("Conv", ["h", "eye"], ["y"], name="tail")]
         eye = np.eye(8, dtype=np.float32).reshape(8, 8, 1, 1)
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
@@ -113,7 +116,7 @@ def _layer_weight(qproto) -> np.ndarray:
     return inits[producer[layer.input[1]].input[0]]
 
 
-@pytest.mark.parametrize("kind", ["conv-even", "conv-odd", "fc"])
+@pytest.mark.parametrize("kind", ["conv-even", "conv-odd", "depthwise-x2", "fc"])
 def test_pair_bounded_layers_run_natively_as_written(kind):
     """On inputs at the top of their range, OpenVINO's and onnxruntime's fused int8 kernels give what the
     Q/DQ graph computes; the 8-bit grid's pairs would not fit int16 (on a CPU without VNNI they saturate)."""
