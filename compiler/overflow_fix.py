@@ -10,13 +10,15 @@ inputs up to 255, two weights of 127 reach 64770, twice what int16 holds. (An s8
 * ``pairs``: each output channel's scale is set by its largest pair, not its largest weight, so that
   ``|q_a + q_b| <= 128`` for every pair the kernels add (255 * 128 = 32640 fits). A channel whose big
   weights sit in different pairs, or have opposite signs, keeps the full 8-bit scale; in the worst case
-  (two equal largest weights of one sign side by side) it is the 7-bit grid.
+  (two equal largest weights of one sign side by side) it is the 7-bit grid. ``pairs-im2col`` also
+  bounds the pairs of a channels-last im2col (onnxruntime).
 
 Which products are paired was measured on an AVX2 EPYC with a weight pair of 127 against inputs of 255
-(OpenVINO 2026.4, onnxruntime 1.2x): adjacent input channels ``(2k, 2k + 1)`` at one kernel tap, in
+(OpenVINO 2026.4, onnxruntime 1.31): adjacent input channels ``(2k, 2k + 1)`` at one kernel tap, in
 convolutions (1x1, 3x3, grouped) and fully connected layers of both runtimes; onnxruntime's NHWC im2col
 also pairs the last channel of one tap with the first channel of the next where a group has an odd number
-of channels (OpenVINO pads it). Kernel taps of one channel are never paired. Both pairings are bounded.
+of channels (OpenVINO pads it; `PAIRS_IM2COL` bounds those too). Kernel taps of one channel are never paired
+in a grouped or plain conv.
 Depthwise convs keep 8 bits (their kernels widen each product to int32), except those with a channel
 multiplier above 1: both runtimes run them as an im2col gemm pairing consecutive kernel taps (the channels-last
 pairs of a one-channel group). ConvTranspose, whose pairing was not measured, takes the 7-bit grid.
@@ -32,32 +34,43 @@ SEVEN_BIT_MAX = 63  # 2 * 255 * 63 = 32130 fits int16, 2 * 255 * 127 does not
 PAIR_SUM_MAX = 128  # the largest |q_a + q_b| a pair may reach: 255 * 128 = 32640 fits int16
 PAIR_SCALE_MAX = PAIR_SUM_MAX - 1  # rounding moves each weight by at most 1/2, a pair by at most 1
 
-OVERFLOW_FIXES = (None, "first-layer", "all", "all-with-depthwise", "pairs")
-SEVEN_BIT, PAIRS = "7-bit", "pairs"
+OVERFLOW_FIXES = (None, "first-layer", "all", "all-with-depthwise", "pairs", "pairs-im2col")
+# A layer's grid: every weight 7-bit; channel pairs per tap bounded; those and the channels-last im2col's too.
+SEVEN_BIT, PAIRS, PAIRS_IM2COL = "7-bit", "pairs", "pairs-im2col"
+PAIR_GRIDS = (PAIRS, PAIRS_IM2COL)
 
 
 def weight_grids(nodes, qnodes: set[int], graph_inputs, inits, overflow_fix: str | None) -> dict[int, str]:
-    """Node id -> ``7-bit`` or ``pairs`` for the quantized nodes whose weights `QuantScheme.overflow_fix` bounds.
+    """Node id -> `layer_grid` for the quantized nodes whose weights `QuantScheme.overflow_fix` bounds.
 
     Raises:
         ValueError: ``overflow_fix`` is none of `OVERFLOW_FIXES`.
     """
-    from edgec.compiler.quantize import is_depthwise
-
     if overflow_fix not in OVERFLOW_FIXES:
         raise ValueError(f"QuantScheme.overflow_fix {overflow_fix!r}: expected one of {OVERFLOW_FIXES}")
     if overflow_fix is None:
         return {}
     if overflow_fix == "first-layer":
         return {i: SEVEN_BIT for i in qg.first_layers(nodes, graph_inputs, inits) & qnodes}
+    grids = {id(n): layer_grid(n, inits, overflow_fix) for n in nodes if id(n) in qnodes}
+    return {i: g for i, g in grids.items() if g is not None}
+
+
+def layer_grid(n, inits, overflow_fix: str | None) -> str | None:
+    """The grid (`SEVEN_BIT`, `PAIRS`, `PAIRS_IM2COL`) of weighted node ``n`` under an ``overflow_fix`` that bounds
+    every layer (``all``, ``all-with-depthwise``, ``pairs``, ``pairs-im2col``); None: 8 bits."""
+    from edgec.compiler.quantize import is_depthwise
+
     if overflow_fix == "all-with-depthwise":
-        return {i: SEVEN_BIT for i in qnodes}
-    grids = {}
-    for n in nodes:
-        if id(n) not in qnodes or (is_depthwise(n, inits) and _channel_multiplier(n, inits) == 1):
-            continue
-        grids[id(n)] = PAIRS if overflow_fix == PAIRS and n.op_type != "ConvTranspose" else SEVEN_BIT
-    return grids
+        return SEVEN_BIT
+    if overflow_fix not in ("all", *PAIR_GRIDS):
+        return None
+    multiplier = _channel_multiplier(n, inits) if is_depthwise(n, inits) else 0
+    if multiplier == 1:
+        return None
+    if overflow_fix == "all" or n.op_type == "ConvTranspose":
+        return SEVEN_BIT
+    return PAIRS_IM2COL if multiplier > 1 else overflow_fix
 
 
 def _channel_multiplier(n, inits) -> int:
@@ -68,13 +81,13 @@ def _channel_multiplier(n, inits) -> int:
     return int(inits[n.input[1]].dims[0]) // max(group, 1)
 
 
-def pair_indices(shape: tuple[int, ...], node, input_index: int) -> tuple[np.ndarray, int]:
+def pair_indices(shape: tuple[int, ...], node, input_index: int, grid: str = PAIRS) -> tuple[np.ndarray, int]:
     """The flat indices ``[P, 2]`` of the weight pairs the kernels add in int16 (-1: padding), and the
     output-channel axis.
 
-    Conv ``[O, C, k...]``: channels ``(2k, 2k + 1)`` at each tap, plus, for odd ``C``, consecutive entries of
-    the channels-last flattening of each output channel's ``k... x C`` (onnxruntime's NHWC im2col).
-    Gemm / MatMul: consecutive entries along the summed axis.
+    Conv ``[O, C, k...]``: channels ``(2k, 2k + 1)`` at each tap, plus, for odd ``C`` on the `PAIRS_IM2COL`
+    grid, consecutive entries of the channels-last flattening of each output channel's ``k... x C`` (an NHWC
+    im2col). Gemm / MatMul: consecutive entries along the summed axis.
     """
     from edgec.compiler.weight_axis import weight_axis
 
@@ -86,7 +99,7 @@ def pair_indices(shape: tuple[int, ...], node, input_index: int) -> tuple[np.nda
         out, red, idx = 0, 1, idx.reshape(1, -1)
     rows = np.moveaxis(idx, (out, red), (0, -1))  # [O, ..., C]
     lanes = [rows.reshape(rows.shape[0], -1, rows.shape[-1])]  # [O, taps, C]: channel pairs per tap
-    if node.op_type == "Conv" and rows.shape[-1] % 2:
+    if grid == PAIRS_IM2COL and node.op_type == "Conv" and rows.shape[-1] % 2:
         lanes.append(rows.reshape(rows.shape[0], 1, -1))  # [O, 1, taps * C]: NHWC im2col pairs
     pairs = []
     for lane in lanes:
@@ -103,10 +116,11 @@ def _pair_reach(v: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(np.abs(a), np.abs(b)), np.abs(a + b))
 
 
-def pair_scales(w: np.ndarray, node, input_index: int, axis: int | None, min_scale: float) -> np.ndarray:
-    """Per-channel weight scales (along ``axis``; None: one per tensor) under which every pair's integers
-    sum to at most `PAIR_SUM_MAX` in magnitude and every integer to at most 127."""
-    pairs, out = pair_indices(w.shape, node, input_index)
+def pair_scales(w: np.ndarray, node, input_index: int, axis: int | None, min_scale: float,
+                grid: str = PAIRS) -> np.ndarray:
+    """Per-channel weight scales (along ``axis``; None: one per tensor) under which every pair of ``grid``'s
+    integers sums to at most `PAIR_SUM_MAX` in magnitude and every integer to at most 127."""
+    pairs, out = pair_indices(w.shape, node, input_index, grid)
     reach = _pair_reach(w.astype(np.float64), pairs)
     if axis is None:
         worst = np.array(reach.max(initial=0.0))
@@ -128,16 +142,16 @@ def recurrent_pair_reach(w: np.ndarray) -> np.ndarray:
     return reach.max(axis=(0, 2))
 
 
-def pairs_fit(q: np.ndarray, node, input_index: int) -> bool:
-    """Whether every pair of the int8 weight ``q`` stays within `PAIR_SUM_MAX`."""
-    pairs, _ = pair_indices(q.shape, node, input_index)
+def pairs_fit(q: np.ndarray, node, input_index: int, grid: str = PAIRS) -> bool:
+    """Whether every pair of ``grid`` in the int8 weight ``q`` stays within `PAIR_SUM_MAX`."""
+    pairs, _ = pair_indices(q.shape, node, input_index, grid)
     return bool(_pair_reach(q.astype(np.int32), pairs).max(initial=0) <= PAIR_SUM_MAX)
 
 
-def fit_pairs(q: np.ndarray, node, input_index: int) -> np.ndarray:
+def fit_pairs(q: np.ndarray, node, input_index: int, grid: str = PAIRS) -> np.ndarray:
     """``q`` with the larger integer of each pair over `PAIR_SUM_MAX` moved toward zero until it fits (for a
     rounding that does not keep the bound itself, GPTQ's error feedback)."""
-    pairs, _ = pair_indices(q.shape, node, input_index)
+    pairs, _ = pair_indices(q.shape, node, input_index, grid)
     flat = np.concatenate([q.reshape(-1).astype(np.int32), np.zeros(1, np.int32)])
     while True:
         a, b = flat[pairs[:, 0]], flat[pairs[:, 1]]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgec.compiler.overflow_fix import (PAIR_SCALE_MAX, PAIRS, SEVEN_BIT, SEVEN_BIT_MAX, pair_scales,
+from edgec.compiler.overflow_fix import (PAIR_GRIDS, PAIR_SCALE_MAX, SEVEN_BIT, SEVEN_BIT_MAX, pair_scales,
                                          recurrent_pair_reach)
 from edgec.compiler.quantize import (MIN_SCALE, PARAMETER_INPUTS, RECURRENT_WEIGHT_INPUTS, WEIGHTED_OPS,
                                      _weight_axis, activation_qparams, quantize_weight)
@@ -47,7 +47,7 @@ def quantize_embedding(n, b: _Builder, stats) -> list:
 
 def quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, chan_scales=None, grid=None) -> list:
     """Replace the float constant inputs of quantized node ``n`` by int8/int32 + DQ (weights on the 8-bit grid,
-    or on ``grid``, `overflow_fix.weight_grids`' ``7-bit`` or ``pairs``)."""
+    or on ``grid``, `overflow_fix.layer_grid`)."""
     from onnx import helper
 
     out = []
@@ -82,10 +82,10 @@ def quantize_constants(n, b: _Builder, params, rename, scheme, full, stats, chan
             continue
         if n.op_type in WEIGHTED_OPS and (k == 1 or (n.op_type == "MatMul" and k == 0)):
             axis = _weight_axis(n, k, w) if scheme.per_channel else None
-            paired = pair_scales(w, n, k, axis, MIN_SCALE) if grid == PAIRS else None
+            paired = pair_scales(w, n, k, axis, MIN_SCALE, grid) if grid in PAIR_GRIDS else None
             q, s = quantize_weight(w, axis, SEVEN_BIT_MAX if grid == SEVEN_BIT else 127, paired)
             stats["seven_bit_weights"] += int(grid == SEVEN_BIT)
-            stats["pair_bounded_weights"] += int(grid == PAIRS)
+            stats["pair_bounded_weights"] += int(grid in PAIR_GRIDS)
             q, s = _fit_bias(n, b, w, q, s, axis, in_scale, stats)
             w_scales = s
             out.append(_dq(b, name, q, s, np.zeros(s.shape, np.int8), axis if s.ndim else None,
@@ -119,7 +119,7 @@ def _recurrent_scales(n, b: _Builder, grid: str | None = None) -> np.ndarray | N
           for k in RECURRENT_WEIGHT_INPUTS if len(n.input) > k and n.input[k] in b.inits]
     if not ws:
         return None
-    if grid == PAIRS:
+    if grid in PAIR_GRIDS:
         scales = np.maximum.reduce([recurrent_pair_reach(w) for w in ws]) / PAIR_SCALE_MAX
     else:
         scales = np.maximum.reduce([np.abs(w).max(axis=(0, 2)) for w in ws]) / (

@@ -340,11 +340,10 @@ class Int8Quantizer(RangeSearch):
     def _rounded(self, quant: "ModelHandle", summary: dict[str, Any]) -> "ModelHandle":
         """``quant`` with its int8 weights GPTQ-rounded on the same grid (`edgec.compiler.weight_rounding`)."""
         if self._rounding is None:
-            from edgec.compiler.overflow_fix import PAIRS
             from edgec.compiler.weight_rounding import WeightRounding
 
             self._rounding = WeightRounding(self.model, list(self.calibration.samples),
-                                            pair_bound=self.scheme.overflow_fix == PAIRS)
+                                            overflow_fix=self.scheme.overflow_fix)
         quant, summary["weight_rounding"] = self._rounding.apply(quant)
         return quant
 

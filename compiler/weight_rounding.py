@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgec.compiler import gptq as _gptq
-from edgec.compiler.overflow_fix import fit_pairs, pairs_fit
+from edgec.compiler.overflow_fix import PAIR_GRIDS, fit_pairs, layer_grid
 from edgec.compiler.qdq_graph import node_attribute
 
 if TYPE_CHECKING:
@@ -205,13 +205,14 @@ class WeightRounding:
         model: The float model the Q/DQ models are quantized from (same node names and weights).
         samples: Calibration feeds (the first `MAX_SAMPLES` are used).
         source: ``float`` (the float model's layer inputs) or ``quant`` (the Q/DQ model's).
-        pair_bound: The quantizer bounded the weights' pairs (`QuantScheme.overflow_fix` ``pairs``): the layers
-            whose integers keep that bound keep it after rounding too.
+        overflow_fix: The quantizer's `QuantScheme.overflow_fix`: the layers it put on a pair-bounded grid
+            (`overflow_fix.layer_grid`) keep that bound after rounding too.
     """
 
-    def __init__(self, model, samples: list[dict[str, np.ndarray]], source: str = "float", pair_bound: bool = False):
+    def __init__(self, model, samples: list[dict[str, np.ndarray]], source: str = "float",
+                 overflow_fix: str | None = None):
         self.model, self.samples, self.source = model, list(samples[:MAX_SAMPLES]), source
-        self.pair_bound = pair_bound
+        self.overflow_fix = overflow_fix
         self._hessians: dict[str, np.ndarray] | None = None
         self._rounded: dict[str, np.ndarray] = {}
 
@@ -250,7 +251,8 @@ class WeightRounding:
             key = f"{name}:{qmax}:" + hashlib.sha1(scale.tobytes()).hexdigest()
             if key not in self._rounded:
                 q = round_weight(f, w, scale, h, qmax)
-                self._rounded[key] = fit_pairs(q, f, 1) if self.pair_bound and pairs_fit(old, f, 1) else q
+                grid = layer_grid(f, finits, self.overflow_fix)
+                self._rounded[key] = fit_pairs(q, f, 1, grid) if grid in PAIR_GRIDS else q
             q = self._rounded[key]
             changed += int((q != old).sum())
             total += q.size

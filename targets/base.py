@@ -206,9 +206,11 @@ class QuantScheme:
         overflow_fix: Bounds the weights where the target's int8 kernels may overflow (`edgec.compiler.overflow_fix`):
             ``first-layer`` (the weighted ops reading the model's inputs through no other weighted op: a 7-bit
             grid, ``[-63, 63]``), ``all`` (every weighted op but depthwise convs, whose kernels widen each product
-            to int32: 7-bit), ``all-with-depthwise`` (7-bit), or ``pairs`` (every weighted op but depthwise convs:
-            each output channel's scale set by its largest pair of weights the kernels add, so that every pair's
-            integers sum to at most 128; 7-bit for ConvTranspose); None: full 8-bit everywhere. On x86 CPUs
+            to int32: 7-bit), ``all-with-depthwise`` (7-bit), ``pairs`` (every weighted op but depthwise convs:
+            each output channel's scale set by its largest pair of weights the kernels add, adjacent input
+            channels per tap, so that every pair's integers sum to at most 128; 7-bit for ConvTranspose) or
+            ``pairs-im2col`` (also the pairs of a channels-last im2col, for odd channel counts: onnxruntime);
+            None: full 8-bit everywhere. On x86 CPUs
             without VNNI (AVX2, AVX-512F), oneDNN and onnxruntime add each pair of u8 x s8 products in saturating
             int16, and the first layer reads full-range input data (NNCF's ``OverflowFix.FIRST_LAYER``, its
             default, for the same reason).

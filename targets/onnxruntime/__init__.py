@@ -48,7 +48,7 @@ class ONNXRuntimeTarget(Target):
         # Weights bounded by the pairs its u8 x s8 kernels sum in saturating int16 on x86 CPUs without VNNI (an AVX2
         # EPYC: a small CNN's 8-bit int8 artifact fell to cosine 0.9585); onnxruntime's own advice, reduce_range,
         # is a 7-bit grid for every weight (`overflow_fix.py`).
-        overflow_fix="pairs")
+        overflow_fix="pairs-im2col")
     options: ClassVar[tuple[TargetOption, ...]] = (
         TargetOption("int4_accuracy_level", "int4 MatMulNBits compute: 0 float activations (exact weight-only), "
                      "4 int8 activations (faster; onnxruntime's default for fused int4)", kind="choice",

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec.calibration.types import TensorRange
 from edgec.compiler.model import ModelHandle
-from edgec.compiler.overflow_fix import fit_pairs, pair_indices, pair_scales, pairs_fit
+from edgec.compiler.overflow_fix import PAIRS_IM2COL, fit_pairs, pair_indices, pair_scales, pairs_fit
 from edgec.compiler.quality import run_exact_qdq
 from edgec.compiler.quantize import quantize_qdq
 from edgec.targets.base import QuantScheme
@@ -29,8 +29,10 @@ def test_pairs_are_adjacent_channels_per_tap_and_nhwc_neighbours_for_odd_channel
     even, out = pair_indices((2, 4, 1, 1), CONV, 1)
     assert out == 0
     assert even.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
-    odd, _ = pair_indices((1, 3, 1, 2), CONV, 1)  # [O, C, kh, kw]: flat index c * 2 + tap
-    # per tap: channels (0, 1) and (2, padding); NHWC order ch0 t0, ch1 t0, ch2 t0, ch0 t1, ...: (0, 2), (4, 1), (3, 5)
+    # [O, C, kh, kw]: flat index c * 2 + tap; per tap channels (0, 1) and (2, padding), as OpenVINO pads them
+    assert pair_indices((1, 3, 1, 2), CONV, 1)[0].tolist() == [[0, 2], [4, -1], [1, 3], [5, -1]]
+    # onnxruntime's NHWC im2col also pairs ch0 t0, ch1 t0, ch2 t0, ch0 t1, ...: (0, 2), (4, 1), (3, 5)
+    odd, _ = pair_indices((1, 3, 1, 2), CONV, 1, PAIRS_IM2COL)
     assert odd.tolist() == [[0, 2], [4, -1], [1, 3], [5, -1], [0, 2], [4, 1], [3, 5]]
     gemm = helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)  # [N, K]: pairs along K
     assert pair_indices((2, 4), gemm, 1)[0].tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
@@ -45,14 +47,14 @@ def test_pairs_are_adjacent_channels_per_tap_and_nhwc_neighbours_for_odd_channel
     (helper.make_node("MatMul", ["x", "w"], ["y"]), (64, 32), None)])
 def test_pair_scales_fit_int16_and_sit_between_the_8_and_7_bit_grids(node, shape, axis):
     w = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    s = pair_scales(w, node, 1, axis, 1e-12)
+    s = pair_scales(w, node, 1, axis, 1e-12, PAIRS_IM2COL)
     red = tuple(i for i in range(w.ndim) if i != axis) if axis is not None else None
     absmax = np.abs(w).max(axis=red)
     view = [1] * w.ndim
     if axis is not None:
         view[axis] = -1
     q = np.clip(np.round(w / s.reshape(view)), -127, 127).astype(np.int8)
-    assert pairs_fit(q, node, 1)
+    assert pairs_fit(q, node, 1, PAIRS_IM2COL)
     assert np.all(s >= absmax / 127 * (1 - 1e-6))  # never finer than the 8-bit grid
     assert np.all(s <= absmax * 2 / 127 * (1 + 1e-6))  # never coarser than a pair of the largest weight
     assert float(np.mean(s / (absmax / 63))) < 0.85  # on random rows, clearly finer than the 7-bit grid
@@ -60,10 +62,10 @@ def test_pair_scales_fit_int16_and_sit_between_the_8_and_7_bit_grids(node, shape
 
 def test_fit_pairs_moves_only_pairs_over_the_bound():
     q = np.random.default_rng(1).integers(-127, 128, (4, 5, 3, 3)).astype(np.int8)
-    fitted = fit_pairs(q, CONV, 1)
-    assert not pairs_fit(q, CONV, 1) and pairs_fit(fitted, CONV, 1)
+    fitted = fit_pairs(q, CONV, 1, PAIRS_IM2COL)
+    assert not pairs_fit(q, CONV, 1, PAIRS_IM2COL) and pairs_fit(fitted, CONV, 1, PAIRS_IM2COL)
     assert np.all(np.abs(fitted.astype(np.int32)) <= np.abs(q.astype(np.int32)))
-    assert np.array_equal(fit_pairs(fitted, CONV, 1), fitted)
+    assert np.array_equal(fit_pairs(fitted, CONV, 1, PAIRS_IM2COL), fitted)
 
 
 def _adversarial(kind: str) -> tuple[onnx.ModelProto, list[int]]:
@@ -118,34 +120,39 @@ def _layer_weight(qproto) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["conv-even", "conv-odd", "depthwise-x2", "fc"])
 def test_pair_bounded_layers_run_natively_as_written(kind):
-    """On inputs at the top of their range, OpenVINO's and onnxruntime's fused int8 kernels give what the
-    Q/DQ graph computes; the 8-bit grid's pairs would not fit int16 (on a CPU without VNNI they saturate)."""
+    """On inputs at the top of their range, OpenVINO's (``pairs``) and onnxruntime's (``pairs-im2col``) fused int8
+    kernels give what the Q/DQ graph computes; the 8-bit grid's pairs would not fit int16 (on a CPU without VNNI
+    they saturate)."""
     import openvino as ov
     from onnxruntime import GraphOptimizationLevel, InferenceSession, SessionOptions
+
+    from edgec.compiler.overflow_fix import layer_grid
 
     proto, shape = _adversarial(kind)
     eight, _ = _quantized(proto, shape, None)
     layer = next(n for n in proto.graph.node if n.name == "layer")
-    assert not pairs_fit(_layer_weight(eight), layer, 1)
-    bounded, summary = _quantized(proto, shape, "pairs")
-    assert summary["pair_bounded_weights"] == 2
-    assert pairs_fit(_layer_weight(bounded), layer, 1)
+    inits = {t.name: t for t in proto.graph.initializer}
+    assert not pairs_fit(_layer_weight(eight), layer, 1, PAIRS_IM2COL)
     x = {"x": np.ones(shape, np.float32)}
-    exact = run_exact_qdq(bounded, [x])[0]["y"]
     opts = SessionOptions()
     opts.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
-    fused = InferenceSession(bounded.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, x)[0]
     core = ov.Core()
-    native = core.compile_model(core.read_model(bounded.SerializeToString(), b""), "CPU",
-                                {"INFERENCE_PRECISION_HINT": "f32"})(x)[0]
-    span = float(np.abs(exact).max())
-    for name, got in (("onnxruntime", fused), ("openvino", native)):
-        assert float(np.abs(got - exact).max()) <= 0.02 * span, name
+    runtimes = {
+        "pairs": lambda m: core.compile_model(core.read_model(m.SerializeToString(), b""), "CPU",
+                                              {"INFERENCE_PRECISION_HINT": "f32"})(x)[0],
+        "pairs-im2col": lambda m: InferenceSession(m.SerializeToString(), opts,
+                                                   providers=["CPUExecutionProvider"]).run(None, x)[0]}
+    for fix, run in runtimes.items():
+        bounded, summary = _quantized(proto, shape, fix)
+        assert summary["pair_bounded_weights"] == 2
+        assert pairs_fit(_layer_weight(bounded), layer, 1, layer_grid(layer, inits, fix))
+        exact = run_exact_qdq(bounded, [x])[0]["y"]
+        assert float(np.abs(run(bounded) - exact).max()) <= 0.02 * float(np.abs(exact).max()), fix
 
 
-def test_scheme_dataclass_keeps_pairs_for_intel_cpu_and_onnxruntime():
+def test_intel_cpu_and_onnxruntime_bound_the_pairs_their_kernels_add():
     from edgec.targets.onnxruntime import ONNXRuntimeTarget
     from edgec.targets.openvino import OpenVINOTarget
 
-    for target in (OpenVINOTarget, ONNXRuntimeTarget):
-        assert dataclasses.replace(target.quant_scheme).overflow_fix == "pairs"
+    assert dataclasses.replace(OpenVINOTarget.quant_scheme).overflow_fix == "pairs"
+    assert dataclasses.replace(ONNXRuntimeTarget.quant_scheme).overflow_fix == "pairs-im2col"

@@ -93,7 +93,7 @@ def _error(quant, reference, samples) -> float:
 
 
 def test_gptq_same_grid_lower_error_held_out():
-    from edgec.compiler.overflow_fix import pairs_fit
+    from edgec.compiler.overflow_fix import PAIRS_IM2COL, pairs_fit
 
     proto = _model()
     calib, held = _samples(16, seed=1), _samples(16, seed=2)
@@ -113,7 +113,8 @@ def test_gptq_same_grid_lower_error_held_out():
         assert int(np.abs(qg.astype(np.int32)).max()) <= int(np.abs(qn.astype(np.int32)).max()) <= 127
         # on round to nearest's grid: pair-bounded where the target's `overflow_fix` asked (onnxruntime: all but
         # depthwise), so GPTQ's error feedback keeps every pair the int16 kernels add within 128 too
-        assert name == "dw" or (pairs_fit(qn, nodes[name], 1) and pairs_fit(qg, nodes[name], 1)), name
+        fits = [pairs_fit(q, nodes[name], 1, PAIRS_IM2COL) for q in (qn, qg)]
+        assert name == "dw" or all(fits), name
         changed += int((qg != qn).sum())
     assert changed > 0
     err_near, err_gptq = _error(near, q.reference, held), _error(gptq, q.reference, held)
