@@ -109,11 +109,15 @@ def pair_indices(shape: tuple[int, ...], node, input_index: int, grid: str = PAI
     return np.concatenate(pairs), out
 
 
-def _pair_reach(v: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """``max(|a|, |b|, |a + b|)`` per pair: the largest |sum| the pair reaches over inputs in [0, 255] / 255."""
-    flat = np.concatenate([v.reshape(-1), np.zeros(1, v.dtype)])  # index -1: the zero padding
-    a, b = flat[pairs[:, 0]], flat[pairs[:, 1]]
+def _reach(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``max(|a|, |b|, |a + b|)``: the largest |sum| a pair of weights reaches over inputs in [0, 255] / 255."""
     return np.maximum(np.maximum(np.abs(a), np.abs(b)), np.abs(a + b))
+
+
+def _pair_reach(v: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """`_reach` of each pair of flat indices ``pairs`` into ``v`` (-1: the zero padding)."""
+    flat = np.concatenate([v.reshape(-1), np.zeros(1, v.dtype)])
+    return _reach(flat[pairs[:, 0]], flat[pairs[:, 1]])
 
 
 def pair_scales(w: np.ndarray, node, input_index: int, axis: int | None, min_scale: float,
@@ -133,13 +137,11 @@ def pair_scales(w: np.ndarray, node, input_index: int, axis: int | None, min_sca
 
 
 def recurrent_pair_reach(w: np.ndarray) -> np.ndarray:
-    """Per gate row of a recurrent cell's W or R (``[directions, rows, size]``): the largest `_pair_reach` of
+    """Per gate row of a recurrent cell's W or R (``[directions, rows, size]``): the largest `_reach` of
     consecutive entries along ``size``, over both directions."""
     if w.shape[-1] % 2:
         w = np.concatenate([w, np.zeros(w.shape[:-1] + (1,), w.dtype)], axis=-1)
-    a, b = w[..., 0::2].astype(np.float64), w[..., 1::2].astype(np.float64)
-    reach = np.maximum(np.maximum(np.abs(a), np.abs(b)), np.abs(a + b))
-    return reach.max(axis=(0, 2))
+    return _reach(w[..., 0::2].astype(np.float64), w[..., 1::2].astype(np.float64)).max(axis=(0, 2))
 
 
 def pairs_fit(q: np.ndarray, node, input_index: int, grid: str = PAIRS) -> bool:

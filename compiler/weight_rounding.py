@@ -245,8 +245,8 @@ class WeightRounding:
             if h is None:
                 continue
             old = numpy_helper.to_array(qt)
-            # the quantizer's grid (7-bit where `QuantScheme.overflow_fix` asked): its largest integer, which
-            # round to nearest reaches in every channel's largest weight
+            # the quantizer's grid (7-bit or pair-bounded where `QuantScheme.overflow_fix` asked): its largest
+            # integer, which round to nearest reaches in every channel's largest weight or pair
             qmax = int(np.abs(old.astype(np.int32)).max(initial=0))
             key = f"{name}:{qmax}:" + hashlib.sha1(scale.tobytes()).hexdigest()
             if key not in self._rounded:

@@ -8,8 +8,6 @@ anyway (the static checks carry the test there).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import onnx
 import pytest
@@ -154,5 +152,5 @@ def test_intel_cpu_and_onnxruntime_bound_the_pairs_their_kernels_add():
     from edgec.targets.onnxruntime import ONNXRuntimeTarget
     from edgec.targets.openvino import OpenVINOTarget
 
-    assert dataclasses.replace(OpenVINOTarget.quant_scheme).overflow_fix == "pairs"
-    assert dataclasses.replace(ONNXRuntimeTarget.quant_scheme).overflow_fix == "pairs-im2col"
+    assert OpenVINOTarget.quant_scheme.overflow_fix == "pairs"
+    assert ONNXRuntimeTarget.quant_scheme.overflow_fix == "pairs-im2col"
