@@ -229,10 +229,19 @@ def _rows(results: dict) -> dict[str, list]:
     return tables
 
 
+def merge_order(name: str) -> list:
+    """Sort key for the ``--tag`` files: numbers compare as numbers, so session 12's ``s12-*`` rows land after
+    session 8's ``s8-*`` ones (a plain string sort put them before, and the older rows won)."""
+    # re.split with a group alternates text and digits, so every position holds one type across names.
+    return [int(c) if k % 2 else c for k, c in enumerate(re.split(r"(\d+)", name))]
+
+
 def merge() -> None:
-    """Merge the per-run files (``--tag``) into quant_targets.json and print the tables."""
+    """Merge the per-run files (``--tag``) into quant_targets.json, later files' rows over earlier ones, and print
+    the tables."""
     results: dict = {}
-    for f in sorted((Path(__file__).parent / "results").glob("quant_targets_*.json")):
+    files = (Path(__file__).parent / "results").glob("quant_targets_*.json")
+    for f in sorted(files, key=lambda f: merge_order(f.name)):
         for target, models in json.loads(f.read_text()).items():
             for name, variants in models.items():
                 results.setdefault(target, {}).setdefault(name, {}).update(variants)
