@@ -133,6 +133,11 @@ class _Builder:
         return n
 
 
+def balanced_range(r, share: float) -> bool:
+    """Whether a calibrated range is signed with its smaller side at least ``share`` of its larger."""
+    return r.rmin < 0 < r.rmax and min(-r.rmin, r.rmax) >= share * max(-r.rmin, r.rmax)
+
+
 def is_depthwise(n, inits) -> bool:
     """A Conv whose every group is one input channel (MobileNet's depthwise 3x3)."""
     if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in inits:
@@ -345,8 +350,9 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             missing.append(t)
             continue
         symmetric = t in symmetric_targets or (t in signed_targets and r.rmin < 0) or (
-            t in balanced_targets and r.rmin < 0 < r.rmax
-            and min(-r.rmin, r.rmax) >= scheme.symmetric_weighted_inputs * max(-r.rmin, r.rmax))
+            t in balanced_targets and balanced_range(r, scheme.symmetric_weighted_inputs)) or (
+            scheme.symmetric_depthwise_outputs is not None and p is not None and is_depthwise(p, b.inits)
+            and balanced_range(r, scheme.symmetric_depthwise_outputs))
         rmin, rmax = r.rmin, r.rmax
         if t in state_targets:  # the runtime quantizes the hidden state (tanh: [-1, 1]) with X's scale and zero point
             rmin, rmax = min(rmin, -RECURRENT_STATE_BOUND), max(rmax, RECURRENT_STATE_BOUND)
