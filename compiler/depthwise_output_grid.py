@@ -25,35 +25,16 @@ if TYPE_CHECKING:
 ERROR_GROWTH = 1.1
 # ... or the worst cosine lower by at most this much.
 NOISE = 2e-4
-# Readers that quantize a depthwise output as it leaves the conv (no activation between).
-_WEIGHTED = frozenset({"Conv", "MatMul", "Gemm"})
-
-
-def candidates(proto, ranges: dict, share: float) -> list[str]:
-    """Depthwise outputs that `QuantScheme.symmetric_depthwise_outputs` would put on a symmetric grid."""
-    from edgec.compiler.quantize import balanced_range, is_depthwise
-
-    inits = {t.name: t for t in proto.graph.initializer}
-    readers: dict[str, list[str]] = {}
-    for n in proto.graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n.op_type)
-    found = []
-    for n in proto.graph.node:
-        t = n.output[0] if n.output else ""
-        r = ranges.get(t)
-        if (r is not None and readers.get(t) and set(readers[t]) <= _WEIGHTED and is_depthwise(n, inits)
-                and balanced_range(r, share)):
-            found.append(t)
-    return found
 
 
 def choose(q: "Int8Quantizer", progress: "Progress") -> "Int8Quantizer":
     """``q``, or the same quantizer with shifted depthwise outputs where the symmetric ones cost accuracy."""
     import dataclasses
 
+    from edgec.compiler.quantize import symmetric_depthwise_outputs
+
     share = q.scheme.symmetric_depthwise_outputs
-    tensors = candidates(q.model.proto, q.ranges, share) if share is not None else []
+    tensors = symmetric_depthwise_outputs(q.model.proto, q.ranges, share) if share is not None else []
     if not tensors:
         return q
     progress.message(f"measuring symmetric grids on {len(tensors)} depthwise outputs")

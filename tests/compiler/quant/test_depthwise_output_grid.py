@@ -39,7 +39,7 @@ def _quantizer(scheme=None):
 
 
 def test_balanced_depthwise_outputs_read_by_a_conv_are_candidates():
-    from edgec.compiler.depthwise_output_grid import candidates
+    from edgec.compiler.quantize import symmetric_depthwise_outputs as candidates
 
     q, _ = _quantizer()
     found = candidates(q.model.proto, q.ranges, 0.5)
