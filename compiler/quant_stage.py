@@ -72,6 +72,15 @@ class Int8Quantizer(RangeSearch):
     def create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
                ranges: "dict[str, TensorRange]", scheme: "QuantScheme", progress: "Progress",
                ranges_method: str | None = None) -> "Int8Quantizer":
+        """`_create`, then the measured choice of the depthwise outputs' grid (`depthwise_output_grid`)."""
+        from edgec.compiler.depthwise_output_grid import choose
+
+        return choose(cls._create(config, handle, calibration, ranges, scheme, progress, ranges_method), progress)
+
+    @classmethod
+    def _create(cls, config: "BuildConfig", handle: "ModelHandle", calibration: "CalibrationData",
+                ranges: "dict[str, TensorRange]", scheme: "QuantScheme", progress: "Progress",
+                ranges_method: str | None = None) -> "Int8Quantizer":
         """Run SmoothQuant and ``auto`` calibration as ``config`` asks; ready to `quantize`.
 
         ``ranges`` were collected with ``ranges_method`` (None: the method this build uses,
@@ -92,7 +101,7 @@ class Int8Quantizer(RangeSearch):
             deep_recipe["config"].pop("calib_method", None)  # the user's method, not the recipe's
         if deep_recipe is not None and scheme.deep_residual_cosine is not None:
             def variant(s: "QuantScheme") -> "Int8Quantizer":
-                return cls.create(config, handle, calibration, ranges, s, progress, ranges_method)
+                return cls._create(config, handle, calibration, ranges, s, progress, ranges_method)
 
             done = cls._measured_deep_recipe(variant, plain_scheme, scheme, deep_recipe, asked, progress)
             if done is not None:

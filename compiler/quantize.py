@@ -133,6 +133,29 @@ class _Builder:
         return n
 
 
+def balanced_range(r, share: float) -> bool:
+    """Whether a calibrated range is signed with its smaller side at least ``share`` of its larger."""
+    return r.rmin < 0 < r.rmax and min(-r.rmin, r.rmax) >= share * max(-r.rmin, r.rmax)
+
+
+# Readers that quantize a depthwise output as it leaves the conv (no activation between).
+_DEPTHWISE_OUTPUT_READERS = frozenset({"Conv", "MatMul", "Gemm"})
+
+
+def symmetric_depthwise_outputs(proto, ranges: dict, share: float) -> list[str]:
+    """Depthwise outputs read only by weighted ops whose calibrated range is ``share`` balanced
+    (`QuantScheme.symmetric_depthwise_outputs`): the ones that get no zero point."""
+    inits = {t.name: t for t in proto.graph.initializer}
+    readers: dict[str, set[str]] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            readers.setdefault(i, set()).add(n.op_type)
+    return [n.output[0] for n in proto.graph.node
+            if n.output and ranges.get(n.output[0]) is not None and readers.get(n.output[0])
+            and readers[n.output[0]] <= _DEPTHWISE_OUTPUT_READERS and is_depthwise(n, inits)
+            and balanced_range(ranges[n.output[0]], share)]
+
+
 def is_depthwise(n, inits) -> bool:
     """A Conv whose every group is one input channel (MobileNet's depthwise 3x3)."""
     if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in inits:
@@ -328,6 +351,8 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
                     top = np.minimum(amax * (255.0 / 127.0), bound)
                     chan_scales[t] = np.maximum(top / 255.0, MIN_SCALE).astype(np.float32)
                     chan_zp[t] = np.full(amax.shape, -128, np.int8)
+    share = scheme.symmetric_depthwise_outputs
+    symmetric_outputs = set(symmetric_depthwise_outputs(model.proto, ranges, share)) if share is not None else set()
     missing: list[str] = []
     for t in qg.topo_tensors(nodes, graph_inputs):
         if t not in targets:
@@ -345,8 +370,7 @@ def quantize_qdq(model: "ModelHandle", ranges: "dict[str, TensorRange]", scheme:
             missing.append(t)
             continue
         symmetric = t in symmetric_targets or (t in signed_targets and r.rmin < 0) or (
-            t in balanced_targets and r.rmin < 0 < r.rmax
-            and min(-r.rmin, r.rmax) >= scheme.symmetric_weighted_inputs * max(-r.rmin, r.rmax))
+            t in balanced_targets and balanced_range(r, scheme.symmetric_weighted_inputs)) or t in symmetric_outputs
         rmin, rmax = r.rmin, r.rmax
         if t in state_targets:  # the runtime quantizes the hidden state (tanh: [-1, 1]) with X's scale and zero point
             rmin, rmax = min(rmin, -RECURRENT_STATE_BOUND), max(rmax, RECURRENT_STATE_BOUND)

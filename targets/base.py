@@ -203,6 +203,13 @@ class QuantScheme:
             ``2 / (1 + share)`` times the asymmetric step); None: asymmetric everywhere. OpenVINO's CPU plugin
             runs an int8 FullyConnected on a zero-shifted u8 input with a zero-point compensation per
             inference (mobilebert's 128 -> 512 layers: 145 us on u8 with a shift, 116 us on signed int8, AVX2).
+        symmetric_depthwise_outputs: No zero point on the output of a depthwise conv (quantized as it leaves the
+            conv, no activation between) where its calibrated range is this balanced (the share as in
+            ``symmetric_weighted_inputs``); None: asymmetric. OpenVINO's CPU plugin folds a quantize with no zero
+            shift into the conv's output scale, but runs a shifted one as a FakeQuantize post-op on every output,
+            which a depthwise conv's 9 products per output do not amortize (iris-landmark: its 26 depthwise convs
+            12 % slower than NNCF's symmetric ones, the same kernels otherwise). The build keeps them where they
+            cost no measured accuracy (`edgec.compiler.depthwise_output_grid`).
         overflow_fix: Bounds the weights where the target's int8 kernels may overflow (`edgec.compiler.overflow_fix`):
             ``first-layer`` (the weighted ops reading the model's inputs through no other weighted op: a 7-bit
             grid, ``[-63, 63]``), ``all`` (every weighted op but depthwise convs, whose kernels widen each product
@@ -266,6 +273,7 @@ class QuantScheme:
     correct_zero_biases: bool = True
     symmetric_activation_matmuls: bool = False
     symmetric_weighted_inputs: float | None = None
+    symmetric_depthwise_outputs: float | None = None
     overflow_fix: str | None = None
     int8_recurrent_ops: frozenset[str] = frozenset()
     auto_held_out: bool = False

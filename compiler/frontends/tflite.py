@@ -110,6 +110,7 @@ def _renumber_generated_names(proto) -> None:
         n.output[:] = [fix(x) for x in n.output]
     for t in [*g.initializer, *g.value_info, *g.input, *g.output]:
         t.name = fix(t.name)
+    _name_shared_initializers(g)
     for field in (g.initializer, g.value_info):  # tf2onnx writes them in dict order
         items = sorted(field, key=lambda t: t.name)
         copies = [type(t)() for t in items]
@@ -117,6 +118,37 @@ def _renumber_generated_names(proto) -> None:
             c.CopyFrom(t)
         del field[:]
         field.extend(copies)
+
+
+def _name_shared_initializers(g) -> None:
+    """Names every initializer that several nodes read after its first reader and input slot.
+
+    tf2onnx merges equal constants (a TFLite model's shared zero biases) and keeps one of their names, and which one
+    changes from process to process (iris-landmark: ``depthwise_conv2d/Bias`` or ``depthwise_conv2d_2/Bias``), so
+    the same .tflite gave different ONNX and IR bytes; the set of readers does not change.
+    """
+    readers: dict[str, list[tuple[str, int]]] = {}
+    for n in g.node:
+        for k, x in enumerate(n.input):
+            readers.setdefault(x, []).append((n.name, k))
+    taken = {t.name for t in g.initializer} | {x for n in g.node for x in n.output} | {t.name for t in g.input}
+    rename: dict[str, str] = {}
+    for t in g.initializer:
+        r = readers.get(t.name, [])
+        if len({name for name, _ in r}) < 2:
+            continue
+        base = new = f"{r[0][0]}/shared_input_{r[0][1]}"
+        k = 1
+        while new in taken:
+            new, k = f"{base}_{k}", k + 1
+        taken.add(new)
+        rename[t.name] = new
+    if not rename:
+        return
+    for t in [*g.initializer, *g.value_info, *g.output]:
+        t.name = rename.get(t.name, t.name)
+    for n in g.node:
+        n.input[:] = [rename.get(x, x) for x in n.input]
 
 
 @contextlib.contextmanager

@@ -116,6 +116,10 @@ class OpenVINOTarget(Target):
         # (AVX2, mobilebert's 93 128 -> 512 layers: 145 us each, 116 us on signed int8 as NNCF's): signed
         # inputs whose range is nearly balanced (NNCF's SmoothQuant balances them) are symmetric.
         symmetric_weighted_inputs=0.7,
+        # A depthwise conv's shifted u8 output runs as a FakeQuantize post-op on every output, a symmetric one as an
+        # output scale, as NNCF's (iris-landmark's 26 depthwise convs: 12 % slower with zero shifts). MediaPipe's
+        # depthwise outputs (no activation before the 1x1 conv) are balanced, share 0.43-0.99.
+        symmetric_depthwise_outputs=0.5,
         # Weights bounded where CPUs without VNNI (AVX2: many deployed Core, Atom, Celeron and EPYC parts) saturate
         # the int16 sums of u8 x s8 product pairs; NNCF's first-layer fix is not enough for equalized
         # depthwise-separable stacks. On an AVX2 EPYC, natively, with 8-bit weights: blazeface-back eval cosine

@@ -137,6 +137,23 @@ def test_conversion_gives_the_same_bytes_every_time():
     assert _convert(path).serialize() == _convert(path).serialize()
 
 
+def test_conversion_gives_the_same_bytes_in_every_process():
+    """tf2onnx merges equal constants (iris-landmark's zero biases, shared by 26 convs) and kept one of their names
+    by the process's object order: each build then gave other ONNX and IR bytes. Two fresh processes must agree."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import hashlib, sys; from pathlib import Path; from edgec.compiler.frontends.tflite import "
+            "convert_flatbuffer as c; p = Path(sys.argv[1]); "
+            "print(hashlib.sha256(c(p.read_bytes(), str(p)).SerializeToString()).hexdigest())")
+    path = model_file("iris-landmark")
+    digests = {subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                              check=True).stdout.split()[-1] for _ in range(2)}
+    assert len(digests) == 1, digests
+    assert hashlib.sha256(b"").hexdigest() not in digests
+
+
 @pytest.mark.slow
 def test_savedmodel_folder_is_a_source(tmp_path):
     """A SavedModel exported from a small Keras CNN converts and matches Keras on real-shaped input."""
