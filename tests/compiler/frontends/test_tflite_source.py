@@ -108,7 +108,9 @@ def test_keras_h5_refuses_lambda_layers_without_loading(tmp_path):
 @pytest.mark.slow
 def test_keras_h5_builds_with_nhwc_input_and_batch_one(cli, tmp_path):
     src = model_file("fer-emotion-keras")
-    calib = calib_npz("fer-emotion-keras", tmp_path / "calib.npz")
+    # 16 photos: the build's floor scores top-1 on the calibration samples, and this model's photos hold near ties
+    # (float top-1 probability ~0.3) that int8 rounding flips; on 6, one flip was 0.833 < 0.9.
+    calib = calib_npz("fer-emotion-keras", tmp_path / "calib.npz", n=16)
     r = cli("build", src, "--target", "onnxruntime", "--calib", calib, "-o", tmp_path / "b", "--json")
     assert r.code == 0, r.err
     man, rep = r.json()["manifest"], r.json()["report"]
